@@ -1,0 +1,3 @@
+module github.com/ecomstream/platform/proto
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/ecomstream/platform/services/ingest-clickstream
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/ecomstream/platform/services/validator
+
+go 1.26

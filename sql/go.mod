@@ -1,0 +1,3 @@
+module github.com/ecomstream/platform/sql
+
+go 1.26
