@@ -1,0 +1,208 @@
+// Package avroserde encodes and decodes the platform's Avro records in the
+// Confluent wire format (magic byte 0, 4-byte big-endian schema id, Avro
+// binary body) against a schema registry.
+//
+// The schemas come from proto/avro: a Codec registers (or looks up) the
+// current version of its entity under its subject at start and encodes with
+// it. Decoding accepts any writer schema the registry knows for that entity:
+// a foreign id is fetched once, resolved against the current reader schema
+// (Avro schema resolution) and cached, so producers can roll out a new schema
+// version before or after consumers.
+package avroserde
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/ecomstream/platform/pkg/config"
+	"github.com/ecomstream/platform/pkg/deadletter"
+	protoavro "github.com/ecomstream/platform/proto/avro"
+)
+
+// Config is the schema-registry part of a service config.
+type Config struct {
+	URL          string        `env:"SCHEMA_REGISTRY_URL" default:"http://127.0.0.1:18081" usage:"Confluent-compatible schema registry base URL"`
+	Username     string        `env:"SCHEMA_REGISTRY_USERNAME" default:"" usage:"basic-auth user (optional)"`
+	Password     string        `env:"SCHEMA_REGISTRY_PASSWORD" default:"" usage:"basic-auth password (optional; inject from a secret)"`
+	AutoRegister bool          `env:"SCHEMA_REGISTRY_AUTO_REGISTER" default:"true" usage:"register schemas at start; false = only look them up (least privilege in production)"`
+	Timeout      time.Duration `env:"SCHEMA_REGISTRY_TIMEOUT" default:"5s" usage:"per-request timeout"`
+}
+
+// Validate implements config.Validator.
+func (c *Config) Validate() error {
+	if (c.Username == "") != (c.Password == "") {
+		return config.Errorf("SCHEMA_REGISTRY_PASSWORD", "SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD must be set together")
+	}
+	return config.First(
+		config.HTTPURL("SCHEMA_REGISTRY_URL", c.URL),
+		config.Positive("SCHEMA_REGISTRY_TIMEOUT", c.Timeout),
+	)
+}
+
+// Registry is a schema-registry client with the caches codecs share.
+type Registry struct {
+	cl  *sr.Client
+	cfg Config
+}
+
+// New returns a Registry client.
+func New(cfg Config) (*Registry, error) {
+	opts := []sr.ClientOpt{
+		sr.URLs(cfg.URL),
+		sr.HTTPClient(&http.Client{Timeout: cfg.Timeout}),
+		sr.UserAgent("ecomstream"),
+	}
+	if cfg.Username != "" {
+		opts = append(opts, sr.BasicAuth(cfg.Username, cfg.Password))
+	}
+	cl, err := sr.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("schema registry client: %w", err)
+	}
+	return &Registry{cl: cl, cfg: cfg}, nil
+}
+
+// Client exposes the underlying client (for admin tools and tests).
+func (r *Registry) Client() *sr.Client { return r.cl }
+
+// Ping checks the registry answers; used by /readyz.
+func (r *Registry) Ping(ctx context.Context) error {
+	_, err := r.cl.Subjects(ctx)
+	return err
+}
+
+// SubjectFor is the Confluent TopicNameStrategy subject of a topic's values.
+func SubjectFor(topic string) string { return topic + "-value" }
+
+// Codec encodes values of one entity for one subject and decodes any known
+// writer version of it.
+type Codec struct {
+	reg     *Registry
+	entity  string
+	subject string
+	id      int
+	schema  avro.Schema
+	name    string // full name of the record, e.g. ecom.events.ClickEvent
+	header  sr.ConfluentHeader
+
+	mu       sync.RWMutex
+	resolved map[int]avro.Schema // writer id -> schema to read it into the current type
+}
+
+// Codec registers (or looks up) the current schema of entity under subject.
+func (r *Registry) Codec(ctx context.Context, subject, entity string) (*Codec, error) {
+	v, err := protoavro.Latest(entity)
+	if err != nil {
+		return nil, err
+	}
+	schema, err := avro.Parse(v.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s v%d: %w", entity, v.Version, err)
+	}
+	named, ok := schema.(avro.NamedSchema)
+	if !ok {
+		return nil, fmt.Errorf("%s: top-level schema must be a named record", entity)
+	}
+	s := sr.Schema{Schema: v.Schema, Type: sr.TypeAvro}
+	var ss sr.SubjectSchema
+	if r.cfg.AutoRegister {
+		ss, err = r.cl.CreateSchema(ctx, subject, s)
+	} else {
+		ss, err = r.cl.LookupSchema(ctx, subject, s)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("schema registry: subject %s (%s v%d): %w", subject, entity, v.Version, err)
+	}
+	return &Codec{
+		reg: r, entity: entity, subject: subject, id: ss.ID, schema: schema,
+		name: named.FullName(), resolved: map[int]avro.Schema{ss.ID: schema},
+	}, nil
+}
+
+// ID is the registry id of the schema this codec writes.
+func (c *Codec) ID() int { return c.id }
+
+// Entity is the proto/avro entity name.
+func (c *Codec) Entity() string { return c.entity }
+
+// Subject is the registry subject.
+func (c *Codec) Subject() string { return c.subject }
+
+// Schema is the current (reader and writer) schema.
+func (c *Codec) Schema() avro.Schema { return c.schema }
+
+// Encode returns v in the wire format.
+func (c *Codec) Encode(v any) ([]byte, error) {
+	body, err := avro.Marshal(c.schema, v)
+	if err != nil {
+		return nil, fmt.Errorf("avro encode %s: %w", c.entity, err)
+	}
+	out := make([]byte, 5, 5+len(body))
+	out, _ = c.header.AppendEncode(out[:0], c.id, nil)
+	return append(out, body...), nil
+}
+
+// Decode reads wire-format b into v (a pointer to the entity's Go type) and
+// returns the writer schema id. Bad input yields a *deadletter.Rejection;
+// a registry that cannot be reached yields a transient error.
+func (c *Codec) Decode(ctx context.Context, b []byte, v any) (int, error) {
+	id, body, err := c.header.DecodeID(b)
+	if err != nil {
+		return 0, &deadletter.Rejection{Entity: c.entity, Reasons: []deadletter.Reason{{
+			Code: deadletter.Undecodable, Message: "not Confluent-framed Avro: " + err.Error()}}}
+	}
+	schema, err := c.readerFor(ctx, id)
+	if err != nil {
+		return id, err
+	}
+	if err := avro.Unmarshal(schema, body, v); err != nil {
+		return id, &deadletter.Rejection{Entity: c.entity, SchemaID: id, Reasons: []deadletter.Reason{{
+			Code: deadletter.Undecodable, Message: fmt.Sprintf("avro body does not match writer schema %d: %v", id, err)}}}
+	}
+	return id, nil
+}
+
+func (c *Codec) readerFor(ctx context.Context, id int) (avro.Schema, error) {
+	c.mu.RLock()
+	s, ok := c.resolved[id]
+	c.mu.RUnlock()
+	if ok {
+		return s, nil
+	}
+	reject := func(code deadletter.Code, format string, args ...any) error {
+		return &deadletter.Rejection{Entity: c.entity, SchemaID: id, Reasons: []deadletter.Reason{{Code: code, Message: fmt.Sprintf(format, args...)}}}
+	}
+	got, err := c.reg.cl.SchemaByID(ctx, id)
+	if err != nil {
+		var re *sr.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+			return nil, reject(deadletter.SchemaMismatch, "schema id %d is unknown to the registry", id)
+		}
+		return nil, fmt.Errorf("schema registry: fetch schema %d: %w", id, err)
+	}
+	if got.Type != sr.TypeAvro {
+		return nil, reject(deadletter.SchemaMismatch, "schema id %d is %s, not Avro", id, got.Type)
+	}
+	writer, err := avro.Parse(got.Schema)
+	if err != nil {
+		return nil, reject(deadletter.SchemaMismatch, "schema id %d does not parse: %v", id, err)
+	}
+	if n, ok := writer.(avro.NamedSchema); !ok || n.FullName() != c.name {
+		return nil, reject(deadletter.SchemaMismatch, "schema id %d is not a %s", id, c.name)
+	}
+	res, err := avro.NewSchemaCompatibility().Resolve(c.schema, writer)
+	if err != nil {
+		return nil, reject(deadletter.SchemaMismatch, "writer schema %d cannot be read as the current %s: %v", id, c.name, err)
+	}
+	c.mu.Lock()
+	c.resolved[id] = res
+	c.mu.Unlock()
+	return res, nil
+}

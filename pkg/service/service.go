@@ -1,0 +1,99 @@
+// Package service is the start-up and shutdown every service shares: logger,
+// telemetry, schema registry, runtime metrics and the operational HTTP
+// server, and running a service's long-lived parts under one errgroup.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ecomstream/platform/pkg/avroserde"
+	"github.com/ecomstream/platform/pkg/httpserver"
+	"github.com/ecomstream/platform/pkg/logging"
+	"github.com/ecomstream/platform/pkg/stream"
+	"github.com/ecomstream/platform/pkg/telemetry"
+)
+
+// Base is the configuration every service shares; a service's Config embeds
+// it and adds its own variables.
+type Base struct {
+	Log       logging.Config
+	Telemetry telemetry.Config
+	HTTP      httpserver.Config
+	Kafka     stream.Config
+	Registry  avroserde.Config
+}
+
+// Runtime is what Start built.
+type Runtime struct {
+	Name     string
+	Log      *slog.Logger
+	Tel      *telemetry.Telemetry
+	HTTP     *httpserver.Server
+	Registry *avroserde.Registry
+	Metrics  *stream.Metrics
+
+	shutdownTel func(context.Context) error
+}
+
+// Start builds the shared runtime. The caller defers Close.
+func Start(ctx context.Context, name, version string, base Base) (*Runtime, error) {
+	level, err := logging.ParseLevel(base.Log.Level)
+	if err != nil {
+		return nil, err
+	}
+	log := logging.New(os.Stderr, name, level).With("version", version)
+	tel, shutdown, err := telemetry.Setup(ctx, name, version, base.Telemetry)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := avroserde.New(base.Registry)
+	if err != nil {
+		return nil, errors.Join(err, shutdown(ctx))
+	}
+	m, err := stream.NewMetrics(tel.Meter)
+	if err != nil {
+		return nil, errors.Join(err, shutdown(ctx))
+	}
+	srv := httpserver.New(base.HTTP, log, tel.MetricsHandler())
+	srv.AddCheck("schema_registry", reg.Ping)
+	log.InfoContext(ctx, "starting", "otlp_endpoint", base.Telemetry.OTLPEndpoint, "kafka_brokers", base.Kafka.Brokers,
+		"schema_registry", base.Registry.URL, "http_addr", base.HTTP.Addr)
+	return &Runtime{Name: name, Log: log, Tel: tel, HTTP: srv, Registry: reg, Metrics: m, shutdownTel: shutdown}, nil
+}
+
+// Run runs the HTTP server and parts concurrently until ctx is done or one of
+// them fails; the first failure cancels the others and is returned.
+func (rt *Runtime) Run(ctx context.Context, parts ...func(context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return rt.HTTP.Run(gctx) })
+	for _, p := range parts {
+		g.Go(func() error { return p(gctx) })
+	}
+	err := g.Wait()
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	rt.Log.InfoContext(ctx, "stopped")
+	return err
+}
+
+// Close flushes telemetry (traces still queued are exported).
+func (rt *Runtime) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rt.shutdownTel(ctx); err != nil {
+		rt.Log.Warn("telemetry shutdown", "err", err)
+	}
+}
+
+// Fail prints err as the service's one-line exit message.
+func Fail(name string, err error) {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+}

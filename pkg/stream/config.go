@@ -1,0 +1,158 @@
+// Package stream is the Kafka runtime every service shares, built on franz-go:
+// client configuration, topic creation, one handler shape with middleware
+// (tracing, metrics, dead-lettering, panic recovery), and a transactional
+// consume -> transform -> produce processor.
+//
+// Delivery: the Processor reads read_committed and writes its outputs, its dead
+// letters and its input offsets in one Kafka transaction (GroupTransactSession),
+// so a crash at any point either publishes all of a batch's effects or none.
+// Permanent errors (*deadletter.Rejection) become dead letters; every other
+// error is transient and retried with capped, jittered backoff — a record is
+// never skipped.
+package stream
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/ecomstream/platform/pkg/config"
+)
+
+// Config is the Kafka part of a service config.
+type Config struct {
+	Brokers       []string `env:"KAFKA_BROKERS" default:"127.0.0.1:19092" usage:"comma-separated bootstrap brokers"`
+	ClientID      string   `env:"KAFKA_CLIENT_ID" default:"" usage:"client id (default: the service name)"`
+	TLS           bool     `env:"KAFKA_TLS_ENABLED" default:"false" usage:"connect with TLS"`
+	TLSCAFile     string   `env:"KAFKA_TLS_CA_FILE" default:"" usage:"PEM CA bundle for TLS (default: system roots)"`
+	SASLMechanism string   `env:"KAFKA_SASL_MECHANISM" default:"" usage:"PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty = no SASL"`
+	SASLUsername  string   `env:"KAFKA_SASL_USERNAME" default:"" usage:"SASL user"`
+	SASLPassword  string   `env:"KAFKA_SASL_PASSWORD" default:"" usage:"SASL password (inject from a secret)"`
+
+	CreateTopics      bool `env:"KAFKA_CREATE_TOPICS" default:"true" usage:"create missing topics at start (needs CREATE on the cluster; off in production if topics are managed by Terraform)"`
+	TopicPartitions   int  `env:"KAFKA_TOPIC_PARTITIONS" default:"3" usage:"partitions of topics this service creates"`
+	TopicReplication  int  `env:"KAFKA_TOPIC_REPLICATION" default:"1" usage:"replication factor of topics this service creates"`
+	MaxPollRecords    int  `env:"KAFKA_MAX_POLL_RECORDS" default:"5000" usage:"most records processed in one transaction / batch"`
+	FetchMaxBytes     int  `env:"KAFKA_FETCH_MAX_BYTES" default:"52428800" usage:"most bytes a fetch may return"`
+	ProducerMaxRecord int  `env:"KAFKA_PRODUCER_MAX_RECORD_BYTES" default:"1048576" usage:"largest record this service may produce"`
+
+	Linger             time.Duration `env:"KAFKA_PRODUCER_LINGER" default:"2ms" usage:"producer linger: a little latency for much larger batches"`
+	Compression        string        `env:"KAFKA_COMPRESSION" default:"lz4" usage:"none, gzip, snappy, lz4 or zstd"`
+	TransactionalID    string        `env:"KAFKA_TRANSACTIONAL_ID" default:"" usage:"stable per instance (default: <service>-<hostname>); a restarted instance with the same id fences its predecessor at once"`
+	TransactionTimeout time.Duration `env:"KAFKA_TRANSACTION_TIMEOUT" default:"20s" usage:"broker aborts a transaction left open this long (bounds how long a crashed instance can stall read_committed readers)"`
+	RetryBackoffMin    time.Duration `env:"KAFKA_RETRY_BACKOFF_MIN" default:"100ms" usage:"first backoff after a transient error"`
+	RetryBackoffMax    time.Duration `env:"KAFKA_RETRY_BACKOFF_MAX" default:"10s" usage:"backoff cap"`
+}
+
+// Validate implements config.Validator.
+func (c *Config) Validate() error {
+	errs := []error{config.NonEmptyList("KAFKA_BROKERS", c.Brokers)}
+	for _, b := range c.Brokers {
+		errs = append(errs, config.HostPort("KAFKA_BROKERS", b))
+	}
+	if c.SASLMechanism != "" {
+		errs = append(errs,
+			config.OneOf("KAFKA_SASL_MECHANISM", strings.ToUpper(c.SASLMechanism), "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+			config.NotEmpty("KAFKA_SASL_USERNAME", c.SASLUsername),
+			config.NotEmpty("KAFKA_SASL_PASSWORD", c.SASLPassword))
+	}
+	if c.TLSCAFile != "" {
+		if _, err := os.Stat(c.TLSCAFile); err != nil {
+			errs = append(errs, config.Errorf("KAFKA_TLS_CA_FILE", "cannot read %s", c.TLSCAFile))
+		}
+	}
+	errs = append(errs,
+		config.Between("KAFKA_TOPIC_PARTITIONS", c.TopicPartitions, 1, 10000),
+		config.Between("KAFKA_TOPIC_REPLICATION", c.TopicReplication, 1, 32),
+		config.Between("KAFKA_MAX_POLL_RECORDS", c.MaxPollRecords, 1, 1_000_000),
+		config.Between("KAFKA_FETCH_MAX_BYTES", c.FetchMaxBytes, 1<<10, 1<<30),
+		config.Between("KAFKA_PRODUCER_MAX_RECORD_BYTES", c.ProducerMaxRecord, 1<<10, 1<<30),
+		config.Between("KAFKA_PRODUCER_LINGER", c.Linger, 0, time.Second),
+		config.OneOf("KAFKA_COMPRESSION", c.Compression, "none", "gzip", "snappy", "lz4", "zstd"),
+		config.Between("KAFKA_TRANSACTION_TIMEOUT", c.TransactionTimeout, time.Second, 15*time.Minute),
+		config.Positive("KAFKA_RETRY_BACKOFF_MIN", c.RetryBackoffMin),
+		config.Between("KAFKA_RETRY_BACKOFF_MAX", c.RetryBackoffMax, c.RetryBackoffMin, time.Hour),
+	)
+	return config.First(errs...)
+}
+
+// ClientOpts returns the connection options shared by every client of a
+// service: brokers, client id, TLS and SASL.
+func (c *Config) ClientOpts(service string) ([]kgo.Opt, error) {
+	id := c.ClientID
+	if id == "" {
+		id = service
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(id),
+		kgo.ProducerBatchMaxBytes(int32(c.ProducerMaxRecord)),
+		kgo.FetchMaxBytes(int32(c.FetchMaxBytes)),
+		kgo.ProducerLinger(c.Linger),
+		kgo.ProducerBatchCompression(codec(c.Compression)),
+	}
+	if c.TLS {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.TLSCAFile != "" {
+			pem, err := os.ReadFile(c.TLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("kafka tls: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("kafka tls: no certificates in %s", c.TLSCAFile)
+			}
+			tc.RootCAs = pool
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if c.SASLMechanism != "" {
+		var m sasl.Mechanism
+		switch strings.ToUpper(c.SASLMechanism) {
+		case "PLAIN":
+			m = plain.Auth{User: c.SASLUsername, Pass: c.SASLPassword}.AsMechanism()
+		case "SCRAM-SHA-256":
+			m = scram.Auth{User: c.SASLUsername, Pass: c.SASLPassword}.AsSha256Mechanism()
+		case "SCRAM-SHA-512":
+			m = scram.Auth{User: c.SASLUsername, Pass: c.SASLPassword}.AsSha512Mechanism()
+		}
+		opts = append(opts, kgo.SASL(m))
+	}
+	return opts, nil
+}
+
+// DefaultTransactionalID is <service>-<hostname>: stable across restarts of
+// the same instance (or StatefulSet pod), unique between instances.
+func (c *Config) DefaultTransactionalID(service string) string {
+	if c.TransactionalID != "" {
+		return c.TransactionalID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "local"
+	}
+	return service + "-" + host
+}
+
+func codec(name string) kgo.CompressionCodec {
+	switch name {
+	case "gzip":
+		return kgo.GzipCompression()
+	case "snappy":
+		return kgo.SnappyCompression()
+	case "lz4":
+		return kgo.Lz4Compression()
+	case "zstd":
+		return kgo.ZstdCompression()
+	default:
+		return kgo.NoCompression()
+	}
+}

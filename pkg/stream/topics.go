@@ -1,0 +1,43 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// TopicSpec describes a topic a service needs.
+type TopicSpec struct {
+	Name       string
+	Partitions int32             // 0 = Config.TopicPartitions
+	Configs    map[string]string // e.g. retention.ms, cleanup.policy
+}
+
+// EnsureTopics creates the topics that do not exist yet; existing topics are
+// left as they are (their partition count is never changed here).
+func EnsureTopics(ctx context.Context, adm *kadm.Client, cfg Config, specs ...TopicSpec) error {
+	for _, s := range specs {
+		parts := s.Partitions
+		if parts == 0 {
+			parts = int32(cfg.TopicPartitions)
+		}
+		var configs map[string]*string
+		if len(s.Configs) > 0 {
+			configs = make(map[string]*string, len(s.Configs))
+			for k, v := range s.Configs {
+				configs[k] = kadm.StringPtr(v)
+			}
+		}
+		resp, err := adm.CreateTopic(ctx, parts, int16(cfg.TopicReplication), configs, s.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+// Command bq-writer writes valid ClickEvents to the warehouse exactly once:
+// the embedded DuckDB file by default (BigQuery in production, behind the
+// same warehouse interface).
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ecomstream/platform/pkg/avroserde"
+	"github.com/ecomstream/platform/pkg/config"
+	"github.com/ecomstream/platform/pkg/deadletter"
+	"github.com/ecomstream/platform/pkg/service"
+	"github.com/ecomstream/platform/pkg/stream"
+	protoavro "github.com/ecomstream/platform/proto/avro"
+	"github.com/ecomstream/platform/services/bq-writer/internal/queryapi"
+	"github.com/ecomstream/platform/services/bq-writer/internal/sink"
+	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
+)
+
+const name = "bq-writer"
+
+var version = "dev" // set with -ldflags "-X main.version=..."
+
+// Config is bq-writer's configuration.
+type Config struct {
+	service.Base
+	InputTopic    string        `env:"INPUT_TOPIC" default:"ecom.events.valid.v1" usage:"topic of valid ClickEvents"`
+	ConsumerGroup string        `env:"KAFKA_CONSUMER_GROUP" default:"bq-writer" usage:"consumer group (positions are stored per group in the warehouse)"`
+	Warehouse     string        `env:"WAREHOUSE" default:"duckdb" usage:"warehouse backend: duckdb"`
+	DuckDBPath    string        `env:"DUCKDB_PATH" default:"warehouse.duckdb" usage:"DuckDB database file"`
+	DuckDBMemory  string        `env:"DUCKDB_MEMORY_LIMIT" default:"1GB" usage:"DuckDB memory limit"`
+	DuckDBThreads int           `env:"DUCKDB_THREADS" default:"2" usage:"DuckDB worker threads"`
+	DedupWindow   time.Duration `env:"DEDUP_WINDOW" default:"24h" usage:"a repeated event_id within this window of event_timestamp is dropped as a source duplicate"`
+	QueryToken    string        `env:"WAREHOUSE_QUERY_TOKEN" default:"" usage:"bearer token for POST /v1/warehouse/query; empty disables the endpoint"`
+	QueryMaxRows  int           `env:"WAREHOUSE_QUERY_MAX_ROWS" default:"1000" usage:"row cap of the query endpoint"`
+	QueryTimeout  time.Duration `env:"WAREHOUSE_QUERY_TIMEOUT" default:"30s" usage:"time cap of one query"`
+	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
+}
+
+// Validate implements config.Validator.
+func (c *Config) Validate() error {
+	errs := []error{
+		config.NotEmpty("INPUT_TOPIC", c.InputTopic),
+		config.NotEmpty("KAFKA_CONSUMER_GROUP", c.ConsumerGroup),
+		config.OneOf("WAREHOUSE", c.Warehouse, "duckdb"),
+		config.NotEmpty("DUCKDB_PATH", c.DuckDBPath),
+		config.Between("DUCKDB_THREADS", c.DuckDBThreads, 1, 256),
+		config.Positive("DEDUP_WINDOW", c.DedupWindow),
+		config.Between("WAREHOUSE_QUERY_MAX_ROWS", c.QueryMaxRows, 1, 1_000_000),
+		config.Positive("WAREHOUSE_QUERY_TIMEOUT", c.QueryTimeout),
+		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
+	}
+	if c.QueryToken != "" && len(c.QueryToken) < 16 {
+		errs = append(errs, config.Errorf("WAREHOUSE_QUERY_TOKEN", "must be at least 16 characters"))
+	}
+	return config.First(errs...)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		service.Fail(name, err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var cfg Config
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	rt, err := service.Start(ctx, name, version, cfg.Base)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	wh, err := warehouse.OpenDuckDB(cfg.DuckDBPath, warehouse.WithDedupWindow(cfg.DedupWindow),
+		warehouse.WithMemoryLimit(cfg.DuckDBMemory), warehouse.WithThreads(cfg.DuckDBThreads), warehouse.WithLogger(rt.Log))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := wh.Close(); err != nil {
+			rt.Log.Error("closing warehouse", "err", err)
+		}
+	}()
+	if err := wh.Migrate(ctx); err != nil {
+		return err
+	}
+	codec, err := rt.Registry.Codec(ctx, avroserde.SubjectFor(cfg.InputTopic), protoavro.ClickEvent)
+	if err != nil {
+		return err
+	}
+	dlq, err := rt.DeadLetterCodec(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := sink.New(sink.Config{
+		Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, Topic: cfg.InputTopic, Stage: name,
+		DLQ: dlq, Codec: codec, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Metrics: rt.Metrics,
+		Log: rt.Log, Prom: rt.Tel.Registry,
+	}, wh)
+	if err != nil {
+		return err
+	}
+	if cfg.Kafka.CreateTopics {
+		if err := stream.EnsureTopics(ctx, s.Admin(), cfg.Kafka, stream.TopicSpec{Name: cfg.InputTopic}, stream.TopicSpec{Name: deadletter.Topic}); err != nil {
+			return err
+		}
+	}
+	lag, err := stream.NewLagReporter(s.Admin(), cfg.ConsumerGroup, cfg.LagInterval, rt.Tel.Meter, rt.Log)
+	if err != nil {
+		return err
+	}
+	rt.HTTP.AddCheck("kafka", s.Ping)
+	rt.HTTP.AddCheck("warehouse", wh.Ping)
+	if cfg.QueryToken != "" {
+		rt.HTTP.Router.Method("POST", "/v1/warehouse/query", &queryapi.Handler{Q: wh, Token: cfg.QueryToken, MaxRows: cfg.QueryMaxRows, Timeout: cfg.QueryTimeout})
+	}
+	return rt.Run(ctx, s.Run, lag.Run)
+}

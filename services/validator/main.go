@@ -1,0 +1,84 @@
+// Command validator applies data-quality rules to every ClickEvent: valid
+// records go on to ecom.events.valid.v1, invalid ones to the dead-letter topic
+// with every rule they failed.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ecomstream/platform/pkg/avroserde"
+	"github.com/ecomstream/platform/pkg/config"
+	"github.com/ecomstream/platform/pkg/service"
+	protoavro "github.com/ecomstream/platform/proto/avro"
+	"github.com/ecomstream/platform/services/validator/internal/rules"
+	"github.com/ecomstream/platform/services/validator/internal/validate"
+)
+
+const name = "validator"
+
+var version = "dev" // set with -ldflags "-X main.version=..."
+
+// Config is the validator's configuration.
+type Config struct {
+	service.Base
+	InputTopic        string        `env:"INPUT_TOPIC" default:"ecom.events.v1" usage:"topic of Avro ClickEvents to validate"`
+	OutputTopic       string        `env:"OUTPUT_TOPIC" default:"ecom.events.valid.v1" usage:"topic of valid ClickEvents"`
+	ConsumerGroup     string        `env:"KAFKA_CONSUMER_GROUP" default:"validator" usage:"consumer group"`
+	AllowedEventTypes []string      `env:"ALLOWED_EVENT_TYPES" default:"page_view,product_view,search,add_to_cart,remove_from_cart,begin_checkout,purchase" usage:"event types rule click.event_type_allowed accepts"`
+	MaxFutureSkew     time.Duration `env:"MAX_FUTURE_SKEW" default:"5m" usage:"rule click.timestamp_not_future: tolerated client clock skew"`
+	MaxEventAge       time.Duration `env:"MAX_EVENT_AGE" default:"168h" usage:"rule click.timestamp_within_window: oldest accepted event"`
+	LagInterval       time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
+}
+
+// Validate implements config.Validator.
+func (c *Config) Validate() error {
+	return config.First(
+		config.NotEmpty("INPUT_TOPIC", c.InputTopic),
+		config.NotEmpty("OUTPUT_TOPIC", c.OutputTopic),
+		config.NotEmpty("KAFKA_CONSUMER_GROUP", c.ConsumerGroup),
+		config.NonEmptyList("ALLOWED_EVENT_TYPES", c.AllowedEventTypes),
+		config.Between("MAX_FUTURE_SKEW", c.MaxFutureSkew, 0, 24*time.Hour),
+		config.Positive("MAX_EVENT_AGE", c.MaxEventAge),
+		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
+	)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		service.Fail(name, err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var cfg Config
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	rt, err := service.Start(ctx, name, version, cfg.Base)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	codec, err := rt.Registry.Codec(ctx, avroserde.SubjectFor(cfg.OutputTopic), protoavro.ClickEvent)
+	if err != nil {
+		return err
+	}
+	set := rules.ClickEvents(rules.Config{AllowedEventTypes: cfg.AllowedEventTypes, MaxFutureSkew: cfg.MaxFutureSkew, MaxEventAge: cfg.MaxEventAge})
+	v, err := validate.New(codec, set, cfg.OutputTopic, time.Now, rt.Tel.Meter)
+	if err != nil {
+		return err
+	}
+	return rt.RunStage(ctx, service.Stage{
+		Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, LagInterval: cfg.LagInterval,
+		Inputs: []string{cfg.InputTopic}, Outputs: []string{cfg.OutputTopic},
+	}, v.Handle)
+}
