@@ -1,0 +1,88 @@
+package rules
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ecomstream/platform/pkg/events"
+)
+
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func ptr[T any](v T) *T { return &v }
+
+func valid() events.ClickEvent {
+	return events.ClickEvent{
+		EventID: "e1", EventTimestamp: now.Add(-time.Second), ReceivedAt: now, EventType: "page_view",
+		AnonymousID: ptr("a1"), SessionID: "s1", PageURL: "https://shop.example.com/", Source: "kafka",
+	}
+}
+
+func TestClickEventRules(t *testing.T) {
+	set := ClickEvents(Config{
+		AllowedEventTypes: []string{"page_view", "product_view", "add_to_cart", "remove_from_cart", "purchase"},
+		MaxFutureSkew:     5 * time.Minute, MaxEventAge: 7 * 24 * time.Hour,
+	})
+	tests := []struct {
+		name   string
+		mutate func(*events.ClickEvent)
+		want   []string // failed rule ids, in order
+	}{
+		{name: "valid", mutate: func(*events.ClickEvent) {}},
+		{name: "logged in without anonymous id", mutate: func(e *events.ClickEvent) { e.AnonymousID, e.UserID = nil, ptr("u1") }},
+		{name: "no identity", mutate: func(e *events.ClickEvent) { e.AnonymousID = ptr("  ") }, want: []string{RequiredFields}},
+		{name: "blank session", mutate: func(e *events.ClickEvent) { e.SessionID = "" }, want: []string{RequiredFields}},
+		{name: "type not allowed", mutate: func(e *events.ClickEvent) { e.EventType = "search" }, want: []string{EventTypeAllowed}},
+		{name: "within skew", mutate: func(e *events.ClickEvent) { e.EventTimestamp = now.Add(4 * time.Minute) }},
+		{name: "future", mutate: func(e *events.ClickEvent) { e.EventTimestamp = now.Add(2 * time.Hour) }, want: []string{TimestampNotFuture}},
+		{name: "stale", mutate: func(e *events.ClickEvent) { e.EventTimestamp = now.Add(-30 * 24 * time.Hour) }, want: []string{TimestampWithinWin}},
+		{name: "not a url", mutate: func(e *events.ClickEvent) { e.PageURL = "not a url" }, want: []string{PageURLValid}},
+		{name: "relative url", mutate: func(e *events.ClickEvent) { e.PageURL = "/p/1" }, want: []string{PageURLValid}},
+		{name: "ftp url", mutate: func(e *events.ClickEvent) { e.PageURL = "ftp://x/y" }, want: []string{PageURLValid}},
+		{name: "product view without product", mutate: func(e *events.ClickEvent) { e.EventType = "product_view" }, want: []string{CommerceFieldsValid}},
+		{name: "cart without quantity", mutate: func(e *events.ClickEvent) { e.EventType, e.ProductID = "add_to_cart", ptr("p1") }, want: []string{CommerceFieldsValid}},
+		{name: "cart ok", mutate: func(e *events.ClickEvent) {
+			e.EventType, e.ProductID, e.Quantity, e.PriceMinor, e.Currency = "add_to_cart", ptr("p1"), ptr(1), ptr(int64(999)), ptr("USD")
+		}},
+		{name: "purchase without order", mutate: func(e *events.ClickEvent) { e.EventType = "purchase" }, want: []string{CommerceFieldsValid}},
+		{name: "negative price", mutate: func(e *events.ClickEvent) { e.PriceMinor, e.Currency = ptr(int64(-1)), ptr("USD") }, want: []string{CommerceFieldsValid}},
+		{name: "every failure reported", mutate: func(e *events.ClickEvent) {
+			e.SessionID, e.EventType, e.EventTimestamp, e.PageURL = "", "hover", now.Add(time.Hour), "x"
+		}, want: []string{RequiredFields, EventTypeAllowed, TimestampNotFuture, PageURLValid}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := valid()
+			tt.mutate(&ev)
+			results, reasons := set.Evaluate(&ev, now, nil)
+			if len(results) != len(set.Rules()) {
+				t.Errorf("got %d results, want one per rule (%d)", len(results), len(set.Rules()))
+			}
+			var got []string
+			for _, r := range reasons {
+				got = append(got, r.RuleID)
+				if r.Code != "RULE_FAILED" || r.Message == "" || r.Field == "" {
+					t.Errorf("incomplete reason %+v", r)
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("failed rules %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("failed rules %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkEvaluate(b *testing.B) {
+	set := ClickEvents(Config{AllowedEventTypes: []string{"page_view"}, MaxFutureSkew: time.Minute, MaxEventAge: time.Hour})
+	ev := valid()
+	var results []Result
+	b.ReportAllocs()
+	for b.Loop() {
+		results, _ = set.Evaluate(&ev, now, results)
+	}
+}
