@@ -48,6 +48,8 @@ type Config struct {
 	Compression        string        `env:"KAFKA_COMPRESSION" default:"lz4" usage:"none, gzip, snappy, lz4 or zstd"`
 	TransactionalID    string        `env:"KAFKA_TRANSACTIONAL_ID" default:"" usage:"stable per instance (default: <service>-<hostname>); a restarted instance with the same id fences its predecessor at once"`
 	TransactionTimeout time.Duration `env:"KAFKA_TRANSACTION_TIMEOUT" default:"20s" usage:"broker aborts a transaction left open this long (bounds how long a crashed instance can stall read_committed readers)"`
+	SessionTimeout     time.Duration `env:"KAFKA_SESSION_TIMEOUT" default:"15s" usage:"group session timeout: how long a silent member keeps its partitions"`
+	StaticMembership   bool          `env:"KAFKA_STATIC_MEMBERSHIP" default:"true" usage:"join the group with a stable group.instance.id (= the transactional id) so a restarted instance gets its partitions back at once, without a rebalance"`
 	RetryBackoffMin    time.Duration `env:"KAFKA_RETRY_BACKOFF_MIN" default:"100ms" usage:"first backoff after a transient error"`
 	RetryBackoffMax    time.Duration `env:"KAFKA_RETRY_BACKOFF_MAX" default:"10s" usage:"backoff cap"`
 }
@@ -78,6 +80,7 @@ func (c *Config) Validate() error {
 		config.Between("KAFKA_PRODUCER_LINGER", c.Linger, 0, time.Second),
 		config.OneOf("KAFKA_COMPRESSION", c.Compression, "none", "gzip", "snappy", "lz4", "zstd"),
 		config.Between("KAFKA_TRANSACTION_TIMEOUT", c.TransactionTimeout, time.Second, 15*time.Minute),
+		config.Between("KAFKA_SESSION_TIMEOUT", c.SessionTimeout, time.Second, 30*time.Minute),
 		config.Positive("KAFKA_RETRY_BACKOFF_MIN", c.RetryBackoffMin),
 		config.Between("KAFKA_RETRY_BACKOFF_MAX", c.RetryBackoffMax, c.RetryBackoffMin, time.Hour),
 	)
@@ -127,6 +130,16 @@ func (c *Config) ClientOpts(service string) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.SASL(m))
 	}
 	return opts, nil
+}
+
+// GroupOpts returns the consumer-group options shared by every consumer:
+// session timeout and, when enabled, static membership under instanceID.
+func (c *Config) GroupOpts(instanceID string) []kgo.Opt {
+	opts := []kgo.Opt{kgo.SessionTimeout(c.SessionTimeout)}
+	if c.StaticMembership && instanceID != "" {
+		opts = append(opts, kgo.InstanceID(instanceID))
+	}
+	return opts
 }
 
 // DefaultTransactionalID is <service>-<hostname>: stable across restarts of

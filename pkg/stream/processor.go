@@ -80,6 +80,7 @@ func NewProcessor(cfg Config, pcfg ProcessorConfig, h Handler, m *Metrics, log *
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.WithLogger(kgoLogger{log}),
 	)
+	kopts = append(kopts, cfg.GroupOpts(pcfg.TransactionalID)...)
 	if p.kprom != nil {
 		kopts = append(kopts, kgo.WithHooks(p.kprom))
 	}

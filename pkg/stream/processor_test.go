@@ -34,7 +34,7 @@ func testConfig(brokers []string) Config {
 	return Config{
 		Brokers: brokers, TopicPartitions: 2, TopicReplication: 1, MaxPollRecords: 50,
 		FetchMaxBytes: 1 << 20, ProducerMaxRecord: 1 << 20, Compression: "none",
-		TransactionTimeout: 10 * time.Second, RetryBackoffMin: 5 * time.Millisecond, RetryBackoffMax: 20 * time.Millisecond,
+		TransactionTimeout: 10 * time.Second, SessionTimeout: 10 * time.Second, StaticMembership: true, RetryBackoffMin: 5 * time.Millisecond, RetryBackoffMax: 20 * time.Millisecond,
 	}
 }
 

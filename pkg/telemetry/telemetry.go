@@ -68,10 +68,12 @@ func (t *Telemetry) MetricsHandler() http.Handler {
 // Setup installs the global tracer provider, meter provider and propagator and
 // returns a shutdown func that flushes and stops them.
 func Setup(ctx context.Context, service, version string, cfg Config) (*Telemetry, func(context.Context) error, error) {
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
+	// Schemaless: merging with the SDK's default resource must not fail when
+	// the SDK's semantic-convention version differs from ours.
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
 		semconv.ServiceName(service),
 		semconv.ServiceVersion(version),
-		attribute.String("deployment.environment", cfg.Environment),
+		attribute.String("deployment.environment.name", cfg.Environment),
 	))
 	if err != nil {
 		return nil, nil, fmt.Errorf("telemetry: resource: %w", err)

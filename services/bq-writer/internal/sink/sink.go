@@ -108,6 +108,7 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 		// Dead letters: idempotent, acknowledged by all in-sync replicas.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	)
+	opts = append(opts, cfg.Kafka.GroupOpts(cfg.Kafka.DefaultTransactionalID(cfg.Stage))...)
 	if cfg.Prom != nil {
 		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("kafka", kprom.Registerer(cfg.Prom), kprom.Subsystem("client"))))
 	}
@@ -165,7 +166,8 @@ func (s *Sink) decode(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, erro
 
 // Run consumes until ctx is done.
 func (s *Sink) Run(ctx context.Context) error {
-	defer s.cl.Close()
+	// BlockRebalanceOnPoll: leaving the group waits for AllowRebalance.
+	defer s.cl.CloseAllowingRebalance()
 	for {
 		fetches := s.cl.PollRecords(ctx, s.cfg.Kafka.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {

@@ -1,0 +1,170 @@
+// Package slice runs the clickstream slice (ingest-clickstream -> validator ->
+// bq-writer) as three separate processes against the local stack, with its
+// own topics, consumer groups and warehouse file so runs never interfere. The
+// demo, the end-to-end tests and the benchmark all start it this way.
+package slice
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ecomstream/platform/deploy/local/svcrun"
+)
+
+// Options configure a slice.
+type Options struct {
+	BinDir     string   // where Build put the binaries
+	RunDir     string   // logs and the warehouse file go here
+	Brokers    []string // Kafka bootstrap brokers
+	Registry   string   // schema registry URL
+	OTLP       string   // OTLP/HTTP endpoint for traces; "" = none
+	Prefix     string   // topic and group prefix, e.g. "e2e-1234."; "" = the production names
+	QueryToken string   // bearer token of bq-writer's warehouse query endpoint
+	LogLevel   string
+	// Env adds variables per service, e.g. {"bq-writer": {"DEDUP_WINDOW=1h"}}.
+	Env map[string][]string
+}
+
+// Topics of a slice.
+type Topics struct{ Raw, Events, Valid string }
+
+// Slice is a running slice.
+type Slice struct {
+	Opts   Options
+	Topics Topics
+	Procs  map[string]*svcrun.Process
+	DuckDB string
+}
+
+// New prepares the processes without starting them.
+func New(opts Options) (*Slice, error) {
+	if opts.LogLevel == "" {
+		opts.LogLevel = "info"
+	}
+	s := &Slice{
+		Opts:   opts,
+		Topics: Topics{Raw: opts.Prefix + "clickstream", Events: opts.Prefix + "ecom.events.v1", Valid: opts.Prefix + "ecom.events.valid.v1"},
+		Procs:  map[string]*svcrun.Process{},
+		DuckDB: filepath.Join(opts.RunDir, "warehouse.duckdb"),
+	}
+	common := []string{
+		"KAFKA_BROKERS=" + strings.Join(opts.Brokers, ","),
+		"SCHEMA_REGISTRY_URL=" + opts.Registry,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + opts.OTLP,
+		"LOG_LEVEL=" + opts.LogLevel,
+		"LAG_REFRESH_INTERVAL=5s",
+	}
+	env := map[string][]string{
+		"ingest-clickstream": {"INPUT_TOPIC=" + s.Topics.Raw, "OUTPUT_TOPIC=" + s.Topics.Events, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "ingest-clickstream",
+			"KAFKA_TRANSACTIONAL_ID=" + opts.Prefix + "ingest-clickstream-0"},
+		"validator": {"INPUT_TOPIC=" + s.Topics.Events, "OUTPUT_TOPIC=" + s.Topics.Valid, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "validator",
+			"KAFKA_TRANSACTIONAL_ID=" + opts.Prefix + "validator-0"},
+		"bq-writer": {"INPUT_TOPIC=" + s.Topics.Valid, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "bq-writer",
+			"DUCKDB_PATH=" + s.DuckDB, "WAREHOUSE_QUERY_TOKEN=" + opts.QueryToken, "WAREHOUSE_QUERY_MAX_ROWS=1000000"},
+	}
+	for _, name := range svcrun.Services {
+		addr, err := svcrun.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		s.Procs[name] = &svcrun.Process{
+			Name: name, Bin: filepath.Join(opts.BinDir, name), HTTPAddr: addr,
+			Env:     append(append(append([]string{}, common...), env[name]...), opts.Env[name]...),
+			LogPath: filepath.Join(opts.RunDir, name+".log"),
+		}
+	}
+	return s, nil
+}
+
+// Start starts every service, downstream first, and waits until each is ready.
+func (s *Slice) Start(ctx context.Context) error {
+	for i := len(svcrun.Services) - 1; i >= 0; i-- {
+		if err := s.StartOne(ctx, svcrun.Services[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartOne starts one service and waits until it is ready.
+func (s *Slice) StartOne(ctx context.Context, name string) error {
+	p := s.Procs[name]
+	if err := p.Start(); err != nil {
+		return err
+	}
+	return p.WaitReady(ctx, 60*time.Second)
+}
+
+// Stop stops every service gracefully, upstream first.
+func (s *Slice) Stop() error {
+	var errs []string
+	for _, name := range svcrun.Services {
+		if err := s.Procs[name].Stop(30 * time.Second); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("stop: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Query runs read-only SQL on the warehouse through bq-writer's endpoint.
+func (s *Slice) Query(ctx context.Context, sql string) ([]string, [][]any, error) {
+	return Query(ctx, s.Procs["bq-writer"].HTTPAddr, s.Opts.QueryToken, sql)
+}
+
+// QueryInt runs a query returning one integer.
+func (s *Slice) QueryInt(ctx context.Context, sql string) (int64, error) {
+	_, rows, err := s.Query(ctx, sql)
+	if err != nil {
+		return 0, err
+	}
+	if len(rows) != 1 || len(rows[0]) != 1 {
+		return 0, fmt.Errorf("query %q returned %d rows", sql, len(rows))
+	}
+	switch v := rows[0][0].(type) {
+	case float64:
+		return int64(v), nil
+	case nil:
+		return 0, nil
+	default:
+		return 0, fmt.Errorf("query %q returned %T", sql, v)
+	}
+}
+
+// Query runs read-only SQL through a bq-writer at addr.
+func Query(ctx context.Context, addr, token, sql string) ([]string, [][]any, error) {
+	body, _ := json.Marshal(map[string]any{"sql": sql, "max_rows": 1_000_000})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/warehouse/query", bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out struct {
+		Columns []string `json:"columns"`
+		Rows    [][]any  `json:"rows"`
+		Error   string   `json:"error"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, nil, fmt.Errorf("query: %s: %s", resp.Status, b)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("query: %s: %s", resp.Status, out.Error)
+	}
+	return out.Columns, out.Rows, nil
+}

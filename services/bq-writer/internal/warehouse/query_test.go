@@ -1,0 +1,159 @@
+package warehouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestQueryRejectsAnythingButOneRead(t *testing.T) {
+	d, _ := openTest(t)
+	mustWrite(t, d, batch(seq("q", 0, 0, 5)...))
+	outside := filepath.Join(t.TempDir(), "out.csv")
+	if err := os.WriteFile(outside, []byte("a,b\n1,2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name  string
+		query string
+	}{
+		{"insert", `INSERT INTO fact_events SELECT * FROM fact_events`},
+		{"update", `UPDATE stream_positions SET next_offset = 0`},
+		{"delete", `DELETE FROM fact_events`},
+		{"create", `CREATE TABLE x (a INT)`},
+		{"create as select", `CREATE TABLE x AS SELECT 1`},
+		{"drop", `DROP TABLE fact_events`},
+		{"alter", `ALTER TABLE fact_events ADD COLUMN x INT`},
+		{"truncate", `TRUNCATE fact_events`},
+		{"attach", `ATTACH '` + filepath.Join(t.TempDir(), "other.duckdb") + `' AS other`},
+		{"detach", `DETACH warehouse`},
+		{"copy to", `COPY fact_events TO '` + outside + `'`},
+		{"copy from", `COPY fact_events FROM '` + outside + `'`},
+		{"export", `EXPORT DATABASE '` + t.TempDir() + `'`},
+		{"pragma", `PRAGMA enable_profiling`},
+		{"set", `SET threads = 1`},
+		{"reset", `RESET threads`},
+		{"checkpoint", `CHECKPOINT`},
+		{"call", `CALL pragma_table_info('fact_events')`},
+		{"install", `INSTALL httpfs`},
+		{"load", `LOAD httpfs`},
+		{"use", `USE memory`},
+		{"begin", `BEGIN TRANSACTION`},
+		{"commit", `COMMIT`},
+		{"vacuum", `VACUUM`},
+		{"prepare", `PREPARE p AS DELETE FROM fact_events`},
+		{"explain analyze delete", `EXPLAIN ANALYZE DELETE FROM fact_events`},
+		{"select then delete", `SELECT 1; DELETE FROM fact_events`},
+		{"delete then select", `DELETE FROM fact_events; SELECT 1`},
+		{"commit, delete, select", `COMMIT; DELETE FROM fact_events; SELECT 1`},
+		{"two selects", `SELECT 1; SELECT 2`},
+		{"read another file", `SELECT * FROM read_csv('` + outside + `')`},
+		{"empty", `  ;  `},
+		{"syntax error", `SELEKT 1`},
+		{"unknown table", `SELECT * FROM nope`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := d.Query(context.Background(), tt.query, 10)
+			if err == nil {
+				t.Fatalf("%q was accepted", tt.query)
+			}
+			if IsTransient(err) {
+				t.Fatalf("%q: rejection marked transient: %v", tt.query, err)
+			}
+			t.Logf("%v", err)
+		})
+	}
+
+	// Nothing changed, and the statements that must be rejected before running were.
+	if n := count(t, d, `SELECT count(*) FROM fact_events`); n != 5 {
+		t.Fatalf("fact_events has %d rows, want 5", n)
+	}
+	if n := count(t, d, `SELECT count(*) FROM duckdb_tables() WHERE table_name = 'x'`); n != 0 {
+		t.Fatal("table x was created")
+	}
+	if n := count(t, d, `SELECT count(*) FROM duckdb_databases() WHERE database_name = 'other'`); n != 0 {
+		t.Fatal("ATTACH ran")
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "a,b\n1,2\n" {
+		t.Fatal("COPY TO wrote the file")
+	}
+	pos, _ := d.Positions(context.Background(), testGroup)
+	if pos[Partition{"ecom.events.valid.v1", 0}] != 5 {
+		t.Fatalf("positions changed: %v", pos)
+	}
+	for _, q := range []string{"SELECT 1; DELETE FROM fact_events", "DELETE FROM fact_events; SELECT 1"} {
+		if _, _, err := d.Query(context.Background(), q, 1); !errors.Is(err, ErrInvalidQuery) {
+			t.Errorf("%q: %v, want ErrInvalidQuery", q, err)
+		}
+	}
+}
+
+func TestQueryReturnsRows(t *testing.T) {
+	d, _ := openTest(t)
+	mustWrite(t, d, batch(seq("q", 0, 0, 30)...))
+	tests := []struct {
+		name     string
+		query    string
+		maxRows  int
+		wantCols []string
+		wantRows int
+		first    string // fmt.Sprint of the first row
+	}{
+		{name: "aggregate", query: `SELECT count(*) AS n FROM fact_events`, maxRows: 10, wantCols: []string{"n"}, wantRows: 1, first: "[30]"},
+		{name: "capped", query: `SELECT source_offset FROM fact_events`, maxRows: 7, wantCols: []string{"source_offset"}, wantRows: 7},
+		{name: "order survives the cap", query: `SELECT source_offset AS o FROM fact_events ORDER BY o DESC`, maxRows: 3, wantCols: []string{"o"}, wantRows: 3, first: "[29]"},
+		{name: "trailing semicolon and comment", query: "SELECT 42 AS answer; -- why not\n", maxRows: 5, wantCols: []string{"answer"}, wantRows: 1, first: "[42]"},
+		{name: "line comment at the end", query: "SELECT 1 AS a -- trailing", maxRows: 5, wantCols: []string{"a"}, wantRows: 1, first: "[1]"},
+		{name: "cte", query: `WITH x AS (SELECT event_type, count(*) c FROM fact_events GROUP BY 1) SELECT * FROM x`, maxRows: 5, wantCols: []string{"event_type", "c"}, wantRows: 1, first: "[add_to_cart 30]"},
+		{name: "describe", query: `DESCRIBE fact_events`, maxRows: 100, wantRows: 30},
+		{name: "show tables", query: `SHOW TABLES`, maxRows: 100, wantCols: []string{"name"}, wantRows: 2},
+		{name: "from first", query: `FROM stream_positions SELECT next_offset`, maxRows: 100, wantCols: []string{"next_offset"}, wantRows: 1, first: "[30]"},
+		{name: "no rows", query: `SELECT * FROM fact_events WHERE false`, maxRows: 10, wantCols: factColumns, wantRows: 0},
+		{name: "large source, small cap", query: `SELECT * FROM range(100000000)`, maxRows: 2, wantCols: []string{"range"}, wantRows: 2, first: "[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cols, rows, err := d.Query(context.Background(), tt.query, tt.maxRows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantCols != nil && !slices.Equal(cols, tt.wantCols) {
+				t.Errorf("columns = %v, want %v", cols, tt.wantCols)
+			}
+			if len(rows) != tt.wantRows {
+				t.Fatalf("got %d rows, want %d", len(rows), tt.wantRows)
+			}
+			if tt.first != "" && fmt.Sprint(rows[0]) != tt.first {
+				t.Errorf("first row = %v, want %s", rows[0], tt.first)
+			}
+		})
+	}
+	if _, _, err := d.Query(context.Background(), "SELECT 1", 0); !errors.Is(err, ErrInvalidQuery) {
+		t.Errorf("maxRows 0: %v, want ErrInvalidQuery", err)
+	}
+}
+
+func TestQueryHonoursContext(t *testing.T) {
+	d, _ := openTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, _, err := d.Query(ctx, `SELECT count(*) FROM range(1000000000000)`, 1)
+	if err == nil {
+		t.Fatal("endless query returned")
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Fatalf("query ran %v after a 200ms deadline", elapsed)
+	}
+	// The pool connection is reusable afterwards.
+	if err := d.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,115 @@
+// Package warehouse is bq-writer's sink: it writes batches of click events read from Kafka into the
+// warehouse together with the Kafka positions they cover, so that every event lands exactly once.
+//
+// Warehouse is the seam between the consumer loop and a concrete store. DuckDB (one embedded file,
+// the default and the one `make demo` uses) is implemented here; a BigQuery Storage Write API
+// implementation will fit the same interface (see sql/README.md for its exactly-once design).
+package warehouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ecomstream/platform/pkg/events"
+)
+
+// Partition names one Kafka topic partition.
+type Partition struct {
+	Topic     string
+	Partition int32
+}
+
+// EventRow is one click event plus where bq-writer read it from. The source coordinates are stored
+// with the row: they make replays recognisable and every row traceable to its Kafka record.
+type EventRow struct {
+	events.ClickEvent
+	// TraceID is the W3C trace id (32 lower-case hex chars) from the record's traceparent header;
+	// empty when the record carried none (stored as NULL).
+	TraceID         string
+	SourceTopic     string
+	SourcePartition int32
+	SourceOffset    int64
+}
+
+// Batch is the unit of atomic work: its rows and the positions they cover commit together.
+type Batch struct {
+	Events []EventRow
+	// Positions holds, per partition, the next offset to consume: the last offset the batch covers
+	// plus one. Every row's partition must be present, with SourceOffset < Positions[p]. A partition
+	// may be present without rows (its records were all dead-lettered): its position still moves.
+	Positions map[Partition]int64
+}
+
+// WriteResult counts what Write did with a batch. Inserted+Duplicates+Stale == len(Batch.Events).
+type WriteResult struct {
+	// Inserted rows are now in the warehouse.
+	Inserted int
+	// Duplicates were dropped because their event_id was already in the batch (the lowest offset
+	// wins) or already stored within the dedup window.
+	Duplicates int
+	// Stale rows were dropped because their offset is below the stored position of their
+	// partition: a replay of records that were already written.
+	Stale int
+	// Bytes approximates the size of the inserted rows (string lengths plus 8 bytes per
+	// fixed-width value), for the warehouse bytes metric.
+	Bytes int64
+}
+
+// Warehouse stores event batches exactly once.
+//
+// Write is called from one goroutine. Positions, Query-style reads and Ping may run concurrently
+// with it (HTTP handlers, rebalance callbacks).
+type Warehouse interface {
+	// Migrate applies the DDL idempotently. Call it once at start, before Write.
+	Migrate(ctx context.Context) error
+	// Positions returns the next offset to consume per partition, as last committed by Write for
+	// the consumer group. The consumer seeks there on assignment; partitions absent from the map
+	// have never been written and start from the group's Kafka offset.
+	Positions(ctx context.Context, group string) (map[Partition]int64, error)
+	// Write stores the batch and its positions atomically: all of it or, on error, none of it.
+	// The caller retries an error for which IsTransient is true, with backoff, and never skips it.
+	Write(ctx context.Context, group string, b Batch) (WriteResult, error)
+	// Ping reports whether the warehouse can serve a query, for /readyz.
+	Ping(ctx context.Context) error
+	// Close waits for an in-flight Write, cancels in-flight reads, makes everything durable and
+	// releases the store.
+	Close() error
+}
+
+var (
+	// ErrTransient marks a failure that retrying the same call can fix: I/O, memory pressure, a
+	// transaction conflict, an interrupted statement, a per-attempt deadline.
+	ErrTransient = errors.New("warehouse: transient failure")
+	// ErrInvalidBatch marks a batch that breaks Batch's invariants. Retrying cannot help: it is a
+	// bug in the caller.
+	ErrInvalidBatch = errors.New("warehouse: invalid batch")
+	// ErrInvalidQuery marks a Query rejected before it ran: not exactly one read-only statement,
+	// or a bad row limit.
+	ErrInvalidQuery = errors.New("warehouse: invalid query")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("warehouse: closed")
+)
+
+// RowError is an ErrInvalidBatch caused by the content of one row (no event_id, a string that is
+// not UTF-8, a value out of range): no retry can store it. The caller dead-letters
+// Batch.Events[Index] with Reason — keeping its offset covered by Positions — and writes the rest.
+type RowError struct {
+	Index  int
+	Reason string
+}
+
+func (e *RowError) Error() string {
+	return fmt.Sprintf("%v: row %d: %s", ErrInvalidBatch, e.Index, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidBatch) true for a RowError.
+func (e *RowError) Unwrap() error { return ErrInvalidBatch }
+
+// IsTransient reports whether err is worth retrying. Everything else — an invalid batch, a
+// constraint or conversion error, a missing table, a fatal database error — will fail the same
+// way again: the service should stop and let its supervisor restart it (a restart resumes from the
+// stored positions, so nothing is lost or duplicated).
+func IsTransient(err error) bool {
+	return errors.Is(err, ErrTransient)
+}

@@ -1,0 +1,114 @@
+// Package ddl holds the warehouse DDL, one .sql file per table and dialect, embedded so the
+// writer applies exactly the files that Terraform applies.
+//
+// The Go package is named ddl because "sql" would shadow database/sql in every importer:
+//
+//	import ddl "github.com/ecomstream/platform/sql"
+//
+// Files are returned in a deterministic apply order: lexical order of their file names. A table
+// that must exist before another (a foreign key, a view) gets a name that sorts first; today no
+// file depends on another.
+package ddl
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+//go:embed duckdb/*.sql bigquery/*.sql
+var files embed.FS
+
+// Statement is one DDL file. SQL may hold several statements separated by semicolons (DuckDB runs
+// them in order; BigQuery runs the file as a multi-statement query).
+type Statement struct {
+	// Name is the file's path in this module, e.g. "duckdb/fact_events.sql".
+	Name string
+	SQL  string
+}
+
+// DuckDB returns the DuckDB DDL in apply order. Every statement is idempotent
+// (CREATE ... IF NOT EXISTS, COMMENT ON), so it is safe to apply at every start.
+func DuckDB() ([]Statement, error) {
+	return load("duckdb")
+}
+
+// BigQuery returns the BigQuery DDL for one dataset in apply order, with the ${project} and
+// ${dataset} placeholders filled in. Terraform fills the same placeholders with templatefile().
+func BigQuery(project, dataset string) ([]Statement, error) {
+	if !projectRE.MatchString(project) {
+		return nil, fmt.Errorf("ddl: invalid BigQuery project id %q", project)
+	}
+	if len(dataset) > 1024 || !datasetRE.MatchString(dataset) {
+		return nil, fmt.Errorf("ddl: invalid BigQuery dataset id %q", dataset)
+	}
+	stmts, err := load("bigquery")
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]string{"project": project, "dataset": dataset}
+	for i := range stmts {
+		s, err := render(stmts[i].SQL, vars)
+		if err != nil {
+			return nil, fmt.Errorf("ddl: %s: %w", stmts[i].Name, err)
+		}
+		stmts[i].SQL = s
+	}
+	return stmts, nil
+}
+
+var (
+	// Project ids are lower-case letters, digits and hyphens, optionally domain-scoped
+	// ("example.com:project"). Dataset ids are letters, digits and underscores. Both are checked
+	// because they are pasted into backquoted identifiers.
+	projectRE     = regexp.MustCompile(`^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+	datasetRE     = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+	placeholderRE = regexp.MustCompile(`\$\{([^}]*)\}`)
+)
+
+// render substitutes ${name} placeholders. An unknown placeholder is an error rather than being
+// left in place, so a typo in a .sql file fails at start instead of creating an odd table name.
+func render(text string, vars map[string]string) (string, error) {
+	var unknown []string
+	out := placeholderRE.ReplaceAllStringFunc(text, func(m string) string {
+		name := placeholderRE.FindStringSubmatch(m)[1]
+		v, ok := vars[name]
+		if !ok {
+			unknown = append(unknown, name)
+			return m
+		}
+		return v
+	})
+	if len(unknown) > 0 {
+		return "", fmt.Errorf("unknown placeholders %q", unknown)
+	}
+	return out, nil
+}
+
+func load(dialect string) ([]Statement, error) {
+	names, err := fs.Glob(files, dialect+"/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("ddl: list %s: %w", dialect, err)
+	}
+	sort.Strings(names) // fs.Glob sorts today; the apply order must not depend on that.
+	stmts := make([]Statement, 0, len(names))
+	for _, name := range names {
+		b, err := files.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("ddl: read %s: %w", name, err)
+		}
+		text := strings.TrimSpace(string(b))
+		if text == "" {
+			return nil, fmt.Errorf("ddl: %s is empty", name)
+		}
+		stmts = append(stmts, Statement{Name: path.Clean(name), SQL: text})
+	}
+	if len(stmts) == 0 {
+		return nil, fmt.Errorf("ddl: no %s files embedded", dialect)
+	}
+	return stmts, nil
+}
