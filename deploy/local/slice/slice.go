@@ -28,6 +28,8 @@ type Options struct {
 	Prefix     string   // topic and group prefix, e.g. "e2e-1234."; "" = the production names
 	QueryToken string   // bearer token of bq-writer's warehouse query endpoint
 	LogLevel   string
+	// Addrs fixes HTTP listen addresses per service; others get a free port.
+	Addrs map[string]string
 	// Env adds variables per service, e.g. {"bq-writer": {"DEDUP_WINDOW=1h"}}.
 	Env map[string][]string
 }
@@ -70,9 +72,12 @@ func New(opts Options) (*Slice, error) {
 			"DUCKDB_PATH=" + s.DuckDB, "WAREHOUSE_QUERY_TOKEN=" + opts.QueryToken, "WAREHOUSE_QUERY_MAX_ROWS=1000000"},
 	}
 	for _, name := range svcrun.Services {
-		addr, err := svcrun.FreeAddr()
-		if err != nil {
-			return nil, err
+		addr := opts.Addrs[name]
+		if addr == "" {
+			var err error
+			if addr, err = svcrun.FreeAddr(); err != nil {
+				return nil, err
+			}
 		}
 		s.Procs[name] = &svcrun.Process{
 			Name: name, Bin: filepath.Join(opts.BinDir, name), HTTPAddr: addr,

@@ -89,7 +89,7 @@ func consumeCommitted(ctx context.Context, t *testing.T, eps stacktest.Endpoints
 	return got
 }
 
-func TestKafkaTransactionalRoundTrip(t *testing.T) {
+func TestIntegrationKafkaTransactionalRoundTrip(t *testing.T) {
 	eps := integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -126,7 +126,7 @@ func TestKafkaTransactionalRoundTrip(t *testing.T) {
 // TestKafkaGroupTransactSession exercises the exactly-once path the
 // Kafka-to-Kafka stages use: consume, produce and commit the input offsets in
 // one transaction.
-func TestKafkaGroupTransactSession(t *testing.T) {
+func TestIntegrationKafkaGroupTransactSession(t *testing.T) {
 	eps := integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -196,7 +196,7 @@ func TestKafkaGroupTransactSession(t *testing.T) {
 	}
 }
 
-func TestSchemaRegistry(t *testing.T) {
+func TestIntegrationSchemaRegistry(t *testing.T) {
 	eps := integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -225,7 +225,7 @@ func TestSchemaRegistry(t *testing.T) {
 	}
 }
 
-func TestPostgresLogin(t *testing.T) {
+func TestIntegrationPostgresLogin(t *testing.T) {
 	eps := integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
