@@ -25,6 +25,7 @@ type Config struct {
 	Addr            string        `env:"HTTP_ADDR" default:":8080" usage:"listen address for health, readiness, metrics and the service API"`
 	ShutdownTimeout time.Duration `env:"HTTP_SHUTDOWN_TIMEOUT" default:"10s" usage:"how long in-flight requests get on shutdown"`
 	ReadyTimeout    time.Duration `env:"HTTP_READY_CHECK_TIMEOUT" default:"2s" usage:"timeout of each readiness check"`
+	Pprof           bool          `env:"HTTP_PPROF_ENABLED" default:"false" usage:"serve Go profiles on /debug/pprof/ (bind HTTP_ADDR to a private interface when on)"`
 }
 
 // Validate implements config.Validator.
@@ -64,6 +65,9 @@ func New(cfg Config, log *slog.Logger, metrics http.Handler) *Server {
 	r.Get("/readyz", s.ready)
 	if metrics != nil {
 		r.Method(http.MethodGet, "/metrics", metrics)
+	}
+	if cfg.Pprof {
+		r.Mount("/debug", middleware.Profiler())
 	}
 	s.Router = r
 	return s
