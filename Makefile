@@ -37,15 +37,15 @@ test: test-unit stack-up test-integration ## unit tests, then integration + e2e 
 
 .PHONY: test-unit
 test-unit: ## unit tests of every module (no servers needed)
-	@for m in $(MODULES); do echo "== unit $$m"; (cd $$m && go test -short -count=1 ./...); done
+	@status=0; for m in $(MODULES); do echo "== unit $$m"; (cd $$m && go test -short -count=1 ./...) || status=1; done; exit $$status
 
 .PHONY: test-integration
 test-integration: ## integration and end-to-end tests (needs: make stack-up)
-	@for m in $(MODULES); do \
+	@status=0; for m in $(MODULES); do \
 		if grep -rlqE '^func Test(Integration|E2E)' --include='*_test.go' $$m; then \
-			echo "== integration $$m"; (cd $$m && go test -count=1 -timeout 20m -run '^Test(Integration|E2E)' -v ./...); \
+			echo "== integration $$m"; (cd $$m && go test -count=1 -timeout 20m -run '^Test(Integration|E2E)' -v ./...) || status=1; \
 		fi; \
-	done
+	done; exit $$status
 
 .PHONY: test-race
 test-race: ## unit tests with the race detector

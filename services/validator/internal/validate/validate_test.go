@@ -1,0 +1,119 @@
+package validate
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/ecomstream/platform/pkg/avroserde"
+	"github.com/ecomstream/platform/pkg/deadletter"
+	"github.com/ecomstream/platform/pkg/events"
+	protoavro "github.com/ecomstream/platform/proto/avro"
+	"github.com/ecomstream/platform/services/validator/internal/rules"
+)
+
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func setup(t *testing.T) (*Validator, *avroserde.Codec, *srfake.Registry) {
+	t.Helper()
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	r, err := avroserde.New(avroserde.Config{URL: reg.URL(), AutoRegister: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.Codec(context.Background(), "valid-value", protoavro.ClickEvent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := rules.ClickEvents(rules.Config{AllowedEventTypes: []string{"page_view"}, MaxFutureSkew: time.Minute, MaxEventAge: time.Hour})
+	v, err := New(c, set, "valid", func() time.Time { return now }, noop.NewMeterProvider().Meter("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, c, reg
+}
+
+func TestHandle(t *testing.T) {
+	v, c, _ := setup(t)
+	anon := "a1"
+	good := events.ClickEvent{EventID: "e1", EventTimestamp: now, ReceivedAt: now, EventType: "page_view",
+		AnonymousID: &anon, SessionID: "s1", PageURL: "https://x.example/", Source: "kafka"}
+	bad := good
+	bad.PageURL, bad.EventType = "nope", "search"
+
+	tests := []struct {
+		name      string
+		ev        events.ClickEvent
+		wantRules []string
+	}{
+		{name: "valid passes through unchanged", ev: good},
+		{name: "invalid reports every failed rule", ev: bad, wantRules: []string{rules.EventTypeAllowed, rules.PageURLValid}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := c.Encode(&tt.ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs, err := v.Handle(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k"), Value: b})
+			if tt.wantRules == nil {
+				if err != nil || len(outs) != 1 || outs[0].Topic != "valid" || string(outs[0].Value) != string(b) || string(outs[0].Key) != "k" {
+					t.Fatalf("outs %v err %v", outs, err)
+				}
+				return
+			}
+			rej, ok := deadletter.AsRejection(err)
+			if !ok {
+				t.Fatalf("err = %v, want a rejection", err)
+			}
+			if rej.SchemaID != c.ID() || rej.Entity != Entity || len(rej.Reasons) != len(tt.wantRules) {
+				t.Fatalf("rejection %+v", rej)
+			}
+			for i, r := range rej.Reasons {
+				if r.RuleID != tt.wantRules[i] {
+					t.Errorf("reason %d = %s, want %s", i, r.RuleID, tt.wantRules[i])
+				}
+			}
+		})
+	}
+}
+
+func TestHandleRewritesOlderWriterVersionToCurrent(t *testing.T) {
+	v, c, reg := setup(t)
+	old := `{"type":"record","name":"ClickEvent","namespace":"ecom.events","fields":[
+	 {"name":"event_id","type":"string"},
+	 {"name":"event_timestamp","type":{"type":"long","logicalType":"timestamp-micros"}},
+	 {"name":"received_at","type":{"type":"long","logicalType":"timestamp-micros"}},
+	 {"name":"event_type","type":"string"},
+	 {"name":"anonymous_id","type":["null","string"],"default":null},
+	 {"name":"session_id","type":"string"},
+	 {"name":"page_url","type":"string"}]}`
+	id, _, err := reg.RegisterSchema("legacy-value", sr.Schema{Schema: old, Type: sr.TypeAvro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := "a"
+	body, err := avro.Marshal(avro.MustParse(old), map[string]any{"event_id": "e-old", "event_timestamp": now, "received_at": now,
+		"event_type": "page_view", "anonymous_id": map[string]any{"string": anon}, "session_id": "s", "page_url": "https://x/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h sr.ConfluentHeader
+	in, _ := h.AppendEncode(nil, id, nil)
+	outs, err := v.Handle(context.Background(), &kgo.Record{Value: append(in, body...)})
+	if err != nil || len(outs) != 1 {
+		t.Fatalf("outs %v err %v", outs, err)
+	}
+	var ev events.ClickEvent
+	gotID, err := c.Decode(context.Background(), outs[0].Value, &ev)
+	if err != nil || gotID != c.ID() || ev.EventID != "e-old" || ev.Source != "kafka" {
+		t.Errorf("output not in the current schema: id %d (want %d) %+v %v", gotID, c.ID(), ev, err)
+	}
+}
