@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
+	"github.com/ecomstream/platform/pkg/config"
 	"github.com/ecomstream/platform/pkg/httpserver"
 	"github.com/ecomstream/platform/pkg/logging"
 	"github.com/ecomstream/platform/pkg/stream"
@@ -96,4 +99,37 @@ func (rt *Runtime) Close() {
 // Fail prints err as the service's one-line exit message.
 func Fail(name string, err error) {
 	fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+}
+
+// Config is a service's configuration: a struct embedding Base, passed by
+// pointer so Load can fill it.
+type Config interface {
+	BaseConfig() Base
+}
+
+// BaseConfig implements Config for every struct that embeds Base.
+func (b Base) BaseConfig() Base { return b }
+
+// Main is the whole of a service's main: it loads cfg from the environment,
+// starts the runtime, runs body until SIGINT or SIGTERM, and is the one place
+// the process exits non-zero, with one line on stderr (for a bad setting:
+// "<service>: config: VAR: what is wrong").
+func Main(name, version string, cfg Config, body func(ctx context.Context, rt *Runtime) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := func() error {
+		if err := config.Load(cfg); err != nil {
+			return err
+		}
+		rt, err := Start(ctx, name, version, cfg.BaseConfig())
+		if err != nil {
+			return err
+		}
+		defer rt.Close()
+		return body(ctx, rt)
+	}()
+	stop()
+	if err != nil {
+		Fail(name, err)
+		os.Exit(1)
+	}
 }

@@ -50,7 +50,9 @@ func (f optFunc) apply(p *Processor) { f(p) }
 
 // WithRegisterer registers franz-go client metrics (kprom) on reg.
 func WithRegisterer(reg prometheus.Registerer) ProcessorOption {
-	return optFunc(func(p *Processor) { p.kprom = kprom.NewMetrics("kafka", kprom.Registerer(reg), kprom.Subsystem("client")) })
+	return optFunc(func(p *Processor) {
+		p.kprom = kprom.NewMetrics("kafka", kprom.Registerer(reg), kprom.Subsystem("client"))
+	})
 }
 
 // WithOnCommit sets a callback run after each committed batch.

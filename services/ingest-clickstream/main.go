@@ -4,9 +4,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
@@ -43,26 +40,11 @@ func (c *Config) Validate() error {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
-	stop()
-	if err != nil {
-		service.Fail(name, err)
-		os.Exit(1)
-	}
+	var cfg Config
+	service.Main(name, version, &cfg, func(ctx context.Context, rt *service.Runtime) error { return run(ctx, rt, &cfg) })
 }
 
-func run(ctx context.Context) error {
-	var cfg Config
-	if err := config.Load(&cfg); err != nil {
-		return err
-	}
-	rt, err := service.Start(ctx, name, version, cfg.Base)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-
+func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	events, err := rt.Registry.Codec(ctx, avroserde.SubjectFor(cfg.OutputTopic), protoavro.ClickEvent)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
 )
 
@@ -172,4 +174,33 @@ func Query(ctx context.Context, addr, token, sql string) ([]string, [][]any, err
 		return nil, nil, fmt.Errorf("query: %s: %s", resp.Status, out.Error)
 	}
 	return out.Columns, out.Rows, nil
+}
+
+// Env is what a command needs before it starts a slice.
+type Env struct {
+	Root   string              // repository root
+	BinDir string              // built service binaries
+	Stack  stacktest.Endpoints // the local stack
+}
+
+// Prepare finds the repository, checks that the local stack answers (or says
+// how to start it) and builds the services.
+func Prepare(ctx context.Context) (Env, error) {
+	root, err := svcrun.RepoRoot()
+	if err != nil {
+		return Env{}, err
+	}
+	eps := stacktest.FromEnv()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = errors.Join(stacktest.CheckKafka(cctx, eps.KafkaBrokers), stacktest.CheckSchemaRegistry(cctx, eps.SchemaRegistryURL))
+	cancel()
+	if err != nil {
+		return Env{}, fmt.Errorf("local stack not reachable (%v); %s", err, stacktest.StartHint)
+	}
+	fmt.Println("building services…")
+	binDir := filepath.Join(root, ".cache", "bin")
+	if _, err := svcrun.Build(ctx, root, binDir, svcrun.Services...); err != nil {
+		return Env{}, err
+	}
+	return Env{Root: root, BinDir: binDir, Stack: eps}, nil
 }

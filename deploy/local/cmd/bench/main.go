@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,7 +27,6 @@ import (
 	"github.com/ecomstream/platform/deploy/local/clickgen"
 	"github.com/ecomstream/platform/deploy/local/otlpsink"
 	"github.com/ecomstream/platform/deploy/local/slice"
-	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
 )
 
@@ -63,22 +61,11 @@ func run(ctx context.Context) error {
 	flag.StringVar(&o.profileDir, "profile", "", "write 10 s CPU profiles of each service, taken during phase 1, into this folder")
 	flag.Parse()
 
-	root, err := svcrun.RepoRoot()
+	prep, err := slice.Prepare(ctx)
 	if err != nil {
 		return err
 	}
-	eps := stacktest.FromEnv()
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = errors.Join(stacktest.CheckKafka(cctx, eps.KafkaBrokers), stacktest.CheckSchemaRegistry(cctx, eps.SchemaRegistryURL))
-	cancel()
-	if err != nil {
-		return fmt.Errorf("local stack not reachable (%v); %s", err, stacktest.StartHint)
-	}
-	binDir := filepath.Join(root, ".cache", "bin")
-	fmt.Println("building services…")
-	if _, err := svcrun.Build(ctx, root, binDir, svcrun.Services...); err != nil {
-		return err
-	}
+	root, binDir, eps := prep.Root, prep.BinDir, prep.Stack
 	otlp := ""
 	if o.traceExport {
 		sink, err := otlpsink.Start()

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -46,24 +45,11 @@ func run(ctx context.Context) error {
 	every := flag.Duration("report", 10*time.Second, "how often to print progress")
 	flag.Parse()
 
-	root, err := svcrun.RepoRoot()
+	env, err := slice.Prepare(ctx)
 	if err != nil {
 		return err
 	}
-	eps := stacktest.FromEnv()
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = errors.Join(stacktest.CheckKafka(cctx, eps.KafkaBrokers), stacktest.CheckSchemaRegistry(cctx, eps.SchemaRegistryURL))
-	cancel()
-	if err != nil {
-		return fmt.Errorf("local stack not reachable (%v); %s", err, stacktest.StartHint)
-	}
-
-	fmt.Println("building services…")
-	binDir := filepath.Join(root, ".cache", "bin")
-	if _, err := svcrun.Build(ctx, root, binDir, svcrun.Services...); err != nil {
-		return err
-	}
-
+	root, binDir, eps := env.Root, env.BinDir, env.Stack
 	// Traces go to OTEL_EXPORTER_OTLP_ENDPOINT (e.g. a Jaeger) when set;
 	// otherwise to an in-process receiver so the demo can show them.
 	otlp := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")

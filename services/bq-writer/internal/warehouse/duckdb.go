@@ -27,8 +27,16 @@ import (
 var _ Warehouse = (*DuckDB)(nil)
 
 // DefaultDedupWindow is how far around its own event_timestamp a row is checked against stored
-// rows for the same event_id. See WithDedupWindow.
-const DefaultDedupWindow = 24 * time.Hour
+// rows for the same event_id. See WithDedupWindow for why it is a minute and not a day.
+const DefaultDedupWindow = time.Minute
+
+// DefaultCheckpointThreshold is the WAL size that triggers a checkpoint. See WithCheckpointThreshold.
+const DefaultCheckpointThreshold = "128MB"
+
+// DefaultDedupIndexSize is the default cap on event_ids held in memory for the dedup check: ~45
+// bytes each, so ~180MB; at 20,000 events/s it covers the default window plus 30s of lateness
+// (1.8M ids) with room to spare.
+const DefaultDedupIndexSize = 4_000_000
 
 // maxConns caps the pool: one pinned writer connection plus a few for Query, Positions and Ping.
 // DuckDB parallelises each query over its own threads, so more connections would only make
@@ -62,6 +70,10 @@ type DuckDB struct {
 	// makes a misuse wait instead of corrupting the connection state).
 	wmu sync.Mutex
 
+	// recent indexes the event_ids of recently stored rows for the dedup check (nil: disabled).
+	// Used only under wmu.
+	recent *recentIDs
+
 	// beforeCommit, when set by tests, runs after the rows and positions are written and before
 	// COMMIT; an error aborts the transaction.
 	beforeCommit func() error
@@ -76,24 +88,39 @@ func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
 	dedupWindow time.Duration
+	dedupIndex  int
 	logger      *slog.Logger
 	memoryLimit string
 	threads     int
+
+	checkpointThreshold string
 }
 
 // WithDedupWindow sets how far around its own event_timestamp each row is checked against stored
 // rows for the same event_id (default DefaultDedupWindow; 0 disables the check against stored
 // rows, leaving only the in-batch dedup).
 //
-// The trade-off: the check scans the event_id column of every stored row whose event_timestamp
-// falls within [min(batch) - window, max(batch) + window]. Zone maps skip older row groups, so the
-// cost is bounded by the rows in the window — not by the table size — but it grows with the
-// window: at a sustained rate R, a batch scans about 2·window·R rows. A duplicate whose stored
-// twin lies outside the window is not caught here; the prod layer's one-row-per-event_id view is
-// the backstop. Redelivered duplicates normally carry the same event_timestamp, so a window of
-// minutes catches them; the window mostly matters for producers that re-stamp a resend.
+// The window is centred on each row's own event_timestamp, not on the wall clock: a resent event
+// keeps its client timestamp, so its duplicate is found however late it arrives. The window only
+// has to absorb producers that re-stamp a resend. A duplicate whose stored twin lies outside the
+// window is written; the prod layer's one-row-per-event_id view is the backstop.
+//
+// The trade-off is cost. Rows within recentSlack (30s) of the newest stored event are checked
+// against an in-memory index (WithDedupIndexSize), whose size is about rate·(window+30s). Other
+// rows (late events, or all rows while the index is over its cap) are checked by scanning the
+// stored rows within their window: zone maps on event_timestamp skip everything else, so the
+// cost does not grow with the table, but it does with rate·2·window (at 20,000 events/s, ±1m is
+// 2.4M rows, ~100ms on the 2-core target). A one-day window would mean 3.5 billion rows at the
+// target rate: neither index nor scan can afford it.
 func WithDedupWindow(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.dedupWindow = d })
+}
+
+// WithDedupIndexSize caps the event_ids the dedup index keeps in memory (default
+// DefaultDedupIndexSize; 0 disables the index, so every row is checked by a scan). When the cap is
+// reached the oldest ids are dropped and the rows that needed them are scanned instead.
+func WithDedupIndexSize(n int) Option {
+	return optionFunc(func(o *options) { o.dedupIndex = n })
 }
 
 // WithLogger sets the logger (default: discard). Write logs nothing per batch: the caller owns
@@ -108,6 +135,18 @@ func WithMemoryLimit(limit string) Option {
 	return optionFunc(func(o *options) { o.memoryLimit = limit })
 }
 
+// WithCheckpointThreshold sets the WAL size at which DuckDB checkpoints (folds the WAL into the
+// database file), in DuckDB's syntax (default DefaultCheckpointThreshold).
+//
+// DuckDB's own default (16MB) is about 20,000 of these rows, a sixth of a row group: every
+// checkpoint rewrites the partly filled last row group, so with small checkpoints each row is
+// compressed and written several times. A larger threshold writes each row group about once,
+// at the cost of memory (the data since the last checkpoint) and a longer WAL replay after a
+// crash (a few seconds for 128MB).
+func WithCheckpointThreshold(size string) Option {
+	return optionFunc(func(o *options) { o.checkpointThreshold = size })
+}
+
 // WithThreads caps DuckDB's worker threads (default: DuckDB's, one per core).
 func WithThreads(n int) Option {
 	return optionFunc(func(o *options) { o.threads = n })
@@ -117,11 +156,17 @@ func (o options) validate() error {
 	if o.dedupWindow < 0 {
 		return fmt.Errorf("dedup window %v is negative", o.dedupWindow)
 	}
+	if o.dedupIndex < 0 {
+		return fmt.Errorf("dedup index size %d is negative", o.dedupIndex)
+	}
 	if o.threads < 0 {
 		return fmt.Errorf("threads %d is negative", o.threads)
 	}
 	if strings.ContainsAny(o.memoryLimit, "&=#?") {
 		return fmt.Errorf("memory limit %q is not a size", o.memoryLimit)
+	}
+	if strings.ContainsAny(o.checkpointThreshold, "&=#?") {
+		return fmt.Errorf("checkpoint threshold %q is not a size", o.checkpointThreshold)
 	}
 	return nil
 }
@@ -133,7 +178,7 @@ func (o options) validate() error {
 // no ATTACH, no extension install or load): the writer needs none, and it keeps the operator
 // Query endpoint inside this one file.
 func OpenDuckDB(path string, opts ...Option) (*DuckDB, error) {
-	o := options{dedupWindow: DefaultDedupWindow}
+	o := options{dedupWindow: DefaultDedupWindow, dedupIndex: DefaultDedupIndexSize, checkpointThreshold: DefaultCheckpointThreshold}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -157,6 +202,9 @@ func OpenDuckDB(path string, opts ...Option) (*DuckDB, error) {
 	if o.memoryLimit != "" {
 		cfg.Set("memory_limit", o.memoryLimit)
 	}
+	if o.checkpointThreshold != "" {
+		cfg.Set("checkpoint_threshold", o.checkpointThreshold)
+	}
 	connector, err := duckdb.NewConnector(path+"?"+cfg.Encode(), initConn)
 	if err != nil {
 		return nil, fmt.Errorf("warehouse: open duckdb %q: %w", path, err)
@@ -177,6 +225,9 @@ func OpenDuckDB(path string, opts ...Option) (*DuckDB, error) {
 		log:         o.logger,
 		closing:     closing,
 		cancelClose: cancel,
+	}
+	if o.dedupWindow > 0 && o.dedupIndex > 0 {
+		d.recent = newRecentIDs(o.dedupWindow, o.dedupIndex)
 	}
 	d.log.Info("duckdb warehouse opened", "path", path, "dedup_window", o.dedupWindow,
 		"threads", o.threads, "memory_limit", o.memoryLimit)
@@ -367,7 +418,8 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 		keep = append(keep, i)
 	}
 
-	// 2b. Duplicates of stored rows within the window.
+	// 2b. Duplicates of stored rows within the window: in memory where the index covers the row,
+	// by a scan otherwise.
 	if d.opts.dedupWindow > 0 && len(keep) > 0 {
 		dup, err := d.storedDuplicates(ctx, tx, b.Events, keep, first)
 		if err != nil {
@@ -381,7 +433,7 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 	slices.Sort(keep) // insert in batch order: keeps event_timestamp zone maps tight.
 
 	// 3. Rows. The appender runs on the transaction's connection and flushes into the open
-	// transaction, so a rollback discards it like any INSERT (TestWriteRollback checks this).
+	// transaction, so a rollback discards it like any INSERT (TestWriteRollsBackOnFailure checks this).
 	now := time.Now().UTC()
 	if len(keep) > 0 {
 		res.Bytes, err = d.appendRows(ctx, b.Events, keep, now)
@@ -404,9 +456,15 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 		}
 	}
 
-	// 5. Commit.
+	// 5. Commit. Only a committed row may enter the dedup index.
 	if err := tx.Commit(); err != nil {
 		return res, fmt.Errorf("commit: %w", err)
+	}
+	if d.recent != nil && d.recent.loaded {
+		for _, i := range keep {
+			d.recent.add(b.Events[i].EventID, b.Events[i].EventTimestamp)
+		}
+		d.recent.advance(time.Now())
 	}
 	return res, nil
 }
@@ -431,52 +489,166 @@ const selectStoredIDs = `SELECT event_id, event_timestamp FROM fact_events
 WHERE event_timestamp BETWEEN ? AND ?
   AND event_id IN (SELECT unnest(CAST(?::JSON AS VARCHAR[])))`
 
+// maxProbes caps the dedup queries per batch. Each costs a statement (~0.5ms here) plus its scan.
+const maxProbes = 8
+
 // storedDuplicates returns the indexes (into events) of kept rows whose event_id is already stored
 // with an event_timestamp within the window of the row's own.
+//
+// The kept rows are split into clusters of nearby event_timestamps, and each cluster is probed
+// with its own range [min-window, max+window]. A single range over the whole batch would let one
+// late event (a phone that was offline for hours) stretch the scan over every row stored since.
+// Clusters are cut at gaps wider than 2·window, at most maxProbes of them (the widest gaps win),
+// so the scanned rows are the rows stored within window of the batch's own timestamps.
 func (d *DuckDB) storedDuplicates(ctx context.Context, tx *sql.Tx, events []EventRow, keep []int, first map[string]int) (map[int]bool, error) {
 	w := d.opts.dedupWindow
-	ids := make([]string, len(keep))
-	lo, hi := events[keep[0]].EventTimestamp, events[keep[0]].EventTimestamp
-	for k, i := range keep {
-		ids[k] = events[i].EventID
-		ts := events[i].EventTimestamp
-		if ts.Before(lo) {
-			lo = ts
-		}
-		if ts.After(hi) {
-			hi = ts
-		}
-	}
-	// Exact: validateBatch guarantees valid UTF-8, which encoding/json round-trips unchanged.
-	idsJSON, err := json.Marshal(ids)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := tx.QueryContext(ctx, selectStoredIDs, lo.Add(-w), hi.Add(w), string(idsJSON))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var dup map[int]bool
-	for rows.Next() {
-		var id string
-		var ts time.Time
-		if err := rows.Scan(&id, &ts); err != nil {
+	scan := keep
+	if d.recent != nil {
+		if !d.recent.loaded {
+			if err := d.loadRecent(ctx, tx); err != nil {
+				return nil, fmt.Errorf("load dedup index: %w", err)
+			}
+		}
+		scan = nil
+		for _, i := range keep {
+			r := &events[i]
+			switch {
+			case !d.recent.covers(r.EventTimestamp):
+				scan = append(scan, i)
+			case d.recent.contains(r.EventID, r.EventTimestamp):
+				if dup == nil {
+					dup = make(map[int]bool)
+				}
+				dup[i] = true
+			}
+		}
+		if len(scan) == 0 {
+			return dup, nil
+		}
+	}
+
+	byTime := slices.Clone(scan)
+	slices.SortFunc(byTime, func(a, b int) int { return events[a].EventTimestamp.Compare(events[b].EventTimestamp) })
+	for _, cluster := range clusters(events, byTime, w) {
+		ids := make([]string, len(cluster))
+		for k, i := range cluster {
+			ids[k] = events[i].EventID
+		}
+		lo, hi := events[cluster[0]].EventTimestamp, events[cluster[len(cluster)-1]].EventTimestamp
+		// Exact: validateBatch guarantees valid UTF-8, which encoding/json round-trips unchanged.
+		idsJSON, err := json.Marshal(ids)
+		if err != nil {
 			return nil, err
 		}
-		k, ok := first[id]
-		if !ok {
-			continue
+		rows, err := tx.QueryContext(ctx, selectStoredIDs, lo.Add(-w), hi.Add(w), string(idsJSON))
+		if err != nil {
+			return nil, err
 		}
-		i := keep[k]
-		if diff := ts.Sub(events[i].EventTimestamp).Abs(); diff <= w {
-			if dup == nil {
-				dup = make(map[int]bool)
+		for rows.Next() {
+			var id string
+			var ts time.Time
+			if err := rows.Scan(&id, &ts); err != nil {
+				rows.Close()
+				return nil, err
 			}
-			dup[i] = true
+			k, ok := first[id]
+			if !ok {
+				continue
+			}
+			i := keep[k]
+			if ts.Sub(events[i].EventTimestamp).Abs() <= w {
+				if dup == nil {
+					dup = make(map[int]bool)
+				}
+				dup[i] = true
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
 		}
 	}
-	return dup, rows.Err()
+	return dup, nil
+}
+
+// loadRecent fills the dedup index from the table, inside the writer's transaction so that it
+// matches what the transaction builds on. It loads the rows within the index's horizon of the
+// newest stored event_timestamp (ignoring any stamped in the future), newest first, up to the
+// index's cap.
+func (d *DuckDB) loadRecent(ctx context.Context, tx *sql.Tx) error {
+	r := d.recent
+	start := time.Now()
+	var newest sql.NullTime
+	if err := tx.QueryRowContext(ctx, `SELECT max(event_timestamp) FROM fact_events WHERE event_timestamp <= ?`,
+		start.Add(maxClockSkew)).Scan(&newest); err != nil {
+		return err
+	}
+	if !newest.Valid { // empty table: the empty index covers everything
+		r.loaded = true
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT event_id, event_timestamp FROM fact_events
+		WHERE event_timestamp >= ? ORDER BY event_timestamp DESC LIMIT ?`, newest.Time.Add(-r.horizon()), r.max+1)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	type entry struct {
+		id string
+		ts time.Time
+	}
+	var entries []entry
+	for rows.Next() {
+		var e entry
+		if err := rows.Scan(&e.id, &e.ts); err != nil {
+			return err
+		}
+		entries = append(entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	r.coveredFrom = newest.Time.Add(-r.horizon())
+	if len(entries) > r.max { // over the cap: cover only the ids newer than the first one left out
+		r.coveredFrom = entries[r.max].ts.Add(time.Microsecond)
+	}
+	for _, e := range entries {
+		r.add(e.id, e.ts)
+	}
+	r.loaded = true
+	d.log.Info("dedup index loaded", "ids", r.size, "covered_from", r.coveredFrom, "took", time.Since(start))
+	return nil
+}
+
+// clusters splits byTime (indexes into events, sorted by event_timestamp) at the gaps wider than
+// 2·window, keeping only the maxProbes-1 widest such gaps.
+func clusters(events []EventRow, byTime []int, window time.Duration) [][]int {
+	type gap struct {
+		at    int // byTime[at] starts a new cluster
+		width time.Duration
+	}
+	var gaps []gap
+	for k := 1; k < len(byTime); k++ {
+		width := events[byTime[k]].EventTimestamp.Sub(events[byTime[k-1]].EventTimestamp)
+		if width > 2*window {
+			gaps = append(gaps, gap{k, width})
+		}
+	}
+	if len(gaps) > maxProbes-1 {
+		slices.SortFunc(gaps, func(a, b gap) int { return cmp.Compare(b.width, a.width) })
+		gaps = gaps[:maxProbes-1]
+		slices.SortFunc(gaps, func(a, b gap) int { return cmp.Compare(a.at, b.at) })
+	}
+	out := make([][]int, 0, len(gaps)+1)
+	from := 0
+	for _, g := range gaps {
+		out = append(out, byTime[from:g.at])
+		from = g.at
+	}
+	return append(out, byTime[from:])
 }
 
 // factColumns is the appender's column list, named so the appender does not depend on the

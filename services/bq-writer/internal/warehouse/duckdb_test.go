@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -194,8 +195,8 @@ func TestWriteDedupAndStale(t *testing.T) {
 	const topic = "ecom.events.valid.v1"
 	tests := []struct {
 		name    string
-		window  time.Duration
-		earlier []EventRow // written first, in one batch
+		window  time.Duration // 0: 24h; -1: WithDedupWindow(0)
+		earlier []EventRow    // written first, in one batch
 		give    []EventRow
 		want    WriteResult // Bytes ignored
 		// wantOffsets are the source offsets stored for event "dup" after both writes.
@@ -242,8 +243,26 @@ func TestWriteDedupAndStale(t *testing.T) {
 			wantOffsets: []int64{0, 1},
 		},
 		{
+			name:        "short window",
+			window:      time.Minute,
+			earlier:     []EventRow{row(topic, 0, 0, "dup", t0), row(topic, 0, 1, "dup2", t0)},
+			give:        []EventRow{row(topic, 0, 2, "dup", t0.Add(59*time.Second)), row(topic, 0, 3, "dup2", t0.Add(61*time.Second))},
+			want:        WriteResult{Inserted: 1, Duplicates: 1},
+			wantOffsets: []int64{0},
+		},
+		{
+			// A phone that was offline: its resend keeps the client timestamp, so the twin is
+			// found days later with a one-minute window.
+			name:        "late resend with the same timestamp",
+			window:      time.Minute,
+			earlier:     []EventRow{row(topic, 0, 0, "dup", t0), row(topic, 0, 1, "live", t0.Add(72*time.Hour))},
+			give:        []EventRow{row(topic, 0, 2, "dup", t0), row(topic, 0, 3, "live2", t0.Add(72*time.Hour))},
+			want:        WriteResult{Inserted: 1, Duplicates: 1},
+			wantOffsets: []int64{0},
+		},
+		{
 			name:        "window 0 disables the check against stored rows",
-			window:      -1, // sentinel: WithDedupWindow(0)
+			window:      -1,
 			earlier:     []EventRow{row(topic, 0, 0, "dup", t0)},
 			give:        []EventRow{row(topic, 0, 1, "dup", t0), row(topic, 0, 2, "dup", t0)},
 			want:        WriteResult{Inserted: 1, Duplicates: 1},
@@ -263,34 +282,145 @@ func TestWriteDedupAndStale(t *testing.T) {
 			wantOffsets: []int64{9},
 		},
 	}
-	for _, tt := range tests {
+	// Every case runs with the in-memory index and with scans only: both must agree.
+	for _, index := range []int{DefaultDedupIndexSize, 0} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("index=%d/%s", index, tt.name), func(t *testing.T) {
+				opts := []Option{WithDedupIndexSize(index), WithDedupWindow(24 * time.Hour)}
+				switch {
+				case tt.window < 0:
+					opts = append(opts, WithDedupWindow(0))
+				case tt.window > 0:
+					opts = append(opts, WithDedupWindow(tt.window))
+				}
+				d, _ := openTest(t, opts...)
+				if len(tt.earlier) > 0 {
+					mustWrite(t, d, batch(tt.earlier...))
+				}
+				got := mustWrite(t, d, batch(tt.give...))
+				got.Bytes = 0
+				if got != tt.want {
+					t.Fatalf("result = %+v, want %+v", got, tt.want)
+				}
+				_, rows, err := d.Query(context.Background(), `SELECT source_offset FROM fact_events WHERE event_id = 'dup' ORDER BY 1`, 10)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var offs []int64
+				for _, r := range rows {
+					offs = append(offs, r[0].(int64))
+				}
+				if !slices.Equal(offs, tt.wantOffsets) {
+					t.Fatalf("stored offsets of dup = %v, want %v", offs, tt.wantOffsets)
+				}
+			})
+		}
+	}
+}
+
+// After a restart the index is rebuilt from the table, so a duplicate of a row written before the
+// restart is still found; rows the index does not cover (too old, or beyond its cap) take the scan.
+func TestDedupIndexSurvivesRestartAndFallsBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.duckdb")
+	ctx := context.Background()
+	d, err := OpenDuckDB(path, WithDedupWindow(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := row("t", 0, 0, "old", t0)
+	live := make([]EventRow, 100) // one per second from t0+1h
+	for i := range live {
+		live[i] = row("t", 1, int64(i), fmt.Sprintf("live-%d", i), t0.Add(time.Hour+time.Duration(i)*time.Second))
+	}
+	mustWrite(t, d, batch(append([]EventRow{old}, live...)...))
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		name  string
+		index int
+		// wantIndexed: whether the live duplicate is covered by the index when checked.
+		wantIndexed bool
+	}{
+		{name: "default index", index: DefaultDedupIndexSize, wantIndexed: true},
+		{name: "index capped below the live rows", index: 50, wantIndexed: false},
+		{name: "no index", index: 0},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var opts []Option
-			switch {
-			case tt.window < 0:
-				opts = append(opts, WithDedupWindow(0))
-			case tt.window > 0:
-				opts = append(opts, WithDedupWindow(tt.window))
-			}
-			d, _ := openTest(t, opts...)
-			if len(tt.earlier) > 0 {
-				mustWrite(t, d, batch(tt.earlier...))
-			}
-			got := mustWrite(t, d, batch(tt.give...))
-			got.Bytes = 0
-			if got != tt.want {
-				t.Fatalf("result = %+v, want %+v", got, tt.want)
-			}
-			_, rows, err := d.Query(context.Background(), `SELECT source_offset FROM fact_events WHERE event_id = 'dup' ORDER BY 1`, 10)
+			d, err := OpenDuckDB(path, WithDedupWindow(time.Minute), WithDedupIndexSize(tt.index))
 			if err != nil {
 				t.Fatal(err)
 			}
-			var offs []int64
-			for _, r := range rows {
-				offs = append(offs, r[0].(int64))
+			defer d.Close()
+			dupLive := live[99]
+			dupLive.SourcePartition, dupLive.SourceOffset = 2, 0
+			dupOld := old
+			dupOld.SourcePartition, dupOld.SourceOffset = 2, 1
+			// Each subtest writes into the same file; the fresh row is unique per subtest.
+			fresh := row("t", 2, 2, "fresh-"+tt.name, t0.Add(time.Hour+100*time.Second))
+			var covered bool
+			d.beforeCommit = func() error {
+				covered = d.recent != nil && d.recent.covers(dupLive.EventTimestamp)
+				return nil
 			}
-			if !slices.Equal(offs, tt.wantOffsets) {
-				t.Fatalf("stored offsets of dup = %v, want %v", offs, tt.wantOffsets)
+			res, err := d.Write(ctx, "group-"+tt.name, batch(dupLive, dupOld, fresh))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Inserted != 1 || res.Duplicates != 2 {
+				t.Fatalf("result = %+v, want 1 inserted, 2 duplicates", res)
+			}
+			if covered != tt.wantIndexed {
+				t.Fatalf("live duplicate checked in memory = %v, want %v", covered, tt.wantIndexed)
+			}
+			if d.recent != nil && (d.recent.size > tt.index || d.recent.covers(old.EventTimestamp)) {
+				t.Fatalf("index size %d (cap %d), covered from %v", d.recent.size, tt.index, d.recent.coveredFrom)
+			}
+		})
+	}
+}
+
+func TestDedupClusters(t *testing.T) {
+	at := func(offsets ...time.Duration) []EventRow {
+		rows := make([]EventRow, len(offsets))
+		for i, o := range offsets {
+			rows[i] = row("t", 0, int64(i), fmt.Sprint(i), t0.Add(o))
+		}
+		return rows
+	}
+	tests := []struct {
+		name   string
+		give   []EventRow
+		window time.Duration
+		want   [][]int
+	}{
+		{name: "one cluster", give: at(0, time.Second, 2*time.Second), window: time.Second, want: [][]int{{0, 1, 2}}},
+		{name: "late event split off", give: at(-3*time.Hour, 0, time.Second), window: time.Minute, want: [][]int{{0}, {1, 2}}},
+		{name: "gap of exactly 2w stays", give: at(0, 2*time.Minute), window: time.Minute, want: [][]int{{0, 1}}},
+		{
+			name: "capped at maxProbes, widest gaps win",
+			give: at(0, time.Hour, 3*time.Hour, 6*time.Hour, 10*time.Hour, 15*time.Hour, 21*time.Hour, 28*time.Hour,
+				28*time.Hour+2*time.Minute, 76*time.Hour),
+			window: time.Second,
+			want:   [][]int{{0, 1}, {2}, {3}, {4}, {5}, {6}, {7, 8}, {9}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			byTime := make([]int, len(tt.give))
+			for i := range byTime {
+				byTime[i] = i
+			}
+			got := clusters(tt.give, byTime, tt.window)
+			if len(got) > maxProbes {
+				t.Fatalf("%d clusters > maxProbes", len(got))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("clusters = %v, want %v", got, tt.want)
 			}
 		})
 	}
@@ -480,6 +610,8 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 		"negative window":  WithDedupWindow(-time.Second),
 		"negative threads": WithThreads(-1),
 		"injected config":  WithMemoryLimit("1GB&enable_external_access=true"),
+		"injected ckpt":    WithCheckpointThreshold("1GB&enable_external_access=true"),
+		"negative index":   WithDedupIndexSize(-1),
 	} {
 		if d, err := OpenDuckDB("", opt); err == nil {
 			d.Close()
@@ -491,11 +623,12 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	_, rows, err := d.Query(context.Background(), `SELECT current_setting('threads'), current_setting('memory_limit'), current_setting('TimeZone')`, 1)
+	_, rows, err := d.Query(context.Background(), `SELECT current_setting('threads'), current_setting('memory_limit'),
+		current_setting('TimeZone'), current_setting('checkpoint_threshold'), current_setting('enable_external_access')`, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(rows[0]); got != "[1 244.1 MiB UTC]" {
+	if got := fmt.Sprint(rows[0]); got != "[1 244.1 MiB UTC 122.0 MiB false]" {
 		t.Errorf("settings = %s", got)
 	}
 }

@@ -1,0 +1,65 @@
+package warehouse
+
+import (
+	"testing"
+	"time"
+)
+
+func TestRecentIDs(t *testing.T) {
+	now := t0.Add(time.Hour)
+	r := newRecentIDs(time.Minute, 1000)
+	r.loaded = true // empty table: covers everything
+	if !r.covers(t0) {
+		t.Fatal("empty loaded index must cover everything")
+	}
+	for i := range 100 {
+		r.add(string(rune('a'+i%26))+string(rune('A'+i/26)), t0.Add(time.Duration(i)*time.Second))
+	}
+	r.advance(now)
+	newest := t0.Add(99 * time.Second)
+	if want := newest.Add(-r.horizon()); !r.coveredFrom.Equal(want) {
+		t.Fatalf("coveredFrom = %v, want %v", r.coveredFrom, want)
+	}
+	tests := []struct {
+		name string
+		id   string
+		ts   time.Time
+		want bool
+	}{
+		{"same timestamp", "aA", t0, true},
+		{"within window", "aA", t0.Add(59 * time.Second), true},
+		{"outside window", "aA", t0.Add(61 * time.Second), false},
+		{"unknown id", "zz", t0, false},
+		{"last id", "vD", t0.Add(99 * time.Second), true},
+	}
+	for _, tt := range tests {
+		if got := r.contains(tt.id, tt.ts); got != tt.want {
+			t.Errorf("%s: contains(%q, %v) = %v, want %v", tt.name, tt.id, tt.ts, got, tt.want)
+		}
+	}
+	// Coverage: a row needs its whole window above coveredFrom.
+	if r.covers(t0) || !r.covers(newest) {
+		t.Fatalf("covers: t0 %v newest %v (coveredFrom %v)", r.covers(t0), r.covers(newest), r.coveredFrom)
+	}
+
+	// A future-stamped event cannot drag coverage past the wall clock.
+	r.add("future", now.Add(24*time.Hour))
+	r.advance(now)
+	if r.coveredFrom.After(now) {
+		t.Fatalf("coveredFrom %v moved past now %v", r.coveredFrom, now)
+	}
+
+	// Over the cap the oldest buckets go and coverage follows.
+	small := newRecentIDs(time.Minute, 10)
+	small.loaded = true
+	for i := range 40 {
+		small.add(string(rune('a'+i)), t0.Add(time.Duration(i)*time.Second))
+	}
+	small.advance(now)
+	if small.size > 10 {
+		t.Fatalf("size %d over cap", small.size)
+	}
+	if small.covers(t0.Add(39 * time.Second)) {
+		t.Fatal("rows whose window lost its ids must not be covered")
+	}
+}
