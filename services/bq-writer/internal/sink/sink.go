@@ -29,8 +29,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
+	"github.com/ecomstream/platform/pkg/deadletter"
 	"github.com/ecomstream/platform/pkg/events"
 	"github.com/ecomstream/platform/pkg/stream"
+	protoavro "github.com/ecomstream/platform/proto/avro"
 	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
 )
 
@@ -57,7 +59,8 @@ type Sink struct {
 	adm     *kadm.Client
 	handler stream.Handler
 
-	batch warehouse.Batch // the batch under construction; only Run touches it
+	batch   warehouse.Batch // the batch under construction; only Run touches it
+	rowRecs []*kgo.Record   // the record of each row of batch, for dead-lettering a bad row
 
 	rows     metric.Int64Counter
 	bytes    metric.Int64Counter
@@ -161,6 +164,7 @@ func (s *Sink) decode(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, erro
 		row.TraceID = sc.TraceID().String()
 	}
 	s.batch.Events = append(s.batch.Events, row)
+	s.rowRecs = append(s.rowRecs, rec)
 	return nil, nil
 }
 
@@ -200,6 +204,7 @@ func (s *Sink) Run(ctx context.Context) error {
 func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 	start := time.Now()
 	s.batch = warehouse.Batch{Events: make([]warehouse.EventRow, 0, len(recs)), Positions: map[warehouse.Partition]int64{}}
+	s.rowRecs = s.rowRecs[:0]
 	var dlqs []*kgo.Record
 	links := make([]trace.Link, 0, min(len(recs), 128))
 	for _, rec := range recs {
@@ -210,6 +215,7 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 			outs, err = s.handler(ctx, rec)
 			if err != nil {
 				s.batch.Events = s.batch.Events[:n]
+				s.rowRecs = s.rowRecs[:n]
 				s.cfg.Metrics.Transient(ctx, s.cfg.Stage)
 			}
 			return err
@@ -241,6 +247,15 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 		var err error
 		res, err = s.wh.Write(ctx, s.cfg.Group, s.batch)
 		s.writeDur.Record(ctx, time.Since(wstart).Seconds())
+		var rowErr *warehouse.RowError
+		if errors.As(err, &rowErr) {
+			// One row the warehouse cannot store: dead-letter it (its offset
+			// stays covered by the batch's positions) and write the rest.
+			if derr := s.deadLetterRow(ctx, rowErr); derr != nil {
+				return derr
+			}
+			return errRetryNow
+		}
 		if err != nil && !warehouse.IsTransient(err) {
 			return permanent{err}
 		}
@@ -283,6 +298,35 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 	return nil
 }
 
+// deadLetterRow produces the dead letter of the row rowErr names and removes
+// the row from the batch.
+func (s *Sink) deadLetterRow(ctx context.Context, rowErr *warehouse.RowError) error {
+	i := rowErr.Index
+	if i < 0 || i >= len(s.rowRecs) {
+		return permanent{fmt.Errorf("warehouse reported row %d of %d: %w", i, len(s.rowRecs), rowErr)}
+	}
+	rec := s.rowRecs[i]
+	rej := &deadletter.Rejection{Entity: protoavro.ClickEvent, Reasons: []deadletter.Reason{{
+		Code: deadletter.InvalidValue, Message: "warehouse cannot store the row: " + rowErr.Reason}}}
+	traceID := s.batch.Events[i].TraceID
+	dl := deadletter.Envelope(rec, s.cfg.Stage, rej, traceID, 1, time.Now())
+	b, err := s.cfg.DLQ.Encode(&dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter: %w", err)
+	}
+	if err := s.cl.ProduceSync(ctx, &kgo.Record{Topic: deadletter.Topic, Key: rec.Key, Value: b}).FirstErr(); err != nil {
+		return fmt.Errorf("produce dead letter: %w", err)
+	}
+	s.cfg.Log.WarnContext(ctx, "row dead-lettered by the warehouse", "reason", rowErr.Reason,
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+	s.batch.Events = append(s.batch.Events[:i], s.batch.Events[i+1:]...)
+	s.rowRecs = append(s.rowRecs[:i], s.rowRecs[i+1:]...)
+	return nil
+}
+
+// errRetryNow asks retry for another attempt without a backoff.
+var errRetryNow = errors.New("retry now")
+
 // permanent stops retry.
 type permanent struct{ error }
 
@@ -300,6 +344,9 @@ func retry(ctx context.Context, cfg stream.Config, fn func() error) error {
 		var p permanent
 		if errors.As(err, &p) {
 			return p.error
+		}
+		if errors.Is(err, errRetryNow) {
+			continue
 		}
 		t := time.NewTimer(d/2 + rand.N(d/2+1))
 		select {

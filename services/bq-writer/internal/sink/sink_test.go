@@ -61,6 +61,11 @@ func (m *memWarehouse) Write(_ context.Context, _ string, b warehouse.Batch) (wa
 	}
 	m.writes++
 	var res warehouse.WriteResult
+	for i, r := range b.Events {
+		if r.EventID == "" {
+			return warehouse.WriteResult{}, &warehouse.RowError{Index: i, Reason: "empty event_id"}
+		}
+	}
 	for _, r := range b.Events {
 		p := warehouse.Partition{Topic: r.SourceTopic, Partition: r.SourcePartition}
 		if r.SourceOffset < m.positions[p] {
@@ -118,7 +123,11 @@ func TestSinkWritesExactlyOnceAndDeadLettersUndecodable(t *testing.T) {
 			if i%25 == 3 {
 				v = []byte("not avro at all")
 			} else {
-				v, err = codec.Encode(&events.ClickEvent{EventID: fmt.Sprintf("e-%d", i), EventType: "page_view",
+				id := fmt.Sprintf("e-%d", i)
+				if i == 40 {
+					id = "" // decodes, but the warehouse refuses the row
+				}
+				v, err = codec.Encode(&events.ClickEvent{EventID: id, EventType: "page_view",
 					EventTimestamp: time.Now().UTC(), ReceivedAt: time.Now().UTC(), SessionID: "s", PageURL: "https://x/", Source: "kafka"})
 				if err != nil {
 					t.Fatal(err)
@@ -157,15 +166,15 @@ func TestSinkWritesExactlyOnceAndDeadLettersUndecodable(t *testing.T) {
 	}
 
 	produce(0, 100)
-	runSink(96)
+	runSink(95)
 	// Restart: the sink must resume from the warehouse's positions, whatever
 	// Kafka's (mirror) commits say.
 	produce(100, 150)
 	writesBefore := wh.writes
-	runSink(144)
+	runSink(143)
 
-	if got := wh.count(); got != 144 {
-		t.Errorf("warehouse holds %d rows, want 144", got)
+	if got := wh.count(); got != 143 {
+		t.Errorf("warehouse holds %d rows, want 143", got)
 	}
 	if wh.writes == writesBefore {
 		t.Error("second run wrote nothing")
@@ -175,13 +184,13 @@ func TestSinkWritesExactlyOnceAndDeadLettersUndecodable(t *testing.T) {
 			t.Errorf("position of %v not stored", p)
 		}
 	}
-	// Dead letters: exactly the 6 undecodable records.
+	// Dead letters: exactly the 6 undecodable records and the refused row.
 	cl, _ := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(deadletter.Topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	defer cl.Close()
 	var got []events.DeadLetter
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	for len(got) < 6 && pctx.Err() == nil {
+	for len(got) < 7 && pctx.Err() == nil {
 		for _, rec := range cl.PollFetches(pctx).Records() {
 			var dl events.DeadLetter
 			if _, err := dlq.Decode(ctx, rec.Value, &dl); err != nil {
@@ -190,13 +199,18 @@ func TestSinkWritesExactlyOnceAndDeadLettersUndecodable(t *testing.T) {
 			got = append(got, dl)
 		}
 	}
-	if len(got) != 6 {
-		t.Fatalf("got %d dead letters, want 6", len(got))
+	if len(got) != 7 {
+		t.Fatalf("got %d dead letters, want 7", len(got))
 	}
+	codes := map[string]int{}
 	for _, dl := range got {
-		if dl.Stage != "bq-writer" || dl.Reasons[0].Code != string(deadletter.Undecodable) || string(dl.OriginalValue) != "not avro at all" {
+		codes[dl.Reasons[0].Code]++
+		if dl.Stage != "bq-writer" || len(dl.OriginalValue) == 0 {
 			t.Errorf("bad dead letter %+v", dl)
 		}
+	}
+	if codes[string(deadletter.Undecodable)] != 6 || codes[string(deadletter.InvalidValue)] != 1 {
+		t.Errorf("dead letters by code: %v, want 6 UNDECODABLE and 1 INVALID_VALUE", codes)
 	}
 }
 
