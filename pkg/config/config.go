@@ -80,8 +80,11 @@ func load(lookup Lookup, v reflect.Value, prefix string) error {
 			continue
 		}
 		name = prefix + name
+		// A variable that is set, even to "", wins over the default: an
+		// empty KAFKA_BROKERS from a mis-rendered manifest must fail
+		// validation, not quietly fall back to localhost.
 		raw, ok := lookup(name)
-		if !ok || raw == "" {
+		if !ok {
 			def, hasDef := f.Tag.Lookup("default")
 			if !hasDef {
 				continue
@@ -102,6 +105,9 @@ func load(lookup Lookup, v reflect.Value, prefix string) error {
 
 func set(fv reflect.Value, raw string) error {
 	raw = strings.TrimSpace(raw)
+	if raw == "" && fv.Kind() != reflect.String && fv.Kind() != reflect.Slice {
+		return errors.New("is set but empty")
+	}
 	switch {
 	case fv.Type() == durationType:
 		d, err := time.ParseDuration(raw)
@@ -230,7 +236,7 @@ type Doc struct {
 }
 
 // Describe lists the variables cfg reads, with defaults and usage, in field
-// order; service READMEs are checked against it.
+// order.
 func Describe(cfg any) []Doc {
 	var out []Doc
 	var walk func(t reflect.Type, prefix string)
@@ -254,4 +260,16 @@ func Describe(cfg any) []Doc {
 	}
 	walk(t, "")
 	return out
+}
+
+// Undocumented returns the variables of cfg that doc (a service README) does
+// not mention as `NAME`, so a test can keep the README's table true.
+func Undocumented(cfg any, doc string) []string {
+	var missing []string
+	for _, d := range Describe(cfg) {
+		if !strings.Contains(doc, "`"+d.Var+"`") {
+			missing = append(missing, d.Var)
+		}
+	}
+	return missing
 }

@@ -50,6 +50,8 @@ func TestLoadFrom(t *testing.T) {
 		{name: "nested validate", env: map[string]string{"HTTP_ADDR": "nohost"}, wantVar: "HTTP_ADDR"},
 		{name: "outer validate", env: map[string]string{"COUNT": "0"}, wantVar: "COUNT"},
 		{name: "range", env: map[string]string{"RATIO": "1.5"}, wantVar: "RATIO"},
+		{name: "set but empty number", env: map[string]string{"COUNT": ""}, wantVar: "COUNT"},
+		{name: "set but empty string is empty", env: map[string]string{"HTTP_ADDR": ""}, wantVar: "HTTP_ADDR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,5 +111,14 @@ func TestChecks(t *testing.T) {
 		if (tt.err == nil) != tt.ok {
 			t.Errorf("%s: err = %v", tt.name, tt.err)
 		}
+	}
+}
+
+func TestUndocumented(t *testing.T) {
+	doc := "| `HTTP_ADDR` | x |\n| `NAME` | y |\n BROKERS without backticks"
+	got := Undocumented(&testConfig{}, doc)
+	want := []string{"BROKERS", "COUNT", "RATIO", "ON", "WAIT"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }

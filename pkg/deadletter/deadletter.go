@@ -102,11 +102,19 @@ func IsPermanent(err error) bool {
 	return ok
 }
 
-// Envelope builds the dead letter for rec rejected by stage.
-func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, attempt int, now time.Time) events.DeadLetter {
-	reasons := make([]events.Reason, len(rej.Reasons))
+// Envelope builds the dead letter for rec rejected by stage. At most
+// maxOriginal bytes of the original value are kept (0 = all); a cut is
+// recorded as an extra OVERSIZED reason saying how much was kept.
+func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, attempt int, now time.Time, maxOriginal int) events.DeadLetter {
+	reasons := make([]events.Reason, len(rej.Reasons), len(rej.Reasons)+1)
 	for i, r := range rej.Reasons {
 		reasons[i] = events.Reason{Code: string(r.Code), Message: r.Message, RuleID: optional(r.RuleID), Field: optional(r.Field)}
+	}
+	value := nonNil(rec.Value)
+	if maxOriginal > 0 && len(value) > maxOriginal {
+		reasons = append(reasons, events.Reason{Code: string(Oversized), Message: fmt.Sprintf(
+			"original_value truncated to its first %d of %d bytes to fit the dead-letter topic", maxOriginal, len(value))})
+		value = value[:maxOriginal]
 	}
 	headers := make([]events.Header, 0, len(rec.Headers))
 	for _, h := range rec.Headers {
@@ -120,7 +128,7 @@ func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, att
 		SourcePartition: int(rec.Partition),
 		SourceOffset:    rec.Offset,
 		SourceTimestamp: rec.Timestamp.UTC(),
-		OriginalValue:   nonNil(rec.Value),
+		OriginalValue:   value,
 		OriginalHeaders: headers,
 		Reasons:         reasons,
 		Attempt:         max(attempt, 1),

@@ -32,7 +32,7 @@ func (rt *Runtime) RunStage(ctx context.Context, s Stage, h stream.Handler, opts
 	if err != nil {
 		return err
 	}
-	h = stream.Chain(h, stream.Standard(rt.Name, s.Group, rt.Tel.Tracer, dlq, rt.Metrics, rt.Log)...)
+	h = stream.Chain(h, stream.Standard(rt.Name, s.Group, rt.Tel.Tracer, dlq, stream.DeadLetterLimit(s.Kafka), rt.Metrics, rt.Log)...)
 	opts = append([]stream.ProcessorOption{stream.WithRegisterer(rt.Tel.Registry)}, opts...)
 	proc, err := stream.NewProcessor(s.Kafka, stream.ProcessorConfig{
 		Stage: rt.Name, Group: s.Group, Topics: s.Inputs,
@@ -42,8 +42,8 @@ func (rt *Runtime) RunStage(ctx context.Context, s Stage, h stream.Handler, opts
 		return err
 	}
 	if s.Kafka.CreateTopics {
-		var specs []stream.TopicSpec
-		for _, t := range append(append(append([]string{}, s.Inputs...), s.Outputs...), deadletter.Topic) {
+		specs := []stream.TopicSpec{stream.DeadLetterTopic(s.Kafka)}
+		for _, t := range append(append([]string{}, s.Inputs...), s.Outputs...) {
 			specs = append(specs, stream.TopicSpec{Name: t})
 		}
 		if err := stream.EnsureTopics(ctx, proc.Admin(), s.Kafka, specs...); err != nil {

@@ -37,12 +37,13 @@ type Config struct {
 	SASLUsername  string   `env:"KAFKA_SASL_USERNAME" default:"" usage:"SASL user"`
 	SASLPassword  string   `env:"KAFKA_SASL_PASSWORD" default:"" usage:"SASL password (inject from a secret)"`
 
-	CreateTopics      bool `env:"KAFKA_CREATE_TOPICS" default:"true" usage:"create missing topics at start (needs CREATE on the cluster; off in production if topics are managed by Terraform)"`
-	TopicPartitions   int  `env:"KAFKA_TOPIC_PARTITIONS" default:"3" usage:"partitions of topics this service creates"`
-	TopicReplication  int  `env:"KAFKA_TOPIC_REPLICATION" default:"1" usage:"replication factor of topics this service creates"`
-	MaxPollRecords    int  `env:"KAFKA_MAX_POLL_RECORDS" default:"5000" usage:"most records processed in one transaction / batch"`
-	FetchMaxBytes     int  `env:"KAFKA_FETCH_MAX_BYTES" default:"52428800" usage:"most bytes a fetch may return"`
-	ProducerMaxRecord int  `env:"KAFKA_PRODUCER_MAX_RECORD_BYTES" default:"1048576" usage:"largest record this service may produce"`
+	CreateTopics      bool          `env:"KAFKA_CREATE_TOPICS" default:"true" usage:"create missing topics at start (needs CREATE on the cluster; off in production if topics are managed by Terraform)"`
+	TopicPartitions   int           `env:"KAFKA_TOPIC_PARTITIONS" default:"3" usage:"partitions of topics this service creates"`
+	TopicReplication  int           `env:"KAFKA_TOPIC_REPLICATION" default:"1" usage:"replication factor of topics this service creates"`
+	DLQRetention      time.Duration `env:"KAFKA_DLQ_RETENTION" default:"720h" usage:"retention of the dead-letter topic when this service creates it: dead letters must outlive any outage of their handler"`
+	MaxPollRecords    int           `env:"KAFKA_MAX_POLL_RECORDS" default:"5000" usage:"most records processed in one transaction / batch"`
+	FetchMaxBytes     int           `env:"KAFKA_FETCH_MAX_BYTES" default:"52428800" usage:"most bytes a fetch may return"`
+	ProducerMaxRecord int           `env:"KAFKA_PRODUCER_MAX_RECORD_BYTES" default:"1048576" usage:"largest record this service may produce"`
 
 	Linger             time.Duration `env:"KAFKA_PRODUCER_LINGER" default:"2ms" usage:"producer linger: a little latency for much larger batches"`
 	Compression        string        `env:"KAFKA_COMPRESSION" default:"lz4" usage:"none, gzip, snappy, lz4 or zstd"`
@@ -74,6 +75,7 @@ func (c *Config) Validate() error {
 	errs = append(errs,
 		config.Between("KAFKA_TOPIC_PARTITIONS", c.TopicPartitions, 1, 10000),
 		config.Between("KAFKA_TOPIC_REPLICATION", c.TopicReplication, 1, 32),
+		config.Between("KAFKA_DLQ_RETENTION", c.DLQRetention, time.Hour, 100*365*24*time.Hour),
 		config.Between("KAFKA_MAX_POLL_RECORDS", c.MaxPollRecords, 1, 1_000_000),
 		config.Between("KAFKA_FETCH_MAX_BYTES", c.FetchMaxBytes, 1<<10, 1<<30),
 		config.Between("KAFKA_PRODUCER_MAX_RECORD_BYTES", c.ProducerMaxRecord, 1<<10, 1<<30),

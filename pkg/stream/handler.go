@@ -108,7 +108,11 @@ type Encoder interface {
 // DeadLetter turns a permanent error into a DeadLetter record on
 // deadletter.Topic, keyed like the input and carrying its original bytes.
 // Transient errors pass through to be retried.
-func DeadLetter(stage string, enc Encoder, m *Metrics) Middleware {
+//
+// maxOriginal caps the original bytes kept in the envelope so the dead letter
+// itself always fits the producer's record limit: a dead letter that cannot be
+// produced would abort every retry of its batch and stall the partition.
+func DeadLetter(stage string, enc Encoder, maxOriginal int, m *Metrics) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
 			outs, err := next(ctx, rec)
@@ -129,13 +133,13 @@ func DeadLetter(stage string, enc Encoder, m *Metrics) Middleware {
 			if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 				traceID = sc.TraceID().String()
 			}
-			dl := deadletter.Envelope(rec, stage, rej, traceID, attempt, time.Now())
+			dl := deadletter.Envelope(rec, stage, rej, traceID, attempt, time.Now(), maxOriginal)
 			b, encErr := enc.Encode(&dl)
 			if encErr != nil {
 				// Not dead-lettering would lose the record; retrying keeps it.
 				return nil, fmt.Errorf("encode dead letter: %w", encErr)
 			}
-			m.deadLettered(ctx, stage, rej)
+			m.DeadLettered(ctx, stage, rej)
 			return []*kgo.Record{{Topic: deadletter.Topic, Key: rec.Key, Value: b}}, nil
 		}
 	}
@@ -201,7 +205,8 @@ func (m *Metrics) set(kv ...string) metric.MeasurementOption {
 	return o
 }
 
-func (m *Metrics) deadLettered(ctx context.Context, stage string, rej *deadletter.Rejection) {
+// DeadLettered counts a dead letter by its reasons.
+func (m *Metrics) DeadLettered(ctx context.Context, stage string, rej *deadletter.Rejection) {
 	for _, r := range rej.Reasons {
 		m.deadLetters.Add(ctx, 1, m.set("stage", stage, "code", string(r.Code), "rule_id", r.RuleID))
 	}
@@ -245,8 +250,14 @@ func (m *Metrics) Transient(ctx context.Context, stage string) {
 
 // Standard is the middleware stack of a stage, outermost first: tracing,
 // metrics, dead-lettering, panic recovery.
-func Standard(stage, group string, tracer trace.Tracer, dlq Encoder, m *Metrics, log *slog.Logger) []Middleware {
-	return []Middleware{Trace(tracer, group), Measure(stage, m), DeadLetter(stage, dlq, m), Recover(log)}
+func Standard(stage, group string, tracer trace.Tracer, dlq Encoder, maxOriginal int, m *Metrics, log *slog.Logger) []Middleware {
+	return []Middleware{Trace(tracer, group), Measure(stage, m), DeadLetter(stage, dlq, maxOriginal, m), Recover(log)}
+}
+
+// DeadLetterLimit is the most original bytes a dead letter keeps under cfg:
+// the producer's record limit less room for the envelope's other fields.
+func DeadLetterLimit(cfg Config) int {
+	return max(cfg.ProducerMaxRecord-64<<10, 1<<10)
 }
 
 func header(rec *kgo.Record, key string) (string, bool) {

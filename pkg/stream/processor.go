@@ -120,12 +120,12 @@ func (p *Processor) Run(ctx context.Context) error {
 				return
 			}
 			p.log.WarnContext(ctx, "fetch error", "topic", topic, "partition", partition, "err", err)
-			if isFatal(err) {
+			if IsFatal(err) {
 				fatal = err
 			}
 		})
 		if fatal != nil {
-			return fmt.Errorf("kafka fetch: %w", fatal)
+			return fmt.Errorf("kafka fetch: %w (fenced: is another instance running with KAFKA_TRANSACTIONAL_ID %q?)", fatal, p.pcfg.TransactionalID)
 		}
 		recs := fetches.Records()
 		if len(recs) == 0 {
@@ -199,7 +199,7 @@ func (p *Processor) batch(ctx context.Context, recs []*kgo.Record) (bool, error)
 	committed, err := p.sess.End(ectx, kgo.TransactionEndTry(commit))
 	p.metrics.Batch(ctx, p.pcfg.Stage, len(recs), committed, time.Since(start))
 	if err != nil {
-		if isFatal(err) {
+		if IsFatal(err) {
 			return false, fmt.Errorf("end transaction: %w", err)
 		}
 		p.log.WarnContext(ctx, "transaction did not commit; the batch will be reprocessed", "err", err)
@@ -234,10 +234,13 @@ func (p *Processor) handleWithRetry(ctx, hctx context.Context, rec *kgo.Record) 
 	return nil, err
 }
 
-// isFatal reports errors after which this instance must stop (a newer
-// instance took over, or the cluster forbids what we do).
-func isFatal(err error) bool {
+// IsFatal reports errors after which this instance must stop: another
+// instance took its transactional id or group.instance.id (two instances
+// configured alike, or a zombie), or the cluster forbids what it does. Exiting
+// makes the problem visible (a crash loop) instead of an idle, "ready" pod.
+func IsFatal(err error) bool {
 	return errors.Is(err, kerr.ProducerFenced) ||
+		errors.Is(err, kerr.FencedInstanceID) ||
 		errors.Is(err, kerr.InvalidProducerEpoch) ||
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) ||
 		errors.Is(err, kerr.GroupAuthorizationFailed) ||

@@ -136,7 +136,7 @@ func TestProcessorExactlyOnceWithDeadLettersAndRetries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := Chain(u.handle, Standard("test-stage", "g", tracenoop.NewTracerProvider().Tracer("t"), jsonEncoder{}, m, log)...)
+	h := Chain(u.handle, Standard("test-stage", "g", tracenoop.NewTracerProvider().Tracer("t"), jsonEncoder{}, 1<<20, m, log)...)
 	var committed atomic.Int64
 	p, err := NewProcessor(cfg, ProcessorConfig{Stage: "test-stage", Group: "g", Topics: []string{"in"}, TransactionalID: "test-stage-1"},
 		h, m, log, WithOnCommit(func(n int) { committed.Add(int64(n)) }))

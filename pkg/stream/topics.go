@@ -4,10 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/ecomstream/platform/pkg/deadletter"
 )
+
+// DeadLetterTopic is the spec of the dead-letter topic: long retention, so
+// dead letters outlive an outage of whatever stores and replays them.
+func DeadLetterTopic(cfg Config) TopicSpec {
+	return TopicSpec{Name: deadletter.Topic, Configs: map[string]string{
+		"retention.ms": strconv.FormatInt(cfg.DLQRetention.Milliseconds(), 10),
+	}}
+}
 
 // TopicSpec describes a topic a service needs.
 type TopicSpec struct {

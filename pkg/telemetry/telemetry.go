@@ -37,7 +37,7 @@ type Config struct {
 	// propagated so dead letters and warehouse rows can be traced later.
 	OTLPEndpoint string  `env:"OTEL_EXPORTER_OTLP_ENDPOINT" default:"" usage:"OTLP/HTTP endpoint for traces (e.g. http://127.0.0.1:4318); empty = no export"`
 	SampleRatio  float64 `env:"OTEL_TRACES_SAMPLER_ARG" default:"1" usage:"fraction of new traces sampled (parent-based), 0..1"`
-	Environment  string  `env:"DEPLOYMENT_ENVIRONMENT" default:"local" usage:"resource attribute deployment.environment"`
+	Environment  string  `env:"DEPLOYMENT_ENVIRONMENT" default:"local" usage:"resource attribute deployment.environment.name"`
 }
 
 // Validate implements config.Validator.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ecomstream/platform/pkg/avroserde"
 	"github.com/ecomstream/platform/pkg/config"
-	"github.com/ecomstream/platform/pkg/deadletter"
 	"github.com/ecomstream/platform/pkg/service"
 	"github.com/ecomstream/platform/pkg/stream"
 	protoavro "github.com/ecomstream/platform/proto/avro"
@@ -93,7 +92,7 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 		return err
 	}
 	if cfg.Kafka.CreateTopics {
-		if err := stream.EnsureTopics(ctx, s.Admin(), cfg.Kafka, stream.TopicSpec{Name: cfg.InputTopic}, stream.TopicSpec{Name: deadletter.Topic}); err != nil {
+		if err := stream.EnsureTopics(ctx, s.Admin(), cfg.Kafka, stream.TopicSpec{Name: cfg.InputTopic}, stream.DeadLetterTopic(cfg.Kafka)); err != nil {
 			return err
 		}
 	}

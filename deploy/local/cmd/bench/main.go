@@ -48,6 +48,7 @@ type options struct {
 	traceExport bool
 	maxPoll     int
 	profileDir  string
+	warmup      int
 }
 
 func run(ctx context.Context) error {
@@ -58,6 +59,7 @@ func run(ctx context.Context) error {
 	flag.DurationVar(&o.latDuration, "latency-duration", 30*time.Second, "length of the latency phase (0 skips it)")
 	flag.BoolVar(&o.traceExport, "trace-export", false, "export spans over OTLP to an in-process receiver (adds its cost to this machine)")
 	flag.IntVar(&o.maxPoll, "max-poll", 0, "KAFKA_MAX_POLL_RECORDS for the services (0 = their default)")
+	flag.IntVar(&o.warmup, "warmup", 50_000, "events pushed through first, not measured (JIT-warms the broker, fills caches)")
 	flag.StringVar(&o.profileDir, "profile", "", "write 10 s CPU profiles of each service, taken during phase 1, into this folder")
 	flag.Parse()
 
@@ -107,7 +109,15 @@ func run(ctx context.Context) error {
 	defer prod.Close()
 
 	fmt.Printf("\nmachine: %d cores; broker, registry, 3 services and this producer share them; trace export: %v\n\n", cpus(), o.traceExport)
-	if err := throughput(ctx, sl, prod, o); err != nil {
+	if o.warmup > 0 {
+		fmt.Printf("warm-up: %d events, not measured\n", o.warmup)
+		w := o
+		w.events, w.profileDir = o.warmup, ""
+		if err := push(ctx, sl, prod, w, true); err != nil {
+			return err
+		}
+	}
+	if err := push(ctx, sl, prod, o, false); err != nil {
 		return err
 	}
 	if o.latDuration > 0 {
@@ -118,7 +128,9 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-func throughput(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options) error {
+// push produces o.events as fast as possible and waits until the valid ones
+// are in the warehouse; unless quiet it prints the throughput figures.
+func push(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, quiet bool) error {
 	gen := clickgen.New(clickgen.WithBrokenFraction(o.broken))
 	recs := make([]*kgo.Record, 0, o.events)
 	valid := 0
@@ -129,7 +141,13 @@ func throughput(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o option
 		}
 		recs = append(recs, &kgo.Record{Topic: sl.Topics.Raw, Key: r.Key, Value: r.Value})
 	}
-	fmt.Printf("phase 1, throughput: %d events (%d valid) produced as fast as possible\n", o.events, valid)
+	already, err := sl.QueryInt(ctx, "SELECT count(*) FROM fact_events")
+	if err != nil {
+		return err
+	}
+	if !quiet {
+		fmt.Printf("phase 1, throughput: %d events (%d valid) produced as fast as possible\n", o.events, valid)
+	}
 	cpu0 := cpuTimes(sl)
 	if o.profileDir != "" {
 		go profile(sl, o.profileDir)
@@ -149,7 +167,7 @@ func throughput(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o option
 		if err != nil {
 			return err
 		}
-		if n >= int64(valid) {
+		if n >= already+int64(valid) {
 			break
 		}
 		if ctx.Err() != nil {
@@ -163,6 +181,10 @@ func throughput(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o option
 	}
 	last := time.UnixMicro(int64(rows[0][0].(float64)))
 	elapsed := last.Sub(start)
+	n -= already
+	if quiet {
+		return nil
+	}
 	cpu1 := cpuTimes(sl)
 	fmt.Printf("  produce: %s (%.0f events/s offered)\n", produced.Round(time.Millisecond), float64(o.events)/produced.Seconds())
 	fmt.Printf("  end to end: %d events into the warehouse in %s = %.0f events/s (raw records handled: %.0f/s)\n",

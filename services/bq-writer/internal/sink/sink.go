@@ -94,7 +94,7 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 	}
 	s.attrs["table"] = metric.WithAttributeSet(attribute.NewSet(attribute.String("table", "fact_events")))
 
-	s.handler = stream.Chain(s.decode, stream.Standard(cfg.Stage, cfg.Group, cfg.Tracer, cfg.DLQ, cfg.Metrics, cfg.Log)...)
+	s.handler = stream.Chain(s.decode, stream.Standard(cfg.Stage, cfg.Group, cfg.Tracer, cfg.DLQ, stream.DeadLetterLimit(cfg.Kafka), cfg.Metrics, cfg.Log)...)
 
 	base, err := cfg.Kafka.ClientOpts(cfg.Stage)
 	if err != nil {
@@ -187,6 +187,9 @@ func (s *Sink) Run(ctx context.Context) error {
 		if fetchErr != nil && errors.Is(fetchErr, kgo.ErrClientClosed) {
 			return nil
 		}
+		if fetchErr != nil && stream.IsFatal(fetchErr) {
+			return fmt.Errorf("kafka: %w (is another bq-writer running with the same KAFKA_TRANSACTIONAL_ID / group instance id?)", fetchErr)
+		}
 		recs := fetches.Records()
 		if len(recs) > 0 {
 			if err := s.write(ctx, recs); err != nil {
@@ -213,10 +216,9 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 			n := len(s.batch.Events)
 			var err error
 			outs, err = s.handler(ctx, rec)
-			if err != nil {
+			if err != nil { // a transient error (Measure counted it): undo and retry
 				s.batch.Events = s.batch.Events[:n]
 				s.rowRecs = s.rowRecs[:n]
-				s.cfg.Metrics.Transient(ctx, s.cfg.Stage)
 			}
 			return err
 		})
@@ -309,7 +311,7 @@ func (s *Sink) deadLetterRow(ctx context.Context, rowErr *warehouse.RowError) er
 	rej := &deadletter.Rejection{Entity: protoavro.ClickEvent, Reasons: []deadletter.Reason{{
 		Code: deadletter.InvalidValue, Message: "warehouse cannot store the row: " + rowErr.Reason}}}
 	traceID := s.batch.Events[i].TraceID
-	dl := deadletter.Envelope(rec, s.cfg.Stage, rej, traceID, 1, time.Now())
+	dl := deadletter.Envelope(rec, s.cfg.Stage, rej, traceID, 1, time.Now(), stream.DeadLetterLimit(s.cfg.Kafka))
 	b, err := s.cfg.DLQ.Encode(&dl)
 	if err != nil {
 		return fmt.Errorf("encode dead letter: %w", err)
@@ -317,6 +319,7 @@ func (s *Sink) deadLetterRow(ctx context.Context, rowErr *warehouse.RowError) er
 	if err := s.cl.ProduceSync(ctx, &kgo.Record{Topic: deadletter.Topic, Key: rec.Key, Value: b}).FirstErr(); err != nil {
 		return fmt.Errorf("produce dead letter: %w", err)
 	}
+	s.cfg.Metrics.DeadLettered(ctx, s.cfg.Stage, rej)
 	s.cfg.Log.WarnContext(ctx, "row dead-lettered by the warehouse", "reason", rowErr.Reason,
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
 	s.batch.Events = append(s.batch.Events[:i], s.batch.Events[i+1:]...)

@@ -297,7 +297,7 @@ func isCurrencyCode(s string) bool {
 // zeroDecimal and threeDecimal list ISO 4217 currencies whose minor unit is
 // not the usual hundredth.
 var (
-	zeroDecimal  = map[string]bool{"JPY": true, "KRW": true, "VND": true, "CLP": true, "ISK": true, "HUF": false, "UGX": true, "XAF": true, "XOF": true}
+	zeroDecimal  = map[string]bool{"JPY": true, "KRW": true, "VND": true, "CLP": true, "ISK": true, "UGX": true, "XAF": true, "XOF": true}
 	threeDecimal = map[string]bool{"BHD": true, "KWD": true, "OMR": true, "JOD": true, "TND": true, "IQD": true, "LYD": true}
 )
 
@@ -321,7 +321,7 @@ func MinorUnits(s, currency string) (int64, error) {
 		neg, s = true, s[1:]
 	}
 	intPart, frac, hasDot := strings.Cut(s, ".")
-	if strings.ContainsAny(s, "eE+") || intPart == "" || (hasDot && frac == "") {
+	if !digits(intPart) || (hasDot && !digits(frac)) {
 		return 0, fmt.Errorf("not a plain decimal: %q", truncate(s, 32))
 	}
 	frac = strings.TrimRight(frac, "0")
@@ -337,6 +337,18 @@ func MinorUnits(s, currency string) (int64, error) {
 		n = -n
 	}
 	return n, nil
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func truncate(s string, n int) string {

@@ -122,6 +122,11 @@ func TestMinorUnits(t *testing.T) {
 		{".5", "USD", 0, true},
 		{"abc", "USD", 0, true},
 		{"99999999999999999999", "USD", 0, true},
+		{"--5", "USD", 0, true},
+		{"-", "USD", 0, true},
+		{"+5", "USD", 0, true},
+		{"1.-5", "USD", 0, true},
+		{" 2.50 ", "USD", 250, false},
 	}
 	for _, tt := range tests {
 		got, err := MinorUnits(tt.give, tt.cur)
