@@ -48,5 +48,5 @@ OPTIONS (
     -- Off so operators and the prod-layer dedup can scan recent rows by loaded_at or source_offset
     -- without a date predicate; dashboards still filter on event_timestamp to prune partitions.
     require_partition_filter = FALSE,
-    description = 'One row per click event written by bq-writer; source duplicates removed within a bounded window, one row per event_id guaranteed in prod.'
+    description = 'One row per click event written by bq-writer; source duplicates removed within a bounded window, one row per event_id is the job of the planned prod layer.'
 );

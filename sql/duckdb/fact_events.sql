@@ -7,7 +7,7 @@
 --     window of bq-writer, dashboards) skip old row groups without an explicit partition.
 --   * No key on event_id: a unique index would make every insert probe an in-memory ART that grows
 --     with the table. bq-writer removes source duplicates within a bounded window instead, and the
---     prod layer guarantees one row per event_id.
+--     planned prod layer (views over this table) will guarantee one row per event_id.
 --   * date_key refers to the future dim_date(date_key); not declared as a FOREIGN KEY because DuckDB
 --     checks foreign keys row by row on insert and BigQuery does not enforce them either.
 --

@@ -103,7 +103,7 @@ type options struct {
 // The window is centred on each row's own event_timestamp, not on the wall clock: a resent event
 // keeps its client timestamp, so its duplicate is found however late it arrives. The window only
 // has to absorb producers that re-stamp a resend. A duplicate whose stored twin lies outside the
-// window is written; the prod layer's one-row-per-event_id view is the backstop.
+// window is written; the planned prod layer's one-row-per-event_id view will be the backstop.
 //
 // The trade-off is cost. Rows within recentSlack (30s) of the newest stored event are checked
 // against an in-memory index (WithDedupIndexSize), whose size is about rate·(window+30s). Other
