@@ -69,9 +69,6 @@ func New(cfg Config) (*Registry, error) {
 	return &Registry{cl: cl, cfg: cfg}, nil
 }
 
-// Client exposes the underlying client (for admin tools and tests).
-func (r *Registry) Client() *sr.Client { return r.cl }
-
 // Ping checks the registry answers; used by /readyz.
 func (r *Registry) Ping(ctx context.Context) error {
 	_, err := r.cl.Subjects(ctx)
@@ -84,13 +81,12 @@ func SubjectFor(topic string) string { return topic + "-value" }
 // Codec encodes values of one entity for one subject and decodes any known
 // writer version of it.
 type Codec struct {
-	reg     *Registry
-	entity  string
-	subject string
-	id      int
-	schema  avro.Schema
-	name    string // full name of the record, e.g. ecom.events.ClickEvent
-	header  sr.ConfluentHeader
+	reg    *Registry
+	entity string
+	id     int
+	schema avro.Schema
+	name   string // full name of the record, e.g. ecom.events.ClickEvent
+	header sr.ConfluentHeader
 
 	mu       sync.RWMutex
 	resolved map[int]avro.Schema // writer id -> schema to read it into the current type
@@ -121,22 +117,13 @@ func (r *Registry) Codec(ctx context.Context, subject, entity string) (*Codec, e
 		return nil, fmt.Errorf("schema registry: subject %s (%s v%d): %w", subject, entity, v.Version, err)
 	}
 	return &Codec{
-		reg: r, entity: entity, subject: subject, id: ss.ID, schema: schema,
+		reg: r, entity: entity, id: ss.ID, schema: schema,
 		name: named.FullName(), resolved: map[int]avro.Schema{ss.ID: schema},
 	}, nil
 }
 
 // ID is the registry id of the schema this codec writes.
 func (c *Codec) ID() int { return c.id }
-
-// Entity is the proto/avro entity name.
-func (c *Codec) Entity() string { return c.entity }
-
-// Subject is the registry subject.
-func (c *Codec) Subject() string { return c.subject }
-
-// Schema is the current (reader and writer) schema.
-func (c *Codec) Schema() avro.Schema { return c.schema }
 
 // Encode returns v in the wire format.
 func (c *Codec) Encode(v any) ([]byte, error) {

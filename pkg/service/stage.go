@@ -4,8 +4,11 @@ import (
 	"context"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/ecomstream/platform/pkg/avroserde"
 	"github.com/ecomstream/platform/pkg/deadletter"
+	"github.com/ecomstream/platform/pkg/httpserver"
 	"github.com/ecomstream/platform/pkg/stream"
 	protoavro "github.com/ecomstream/platform/proto/avro"
 )
@@ -25,8 +28,8 @@ func (rt *Runtime) DeadLetterCodec(ctx context.Context) (*avroserde.Codec, error
 }
 
 // RunStage runs h as a transactional stage until ctx is done: the standard
-// middleware (tracing, metrics, dead-lettering, recovery), topic creation,
-// consumer-lag reporting, a Kafka readiness check and the HTTP server.
+// middleware (tracing, metrics, dead-lettering, recovery) on a Processor, run
+// as a Consumer.
 func (rt *Runtime) RunStage(ctx context.Context, s Stage, h stream.Handler, opts ...stream.ProcessorOption) error {
 	dlq, err := rt.DeadLetterCodec(ctx)
 	if err != nil {
@@ -41,19 +44,37 @@ func (rt *Runtime) RunStage(ctx context.Context, s Stage, h stream.Handler, opts
 	if err != nil {
 		return err
 	}
-	if s.Kafka.CreateTopics {
-		specs := []stream.TopicSpec{stream.DeadLetterTopic(s.Kafka)}
-		for _, t := range append(append([]string{}, s.Inputs...), s.Outputs...) {
-			specs = append(specs, stream.TopicSpec{Name: t})
-		}
-		if err := stream.EnsureTopics(ctx, proc.Admin(), s.Kafka, specs...); err != nil {
+	topics := []stream.TopicSpec{stream.DeadLetterTopic(s.Kafka)}
+	for _, t := range append(append([]string{}, s.Inputs...), s.Outputs...) {
+		topics = append(topics, stream.TopicSpec{Name: t})
+	}
+	return rt.RunConsumer(ctx, Consumer{Kafka: s.Kafka, Group: s.Group, LagInterval: s.LagInterval,
+		Admin: proc.Admin(), Topics: topics, Ping: proc.Ping, Run: proc.Run})
+}
+
+// Consumer is a service's Kafka consumer as RunConsumer needs it.
+type Consumer struct {
+	Kafka       stream.Config
+	Group       string
+	LagInterval time.Duration
+	Admin       *kadm.Client
+	Topics      []stream.TopicSpec // created when KAFKA_CREATE_TOPICS is on
+	Ping        httpserver.Check   // the brokers answer, for /readyz
+	Run         func(context.Context) error
+}
+
+// RunConsumer creates c's topics, reports its group's lag, makes /readyz check
+// the brokers, and runs c with the HTTP server until ctx is done.
+func (rt *Runtime) RunConsumer(ctx context.Context, c Consumer) error {
+	if c.Kafka.CreateTopics {
+		if err := stream.EnsureTopics(ctx, c.Admin, c.Kafka, c.Topics...); err != nil {
 			return err
 		}
 	}
-	lag, err := stream.NewLagReporter(proc.Admin(), s.Group, s.LagInterval, rt.Tel.Meter, rt.Log)
+	lag, err := stream.NewLagReporter(c.Admin, c.Group, c.LagInterval, rt.Tel.Meter, rt.Log)
 	if err != nil {
 		return err
 	}
-	rt.HTTP.AddCheck("kafka", proc.Ping)
-	return rt.Run(ctx, proc.Run, lag.Run)
+	rt.HTTP.AddCheck("kafka", c.Ping)
+	return rt.Run(ctx, c.Run, lag.Run)
 }

@@ -94,12 +94,6 @@ func Trace(tracer trace.Tracer, group string) Middleware {
 	}
 }
 
-// ExtractContext returns ctx carrying the span context of rec's traceparent
-// header (a remote parent), for linking a batch span to each record.
-func ExtractContext(ctx context.Context, rec *kgo.Record) context.Context {
-	return otel.GetTextMapPropagator().Extract(ctx, kotel.NewRecordCarrier(rec))
-}
-
 // Encoder encodes a value for a topic; *avroserde.Codec implements it.
 type Encoder interface {
 	Encode(v any) ([]byte, error)
@@ -123,26 +117,37 @@ func DeadLetter(stage string, enc Encoder, maxOriginal int, m *Metrics) Middlewa
 			if !ok {
 				return nil, err
 			}
-			attempt := 1
-			if v, ok := header(rec, ReplayAttemptHeader); ok {
-				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-					attempt = n + 1
-				}
-			}
 			traceID := ""
 			if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 				traceID = sc.TraceID().String()
 			}
-			dl := deadletter.Envelope(rec, stage, rej, traceID, attempt, time.Now(), maxOriginal)
-			b, encErr := enc.Encode(&dl)
-			if encErr != nil {
+			dl, err := DeadLetterRecord(rec, stage, rej, traceID, enc, maxOriginal)
+			if err != nil {
 				// Not dead-lettering would lose the record; retrying keeps it.
-				return nil, fmt.Errorf("encode dead letter: %w", encErr)
+				return nil, err
 			}
 			m.DeadLettered(ctx, stage, rej)
-			return []*kgo.Record{{Topic: deadletter.Topic, Key: rec.Key, Value: b}}, nil
+			return []*kgo.Record{dl}, nil
 		}
 	}
+}
+
+// DeadLetterRecord builds the record on deadletter.Topic for rec rejected by
+// stage: keyed like rec, its attempt one more than a replay's
+// ReplayAttemptHeader, its original bytes capped at maxOriginal.
+func DeadLetterRecord(rec *kgo.Record, stage string, rej *deadletter.Rejection, traceID string, enc Encoder, maxOriginal int) (*kgo.Record, error) {
+	attempt := 1
+	if v, ok := header(rec, ReplayAttemptHeader); ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			attempt = n + 1
+		}
+	}
+	dl := deadletter.Envelope(rec, stage, rej, traceID, attempt, time.Now(), maxOriginal)
+	b, err := enc.Encode(&dl)
+	if err != nil {
+		return nil, fmt.Errorf("encode dead letter: %w", err)
+	}
+	return &kgo.Record{Topic: deadletter.Topic, Key: rec.Key, Value: b}, nil
 }
 
 // Metrics are the runtime's instruments.
@@ -155,12 +160,16 @@ type Metrics struct {
 	txnDuration metric.Float64Histogram
 	batchSize   metric.Int64Histogram
 
-	attrs sync.Map // string -> metric.MeasurementOption
+	mu    sync.RWMutex
+	attrs map[attrKey]metric.MeasurementOption
 }
+
+// attrKey is up to three label pairs; an array so a lookup allocates nothing.
+type attrKey [6]string
 
 // NewMetrics creates the runtime's instruments on meter.
 func NewMetrics(meter metric.Meter) (*Metrics, error) {
-	m := &Metrics{}
+	m := &Metrics{attrs: map[attrKey]metric.MeasurementOption{}}
 	var err error
 	if m.processed, err = meter.Int64Counter("ecom.records.processed", metric.WithDescription("Records handled, by stage, input topic and outcome (ok or dead_lettered).")); err != nil {
 		return nil, err
@@ -191,17 +200,25 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	return m, nil
 }
 
+// set returns the cached attribute set of the label pairs kv (at most three).
+// It runs for every record, so the common case is a read-locked map hit.
 func (m *Metrics) set(kv ...string) metric.MeasurementOption {
-	key := fmt.Sprint(kv)
-	if o, ok := m.attrs.Load(key); ok {
-		return o.(metric.MeasurementOption)
+	var key attrKey
+	copy(key[:], kv)
+	m.mu.RLock()
+	o, ok := m.attrs[key]
+	m.mu.RUnlock()
+	if ok {
+		return o
 	}
 	as := make([]attribute.KeyValue, 0, len(kv)/2)
 	for i := 0; i+1 < len(kv); i += 2 {
 		as = append(as, attribute.String(kv[i], kv[i+1]))
 	}
-	o := metric.WithAttributeSet(attribute.NewSet(as...))
-	m.attrs.Store(key, o)
+	o = metric.WithAttributeSet(attribute.NewSet(as...))
+	m.mu.Lock()
+	m.attrs[key] = o
+	m.mu.Unlock()
 	return o
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -95,9 +94,6 @@ func NewProcessor(cfg Config, pcfg ProcessorConfig, h Handler, m *Metrics, log *
 	return p, nil
 }
 
-// Client is the underlying franz-go client (for admin calls and pings).
-func (p *Processor) Client() *kgo.Client { return p.sess.Client() }
-
 // Admin is a kadm client sharing the processor's connections.
 func (p *Processor) Admin() *kadm.Client { return p.adm }
 
@@ -108,7 +104,7 @@ func (p *Processor) Ping(ctx context.Context) error { return p.sess.Client().Pin
 // in-flight transaction, then leaves the group and closes the client.
 func (p *Processor) Run(ctx context.Context) error {
 	defer p.sess.Close()
-	backoff := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
+	backoff := NewBackoff(p.cfg)
 	for {
 		fetches := p.sess.PollRecords(ctx, p.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -136,12 +132,12 @@ func (p *Processor) Run(ctx context.Context) error {
 			return err
 		}
 		if ok {
-			backoff.reset()
+			backoff.Reset()
 			continue
 		}
 		// A transient failure aborted the batch and rewound the group to its
 		// committed offsets: wait, then process the same records again.
-		if err := backoff.wait(ctx); err != nil {
+		if err := backoff.Wait(ctx); err != nil {
 			return nil
 		}
 	}
@@ -217,18 +213,17 @@ func (p *Processor) batch(ctx context.Context, recs []*kgo.Record) (bool, error)
 // open transaction) before giving up so the batch is aborted and retried.
 func (p *Processor) handleWithRetry(ctx, hctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
 	const inPlace = 3
-	b := newBackoff(p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
-	var err error
-	for i := 0; i < inPlace; i++ {
-		var outs []*kgo.Record
-		outs, err = p.handler(hctx, rec)
-		if err == nil {
-			return outs, nil
+	outs, err := p.handler(hctx, rec)
+	if err == nil {
+		return outs, nil
+	}
+	b := NewBackoff(p.cfg) // only on the slow path: the hot path allocates nothing here
+	for i := 1; i < inPlace; i++ {
+		if werr := b.Wait(ctx); werr != nil {
+			return nil, err
 		}
-		if i < inPlace-1 {
-			if werr := b.wait(ctx); werr != nil {
-				return nil, err
-			}
+		if outs, err = p.handler(hctx, rec); err == nil {
+			return outs, nil
 		}
 	}
 	return nil, err
@@ -248,33 +243,7 @@ func IsFatal(err error) bool {
 		errors.Is(err, kerr.ClusterAuthorizationFailed)
 }
 
-// backoff is capped exponential backoff with full jitter.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max, cur: min} }
-
-func (b *backoff) reset() { b.cur = b.min }
-
-func (b *backoff) next() time.Duration {
-	d := b.cur/2 + rand.N(b.cur/2+1)
-	b.cur = min(b.cur*2, b.max)
-	return d
-}
-
-func (b *backoff) wait(ctx context.Context) error {
-	t := time.NewTimer(b.next())
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// kgoLogger adapts slog to franz-go's logger at info and above.
+// kgoLogger adapts slog to franz-go's logger at warn and above.
 type kgoLogger struct{ l *slog.Logger }
 
 func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }

@@ -91,19 +91,11 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Kafka.CreateTopics {
-		if err := stream.EnsureTopics(ctx, s.Admin(), cfg.Kafka, stream.TopicSpec{Name: cfg.InputTopic}, stream.DeadLetterTopic(cfg.Kafka)); err != nil {
-			return err
-		}
-	}
-	lag, err := stream.NewLagReporter(s.Admin(), cfg.ConsumerGroup, cfg.LagInterval, rt.Tel.Meter, rt.Log)
-	if err != nil {
-		return err
-	}
-	rt.HTTP.AddCheck("kafka", s.Ping)
 	rt.HTTP.AddCheck("warehouse", wh.Ping)
 	if cfg.QueryToken != "" {
 		rt.HTTP.Router.Method("POST", "/v1/warehouse/query", &queryapi.Handler{Q: wh, Token: cfg.QueryToken, MaxRows: cfg.QueryMaxRows, Timeout: cfg.QueryTimeout})
 	}
-	return rt.Run(ctx, s.Run, lag.Run)
+	return rt.RunConsumer(ctx, service.Consumer{Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, LagInterval: cfg.LagInterval,
+		Admin: s.Admin(), Ping: s.Ping, Run: s.Run,
+		Topics: []stream.TopicSpec{{Name: cfg.InputTopic}, stream.DeadLetterTopic(cfg.Kafka)}})
 }

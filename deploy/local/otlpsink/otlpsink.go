@@ -99,13 +99,6 @@ func (s *Sink) Services(traceID string) map[string]bool {
 	return out
 }
 
-// Spans returns the spans of traceID.
-func (s *Sink) Spans(traceID string) []Span {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Span(nil), s.traces[traceID]...)
-}
-
 // Count returns how many spans were received.
 func (s *Sink) Count() int {
 	s.mu.Lock()

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,6 +60,7 @@ type Sink struct {
 
 	batch   warehouse.Batch // the batch under construction; only Run touches it
 	rowRecs []*kgo.Record   // the record of each row of batch, for dead-lettering a bad row
+	links   []trace.Link    // the batch span's links: the process spans of (up to maxLinks) rows
 
 	rows     metric.Int64Counter
 	bytes    metric.Int64Counter
@@ -165,6 +165,9 @@ func (s *Sink) decode(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, erro
 	}
 	s.batch.Events = append(s.batch.Events, row)
 	s.rowRecs = append(s.rowRecs, rec)
+	if len(s.links) < maxLinks {
+		s.links = append(s.links, trace.LinkFromContext(ctx))
+	}
 	return nil, nil
 }
 
@@ -207,9 +210,8 @@ func (s *Sink) Run(ctx context.Context) error {
 func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 	start := time.Now()
 	s.batch = warehouse.Batch{Events: make([]warehouse.EventRow, 0, len(recs)), Positions: map[warehouse.Partition]int64{}}
-	s.rowRecs = s.rowRecs[:0]
+	s.rowRecs, s.links = s.rowRecs[:0], s.links[:0]
 	var dlqs []*kgo.Record
-	links := make([]trace.Link, 0, min(len(recs), 128))
 	for _, rec := range recs {
 		var outs []*kgo.Record
 		err := retry(ctx, s.cfg.Kafka, func() error {
@@ -219,6 +221,7 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 			if err != nil { // a transient error (Measure counted it): undo and retry
 				s.batch.Events = s.batch.Events[:n]
 				s.rowRecs = s.rowRecs[:n]
+				s.links = s.links[:min(n, len(s.links))]
 			}
 			return err
 		})
@@ -227,9 +230,6 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 		}
 		dlqs = append(dlqs, outs...)
 		s.batch.Positions[warehouse.Partition{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset + 1
-		if len(links) < cap(links) {
-			links = append(links, trace.LinkFromContext(stream.ExtractContext(ctx, rec)))
-		}
 	}
 
 	// Dead letters are durable before the positions that cover them move.
@@ -239,7 +239,7 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 		}
 	}
 
-	ctx, span := s.cfg.Tracer.Start(ctx, "write fact_events", trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
+	ctx, span := s.cfg.Tracer.Start(ctx, "write fact_events", trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(s.links...),
 		trace.WithAttributes(attribute.String("db.system", "duckdb"), attribute.String("db.collection.name", "fact_events"),
 			attribute.Int("messaging.batch.message_count", len(recs))))
 	defer span.End()
@@ -310,13 +310,11 @@ func (s *Sink) deadLetterRow(ctx context.Context, rowErr *warehouse.RowError) er
 	rec := s.rowRecs[i]
 	rej := &deadletter.Rejection{Entity: protoavro.ClickEvent, Reasons: []deadletter.Reason{{
 		Code: deadletter.InvalidValue, Message: "warehouse cannot store the row: " + rowErr.Reason}}}
-	traceID := s.batch.Events[i].TraceID
-	dl := deadletter.Envelope(rec, s.cfg.Stage, rej, traceID, 1, time.Now(), stream.DeadLetterLimit(s.cfg.Kafka))
-	b, err := s.cfg.DLQ.Encode(&dl)
+	dl, err := stream.DeadLetterRecord(rec, s.cfg.Stage, rej, s.batch.Events[i].TraceID, s.cfg.DLQ, stream.DeadLetterLimit(s.cfg.Kafka))
 	if err != nil {
-		return fmt.Errorf("encode dead letter: %w", err)
+		return err
 	}
-	if err := s.cl.ProduceSync(ctx, &kgo.Record{Topic: deadletter.Topic, Key: rec.Key, Value: b}).FirstErr(); err != nil {
+	if err := s.cl.ProduceSync(ctx, dl).FirstErr(); err != nil {
 		return fmt.Errorf("produce dead letter: %w", err)
 	}
 	s.cfg.Metrics.DeadLettered(ctx, s.cfg.Stage, rej)
@@ -324,11 +322,17 @@ func (s *Sink) deadLetterRow(ctx context.Context, rowErr *warehouse.RowError) er
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
 	s.batch.Events = append(s.batch.Events[:i], s.batch.Events[i+1:]...)
 	s.rowRecs = append(s.rowRecs[:i], s.rowRecs[i+1:]...)
+	if i < len(s.links) {
+		s.links = append(s.links[:i], s.links[i+1:]...)
+	}
 	return nil
 }
 
 // errRetryNow asks retry for another attempt without a backoff.
 var errRetryNow = errors.New("retry now")
+
+// maxLinks bounds the links of one batch span.
+const maxLinks = 128
 
 // permanent stops retry.
 type permanent struct{ error }
@@ -338,7 +342,7 @@ func (p permanent) Unwrap() error { return p.error }
 // retry runs fn until it succeeds, returns a permanent error, or ctx ends,
 // backing off (capped, jittered) between attempts.
 func retry(ctx context.Context, cfg stream.Config, fn func() error) error {
-	d := cfg.RetryBackoffMin
+	b := stream.NewBackoff(cfg)
 	for {
 		err := fn()
 		if err == nil {
@@ -351,13 +355,8 @@ func retry(ctx context.Context, cfg stream.Config, fn func() error) error {
 		if errors.Is(err, errRetryNow) {
 			continue
 		}
-		t := time.NewTimer(d/2 + rand.N(d/2+1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return errors.Join(err, ctx.Err())
-		case <-t.C:
+		if werr := b.Wait(ctx); werr != nil {
+			return errors.Join(err, werr)
 		}
-		d = min(d*2, cfg.RetryBackoffMax)
 	}
 }
