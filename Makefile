@@ -2,7 +2,8 @@
 #
 #   make demo   start the local stack and the services, generate traffic, show where to look
 #   make test   unit tests, then integration and end-to-end tests against the real local stack
-#   make bench  end-to-end throughput and latency of the clickstream slice
+#   make bench  end-to-end throughput and latency of the clickstream slice, and its CPU
+#   make bench-compare BASE=<ref>  the same, alternating BASE's services and this tree's
 #
 # Modules come from go.work, never from a hand-kept list.
 
@@ -70,6 +71,12 @@ demo: stack-up ## run the platform locally with generated traffic (Ctrl-C stops)
 .PHONY: bench
 bench: stack-up ## end-to-end throughput and p50/p99 latency of the clickstream slice
 	@cd deploy/local && go run ./cmd/bench
+
+BASE ?= main
+RUNS ?= 3
+.PHONY: bench-compare
+bench-compare: stack-up ## make bench alternately on BASE's services and this tree's, RUNS each (ARGS: bench flags)
+	@cd deploy/local && go run ./cmd/bench -compare '$(BASE)' -runs '$(RUNS)' $(ARGS)
 
 .PHONY: generate
 generate: ## regenerate Go types from proto/avro
