@@ -160,10 +160,15 @@ func run(ctx context.Context) error {
 			return err
 		}
 	}
-	figs, err := push(ctx, sl, prod, o, procs, false)
+	idle, err := idleLoad(ctx, procs)
 	if err != nil {
 		return err
 	}
+	more, err := push(ctx, sl, prod, o, procs, false)
+	if err != nil {
+		return err
+	}
+	figs := append(idle, more...)
 	if o.latDuration > 0 {
 		lf, err := latency(ctx, sl, prod, o, procs)
 		if err != nil {
@@ -177,6 +182,28 @@ func run(ctx context.Context) error {
 		return os.WriteFile(o.jsonOut, b, 0o644)
 	}
 	return nil
+}
+
+// idleLoad samples the machine for a second while the slice is idle: what
+// other work (the other users of a shared machine) takes from the figures.
+func idleLoad(ctx context.Context, procs watchedSet) ([]figure, error) {
+	s0, err := readSnapshot(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s1, err := readSnapshot(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	c := measure(s0, s1, procs.list, numCPU(), nil)
+	fmt.Printf("idle slice, 1 s: machine busy %.2f of %d cores, %.2f of it the measured processes; the rest is other work on this machine\n\n",
+		c.machineCores, c.cpus, c.total())
+	return []figure{{Name: "idle: machine busy", Unit: "cores", Value: c.machineCores, Lower: true}}, nil
 }
 
 // push produces o.events as fast as possible and waits until the valid ones
