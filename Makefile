@@ -72,12 +72,6 @@ demo: stack-up ## run the platform locally with generated traffic (Ctrl-C stops)
 bench: stack-up ## end-to-end throughput and p50/p99 latency of the clickstream slice
 	@cd deploy/local && go run ./cmd/bench
 
-BASE ?= main
-RUNS ?= 3
-.PHONY: bench-compare
-bench-compare: stack-up ## make bench alternately on BASE's services and this tree's, RUNS each (ARGS: bench flags)
-	@cd deploy/local && go run ./cmd/bench -compare '$(BASE)' -runs '$(RUNS)' $(ARGS)
-
 .PHONY: generate
 generate: ## regenerate Go types from proto/avro
 	@cd pkg && go generate ./...
@@ -90,3 +84,9 @@ lint: ## gofmt and go vet every module
 .PHONY: clean
 clean: ## remove build output (keeps the stack's data; see stack.sh reset)
 	rm -rf bin .cache/bin
+
+BASE ?= main
+RUNS ?= 3
+.PHONY: bench-compare
+bench-compare: stack-up ## make bench alternately on BASE's services and this tree's, RUNS each (ARGS: bench flags)
+	@cd deploy/local && go run ./cmd/bench -compare '$(BASE)' -runs '$(RUNS)' $(ARGS)
