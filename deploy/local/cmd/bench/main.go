@@ -125,8 +125,8 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Stop the services, then drop this run's topics and groups so that
-	// repeated runs (-compare) do not pile partitions onto the shared broker.
+	// Stop the services, then drop this run's topics so that repeated runs
+	// (-compare) do not pile partitions onto the shared broker.
 	defer func() {
 		_ = sl.Stop()
 		if err := dropRun(eps.KafkaBrokers, prefix); err != nil {
@@ -148,10 +148,11 @@ func run(ctx context.Context) error {
 	defer prod.Close()
 
 	fmt.Printf("\nmachine: %d cores; broker, registry, 3 services and this producer share them; trace export: %v\n", numCPU(), o.traceExport)
-	fmt.Printf("measured processes: %s\n\n", describe(procs.list))
+	fmt.Printf("measured processes: %s\n", describe(procs.list))
 	for _, n := range procs.notes {
-		fmt.Println("  note:", n)
+		fmt.Println("  not measured:", n)
 	}
+	fmt.Println()
 	if o.warmup > 0 {
 		fmt.Printf("warm-up: %d events, not measured\n", o.warmup)
 		w := o
