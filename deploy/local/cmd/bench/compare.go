@@ -32,9 +32,9 @@ import (
 var compareOnly = []string{"compare", "runs", "json", "bin-dir"}
 
 // passThrough returns the flags set on the command line, for every run.
-func passThrough() []string {
+func passThrough(fs *flag.FlagSet) []string {
 	var args []string
-	flag.Visit(func(f *flag.Flag) {
+	fs.Visit(func(f *flag.Flag) {
 		if !slices.Contains(compareOnly, f.Name) {
 			args = append(args, "-"+f.Name+"="+f.Value.String())
 		}

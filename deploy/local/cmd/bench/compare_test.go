@@ -1,12 +1,41 @@
 package main
 
 import (
+	"flag"
 	"math"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ecomstream/platform/deploy/local/slice"
 )
+
+func TestPassThrough(t *testing.T) {
+	tests := []struct {
+		give []string
+		want []string
+	}{
+		{give: []string{"-compare", "main"}, want: nil},
+		{give: []string{"-compare=main", "-runs", "5", "-events", "1000", "-latency-duration=10s", "-json", "x", "-bin-dir", "y"},
+			want: []string{"-events=1000", "-latency-duration=10s"}},
+	}
+	for _, tt := range tests {
+		fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+		for _, name := range []string{"compare", "json", "bin-dir"} {
+			fs.String(name, "", "")
+		}
+		fs.Int("runs", 3, "")
+		fs.Int("events", 300_000, "")
+		fs.Duration("latency-duration", 30*time.Second, "")
+		if err := fs.Parse(tt.give); err != nil {
+			t.Fatal(err)
+		}
+		if got := passThrough(fs); !slices.Equal(got, tt.want) {
+			t.Errorf("passThrough(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
 
 func TestMedian(t *testing.T) {
 	tests := []struct {

@@ -88,7 +88,7 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.runs, "runs", 3, "with -compare: runs per revision")
 	flag.Parse()
 	if o.compare != "" {
-		return runCompare(ctx, o, passThrough())
+		return runCompare(ctx, o, passThrough(flag.CommandLine))
 	}
 
 	prep, err := slice.PrepareWith(ctx, o.binDir)
