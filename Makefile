@@ -2,7 +2,8 @@
 #
 #   make demo   start the local stack and the services, generate traffic, show where to look
 #   make test   unit tests, then integration and end-to-end tests against the real local stack
-#   make bench  end-to-end throughput and latency of the clickstream slice
+#   make bench  end-to-end throughput and latency of the clickstream slice, and its CPU
+#   make bench-compare BASE=<ref>  the same, alternating BASE's services and this tree's
 #
 # Modules come from go.work, never from a hand-kept list.
 
@@ -83,3 +84,9 @@ lint: ## gofmt and go vet every module
 .PHONY: clean
 clean: ## remove build output (keeps the stack's data; see stack.sh reset)
 	rm -rf bin .cache/bin
+
+BASE ?= main
+RUNS ?= 3
+.PHONY: bench-compare
+bench-compare: stack-up ## make bench alternately on BASE's services and this tree's, RUNS each (ARGS: bench flags)
+	@cd deploy/local && go run ./cmd/bench -compare '$(BASE)' -runs '$(RUNS)' $(ARGS)

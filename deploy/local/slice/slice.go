@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -185,7 +186,12 @@ type Env struct {
 
 // Prepare finds the repository, checks that the local stack answers (or says
 // how to start it) and builds the services.
-func Prepare(ctx context.Context) (Env, error) {
+func Prepare(ctx context.Context) (Env, error) { return PrepareWith(ctx, "") }
+
+// PrepareWith is Prepare with the service binaries already in binDir (the
+// benchmark's comparison builds another revision's there); "" builds this
+// tree's into <repo>/.cache/bin.
+func PrepareWith(ctx context.Context, binDir string) (Env, error) {
 	root, err := svcrun.RepoRoot()
 	if err != nil {
 		return Env{}, err
@@ -197,8 +203,16 @@ func Prepare(ctx context.Context) (Env, error) {
 	if err != nil {
 		return Env{}, fmt.Errorf("local stack not reachable (%v); %s", err, stacktest.StartHint)
 	}
+	if binDir != "" {
+		for _, name := range svcrun.Services {
+			if _, err := os.Stat(filepath.Join(binDir, name)); err != nil {
+				return Env{}, fmt.Errorf("service binary: %w", err)
+			}
+		}
+		return Env{Root: root, BinDir: binDir, Stack: eps}, nil
+	}
 	fmt.Println("building services…")
-	binDir := filepath.Join(root, ".cache", "bin")
+	binDir = filepath.Join(root, ".cache", "bin")
 	if _, err := svcrun.Build(ctx, root, binDir, svcrun.Services...); err != nil {
 		return Env{}, err
 	}

@@ -5,11 +5,18 @@
 // Phase 1 (throughput) produces N events as fast as possible and reports
 // events/s from the first produce to the last warehouse commit. Phase 2
 // (latency) produces at a steady rate and reports p50/p99/max from produce to
-// warehouse write. It prints figures; it asserts nothing.
+// warehouse write, and what the steady rate costs: the CPU of every process
+// (the services, this producer, the broker, the registry, PostgreSQL) from
+// /proc, and each stage's transactions per second. It prints figures; it
+// asserts nothing.
+//
+// With -compare REF it measures two revisions instead: REF's service binaries
+// and this tree's, alternately, with this bench as the driver (see compare.go).
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -22,11 +29,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/deploy/local/clickgen"
 	"github.com/ecomstream/platform/deploy/local/otlpsink"
 	"github.com/ecomstream/platform/deploy/local/slice"
+	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
 )
 
@@ -49,6 +58,18 @@ type options struct {
 	maxPoll     int
 	profileDir  string
 	warmup      int
+	binDir      string // prebuilt service binaries; "" builds this tree's
+	jsonOut     string // also write the figures here, for -compare
+	compare     string // a git revision to compare this tree with
+	runs        int    // runs per revision in -compare
+}
+
+// figure is one measured number, named for the comparison table.
+type figure struct {
+	Name  string  `json:"name"`
+	Unit  string  `json:"unit"`
+	Value float64 `json:"value"`
+	Lower bool    `json:"lower_is_better,omitempty"`
 }
 
 func run(ctx context.Context) error {
@@ -61,9 +82,16 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.maxPoll, "max-poll", 0, "KAFKA_MAX_POLL_RECORDS for the services (0 = their default)")
 	flag.IntVar(&o.warmup, "warmup", 50_000, "events pushed through first, not measured (JIT-warms the broker, fills caches)")
 	flag.StringVar(&o.profileDir, "profile", "", "write 10 s CPU profiles of each service, taken during phase 1, into this folder")
+	flag.StringVar(&o.binDir, "bin-dir", "", "run the service binaries in this folder instead of building this tree's")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
+	flag.StringVar(&o.compare, "compare", "", "compare with this git revision: run the bench alternately on its services and this tree's")
+	flag.IntVar(&o.runs, "runs", 3, "with -compare: runs per revision")
 	flag.Parse()
+	if o.compare != "" {
+		return runCompare(ctx, o, passThrough(flag.CommandLine))
+	}
 
-	prep, err := slice.Prepare(ctx)
+	prep, err := slice.PrepareWith(ctx, o.binDir)
 	if err != nil {
 		return err
 	}
@@ -88,19 +116,30 @@ func run(ctx context.Context) error {
 			env[name] = append(env[name], "HTTP_PPROF_ENABLED=true")
 		}
 	}
+	prefix := "bench-" + stamp + "."
 	sl, err := slice.New(slice.Options{
 		BinDir: binDir, RunDir: filepath.Join(root, ".run", "bench", stamp), Brokers: eps.KafkaBrokers,
-		Registry: eps.SchemaRegistryURL, OTLP: otlp, Prefix: "bench-" + stamp + ".", QueryToken: "bench-token-0123456789abcdef",
+		Registry: eps.SchemaRegistryURL, OTLP: otlp, Prefix: prefix, QueryToken: "bench-token-0123456789abcdef",
 		LogLevel: "warn", Env: env,
 	})
 	if err != nil {
 		return err
 	}
-	if err := sl.Start(ctx); err != nil {
+	// Stop the services, then drop this run's topics so that repeated runs
+	// (-compare) do not pile partitions onto the shared broker.
+	defer func() {
 		_ = sl.Stop()
+		if err := dropRun(eps.KafkaBrokers, prefix); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: cleaning up this run's topics:", err)
+		}
+	}()
+	if err := sl.Start(ctx); err != nil {
 		return err
 	}
-	defer sl.Stop()
+	procs, err := watchList(sl, root, eps)
+	if err != nil {
+		return err
+	}
 	prod, err := kgo.NewClient(kgo.SeedBrokers(eps.KafkaBrokers...), kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
@@ -108,29 +147,69 @@ func run(ctx context.Context) error {
 	}
 	defer prod.Close()
 
-	fmt.Printf("\nmachine: %d cores; broker, registry, 3 services and this producer share them; trace export: %v\n\n", cpus(), o.traceExport)
+	fmt.Printf("\nmachine: %d cores; broker, registry, 3 services and this producer share them; trace export: %v\n", numCPU(), o.traceExport)
+	fmt.Printf("measured processes: %s\n", describe(procs.list))
+	for _, n := range procs.notes {
+		fmt.Println("  not measured:", n)
+	}
+	fmt.Println()
 	if o.warmup > 0 {
 		fmt.Printf("warm-up: %d events, not measured\n", o.warmup)
 		w := o
 		w.events, w.profileDir = o.warmup, ""
-		if err := push(ctx, sl, prod, w, true); err != nil {
+		if _, err := push(ctx, sl, prod, w, procs, true); err != nil {
 			return err
 		}
 	}
-	if err := push(ctx, sl, prod, o, false); err != nil {
+	idle, err := idleLoad(ctx, procs)
+	if err != nil {
 		return err
 	}
+	more, err := push(ctx, sl, prod, o, procs, false)
+	if err != nil {
+		return err
+	}
+	figs := append(idle, more...)
 	if o.latDuration > 0 {
-		if err := latency(ctx, sl, prod, o); err != nil {
+		lf, err := latency(ctx, sl, prod, o, procs)
+		if err != nil {
 			return err
 		}
+		figs = append(figs, lf...)
+	}
+	printStages(ctx, sl)
+	if o.jsonOut != "" {
+		b, _ := json.MarshalIndent(map[string]any{"figures": figs}, "", "  ")
+		return os.WriteFile(o.jsonOut, b, 0o644)
 	}
 	return nil
 }
 
+// idleLoad samples the machine for a second while the slice is idle: what
+// other work (the other users of a shared machine) takes from the figures.
+func idleLoad(ctx context.Context, procs watchedSet) ([]figure, error) {
+	s0, err := readSnapshot(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s1, err := readSnapshot(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	c := measure(s0, s1, procs.list, numCPU(), nil)
+	fmt.Printf("idle slice, 1 s: machine busy %.2f of %d cores, %.2f of it the measured processes; the rest is other work on this machine\n\n",
+		c.machineCores, c.cpus, c.total())
+	return []figure{{Name: "idle: machine busy", Unit: "cores", Value: c.machineCores, Lower: true}}, nil
+}
+
 // push produces o.events as fast as possible and waits until the valid ones
 // are in the warehouse; unless quiet it prints the throughput figures.
-func push(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, quiet bool) error {
+func push(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, procs watchedSet, quiet bool) ([]figure, error) {
 	gen := clickgen.New(clickgen.WithBrokenFraction(o.broken))
 	recs := make([]*kgo.Record, 0, o.events)
 	valid := 0
@@ -143,12 +222,15 @@ func push(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, qui
 	}
 	already, err := sl.QueryInt(ctx, "SELECT count(*) FROM fact_events")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !quiet {
 		fmt.Printf("phase 1, throughput: %d events (%d valid) produced as fast as possible\n", o.events, valid)
 	}
-	cpu0 := cpuTimes(sl)
+	snap0, err := readSnapshot(procRoot)
+	if err != nil {
+		return nil, err
+	}
 	if o.profileDir != "" {
 		go profile(sl, o.profileDir)
 	}
@@ -157,7 +239,7 @@ func push(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, qui
 		prod.Produce(ctx, r, nil)
 	}
 	if err := prod.Flush(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	produced := time.Since(start)
 	var n int64
@@ -165,47 +247,61 @@ func push(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, qui
 		var err error
 		n, err = sl.QueryInt(ctx, "SELECT count(*) FROM fact_events")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if n >= already+int64(valid) {
 			break
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	snap1, err := readSnapshot(procRoot)
+	if err != nil {
+		return nil, err
+	}
 	_, rows, err := sl.Query(ctx, "SELECT CAST(epoch_us(max(loaded_at)) AS BIGINT) FROM fact_events")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	last := time.UnixMicro(int64(rows[0][0].(float64)))
 	elapsed := last.Sub(start)
 	n -= already
 	if quiet {
-		return nil
+		return nil, nil
 	}
-	cpu1 := cpuTimes(sl)
 	fmt.Printf("  produce: %s (%.0f events/s offered)\n", produced.Round(time.Millisecond), float64(o.events)/produced.Seconds())
 	fmt.Printf("  end to end: %d events into the warehouse in %s = %.0f events/s (raw records handled: %.0f/s)\n",
 		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), float64(o.events)/elapsed.Seconds())
-	for _, name := range svcrun.Services {
-		used := cpu1[name] - cpu0[name]
-		fmt.Printf("  %-19s cpu %5.1f s (%3.0f%% of one core), rss %s\n", name, used, 100*used/elapsed.Seconds(), rss(sl.Procs[name]))
-	}
+	c := measure(snap0, snap1, procs.list, numCPU(), func(pids []int) int64 { return rssKB(procRoot, pids) })
+	c.print(os.Stdout, "phase 1, first produce to the last row counted")
 	fmt.Println()
-	return nil
+	return []figure{
+		{Name: "throughput end to end", Unit: "events/s", Value: float64(n) / elapsed.Seconds()},
+		{Name: "produce (offered)", Unit: "events/s", Value: float64(o.events) / produced.Seconds()},
+		{Name: "phase 1 cpu total", Unit: "cores", Value: c.total(), Lower: true},
+	}, nil
 }
 
-func latency(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options) error {
+func latency(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, procs watchedSet) ([]figure, error) {
 	fmt.Printf("phase 2, latency: %d events/s for %s, produce -> warehouse write\n", o.latRate, o.latDuration)
 	gen := clickgen.New(clickgen.WithBrokenFraction(o.broken))
+	stages0 := scrapeStages(ctx, sl)
+	snap0, err := readSnapshot(procRoot)
+	if err != nil {
+		return nil, err
+	}
 	from := time.Now()
 	sent, valid := 0, 0
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for time.Since(from) < o.latDuration {
-		<-tick.C
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		want := int(time.Since(from).Seconds() * float64(o.latRate))
 		for ; sent < want; sent++ {
 			r := gen.Next() // event_timestamp = now, just before the produce
@@ -215,15 +311,22 @@ func latency(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options) 
 			prod.Produce(ctx, &kgo.Record{Topic: sl.Topics.Raw, Key: r.Key, Value: r.Value}, nil)
 		}
 	}
+	// The steady rate's cost: sampled when producing stops, before the tail
+	// drains, so the window holds the steady rate only.
+	snap1, err := readSnapshot(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	stages1 := scrapeStages(ctx, sl)
 	if err := prod.Flush(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	where := fmt.Sprintf("event_timestamp >= make_timestamp(%d)", from.UnixMicro())
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		n, err := sl.QueryInt(ctx, "SELECT count(*) FROM fact_events WHERE "+where)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if n >= int64(valid) {
 			break
@@ -236,12 +339,22 @@ func latency(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options) 
 		max(epoch_us(loaded_at) - epoch_us(event_timestamp)) / 1000.0
 		FROM fact_events WHERE `+where)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r := rows[0]
 	fmt.Printf("  %v events: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", r[0], r[1], r[2], r[3])
-	printStages(ctx, sl)
-	return nil
+	figs := []figure{}
+	for i, q := range []string{"p50", "p99", "max"} {
+		if v, ok := r[i+1].(float64); ok {
+			figs = append(figs, figure{Name: "latency " + q, Unit: "ms", Value: v, Lower: true})
+		}
+	}
+	c := measure(snap0, snap1, procs.list, numCPU(), func(pids []int) int64 { return rssKB(procRoot, pids) })
+	c.print(os.Stdout, fmt.Sprintf("phase 2 at %d events/s", o.latRate))
+	figs = append(figs, c.figures("phase 2 ")...)
+	figs = append(figs, printStageRates(stages0, stages1, c.wall)...)
+	fmt.Println()
+	return figs, nil
 }
 
 // printStages prints, per service, its batches (transactions or warehouse
@@ -287,39 +400,62 @@ func profile(sl *slice.Slice, dir string) {
 	}
 }
 
-// cpuTimes returns each service's user+system CPU seconds from /proc.
-func cpuTimes(sl *slice.Slice) map[string]float64 {
-	out := map[string]float64{}
-	for name, p := range sl.Procs {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
-		if err != nil {
-			continue
-		}
-		// Fields after the command name (which may contain spaces).
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		if len(f) > 12 {
-			u, _ := strconv.ParseFloat(f[11], 64)
-			s, _ := strconv.ParseFloat(f[12], 64)
-			out[name] = (u + s) / 100 // USER_HZ
-		}
-	}
-	return out
+// procRoot is where the CPU figures come from; tests read fixtures instead.
+const procRoot = "/proc"
+
+// watchedSet is every process a phase measures, and what could not be found.
+type watchedSet struct {
+	list  []watched
+	notes []string
 }
 
-func rss(p *svcrun.Process) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+// watchList is the three services, this process (producer and consumer of
+// the figures) and the local stack's processes.
+func watchList(sl *slice.Slice, root string, eps stacktest.Endpoints) (watchedSet, error) {
+	var ws watchedSet
+	for _, name := range svcrun.Services {
+		ws.list = append(ws.list, watched{name: name, pid: sl.Procs[name].Pid(), how: "started by the bench"})
+	}
+	ws.list = append(ws.list, watched{name: "bench (producer)", pid: os.Getpid(), self: true, how: "this process"})
+	s, err := readSnapshot(procRoot)
 	if err != nil {
-		return "?"
+		return ws, err
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			return strings.Join(strings.Fields(l)[1:], " ") + " peak"
-		}
+	runDir := os.Getenv(stackRunDirEnv)
+	if runDir == "" {
+		runDir = filepath.Join(root, ".run")
 	}
-	return "?"
+	stack, notes := stackProcesses(procRoot, runDir, stackEndpoints(eps), s)
+	ws.list = append(ws.list, stack...)
+	ws.notes = notes
+	return ws, nil
 }
 
-func cpus() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return max(strings.Count(string(b), "processor\t:"), 1)
+// dropRun deletes the topics named with this run's prefix (unique per run,
+// so no one else's). Its consumer groups stay until the broker expires them:
+// static members never leave, so the broker refuses to delete the groups.
+func dropRun(brokers []string, prefix string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		return err
+	}
+	var mine []string
+	for _, t := range topics.Names() {
+		if strings.HasPrefix(t, prefix) {
+			mine = append(mine, t)
+		}
+	}
+	if len(mine) == 0 {
+		return nil
+	}
+	_, err = adm.DeleteTopics(ctx, mine...)
+	return err
 }
