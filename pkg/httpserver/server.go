@@ -306,7 +306,6 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("http: tls: %w", err)
 		}
 		s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
-		ln = tls.NewListener(ln, s.srv.TLSConfig)
 		scheme = "https"
 	}
 	s.started <- ln.Addr().String()
@@ -316,7 +315,13 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(ln) }()
+	go func() {
+		if s.cfg.TLS() {
+			errc <- s.srv.ServeTLS(ln, "", "") // the certificate comes from TLSConfig
+			return
+		}
+		errc <- s.srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http: serve: %w", err)
