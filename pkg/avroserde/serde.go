@@ -30,7 +30,7 @@ import (
 type Config struct {
 	URL          string        `env:"SCHEMA_REGISTRY_URL" default:"http://127.0.0.1:18081" usage:"Confluent-compatible schema registry base URL"`
 	Username     string        `env:"SCHEMA_REGISTRY_USERNAME" default:"" usage:"basic-auth user (optional)"`
-	Password     string        `env:"SCHEMA_REGISTRY_PASSWORD" default:"" usage:"basic-auth password (optional; inject from a secret)"`
+	Password     string        `env:"SCHEMA_REGISTRY_PASSWORD" default:"" secret:"true" usage:"basic-auth password (optional; inject from a secret)"`
 	AutoRegister bool          `env:"SCHEMA_REGISTRY_AUTO_REGISTER" default:"true" usage:"register schemas at start; false = only look them up (least privilege in production)"`
 	Timeout      time.Duration `env:"SCHEMA_REGISTRY_TIMEOUT" default:"5s" usage:"per-request timeout"`
 }

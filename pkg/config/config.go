@@ -1,9 +1,11 @@
 // Package config reads a service's configuration from environment variables.
 //
 // A service declares one Config struct whose fields carry `env` and `default`
-// tags (and `usage` for the generated docs); Load fills it and calls its
-// Validate method. Any failure is an *Error naming the variable, so main can
-// stop the service with one line that tells the operator what to fix.
+// tags (and `usage` for the generated docs, `secret:"true"` for passwords and
+// tokens); Load fills it and calls its Validate method. Any failure is an
+// *Error naming the variable, so main can stop the service with one line that
+// tells the operator what to fix. That line never echoes a secret: see
+// Redactor.
 package config
 
 import (
@@ -51,17 +53,23 @@ func Load(cfg any) error { return LoadFrom(os.LookupEnv, cfg) }
 // LoadFrom fills cfg from lookup and validates it. Nested structs are walked;
 // a nested struct's `env` tag, if any, is used as a prefix for its fields.
 // Every Validator found (nested first, then the outer struct) is called.
+// The error never holds the value of a `secret:"true"` variable or the
+// credentials of a URL, whichever check produced it.
 func LoadFrom(lookup Lookup, cfg any) error {
 	v := reflect.ValueOf(cfg)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
 		return errors.New("config: Load needs a pointer to a struct")
 	}
-	return load(lookup, v.Elem(), "")
+	// The raw values, not the parsed ones: a secret that failed to parse
+	// is exactly the one an error would quote.
+	var secrets []string
+	err := load(lookup, v.Elem(), "", &secrets)
+	return newRedactor(secrets).Error(err)
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
 
-func load(lookup Lookup, v reflect.Value, prefix string) error {
+func load(lookup Lookup, v reflect.Value, prefix string, secrets *[]string) error {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -71,7 +79,7 @@ func load(lookup Lookup, v reflect.Value, prefix string) error {
 		fv := v.Field(i)
 		name, hasEnv := f.Tag.Lookup("env")
 		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-			if err := load(lookup, fv, prefix+name); err != nil {
+			if err := load(lookup, fv, prefix+name, secrets); err != nil {
 				return err
 			}
 			continue
@@ -91,6 +99,7 @@ func load(lookup Lookup, v reflect.Value, prefix string) error {
 			}
 			raw = def
 		}
+		*secrets = append(*secrets, secretsOf(raw, isSecret(f))...)
 		if err := set(fv, raw); err != nil {
 			return &Error{Var: name, Msg: err.Error()}
 		}
@@ -203,7 +212,7 @@ func OneOf(name, s string, allowed ...string) error {
 func HTTPURL(name, s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Errorf(name, "must be an http(s) URL, got %q", s)
+		return Errorf(name, "must be an http(s) URL, got %q", RedactURL(s))
 	}
 	return nil
 }
@@ -212,10 +221,10 @@ func HTTPURL(name, s string) error {
 func HostPort(name, s string) error {
 	i := strings.LastIndexByte(s, ':')
 	if i < 0 {
-		return Errorf(name, "must be host:port, got %q", s)
+		return Errorf(name, "must be host:port, got %q", RedactURL(s))
 	}
 	if p, err := strconv.Atoi(s[i+1:]); err != nil || p < 0 || p > 65535 {
-		return Errorf(name, "must be host:port with a valid port, got %q", s)
+		return Errorf(name, "must be host:port with a valid port, got %q", RedactURL(s))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -120,5 +121,59 @@ func TestUndocumented(t *testing.T) {
 	want := []string{"BROKERS", "COUNT", "RATIO", "ON", "WAIT"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// secretConfig echoes its values in errors the way real checks do: the
+// registry URL through HTTPURL, a password through a custom message, and a
+// PIN through the parse error of its type.
+type secretConfig struct {
+	RegistryURL string   `env:"SCHEMA_REGISTRY_URL" default:"http://127.0.0.1:18081"`
+	Brokers     []string `env:"KAFKA_BROKERS" default:"127.0.0.1:9092"`
+	Password    string   `env:"KAFKA_SASL_PASSWORD" default:"" secret:"true"`
+	PIN         int      `env:"PIN" default:"0" secret:"true"`
+}
+
+func (c *secretConfig) Validate() error {
+	errs := []error{HTTPURL("SCHEMA_REGISTRY_URL", c.RegistryURL)}
+	for _, b := range c.Brokers {
+		errs = append(errs, HostPort("KAFKA_BROKERS", b))
+	}
+	if c.Password != "" && len(c.Password) < 12 {
+		errs = append(errs, Errorf("KAFKA_SASL_PASSWORD", "%q is shorter than 12 characters", c.Password))
+	}
+	return First(errs...)
+}
+
+// TestLoadNeverEchoesSecrets: whatever check fails, the one-line error names
+// the variable but holds neither a secret variable's value nor the
+// credentials of a URL.
+func TestLoadNeverEchoesSecrets(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+		secret  string // must not appear in the error
+	}{
+		{"registry URL password", map[string]string{"SCHEMA_REGISTRY_URL": "htp://svc:hunter2-pw@registry:8081"}, "SCHEMA_REGISTRY_URL", "hunter2-pw"},
+		{"registry URL token as userinfo", map[string]string{"SCHEMA_REGISTRY_URL": "htp://T0KEN-abcdef@registry"}, "SCHEMA_REGISTRY_URL", "T0KEN-abcdef"},
+		{"registry URL query token", map[string]string{"SCHEMA_REGISTRY_URL": "ftp://registry/?api_key=k3y-abcdef"}, "SCHEMA_REGISTRY_URL", "k3y-abcdef"},
+		{"escaped URL password", map[string]string{"SCHEMA_REGISTRY_URL": "htp://svc:p%40ss-word@registry"}, "SCHEMA_REGISTRY_URL", "p%40ss-word"},
+		{"broker with credentials", map[string]string{"KAFKA_BROKERS": "kafka://u:br0ker-pw@host"}, "KAFKA_BROKERS", "br0ker-pw"},
+		{"secret quoted by Validate", map[string]string{"KAFKA_SASL_PASSWORD": "short-pw"}, "KAFKA_SASL_PASSWORD", "short-pw"},
+		{"secret quoted by a parse error", map[string]string{"PIN": "12ab34"}, "PIN", "12ab34"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got secretConfig
+			err := LoadFrom(MapLookup(tt.env), &got)
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Var != tt.wantVar {
+				t.Fatalf("err = %v, want a config error naming %s", err, tt.wantVar)
+			}
+			if strings.Contains(err.Error(), tt.secret) || strings.Contains(ce.Msg, tt.secret) {
+				t.Errorf("error echoes the secret %q: %v", tt.secret, err)
+			}
+		})
 	}
 }

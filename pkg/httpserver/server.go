@@ -1,16 +1,24 @@
 // Package httpserver is the operational HTTP server every service runs: a chi
 // router with /healthz (the process is alive), /readyz (its dependencies
 // answer) and /metrics, to which a service adds its own routes.
+//
+// It is safe by default: it listens on loopback unless HTTP_ADDR says
+// otherwise, serves TLS when given a certificate, refuses to carry bearer
+// tokens in clear across a network, and shows readiness detail (dependency
+// errors) only to a caller holding the operator token.
 package httpserver
 
 import (
 	"context"
+	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,9 +28,16 @@ import (
 	"github.com/ecomstream/platform/pkg/config"
 )
 
+// MinTokenLen is the shortest bearer token a service accepts.
+const MinTokenLen = 16
+
 // Config is the HTTP part of a service config.
 type Config struct {
-	Addr            string        `env:"HTTP_ADDR" default:":8080" usage:"listen address for health, readiness, metrics and the service API"`
+	Addr            string        `env:"HTTP_ADDR" default:"127.0.0.1:8080" usage:"listen address for health, readiness, metrics and the service API; loopback by default, set e.g. :8080 to serve other hosts (Kubernetes probes)"`
+	TLSCertFile     string        `env:"HTTP_TLS_CERT_FILE" default:"" usage:"PEM certificate (chain) to serve HTTPS, TLS 1.2 or newer; set with HTTP_TLS_KEY_FILE; re-read when the file changes"`
+	TLSKeyFile      string        `env:"HTTP_TLS_KEY_FILE" default:"" usage:"PEM private key of HTTP_TLS_CERT_FILE"`
+	OperatorToken   string        `env:"HTTP_OPERATOR_TOKEN" default:"" secret:"true" usage:"bearer token that shows /readyz detail (dependency errors); at least 16 characters; empty = detail only in the log"`
+	PlaintextTokens bool          `env:"HTTP_ALLOW_PLAINTEXT_TOKENS" default:"false" usage:"allow bearer tokens over plain HTTP on a non-loopback HTTP_ADDR (only where a mesh or proxy encrypts the hop)"`
 	ShutdownTimeout time.Duration `env:"HTTP_SHUTDOWN_TIMEOUT" default:"10s" usage:"how long in-flight requests get on shutdown"`
 	ReadyTimeout    time.Duration `env:"HTTP_READY_CHECK_TIMEOUT" default:"2s" usage:"timeout of each readiness check"`
 	Pprof           bool          `env:"HTTP_PPROF_ENABLED" default:"false" usage:"serve Go profiles on /debug/pprof/ (bind HTTP_ADDR to a private interface when on)"`
@@ -30,11 +45,79 @@ type Config struct {
 
 // Validate implements config.Validator.
 func (c *Config) Validate() error {
-	return config.First(
-		config.HostPort("HTTP_ADDR", c.Addr),
+	errs := []error{config.HostPort("HTTP_ADDR", c.Addr)}
+	switch {
+	case c.TLSCertFile == "" && c.TLSKeyFile == "":
+	case c.TLSCertFile == "":
+		errs = append(errs, config.Errorf("HTTP_TLS_CERT_FILE", "must be set with HTTP_TLS_KEY_FILE"))
+	case c.TLSKeyFile == "":
+		errs = append(errs, config.Errorf("HTTP_TLS_KEY_FILE", "must be set with HTTP_TLS_CERT_FILE"))
+	default:
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			errs = append(errs, config.Errorf("HTTP_TLS_CERT_FILE", "cannot load the key pair %s, %s: %v", c.TLSCertFile, c.TLSKeyFile, err))
+		}
+	}
+	errs = append(errs,
+		c.CheckToken("HTTP_OPERATOR_TOKEN", c.OperatorToken),
 		config.Positive("HTTP_SHUTDOWN_TIMEOUT", c.ShutdownTimeout),
 		config.Positive("HTTP_READY_CHECK_TIMEOUT", c.ReadyTimeout),
 	)
+	return config.First(errs...)
+}
+
+// TLS reports whether the server serves HTTPS.
+func (c *Config) TLS() bool { return c.TLSCertFile != "" }
+
+// Loopback reports whether Addr accepts connections from this host only.
+// An empty host, an unspecified address or a name other than localhost
+// counts as reachable from the network.
+func (c *Config) Loopback() bool {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckToken validates a bearer token that this server will accept, as the
+// config error of variable name: at least MinTokenLen characters, and not on
+// a network-reachable plain-HTTP address (where anyone on the path reads it)
+// unless HTTP_ALLOW_PLAINTEXT_TOKENS says the hop is encrypted elsewhere.
+// An empty token (the endpoint disabled) always passes. Services call it for
+// every token their routes take (e.g. bq-writer's WAREHOUSE_QUERY_TOKEN).
+func (c *Config) CheckToken(name, token string) error {
+	if token == "" {
+		return nil
+	}
+	if len(token) < MinTokenLen {
+		return config.Errorf(name, "must be at least %d characters", MinTokenLen)
+	}
+	if !c.TLS() && !c.Loopback() && !c.PlaintextTokens {
+		return config.Errorf(name, "would travel in clear text: HTTP_ADDR %s is reachable from the network without TLS; set HTTP_TLS_CERT_FILE and HTTP_TLS_KEY_FILE, bind HTTP_ADDR to loopback, or set HTTP_ALLOW_PLAINTEXT_TOKENS=true where a mesh encrypts the hop", c.Addr)
+	}
+	return nil
+}
+
+// Option configures a Server.
+type Option interface{ apply(*options) }
+
+type options struct {
+	redact func(string) string
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithRedact passes every dependency error the server prints (in /readyz
+// detail and the log) through redact, e.g. (*config.Redactor).String, so an
+// error quoting a URL with credentials does not leak them.
+func WithRedact(redact func(string) string) Option {
+	return optionFunc(func(o *options) { o.redact = redact })
 }
 
 // Check is a readiness probe of one dependency.
@@ -46,16 +129,23 @@ type Server struct {
 
 	cfg     Config
 	log     *slog.Logger
+	redact  func(string) string
 	mu      sync.Mutex
 	checks  map[string]Check
 	names   []string
+	failing map[string]bool // last outcome per check, to log changes only
 	srv     *http.Server
 	started chan string
 }
 
 // New returns a server with /healthz, /readyz and /metrics mounted.
-func New(cfg Config, log *slog.Logger, metrics http.Handler) *Server {
-	s := &Server{cfg: cfg, log: log, checks: map[string]Check{}, started: make(chan string, 1)}
+func New(cfg Config, log *slog.Logger, metrics http.Handler, opts ...Option) *Server {
+	o := options{redact: func(s string) string { return s }}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	s := &Server{cfg: cfg, log: log, redact: o.redact, checks: map[string]Check{}, failing: map[string]bool{},
+		started: make(chan string, 1)}
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -83,7 +173,22 @@ func (s *Server) AddCheck(name string, c Check) {
 	s.checks[name] = c
 }
 
+// ready answers 200 or 503 to anyone, with each check's name and status:
+// enough for a probe and for an on-call glance. The checks' errors can name
+// hosts, users and internals, so they are shown only to a caller presenting
+// the operator token; everyone else finds them in the log, where each
+// change of a check's outcome is logged once.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	detail := false
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		if !s.operator(auth) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="operator"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong operator token (HTTP_OPERATOR_TOKEN)"})
+			return
+		}
+		detail = true
+	}
+
 	s.mu.Lock()
 	names := append([]string(nil), s.names...)
 	checks := make([]Check, len(names))
@@ -97,34 +202,70 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		Error  string `json:"error,omitempty"`
 	}
 	results := make(map[string]result, len(names))
+	errs := make([]error, len(names))
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for i, n := range names {
+	for i := range names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadyTimeout)
 			defer cancel()
-			res := result{Status: "ok"}
-			if err := checks[i](ctx); err != nil {
-				res = result{Status: "failing", Error: err.Error()}
-			}
-			mu.Lock()
-			results[n] = res
-			mu.Unlock()
+			errs[i] = checks[i](ctx)
 		}()
 	}
 	wg.Wait()
 	status := http.StatusOK
 	overall := "ready"
-	for _, res := range results {
-		if res.Status != "ok" {
+	for i, n := range names {
+		res := result{Status: "ok"}
+		if errs[i] != nil {
+			res.Status = "failing"
 			status, overall = http.StatusServiceUnavailable, "not ready"
+			if detail {
+				res.Error = s.redact(errs[i].Error())
+			}
+		}
+		results[n] = res
+	}
+	s.logChanges(r.Context(), names, errs)
+	if detail {
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	writeJSON(w, status, map[string]any{"status": overall, "checks": results})
+}
+
+// operator reports whether auth is "Bearer <HTTP_OPERATOR_TOKEN>", in
+// constant time. With no operator token configured, nobody is.
+func (s *Server) operator(auth string) bool {
+	token, ok := strings.CutPrefix(auth, "Bearer ")
+	return ok && s.cfg.OperatorToken != "" &&
+		subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.OperatorToken)) == 1
+}
+
+// logChanges logs each check that started failing (with its error) or
+// recovered since the previous /readyz, so probes every few seconds do not
+// repeat the same line.
+func (s *Server) logChanges(ctx context.Context, names []string, errs []error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, n := range names {
+		failing := errs[i] != nil
+		if failing == s.failing[n] {
+			continue
+		}
+		s.failing[n] = failing
+		if failing {
+			s.log.WarnContext(ctx, "readiness check failing", "check", n, "err", s.redact(errs[i].Error()))
+		} else {
+			s.log.InfoContext(ctx, "readiness check recovered", "check", n)
 		}
 	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"status": overall, "checks": results})
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // Addr returns the bound address once Run has started listening.
@@ -153,12 +294,34 @@ func (s *Server) Run(ctx context.Context) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		// net/http's own complaints (TLS handshakes, accept errors) in the
+		// service's JSON log, not on a bare stderr line.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if s.cfg.TLS() {
+		certs, err := newCertReloader(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, s.log)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http: tls: %w", err)
+		}
+		s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
+		scheme = "https"
 	}
 	s.started <- ln.Addr().String()
-	s.log.InfoContext(ctx, "http server listening", "addr", ln.Addr().String())
+	s.log.InfoContext(ctx, "http server listening", "addr", ln.Addr().String(), "scheme", scheme)
+	if !s.cfg.TLS() && !s.cfg.Loopback() && s.cfg.PlaintextTokens {
+		s.log.WarnContext(ctx, "bearer tokens accepted over plain HTTP on a network address (HTTP_ALLOW_PLAINTEXT_TOKENS=true): the hop must be encrypted by a mesh or proxy", "addr", s.cfg.Addr)
+	}
 
 	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(ln) }()
+	go func() {
+		if s.cfg.TLS() {
+			errc <- s.srv.ServeTLS(ln, "", "") // the certificate comes from TLSConfig
+			return
+		}
+		errc <- s.srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http: serve: %w", err)

@@ -41,17 +41,30 @@ type Runtime struct {
 	HTTP     *httpserver.Server
 	Registry *avroserde.Registry
 	Metrics  *stream.Metrics
+	// Redactor hides the config's secrets (tokens, passwords, URL
+	// credentials). Log and HTTP already pass through it; use it for
+	// anything else the service prints.
+	Redactor *config.Redactor
 
 	shutdownTel func(context.Context) error
 }
 
 // Start builds the shared runtime. The caller defers Close.
 func Start(ctx context.Context, name, version string, base Base) (*Runtime, error) {
+	return start(ctx, name, version, base, config.NewRedactor(&base))
+}
+
+// start builds the runtime with red, the redactor of the service's whole
+// config (Base and the service's own secrets such as bq-writer's query token).
+func start(ctx context.Context, name, version string, base Base, red *config.Redactor) (*Runtime, error) {
 	level, err := logging.ParseLevel(base.Log.Level)
 	if err != nil {
 		return nil, err
 	}
-	log := logging.New(os.Stderr, name, level).With("version", version)
+	// Every line the service logs passes the redactor: client errors quote
+	// URLs (franz-go's sr client puts the full request URL, userinfo
+	// included, into its errors), and no caller has to remember that.
+	log := slog.New(red.Handler(logging.New(os.Stderr, name, level).Handler())).With("version", version)
 	tel, shutdown, err := telemetry.Setup(ctx, name, version, base.Telemetry)
 	if err != nil {
 		return nil, err
@@ -64,11 +77,14 @@ func Start(ctx context.Context, name, version string, base Base) (*Runtime, erro
 	if err != nil {
 		return nil, errors.Join(err, shutdown(ctx))
 	}
-	srv := httpserver.New(base.HTTP, log, tel.MetricsHandler())
+	srv := httpserver.New(base.HTTP, log, tel.MetricsHandler(), httpserver.WithRedact(red.String))
 	srv.AddCheck("schema_registry", reg.Ping)
-	log.InfoContext(ctx, "starting", "otlp_endpoint", base.Telemetry.OTLPEndpoint, "kafka_brokers", base.Kafka.Brokers,
-		"schema_registry", base.Registry.URL, "http_addr", base.HTTP.Addr)
-	return &Runtime{Name: name, Log: log, Tel: tel, HTTP: srv, Registry: reg, Metrics: m, shutdownTel: shutdown}, nil
+	// URLs are redacted here as well as by the handler, so this line stays
+	// safe for a Runtime built without the service's full config.
+	log.InfoContext(ctx, "starting", "otlp_endpoint", config.RedactURL(base.Telemetry.OTLPEndpoint),
+		"kafka_brokers", base.Kafka.Brokers, "schema_registry", config.RedactURL(base.Registry.URL),
+		"http_addr", base.HTTP.Addr, "http_tls", base.HTTP.TLS())
+	return &Runtime{Name: name, Log: log, Tel: tel, HTTP: srv, Registry: reg, Metrics: m, Redactor: red, shutdownTel: shutdown}, nil
 }
 
 // Run runs the HTTP server and parts concurrently until ctx is done or one of
@@ -116,20 +132,27 @@ func (b Base) BaseConfig() Base { return b }
 // "<service>: config: VAR: what is wrong").
 func Main(name, version string, cfg Config, body func(ctx context.Context, rt *Runtime) error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := func() error {
-		if err := config.Load(cfg); err != nil {
-			return err
-		}
-		rt, err := Start(ctx, name, version, cfg.BaseConfig())
-		if err != nil {
-			return err
-		}
-		defer rt.Close()
-		return body(ctx, rt)
-	}()
+	err := run(ctx, name, version, config.Load, cfg, body)
 	stop()
 	if err != nil {
 		Fail(name, err)
 		os.Exit(1)
 	}
+}
+
+// run is Main without the signals and the exit: it returns the error to
+// print, already redacted (a registry error quoting its URL, or a body error
+// quoting a token, never reaches stderr whole).
+func run(ctx context.Context, name, version string, load func(any) error, cfg Config, body func(ctx context.Context, rt *Runtime) error) error {
+	err := load(cfg) // redacts its own errors
+	red := config.NewRedactor(cfg)
+	if err != nil {
+		return red.Error(err)
+	}
+	rt, err := start(ctx, name, version, cfg.BaseConfig(), red)
+	if err != nil {
+		return red.Error(err)
+	}
+	defer rt.Close()
+	return red.Error(body(ctx, rt))
 }

@@ -20,6 +20,12 @@ type Stage struct {
 	Inputs      []string
 	Outputs     []string // topics it produces to, besides the dead-letter topic
 	LagInterval time.Duration
+	// TrustBoundary marks a stage whose input comes from outside the
+	// platform: its spans start new traces, sampled by the service's own
+	// ratio, linked to (not continuing) the producers' traceparent
+	// (stream.TrustBoundary). Stages reading the platform's own topics
+	// leave it false and continue the trace.
+	TrustBoundary bool
 }
 
 // DeadLetterCodec registers the DeadLetter schema and returns its codec.
@@ -35,7 +41,11 @@ func (rt *Runtime) RunStage(ctx context.Context, s Stage, h stream.Handler, opts
 	if err != nil {
 		return err
 	}
-	h = stream.Chain(h, stream.Standard(rt.Name, s.Group, rt.Tel.Tracer, dlq, stream.DeadLetterLimit(s.Kafka), rt.Metrics, rt.Log)...)
+	tracer := rt.Tel.Tracer
+	if s.TrustBoundary {
+		tracer = stream.TrustBoundary(tracer)
+	}
+	h = stream.Chain(h, stream.Standard(rt.Name, s.Group, tracer, dlq, stream.DeadLetterLimit(s.Kafka), rt.Metrics, rt.Log)...)
 	opts = append([]stream.ProcessorOption{stream.WithRegisterer(rt.Tel.Registry)}, opts...)
 	proc, err := stream.NewProcessor(s.Kafka, stream.ProcessorConfig{
 		Stage: rt.Name, Group: s.Group, Topics: s.Inputs,

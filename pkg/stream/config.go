@@ -35,7 +35,7 @@ type Config struct {
 	TLSCAFile     string   `env:"KAFKA_TLS_CA_FILE" default:"" usage:"PEM CA bundle for TLS (default: system roots)"`
 	SASLMechanism string   `env:"KAFKA_SASL_MECHANISM" default:"" usage:"PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty = no SASL"`
 	SASLUsername  string   `env:"KAFKA_SASL_USERNAME" default:"" usage:"SASL user"`
-	SASLPassword  string   `env:"KAFKA_SASL_PASSWORD" default:"" usage:"SASL password (inject from a secret)"`
+	SASLPassword  string   `env:"KAFKA_SASL_PASSWORD" default:"" secret:"true" usage:"SASL password (inject from a secret)"`
 
 	CreateTopics      bool          `env:"KAFKA_CREATE_TOPICS" default:"true" usage:"create missing topics at start (needs CREATE on the cluster; off in production if topics are managed by Terraform)"`
 	TopicPartitions   int           `env:"KAFKA_TOPIC_PARTITIONS" default:"3" usage:"partitions of topics this service creates"`

@@ -31,7 +31,7 @@ type Config struct {
 	DuckDBMemory  string        `env:"DUCKDB_MEMORY_LIMIT" default:"1GB" usage:"DuckDB memory limit"`
 	DuckDBThreads int           `env:"DUCKDB_THREADS" default:"2" usage:"DuckDB worker threads"`
 	DedupWindow   time.Duration `env:"DEDUP_WINDOW" default:"1m" usage:"a repeated event_id whose event_timestamp is within this window of the stored one is dropped as a source duplicate (a resend keeps its timestamp, so it is caught however late it arrives)"`
-	QueryToken    string        `env:"WAREHOUSE_QUERY_TOKEN" default:"" usage:"bearer token for POST /v1/warehouse/query; empty disables the endpoint"`
+	QueryToken    string        `env:"WAREHOUSE_QUERY_TOKEN" default:"" secret:"true" usage:"bearer token for POST /v1/warehouse/query; empty disables the endpoint"`
 	QueryMaxRows  int           `env:"WAREHOUSE_QUERY_MAX_ROWS" default:"1000" usage:"row cap of the query endpoint"`
 	QueryTimeout  time.Duration `env:"WAREHOUSE_QUERY_TIMEOUT" default:"30s" usage:"time cap of one query"`
 	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
@@ -50,9 +50,7 @@ func (c *Config) Validate() error {
 		config.Positive("WAREHOUSE_QUERY_TIMEOUT", c.QueryTimeout),
 		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
 	}
-	if c.QueryToken != "" && len(c.QueryToken) < 16 {
-		errs = append(errs, config.Errorf("WAREHOUSE_QUERY_TOKEN", "must be at least 16 characters"))
-	}
+	errs = append(errs, c.HTTP.CheckToken("WAREHOUSE_QUERY_TOKEN", c.QueryToken))
 	return config.First(errs...)
 }
 

@@ -53,5 +53,6 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	return rt.RunStage(ctx, service.Stage{
 		Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, LagInterval: cfg.LagInterval,
 		Inputs: []string{cfg.InputTopic}, Outputs: []string{cfg.OutputTopic},
+		TrustBoundary: true, // raw input from producers outside the platform: new trace root, their traceparent a link
 	}, ingest.Handler(parser, events, cfg.OutputTopic, time.Now))
 }
