@@ -63,7 +63,7 @@ var parserCodes = map[deadletter.Code]bool{
 var strictRFC3339 = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$`)
 
 // beyondContract reports whether r is one of the parser's rules that the JSON
-// Schema cannot express (README "What is rejected"), so that a record valid
+// Schema cannot express (the service README, "Rejections"), so that a record valid
 // against the schema may still fail it.
 func beyondContract(r deadletter.Reason, obj map[string]any) bool {
 	switch {

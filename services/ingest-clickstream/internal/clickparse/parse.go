@@ -5,7 +5,7 @@
 // The contract is ingest's promise: every record Parse accepts is valid
 // against the JSON Schema (FuzzParse checks that with a JSON Schema validator).
 // Parse is stricter than the schema in a few places the schema cannot say;
-// README.md ("What is rejected") lists them.
+// the service README lists them (under "Rejections").
 package clickparse
 
 import (
