@@ -5,7 +5,7 @@ go 1.26.0
 require (
 	github.com/ecomstream/platform/pkg v0.0.0
 	github.com/ecomstream/platform/proto v0.0.0
-	github.com/goccy/go-json v0.10.5
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.2
 	github.com/twmb/franz-go v1.22.3
 )
 

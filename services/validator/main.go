@@ -26,8 +26,8 @@ type Config struct {
 	OutputTopic       string        `env:"OUTPUT_TOPIC" default:"ecom.events.valid.v1" usage:"topic of valid ClickEvents"`
 	ConsumerGroup     string        `env:"KAFKA_CONSUMER_GROUP" default:"validator" usage:"consumer group"`
 	AllowedEventTypes []string      `env:"ALLOWED_EVENT_TYPES" default:"page_view,product_view,search,add_to_cart,remove_from_cart,begin_checkout,purchase" usage:"event types rule click.event_type_allowed accepts"`
-	MaxFutureSkew     time.Duration `env:"MAX_FUTURE_SKEW" default:"5m" usage:"rule click.timestamp_not_future: tolerated client clock skew"`
-	MaxEventAge       time.Duration `env:"MAX_EVENT_AGE" default:"168h" usage:"rule click.timestamp_within_window: oldest accepted event"`
+	MaxFutureSkew     time.Duration `env:"MAX_FUTURE_SKEW" default:"5m" usage:"rules click.timestamp_not_future and click.received_at_plausible: tolerated clock skew"`
+	MaxEventAge       time.Duration `env:"MAX_EVENT_AGE" default:"168h" usage:"rule click.timestamp_within_window: oldest accepted event_timestamp, before received_at"`
 	LagInterval       time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
 }
 
@@ -55,7 +55,7 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 		return err
 	}
 	set := rules.ClickEvents(rules.Config{AllowedEventTypes: cfg.AllowedEventTypes, MaxFutureSkew: cfg.MaxFutureSkew, MaxEventAge: cfg.MaxEventAge})
-	v, err := validate.New(codec, set, cfg.OutputTopic, time.Now, rt.Tel.Meter)
+	v, err := validate.New(codec, set, cfg.OutputTopic, rt.Tel.Meter)
 	if err != nil {
 		return err
 	}

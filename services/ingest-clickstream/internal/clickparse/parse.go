@@ -1,20 +1,20 @@
 // Package clickparse turns one raw clickstream JSON object (the contract in
 // proto/json/clickstream-raw.schema.json) into an Avro ClickEvent, or into a
 // *deadletter.Rejection that says precisely what is wrong with it.
+//
+// The contract is ingest's promise: every record Parse accepts is valid
+// against the JSON Schema (FuzzParse checks that with a JSON Schema validator).
+// Parse is stricter than the schema in a few places the schema cannot say;
+// the service README lists them (under "Rejections").
 package clickparse
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	gojson "github.com/goccy/go-json"
 
 	"github.com/ecomstream/platform/pkg/deadletter"
 	"github.com/ecomstream/platform/pkg/events"
@@ -34,7 +34,8 @@ var knownTypes = func() map[string]bool {
 	return m
 }()
 
-// Field length limits, from the JSON contract.
+// Field length limits, from the JSON contract, in characters (Unicode code
+// points, as JSON Schema's maxLength counts).
 const (
 	maxIDLen     = 128
 	maxURLLen    = 2048
@@ -49,237 +50,172 @@ type Parser struct {
 	Source   string // kafka or http
 }
 
-// raw mirrors the JSON contract. Pointers tell "absent or null" from zero.
-type raw struct {
-	EventID        *string  `json:"event_id"`
-	EventTimestamp *string  `json:"event_timestamp"`
-	EventType      *string  `json:"event_type"`
-	UserID         *string  `json:"user_id"`
-	AnonymousID    *string  `json:"anonymous_id"`
-	SessionID      *string  `json:"session_id"`
-	PageURL        *string  `json:"page_url"`
-	Referrer       *string  `json:"referrer"`
-	UserAgent      *string  `json:"user_agent"`
-	Device         *device  `json:"device"`
-	Geo            *geo     `json:"geo"`
-	ProductID      *string  `json:"product_id"`
-	SearchQuery    *string  `json:"search_query"`
-	Quantity       *int32   `json:"quantity"`
-	Price          *decimal `json:"price"`
-	Currency       *string  `json:"currency"`
-	OrderID        *string  `json:"order_id"`
-}
-
-type device struct {
-	Type    *string `json:"type"`
-	OS      *string `json:"os"`
-	Browser *string `json:"browser"`
-}
-
-type geo struct {
-	Country *string `json:"country"`
-	Region  *string `json:"region"`
-	City    *string `json:"city"`
-}
-
-// errPriceType is returned by decimal for a value that is neither a number
-// nor a string; the JSON library reports custom unmarshaler errors without the
-// JSON field name, so the parser recognises this one.
-var errPriceType = errors.New("price must be a decimal number or a string holding one")
-
-// decimal accepts a JSON number or a string holding one, kept as text so no
-// float ever touches money.
-type decimal string
-
-func (d *decimal) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*d = decimal(strings.TrimSpace(s))
-		return nil
-	}
-	if len(b) == 0 || !(b[0] == '-' || (b[0] >= '0' && b[0] <= '9')) {
-		return errPriceType
-	}
-	*d = decimal(b)
-	return nil
-}
-
 // Parse parses b, read at receivedAt.
 func (p *Parser) Parse(b []byte, receivedAt time.Time) (events.ClickEvent, error) {
 	if p.MaxBytes > 0 && len(b) > p.MaxBytes {
 		return events.ClickEvent{}, reject(deadletter.Reason{Code: deadletter.Oversized,
 			Message: fmt.Sprintf("record is %d bytes, limit is %d", len(b), p.MaxBytes)})
 	}
-	trimmed := bytes.TrimSpace(b)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return events.ClickEvent{}, reject(deadletter.Reason{Code: deadletter.MalformedJSON, Message: "not a JSON object"})
-	}
 	if !utf8.Valid(b) {
 		return events.ClickEvent{}, reject(deadletter.Reason{Code: deadletter.MalformedJSON, Message: "not valid UTF-8"})
 	}
-	// goccy/go-json is several times faster than encoding/json on the happy
-	// path; on any error the standard library decodes again, both to classify
-	// the error precisely (goccy reports some type errors as syntax errors) and
-	// so that the standard library is the judge of what is valid.
-	var r raw
-	if gojson.Unmarshal(b, &r) != nil {
-		r = raw{}
-		err := json.Unmarshal(b, &r)
-		if err != nil {
-			return events.ClickEvent{}, classify(err)
-		}
+	d := new(doc) // the event's strings point into it: one allocation for all
+	if err := d.decode(b); err != nil {
+		return events.ClickEvent{}, reject(deadletter.Reason{Code: deadletter.MalformedJSON, Message: err.Error()})
 	}
 
-	var reasons []deadletter.Reason
-	require := func(field string, v *string) {
-		if v == nil {
-			reasons = append(reasons, deadletter.Reason{Code: deadletter.MissingField, Field: field, Message: field + " is required"})
-		}
-	}
-	require("event_id", r.EventID)
-	require("event_timestamp", r.EventTimestamp)
-	require("event_type", r.EventType)
-	require("session_id", r.SessionID)
-	require("page_url", r.PageURL)
-	if len(reasons) > 0 {
-		return events.ClickEvent{}, reject(reasons...)
-	}
-
+	c := checker{}
+	// Checked in the contract's order, which is the order of the reasons.
 	ev := events.ClickEvent{
-		EventID:     *r.EventID,
-		ReceivedAt:  receivedAt.UTC().Truncate(time.Microsecond),
-		EventType:   *r.EventType,
-		UserID:      r.UserID,
-		AnonymousID: r.AnonymousID,
-		SessionID:   *r.SessionID,
-		PageURL:     *r.PageURL,
-		Referrer:    r.Referrer,
-		UserAgent:   r.UserAgent,
-		ProductID:   r.ProductID,
-		SearchQuery: r.SearchQuery,
-		Currency:    r.Currency,
-		OrderID:     r.OrderID,
-		Source:      p.Source,
+		EventID:    c.required(&d.top[fEventID], "event_id", 1, maxIDLen),
+		ReceivedAt: receivedAt.UTC().Truncate(time.Microsecond),
+		Source:     p.Source,
 	}
-	if r.Device != nil {
-		ev.DeviceType, ev.Os, ev.Browser = r.Device.Type, r.Device.OS, r.Device.Browser
-	}
-	if r.Geo != nil {
-		ev.Country, ev.Region, ev.City = r.Geo.Country, r.Geo.Region, r.Geo.City
-	}
-	if r.Quantity != nil {
-		q := int(*r.Quantity)
-		ev.Quantity = &q
-	}
-
-	invalid := func(field, format string, args ...any) {
-		reasons = append(reasons, deadletter.Reason{Code: deadletter.InvalidValue, Field: field, Message: fmt.Sprintf(format, args...)})
-	}
-	if !knownTypes[ev.EventType] {
-		reasons = append(reasons, deadletter.Reason{Code: deadletter.UnknownEventType, Field: "event_type",
-			Message: fmt.Sprintf("unknown event_type %q", truncate(ev.EventType, 64))})
-	}
-	ts, err := time.Parse(time.RFC3339Nano, *r.EventTimestamp)
-	if err != nil {
-		invalid("event_timestamp", "not an RFC 3339 timestamp: %q", truncate(*r.EventTimestamp, 64))
-	} else {
-		ev.EventTimestamp = ts.UTC().Truncate(time.Microsecond)
-	}
-	for _, f := range []struct {
-		name string
-		v    *string
-		max  int
-	}{
-		{"event_id", r.EventID, maxIDLen}, {"session_id", r.SessionID, maxIDLen}, {"user_id", r.UserID, maxIDLen},
-		{"anonymous_id", r.AnonymousID, maxIDLen}, {"product_id", r.ProductID, maxIDLen}, {"order_id", r.OrderID, maxIDLen},
-		{"page_url", r.PageURL, maxURLLen}, {"referrer", r.Referrer, maxURLLen}, {"user_agent", r.UserAgent, maxUALen},
-		{"search_query", r.SearchQuery, maxQueryLen}, {"currency", r.Currency, 3},
-		{"device.type", ev.DeviceType, maxShortText}, {"device.os", ev.Os, maxShortText}, {"device.browser", ev.Browser, maxShortText},
-		{"geo.country", ev.Country, maxShortText}, {"geo.region", ev.Region, maxShortText}, {"geo.city", ev.City, maxShortText},
-	} {
-		if f.v != nil && len(*f.v) > f.max {
-			invalid(f.name, "longer than %d bytes", f.max)
+	if ts := c.required(&d.top[fEventTimestamp], "event_timestamp", 0, -1); c.ok(fEventTimestamp) {
+		t, err := parseTimestamp(ts)
+		if err != nil {
+			c.invalid("event_timestamp", "not an RFC 3339 date-time (%v): %q", err, truncate(ts, 64))
 		}
+		ev.EventTimestamp = t.UTC().Truncate(time.Microsecond)
 	}
-	if r.Currency != nil && !isCurrencyCode(*r.Currency) {
-		invalid("currency", "not an ISO 4217 code: %q", truncate(*r.Currency, 16))
-	}
-	if r.Price != nil {
-		if r.Currency == nil {
-			invalid("currency", "currency is required when price is set")
-		} else if minor, err := MinorUnits(string(*r.Price), *r.Currency); err != nil {
-			invalid("price", "%v", err)
-		} else {
-			ev.PriceMinor = &minor
+	if et := c.required(&d.top[fEventType], "event_type", 0, -1); c.ok(fEventType) {
+		if !knownTypes[et] {
+			c.add(deadletter.Reason{Code: deadletter.UnknownEventType, Field: "event_type",
+				Message: fmt.Sprintf("unknown event_type %q", truncate(et, 64))})
 		}
+		ev.EventType = et
 	}
-	if len(reasons) > 0 {
-		return events.ClickEvent{}, reject(reasons...)
+	ev.UserID = c.optional(&d.top[fUserID], "user_id", maxIDLen)
+	ev.AnonymousID = c.optional(&d.top[fAnonymousID], "anonymous_id", maxIDLen)
+	ev.SessionID = c.required(&d.top[fSessionID], "session_id", 1, maxIDLen)
+	ev.PageURL = c.required(&d.top[fPageURL], "page_url", 1, maxURLLen)
+	ev.Referrer = c.optional(&d.top[fReferrer], "referrer", maxURLLen)
+	ev.UserAgent = c.optional(&d.top[fUserAgent], "user_agent", maxUALen)
+	if c.object(&d.top[fDevice], "device") {
+		ev.DeviceType = c.optional(&d.device[0], "device.type", maxShortText)
+		ev.Os = c.optional(&d.device[1], "device.os", maxShortText)
+		ev.Browser = c.optional(&d.device[2], "device.browser", maxShortText)
+	}
+	if c.object(&d.top[fGeo], "geo") {
+		ev.Country = c.optional(&d.geo[0], "geo.country", maxShortText)
+		ev.Region = c.optional(&d.geo[1], "geo.region", maxShortText)
+		ev.City = c.optional(&d.geo[2], "geo.city", maxShortText)
+	}
+	ev.ProductID = c.optional(&d.top[fProductID], "product_id", maxIDLen)
+	ev.SearchQuery = c.optional(&d.top[fSearchQuery], "search_query", maxQueryLen)
+	switch q := d.top[fQuantity]; q.kind {
+	case absent, kindNull:
+	case kindNumber:
+		if n, err := scale(q.text, 0); err == nil && n >= -1<<31 && n < 1<<31 {
+			qi := int(n)
+			ev.Quantity = &qi
+			break
+		}
+		c.wrongType("quantity", "an integer from -2147483648 to 2147483647", q)
+	default:
+		c.wrongType("quantity", "an integer", q)
+	}
+	ev.Currency = c.optional(&d.top[fCurrency], "currency", -1)
+	if ev.Currency != nil && !isCurrencyCode(*ev.Currency) {
+		c.invalid("currency", "not an ISO 4217 code: %q", truncate(*ev.Currency, 16))
+	}
+	switch pr := d.top[fPrice]; pr.kind {
+	case absent, kindNull:
+	case kindNumber, kindString:
+		switch {
+		case !c.ok(fCurrency):
+		case ev.Currency == nil:
+			c.invalid("currency", "currency is required when price is set")
+		default:
+			if minor, err := MinorUnits(pr.text, *ev.Currency); err != nil {
+				c.invalid("price", "%v", err)
+			} else {
+				ev.PriceMinor = &minor
+			}
+		}
+	default:
+		c.wrongType("price", "a decimal number or a string holding one", pr)
+	}
+	ev.OrderID = c.optional(&d.top[fOrderID], "order_id", maxIDLen)
+	if len(c.reasons) > 0 {
+		return events.ClickEvent{}, reject(c.reasons...)
 	}
 	return ev, nil
 }
 
-// classify turns a decoding error of encoding/json into a rejection.
-func classify(err error) *deadletter.Rejection {
-	if errors.Is(err, errPriceType) {
-		return reject(deadletter.Reason{Code: deadletter.WrongType, Field: "price", Message: errPriceType.Error()})
+// checker collects the reasons of a rejection, and which top-level members
+// had one (a later check that depends on such a member is skipped).
+type checker struct {
+	reasons []deadletter.Reason
+	bad     [nFields]bool
+}
+
+func (c *checker) ok(idx int) bool { return !c.bad[idx] }
+
+func (c *checker) add(r deadletter.Reason) {
+	c.reasons = append(c.reasons, r)
+	if idx, ok := topIndex[r.Field]; ok {
+		c.bad[idx] = true
 	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		field := jsonName(te.Field)
-		msg := fmt.Sprintf("%s must be %s", field, wantType(field))
-		if te.Value != "" {
-			msg += ", got " + te.Value
-		}
-		return reject(deadletter.Reason{Code: deadletter.WrongType, Field: field, Message: msg})
+}
+
+func (c *checker) invalid(field, format string, args ...any) {
+	c.add(deadletter.Reason{Code: deadletter.InvalidValue, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) wrongType(field, want string, v value) {
+	c.add(deadletter.Reason{Code: deadletter.WrongType, Field: field, Message: fmt.Sprintf("%s must be %s, got %s", field, want, v.kind)})
+}
+
+// required returns the string member field, which must be present and
+// between minLen and maxLen (-1: no limit) characters long.
+func (c *checker) required(v *value, field string, minLen, maxLen int) string {
+	if v.kind == absent || v.kind == kindNull {
+		c.add(deadletter.Reason{Code: deadletter.MissingField, Field: field, Message: field + " is required"})
+		return ""
 	}
-	return reject(deadletter.Reason{Code: deadletter.MalformedJSON, Message: err.Error()})
+	s := c.optional(v, field, maxLen)
+	if s == nil {
+		return ""
+	}
+	if minLen > 0 && utf8.RuneCountInString(*s) < minLen {
+		c.invalid(field, "%s must not be empty", field)
+	}
+	return *s
+}
+
+// optional returns the string member field, or nil if it is absent or null.
+func (c *checker) optional(v *value, field string, maxLen int) *string {
+	switch v.kind {
+	case absent, kindNull:
+		return nil
+	case kindString:
+	default:
+		c.wrongType(field, "a string", *v)
+		return nil
+	}
+	// A string is never shorter in bytes than in characters.
+	if maxLen >= 0 && len(v.text) > maxLen && utf8.RuneCountInString(v.text) > maxLen {
+		c.invalid(field, "%s is longer than %d characters", field, maxLen)
+	}
+	return &v.text
+}
+
+// object reports whether member field is an object (absent and null are
+// fine too; anything else is a wrong type).
+func (c *checker) object(v *value, field string) bool {
+	switch v.kind {
+	case kindObject:
+		return true
+	case absent, kindNull:
+	default:
+		c.wrongType(field, "an object", *v)
+	}
+	return false
 }
 
 func reject(reasons ...deadletter.Reason) *deadletter.Rejection {
 	return &deadletter.Rejection{Entity: Entity, Reasons: reasons}
-}
-
-// jsonNames maps Go field names of the raw structs to their JSON names: the
-// JSON library sometimes reports one, sometimes the other.
-var jsonNames = func() map[string]string {
-	m := map[string]string{}
-	for _, t := range []reflect.Type{reflect.TypeFor[raw](), reflect.TypeFor[device](), reflect.TypeFor[geo]()} {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			m[f.Name], m[name] = name, name
-		}
-	}
-	return m
-}()
-
-func jsonName(field string) string {
-	parts := strings.Split(field, ".")
-	for i, p := range parts {
-		if n, ok := jsonNames[p]; ok {
-			parts[i] = n
-		}
-	}
-	return strings.Join(parts, ".")
-}
-
-func wantType(field string) string {
-	switch field {
-	case "quantity":
-		return "an integer"
-	case "price":
-		return "a decimal number"
-	case "device", "geo":
-		return "an object"
-	case "":
-		return "a JSON object"
-	default:
-		return "a string"
-	}
 }
 
 func isCurrencyCode(s string) bool {
@@ -301,9 +237,11 @@ var (
 	threeDecimal = map[string]bool{"BHD": true, "KWD": true, "OMR": true, "JOD": true, "TND": true, "IQD": true, "LYD": true}
 )
 
-// MinorUnits converts a decimal price in major units of currency to integer
-// minor units exactly (no floats). More fraction digits than the currency has
-// is an error rather than a silent rounding.
+// MinorUnits converts a price in major units of currency, written as a JSON
+// number (the contract's form for a number and for a string holding one, e.g.
+// 19.99, 1999e-2), to integer minor units exactly: no floats. More fraction
+// digits than the currency has is an error rather than a silent rounding, and
+// so is any other form (01.5, +1, .5, 1., " 1").
 func MinorUnits(s, currency string) (int64, error) {
 	exp := 2
 	switch {
@@ -312,48 +250,155 @@ func MinorUnits(s, currency string) (int64, error) {
 	case threeDecimal[currency]:
 		exp = 3
 	}
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, errors.New("empty price")
+	if !isNumber(s) {
+		return 0, fmt.Errorf("not a decimal number: %q", truncate(s, 32))
 	}
-	neg := false
-	if s[0] == '-' {
-		neg, s = true, s[1:]
-	}
-	intPart, frac, hasDot := strings.Cut(s, ".")
-	if !digits(intPart) || (hasDot && !digits(frac)) {
-		return 0, fmt.Errorf("not a plain decimal: %q", truncate(s, 32))
-	}
-	frac = strings.TrimRight(frac, "0")
-	if len(frac) > exp {
+	n, err := scale(s, exp)
+	switch {
+	case errors.Is(err, errFraction):
 		return 0, fmt.Errorf("%q has more than %d decimals for %s", truncate(s, 32), exp, currency)
-	}
-	frac += strings.Repeat("0", exp-len(frac))
-	n, err := strconv.ParseInt(intPart+frac, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("not a decimal in range: %q", truncate(s, 32))
-	}
-	if neg {
-		n = -n
+	case err != nil:
+		return 0, fmt.Errorf("%q is out of range", truncate(s, 32))
 	}
 	return n, nil
 }
 
-func digits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
+var (
+	errFraction = errors.New("not a whole number")
+	errRange    = errors.New("out of range")
+)
+
+// scale returns the JSON number num times 10^exp exactly: errFraction if that
+// is not a whole number, errRange if it does not fit an int64.
+func scale(num string, exp int) (int64, error) {
+	neg := strings.HasPrefix(num, "-")
+	num = strings.TrimPrefix(num, "-")
+	mant, e, hasE := strings.Cut(strings.ToLower(num), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	// value = 0.digits * 10^point
+	digits, point := intPart+frac, len(intPart)+exp
+	if hasE {
+		n, err := strconv.Atoi(e)
+		if err != nil || n > 1<<20 || n < -1<<20 {
+			// Only a zero survives such an exponent.
+			if strings.Trim(digits, "0") == "" {
+				return 0, nil
+			}
+			if strings.HasPrefix(e, "-") {
+				return 0, errFraction
+			}
+			return 0, errRange
 		}
+		point += n
 	}
-	return true
+	trimmed := strings.TrimLeft(digits, "0")
+	point -= len(digits) - len(trimmed)
+	digits = strings.TrimRight(trimmed, "0")
+	switch {
+	case digits == "":
+		return 0, nil
+	case point < len(digits):
+		return 0, errFraction
+	case point > 19:
+		return 0, errRange
+	}
+	u, err := strconv.ParseUint(digits+strings.Repeat("0", point-len(digits)), 10, 64)
+	switch {
+	case err != nil, !neg && u > 1<<63-1, neg && u > 1<<63:
+		return 0, errRange
+	case neg:
+		return -int64(u), nil
+	}
+	return int64(u), nil
 }
 
+// parseTimestamp parses an RFC 3339 date-time (section 5.6) strictly:
+// YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), T and Z in either case,
+// every field in range. Go's time.Parse is laxer (it takes "T0:00:00Z").
+// Leap seconds (:60) are refused: Go's time cannot hold them.
+func parseTimestamp(s string) (time.Time, error) {
+	num := func(i, n int) int {
+		if i+n > len(s) {
+			return -1
+		}
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	at := func(i int, cs string) bool { return i < len(s) && strings.IndexByte(cs, s[i]) >= 0 }
+	year, month, day, hour, minute, sec := num(0, 4), num(5, 2), num(8, 2), num(11, 2), num(14, 2), num(17, 2)
+	if year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || sec < 0 ||
+		!at(4, "-") || !at(7, "-") || !at(10, "Tt") || !at(13, ":") || !at(16, ":") {
+		return time.Time{}, errors.New("layout")
+	}
+	i, nanos := 19, 0
+	if at(i, ".") {
+		i++
+		start := i
+		for at(i, "0123456789") {
+			if i-start < 9 {
+				nanos = nanos*10 + int(s[i]-'0')
+			}
+			i++
+		}
+		if i == start {
+			return time.Time{}, errors.New("fraction without digits")
+		}
+		for n := i - start; n < 9; n++ {
+			nanos *= 10
+		}
+	}
+	offset := 0
+	switch rest := s[i:]; {
+	case rest == "Z" || rest == "z":
+	case len(rest) == 6 && at(i, "+-") && rest[3] == ':':
+		zh, zm := num(i+1, 2), num(i+4, 2)
+		if zh < 0 || zm < 0 || zh > 23 || zm > 59 {
+			return time.Time{}, errors.New("offset out of range")
+		}
+		if offset = (zh*60 + zm) * 60; rest[0] == '-' {
+			offset = -offset
+		}
+	default:
+		return time.Time{}, errors.New("zone")
+	}
+	switch {
+	case month < 1 || month > 12 || day < 1 || day > daysIn(year, month):
+		return time.Time{}, errors.New("no such date")
+	case sec == 60:
+		return time.Time{}, errors.New("leap seconds are not supported")
+	case hour > 23 || minute > 59 || sec > 59:
+		return time.Time{}, errors.New("no such time")
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nanos, time.FixedZone("", offset)), nil
+}
+
+func daysIn(year, month int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// truncate shortens s to at most n bytes for a message, on a character
+// boundary (a message must stay valid UTF-8).
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

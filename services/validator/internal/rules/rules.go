@@ -2,6 +2,12 @@
 // ClickEvent. Every rule has a stable id (dashboards, alerts and dead letters
 // refer to it); a record failing any rule is dead-lettered with every failed
 // rule, not just the first.
+//
+// A verdict depends on the record alone, never on when it is processed: the
+// time rules judge event_timestamp against received_at (when ingest read the
+// raw event), and received_at against the Kafka record's own timestamp. So a
+// validator catching up on old data, or a retry, or a replay, decides as it
+// would have when the event arrived.
 package rules
 
 import (
@@ -20,6 +26,7 @@ const (
 	EventTypeAllowed    = "click.event_type_allowed"
 	TimestampNotFuture  = "click.timestamp_not_future"
 	TimestampWithinWin  = "click.timestamp_within_window"
+	ReceivedAtPlausible = "click.received_at_plausible"
 	PageURLValid        = "click.page_url_valid"
 	CommerceFieldsValid = "click.commerce_fields"
 )
@@ -27,15 +34,15 @@ const (
 // Config parameterises the click rules.
 type Config struct {
 	AllowedEventTypes []string      // event_type must be one of these
-	MaxFutureSkew     time.Duration // event_timestamp may be at most this far ahead of now (client clocks drift)
-	MaxEventAge       time.Duration // and at most this far behind (late mobile batches arrive; very old ones are suspect)
+	MaxFutureSkew     time.Duration // event_timestamp may be at most this far ahead of received_at (client clocks drift), and received_at this far ahead of the record's timestamp
+	MaxEventAge       time.Duration // event_timestamp at most this far behind received_at (late mobile batches arrive; very old ones are suspect)
 }
 
 // Rule is one data-quality check.
 type Rule struct {
 	ID          string
 	Description string
-	check       func(ev *events.ClickEvent, now time.Time) (field, msg string, ok bool)
+	check       func(ev *events.ClickEvent, recordTime time.Time) (field, msg string, ok bool)
 }
 
 // Result is the outcome of one rule for one record.
@@ -52,13 +59,14 @@ type Set struct {
 // Rules returns the rules of the set in evaluation order.
 func (s *Set) Rules() []Rule { return s.rules }
 
-// Evaluate applies every rule to ev. It returns one Result per rule (for the
+// Evaluate applies every rule to ev, read from a Kafka record with timestamp
+// recordTime (zero if it has none). It returns one Result per rule (for the
 // pass-rate metrics) and the reasons of the failed ones.
-func (s *Set) Evaluate(ev *events.ClickEvent, now time.Time, results []Result) ([]Result, []deadletter.Reason) {
+func (s *Set) Evaluate(ev *events.ClickEvent, recordTime time.Time, results []Result) ([]Result, []deadletter.Reason) {
 	var reasons []deadletter.Reason
 	results = results[:0]
 	for _, r := range s.rules {
-		field, msg, ok := r.check(ev, now)
+		field, msg, ok := r.check(ev, recordTime)
 		results = append(results, Result{RuleID: r.ID, Passed: ok})
 		if !ok {
 			reasons = append(reasons, deadletter.Reason{Code: deadletter.RuleFailed, RuleID: r.ID, Field: field, Message: msg})
@@ -95,19 +103,36 @@ func ClickEvents(cfg Config) *Set {
 				}
 				return "", "", true
 			}},
-		{ID: TimestampNotFuture, Description: fmt.Sprintf("event_timestamp is at most %s in the future", cfg.MaxFutureSkew),
-			check: func(ev *events.ClickEvent, now time.Time) (string, string, bool) {
-				if ahead := ev.EventTimestamp.Sub(now); ahead > cfg.MaxFutureSkew {
-					return "event_timestamp", fmt.Sprintf("event_timestamp %s is %s in the future (limit %s)",
-						ev.EventTimestamp.Format(time.RFC3339), ahead.Round(time.Second), cfg.MaxFutureSkew), false
+		{ID: TimestampNotFuture, Description: fmt.Sprintf("event_timestamp is at most %s after received_at", cfg.MaxFutureSkew),
+			check: func(ev *events.ClickEvent, _ time.Time) (string, string, bool) {
+				if ahead := ev.EventTimestamp.Sub(ev.ReceivedAt); ahead > cfg.MaxFutureSkew {
+					return "event_timestamp", fmt.Sprintf("event_timestamp %s is %s after received_at %s (limit %s)",
+						ev.EventTimestamp.Format(time.RFC3339), ahead.Round(time.Second), ev.ReceivedAt.Format(time.RFC3339), cfg.MaxFutureSkew), false
 				}
 				return "", "", true
 			}},
-		{ID: TimestampWithinWin, Description: fmt.Sprintf("event_timestamp is at most %s old", cfg.MaxEventAge),
-			check: func(ev *events.ClickEvent, now time.Time) (string, string, bool) {
-				if age := now.Sub(ev.EventTimestamp); age > cfg.MaxEventAge {
-					return "event_timestamp", fmt.Sprintf("event_timestamp %s is %s old (limit %s)",
-						ev.EventTimestamp.Format(time.RFC3339), age.Round(time.Second), cfg.MaxEventAge), false
+		{ID: TimestampWithinWin, Description: fmt.Sprintf("event_timestamp is at most %s before received_at", cfg.MaxEventAge),
+			check: func(ev *events.ClickEvent, _ time.Time) (string, string, bool) {
+				if age := ev.ReceivedAt.Sub(ev.EventTimestamp); age > cfg.MaxEventAge {
+					return "event_timestamp", fmt.Sprintf("event_timestamp %s is %s before received_at %s (limit %s)",
+						ev.EventTimestamp.Format(time.RFC3339), age.Round(time.Second), ev.ReceivedAt.Format(time.RFC3339), cfg.MaxEventAge), false
+				}
+				return "", "", true
+			}},
+		{ID: ReceivedAtPlausible, Description: fmt.Sprintf("received_at is at most %s after the Kafka record's timestamp", cfg.MaxFutureSkew),
+			check: func(ev *events.ClickEvent, recordTime time.Time) (string, string, bool) {
+				// ingest stamps received_at, then produces the record, so the
+				// record's timestamp (the producer's or the broker's clock) is
+				// not before it but for clock skew. A received_at further ahead
+				// means a wrong clock at ingest or a record that did not come
+				// from ingest; the time rules above cannot be trusted then.
+				// Records without a timestamp (before 0.10's format) are not judged.
+				if recordTime.IsZero() || recordTime.UnixMilli() < 0 {
+					return "", "", true
+				}
+				if ahead := ev.ReceivedAt.Sub(recordTime); ahead > cfg.MaxFutureSkew {
+					return "received_at", fmt.Sprintf("received_at %s is %s after the record's timestamp %s (limit %s)",
+						ev.ReceivedAt.Format(time.RFC3339), ahead.Round(time.Second), recordTime.UTC().Format(time.RFC3339), cfg.MaxFutureSkew), false
 				}
 				return "", "", true
 			}},

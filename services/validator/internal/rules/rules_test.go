@@ -26,7 +26,8 @@ func TestClickEventRules(t *testing.T) {
 	tests := []struct {
 		name   string
 		mutate func(*events.ClickEvent)
-		want   []string // failed rule ids, in order
+		record time.Time // the Kafka record's timestamp; zero: now
+		want   []string  // failed rule ids, in order
 	}{
 		{name: "valid", mutate: func(*events.ClickEvent) {}},
 		{name: "logged in without anonymous id", mutate: func(e *events.ClickEvent) { e.AnonymousID, e.UserID = nil, ptr("u1") }},
@@ -36,6 +37,29 @@ func TestClickEventRules(t *testing.T) {
 		{name: "within skew", mutate: func(e *events.ClickEvent) { e.EventTimestamp = now.Add(4 * time.Minute) }},
 		{name: "future", mutate: func(e *events.ClickEvent) { e.EventTimestamp = now.Add(2 * time.Hour) }, want: []string{TimestampNotFuture}},
 		{name: "stale", mutate: func(e *events.ClickEvent) { e.EventTimestamp = now.Add(-30 * 24 * time.Hour) }, want: []string{TimestampWithinWin}},
+		// The time rules judge against received_at, not against when the
+		// validator runs: a catch-up, retry or replay decides the same.
+		{name: "replayed a month later", mutate: func(e *events.ClickEvent) {
+			e.ReceivedAt = now.Add(-30 * 24 * time.Hour)
+			e.EventTimestamp = e.ReceivedAt.Add(-time.Second)
+		}},
+		{name: "stale when received", mutate: func(e *events.ClickEvent) {
+			e.ReceivedAt = now.Add(-30 * 24 * time.Hour)
+			e.EventTimestamp = e.ReceivedAt.Add(-8 * 24 * time.Hour)
+		}, want: []string{TimestampWithinWin}},
+		{name: "future when received", mutate: func(e *events.ClickEvent) {
+			e.ReceivedAt = now.Add(-30 * 24 * time.Hour)
+			e.EventTimestamp = e.ReceivedAt.Add(time.Hour)
+		}, want: []string{TimestampNotFuture}},
+		{name: "received_at ahead of the record", mutate: func(e *events.ClickEvent) {
+			e.ReceivedAt = now.Add(time.Hour)
+			e.EventTimestamp = e.ReceivedAt.Add(-time.Second)
+		}, want: []string{ReceivedAtPlausible}},
+		{name: "received_at within skew of the record", mutate: func(e *events.ClickEvent) {
+			e.ReceivedAt = now.Add(4 * time.Minute)
+			e.EventTimestamp = e.ReceivedAt
+		}},
+		{name: "record without a timestamp", mutate: func(e *events.ClickEvent) {}, record: time.UnixMilli(-1)},
 		{name: "not a url", mutate: func(e *events.ClickEvent) { e.PageURL = "not a url" }, want: []string{PageURLValid}},
 		{name: "relative url", mutate: func(e *events.ClickEvent) { e.PageURL = "/p/1" }, want: []string{PageURLValid}},
 		{name: "ftp url", mutate: func(e *events.ClickEvent) { e.PageURL = "ftp://x/y" }, want: []string{PageURLValid}},
@@ -54,7 +78,11 @@ func TestClickEventRules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := valid()
 			tt.mutate(&ev)
-			results, reasons := set.Evaluate(&ev, now, nil)
+			record := tt.record
+			if record.IsZero() {
+				record = now
+			}
+			results, reasons := set.Evaluate(&ev, record, nil)
 			if len(results) != len(set.Rules()) {
 				t.Errorf("got %d results, want one per rule (%d)", len(results), len(set.Rules()))
 			}

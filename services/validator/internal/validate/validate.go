@@ -6,7 +6,6 @@ package validate
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
@@ -27,7 +26,6 @@ type Validator struct {
 	Codec *avroserde.Codec
 	Rules *rules.Set
 	Out   string
-	Now   func() time.Time
 
 	evals   metric.Int64Counter
 	attrs   map[string][2]metric.AddOption // rule id -> {pass, fail}
@@ -35,14 +33,15 @@ type Validator struct {
 }
 
 // New returns a Validator whose per-rule pass/fail counts go to meter as
-// ecom.dq.rule.evaluations{rule_id, result}.
-func New(codec *avroserde.Codec, set *rules.Set, out string, now func() time.Time, meter metric.Meter) (*Validator, error) {
+// ecom.dq.rule.evaluations{rule_id, result}. It reads no clock: a record's
+// verdict depends on the record alone (see package rules).
+func New(codec *avroserde.Codec, set *rules.Set, out string, meter metric.Meter) (*Validator, error) {
 	evals, err := meter.Int64Counter("ecom.dq.rule.evaluations",
 		metric.WithDescription("Data-quality rule evaluations by rule id and result (pass, fail); pass rate = pass / all."))
 	if err != nil {
 		return nil, err
 	}
-	v := &Validator{Codec: codec, Rules: set, Out: out, Now: now, evals: evals, attrs: map[string][2]metric.AddOption{}}
+	v := &Validator{Codec: codec, Rules: set, Out: out, evals: evals, attrs: map[string][2]metric.AddOption{}}
 	for _, r := range set.Rules() {
 		v.attrs[r.ID] = [2]metric.AddOption{
 			metric.WithAttributeSet(attribute.NewSet(attribute.String("rule_id", r.ID), attribute.String("result", "pass"))),
@@ -62,7 +61,7 @@ func (v *Validator) Handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record,
 	}
 	rp := v.results.Get().(*[]rules.Result)
 	defer v.results.Put(rp)
-	results, reasons := v.Rules.Evaluate(&ev, v.Now(), *rp)
+	results, reasons := v.Rules.Evaluate(&ev, rec.Timestamp, *rp)
 	*rp = results
 	for _, r := range results {
 		if r.Passed {

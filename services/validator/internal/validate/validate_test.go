@@ -33,7 +33,7 @@ func setup(t *testing.T) (*Validator, *avroserde.Codec, *srfake.Registry) {
 		t.Fatal(err)
 	}
 	set := rules.ClickEvents(rules.Config{AllowedEventTypes: []string{"page_view"}, MaxFutureSkew: time.Minute, MaxEventAge: time.Hour})
-	v, err := New(c, set, "valid", func() time.Time { return now }, noop.NewMeterProvider().Meter("t"))
+	v, err := New(c, set, "valid", noop.NewMeterProvider().Meter("t"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,14 +47,25 @@ func TestHandle(t *testing.T) {
 		AnonymousID: &anon, SessionID: "s1", PageURL: "https://x.example/", Source: "kafka"}
 	bad := good
 	bad.PageURL, bad.EventType = "nope", "search"
+	// Read by ingest a day ago (MAX_EVENT_AGE is an hour here), validated now:
+	// a validator catching up judges it as it would have then.
+	late := good
+	late.ReceivedAt = now.Add(-24 * time.Hour)
+	late.EventTimestamp = late.ReceivedAt.Add(-time.Second)
+	ahead := good
+	ahead.ReceivedAt = now.Add(time.Hour)
+	ahead.EventTimestamp = ahead.ReceivedAt
 
 	tests := []struct {
 		name      string
 		ev        events.ClickEvent
+		record    time.Time // the input record's timestamp
 		wantRules []string
 	}{
-		{name: "valid passes through unchanged", ev: good},
-		{name: "invalid reports every failed rule", ev: bad, wantRules: []string{rules.EventTypeAllowed, rules.PageURLValid}},
+		{name: "valid passes through unchanged", ev: good, record: now},
+		{name: "invalid reports every failed rule", ev: bad, record: now, wantRules: []string{rules.EventTypeAllowed, rules.PageURLValid}},
+		{name: "caught up a day later", ev: late, record: late.ReceivedAt.Add(time.Second)},
+		{name: "received_at ahead of the record", ev: ahead, record: now, wantRules: []string{rules.ReceivedAtPlausible}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,7 +73,7 @@ func TestHandle(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			outs, err := v.Handle(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k"), Value: b})
+			outs, err := v.Handle(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k"), Value: b, Timestamp: tt.record})
 			if tt.wantRules == nil {
 				if err != nil || len(outs) != 1 || outs[0].Topic != "valid" || string(outs[0].Value) != string(b) || string(outs[0].Key) != "k" {
 					t.Fatalf("outs %v err %v", outs, err)
