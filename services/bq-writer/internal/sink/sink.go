@@ -85,7 +85,7 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 		return nil, err
 	}
 	if s.latency, err = cfg.Meter.Float64Histogram("ecom.event.latency", metric.WithUnit("s"),
-		metric.WithDescription("From ingest-clickstream reading an event (received_at) to its warehouse commit."),
+		metric.WithDescription("From the event reaching the platform (received_at: the raw record's Kafka timestamp) to its warehouse commit."),
 		metric.WithExplicitBucketBoundaries(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)); err != nil {
 		return nil, err
 	}

@@ -12,10 +12,24 @@ import (
 	"github.com/ecomstream/platform/services/ingest-clickstream/internal/clickparse"
 )
 
+// MaxTimestampSkew is how far ahead of this process's clock a raw record's
+// Kafka timestamp may be and still be taken as the time the platform received
+// the event. A producer that sets CreateTime from a wrong clock gets the
+// handling time instead.
+const MaxTimestampSkew = time.Minute
+
 // Handler returns the stream.Handler that normalises raw events onto out.
+//
+// received_at is the raw record's Kafka timestamp (the broker's append time on
+// a LogAppendTime topic, the producer's create time otherwise), not the time
+// this process handles it. So the same record gets the same received_at
+// whenever it is handled: a retry, a restart or a catch-up after an outage
+// yields identical output, and the validator's time rules, which judge
+// event_timestamp against received_at, give the same verdict. now is only the
+// fallback for a record without a usable timestamp.
 func Handler(p *clickparse.Parser, enc stream.Encoder, out string, now func() time.Time) stream.Handler {
 	return func(_ context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
-		ev, err := p.Parse(rec.Value, now())
+		ev, err := p.Parse(rec.Value, ReceivedAt(rec, now()))
 		if err != nil {
 			return nil, err
 		}
@@ -25,4 +39,15 @@ func Handler(p *clickparse.Parser, enc stream.Encoder, out string, now func() ti
 		}
 		return []*kgo.Record{{Topic: out, Key: []byte(ev.SessionID), Value: b}}, nil
 	}
+}
+
+// ReceivedAt is when the platform received rec: its Kafka timestamp, unless
+// that is unset (before 1970-01-02, as Kafka's -1 "no timestamp" decodes) or
+// more than MaxTimestampSkew ahead of now, in which case it is now.
+func ReceivedAt(rec *kgo.Record, now time.Time) time.Time {
+	ts := rec.Timestamp
+	if ts.Before(time.Unix(86400, 0)) || ts.After(now.Add(MaxTimestampSkew)) {
+		return now
+	}
+	return ts
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/pkg/deadletter"
+	"github.com/ecomstream/platform/pkg/events"
 	"github.com/ecomstream/platform/services/ingest-clickstream/internal/clickparse"
 )
 
@@ -51,3 +52,43 @@ func TestHandler(t *testing.T) {
 		})
 	}
 }
+
+// A record handled late (a backlog after an outage, a retry, a restart) keeps
+// the received_at of its Kafka timestamp; only a missing or implausible
+// timestamp falls back to the handling time.
+func TestHandlerReceivedAtIsTheRecordTimestamp(t *testing.T) {
+	handled := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { return handled }
+	p := &clickparse.Parser{MaxBytes: 1 << 10, Source: "kafka"}
+	value := []byte(`{"event_id":"e","event_timestamp":"2026-11-25T09:59:00Z","event_type":"page_view","session_id":"s","page_url":"https://x/"}`)
+	tests := []struct {
+		name string
+		give time.Time
+		want time.Time
+	}{
+		{name: "two hours of backlog", give: handled.Add(-2 * time.Hour), want: handled.Add(-2 * time.Hour)},
+		{name: "slightly ahead", give: handled.Add(30 * time.Second), want: handled.Add(30 * time.Second)},
+		{name: "no timestamp", give: time.UnixMilli(-1), want: handled},
+		{name: "zero value", give: time.Time{}, want: handled},
+		{name: "far future", give: handled.Add(time.Hour), want: handled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got time.Time
+			enc := encodeFunc(func(v any) ([]byte, error) {
+				got = v.(*events.ClickEvent).ReceivedAt
+				return []byte("avro"), nil
+			})
+			if _, err := Handler(p, enc, "out", now)(context.Background(), &kgo.Record{Value: value, Timestamp: tt.give}); err != nil {
+				t.Fatal(err)
+			}
+			if !got.Equal(tt.want) {
+				t.Errorf("received_at = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+type encodeFunc func(any) ([]byte, error)
+
+func (f encodeFunc) Encode(v any) ([]byte, error) { return f(v) }
