@@ -1,0 +1,208 @@
+package warehouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestQueryRefusesStateChangingSelects sends statements that DuckDB parses as SELECT but that
+// change the database, its configuration or the writer's future: on 79700c6 every one of them
+// was accepted (enable_logging with file storage then made every later statement of the writer
+// fail and the process abort on close). Each runs against its own warehouse, which must afterwards
+// be unchanged (settings, WAL, rows, positions), still take a batch, and close cleanly.
+func TestQueryRefusesStateChangingSelects(t *testing.T) {
+	logDir := t.TempDir()
+	tests := []struct {
+		name  string
+		query string
+	}{
+		{"checkpoint", `SELECT * FROM checkpoint()`},
+		{"checkpoint of a database", `FROM checkpoint('warehouse')`},
+		{"force checkpoint", `SELECT * FROM force_checkpoint()`},
+		{"qualified", `SELECT * FROM system.main.checkpoint()`},
+		{"quoted upper case", `SELECT * FROM "CHECKPOINT"()`},
+		{"in a scalar subquery", `SELECT (SELECT count(*) FROM force_checkpoint()) AS n`},
+		{"in a CTE", `WITH c AS MATERIALIZED (SELECT * FROM checkpoint()) SELECT * FROM c`},
+		{"in EXISTS", `SELECT * FROM range(3) WHERE EXISTS (FROM force_checkpoint())`},
+		{"in a union", `SELECT 1 AS x UNION ALL SELECT 2 FROM checkpoint()`},
+		{"summarize a call", `SUMMARIZE SELECT * FROM checkpoint()`},
+		{"describe a call", `DESCRIBE SELECT * FROM enable_logging()`},
+		{"enable logging to memory", `SELECT * FROM enable_logging()`},
+		{"enable logging to a file", `SELECT * FROM enable_logging(storage := 'file', storage_path := '` + logDir + `')`},
+		{"disable logging", `SELECT * FROM disable_logging()`},
+		{"truncate logs", `SELECT * FROM truncate_duckdb_logs()`},
+		{"enable profiling", `SELECT * FROM enable_profiling()`},
+		{"enable profiling to a file", `SELECT * FROM enable_profiling(save_location := '` + filepath.Join(logDir, "p.json") + `')`},
+		{"disable profiling", `SELECT * FROM disable_profiling()`},
+		{"switch the parser", `SELECT * FROM enable_peg_parser()`},
+		{"query text", `SELECT * FROM query('SELECT * FROM checkpoint()')`},
+		{"query_table", `SELECT * FROM query_table('fact_events')`},
+		{"table macro over query_table", `SELECT * FROM histogram('fact_events', event_type)`},
+		{"serialized sql", `SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT * FROM checkpoint()'))`},
+		{"setseed", `SELECT setseed(0.5)`},
+		{"nextval", `SELECT nextval('seq')`},
+		{"currval", `SELECT currval('seq')`},
+		{"write_log", `SELECT write_log('hello', level := 'error')`},
+		{"write_log per row", `SELECT * FROM fact_events, LATERAL (SELECT write_log(event_id))`},
+		{"sleep_ms", `SELECT sleep_ms(60000)`},
+		{"pg_sleep macro", `SELECT pg_sleep(60)`},
+		{"parameter", `SELECT $1`},
+		{"read a file", `SELECT * FROM read_text('` + filepath.Join(logDir, "x") + `')`},
+		{"glob", `SELECT * FROM glob('/*')`},
+		{"statement-level pivot", `PIVOT fact_events ON event_type`},
+		{"call", `CALL checkpoint()`},
+		{"pragma", `PRAGMA force_checkpoint`},
+		{"select then checkpoint", `SELECT 1; SELECT * FROM checkpoint()`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, path := openTest(t)
+			mustWrite(t, d, batch(seq("a", 0, 0, 5)...))
+			settings := snapshotSettings(t, d)
+			wal := walSize(t, path)
+
+			_, _, err := d.Query(context.Background(), tt.query, 10)
+			if !errors.Is(err, ErrInvalidQuery) {
+				// Not fatal: what follows shows what the statement did.
+				t.Errorf("%s: got %v, want ErrInvalidQuery (refused before it runs)", tt.query, err)
+			} else {
+				t.Log(err)
+			}
+
+			if got := snapshotSettings(t, d); got != settings {
+				t.Errorf("settings changed:\n%s", diffLines(settings, got))
+			}
+			if got := walSize(t, path); got != wal {
+				t.Errorf("WAL size %d -> %d: something checkpointed", wal, got)
+			}
+			mustWrite(t, d, batch(seq("b", 0, 5, 5)...))
+			if n := count(t, d, `SELECT count(*) FROM fact_events`); n != 10 {
+				t.Errorf("fact_events has %d rows, want 10", n)
+			}
+			pos, err := d.Positions(context.Background(), testGroup)
+			if err != nil || pos[Partition{"ecom.events.valid.v1", 0}] != 10 {
+				t.Errorf("positions = %v, %v; want 10", pos, err)
+			}
+			if err := d.Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+			if entries, _ := os.ReadDir(logDir); len(entries) != 0 {
+				t.Errorf("files written to %s: %v", logDir, entries)
+			}
+		})
+	}
+}
+
+// TestQueryAllowsOperatorQueries keeps the allow-list useful: the reads an operator runs against
+// the warehouse must pass it.
+func TestQueryAllowsOperatorQueries(t *testing.T) {
+	d, _ := openTest(t)
+	mustWrite(t, d, batch(seq("q", 0, 0, 20)...))
+	tests := []string{
+		`SELECT event_type, count(*) AS n FROM fact_events GROUP BY ALL ORDER BY n DESC`,
+		`SELECT * FROM stream_positions`,
+		`FROM fact_events SELECT event_id, source_offset WHERE source_offset BETWEEN 3 AND 5 ORDER BY 2`,
+		`SELECT date_trunc('hour', event_timestamp) AS h, count(DISTINCT user_id) FROM fact_events GROUP BY 1`,
+		`SELECT strftime(event_timestamp, '%Y-%m-%d'), epoch_ms(event_timestamp), event_timestamp + INTERVAL 1 DAY FROM fact_events`,
+		`SELECT event_id, row_number() OVER (PARTITION BY session_id ORDER BY event_timestamp) AS rn,
+			lag(source_offset) OVER w, sum(price_minor) OVER w FROM fact_events WINDOW w AS (ORDER BY source_offset)`,
+		`SELECT event_id FROM fact_events QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY source_offset) = 1`,
+		`SELECT arg_max(event_id, source_offset), approx_count_distinct(event_id), string_agg(event_id, ',' ORDER BY event_id),
+			count(*) FILTER (WHERE quantity > 1), quantile_cont(price_minor, 0.9), histogram(country), list(event_id)[1] FROM fact_events`,
+		`SELECT country, city, count(*), grouping(country) FROM fact_events GROUP BY GROUPING SETS ((country), (country, city), ())`,
+		`SELECT COALESCE(user_id, anonymous_id), CASE WHEN quantity > 1 THEN 'many' ELSE 'one' END, TRY_CAST(page_url AS INTEGER),
+			page_url ILIKE '%sku%', regexp_extract(page_url, 'sku-(\d+)', 1), split_part(page_url, '/', 3), lower(city) FROM fact_events`,
+		`SELECT [x * 2 FOR x IN [1, 2, 3] IF x > 1] AS l, list_transform([1, 2], lambda x: x + 1), {'a': 1, 'b': [2]} AS s,
+			MAP {'k': 1} AS m, unnest([1, 2]) AS u`,
+		`SELECT * FROM unnest([1, 2, 3]) AS t(x)`,
+		`SELECT * FROM generate_series(1, 3), range(2)`,
+		`SELECT json_extract(j, '$.a'), j->>'a', json_object('k', 1) FROM (SELECT '{"a": 1}'::JSON AS j)`,
+		`SELECT * FROM json_each('{"a": 1, "b": 2}')`,
+		`WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r`,
+		`WITH s AS (SELECT session_id, count(*) c FROM fact_events GROUP BY 1) SELECT * FROM s JOIN fact_events f USING (session_id) LIMIT 3`,
+		`SELECT * FROM fact_events f WHERE EXISTS (SELECT 1 FROM stream_positions p WHERE p.topic = f.source_topic)`,
+		`SELECT event_type FROM fact_events UNION SELECT 'x' EXCEPT SELECT 'y' INTERSECT SELECT 'x'`,
+		`SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS v(n, s)`,
+		`SELECT COLUMNS('source_.*') FROM fact_events`,
+		`SELECT * EXCLUDE (user_agent) REPLACE (upper(country) AS country) FROM fact_events`,
+		`SELECT * FROM fact_events USING SAMPLE 50%`,
+		`SELECT random() < 2, gen_random_uuid() IS NOT NULL, current_setting('TimeZone'), version() IS NOT NULL, now() > TIMESTAMPTZ '2020-01-01'`,
+		`SELECT * FROM (PIVOT fact_events ON event_type IN ('add_to_cart', 'page_view') USING count(*) GROUP BY country)`,
+		`SELECT * FROM (UNPIVOT (SELECT 1 AS a, 2 AS b) ON a, b INTO NAME k VALUE v)`,
+		`SELECT table_name, estimated_size FROM duckdb_tables()`,
+		`SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'fact_events'`,
+		`SELECT * FROM duckdb_columns() WHERE table_name = 'stream_positions'`,
+		`SELECT * FROM pragma_table_info('fact_events')`,
+		`SELECT name, value FROM duckdb_settings() WHERE name = 'threads'`,
+		`SELECT * FROM duckdb_memory()`,
+		`DESCRIBE fact_events`,
+		`DESCRIBE SELECT event_id FROM fact_events`,
+		`SUMMARIZE stream_positions`,
+		`SHOW TABLES`,
+		`SHOW ALL TABLES`,
+		`SHOW fact_events`,
+		`SELECT ifnull(NULL, 1), nullif(1, 1), greatest(1, 2), if(true, 1, 2), typeof(1), md5('x'), hash(1), bar(5, 0, 10)`,
+		`SELECT 'nan'::DOUBLE AS nan, 'inf'::DOUBLE AS inf, '-inf'::FLOAT AS ninf`,
+	}
+	for _, q := range tests {
+		t.Run(q[:min(len(q), 60)], func(t *testing.T) {
+			if _, _, err := d.Query(context.Background(), q, 5); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		})
+	}
+}
+
+// snapshotSettings renders every DuckDB setting: enable_logging, profiling and the parser switch
+// all show up here.
+func snapshotSettings(t *testing.T, d *DuckDB) string {
+	t.Helper()
+	rows, err := d.db.QueryContext(context.Background(), `SELECT name, coalesce(value, '') FROM duckdb_settings() ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var name, value string
+		if err := rows.Scan(&name, &value); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s=%s\n", name, value)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func walSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path + ".wal")
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+func diffLines(a, b string) string {
+	old := map[string]bool{}
+	for _, l := range strings.Split(a, "\n") {
+		old[l] = true
+	}
+	var out []string
+	for _, l := range strings.Split(b, "\n") {
+		if !old[l] {
+			out = append(out, "  now "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
