@@ -44,7 +44,8 @@ func poolSize(o options) int { return 1 + o.maxQueries + 1 }
 
 // Query runs one read-only statement for an operator endpoint and returns its column names and at
 // most maxRows rows. Values are as the DuckDB driver returns them (string, int64, float64 including
-// NaN and infinities, time.Time, *big.Int, duckdb.Decimal, duckdb.OrderedMap, ...).
+// NaN and infinities, time.Time, *big.Int, duckdb.Decimal, duckdb.OrderedMap, ...), except that a
+// UUID column's values are duckdb.UUID rather than 16 bytes.
 //
 // In order, these keep it read-only:
 //   - the text is parsed (not bound, not run) with json_serialize_sql, and refused unless it is one
@@ -125,6 +126,10 @@ func (d *DuckDB) Query(ctx context.Context, query string, maxRows int) (columns 
 	if err != nil {
 		return nil, nil, err
 	}
+	types, err := r.ColumnTypes()
+	if err != nil {
+		return nil, nil, err
+	}
 	rows = [][]any{}
 	for len(rows) < maxRows && r.Next() {
 		vals := make([]any, len(columns))
@@ -134,6 +139,12 @@ func (d *DuckDB) Query(ctx context.Context, query string, maxRows int) (columns 
 		}
 		if err := r.Scan(ptrs...); err != nil {
 			return nil, nil, err
+		}
+		for i, t := range types {
+			// The driver returns a UUID as its 16 bytes, which a caller cannot tell from a BLOB.
+			if b, ok := vals[i].([]byte); ok && len(b) == 16 && t.DatabaseTypeName() == "UUID" {
+				vals[i] = duckdb.UUID(b)
+			}
 		}
 		rows = append(rows, vals)
 	}
