@@ -1,7 +1,10 @@
 package queryapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -43,9 +46,9 @@ func post(t *testing.T, h http.Handler, sql string) *httptest.ResponseRecorder {
 }
 
 type result struct {
-	Columns []string          `json:"columns"`
+	Columns []string            `json:"columns"`
 	Rows    [][]json.RawMessage `json:"rows"`
-	Error   string            `json:"error"`
+	Error   string              `json:"error"`
 }
 
 // decode checks the body is one well-formed JSON document and returns it.
@@ -120,5 +123,108 @@ func TestValuesEncodeAsWellFormedJSON(t *testing.T) {
 				t.Errorf("%s encoded as %s, want %s", tt.expr, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestBusyAnswers429: with every query slot taken, another request is answered at once with 429
+// and Retry-After instead of waiting for a connection; /readyz's ping still answers.
+func TestBusyAnswers429(t *testing.T) {
+	d := openWarehouse(t, warehouse.WithMaxConcurrentQueries(1))
+	h := &Handler{Q: d, Token: token, MaxRows: 10, Timeout: time.Minute}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/warehouse/query",
+			strings.NewReader(`SELECT count(*) FROM range(1000000000000)`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		done <- rec
+	}()
+	defer func() { cancel(); <-done }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	var rec *httptest.ResponseRecorder
+	for {
+		rec = post(t, h, `SELECT 1`)
+		if rec.Code != http.StatusOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // the slow query has not taken its slot yet
+	}
+	res := decode(t, rec)
+	if rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("status %d (%s), want 429", rec.Code, res.Error)
+	}
+	if got := rec.Header().Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After = %q, want 1", got)
+	}
+	if !strings.Contains(res.Error, "too many concurrent queries") {
+		t.Errorf("error = %q", res.Error)
+	}
+	pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer pcancel()
+	if err := d.Ping(pctx); err != nil {
+		t.Errorf("ping while the slot is taken: %v", err)
+	}
+}
+
+// fakeQuerier answers every query with err.
+type fakeQuerier struct{ err error }
+
+func (f fakeQuerier) Query(context.Context, string, int) ([]string, [][]any, error) {
+	return nil, nil, f.err
+}
+
+func TestStatusAndBody(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		auth    string
+		ctype   string
+		body    string
+		status  int
+		errPart string
+	}{
+		{name: "no token", auth: "", body: "SELECT 1", status: 401, errPart: "bearer token"},
+		{name: "wrong token", auth: "Bearer nope", body: "SELECT 1", status: 401, errPart: "bearer token"},
+		{name: "bad json", auth: "Bearer " + token, ctype: "application/json", body: "{", status: 400, errPart: "body must be JSON"},
+		{name: "too large", auth: "Bearer " + token, body: strings.Repeat("x", maxBody+1), status: 413, errPart: "64 KiB"},
+		{name: "refused", err: fmt.Errorf("q: %w: table function checkpoint is not allowed", warehouse.ErrInvalidQuery),
+			auth: "Bearer " + token, body: "SELECT * FROM checkpoint()", status: 400, errPart: "checkpoint"},
+		{name: "busy", err: fmt.Errorf("q: %w", warehouse.ErrQueryBusy), auth: "Bearer " + token, body: "SELECT 1", status: 429, errPart: "too many"},
+		{name: "failed", err: errors.New("Binder Error: \"x\"\n\tnot found"), auth: "Bearer " + token, body: "SELECT x", status: 422, errPart: "Binder"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &Handler{Q: fakeQuerier{tt.err}, Token: token, MaxRows: 10, Timeout: time.Second}
+			req := httptest.NewRequest(http.MethodPost, "/v1/warehouse/query", strings.NewReader(tt.body))
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			if tt.ctype != "" {
+				req.Header.Set("Content-Type", tt.ctype)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			res := decode(t, rec)
+			if rec.Code != tt.status || !strings.Contains(res.Error, tt.errPart) {
+				t.Errorf("got %d %q, want %d with %q", rec.Code, res.Error, tt.status, tt.errPart)
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+		})
+	}
+}
+
+// TestRefusedStatementOverHTTP goes through the real warehouse: a state-changing SELECT is a 400.
+func TestRefusedStatementOverHTTP(t *testing.T) {
+	h := &Handler{Q: openWarehouse(t), Token: token, MaxRows: 10, Timeout: 10 * time.Second}
+	rec := post(t, h, `SELECT * FROM checkpoint()`)
+	res := decode(t, rec)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(res.Error, "table function checkpoint is not allowed") {
+		t.Errorf("got %d %q, want 400 naming checkpoint", rec.Code, res.Error)
 	}
 }

@@ -148,6 +148,19 @@ func TestQueryAllowsOperatorQueries(t *testing.T) {
 		`SHOW fact_events`,
 		`SELECT ifnull(NULL, 1), nullif(1, 1), greatest(1, 2), if(true, 1, 2), typeof(1), md5('x'), hash(1), bar(5, 0, 10)`,
 		`SELECT 'nan'::DOUBLE AS nan, 'inf'::DOUBLE AS inf, '-inf'::FLOAT AS ninf`,
+		`SELECT DISTINCT ON (event_type) * FROM fact_events ORDER BY ALL DESC NULLS LAST LIMIT 2 OFFSET 1`,
+		`SELECT * FROM fact_events LIMIT 10%`,
+		`SELECT #1, event_id COLLATE nocase FROM fact_events`,
+		`SELECT a.source_offset, b.source_offset FROM fact_events a ASOF JOIN fact_events b ON a.event_timestamp >= b.event_timestamp`,
+		`SELECT * FROM fact_events POSITIONAL JOIN stream_positions`,
+		`SELECT list_reduce([1, 2, 3], lambda a, b: a + b), ({'a': 1}).a, struct_pack(x := 1), [1, 2, 3][2:3]`,
+		`SELECT count(*) FROM fact_events WHERE loaded_at < now() - INTERVAL 2 SECOND`,
+		// The queries of make demo, make bench and the end-to-end test.
+		`SELECT event_id, trace_id FROM fact_events WHERE loaded_at < now() - INTERVAL 2 SECOND ORDER BY loaded_at DESC LIMIT 1`,
+		`SELECT CAST(epoch_us(max(loaded_at)) AS BIGINT) FROM fact_events`,
+		`SELECT count(*), quantile_cont(epoch_us(loaded_at) - epoch_us(event_timestamp), 0.50) / 1000.0,
+			quantile_cont(epoch_us(loaded_at) - epoch_us(event_timestamp), 0.99) / 1000.0,
+			max(epoch_us(loaded_at) - epoch_us(event_timestamp)) / 1000.0 FROM fact_events WHERE source_offset >= 0`,
 	}
 	for _, q := range tests {
 		t.Run(q[:min(len(q), 60)], func(t *testing.T) {
