@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -39,26 +40,26 @@ import (
 // refuses.
 
 // allowedQueryNodes are the query node types (node.type) a statement may contain.
-var allowedQueryNodes = set("SELECT_NODE", "SET_OPERATION_NODE", "CTE_NODE", "RECURSIVE_CTE_NODE")
+var allowedQueryNodes = nameSet("SELECT_NODE", "SET_OPERATION_NODE", "CTE_NODE", "RECURSIVE_CTE_NODE")
 
 // allowedTableRefs are the FROM item types; TABLE_FUNCTION and SHOW_REF are checked further.
-var allowedTableRefs = set("BASE_TABLE", "JOIN", "SUBQUERY", "TABLE_FUNCTION", "EXPRESSION_LIST",
+var allowedTableRefs = nameSet("BASE_TABLE", "JOIN", "SUBQUERY", "TABLE_FUNCTION", "EXPRESSION_LIST",
 	"EMPTY", "SHOW_REF", "PIVOT")
 
 // allowedShowTypes are DESCRIBE x, SUMMARIZE x and SHOW [ALL] TABLES / SHOW x (= DESCRIBE x). The
 // binder expands them into reads of DuckDB's catalog functions.
-var allowedShowTypes = set("DESCRIBE", "SUMMARY", "SHOW_UNQUALIFIED")
+var allowedShowTypes = nameSet("DESCRIBE", "SUMMARY", "SHOW_UNQUALIFIED")
 
 // allowedOtherTypes are the other tagged objects of the tree: result modifiers and ORDER BY terms.
 // Type descriptions (type_info, tagged "*_TYPE_INFO") are allowed by suffix.
-var allowedOtherTypes = set("ORDER_MODIFIER", "LIMIT_MODIFIER", "LIMIT_PERCENT_MODIFIER",
-	"DISTINCT_MODIFIER", "ASCENDING", "DESCENDING", "ORDER_DEFAULT", "INVALID")
+var allowedOtherTypes = nameSet("ORDER_MODIFIER", "LIMIT_MODIFIER", "LIMIT_PERCENT_MODIFIER",
+	"DISTINCT_MODIFIER", "ASCENDING", "DESCENDING", "ORDER_DEFAULT")
 
 // allowedExpressionClasses are the expression classes; FUNCTION and WINDOW are checked further.
 // PARAMETER is absent: a query has no parameters to bind. DEFAULT only makes sense in INSERT.
-var allowedExpressionClasses = set("CONSTANT", "COLUMN_REF", "FUNCTION", "WINDOW", "AGGREGATE",
-	"CASE", "CAST", "COMPARISON", "CONJUNCTION", "OPERATOR", "SUBQUERY", "STAR", "BETWEEN",
-	"LAMBDA", "LAMBDA_REF", "POSITIONAL_REFERENCE", "COLLATE")
+var allowedExpressionClasses = nameSet("CONSTANT", "COLUMN_REF", "FUNCTION", "WINDOW", "CASE", "CAST",
+	"COMPARISON", "CONJUNCTION", "OPERATOR", "SUBQUERY", "STAR", "BETWEEN", "LAMBDA",
+	"POSITIONAL_REFERENCE", "COLLATE")
 
 // allowedTableFunctions are the table functions a query may call: generators, JSON iterators and
 // read-only listings of the catalog. Deliberately absent, among others: checkpoint,
@@ -66,7 +67,7 @@ var allowedExpressionClasses = set("CONSTANT", "COLUMN_REF", "FUNCTION", "WINDOW
 // disable_profiling, enable/disable_peg_parser (change the database or its configuration),
 // query, query_table, json_execute_serialized_sql (run SQL text that this check never sees),
 // read_* and glob (files), duckdb_logs, duckdb_secrets, which_secret.
-var allowedTableFunctions = set("range", "generate_series", "unnest", "json_each", "json_tree",
+var allowedTableFunctions = nameSet("range", "generate_series", "unnest", "json_each", "json_tree",
 	"duckdb_tables", "duckdb_columns", "duckdb_views", "duckdb_schemas", "duckdb_databases",
 	"duckdb_constraints", "duckdb_indexes", "duckdb_types", "duckdb_functions", "duckdb_keywords",
 	"duckdb_settings", "duckdb_memory", "duckdb_dependencies", "duckdb_sequences",
@@ -76,14 +77,14 @@ var allowedTableFunctions = set("range", "generate_series", "unnest", "json_each
 // effect is a fresh value (random numbers, ids) or an error. The other flagged ones stay refused:
 // setseed (changes the connection's random state), nextval and currval (sequences), write_log
 // (writes to the log, which may be a file), sleep_ms (holds a connection) and stats.
-var volatileButHarmless = set("random", "gen_random_uuid", "uuid", "uuidv4", "uuidv7", "error",
+var volatileButHarmless = nameSet("random", "gen_random_uuid", "uuid", "uuidv4", "uuidv7", "error",
 	"current_query", "current_connection_id", "current_query_id", "current_transaction_id")
 
 // binderFunctions are function names the binder handles itself rather than through the function
 // catalog (unnest in a select list, GROUPING SETS helpers).
-var binderFunctions = set("unnest", "unlist", "grouping", "grouping_id")
+var binderFunctions = nameSet("unnest", "unlist", "grouping", "grouping_id")
 
-func set(names ...string) map[string]bool {
+func nameSet(names ...string) map[string]bool {
 	m := make(map[string]bool, len(names))
 	for _, n := range names {
 		m[n] = true
@@ -276,7 +277,7 @@ func (a *allowCheck) walk(v any) error {
 
 // members walks the values of m except the one under the key skip.
 func (a *allowCheck) members(m map[string]any, skip string) error {
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if k == skip {
 			continue
 		}
@@ -308,7 +309,7 @@ func (a *allowCheck) tagged(typ string, m map[string]any) error {
 			return err
 		}
 		if !allowedTableFunctions[name] {
-			return fmt.Errorf("%w: table function %s is not allowed (allowed: %s)", ErrInvalidQuery, name, strings.Join(sortedKeys(allowedTableFunctions), ", "))
+			return fmt.Errorf("%w: table function %s is not allowed (allowed: %s)", ErrInvalidQuery, name, strings.Join(slices.Sorted(maps.Keys(allowedTableFunctions)), ", "))
 		}
 		// The arguments, filter and ORDER BY of the call are expressions like any other.
 		if err := a.members(fn, ""); err != nil {
@@ -325,7 +326,7 @@ func (a *allowCheck) expression(class string, m map[string]any) error {
 		return fmt.Errorf("%w: expression of kind %s is not allowed", ErrInvalidQuery, strings.ToLower(class))
 	}
 	switch class {
-	case "FUNCTION", "AGGREGATE":
+	case "FUNCTION": // scalar and aggregate calls, and operators (+, ~~, ...)
 		name, err := functionName(m)
 		if err != nil {
 			return err
@@ -340,7 +341,7 @@ func (a *allowCheck) expression(class string, m map[string]any) error {
 		if err != nil {
 			return err
 		}
-		if name != "" && !a.cat.scalarAllowed(name) {
+		if !a.cat.scalarAllowed(name) {
 			return fmt.Errorf("%w: window function %s is not allowed", ErrInvalidQuery, name)
 		}
 	}
@@ -359,13 +360,4 @@ func functionName(m map[string]any) (string, error) {
 		return "", fmt.Errorf("%w: function %s.%s.%s is not a built-in function", ErrInvalidQuery, catalog, schema, name)
 	}
 	return name, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -150,6 +150,7 @@ func TestQueryAllowsOperatorQueries(t *testing.T) {
 		`SELECT 'nan'::DOUBLE AS nan, 'inf'::DOUBLE AS inf, '-inf'::FLOAT AS ninf`,
 		`SELECT DISTINCT ON (event_type) * FROM fact_events ORDER BY ALL DESC NULLS LAST LIMIT 2 OFFSET 1`,
 		`SELECT * FROM fact_events LIMIT 10%`,
+		`WITH m AS MATERIALIZED (SELECT 1 AS a) SELECT a FROM m WHERE a > 0 AND (a < 5 OR NOT a = 3) ORDER BY a ASC`,
 		`SELECT #1, event_id COLLATE nocase FROM fact_events`,
 		`SELECT a.source_offset, b.source_offset FROM fact_events a ASOF JOIN fact_events b ON a.event_timestamp >= b.event_timestamp`,
 		`SELECT * FROM fact_events POSITIONAL JOIN stream_positions`,
@@ -218,4 +219,96 @@ func diffLines(a, b string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestQueryAllowListCoversTheCatalog checks the allow-list against this DuckDB build's whole
+// function catalog rather than against names someone thought of: every table function, table
+// macro and pragma not on the list is refused, and so is every scalar function DuckDB flags with
+// side effects (except the harmless few). It also fails when an allow-listed table function no
+// longer exists, so a DuckDB upgrade that renames one is noticed.
+func TestQueryAllowListCoversTheCatalog(t *testing.T) {
+	d, _ := openTest(t)
+	names := func(where string) []string {
+		t.Helper()
+		rows, err := d.db.QueryContext(context.Background(),
+			`SELECT DISTINCT function_name FROM duckdb_functions() WHERE `+where+` ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, n)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	refused := func(q string) {
+		t.Helper()
+		if _, _, err := d.Query(context.Background(), q, 1); !errors.Is(err, ErrInvalidQuery) {
+			t.Errorf("%s: %v, want ErrInvalidQuery", q, err)
+		}
+	}
+
+	tableFuncs := names(`function_type IN ('table', 'table_macro')`)
+	present := map[string]bool{}
+	for _, n := range tableFuncs {
+		present[n] = true
+		if !allowedTableFunctions[n] {
+			refused(`SELECT * FROM "` + n + `"()`)
+		}
+	}
+	for n := range allowedTableFunctions {
+		if !present[n] {
+			t.Errorf("allow-listed table function %s is not in this DuckDB", n)
+		}
+	}
+	for _, n := range names(`function_type = 'pragma'`) {
+		refused(`PRAGMA "` + n + `"`)
+	}
+	flagged := names(`function_type = 'scalar' AND has_side_effects`)
+	if len(flagged) == 0 {
+		t.Fatal("no scalar function flagged with side effects: has the catalog changed?")
+	}
+	for _, n := range flagged {
+		if !volatileButHarmless[n] {
+			refused(`SELECT "` + n + `"()`)
+		}
+	}
+	t.Logf("%d table functions and macros (%d allowed), %d flagged scalar functions (%d allowed)",
+		len(tableFuncs), len(allowedTableFunctions), len(flagged), len(volatileButHarmless))
+}
+
+// BenchmarkQuery measures what the checks add to a small operator query: "checked" is Query,
+// "unchecked" the same statement run directly on a pooled connection.
+func BenchmarkQuery(b *testing.B) {
+	d, _ := openTest(b)
+	mustWrite(b, d, batch(seq("b", 0, 0, 100)...))
+	const q = `SELECT event_type, count(*) AS n FROM fact_events WHERE source_offset > 10 GROUP BY 1 ORDER BY 2 DESC`
+	b.Run("checked", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := d.Query(context.Background(), q, 100); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("unchecked", func(b *testing.B) {
+		for b.Loop() {
+			rows, err := d.db.QueryContext(context.Background(), q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for rows.Next() {
+			}
+			if err := rows.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
