@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -311,4 +312,32 @@ func BenchmarkQuery(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestReadmeListsTheAllowedTableFunctions keeps the operator docs true to the code.
+func TestReadmeListsTheAllowedTableFunctions(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	start := strings.Index(doc, "table functions: only ")
+	end := strings.Index(doc, "Any other table function is refused")
+	if start < 0 || end < start {
+		t.Fatal("README.md: the list of allowed table functions is missing")
+	}
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(doc[start:end], -1) {
+		listed[m[1]] = true
+	}
+	for n := range allowedTableFunctions {
+		if !listed[n] {
+			t.Errorf("README.md does not list the allowed table function %s", n)
+		}
+	}
+	for n := range listed {
+		if !allowedTableFunctions[n] {
+			t.Errorf("README.md lists %s, which is not allowed", n)
+		}
+	}
 }
