@@ -94,7 +94,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // encodeResult renders {"columns": [...], "rows": [[...], ...]}; see appendValue for the values.
 func encodeResult(cols []string, rows [][]any) []byte {
-	b := make([]byte, 0, 64+len(rows)*len(cols)*16)
+	b := make([]byte, 0, min(64+len(rows)*len(cols)*16, 1<<20))
 	b = append(b, `{"columns":[`...)
 	for i, c := range cols {
 		if i > 0 {
