@@ -34,6 +34,7 @@ type Config struct {
 	QueryToken    string        `env:"WAREHOUSE_QUERY_TOKEN" default:"" secret:"true" usage:"bearer token for POST /v1/warehouse/query; empty disables the endpoint"`
 	QueryMaxRows  int           `env:"WAREHOUSE_QUERY_MAX_ROWS" default:"1000" usage:"row cap of the query endpoint"`
 	QueryTimeout  time.Duration `env:"WAREHOUSE_QUERY_TIMEOUT" default:"30s" usage:"time cap of one query"`
+	QueryMaxConc  int           `env:"WAREHOUSE_QUERY_MAX_CONCURRENT" default:"2" usage:"queries that may run at once; another is answered 429 with Retry-After"`
 	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
 }
 
@@ -48,6 +49,7 @@ func (c *Config) Validate() error {
 		config.Positive("DEDUP_WINDOW", c.DedupWindow),
 		config.Between("WAREHOUSE_QUERY_MAX_ROWS", c.QueryMaxRows, 1, 1_000_000),
 		config.Positive("WAREHOUSE_QUERY_TIMEOUT", c.QueryTimeout),
+		config.Between("WAREHOUSE_QUERY_MAX_CONCURRENT", c.QueryMaxConc, 1, warehouse.MaxConcurrentQueries),
 		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
 	}
 	errs = append(errs, c.HTTP.CheckToken("WAREHOUSE_QUERY_TOKEN", c.QueryToken))
@@ -61,7 +63,8 @@ func main() {
 
 func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	wh, err := warehouse.OpenDuckDB(cfg.DuckDBPath, warehouse.WithDedupWindow(cfg.DedupWindow),
-		warehouse.WithMemoryLimit(cfg.DuckDBMemory), warehouse.WithThreads(cfg.DuckDBThreads), warehouse.WithLogger(rt.Log))
+		warehouse.WithMemoryLimit(cfg.DuckDBMemory), warehouse.WithThreads(cfg.DuckDBThreads), warehouse.WithLogger(rt.Log),
+		warehouse.WithMaxConcurrentQueries(cfg.QueryMaxConc))
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,9 @@
 // runs this endpoint is how the warehouse is queried.
 //
 // It is disabled unless a bearer token is configured, accepts one read-only
-// statement per request, caps rows and time, and limits the request size.
+// statement per request (the warehouse allow-lists what a statement may
+// contain), caps rows, time, request size and concurrent queries, and always
+// answers well-formed JSON.
 package queryapi
 
 import (
@@ -13,6 +15,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +27,10 @@ type Querier interface {
 	Query(ctx context.Context, query string, maxRows int) ([]string, [][]any, error)
 }
 
+var _ Querier = (*warehouse.DuckDB)(nil)
+
+var _ http.Handler = (*Handler)(nil)
+
 // Handler serves POST {"sql": "...", "max_rows": N}.
 type Handler struct {
 	Q       Querier
@@ -34,15 +41,13 @@ type Handler struct {
 
 const maxBody = 64 << 10
 
+// retryAfter is the Retry-After (seconds) of a 429: queries are capped by time, so a slot is
+// usually free again soon.
+const retryAfter = 1
+
 type request struct {
 	SQL     string `json:"sql"`
 	MaxRows int    `json:"max_rows"`
-}
-
-type response struct {
-	Columns []string `json:"columns"`
-	Rows    [][]any  `json:"rows"`
-	Error   string   `json:"error,omitempty"`
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -50,20 +55,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(h.Token)) != 1 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="warehouse"`)
-		writeJSON(w, http.StatusUnauthorized, response{Error: "missing or wrong bearer token"})
+		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 		return
 	}
 	var req request
 	body := http.MaxBytesReader(w, r.Body, maxBody)
 	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/json") {
 		if err := json.NewDecoder(body).Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, response{Error: "body must be JSON {\"sql\": \"...\", \"max_rows\": N}: " + err.Error()})
+			writeError(w, http.StatusBadRequest, "body must be JSON {\"sql\": \"...\", \"max_rows\": N}: "+err.Error())
 			return
 		}
 	} else {
 		b, err := io.ReadAll(body)
 		if err != nil {
-			writeJSON(w, http.StatusRequestEntityTooLarge, response{Error: "query larger than 64 KiB"})
+			writeError(w, http.StatusRequestEntityTooLarge, "query larger than 64 KiB")
 			return
 		}
 		req.SQL = string(b)
@@ -75,20 +80,59 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	cols, rows, err := h.Q.Query(ctx, req.SQL, req.MaxRows)
 	switch {
+	case errors.Is(err, warehouse.ErrQueryBusy):
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		writeError(w, http.StatusTooManyRequests, err.Error())
 	case errors.Is(err, warehouse.ErrInvalidQuery):
-		writeJSON(w, http.StatusBadRequest, response{Error: err.Error()})
+		writeError(w, http.StatusBadRequest, err.Error())
 	case err != nil:
-		writeJSON(w, http.StatusUnprocessableEntity, response{Error: err.Error()})
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
 	default:
-		if rows == nil {
-			rows = [][]any{}
-		}
-		writeJSON(w, http.StatusOK, response{Columns: cols, Rows: rows})
+		writeBody(w, http.StatusOK, encodeResult(cols, rows))
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// encodeResult renders {"columns": [...], "rows": [[...], ...]}; see appendValue for the values.
+func encodeResult(cols []string, rows [][]any) []byte {
+	b := make([]byte, 0, min(64+len(rows)*len(cols)*16, 1<<20))
+	b = append(b, `{"columns":[`...)
+	for i, c := range cols {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, c)
+	}
+	b = append(b, `],"rows":[`...)
+	for i, row := range rows {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for j, v := range row {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendValue(b, v)
+		}
+		b = append(b, ']')
+	}
+	return append(b, "]}\n"...)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	b, err := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	if err != nil { // cannot happen for a string
+		b = []byte(`{"error":"unencodable error"}`)
+	}
+	writeBody(w, status, append(b, '\n'))
+}
+
+// writeBody sends a body built in full beforehand, so a status is never followed by half a body.
+func writeBody(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(b)
 }

@@ -38,11 +38,6 @@ const DefaultCheckpointThreshold = "128MB"
 // (1.8M ids) with room to spare.
 const DefaultDedupIndexSize = 4_000_000
 
-// maxConns caps the pool: one pinned writer connection plus a few for Query, Positions and Ping.
-// DuckDB parallelises each query over its own threads, so more connections would only make
-// concurrent operator queries compete for the same cores.
-const maxConns = 4
-
 // DuckDB is the embedded warehouse: one database file holding fact_events and stream_positions.
 //
 // Exactly-once: Write inserts the rows and moves stream_positions in one DuckDB transaction, so
@@ -65,6 +60,9 @@ type DuckDB struct {
 	// for an operator's long scan.
 	closing     context.Context
 	cancelClose context.CancelFunc
+
+	// querySlots holds one token per running Query (WithMaxConcurrentQueries).
+	querySlots chan struct{}
 
 	// wmu serialises use of the writer connection (Write is documented single-goroutine; this
 	// makes a misuse wait instead of corrupting the connection state).
@@ -92,6 +90,7 @@ type options struct {
 	logger      *slog.Logger
 	memoryLimit string
 	threads     int
+	maxQueries  int // see WithMaxConcurrentQueries
 
 	checkpointThreshold string
 }
@@ -162,6 +161,9 @@ func (o options) validate() error {
 	if o.threads < 0 {
 		return fmt.Errorf("threads %d is negative", o.threads)
 	}
+	if err := o.validateQueries(); err != nil {
+		return err
+	}
 	if strings.ContainsAny(o.memoryLimit, "&=#?") {
 		return fmt.Errorf("memory limit %q is not a size", o.memoryLimit)
 	}
@@ -178,7 +180,8 @@ func (o options) validate() error {
 // no ATTACH, no extension install or load): the writer needs none, and it keeps the operator
 // Query endpoint inside this one file.
 func OpenDuckDB(path string, opts ...Option) (*DuckDB, error) {
-	o := options{dedupWindow: DefaultDedupWindow, dedupIndex: DefaultDedupIndexSize, checkpointThreshold: DefaultCheckpointThreshold}
+	o := options{dedupWindow: DefaultDedupWindow, dedupIndex: DefaultDedupIndexSize, checkpointThreshold: DefaultCheckpointThreshold,
+		maxQueries: DefaultMaxConcurrentQueries}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -210,8 +213,8 @@ func OpenDuckDB(path string, opts ...Option) (*DuckDB, error) {
 		return nil, fmt.Errorf("warehouse: open duckdb %q: %w", path, err)
 	}
 	db := sql.OpenDB(connector) // db.Close closes the connector.
-	db.SetMaxOpenConns(maxConns)
-	db.SetMaxIdleConns(maxConns)
+	db.SetMaxOpenConns(poolSize(o))
+	db.SetMaxIdleConns(poolSize(o))
 
 	writer, err := db.Conn(context.Background())
 	if err != nil {
@@ -225,6 +228,7 @@ func OpenDuckDB(path string, opts ...Option) (*DuckDB, error) {
 		log:         o.logger,
 		closing:     closing,
 		cancelClose: cancel,
+		querySlots:  make(chan struct{}, o.maxQueries),
 	}
 	if o.dedupWindow > 0 && o.dedupIndex > 0 {
 		d.recent = newRecentIDs(o.dedupWindow, o.dedupIndex)

@@ -517,7 +517,7 @@ func TestIsTransient(t *testing.T) {
 // Readers never see half a batch: every batch inserts n rows and moves the position by n, so a
 // snapshot always has count(*) == sum(next_offset). Run with -race to check the locking.
 func TestConcurrentReadersSeeWholeBatches(t *testing.T) {
-	d, _ := openTest(t)
+	d, _ := openTest(t, WithMaxConcurrentQueries(3)) // three readers at once
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -156,4 +158,44 @@ func TestQueryHonoursContext(t *testing.T) {
 	if err := d.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestPositionsAndPingAnswerWhileQueriesPile: more slow operator queries than the pool can spare
+// must not take the connection Positions (the writer's assignment path) and Ping (/readyz) need.
+// On 79700c6 three queries held every pooled connection and Positions waited until its deadline.
+func TestPositionsAndPingAnswerWhileQueriesPile(t *testing.T) {
+	d, _ := openTest(t)
+	mustWrite(t, d, batch(seq("p", 0, 0, 3)...))
+	ctx, cancel := context.WithCancel(context.Background())
+	const queries = 3 // one more than the default slots; as many as 79700c6's pool could spare
+	var wg sync.WaitGroup
+	var returned atomic.Int32
+	for range queries {
+		wg.Go(func() {
+			defer returned.Add(1)
+			_, _, _ = d.Query(ctx, `SELECT count(*) FROM range(1000000000000)`, 1)
+		})
+	}
+	defer func() { cancel(); wg.Wait() }()
+	// Wait until each query holds a pool connection or has returned (the writer holds one too).
+	deadline := time.Now().Add(20 * time.Second)
+	for int(returned.Load())+d.db.Stats().InUse-1 < queries {
+		if time.Now().After(deadline) {
+			t.Fatalf("queries did not start: %d returned, %d connections in use", returned.Load(), d.db.Stats().InUse)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range 3 {
+		pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		pos, err := d.Positions(pctx, testGroup)
+		if err != nil || pos[Partition{"ecom.events.valid.v1", 0}] != 3 {
+			t.Errorf("round %d: positions = %v, %v while queries run", i, pos, err)
+		}
+		if err := d.Ping(pctx); err != nil {
+			t.Errorf("round %d: ping while queries run: %v", i, err)
+		}
+		pcancel()
+	}
+	// The writer still writes.
+	mustWrite(t, d, batch(seq("p", 0, 3, 3)...))
 }

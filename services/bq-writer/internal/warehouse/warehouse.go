@@ -84,8 +84,8 @@ var (
 	// ErrInvalidBatch marks a batch that breaks Batch's invariants. Retrying cannot help: it is a
 	// bug in the caller.
 	ErrInvalidBatch = errors.New("warehouse: invalid batch")
-	// ErrInvalidQuery marks a Query rejected before it ran: not exactly one read-only statement,
-	// or a bad row limit.
+	// ErrInvalidQuery marks a Query rejected before it ran: not exactly one SELECT statement, a
+	// part of it off the allow-list (query_allow.go), or a bad row limit.
 	ErrInvalidQuery = errors.New("warehouse: invalid query")
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("warehouse: closed")
