@@ -90,6 +90,7 @@ cmd_up() {
 	# others boot side by side (Kafka's JVM while PostgreSQL initialises).
 	for c in "${SELECTED[@]}"; do
 		for d in ${COMPONENT_NEEDS[$c]}; do await "$d"; done
+		STARTED_AT[$c]=$SECONDS
 		"${c}_start"
 	done
 	for c in "${SELECTED[@]}"; do await "$c"; done

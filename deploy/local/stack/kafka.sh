@@ -103,7 +103,7 @@ kafka_start() {
 kafka_wait() {
 	wait_ready kafka "$KAFKA_STARTED_PID" "$LOG_DIR/kafka.out $LOG_DIR/kafka.log" kafka_stop \
 		probe kafka "$KAFKA_BROKERS"
-	say "kafka: ready on $KAFKA_BROKERS"
+	say "kafka: ready on $KAFKA_BROKERS$(took kafka)"
 }
 
 kafka_stop() { stop_component kafka kafka_pid; }

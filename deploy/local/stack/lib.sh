@@ -47,6 +47,14 @@ component() {
 
 # ---------------------------------------------------------------- messages
 
+# took NAME prints " in Ns" since stack.sh started component NAME, for its
+# "ready" line (nothing when this run did not start it).
+declare -A STARTED_AT=()
+took() {
+	[[ -n ${STARTED_AT[$1]:-} ]] && printf ' in %ss' "$((SECONDS - STARTED_AT[$1]))"
+	return 0
+}
+
 say() { printf 'stack.sh: %s\n' "$*" >&2; }
 die() {
 	say "$*"

@@ -137,7 +137,7 @@ postgres_wait() {
 		die "postgres: creating role/database ecom failed; output above"
 	fi
 	wait_ready postgres "" "$LOG_DIR/postgres.log" : probe postgres "$DATABASE_URL"
-	say "postgres: ready on 127.0.0.1:$PG_PORT (role and database ecom)"
+	say "postgres: ready on 127.0.0.1:$PG_PORT (role and database ecom)$(took postgres)"
 }
 
 postgres_stop() {

@@ -97,7 +97,7 @@ registry_check() {
 
 registry_wait() {
 	wait_ready registry "$REGISTRY_STARTED_PID" "$REGISTRY_LOG" registry_stop registry_check
-	say "registry: ready on $SCHEMA_REGISTRY_URL (global compatibility BACKWARD)"
+	say "registry: ready on $SCHEMA_REGISTRY_URL (global compatibility BACKWARD)$(took registry)"
 }
 
 registry_stop() { stop_component registry registry_pid; }
