@@ -33,6 +33,7 @@ kafka_fill() {
 # kafka_fetch downloads Kafka and its runtime dependencies with Maven unless
 # they are in the cache already.
 kafka_fetch() {
+	kafka_java_cmd # fails early when there is no Java 17
 	[[ -f $KAFKA_HOME_DIR/.complete ]] && return 0
 	require_cmds "fetching the Kafka jars" "maven" mvn
 	mkdir -p "$LOG_DIR"
@@ -50,6 +51,7 @@ kafka_fetch() {
 # class): JVM flags as in Kafka's kafka-run-class.sh, with a small heap.
 KAFKA_JAVA=()
 kafka_java_cmd() {
+	((${#KAFKA_JAVA[@]})) && return 0
 	local java heap
 	java=$(find_java 17 KAFKA_JAVA_HOME) ||
 		die "kafka: Kafka 4 needs Java 17 or newer and none was found (JAVA_HOME, PATH, /usr/lib/jvm); install on Debian with: apt-get install -y openjdk-17-jre-headless (or set KAFKA_JAVA_HOME)"
@@ -68,7 +70,7 @@ KAFKA_STARTED_PID=
 kafka_start() {
 	local pid
 	if pid=$(kafka_pid); then
-		say "kafka: already running (pid $pid)"
+		already_running kafka "$pid"
 		KAFKA_STARTED_PID=$pid
 		return 0
 	fi

@@ -48,11 +48,17 @@ component() {
 # ---------------------------------------------------------------- messages
 
 # took NAME prints " in Ns" since stack.sh started component NAME, for its
-# "ready" line (nothing when this run did not start it).
+# "ready" line (nothing when it was running already).
 declare -A STARTED_AT=()
 took() {
 	[[ -n ${STARTED_AT[$1]:-} ]] && printf ' in %ss' "$((SECONDS - STARTED_AT[$1]))"
 	return 0
+}
+
+# already_running NAME PID: what NAME_start says when there is nothing to do.
+already_running() {
+	say "$1: already running (pid $2)"
+	unset 'STARTED_AT[$1]'
 }
 
 say() { printf 'stack.sh: %s\n' "$*" >&2; }

@@ -91,7 +91,7 @@ postgres_start() {
 	require_postgres
 	pg_prepare
 	if pg_is_running; then
-		say "postgres: already running (pid $(pg_pid))"
+		already_running postgres "$(pg_pid)"
 	else
 		check_ports_free postgres "$PG_PORT"
 		if [[ ! -f $PG_DATA/PG_VERSION ]]; then

@@ -16,6 +16,15 @@ REGISTRY_ARTIFACT=io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all
 REGISTRY_RUN=$RUN_DIR/registry
 REGISTRY_LOG=$LOG_DIR/registry.log
 
+# registry_java sets REGISTRY_JAVA once. fetch calls it too, so a missing
+# Java 21 stops `up` before anything was started.
+REGISTRY_JAVA=
+registry_java() {
+	[[ -n $REGISTRY_JAVA ]] && return 0
+	REGISTRY_JAVA=$(find_java 21 REGISTRY_JAVA_HOME) ||
+		die "registry: Apicurio Registry $REGISTRY_VERSION needs Java 21 or newer and none was found (REGISTRY_JAVA_HOME${REGISTRY_JAVA_HOME:+=$REGISTRY_JAVA_HOME}, JAVA_HOME, PATH, /usr/lib/jvm/*); run deploy/local/bootstrap.sh, or install a JDK 21+ and set REGISTRY_JAVA_HOME to it"
+}
+
 registry_env() { printf 'SCHEMA_REGISTRY_URL=%s\n' "$SCHEMA_REGISTRY_URL"; }
 
 registry_fill() {
@@ -28,6 +37,7 @@ registry_fill() {
 # registry_fetch downloads the app (~160 MB, a Quarkus fast-jar) with Maven
 # and unpacks it into the cache, once per version.
 registry_fetch() {
+	registry_java
 	[[ -f $REGISTRY_HOME/.complete ]] && return 0
 	require_cmds "fetching Apicurio Registry" "maven" mvn
 	mkdir -p "$LOG_DIR"
@@ -50,13 +60,13 @@ REGISTRY_STARTED_PID=
 registry_start() {
 	local pid java opts
 	if pid=$(registry_pid); then
-		say "registry: already running (pid $pid)"
+		already_running registry "$pid"
 		REGISTRY_STARTED_PID=$pid
 		return 0
 	fi
 	check_ports_free registry "$SCHEMA_REGISTRY_PORT" "$SCHEMA_REGISTRY_MANAGEMENT_PORT"
-	java=$(find_java 21 REGISTRY_JAVA_HOME) ||
-		die "registry: Apicurio Registry $REGISTRY_VERSION needs Java 21 or newer and none was found (REGISTRY_JAVA_HOME, JAVA_HOME, PATH, /usr/lib/jvm/*); run deploy/local/bootstrap.sh, or install a JDK 21+ and set REGISTRY_JAVA_HOME to it"
+	registry_java
+	java=$REGISTRY_JAVA
 	read -r -a opts <<<"$REGISTRY_JAVA_OPTS"
 	mkdir -p "$REGISTRY_RUN/tmp"
 	mark_logs registry "$REGISTRY_LOG"
