@@ -117,6 +117,10 @@ cmd_status() {
 
 cmd_reset() {
 	(($# == 0)) || die "reset takes no component: it deletes all of $RUN_DIR"
+	# Never delete a folder that is not a run folder (STACK_RUN_DIR=$HOME...).
+	if [[ -e $RUN_DIR && ! -e $RUN_DIR/stack.lock ]] || [[ $RUN_DIR == / || $RUN_DIR -ef $HOME ]]; then
+		die "reset: $RUN_DIR does not look like a stack run folder (no stack.lock); not deleting it"
+	fi
 	cmd_down
 	say "deleting $RUN_DIR (data, logs, pids; the registry's schemas are in Kafka's data); $CACHE_DIR is kept"
 	rm -rf -- "$RUN_DIR"

@@ -39,8 +39,8 @@ kafka_fetch() {
 	mkdir -p "$LOG_DIR"
 	say "kafka: fetching Apache Kafka $KAFKA_VERSION with Maven into $KAFKA_HOME_DIR (once per version; log: $LOG_DIR/kafka-maven.log)"
 	local started=$SECONDS
-	fetch() { with_progress kafka "$MAVEN_REPO" "$LOG_DIR/kafka-maven.log" kafka_fill "$1"; }
-	if ! install_dir "$KAFKA_HOME_DIR" fetch; then
+	kafka_fetch_into() { with_progress kafka "$MAVEN_REPO" "$LOG_DIR/kafka-maven.log" kafka_fill "$1"; }
+	if ! install_dir "$KAFKA_HOME_DIR" kafka_fetch_into; then
 		show_logs "$LOG_DIR/kafka-maven.log"
 		die "kafka: Maven could not fetch the jars (is Maven Central reachable?); output above"
 	fi
@@ -63,7 +63,9 @@ kafka_java_cmd() {
 		-cp "$KAFKA_LIBS/*")
 }
 
-kafka_pid() { running kafka "$KAFKA_CONFIG"; }
+# The config path is Kafka's last argument; the leading space keeps
+# /tmp/a/... from matching /x/tmp/a/... (another instance's run folder).
+kafka_pid() { running kafka " $KAFKA_CONFIG"; }
 
 KAFKA_STARTED_PID=
 

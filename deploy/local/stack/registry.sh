@@ -43,8 +43,8 @@ registry_fetch() {
 	mkdir -p "$LOG_DIR"
 	say "registry: fetching Apicurio Registry $REGISTRY_VERSION (~160 MB) with Maven into $REGISTRY_HOME (once per version; log: $LOG_DIR/registry-maven.log)"
 	local started=$SECONDS
-	fetch() { with_progress registry "$MAVEN_REPO" "$LOG_DIR/registry-maven.log" registry_fill "$1"; }
-	if ! install_dir "$REGISTRY_HOME" fetch; then
+	registry_fetch_into() { with_progress registry "$MAVEN_REPO" "$LOG_DIR/registry-maven.log" registry_fill "$1"; }
+	if ! install_dir "$REGISTRY_HOME" registry_fetch_into; then
 		show_logs "$LOG_DIR/registry-maven.log"
 		die "registry: Maven could not fetch $REGISTRY_ARTIFACT (is Maven Central reachable?); output above"
 	fi
