@@ -3,7 +3,7 @@
 # Registry, as plain background processes (no containers).
 #
 #   deploy/local/stack.sh up     [component ...]   start (and what they need)
-#   deploy/local/stack.sh down   [component ...]   stop
+#   deploy/local/stack.sh down   [component ...]   stop (and what needs them)
 #   deploy/local/stack.sh status [component ...]   exit 3 if one is not ready
 #   deploy/local/stack.sh reset                    down, then delete the run folder
 #   deploy/local/stack.sh env    [component ...]   export lines for the endpoints
@@ -26,13 +26,15 @@ for f in kafka postgres registry; do
 	source "$STACK_DIR/$f.sh"
 done
 
-# select_components ARGS... sets SELECTED to the named components (all when
-# none is named), in start order; with --needs, also what they need.
+# select_components [--needs|--dependents] ARGS... sets SELECTED to the named
+# components (all when none is named), in start order; with --needs also
+# what they need (for up), with --dependents also what needs them (for down:
+# the registry stops before its Kafka does).
 SELECTED=()
 select_components() {
-	local with_needs=
-	if [[ ${1:-} == --needs ]]; then
-		with_needs=1
+	local mode=
+	if [[ ${1:-} == --needs || ${1:-} == --dependents ]]; then
+		mode=$1
 		shift
 	fi
 	local want=" " c d n
@@ -44,10 +46,17 @@ select_components() {
 		n=${COMPONENT_ALIAS[$c]:-}
 		[[ -n $n ]] || die "unknown component '$c' (want: ${COMPONENTS[*]})"
 		want+="$n "
-		if [[ -n $with_needs ]]; then
+		if [[ $mode == --needs ]]; then
 			for d in ${COMPONENT_NEEDS[$n]}; do want+="$d "; done
 		fi
 	done
+	if [[ $mode == --dependents ]]; then
+		for c in "${COMPONENTS[@]}"; do # start order: needs come first
+			for d in ${COMPONENT_NEEDS[$c]}; do
+				[[ $want == *" $d "* ]] && want+="$c "
+			done
+		done
+	fi
 	SELECTED=()
 	for c in "${COMPONENTS[@]}"; do
 		[[ $want == *" $c "* ]] && SELECTED+=("$c")
@@ -99,7 +108,7 @@ cmd_up() {
 }
 
 cmd_down() {
-	select_components "$@"
+	select_components --dependents "$@"
 	lock
 	local i
 	for ((i = ${#SELECTED[@]} - 1; i >= 0; i--)); do "${SELECTED[i]}_stop"; done
