@@ -5,6 +5,7 @@
 #   deploy/local/stack.sh up     [component ...]   start (and what they need)
 #   deploy/local/stack.sh down   [component ...]   stop (and what needs them)
 #   deploy/local/stack.sh status [component ...]   exit 3 if one is not ready
+#   deploy/local/stack.sh fetch  [component ...]   download only (warm the cache)
 #   deploy/local/stack.sh reset                    down, then delete the run folder
 #   deploy/local/stack.sh env    [component ...]   export lines for the endpoints
 #
@@ -107,6 +108,13 @@ cmd_up() {
 	print_endpoints
 }
 
+cmd_fetch() {
+	select_components --needs "$@"
+	lock
+	local c
+	for c in "${SELECTED[@]}"; do "${c}_fetch"; done
+}
+
 cmd_down() {
 	select_components --dependents "$@"
 	lock
@@ -144,7 +152,7 @@ cmd_env() {
 }
 
 usage() {
-	sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -152,6 +160,7 @@ main() {
 	(($#)) && shift
 	case $cmd in
 	up) cmd_up "$@" ;;
+	fetch) cmd_fetch "$@" ;;
 	down) cmd_down "$@" ;;
 	status) cmd_status "$@" ;;
 	reset) cmd_reset "$@" ;;

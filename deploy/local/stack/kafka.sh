@@ -15,8 +15,9 @@ KAFKA_RUN=$RUN_DIR/kafka
 KAFKA_CONFIG=$KAFKA_RUN/server.properties
 
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM")
-# Named by version and by a hash of the pom (its other pins: log4j, slf4j).
-KAFKA_HOME_DIR=$CACHE_DIR/kafka-$KAFKA_VERSION-$(sha256sum <"$KAFKA_POM" | cut -c1-8)
+# Named by version and by a hash of the pom without its comments (its other
+# pins: log4j, slf4j), so a changed dependency is a new folder.
+KAFKA_HOME_DIR=$CACHE_DIR/kafka-$KAFKA_VERSION-$(sed '/<!--/,/-->/d' "$KAFKA_POM" | sha256sum | cut -c1-8)
 KAFKA_LIBS=$KAFKA_HOME_DIR/libs
 
 kafka_env() {
