@@ -22,7 +22,7 @@ help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: ## install what the local stack needs (Java, Maven, PostgreSQL) if missing
+deps: ## install what the local stack needs (Java 17 and 21+, Maven, PostgreSQL, gcc) if missing
 	@deploy/local/bootstrap.sh
 
 .PHONY: build
@@ -34,7 +34,16 @@ build: ## build every service into bin/
 	done
 
 .PHONY: test
-test: test-unit stack-up test-integration ## unit tests, then integration + e2e tests against the local stack
+test: ## unit tests, then integration + e2e tests against the local stack; prints each phase's time
+	@eval "$$($(STACK) env)"; status=0; summary=; \
+	for phase in test-unit stack-up test-integration; do \
+		start=$$(date +%s); \
+		$(MAKE) --no-print-directory $$phase || status=$$?; \
+		took=$$(( $$(date +%s) - start )); summary+=" $${phase#test-} $${took}s"; \
+		echo "== $${phase#test-} took $${took}s$$( [ $$status -eq 0 ] || echo ' (FAILED)')"; \
+		[ $$status -eq 0 ] || break; \
+	done; \
+	echo "== make test:$$summary"; exit $$status
 
 .PHONY: test-unit
 test-unit: ## unit tests of every module (no servers needed)
@@ -53,7 +62,7 @@ test-race: ## unit tests with the race detector
 	@for m in $(MODULES); do (cd $$m && go test -short -race -count=1 ./...); done
 
 .PHONY: stack-up
-stack-up: deps ## start Kafka, PostgreSQL and the schema registry (idempotent)
+stack-up: deps ## start Kafka, PostgreSQL and Apicurio Registry (idempotent)
 	@$(STACK) up
 
 .PHONY: stack-down
@@ -66,11 +75,11 @@ stack-status: ## show the local stack
 
 .PHONY: demo
 demo: stack-up ## run the platform locally with generated traffic (Ctrl-C stops)
-	@cd deploy/local && go run ./cmd/demo
+	@eval "$$($(STACK) env)"; cd deploy/local && go run ./cmd/demo
 
 .PHONY: bench
 bench: stack-up ## end-to-end throughput and p50/p99 latency of the clickstream slice
-	@cd deploy/local && go run ./cmd/bench
+	@eval "$$($(STACK) env)"; cd deploy/local && go run ./cmd/bench
 
 .PHONY: generate
 generate: ## regenerate Go types from proto/avro

@@ -1,30 +1,61 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs when it is missing: a Java 17+ runtime
-# and Maven (Apache Kafka runs from its Maven Central jars), the PostgreSQL 15
-# server binaries, and gcc (the embedded DuckDB warehouse is a cgo library).
-# Go itself must already be installed. Safe to run any number of times.
+# (Kafka), a Java 21+ runtime (Apicurio Registry), Maven (both come from Maven
+# Central), the PostgreSQL 15 server binaries, and gcc (the embedded DuckDB
+# warehouse is a cgo library). Go itself must already be installed. Safe to
+# run any number of times; does nothing when everything is there.
 set -euo pipefail
+
+# The same Java look-up as the stack's (JAVA_HOME, PATH, /usr/lib/jvm/*, or
+# KAFKA_JAVA_HOME / REGISTRY_JAVA_HOME when set).
+# shellcheck source=stack/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/stack/lib.sh"
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+fail() {
+	say "$*"
+	exit 1
+}
 
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 missing=()
-command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+find_java 17 KAFKA_JAVA_HOME >/dev/null || missing+=(openjdk-17-jre-headless)
+need_java21=
+find_java 21 REGISTRY_JAVA_HOME >/dev/null || need_java21=1
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 [[ -x "$PG_BIN/postgres" && -x "$PG_BIN/initdb" ]] || missing+=(postgresql-15)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-command -v go >/dev/null 2>&1 || { echo "bootstrap: Go is not installed; install Go 1.26 from https://go.dev/dl/" >&2; exit 1; }
+command -v go >/dev/null 2>&1 || [[ -x /usr/local/go/bin/go ]] || fail "Go is not installed; install Go 1.26 from https://go.dev/dl/"
 
-if ((${#missing[@]} == 0)); then
+if ((${#missing[@]} == 0)) && [[ -z $need_java21 ]]; then
 	exit 0
 fi
-echo "bootstrap: missing: ${missing[*]}"
+want=("${missing[@]}")
+[[ -n $need_java21 ]] && want+=("a Java 21+ runtime")
+say "missing: ${want[*]}"
 if ! command -v apt-get >/dev/null 2>&1; then
-	echo "bootstrap: no apt-get here; install ${missing[*]} with your package manager" >&2
-	exit 1
+	fail "no apt-get here; install ${want[*]} with your package manager"
 fi
 sudo=()
 if ((EUID != 0)); then
-	command -v sudo >/dev/null 2>&1 || { echo "bootstrap: run as root or install sudo to install ${missing[*]}" >&2; exit 1; }
+	command -v sudo >/dev/null 2>&1 || fail "run as root or install sudo to install ${want[*]}"
 	sudo=(sudo)
 fi
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+
+if [[ -n $need_java21 ]]; then
+	# Debian 13 ships OpenJDK 21 and 25; Debian 12 (bookworm) only 17, so
+	# there a JDK 21+ must come from elsewhere (the CI image has Temurin 25
+	# in /usr/lib/jvm, which the look-up above finds).
+	java21=
+	for p in openjdk-21-jre-headless openjdk-25-jre-headless; do
+		candidate=$(apt-cache policy "$p" 2>/dev/null | sed -n 's/^ *Candidate: *//p')
+		if [[ -n $candidate && $candidate != "(none)" ]]; then
+			java21=$p
+			break
+		fi
+	done
+	[[ -n $java21 ]] || fail "Apicurio Registry needs Java 21 or newer: none in REGISTRY_JAVA_HOME, JAVA_HOME, PATH or /usr/lib/jvm, and apt has no openjdk-21/25-jre-headless (Debian 12 ships only 17); install a JDK 21+ (e.g. Temurin) under /usr/lib/jvm, or set REGISTRY_JAVA_HOME to one"
+	missing+=("$java21")
+fi
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -28,7 +28,7 @@ import (
 
 // Config is the schema-registry part of a service config.
 type Config struct {
-	URL          string        `env:"SCHEMA_REGISTRY_URL" default:"http://127.0.0.1:18081" usage:"Confluent-compatible schema registry base URL"`
+	URL          string        `env:"SCHEMA_REGISTRY_URL" default:"http://127.0.0.1:18081/apis/ccompat/v7" usage:"Confluent-compatible schema registry base URL"`
 	Username     string        `env:"SCHEMA_REGISTRY_USERNAME" default:"" usage:"basic-auth user (optional)"`
 	Password     string        `env:"SCHEMA_REGISTRY_PASSWORD" default:"" secret:"true" usage:"basic-auth password (optional; inject from a secret)"`
 	AutoRegister bool          `env:"SCHEMA_REGISTRY_AUTO_REGISTER" default:"true" usage:"register schemas at start; false = only look them up (least privilege in production)"`
@@ -114,12 +114,42 @@ func (r *Registry) Codec(ctx context.Context, subject, entity string) (*Codec, e
 		ss, err = r.cl.LookupSchema(ctx, subject, s)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("schema registry: subject %s (%s v%d): %w", subject, entity, v.Version, err)
+		return nil, refusal(subject, entity, v.Version, r.cfg.AutoRegister, err)
 	}
 	return &Codec{
 		reg: r, entity: entity, id: ss.ID, schema: schema,
 		name: named.FullName(), resolved: map[int]avro.Schema{ss.ID: schema},
 	}, nil
+}
+
+// ErrRefused marks a registry's "no" to a service's schema at start: the
+// schema is incompatible with the subject's versions, invalid, or (without
+// auto-registration) not registered. Retrying cannot help; the service stops.
+var ErrRefused = errors.New("schema registry refused the schema")
+
+// refusal explains a failed register or look-up of entity's version under
+// subject: a refusal by its registry error code (Confluent's codes, which
+// Apicurio's ccompat API also answers), anything else as the transport or
+// server error it is.
+func refusal(subject, entity string, version int, register bool, err error) error {
+	what := fmt.Sprintf("subject %s (%s v%d from proto/avro)", subject, entity, version)
+	var re *sr.ResponseError
+	if !errors.As(err, &re) {
+		return fmt.Errorf("schema registry: %s: %w", what, err)
+	}
+	var why string
+	switch code := re.ErrorCode; {
+	case code == sr.ErrIncompatibleSchema.Code:
+		why = "incompatible with the versions already registered under the subject's compatibility level; " +
+			"a new version must read data written with the previous ones (add fields with defaults, see proto/avro)"
+	case code == sr.ErrInvalidSchema.Code:
+		why = "the registry finds the schema invalid"
+	case !register && (code == sr.ErrSubjectNotFound.Code || code == sr.ErrSchemaNotFound.Code):
+		why = "not registered there, and SCHEMA_REGISTRY_AUTO_REGISTER=false only looks schemas up; register it first"
+	default:
+		return fmt.Errorf("schema registry: %s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %s (HTTP %d, error code %d: %w)", ErrRefused, what, why, re.StatusCode, re.ErrorCode, err)
 }
 
 // ID is the registry id of the schema this codec writes.

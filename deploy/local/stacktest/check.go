@@ -40,9 +40,9 @@ func CheckKafka(ctx context.Context, brokers []string) error {
 	return nil
 }
 
-// CheckSchemaRegistry wants GET /subjects to answer 200. /subjects (not the
-// stand-in's /healthz) so the check holds for any Confluent-compatible
-// registry SCHEMA_REGISTRY_URL may point at.
+// CheckSchemaRegistry wants GET /subjects to answer 200: the Confluent API,
+// so the check holds for any Confluent-compatible registry
+// SCHEMA_REGISTRY_URL may point at (locally Apicurio's /apis/ccompat/v7).
 func CheckSchemaRegistry(ctx context.Context, baseURL string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/subjects", nil)
 	if err != nil {
@@ -51,7 +51,8 @@ func CheckSchemaRegistry(ctx context.Context, baseURL string) error {
 	return getOK(req)
 }
 
-// CheckHTTP wants GET url to answer 200 (stack.sh uses it for /healthz).
+// CheckHTTP wants GET url to answer 200 (stack.sh uses it for the
+// registry's /health/ready).
 func CheckHTTP(ctx context.Context, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

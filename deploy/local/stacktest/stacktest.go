@@ -18,10 +18,11 @@ import (
 	"time"
 )
 
-// Defaults match deploy/local/stack.sh.
+// Defaults match deploy/local/stack.sh on its default ports; a second stack
+// instance on other ports is reached by exporting what `stack.sh env` prints.
 const (
 	DefaultKafkaBrokers      = "127.0.0.1:19092"
-	DefaultSchemaRegistryURL = "http://127.0.0.1:18081"
+	DefaultSchemaRegistryURL = "http://127.0.0.1:18081/apis/ccompat/v7"
 	DefaultDatabaseURL       = "postgres://ecom:ecom@127.0.0.1:15432/ecom?sslmode=disable"
 )
 

@@ -20,7 +20,7 @@ func TestFromEnv(t *testing.T) {
 			name: "defaults",
 			want: Endpoints{
 				KafkaBrokers:      []string{"127.0.0.1:19092"},
-				SchemaRegistryURL: "http://127.0.0.1:18081",
+				SchemaRegistryURL: "http://127.0.0.1:18081/apis/ccompat/v7",
 				DatabaseURL:       "postgres://ecom:ecom@127.0.0.1:15432/ecom?sslmode=disable",
 			},
 		},

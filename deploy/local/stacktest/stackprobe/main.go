@@ -4,8 +4,8 @@
 // stacktest.Require.
 //
 //	stackprobe [-timeout 3s] kafka    127.0.0.1:19092[,more]
-//	stackprobe [-timeout 3s] http     http://127.0.0.1:18081/healthz
-//	stackprobe [-timeout 3s] registry http://127.0.0.1:18081
+//	stackprobe [-timeout 3s] http     http://127.0.0.1:18082/health/ready
+//	stackprobe [-timeout 3s] registry http://127.0.0.1:18081/apis/ccompat/v7
 //	stackprobe [-timeout 3s] postgres postgres://ecom:ecom@127.0.0.1:15432/ecom?sslmode=disable
 //
 // It lives beside stacktest, not in cmd/, because it is test tooling of the
