@@ -35,6 +35,8 @@ type Config struct {
 	QueryMaxRows  int           `env:"WAREHOUSE_QUERY_MAX_ROWS" default:"1000" usage:"row cap of the query endpoint"`
 	QueryTimeout  time.Duration `env:"WAREHOUSE_QUERY_TIMEOUT" default:"30s" usage:"time cap of one query"`
 	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
+	BatchInterval time.Duration `env:"BATCH_INTERVAL" default:"100ms" usage:"a warehouse batch is written when it holds KAFKA_MAX_POLL_RECORDS records or this long after its first record; 0 writes every poll"`
+	Recovery      string        `env:"POSITION_RECOVERY" default:"refuse" usage:"what to do with a partition whose warehouse position does not fit the Kafka log: refuse (stop), earliest (start from the log start) or committed (start from the group's committed Kafka offset)"`
 }
 
 // Validate implements config.Validator.
@@ -49,6 +51,8 @@ func (c *Config) Validate() error {
 		config.Between("WAREHOUSE_QUERY_MAX_ROWS", c.QueryMaxRows, 1, 1_000_000),
 		config.Positive("WAREHOUSE_QUERY_TIMEOUT", c.QueryTimeout),
 		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
+		config.Between("BATCH_INTERVAL", c.BatchInterval, 0, 10*time.Second),
+		config.OneOf("POSITION_RECOVERY", c.Recovery, string(sink.RecoveryRefuse), string(sink.RecoveryEarliest), string(sink.RecoveryCommitted)),
 	}
 	if c.QueryToken != "" && len(c.QueryToken) < 16 {
 		errs = append(errs, config.Errorf("WAREHOUSE_QUERY_TOKEN", "must be at least 16 characters"))
@@ -87,6 +91,9 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 		Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, Topic: cfg.InputTopic, Stage: name,
 		DLQ: dlq, Codec: codec, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Metrics: rt.Metrics,
 		Log: rt.Log, Prom: rt.Tel.Registry,
+		BatchInterval: cfg.BatchInterval, Recovery: sink.Recovery(cfg.Recovery),
+		// DuckDB: one writer per file, so the writer must be its group's only member.
+		SharedWarehouse: false,
 	}, wh)
 	if err != nil {
 		return err
