@@ -7,6 +7,7 @@ package sink
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	_ "github.com/duckdb/duckdb-go/v2" // database/sql driver "duckdb", to read a closed warehouse file
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
@@ -36,13 +38,13 @@ const testTopic = "valid"
 // env is a kfake cluster with the input and dead-letter topics, a registry and codecs.
 type env struct {
 	t       *testing.T
-	cluster *kfake.Cluster
 	brokers []string
 	adm     *kadm.Client
 	prod    *kgo.Client
 	codec   *avroserde.Codec
 	dlq     *avroserde.Codec
 	reg     *srfake.Registry
+	topic   string // the input topic
 }
 
 func newEnv(t *testing.T, opts ...kfake.Opt) *env {
@@ -52,21 +54,22 @@ func newEnv(t *testing.T, opts ...kfake.Opt) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	e := &env{t: t, cluster: cluster, brokers: cluster.ListenAddrs()}
+	return newEnvOn(t, cluster.ListenAddrs(), testTopic)
+}
+
+// newEnvOn is an env on existing brokers whose input topic is topic.
+func newEnvOn(t *testing.T, brokers []string, topic string) *env {
+	t.Helper()
+	e := &env{t: t, brokers: brokers, topic: topic}
 	e.reg = srfake.New()
 	t.Cleanup(e.reg.Close)
 	e.codec, e.dlq = codecs(t, e.reg)
+	var err error
 	if e.prod, err = kgo.NewClient(kgo.SeedBrokers(e.brokers...)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.prod.Close)
 	e.adm = kadm.NewClient(e.prod)
-	return e
-}
-
-// withRegistry makes e use another env's registry and codecs (two clusters, one registry).
-func (e *env) withRegistry(o *env) *env {
-	e.reg, e.codec, e.dlq = o.reg, o.codec, o.dlq
 	return e
 }
 
@@ -97,22 +100,31 @@ func (e *env) produce(prefix string, n int) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		if err := e.prod.ProduceSync(ctx, &kgo.Record{Topic: testTopic, Key: []byte(fmt.Sprint(i)), Value: v}).FirstErr(); err != nil {
+		if err := e.prod.ProduceSync(ctx, &kgo.Record{Topic: e.topic, Key: []byte(fmt.Sprint(i)), Value: v}).FirstErr(); err != nil {
 			e.t.Fatal(err)
 		}
 	}
 }
 
 // recreate deletes the input topic and creates it again (a new topic id, offsets from 0).
+// A real broker deletes asynchronously: creating is retried while the old topic still exists.
 func (e *env) recreate() {
 	e.t.Helper()
 	ctx := context.Background()
-	if _, err := e.adm.DeleteTopic(ctx, testTopic); err != nil {
+	if _, err := e.adm.DeleteTopic(ctx, e.topic); err != nil {
 		e.t.Fatal(err)
 	}
-	e.prod.PurgeTopicsFromClient(testTopic)
-	if _, err := e.adm.CreateTopic(ctx, 2, 1, nil, testTopic); err != nil {
-		e.t.Fatal(err)
+	e.prod.PurgeTopicsFromClient(e.topic)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := e.adm.CreateTopic(ctx, 2, 1, nil, e.topic)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, kerr.TopicAlreadyExists) || time.Now().After(deadline) {
+			e.t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -124,7 +136,7 @@ func (e *env) kafka() stream.Config {
 // config is a sink config on e for group.
 func (e *env) config(group string) Config {
 	m, _ := stream.NewMetrics(noop.NewMeterProvider().Meter("t"))
-	return Config{Kafka: e.kafka(), Group: group, Topic: testTopic, Stage: "bq-writer", DLQ: e.dlq, Codec: e.codec,
+	return Config{Kafka: e.kafka(), Group: group, Topic: e.topic, Stage: "bq-writer", DLQ: e.dlq, Codec: e.codec,
 		Tracer: tracenoop.NewTracerProvider().Tracer("t"), Meter: noop.NewMeterProvider().Meter("t"), Metrics: m,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }

@@ -118,14 +118,14 @@ func TestSinkRecovery(t *testing.T) {
 			if _, ins, stale := wh2.counts(); ins != tt.want || stale != 0 {
 				t.Fatalf("inserted %d, stale %d; want %d, 0", ins, stale, tt.want)
 			}
-			ids, _ := e.adm.ListTopics(context.Background(), testTopic)
+			ids, _ := e.adm.ListTopics(context.Background(), e.topic)
 			pos, err := wh2.Positions(context.Background(), group)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for p, st := range pos {
-				if st.TopicID != topicID(ids[testTopic].ID) {
-					t.Errorf("%v: position on topic id %q, the topic has %q", p, st.TopicID, topicID(ids[testTopic].ID))
+				if st.TopicID != topicID(ids[e.topic].ID) {
+					t.Errorf("%v: position on topic id %q, the topic has %q", p, st.TopicID, topicID(ids[e.topic].ID))
 				}
 			}
 		})

@@ -61,7 +61,7 @@ func TestSinkStopsWhenPositionsDoNotFitTheLog(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ends, err := e.adm.ListEndOffsets(ctx, testTopic)
+				ends, err := e.adm.ListEndOffsets(ctx, e.topic)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -85,7 +85,7 @@ func TestSinkStopsWhenPositionsDoNotFitTheLog(t *testing.T) {
 			name: "stored position beyond the log end",
 			change: func(t *testing.T, e *env, wh1 *counting, fileA string) (*env, string) {
 				if _, err := wh1.Write(context.Background(), group, warehouse.Batch{
-					Positions: map[warehouse.Partition]int64{{Topic: testTopic, Partition: 0}: 1000}}); err != nil {
+					Positions: map[warehouse.Partition]int64{{Topic: e.topic, Partition: 0}: 1000}}); err != nil {
 					t.Fatal(err)
 				}
 				e.produce("more", 4)
