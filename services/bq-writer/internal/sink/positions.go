@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -333,6 +334,50 @@ func (s *Sink) checkSoleMember(ctx context.Context) error {
 		}
 		desc = append(desc, "client_id "+m.ClientID, "host "+m.ClientHost)
 		return &MemberError{Group: s.cfg.Group, Member: strings.Join(desc, ", ")}
+	}
+	return nil
+}
+
+// logCheckInterval is how often Run checks that the consumed topics still have the ids their
+// partitions were assigned with.
+const logCheckInterval = 10 * time.Second
+
+// checkTopicIDs returns an error when a consumed topic now has another id than when its
+// partitions were assigned: it was deleted and recreated while the sink ran. The client keeps
+// refusing the new incarnation (franz-go does not adopt a new topic id), so without this the sink
+// would wait without an error. A failed request is only logged: the next check retries it.
+func (s *Sink) checkTopicIDs(ctx context.Context) error {
+	s.mu.Lock()
+	ids := s.topicIDs
+	s.mu.Unlock()
+	req := kmsg.NewPtrMetadataRequest()
+	for _, t := range slices.Sorted(maps.Keys(ids)) {
+		if ids[t] != "" {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(t)
+			req.Topics = append(req.Topics, rt)
+		}
+	}
+	if len(req.Topics) == 0 {
+		return nil
+	}
+	resp, err := req.RequestWith(ctx, s.cl)
+	if err != nil {
+		s.cfg.Log.DebugContext(ctx, "topic id check failed", "err", err)
+		return nil
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			s.cfg.Log.WarnContext(ctx, "consumed topic not readable", "topic", *t.Topic, "err", err)
+			continue
+		}
+		if now, was := topicID(t.TopicID), ids[*t.Topic]; now != "" && now != was {
+			return fmt.Errorf("topic %s was deleted and recreated while bq-writer was reading it (topic id %s, now %s); restart bq-writer to check the stored positions against the new topic (%s#positions-do-not-fit-the-log)",
+				*t.Topic, was, now, runbook)
+		}
 	}
 	return nil
 }

@@ -161,3 +161,24 @@ func TestSinkStopsOnAnotherMember(t *testing.T) {
 		t.Fatalf("first writer: %v", err)
 	}
 }
+
+// A topic deleted and recreated while the sink runs: the client refuses the new incarnation, and
+// the sink stops with an error instead of waiting silently.
+func TestSinkStopsWhenTopicRecreatedWhileRunning(t *testing.T) {
+	e := newEnv(t)
+	wh := openFile(t, tempFile(t, "a.duckdb"))
+	r := start(t, e.config("bq"), wh)
+	e.produce("old", 20)
+	wh.waitInserted(t, 20)
+	e.recreate()
+	e.produce("new", 6)
+	err, stopped := r.stopped(25 * time.Second)
+	_, inserted, stale := wh.counts()
+	switch {
+	case !stopped:
+		t.Fatalf("the sink kept running without an error: %d rows of the new topic inserted, %d stale", inserted-20, stale)
+	case err == nil || !strings.Contains(err.Error(), "deleted and recreated"):
+		t.Fatalf("Run = %v, want a stop saying the topic was recreated", err)
+	}
+	t.Logf("stopped with: %v", err)
+}

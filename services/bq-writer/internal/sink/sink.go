@@ -237,6 +237,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	s.stop = stop
 	s.mu.Unlock()
 	s.reset()
+	lastCheck := time.Now()
 	limit := s.cfg.Kafka.MaxPollRecords
 	if limit <= 0 {
 		limit = 1
@@ -245,10 +246,12 @@ func (s *Sink) Run(ctx context.Context) error {
 		if err := s.failed(); err != nil {
 			return err // before writing anything more
 		}
-		pollCtx, cancelPoll := runCtx, context.CancelFunc(func() {})
+		// An open batch ends the poll when it is due; an idle poll ends for the topic id check.
+		deadline := time.Now().Add(logCheckInterval)
 		if s.records > 0 && s.cfg.BatchInterval > 0 {
-			pollCtx, cancelPoll = context.WithDeadline(runCtx, s.first.Add(s.cfg.BatchInterval))
+			deadline = s.first.Add(s.cfg.BatchInterval)
 		}
+		pollCtx, cancelPoll := context.WithDeadline(runCtx, deadline)
 		fetches := s.cl.PollRecords(pollCtx, limit-s.records)
 		cancelPoll()
 		if err := s.failed(); err != nil {
@@ -256,6 +259,12 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil // an open batch is not written: it is read again on start
+		}
+		if time.Since(lastCheck) >= logCheckInterval {
+			lastCheck = time.Now()
+			if err := s.checkTopicIDs(ctx); err != nil {
+				return err
+			}
 		}
 		var fetchErr error
 		fetches.EachError(func(topic string, p int32, err error) {
