@@ -430,7 +430,9 @@ func (d *DuckDB) lockWriter() (unlock func(), err error) {
 
 // Write stores the batch exactly once. In one transaction on the writer connection it:
 //
-//  1. reads the group's stored positions and drops rows below them (Stale: a replay);
+//  1. reads the group's stored positions, refuses the batch if it was read from another log than
+//     a stored position of its partitions (ErrPositionConflict), and drops rows below them
+//     (Stale: a replay);
 //  2. drops duplicate event_ids within the batch, keeping the lowest offset, and rows whose
 //     event_id is already stored with an event_timestamp within the dedup window (Duplicates);
 //  3. appends the remaining rows to fact_events with the DuckDB appender;
