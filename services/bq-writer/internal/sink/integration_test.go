@@ -116,3 +116,45 @@ func TestIntegrationTopicRecreated(t *testing.T) {
 		t.Fatalf("%d rows dropped as stale", stale)
 	}
 }
+
+// On the real broker: a second writer (another file, same group) stops before writing, naming
+// the first.
+func TestIntegrationSecondWriterStops(t *testing.T) {
+	brokers := requireKafka(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "it-bqsink-members-" + hex.EncodeToString(b[:])
+	e := newEnvOn(t, brokers, name)
+	ctx := context.Background()
+	if _, err := e.adm.CreateTopic(ctx, 2, 1, nil, name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = e.adm.DeleteTopic(context.Background(), name)
+		_, _ = e.adm.DeleteGroup(context.Background(), name)
+	})
+	whA := openFile(t, tempFile(t, "a.duckdb"))
+	a := start(t, e.config(name), whA)
+	e.produce("a", 20)
+	whA.waitInserted(t, 20)
+
+	whB := openFile(t, tempFile(t, "b.duckdb"))
+	cfgB := e.config(name)
+	cfgB.Kafka.ClientID = "bq-writer-b"
+	second := start(t, cfgB, whB)
+	e.produce("b", 20)
+	err, stopped := second.stopped(45 * time.Second)
+	_, insertedB, _ := whB.counts()
+	switch {
+	case !stopped:
+		t.Fatalf("the second writer kept running (file B has %d rows)", insertedB)
+	case err == nil || !strings.Contains(err.Error(), "another member") || !strings.Contains(err.Error(), "client_id bq-writer"):
+		t.Fatalf("Run = %v, want an error naming the first writer", err)
+	case insertedB != 0:
+		t.Fatalf("the second writer wrote %d rows", insertedB)
+	}
+	t.Logf("second writer stopped with: %v", err)
+	if err := a.stop(); err != nil && !strings.Contains(err.Error(), "another member") {
+		t.Fatal(err)
+	}
+}
