@@ -57,7 +57,7 @@ func (e *PositionError) Error() string {
 		e.Topic, e.Partition, e.Problem, more, runbook)
 }
 
-// MemberError is another member in the sink's consumer group while the warehouse must have one
+// MemberError reports another member in the sink's consumer group while the warehouse must have one
 // writer (one DuckDB file): each member would write its share of the partitions to its own file.
 type MemberError struct {
 	Group string
@@ -79,7 +79,7 @@ type logState struct {
 	committed map[warehouse.Partition]int64 // the group's Kafka commits (the mirror)
 }
 
-// start decides where partition p starts, given its stored position (ok: one is stored) and its
+// startOf decides where partition p starts, given its stored position (ok: one is stored) and its
 // log. reset is true when the stored position must be replaced before consuming (the operator
 // allowed a start elsewhere); problem is non-empty when the position does not fit.
 func (l *logState) startOf(p warehouse.Partition, st warehouse.Position, ok bool, rec Recovery) (next int64, reset bool, problem string) {

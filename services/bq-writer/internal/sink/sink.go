@@ -80,7 +80,7 @@ type Sink struct {
 	handler stream.Handler
 
 	instanceID string        // the static group.instance.id, "" without static membership
-	ready      chan struct{} // closed when cl and adm are set: the group may call back before
+	ready      chan struct{} // closed once cl and adm are set: group callbacks can run before New returns
 
 	batch   warehouse.Batch // the batch under construction; only Run touches it
 	rowRecs []*kgo.Record   // the record of each row of batch, for dead-lettering a bad row
