@@ -18,3 +18,15 @@ CREATE TABLE IF NOT EXISTS stream_positions (
 COMMENT ON TABLE stream_positions IS 'Next Kafka offset to consume per consumer group and partition, committed with the rows it covers.';
 COMMENT ON COLUMN stream_positions.next_offset IS 'Last offset written + 1: the first offset not yet in the warehouse.';
 COMMENT ON COLUMN stream_positions.updated_at IS 'When the position last moved.';
+
+-- Which log each position belongs to (added after the first release; applied to existing files).
+-- Offsets restart when a topic is deleted and recreated, and differ between clusters, so a stored
+-- next_offset is only meaningful for the topic incarnation and cluster it was read from. bq-writer
+-- compares both with the live ones on every partition assignment and refuses a batch from another
+-- log. NULL: unknown (a row from before these columns, or a broker without topic ids); it is
+-- filled in by the next write of the partition.
+ALTER TABLE stream_positions ADD COLUMN IF NOT EXISTS topic_id VARCHAR;
+ALTER TABLE stream_positions ADD COLUMN IF NOT EXISTS cluster_id VARCHAR;
+
+COMMENT ON COLUMN stream_positions.topic_id IS 'Kafka topic id (base64url, as kafka-topics --describe prints it) of the topic incarnation next_offset belongs to; NULL = unknown.';
+COMMENT ON COLUMN stream_positions.cluster_id IS 'Kafka cluster id next_offset belongs to; NULL = unknown.';

@@ -1,9 +1,17 @@
 // Package sink is bq-writer's consume loop: it reads valid ClickEvents
-// (read_committed), writes each polled batch to the warehouse together with
-// the Kafka positions it covers, and resumes from the positions stored in the
-// warehouse. That makes the warehouse write exactly-once without Kafka
-// transactions: a batch is either wholly in the warehouse with its positions
-// or not at all, and a restarted writer seeks to what the warehouse says.
+// (read_committed), gathers polls into batches (closed when full or when
+// Config.BatchInterval has passed since their first record), writes each batch
+// to the warehouse together with the Kafka positions it covers, and resumes
+// from the positions stored in the warehouse. That makes the warehouse write
+// exactly-once without Kafka transactions: a batch is either wholly in the
+// warehouse with its positions or not at all, and a restarted writer seeks to
+// what the warehouse says.
+//
+// Positions are checked against the log on every assignment (topic id, cluster
+// id, log start and end, the group's Kafka commits) and the sink stops with a
+// *PositionError when they do not fit, instead of dropping records as stale or
+// skipping them. With an exclusive warehouse (one DuckDB file) it also stops
+// with a *MemberError when its group has another member.
 //
 // Records that cannot be decoded are dead-lettered (produced and acknowledged)
 // before the batch that covers their offsets is committed, so nothing is
@@ -16,10 +24,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/plugin/kprom"
@@ -48,6 +59,16 @@ type Config struct {
 	Metrics *stream.Metrics
 	Log     *slog.Logger
 	Prom    prometheus.Registerer
+
+	// BatchInterval closes a batch this long after its first record even when it is not full
+	// (Kafka.MaxPollRecords records); 0 writes every poll as its own batch.
+	BatchInterval time.Duration
+	// Recovery says what to do with a partition whose stored position does not fit the log
+	// ("" = RecoveryRefuse).
+	Recovery Recovery
+	// SharedWarehouse allows other members in the group (a warehouse that several writers can
+	// share). False, as for DuckDB: the sink stops when its group has another member.
+	SharedWarehouse bool
 }
 
 // Sink is the consume-and-write loop.
@@ -58,9 +79,21 @@ type Sink struct {
 	adm     *kadm.Client
 	handler stream.Handler
 
+	instanceID string        // the static group.instance.id, "" without static membership
+	ready      chan struct{} // closed once cl and adm are set: group callbacks can run before New returns
+
 	batch   warehouse.Batch // the batch under construction; only Run touches it
 	rowRecs []*kgo.Record   // the record of each row of batch, for dead-lettering a bad row
 	links   []trace.Link    // the batch span's links: the process spans of (up to maxLinks) rows
+	dlqs    []*kgo.Record   // the batch's dead letters, produced before it is written
+	records int             // records in the batch (rows and dead letters)
+	first   time.Time       // when the batch's first record was polled
+
+	mu        sync.Mutex
+	err       error                   // why the sink must stop (set by rebalance callbacks)
+	stop      context.CancelCauseFunc // cancels Run's poll when err is set
+	clusterID string                  // the log the assigned partitions are read from
+	topicIDs  map[string]string
 
 	rows     metric.Int64Counter
 	bytes    metric.Int64Counter
@@ -71,7 +104,7 @@ type Sink struct {
 
 // New builds the sink; it does not connect until Run.
 func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
-	s := &Sink{cfg: cfg, wh: wh, attrs: map[string]metric.AddOption{}}
+	s := &Sink{cfg: cfg, wh: wh, attrs: map[string]metric.AddOption{}, ready: make(chan struct{})}
 	var err error
 	if s.rows, err = cfg.Meter.Int64Counter("ecom.warehouse.rows", metric.WithDescription("Rows handed to the warehouse, by table and result (inserted, duplicate, stale).")); err != nil {
 		return nil, err
@@ -106,11 +139,17 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// resume sets every assigned partition's offset. An offset that falls out of range
+		// afterwards (retention or truncation while reading) is an error, never a silent reset.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.AdjustFetchOffsetsFn(s.resume),
 		// Dead letters: idempotent, acknowledged by all in-sync replicas.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	)
+	if cfg.Kafka.StaticMembership {
+		s.instanceID = cfg.Kafka.DefaultTransactionalID(cfg.Stage)
+	}
 	opts = append(opts, cfg.Kafka.GroupOpts(cfg.Kafka.DefaultTransactionalID(cfg.Stage))...)
 	if cfg.Prom != nil {
 		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("kafka", kprom.Registerer(cfg.Prom), kprom.Subsystem("client"))))
@@ -119,6 +158,7 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	s.adm = kadm.NewClient(s.cl)
+	close(s.ready)
 	return s, nil
 }
 
@@ -127,29 +167,6 @@ func (s *Sink) Admin() *kadm.Client { return s.adm }
 
 // Ping checks the brokers answer.
 func (s *Sink) Ping(ctx context.Context) error { return s.cl.Ping(ctx) }
-
-// resume replaces the group's Kafka offsets with the warehouse's positions:
-// the warehouse, not Kafka, is the source of truth of what was written.
-func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	var pos map[warehouse.Partition]int64
-	err := retry(ctx, s.cfg.Kafka, func() error {
-		var err error
-		pos, err = s.wh.Positions(ctx, s.cfg.Group)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read warehouse positions: %w", err)
-	}
-	for topic, parts := range assigned {
-		for p := range parts {
-			if next, ok := pos[warehouse.Partition{Topic: topic, Partition: p}]; ok {
-				parts[p] = kgo.NewOffset().At(next)
-			}
-		}
-	}
-	s.cfg.Log.InfoContext(ctx, "partitions assigned; resuming from warehouse positions", "assigned", len(assigned), "stored", len(pos))
-	return assigned, nil
-}
 
 // decode is the inner handler: a valid record becomes a row of the batch
 // under construction; a bad one is rejected (and dead-lettered by the
@@ -171,47 +188,141 @@ func (s *Sink) decode(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, erro
 	return nil, nil
 }
 
-// Run consumes until ctx is done.
+// fail records why the sink must stop and wakes Run. The first reason wins.
+func (s *Sink) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+	if s.stop != nil {
+		s.stop(err)
+	}
+}
+
+// failed returns why the sink must stop, or nil.
+func (s *Sink) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Sink) setLog(cluster string, topicIDs map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clusterID = cluster
+	// A new map, never changed afterwards: batches hold it while a rebalance may set another.
+	ids := maps.Clone(s.topicIDs)
+	if ids == nil {
+		ids = map[string]string{}
+	}
+	maps.Copy(ids, topicIDs)
+	s.topicIDs = ids
+}
+
+// Run consumes until ctx is done or the sink must stop (a *PositionError, a *MemberError, a
+// warehouse error that retrying cannot fix).
+//
+// Polls are gathered into one batch until it holds Kafka.MaxPollRecords records or BatchInterval
+// has passed since its first record; then it is written once. Rebalances are blocked while a
+// batch is open (BlockRebalanceOnPoll), so a rebalance waits at most one interval plus a write,
+// and a partition is never revoked with unwritten records. On shutdown an open batch is simply
+// not written: nothing of it is committed, and it is read again on start.
 func (s *Sink) Run(ctx context.Context) error {
 	// BlockRebalanceOnPoll: leaving the group waits for AllowRebalance.
 	defer s.cl.CloseAllowingRebalance()
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	s.mu.Lock()
+	s.stop = stop
+	s.mu.Unlock()
+	s.reset()
+	lastCheck := time.Now()
+	limit := s.cfg.Kafka.MaxPollRecords
+	if limit <= 0 {
+		limit = 1
+	}
 	for {
-		fetches := s.cl.PollRecords(ctx, s.cfg.Kafka.MaxPollRecords)
+		if err := s.failed(); err != nil {
+			return err // before writing anything more
+		}
+		// An open batch ends the poll when it is due; an idle poll ends for the topic id check.
+		deadline := time.Now().Add(logCheckInterval)
+		if s.records > 0 && s.cfg.BatchInterval > 0 {
+			deadline = s.first.Add(s.cfg.BatchInterval)
+		}
+		pollCtx, cancelPoll := context.WithDeadline(runCtx, deadline)
+		fetches := s.cl.PollRecords(pollCtx, limit-s.records)
+		cancelPoll()
+		if err := s.failed(); err != nil {
+			return err
+		}
 		if fetches.IsClientClosed() || ctx.Err() != nil {
-			return nil
+			return nil // an open batch is not written: it is read again on start
+		}
+		if time.Since(lastCheck) >= logCheckInterval {
+			lastCheck = time.Now()
+			if err := s.checkTopicIDs(ctx); err != nil {
+				return err
+			}
 		}
 		var fetchErr error
 		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				s.cfg.Log.WarnContext(ctx, "fetch error", "topic", topic, "partition", p, "err", err)
-				fetchErr = err
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return // shutdown, or the batch interval ended the poll
 			}
+			s.cfg.Log.WarnContext(ctx, "fetch error", "topic", topic, "partition", p, "err", err)
+			if errors.Is(err, kerr.OffsetOutOfRange) {
+				err = &PositionError{Topic: topic, Partition: p, Problem: "the next offset to read fell out of the log (records deleted by retention or the log truncated before they were written): " + err.Error()}
+			}
+			fetchErr = err
 		})
 		if fetchErr != nil && errors.Is(fetchErr, kgo.ErrClientClosed) {
 			return nil
 		}
+		var perr *PositionError
+		if errors.As(fetchErr, &perr) {
+			return perr
+		}
 		if fetchErr != nil && stream.IsFatal(fetchErr) {
 			return fmt.Errorf("kafka: %w (is another bq-writer running with the same KAFKA_TRANSACTIONAL_ID / group instance id?)", fetchErr)
 		}
-		recs := fetches.Records()
-		if len(recs) > 0 {
-			if err := s.write(ctx, recs); err != nil {
+		if recs := fetches.Records(); len(recs) > 0 {
+			if s.records == 0 {
+				s.first = time.Now()
+			}
+			if err := s.add(ctx, recs); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		if s.records > 0 && (s.records >= limit || s.cfg.BatchInterval <= 0 || time.Since(s.first) >= s.cfg.BatchInterval) {
+			if err := s.failed(); err != nil {
+				return err
+			}
+			if err := s.write(ctx); err != nil {
 				if ctx.Err() != nil {
 					return nil // shutting down mid-batch: nothing committed, it is replayed on start
 				}
 				return err
 			}
 		}
-		s.cl.AllowRebalance()
+		if s.records == 0 {
+			s.cl.AllowRebalance()
+		}
 	}
 }
 
-// write turns recs into one atomic warehouse batch.
-func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
-	start := time.Now()
-	s.batch = warehouse.Batch{Events: make([]warehouse.EventRow, 0, len(recs)), Positions: map[warehouse.Partition]int64{}}
-	s.rowRecs, s.links = s.rowRecs[:0], s.links[:0]
-	var dlqs []*kgo.Record
+// reset empties the batch under construction.
+func (s *Sink) reset() {
+	s.batch = warehouse.Batch{Events: s.batch.Events[:0], Positions: map[warehouse.Partition]int64{}}
+	s.rowRecs, s.links, s.dlqs, s.records = s.rowRecs[:0], s.links[:0], s.dlqs[:0], 0
+}
+
+// add decodes recs into the batch under construction.
+func (s *Sink) add(ctx context.Context, recs []*kgo.Record) error {
 	for _, rec := range recs {
 		var outs []*kgo.Record
 		err := retry(ctx, s.cfg.Kafka, func() error {
@@ -228,9 +339,20 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 		if err != nil {
 			return err
 		}
-		dlqs = append(dlqs, outs...)
+		s.dlqs = append(s.dlqs, outs...)
 		s.batch.Positions[warehouse.Partition{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset + 1
+		s.records++
 	}
+	return nil
+}
+
+// write writes the batch under construction as one atomic warehouse batch and empties it.
+func (s *Sink) write(ctx context.Context) error {
+	start := s.first
+	dlqs := s.dlqs
+	s.mu.Lock()
+	s.batch.ClusterID, s.batch.TopicIDs = s.clusterID, s.topicIDs
+	s.mu.Unlock()
 
 	// Dead letters are durable before the positions that cover them move.
 	if len(dlqs) > 0 {
@@ -241,7 +363,7 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 
 	ctx, span := s.cfg.Tracer.Start(ctx, "write fact_events", trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(s.links...),
 		trace.WithAttributes(attribute.String("db.system", "duckdb"), attribute.String("db.collection.name", "fact_events"),
-			attribute.Int("messaging.batch.message_count", len(recs))))
+			attribute.Int("messaging.batch.message_count", s.records)))
 	defer span.End()
 	var res warehouse.WriteResult
 	err := retry(ctx, s.cfg.Kafka, func() error {
@@ -259,6 +381,9 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 			return errRetryNow
 		}
 		if err != nil && !warehouse.IsTransient(err) {
+			if errors.Is(err, warehouse.ErrPositionConflict) {
+				err = fmt.Errorf("%w (%s#positions-do-not-fit-the-log)", err, runbook)
+			}
 			return permanent{err}
 		}
 		if err != nil {
@@ -281,7 +406,7 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 	}
 	span.SetAttributes(attribute.Int("ecom.rows.inserted", res.Inserted), attribute.Int("ecom.rows.duplicate", res.Duplicates),
 		attribute.Int("ecom.rows.stale", res.Stale))
-	s.cfg.Metrics.Batch(ctx, s.cfg.Stage, len(recs), true, time.Since(start))
+	s.cfg.Metrics.Batch(ctx, s.cfg.Stage, s.records, true, time.Since(start))
 
 	// Kafka's committed offsets only mirror the warehouse (for lag
 	// monitoring); losing this commit loses nothing.
@@ -297,6 +422,7 @@ func (s *Sink) write(ctx context.Context, recs []*kgo.Record) error {
 			s.cfg.Log.DebugContext(ctx, "mirror commit to kafka failed", "err", err)
 		}
 	})
+	s.reset()
 	return nil
 }
 

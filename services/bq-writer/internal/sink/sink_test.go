@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -29,27 +30,33 @@ import (
 type memWarehouse struct {
 	mu        sync.Mutex
 	rows      map[string]warehouse.EventRow
-	positions map[warehouse.Partition]int64
+	positions map[warehouse.Partition]warehouse.Position
 	failNext  int // transient failures before the next write succeeds
 	writes    int
+	batches   []int // records (rows) of each successful write
 }
 
+var _ warehouse.Warehouse = (*memWarehouse)(nil)
+
 func newMem() *memWarehouse {
-	return &memWarehouse{rows: map[string]warehouse.EventRow{}, positions: map[warehouse.Partition]int64{}}
+	return &memWarehouse{rows: map[string]warehouse.EventRow{}, positions: map[warehouse.Partition]warehouse.Position{}}
 }
 
 func (m *memWarehouse) Migrate(context.Context) error { return nil }
 func (m *memWarehouse) Ping(context.Context) error    { return nil }
 func (m *memWarehouse) Close() error                  { return nil }
 
-func (m *memWarehouse) Positions(context.Context, string) (map[warehouse.Partition]int64, error) {
+func (m *memWarehouse) Positions(context.Context, string) (map[warehouse.Partition]warehouse.Position, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[warehouse.Partition]int64{}
-	for k, v := range m.positions {
-		out[k] = v
-	}
-	return out, nil
+	return maps.Clone(m.positions), nil
+}
+
+func (m *memWarehouse) ResetPositions(_ context.Context, _ string, positions map[warehouse.Partition]warehouse.Position) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	maps.Copy(m.positions, positions)
+	return nil
 }
 
 func (m *memWarehouse) Write(_ context.Context, _ string, b warehouse.Batch) (warehouse.WriteResult, error) {
@@ -60,6 +67,7 @@ func (m *memWarehouse) Write(_ context.Context, _ string, b warehouse.Batch) (wa
 		return warehouse.WriteResult{}, fmt.Errorf("disk busy: %w", warehouse.ErrTransient)
 	}
 	m.writes++
+	m.batches = append(m.batches, len(b.Events))
 	var res warehouse.WriteResult
 	for i, r := range b.Events {
 		if r.EventID == "" {
@@ -68,7 +76,7 @@ func (m *memWarehouse) Write(_ context.Context, _ string, b warehouse.Batch) (wa
 	}
 	for _, r := range b.Events {
 		p := warehouse.Partition{Topic: r.SourceTopic, Partition: r.SourcePartition}
-		if r.SourceOffset < m.positions[p] {
+		if r.SourceOffset < m.positions[p].Next {
 			res.Stale++
 			continue
 		}
@@ -80,7 +88,7 @@ func (m *memWarehouse) Write(_ context.Context, _ string, b warehouse.Batch) (wa
 		res.Inserted++
 	}
 	for p, next := range b.Positions {
-		m.positions[p] = next
+		m.positions[p] = warehouse.Position{Next: next, TopicID: b.TopicIDs[p.Topic], ClusterID: b.ClusterID}
 	}
 	return res, nil
 }
@@ -180,8 +188,8 @@ func TestSinkWritesExactlyOnceAndDeadLettersUndecodable(t *testing.T) {
 		t.Error("second run wrote nothing")
 	}
 	for p, next := range wh.positions {
-		if next <= 0 {
-			t.Errorf("position of %v not stored", p)
+		if next.Next <= 0 || next.TopicID == "" || next.ClusterID == "" {
+			t.Errorf("position of %v not stored with its log ids: %+v", p, next)
 		}
 	}
 	// Dead letters: exactly the 6 undecodable records and the refused row.

@@ -279,8 +279,8 @@ func (d *DuckDB) Migrate(ctx context.Context) (err error) {
 	return nil
 }
 
-// Positions returns the committed next offsets of the group.
-func (d *DuckDB) Positions(ctx context.Context, group string) (_ map[Partition]int64, err error) {
+// Positions returns the group's stored positions.
+func (d *DuckDB) Positions(ctx context.Context, group string) (_ map[Partition]Position, err error) {
 	defer func() { err = wrap("positions", err) }()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -294,20 +294,96 @@ func (d *DuckDB) Positions(ctx context.Context, group string) (_ map[Partition]i
 	return scanPositions(rows)
 }
 
-const selectPositions = `SELECT topic, "partition", next_offset FROM stream_positions WHERE consumer_group = ?`
+const selectPositions = `SELECT topic, "partition", next_offset, coalesce(topic_id, ''), coalesce(cluster_id, ''), updated_at
+FROM stream_positions WHERE consumer_group = ?`
 
-func scanPositions(rows *sql.Rows) (map[Partition]int64, error) {
+func scanPositions(rows *sql.Rows) (map[Partition]Position, error) {
 	defer rows.Close()
-	out := make(map[Partition]int64)
+	out := make(map[Partition]Position)
 	for rows.Next() {
 		var p Partition
-		var next int64
-		if err := rows.Scan(&p.Topic, &p.Partition, &next); err != nil {
+		var pos Position
+		if err := rows.Scan(&p.Topic, &p.Partition, &pos.Next, &pos.TopicID, &pos.ClusterID, &pos.UpdatedAt); err != nil {
 			return nil, err
 		}
-		out[p] = next
+		out[p] = pos
 	}
 	return out, rows.Err()
+}
+
+// ResetPositions replaces the given positions of the group in one transaction.
+func (d *DuckDB) ResetPositions(ctx context.Context, group string, positions map[Partition]Position) (err error) {
+	defer func() { err = wrap("reset positions", err) }()
+	if group == "" {
+		return fmt.Errorf("%w: empty consumer group", ErrInvalidBatch)
+	}
+	for p, pos := range positions {
+		if p.Topic == "" || p.Partition < 0 || pos.Next < 0 {
+			return fmt.Errorf("%w: bad position %s/%d -> %d", ErrInvalidBatch, p.Topic, p.Partition, pos.Next)
+		}
+	}
+	unlock, err := d.lockWriter()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	tx, err := d.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer rollback(tx)
+	now := time.Now().UTC()
+	for _, p := range sortedPartitions(positions) {
+		pos := positions[p]
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO stream_positions
+			(consumer_group, topic, "partition", next_offset, updated_at, topic_id, cluster_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			group, p.Topic, p.Partition, pos.Next, now, nullIfEmpty(pos.TopicID), nullIfEmpty(pos.ClusterID)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// storedPositions reads the group's positions inside the write transaction and checks that the
+// batch was read from the same logs (topic incarnation, cluster) as the stored positions of its
+// partitions. It returns the stored next offsets.
+func storedPositions(ctx context.Context, tx *sql.Tx, group string, b Batch) (map[Partition]int64, error) {
+	rows, err := tx.QueryContext(ctx, selectPositions, group)
+	if err != nil {
+		return nil, fmt.Errorf("read positions: %w", err)
+	}
+	stored, err := scanPositions(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read positions: %w", err)
+	}
+	next := make(map[Partition]int64, len(stored))
+	for p, pos := range stored {
+		next[p] = pos.Next
+		if _, ok := b.Positions[p]; !ok {
+			continue
+		}
+		if topicID := b.TopicIDs[p.Topic]; !pos.SameLog(topicID, b.ClusterID) {
+			return nil, fmt.Errorf("%w: %s/%d: the stored position %d was read from topic id %q on cluster %q, this batch from topic id %q on cluster %q",
+				ErrPositionConflict, p.Topic, p.Partition, pos.Next, pos.TopicID, pos.ClusterID, topicID, b.ClusterID)
+		}
+	}
+	return next, nil
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func sortedPartitions[V any](m map[Partition]V) []Partition {
+	return slices.SortedFunc(maps.Keys(m), func(a, b Partition) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Partition, b.Partition)
+	})
 }
 
 // Ping checks that a pooled connection can run a statement.
@@ -358,7 +434,9 @@ func (d *DuckDB) lockWriter() (unlock func(), err error) {
 
 // Write stores the batch exactly once. In one transaction on the writer connection it:
 //
-//  1. reads the group's stored positions and drops rows below them (Stale: a replay);
+//  1. reads the group's stored positions, refuses the batch if it was read from another log than
+//     a stored position of its partitions (ErrPositionConflict), and drops rows below them
+//     (Stale: a replay);
 //  2. drops duplicate event_ids within the batch, keeping the lowest offset, and rows whose
 //     event_id is already stored with an event_timestamp within the dedup window (Duplicates);
 //  3. appends the remaining rows to fact_events with the DuckDB appender;
@@ -393,13 +471,9 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 
 	// 1. Stale replays. The positions are read inside the transaction: they are the ones this
 	// commit will move, whatever an earlier, possibly crashed, writer left.
-	rows, err := tx.QueryContext(ctx, selectPositions, group)
+	stored, err := storedPositions(ctx, tx, group, b)
 	if err != nil {
-		return res, fmt.Errorf("read positions: %w", err)
-	}
-	stored, err := scanPositions(rows)
-	if err != nil {
-		return res, fmt.Errorf("read positions: %w", err)
+		return res, err
 	}
 
 	// 2a. In-batch duplicates: first (lowest offset) occurrence of each event_id wins.
@@ -448,7 +522,7 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 	res.Inserted = len(keep)
 
 	// 4. Positions.
-	stmts, args := positionStatements(group, b.Positions, stored, now)
+	stmts, args := positionStatements(group, b, stored, now)
 	for i, q := range stmts {
 		if _, err := tx.ExecContext(ctx, q, args[i]...); err != nil {
 			return res, fmt.Errorf("store positions: %w", err)
@@ -751,18 +825,15 @@ func rowValues(vals []driver.Value, r *EventRow, loadedAt time.Time) int64 {
 // partitions already stored (only forward: a batch carrying an older position, a replay, leaves
 // the stored one alone) and an INSERT for new ones. Both are needed because stored was read in
 // the same transaction; an INSERT ... ON CONFLICT DO UPDATE did the same at twice the cost.
-// Partitions are sorted so the statement text, and so DuckDB's plan, is stable.
-func positionStatements(group string, positions, stored map[Partition]int64, now time.Time) (stmts []string, args [][]any) {
-	parts := slices.SortedFunc(maps.Keys(positions), func(a, b Partition) int {
-		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Partition, b.Partition)
-	})
+// Partitions are sorted so the statement text, and so DuckDB's plan, is stable. The batch's log
+// ids are stored with the positions; an unknown id (NULL) keeps the stored one.
+func positionStatements(group string, b Batch, stored map[Partition]int64, now time.Time) (stmts []string, args [][]any) {
 	var upd, ins strings.Builder
 	var updArgs, insArgs []any
-	for _, p := range parts {
-		next := positions[p]
+	cluster := nullIfEmpty(b.ClusterID)
+	for _, p := range sortedPartitions(b.Positions) {
+		next := b.Positions[p]
+		topicID := nullIfEmpty(b.TopicIDs[p.Topic])
 		if old, ok := stored[p]; ok {
 			if next <= old {
 				continue
@@ -770,24 +841,25 @@ func positionStatements(group string, positions, stored map[Partition]int64, now
 			if len(updArgs) > 0 {
 				upd.WriteString(", ")
 			}
-			upd.WriteString("(?::VARCHAR, ?::INTEGER, ?::BIGINT, ?::TIMESTAMPTZ)")
-			updArgs = append(updArgs, p.Topic, p.Partition, next, now)
+			upd.WriteString("(?::VARCHAR, ?::INTEGER, ?::BIGINT, ?::TIMESTAMPTZ, ?::VARCHAR, ?::VARCHAR)")
+			updArgs = append(updArgs, p.Topic, p.Partition, next, now, topicID, cluster)
 			continue
 		}
 		if len(insArgs) > 0 {
 			ins.WriteString(", ")
 		}
-		ins.WriteString("(?, ?, ?, ?, ?)")
-		insArgs = append(insArgs, group, p.Topic, p.Partition, next, now)
+		ins.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+		insArgs = append(insArgs, group, p.Topic, p.Partition, next, now, topicID, cluster)
 	}
 	if len(updArgs) > 0 {
-		stmts = append(stmts, `UPDATE stream_positions AS s SET next_offset = v.next_offset, updated_at = v.updated_at
-FROM (VALUES `+upd.String()+`) AS v(topic, "partition", next_offset, updated_at)
+		stmts = append(stmts, `UPDATE stream_positions AS s SET next_offset = v.next_offset, updated_at = v.updated_at,
+  topic_id = coalesce(v.topic_id, s.topic_id), cluster_id = coalesce(v.cluster_id, s.cluster_id)
+FROM (VALUES `+upd.String()+`) AS v(topic, "partition", next_offset, updated_at, topic_id, cluster_id)
 WHERE s.consumer_group = ? AND s.topic = v.topic AND s."partition" = v."partition" AND v.next_offset > s.next_offset`)
 		args = append(args, append(updArgs, group))
 	}
 	if len(insArgs) > 0 {
-		stmts = append(stmts, `INSERT INTO stream_positions (consumer_group, topic, "partition", next_offset, updated_at) VALUES `+ins.String())
+		stmts = append(stmts, `INSERT INTO stream_positions (consumer_group, topic, "partition", next_offset, updated_at, topic_id, cluster_id) VALUES `+ins.String())
 		args = append(args, insArgs)
 	}
 	return stmts, args

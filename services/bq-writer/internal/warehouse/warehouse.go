@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ecomstream/platform/pkg/events"
 )
@@ -32,6 +33,30 @@ type EventRow struct {
 	SourceOffset    int64
 }
 
+// Position is where a consumer group stands in one partition, and which log that offset belongs
+// to. An offset alone is not enough: a topic that is deleted and recreated, or the same topic name
+// on another cluster after a failover, restarts its offsets, and comparing them with a stored
+// offset would silently drop (as stale) or skip records.
+type Position struct {
+	// Next is the next offset to consume: the last offset written plus one.
+	Next int64
+	// TopicID is the Kafka topic id (base64url, as Kafka's tools print it) of the topic
+	// incarnation Next belongs to; "" when unknown (a broker without topic ids, or a position
+	// stored before ids were recorded).
+	TopicID string
+	// ClusterID is the Kafka cluster id Next belongs to; "" when unknown.
+	ClusterID string
+	// UpdatedAt is when the position last moved (zero in positions passed to ResetPositions).
+	UpdatedAt time.Time
+}
+
+// SameLog reports whether p and the log identified by topicID and clusterID are the same log, as
+// far as the ids tell: an id unknown on either side matches.
+func (p Position) SameLog(topicID, clusterID string) bool {
+	return (p.TopicID == "" || topicID == "" || p.TopicID == topicID) &&
+		(p.ClusterID == "" || clusterID == "" || p.ClusterID == clusterID)
+}
+
 // Batch is the unit of atomic work: its rows and the positions they cover commit together.
 type Batch struct {
 	Events []EventRow
@@ -39,6 +64,11 @@ type Batch struct {
 	// plus one. Every row's partition must be present, with SourceOffset < Positions[p]. A partition
 	// may be present without rows (its records were all dead-lettered): its position still moves.
 	Positions map[Partition]int64
+	// ClusterID and TopicIDs (by topic name) identify the log the records were read from; empty
+	// when unknown. Write stores them with the positions and refuses a batch whose ids differ from
+	// those stored for a partition (ErrPositionConflict).
+	ClusterID string
+	TopicIDs  map[string]string
 }
 
 // WriteResult counts what Write did with a batch. Inserted+Duplicates+Stale == len(Batch.Events).
@@ -63,10 +93,14 @@ type WriteResult struct {
 type Warehouse interface {
 	// Migrate applies the DDL idempotently. Call it once at start, before Write.
 	Migrate(ctx context.Context) error
-	// Positions returns the next offset to consume per partition, as last committed by Write for
-	// the consumer group. The consumer seeks there on assignment; partitions absent from the map
-	// have never been written and start from the group's Kafka offset.
-	Positions(ctx context.Context, group string) (map[Partition]int64, error)
+	// Positions returns the group's position per partition, as last committed by Write (or
+	// ResetPositions). The consumer checks them against the log and seeks there on assignment;
+	// partitions absent from the map have never been written.
+	Positions(ctx context.Context, group string) (map[Partition]Position, error)
+	// ResetPositions replaces the group's stored positions of the given partitions, also moving
+	// them back. It is the explicit re-anchoring step after an operator allowed a start from
+	// another offset or another log (POSITION_RECOVERY); Write never moves a position back.
+	ResetPositions(ctx context.Context, group string, positions map[Partition]Position) error
 	// Write stores the batch and its positions atomically: all of it or, on error, none of it.
 	// The caller retries an error for which IsTransient is true, with backoff, and never skips it.
 	Write(ctx context.Context, group string, b Batch) (WriteResult, error)
@@ -89,6 +123,9 @@ var (
 	ErrInvalidQuery = errors.New("warehouse: invalid query")
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("warehouse: closed")
+	// ErrPositionConflict marks a batch read from another log (topic id or cluster id) than the
+	// one the stored position of its partition belongs to. Retrying cannot help.
+	ErrPositionConflict = errors.New("warehouse: position belongs to another log")
 )
 
 // RowError is an ErrInvalidBatch caused by the content of one row (no event_id, a string that is
