@@ -73,7 +73,7 @@ func TestIntegrationProcessorSurvivesBrokerPause(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	defer func() {
-		if t.Failed() || testing.Verbose() {
+		if t.Failed() {
 			t.Logf("processor log:\n%s", logs.String())
 		}
 	}()
