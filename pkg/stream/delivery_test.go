@@ -348,3 +348,24 @@ func TestCommitIntervalValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestCloseTime(t *testing.T) {
+	now := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	const interval = 50 * time.Millisecond
+	tests := []struct {
+		name  string
+		first time.Time
+		want  time.Time
+	}{
+		{"fresh record: a full interval", now, now.Add(interval)},
+		{"waited 30ms in the broker: 20ms left", now.Add(-30 * time.Millisecond), now.Add(20 * time.Millisecond)},
+		{"backlog: closes after this poll", now.Add(-time.Hour), now.Add(-time.Hour + interval)},
+		{"clock skew: a future timestamp counts as now", now.Add(time.Minute), now.Add(interval)},
+		{"no timestamp", time.Time{}, now.Add(interval)},
+	}
+	for _, tt := range tests {
+		if got := closeTime(tt.first, now, interval); !got.Equal(tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
