@@ -115,7 +115,7 @@ func Recover(log *slog.Logger) Middleware {
 				}
 				tracked.Store(int64(len(panics)))
 				mu.Unlock()
-				log.ErrorContext(ctx, "handler panic", "panic", fmt.Sprint(r), "attempt", n, "of", PanicAttempts, "topic", rec.Topic,
+				log.ErrorContext(ctx, "handler panic", "panic", fmt.Sprint(r), "attempt", n, "max_attempts", PanicAttempts, "topic", rec.Topic,
 					"partition", rec.Partition, "offset", rec.Offset, "stack", string(debug.Stack()))
 				if n < PanicAttempts {
 					err = fmt.Errorf("handler panic (attempt %d of %d): %v", n, PanicAttempts, r)

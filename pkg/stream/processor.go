@@ -417,7 +417,7 @@ func (p *Processor) produce(ctx context.Context, rec, o *kgo.Record, promise fun
 	_, refused := p.tooLarge[pos]
 	delete(p.tooLarge, pos)
 	p.mu.Unlock()
-	if refused || !FitsRecordLimit(o, p.cfg.ProducerMaxRecord) {
+	if refused || (p.cfg.ProducerMaxRecord > 0 && !FitsRecordLimit(o, p.cfg.ProducerMaxRecord)) {
 		if m, ok := MinimalDeadLetter(o); ok {
 			p.log.WarnContext(ctx, "dead letter too large; writing its minimal envelope", "topic", rec.Topic,
 				"partition", rec.Partition, "offset", rec.Offset, "bytes", RecordBytes(o))
