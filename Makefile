@@ -53,7 +53,7 @@ test-unit: ## unit tests of every module (no servers needed)
 test-integration: ## integration and end-to-end tests (needs: make stack-up)
 	@status=0; for m in $(MODULES); do \
 		if grep -rlqE '^func Test(Integration|E2E)' --include='*_test.go' $$m; then \
-			echo "== integration $$m"; (cd $$m && go test -count=1 -timeout 20m -run '^Test(Integration|E2E)' -v ./...) || status=1; \
+			echo "== integration $$m"; (cd $$m && go test -p 1 -count=1 -timeout 20m -run '^Test(Integration|E2E)' -v ./...) || status=1; \
 		fi; \
 	done; exit $$status
 

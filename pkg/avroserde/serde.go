@@ -90,7 +90,27 @@ type Codec struct {
 
 	mu       sync.RWMutex
 	resolved map[int]avro.Schema // writer id -> schema to read it into the current type
+	rejected map[int]negative    // writer id -> why it cannot be read, for negativeTTL
+
+	now func() time.Time // tests
 }
+
+// negative is a cached "this writer id cannot be read": an unknown id, or a
+// schema that is not a readable version of the entity.
+type negative struct {
+	err   *deadletter.Rejection
+	until time.Time
+}
+
+// negativeTTL is how long an unknown or unreadable writer id is answered from
+// the cache: a burst of records with a bad id costs one registry lookup, and
+// an id registered meanwhile is seen this soon. A registry that cannot be
+// reached is never cached: that stays a transient error.
+const negativeTTL = 30 * time.Second
+
+// maxNegative bounds the negative cache (ids come from the input, so a
+// hostile stream could name many); when full, expired entries go first.
+const maxNegative = 1024
 
 // Codec registers (or looks up) the current schema of entity under subject.
 func (r *Registry) Codec(ctx context.Context, subject, entity string) (*Codec, error) {
@@ -119,6 +139,7 @@ func (r *Registry) Codec(ctx context.Context, subject, entity string) (*Codec, e
 	return &Codec{
 		reg: r, entity: entity, id: ss.ID, schema: schema,
 		name: named.FullName(), resolved: map[int]avro.Schema{ss.ID: schema},
+		rejected: map[int]negative{}, now: time.Now,
 	}, nil
 }
 
@@ -179,7 +200,11 @@ func (c *Codec) Decode(ctx context.Context, b []byte, v any) (int, error) {
 	if err != nil {
 		return id, err
 	}
-	if err := avro.Unmarshal(schema, body, v); err != nil {
+	if err := deadletter.Pure(deadletter.Undecodable, func() error { return avro.Unmarshal(schema, body, v) }); err != nil {
+		if rej, ok := deadletter.AsRejection(err); ok {
+			rej.Entity, rej.SchemaID = c.entity, id
+			return id, rej
+		}
 		return id, &deadletter.Rejection{Entity: c.entity, SchemaID: id, Reasons: []deadletter.Reason{{
 			Code: deadletter.Undecodable, Message: fmt.Sprintf("avro body does not match writer schema %d: %v", id, err)}}}
 	}
@@ -189,10 +214,45 @@ func (c *Codec) Decode(ctx context.Context, b []byte, v any) (int, error) {
 func (c *Codec) readerFor(ctx context.Context, id int) (avro.Schema, error) {
 	c.mu.RLock()
 	s, ok := c.resolved[id]
+	neg, bad := c.rejected[id]
 	c.mu.RUnlock()
 	if ok {
 		return s, nil
 	}
+	if bad && c.now().Before(neg.until) {
+		return nil, neg.err
+	}
+	res, err := c.lookup(ctx, id)
+	var rej *deadletter.Rejection
+	switch {
+	case err == nil:
+		c.mu.Lock()
+		c.resolved[id] = res
+		delete(c.rejected, id)
+		c.mu.Unlock()
+	case errors.As(err, &rej):
+		now := c.now()
+		c.mu.Lock()
+		if len(c.rejected) >= maxNegative {
+			for k, v := range c.rejected {
+				if !now.Before(v.until) {
+					delete(c.rejected, k)
+				}
+			}
+			if len(c.rejected) >= maxNegative {
+				clear(c.rejected)
+			}
+		}
+		c.rejected[id] = negative{err: rej, until: now.Add(negativeTTL)}
+		c.mu.Unlock()
+	}
+	return res, err
+}
+
+// lookup fetches writer schema id and resolves it against the current
+// schema: a *deadletter.Rejection when it cannot be read, another error when
+// the registry cannot be asked.
+func (c *Codec) lookup(ctx context.Context, id int) (avro.Schema, error) {
 	reject := func(code deadletter.Code, format string, args ...any) error {
 		return &deadletter.Rejection{Entity: c.entity, SchemaID: id, Reasons: []deadletter.Reason{{Code: code, Message: fmt.Sprintf(format, args...)}}}
 	}
@@ -218,8 +278,5 @@ func (c *Codec) readerFor(ctx context.Context, id int) (avro.Schema, error) {
 	if err != nil {
 		return nil, reject(deadletter.SchemaMismatch, "writer schema %d cannot be read as the current %s: %v", id, c.name, err)
 	}
-	c.mu.Lock()
-	c.resolved[id] = res
-	c.mu.Unlock()
 	return res, nil
 }

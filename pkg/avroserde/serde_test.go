@@ -3,6 +3,9 @@ package avroserde
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,6 +196,62 @@ func TestConfigValidate(t *testing.T) {
 	for _, tt := range tests {
 		if err := tt.give.Validate(); (err == nil) != tt.ok {
 			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}
+
+// TestUnknownIDIsLookedUpOnce: an unknown or unreadable writer id is answered
+// from a short negative cache, not asked of the registry for every record;
+// a registry outage is never cached, and the cache expires.
+func TestUnknownIDIsLookedUpOnce(t *testing.T) {
+	reg := srfake.New()
+	defer reg.Close()
+	c := newCodec(t, reg)
+	var lookups atomic.Int64
+	var down atomic.Bool
+	reg.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasPrefix(r.URL.Path, "/schemas/ids/") {
+			return false
+		}
+		lookups.Add(1)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	now := time.Now()
+	c.now = func() time.Time { return now }
+	decode := func(id int) error {
+		var out events.ClickEvent
+		_, err := c.Decode(context.Background(), frame(id, []byte{2, 'a'}), &out)
+		return err
+	}
+	tests := []struct {
+		name        string
+		id          int
+		down        bool
+		advance     time.Duration
+		wantPerm    bool
+		wantLookups int64 // cumulative
+	}{
+		{name: "unknown id asks the registry", id: 999, wantPerm: true, wantLookups: 1},
+		{name: "again: from the negative cache", id: 999, wantPerm: true, wantLookups: 1},
+		{name: "and again", id: 999, wantPerm: true, wantLookups: 1},
+		{name: "the cache expires", id: 999, advance: negativeTTL + time.Second, wantPerm: true, wantLookups: 2},
+		{name: "an outage is transient", id: 555, down: true, wantPerm: false, wantLookups: 3},
+		{name: "and not cached", id: 555, down: true, wantPerm: false, wantLookups: 4},
+		{name: "after the outage the id is asked again", id: 555, wantPerm: true, wantLookups: 5},
+	}
+	for _, tt := range tests {
+		now = now.Add(tt.advance)
+		down.Store(tt.down)
+		err := decode(tt.id)
+		if err == nil || deadletter.IsPermanent(err) != tt.wantPerm {
+			t.Errorf("%s: err = %v, want permanent %v", tt.name, err, tt.wantPerm)
+		}
+		if got := lookups.Load(); got != tt.wantLookups {
+			t.Errorf("%s: %d registry lookups, want %d", tt.name, got, tt.wantLookups)
 		}
 	}
 }

@@ -8,6 +8,7 @@
 package deadletter
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -102,24 +103,151 @@ func IsPermanent(err error) bool {
 	return ok
 }
 
-// Envelope builds the dead letter for rec rejected by stage. At most
-// maxOriginal bytes of the original value are kept (0 = all); a cut is
-// recorded as an extra OVERSIZED reason saying how much was kept.
-func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, attempt int, now time.Time, maxOriginal int) events.DeadLetter {
-	reasons := make([]events.Reason, len(rej.Reasons), len(rej.Reasons)+1)
-	for i, r := range rej.Reasons {
-		reasons[i] = events.Reason{Code: string(r.Code), Message: r.Message, RuleID: optional(r.RuleID), Field: optional(r.Field)}
+// Limits of the parts of an envelope that a stage writes itself: a
+// rejection's text is capped so that a budget is mostly left for the
+// original record.
+const (
+	maxReasonMessage = 1 << 10 // bytes of one reason's message
+	maxReasonLabel   = 256     // bytes of a reason's field or rule id
+	maxKafkaKey      = 256     // a longer original key is replaced by its hash as the dead letter's Kafka key
+	noteReserve      = 2 << 10 // room kept for the OVERSIZED notes a truncation adds
+)
+
+// Fields of the envelope named by an OVERSIZED reason that records a
+// truncation. A dead letter with such a reason does not hold its original
+// whole: it cannot be replayed from the envelope alone.
+const (
+	FieldOriginalValue   = "original_value"
+	FieldOriginalKey     = "original_key"
+	FieldOriginalHeaders = "original_headers"
+	FieldReasons         = "reasons"
+	FieldOriginal        = "original" // the minimal envelope: the whole original dropped
+)
+
+// Truncated reports whether dl lost part of its original to fit its budget.
+func Truncated(dl *events.DeadLetter) bool {
+	for _, r := range dl.Reasons {
+		if r.Code == string(Oversized) && r.Field != nil {
+			switch *r.Field {
+			case FieldOriginalValue, FieldOriginalKey, FieldOriginalHeaders, FieldOriginal:
+				return true
+			}
+		}
 	}
-	value := nonNil(rec.Value)
-	if maxOriginal > 0 && len(value) > maxOriginal {
-		reasons = append(reasons, events.Reason{Code: string(Oversized), Message: fmt.Sprintf(
-			"original_value truncated to its first %d of %d bytes to fit the dead-letter topic", maxOriginal, len(value))})
-		value = value[:maxOriginal]
-	}
+	return false
+}
+
+// Pure runs decode, a function of a record's bytes alone, and turns a panic
+// in it into a rejection with code: the same bytes would panic again, so
+// retrying cannot help. (A panic elsewhere in a handler may have a transient
+// cause; see stream.Recover.)
+func Pure(code Code, decode func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = Rejectf(code, "", "decoder panic: %v", r)
+		}
+	}()
+	return decode()
+}
+
+// Envelope builds the dead letter for rec rejected by stage, at most budget
+// bytes once Avro-encoded (0 = no limit). The whole envelope counts: reasons,
+// key, headers and value. When they do not fit, each of reasons, key and
+// headers is guaranteed an eighth of what the metadata leaves, the value
+// gets the rest, and what a part does not need goes to the others; every cut
+// is recorded as an OVERSIZED reason whose field names the cut part and whose
+// message says how much was kept.
+func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, attempt int, now time.Time, budget int) events.DeadLetter {
+	dl := metadata(rec, stage, rej, traceID, attempt, now)
+	reasons, cutMessages := reasonsOf(rej.Reasons, maxReasonMessage)
+	value, key := nonNil(rec.Value), rec.Key
 	headers := make([]events.Header, 0, len(rec.Headers))
 	for _, h := range rec.Headers {
-		headers = append(headers, events.Header{Key: h.Key, Value: h.Value})
+		headers = append(headers, events.Header{Key: h.Key, Value: nonNil(h.Value)})
 	}
+	needR, needK, needH, needV := reasonsSize(reasons), keySize(rec.Key), headersSize(headers), bytesSize(len(value))
+	var notes []events.Reason
+	if cutMessages > 0 {
+		notes = append(notes, note(FieldReasons, fmt.Sprintf("%d reason messages cut to %d bytes", cutMessages, maxReasonMessage)))
+	}
+	avail := budget - Size(&dl) - noteReserve
+	if budget > 0 && needR+needK+needH+needV > avail {
+		avail = max(avail, 0)
+		share := avail / 8
+		gotR, gotK, gotH := min(needR, share), min(needK, share), min(needH, share)
+		gotV := min(needV, avail-gotR-gotK-gotH)
+		left := avail - gotR - gotK - gotH - gotV
+		for _, p := range []struct{ got, need *int }{{&gotR, &needR}, {&gotK, &needK}, {&gotH, &needH}} {
+			more := min(left, *p.need-*p.got)
+			*p.got += more
+			left -= more
+		}
+		if gotR < needR {
+			kept := fitReasons(reasons, gotR)
+			notes = append(notes, note(FieldReasons, fmt.Sprintf("kept the first %d of %d reasons", kept, len(reasons))))
+			reasons = reasons[:kept]
+		}
+		if gotK < needK {
+			key = key[:max(gotK-keySize(nil)-10, 0)]
+			notes = append(notes, note(FieldOriginalKey, fmt.Sprintf("original_key truncated to its first %d of %d bytes to fit the dead-letter topic", len(key), len(rec.Key))))
+		}
+		if gotH < needH {
+			var kept, bytes, all int
+			headers, kept, bytes = fitHeaders(headers, gotH)
+			for _, h := range rec.Headers {
+				all += len(h.Key) + len(h.Value)
+			}
+			notes = append(notes, note(FieldOriginalHeaders, fmt.Sprintf("original_headers truncated to %d of %d bytes (%d of %d headers whole) to fit the dead-letter topic",
+				bytes, all, kept, len(rec.Headers))))
+		}
+		if gotV < needV {
+			n := max(gotV-bytesSize(0), 0)
+			notes = append(notes, note(FieldOriginalValue, fmt.Sprintf("original_value truncated to its first %d of %d bytes to fit the dead-letter topic", n, len(value))))
+			value = value[:n]
+		}
+	}
+	dl.Reasons = append(reasons, notes...)
+	dl.OriginalValue = value
+	dl.OriginalHeaders = headers
+	if key != nil {
+		dl.OriginalKey = &key
+	}
+	return dl
+}
+
+// Minimal is the smallest useful dead letter of rec: its metadata, the
+// rejection's first reasons with short messages, and an OVERSIZED reason
+// (field "original") giving the original's sizes and SHA-256 hashes, so it
+// can still be found in, and checked against, its source topic. It is
+// written when even the budgeted envelope is refused as too large.
+func Minimal(rec *kgo.Record, stage string, rej *Rejection, traceID string, attempt int, now time.Time) events.DeadLetter {
+	dl := metadata(rec, stage, rej, traceID, attempt, now)
+	reasons, _ := reasonsOf(rej.Reasons[:min(len(rej.Reasons), 4)], 128)
+	var hbytes int
+	for _, h := range rec.Headers {
+		hbytes += len(h.Key) + len(h.Value)
+	}
+	keySum, valueSum := sha256.Sum256(rec.Key), sha256.Sum256(rec.Value)
+	dl.Reasons = append(reasons, note(FieldOriginal, fmt.Sprintf(
+		"dead letter exceeded the producer's record limit; original dropped: key %d bytes sha256:%s, value %d bytes sha256:%s, %d headers %d bytes, %d reasons",
+		len(rec.Key), hex.EncodeToString(keySum[:]), len(rec.Value), hex.EncodeToString(valueSum[:]), len(rec.Headers), hbytes, len(rej.Reasons))))
+	dl.OriginalValue = []byte{}
+	dl.OriginalHeaders = []events.Header{}
+	return dl
+}
+
+// Key is the Kafka key of the dead letter of a record keyed key: the key
+// itself when short, else "sha256:" and its hash, so dead letters of one key
+// still share a partition without the key counting twice against the limit.
+func Key(key []byte) []byte {
+	if len(key) <= maxKafkaKey {
+		return key
+	}
+	sum := sha256.Sum256(key)
+	return []byte("sha256:" + hex.EncodeToString(sum[:]))
+}
+
+func metadata(rec *kgo.Record, stage string, rej *Rejection, traceID string, attempt int, now time.Time) events.DeadLetter {
 	dl := events.DeadLetter{
 		DeadLetterID:    ID(stage, rec.Topic, rec.Partition, rec.Offset),
 		Stage:           stage,
@@ -128,21 +256,130 @@ func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, att
 		SourcePartition: int(rec.Partition),
 		SourceOffset:    rec.Offset,
 		SourceTimestamp: rec.Timestamp.UTC(),
-		OriginalValue:   value,
-		OriginalHeaders: headers,
-		Reasons:         reasons,
+		OriginalValue:   []byte{},
+		OriginalHeaders: []events.Header{},
 		Attempt:         max(attempt, 1),
 		TraceID:         optional(traceID),
 		FailedAt:        now.UTC(),
-	}
-	if rec.Key != nil {
-		dl.OriginalKey = &rec.Key
 	}
 	if rej.SchemaID > 0 {
 		id := rej.SchemaID
 		dl.SchemaID = &id
 	}
 	return dl
+}
+
+// reasonsOf converts rs, cutting messages to maxMsg bytes and labels to
+// maxReasonLabel; it returns how many messages were cut.
+func reasonsOf(rs []Reason, maxMsg int) ([]events.Reason, int) {
+	out := make([]events.Reason, len(rs), len(rs)+4)
+	cut := 0
+	for i, r := range rs {
+		msg := r.Message
+		if len(msg) > maxMsg {
+			msg, cut = msg[:maxMsg], cut+1
+		}
+		out[i] = events.Reason{Code: string(r.Code), Message: msg,
+			RuleID: optional(capString(r.RuleID, maxReasonLabel)), Field: optional(capString(r.Field, maxReasonLabel))}
+	}
+	return out, cut
+}
+
+func note(field, msg string) events.Reason {
+	return events.Reason{Code: string(Oversized), Field: &field, Message: msg}
+}
+
+// fitReasons is how many of rs, in order, fit budget; at least one, the
+// first reason being the point of a dead letter (its message is capped).
+func fitReasons(rs []events.Reason, budget int) int {
+	used := 10
+	for i := range rs {
+		used += reasonSize(&rs[i])
+		if used > budget {
+			return max(i, 1)
+		}
+	}
+	return len(rs)
+}
+
+// fitHeaders keeps whole headers in order while they fit budget, then as
+// much of the next header's value as fits; it returns the headers kept,
+// how many of them are whole, and their bytes.
+func fitHeaders(hs []events.Header, budget int) ([]events.Header, int, int) {
+	used, bytes := 10, 0
+	for i, h := range hs {
+		sz := 10 + bytesSize(len(h.Key)) + bytesSize(len(h.Value)) // as headersSize counts it
+		if used+sz <= budget {
+			used, bytes = used+sz, bytes+len(h.Key)+len(h.Value)
+			continue
+		}
+		room := budget - used - bytesSize(len(h.Key)) - 20
+		if room <= 0 {
+			return hs[:i], i, bytes
+		}
+		part := events.Header{Key: h.Key, Value: h.Value[:room]}
+		return append(hs[:i:i], part), i, bytes + len(h.Key) + room
+	}
+	return hs, len(hs), bytes
+}
+
+func capString(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Size bounds the Avro binary size of dl from above (every length and number
+// counted at its widest varint).
+func Size(dl *events.DeadLetter) int {
+	const num = 10 // widest varint
+	// partition, offset, source timestamp, schema id (union), attempt, failed at
+	n := 6*num + 1 + bytesSize(len(dl.DeadLetterID)) + bytesSize(len(dl.Stage)) + optSize(dl.Entity) +
+		bytesSize(len(dl.SourceTopic)) + optSize(dl.TraceID) + bytesSize(len(dl.OriginalValue))
+	if dl.OriginalKey != nil {
+		n += keySize(*dl.OriginalKey)
+	} else {
+		n += keySize(nil)
+	}
+	return n + headersSize(dl.OriginalHeaders) + reasonsSize(dl.Reasons)
+}
+
+func bytesSize(n int) int { return n + 10 }
+
+func optSize(s *string) int {
+	if s == nil {
+		return 1
+	}
+	return 1 + bytesSize(len(*s))
+}
+
+func keySize(k []byte) int {
+	if k == nil {
+		return 1
+	}
+	return 1 + bytesSize(len(k))
+}
+
+// arrays are encoded in blocks, each with a count; bound one per item.
+func headersSize(hs []events.Header) int {
+	n := 10
+	for _, h := range hs {
+		n += 10 + bytesSize(len(h.Key)) + bytesSize(len(h.Value))
+	}
+	return n
+}
+
+func reasonsSize(rs []events.Reason) int {
+	n := 10
+	for i := range rs {
+		n += reasonSize(&rs[i])
+	}
+	return n
+}
+
+func reasonSize(r *events.Reason) int {
+	return 10 + bytesSize(len(r.Code)) + optSize(r.RuleID) + optSize(r.Field) + bytesSize(len(r.Message))
 }
 
 // ID is the deterministic id of the dead letter of one input record at one

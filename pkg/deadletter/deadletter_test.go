@@ -1,13 +1,17 @@
 package deadletter
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	protoavro "github.com/ecomstream/platform/proto/avro"
 )
 
 func TestEnvelope(t *testing.T) {
@@ -18,35 +22,148 @@ func TestEnvelope(t *testing.T) {
 		{Code: MalformedJSON, Message: "unexpected end"},
 		{Code: RuleFailed, RuleID: "click.page_url_valid", Field: "page_url", Message: "not a URL"},
 	}}
+	for _, budget := range []int{0, 64 << 10} {
+		dl := Envelope(rec, "ingest-clickstream", rej, "0af7651916cd43dd8448eb211c80319c", 2, now, budget)
+		if string(dl.OriginalValue) != `{"bad"` || len(dl.Reasons) != 2 || Truncated(&dl) {
+			t.Fatalf("budget %d: value %q reasons %+v", budget, dl.OriginalValue, dl.Reasons)
+		}
+		if dl.SourceTopic != "clickstream" || dl.SourcePartition != 2 || dl.SourceOffset != 41 || dl.Stage != "ingest-clickstream" ||
+			*dl.Entity != "click_event" || *dl.SchemaID != 7 || dl.Attempt != 2 || *dl.TraceID != "0af7651916cd43dd8448eb211c80319c" ||
+			string(*dl.OriginalKey) != "s1" || len(dl.OriginalHeaders) != 1 || dl.FailedAt.Location() != time.UTC {
+			t.Errorf("envelope fields: %+v", dl)
+		}
+		if r := dl.Reasons[1]; r.Code != "RULE_FAILED" || *r.RuleID != "click.page_url_valid" || *r.Field != "page_url" {
+			t.Errorf("reason %+v", r)
+		}
+	}
+}
+
+// TestEnvelopeFitsItsBudget: whatever part of the record is large (the key,
+// the headers, the value, the reasons, or all of them), the encoded envelope
+// fits the budget, and every part that was cut is named by an OVERSIZED
+// reason.
+func TestEnvelopeFitsItsBudget(t *testing.T) {
+	schema := avro.MustParse(mustLatest(t))
+	const budget = 100 << 10
+	big := func(n int) []byte { return bytes.Repeat([]byte("k"), n) }
+	manyHeaders := func(n, size int) []kgo.RecordHeader {
+		hs := make([]kgo.RecordHeader, n)
+		for i := range hs {
+			hs[i] = kgo.RecordHeader{Key: fmt.Sprintf("h%d", i), Value: big(size)}
+		}
+		return hs
+	}
+	manyReasons := func(n, size int) []Reason {
+		rs := make([]Reason, n)
+		for i := range rs {
+			rs[i] = Reason{Code: RuleFailed, RuleID: strings.Repeat("r", 500), Field: "f", Message: strings.Repeat("m", size)}
+		}
+		return rs
+	}
 	tests := []struct {
-		name        string
-		maxOriginal int
-		wantValue   string
-		wantReasons int
+		name    string
+		key     []byte
+		value   []byte
+		headers []kgo.RecordHeader
+		reasons []Reason
+		wantCut []string // fields of the OVERSIZED notes
 	}{
-		{name: "whole original", maxOriginal: 0, wantValue: `{"bad"`, wantReasons: 2},
-		{name: "fits", maxOriginal: 100, wantValue: `{"bad"`, wantReasons: 2},
-		{name: "truncated and says so", maxOriginal: 3, wantValue: `{"b`, wantReasons: 3},
+		{name: "small", key: []byte("k"), value: []byte("v"), reasons: manyReasons(1, 10)},
+		{name: "large value", key: []byte("k"), value: big(300 << 10), reasons: manyReasons(1, 10), wantCut: []string{FieldOriginalValue}},
+		{name: "large key, small value", key: big(300 << 10), value: []byte("v"), reasons: manyReasons(1, 10), wantCut: []string{FieldOriginalKey}},
+		{name: "many headers", key: []byte("k"), value: []byte("v"), headers: manyHeaders(5000, 100), reasons: manyReasons(1, 10), wantCut: []string{FieldOriginalHeaders}},
+		{name: "one huge header", value: []byte("v"), headers: manyHeaders(1, 500<<10), reasons: manyReasons(1, 10), wantCut: []string{FieldOriginalHeaders}},
+		{name: "many long reasons", key: []byte("k"), value: []byte("v"), reasons: manyReasons(2000, 5000), wantCut: []string{FieldReasons, FieldReasons}},
+		{name: "everything large", key: big(200 << 10), value: big(200 << 10), headers: manyHeaders(3000, 100), reasons: manyReasons(500, 2000),
+			wantCut: []string{FieldReasons, FieldReasons, FieldOriginalKey, FieldOriginalHeaders, FieldOriginalValue}},
+		{name: "large value beside a fitting key", key: big(10 << 10), value: big(1 << 20), reasons: manyReasons(1, 10), wantCut: []string{FieldOriginalValue}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dl := Envelope(rec, "ingest-clickstream", rej, "0af7651916cd43dd8448eb211c80319c", 2, now, tt.maxOriginal)
-			if string(dl.OriginalValue) != tt.wantValue || len(dl.Reasons) != tt.wantReasons {
-				t.Fatalf("value %q reasons %+v", dl.OriginalValue, dl.Reasons)
+			rec := &kgo.Record{Topic: "clickstream", Key: tt.key, Value: tt.value, Headers: tt.headers, Timestamp: time.Now()}
+			dl := Envelope(rec, "ingest-clickstream", &Rejection{Reasons: tt.reasons}, "", 1, time.Now(), budget)
+			b, err := avro.Marshal(schema, &dl)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if dl.SourceTopic != "clickstream" || dl.SourcePartition != 2 || dl.SourceOffset != 41 || dl.Stage != "ingest-clickstream" ||
-				*dl.Entity != "click_event" || *dl.SchemaID != 7 || dl.Attempt != 2 || *dl.TraceID != "0af7651916cd43dd8448eb211c80319c" ||
-				string(*dl.OriginalKey) != "s1" || len(dl.OriginalHeaders) != 1 || dl.FailedAt.Location() != time.UTC {
-				t.Errorf("envelope fields: %+v", dl)
+			if len(b) > budget || Size(&dl) > budget {
+				t.Errorf("envelope is %d bytes (bound %d), budget %d", len(b), Size(&dl), budget)
 			}
-			if r := dl.Reasons[1]; r.Code != "RULE_FAILED" || *r.RuleID != "click.page_url_valid" || *r.Field != "page_url" {
-				t.Errorf("reason %+v", r)
+			var cut []string
+			for _, r := range dl.Reasons {
+				if r.Code == string(Oversized) && r.Field != nil {
+					cut = append(cut, *r.Field)
+				}
 			}
-			if tt.wantReasons == 3 && (dl.Reasons[2].Code != string(Oversized) || !strings.Contains(dl.Reasons[2].Message, "3 of 6 bytes")) {
-				t.Errorf("truncation not recorded: %+v", dl.Reasons[2])
+			if strings.Join(cut, ",") != strings.Join(tt.wantCut, ",") {
+				t.Errorf("cuts recorded %v, want %v", cut, tt.wantCut)
+			}
+			if Truncated(&dl) != (len(tt.wantCut) > 0 && tt.name != "many long reasons") {
+				t.Errorf("Truncated = %v", Truncated(&dl))
+			}
+			if dl.Reasons[0].Code != string(RuleFailed) {
+				t.Errorf("the rejection's first reason is gone: %+v", dl.Reasons[0])
+			}
+			// The value is the part kept best: whole when it fits half the budget.
+			if len(tt.value) <= budget/2 && !bytes.Equal(dl.OriginalValue, tt.value) {
+				t.Errorf("value cut to %d of %d bytes", len(dl.OriginalValue), len(tt.value))
+			}
+			// A key is never stored twice at full length: the Kafka key of
+			// the dead letter is the key or its hash.
+			if k := Key(tt.key); len(k) > maxKafkaKey {
+				t.Errorf("dead letter Kafka key is %d bytes", len(k))
 			}
 		})
 	}
+}
+
+func TestMinimal(t *testing.T) {
+	schema := avro.MustParse(mustLatest(t))
+	rec := &kgo.Record{Topic: "clickstream", Partition: 1, Offset: 9, Key: bytes.Repeat([]byte("k"), 1<<20), Value: []byte("abc"),
+		Headers: []kgo.RecordHeader{{Key: "h", Value: make([]byte, 100)}}}
+	rej := Reject(Reason{Code: InvalidValue, Message: strings.Repeat("m", 5000)}, Reason{Code: RuleFailed, RuleID: "r1", Message: "x"})
+	dl := Minimal(rec, "validator", rej, "trace", 2, time.Now())
+	b, err := avro.Marshal(schema, &dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := dl.Reasons[len(dl.Reasons)-1]
+	// sha256("abc")
+	if len(b) > 2<<10 || dl.DeadLetterID != ID("validator", "clickstream", 1, 9) || len(dl.OriginalValue) != 0 || dl.OriginalKey != nil ||
+		!Truncated(&dl) || *last.Field != FieldOriginal ||
+		!strings.Contains(last.Message, "value 3 bytes sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") ||
+		!strings.Contains(last.Message, "key 1048576 bytes") || !strings.Contains(last.Message, "1 headers 101 bytes") ||
+		dl.Reasons[0].Code != string(InvalidValue) || len(dl.Reasons[0].Message) > 128 {
+		t.Errorf("minimal envelope (%d bytes): %+v", len(b), dl)
+	}
+}
+
+func TestPure(t *testing.T) {
+	tests := []struct {
+		name     string
+		fn       func() error
+		wantPerm bool
+		wantNil  bool
+	}{
+		{"ok", func() error { return nil }, false, true},
+		{"error passes through", func() error { return errors.New("x") }, false, false},
+		{"panic is a rejection", func() error { var m map[string]int; m["a"]++; return nil }, true, false},
+	}
+	for _, tt := range tests {
+		err := Pure(Undecodable, tt.fn)
+		if (err == nil) != tt.wantNil || IsPermanent(err) != tt.wantPerm {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}
+
+func mustLatest(t *testing.T) string {
+	t.Helper()
+	v, err := protoavro.Latest(protoavro.DeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.Schema
 }
 
 func TestIDIsDeterministic(t *testing.T) {

@@ -42,6 +42,7 @@ type Config struct {
 	TopicReplication  int           `env:"KAFKA_TOPIC_REPLICATION" default:"1" usage:"replication factor of topics this service creates"`
 	DLQRetention      time.Duration `env:"KAFKA_DLQ_RETENTION" default:"720h" usage:"retention of the dead-letter topic when this service creates it: dead letters must outlive any outage of their handler"`
 	MaxPollRecords    int           `env:"KAFKA_MAX_POLL_RECORDS" default:"5000" usage:"most records processed in one transaction / batch"`
+	CommitInterval    time.Duration `env:"KAFKA_COMMIT_INTERVAL" default:"50ms" usage:"a batch closes (commits) when it is full or this long after its first record: fewer, larger transactions for at most this much added latency; 0 = one batch per poll"`
 	FetchMaxBytes     int           `env:"KAFKA_FETCH_MAX_BYTES" default:"52428800" usage:"most bytes a fetch may return"`
 	ProducerMaxRecord int           `env:"KAFKA_PRODUCER_MAX_RECORD_BYTES" default:"1048576" usage:"largest record this service may produce"`
 
@@ -78,15 +79,27 @@ func (c *Config) Validate() error {
 		config.Between("KAFKA_DLQ_RETENTION", c.DLQRetention, time.Hour, 100*365*24*time.Hour),
 		config.Between("KAFKA_MAX_POLL_RECORDS", c.MaxPollRecords, 1, 1_000_000),
 		config.Between("KAFKA_FETCH_MAX_BYTES", c.FetchMaxBytes, 1<<10, 1<<30),
-		config.Between("KAFKA_PRODUCER_MAX_RECORD_BYTES", c.ProducerMaxRecord, 1<<10, 1<<30),
+		config.Between("KAFKA_PRODUCER_MAX_RECORD_BYTES", c.ProducerMaxRecord, 64<<10, 1<<30),
 		config.Between("KAFKA_PRODUCER_LINGER", c.Linger, 0, time.Second),
 		config.OneOf("KAFKA_COMPRESSION", c.Compression, "none", "gzip", "snappy", "lz4", "zstd"),
 		config.Between("KAFKA_TRANSACTION_TIMEOUT", c.TransactionTimeout, time.Second, 15*time.Minute),
+		c.validateCommitInterval(),
 		config.Between("KAFKA_SESSION_TIMEOUT", c.SessionTimeout, time.Second, 30*time.Minute),
 		config.Positive("KAFKA_RETRY_BACKOFF_MIN", c.RetryBackoffMin),
 		config.Between("KAFKA_RETRY_BACKOFF_MAX", c.RetryBackoffMax, c.RetryBackoffMin, time.Hour),
 	)
 	return config.First(errs...)
+}
+
+// validateCommitInterval keeps a batch's collection time well inside the
+// transaction timeout: the processor cuts a batch at half the timeout anyway,
+// so an interval beyond a quarter of it would never be reached.
+func (c *Config) validateCommitInterval() error {
+	if c.CommitInterval < 0 || c.CommitInterval > c.TransactionTimeout/4 {
+		return config.Errorf("KAFKA_COMMIT_INTERVAL", "must be between 0 and a quarter of KAFKA_TRANSACTION_TIMEOUT (%v), got %v",
+			c.TransactionTimeout/4, c.CommitInterval)
+	}
+	return nil
 }
 
 // ClientOpts returns the connection options shared by every client of a

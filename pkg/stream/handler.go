@@ -2,13 +2,20 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
 	"go.opentelemetry.io/otel"
@@ -17,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ecomstream/platform/pkg/config"
 	"github.com/ecomstream/platform/pkg/deadletter"
 )
 
@@ -40,21 +48,100 @@ func Chain(h Handler, mws ...Middleware) Handler {
 // a record rejected again is dead-lettered with attempt = value + 1.
 const ReplayAttemptHeader = "ecom-replay-attempt"
 
-// Recover turns a panic into a permanent INTERNAL rejection, so one poisonous
-// record is dead-lettered instead of crash-looping the service.
+// PanicAttempts is how many times Recover lets one record panic, with no
+// transient cause, before it dead-letters the record.
+const PanicAttempts = 3
+
+// Recover turns a handler's panic into an error, so one poisonous record
+// neither crash-loops the service nor stalls its partition. What is decidable
+// from the panic:
+//   - a panic whose value is or wraps a *deadletter.Rejection is that
+//     rejection (permanent);
+//   - a panic whose value is or wraps a transient error (a context's end, a
+//     network or I/O timeout, a closed or reset connection), or that happens
+//     while ctx is done, is that transient error: it is retried like any
+//     transient error, without a bound, because its cause is outside the
+//     record;
+//   - anything else (a runtime error, a string) may come from the record or
+//     from the process, which cannot be told apart: it is retried as a
+//     transient error, and once the same record has panicked PanicAttempts
+//     times it is dead-lettered as INTERNAL. A record that panics every time
+//     ends as a dead letter after bounded retries.
+//
+// Code that decodes only the record's bytes knows its panics are the
+// record's: it should say so with deadletter.Pure, which turns them into a
+// rejection at once.
 func Recover(log *slog.Logger) Middleware {
+	var (
+		mu      sync.Mutex
+		panics  = map[recordPos]int{} // records that panicked and have not ended yet
+		tracked atomic.Int64          // len(panics), read without the lock on the hot path
+	)
+	const maxTracked = 4096 // bounded memory: forgetting only grants more retries
 	return func(next Handler) Handler {
 		return func(ctx context.Context, rec *kgo.Record) (outs []*kgo.Record, err error) {
 			defer func() {
-				if r := recover(); r != nil {
-					log.ErrorContext(ctx, "handler panic", "panic", fmt.Sprint(r), "topic", rec.Topic,
-						"partition", rec.Partition, "offset", rec.Offset, "stack", string(debug.Stack()))
-					outs, err = nil, deadletter.Rejectf(deadletter.Internal, "", "panic: %v", r)
+				r := recover()
+				if r == nil {
+					if tracked.Load() > 0 {
+						mu.Lock()
+						delete(panics, recordPos{rec.Topic, rec.Partition, rec.Offset})
+						tracked.Store(int64(len(panics)))
+						mu.Unlock()
+					}
+					return
 				}
+				outs = nil
+				perr, _ := r.(error)
+				if rej, ok := deadletter.AsRejection(perr); ok {
+					err = rej
+					return
+				}
+				if IsTransient(perr) || ctx.Err() != nil {
+					log.WarnContext(ctx, "handler panic with a transient cause; retrying", "panic", fmt.Sprint(r),
+						"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+					err = fmt.Errorf("handler panic: %w", errors.Join(perr, ctx.Err()))
+					return
+				}
+				pos := recordPos{rec.Topic, rec.Partition, rec.Offset}
+				mu.Lock()
+				if len(panics) >= maxTracked {
+					clear(panics)
+				}
+				panics[pos]++
+				n := panics[pos]
+				if n >= PanicAttempts {
+					delete(panics, pos)
+				}
+				tracked.Store(int64(len(panics)))
+				mu.Unlock()
+				log.ErrorContext(ctx, "handler panic", "panic", fmt.Sprint(r), "attempt", n, "max_attempts", PanicAttempts, "topic", rec.Topic,
+					"partition", rec.Partition, "offset", rec.Offset, "stack", string(debug.Stack()))
+				if n < PanicAttempts {
+					err = fmt.Errorf("handler panic (attempt %d of %d): %v", n, PanicAttempts, r)
+					return
+				}
+				err = deadletter.Rejectf(deadletter.Internal, "", "panic on each of %d attempts: %v", n, r)
 			}()
 			return next(ctx, rec)
 		}
 	}
+}
+
+// IsTransient reports an error whose cause is outside the record: a
+// context's end, a network error or timeout, a closed or reset connection.
+// (Any error that is not a *deadletter.Rejection is retried; this is the
+// narrower set Recover trusts in a panic value.)
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.As(err, &ne) || kerr.IsRetriable(err)
 }
 
 // Trace continues the trace carried in the record's headers (W3C
@@ -103,10 +190,10 @@ type Encoder interface {
 // deadletter.Topic, keyed like the input and carrying its original bytes.
 // Transient errors pass through to be retried.
 //
-// maxOriginal caps the original bytes kept in the envelope so the dead letter
-// itself always fits the producer's record limit: a dead letter that cannot be
-// produced would abort every retry of its batch and stall the partition.
-func DeadLetter(stage string, enc Encoder, maxOriginal int, m *Metrics) Middleware {
+// budget (see DeadLetterLimit) caps the encoded envelope, so the dead letter
+// itself fits the producer's record limit: a dead letter that cannot be
+// produced would abort every retry of its batch and stall the stage.
+func DeadLetter(stage string, enc Encoder, budget int, m *Metrics) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
 			outs, err := next(ctx, rec)
@@ -121,7 +208,7 @@ func DeadLetter(stage string, enc Encoder, maxOriginal int, m *Metrics) Middlewa
 			if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 				traceID = sc.TraceID().String()
 			}
-			dl, err := DeadLetterRecord(rec, stage, rej, traceID, enc, maxOriginal)
+			dl, err := DeadLetterRecord(rec, stage, rej, traceID, enc, budget)
 			if err != nil {
 				// Not dead-lettering would lose the record; retrying keeps it.
 				return nil, err
@@ -133,21 +220,124 @@ func DeadLetter(stage string, enc Encoder, maxOriginal int, m *Metrics) Middlewa
 }
 
 // DeadLetterRecord builds the record on deadletter.Topic for rec rejected by
-// stage: keyed like rec, its attempt one more than a replay's
-// ReplayAttemptHeader, its original bytes capped at maxOriginal.
-func DeadLetterRecord(rec *kgo.Record, stage string, rej *deadletter.Rejection, traceID string, enc Encoder, maxOriginal int) (*kgo.Record, error) {
+// stage: keyed like rec (a long key by its hash, deadletter.Key), its attempt
+// one more than a replay's ReplayAttemptHeader, its envelope at most budget
+// bytes (deadletter.Envelope; 0 = no limit). The record carries its minimal
+// envelope as a fallback (MinimalDeadLetter) for a broker that still refuses
+// it as too large.
+func DeadLetterRecord(rec *kgo.Record, stage string, rej *deadletter.Rejection, traceID string, enc Encoder, budget int) (*kgo.Record, error) {
 	attempt := 1
 	if v, ok := header(rec, ReplayAttemptHeader); ok {
 		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
 			attempt = n + 1
 		}
 	}
-	dl := deadletter.Envelope(rec, stage, rej, traceID, attempt, time.Now(), maxOriginal)
+	now := time.Now()
+	key := deadletter.Key(rec.Key)
+	minimal := func(full *kgo.Record) (*kgo.Record, error) {
+		dl := deadletter.Minimal(rec, stage, rej, traceID, attempt, now)
+		b, err := enc.Encode(&dl)
+		if err != nil {
+			return nil, fmt.Errorf("encode dead letter: %w", err)
+		}
+		m := &kgo.Record{Topic: deadletter.Topic, Key: key, Value: b}
+		if full != nil {
+			if tp, ok := header(full, "traceparent"); ok {
+				setHeader(m, "traceparent", tp)
+			}
+		}
+		return m, nil
+	}
+	dl := deadletter.Envelope(rec, stage, rej, traceID, attempt, now, budget)
 	b, err := enc.Encode(&dl)
 	if err != nil {
 		return nil, fmt.Errorf("encode dead letter: %w", err)
 	}
-	return &kgo.Record{Topic: deadletter.Topic, Key: rec.Key, Value: b}, nil
+	if budget > 0 && len(b) > budget {
+		return minimal(nil) // Envelope's bound is an upper bound: not expected
+	}
+	return &kgo.Record{Topic: deadletter.Topic, Key: key, Value: b,
+		Context: context.WithValue(context.Background(), minimalKey{}, minimal)}, nil
+}
+
+type minimalKey struct{}
+
+// MinimalDeadLetter returns the minimal envelope (deadletter.Minimal) of a
+// dead letter built by DeadLetterRecord, keeping its traceparent header.
+func MinimalDeadLetter(dl *kgo.Record) (*kgo.Record, bool) {
+	if dl.Context == nil {
+		return nil, false
+	}
+	fn, ok := dl.Context.Value(minimalKey{}).(func(*kgo.Record) (*kgo.Record, error))
+	if !ok {
+		return nil, false
+	}
+	m, err := fn(dl)
+	return m, err == nil
+}
+
+// ProduceDeadLetters produces dls outside a transaction (bq-writer's sink)
+// and waits for them. A dead letter refused as too large is replaced, in dls,
+// by its minimal envelope and produced again, so a dead letter never stalls
+// its partition; any other error is returned for the caller to retry (a
+// repeat carries the same dead_letter_id).
+func ProduceDeadLetters(ctx context.Context, cl *kgo.Client, dls []*kgo.Record) error {
+	var (
+		again   []*kgo.Record
+		errs    []error
+		indexOf = make(map[*kgo.Record]int, len(dls))
+	)
+	for i, d := range dls {
+		indexOf[d] = i
+	}
+	for _, r := range cl.ProduceSync(ctx, dls...) {
+		if r.Err == nil {
+			continue
+		}
+		if IsTooLarge(r.Err) {
+			if m, ok := MinimalDeadLetter(r.Record); ok {
+				dls[indexOf[r.Record]] = m
+				again = append(again, m)
+				continue
+			}
+		}
+		errs = append(errs, r.Err)
+	}
+	if len(again) > 0 {
+		if err := cl.ProduceSync(ctx, again...).FirstErr(); err != nil {
+			errs = append(errs, fmt.Errorf("minimal dead letter: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("produce dead letters: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// IsTooLarge reports a produce refused for its size, by the client (the
+// record exceeds KAFKA_PRODUCER_MAX_RECORD_BYTES) or by the broker (the
+// topic's max.message.bytes).
+func IsTooLarge(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)
+}
+
+// RecordBytes is the size of r as the producer counts it: key, value and
+// headers.
+func RecordBytes(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// recordOverhead bounds a record's framing in a batch of its own: the batch
+// header (61 bytes) and the record's varints.
+const recordOverhead = 128
+
+// FitsRecordLimit reports whether r, alone in a batch, fits limit bytes.
+func FitsRecordLimit(r *kgo.Record, limit int) bool {
+	return RecordBytes(r)+recordOverhead+10*len(r.Headers) <= limit
 }
 
 // Metrics are the runtime's instruments.
@@ -267,14 +457,37 @@ func (m *Metrics) Transient(ctx context.Context, stage string) {
 
 // Standard is the middleware stack of a stage, outermost first: tracing,
 // metrics, dead-lettering, panic recovery.
-func Standard(stage, group string, tracer trace.Tracer, dlq Encoder, maxOriginal int, m *Metrics, log *slog.Logger) []Middleware {
-	return []Middleware{Trace(tracer, group), Measure(stage, m), DeadLetter(stage, dlq, maxOriginal, m), Recover(log)}
+func Standard(stage, group string, tracer trace.Tracer, dlq Encoder, budget int, m *Metrics, log *slog.Logger) []Middleware {
+	return []Middleware{Trace(tracer, group), Measure(stage, m), DeadLetter(stage, dlq, budget, m), Recover(log)}
 }
 
-// DeadLetterLimit is the most original bytes a dead letter keeps under cfg:
-// the producer's record limit less room for the envelope's other fields.
+// DeadLetterLimit is the most bytes a dead letter's envelope may take under
+// cfg: the producer's record limit less room for what the record adds around
+// the envelope (its Kafka key, at most 256 bytes or a hash; the trace headers
+// the Trace middleware injects, a W3C tracestate and baggage included; the
+// batch framing).
 func DeadLetterLimit(cfg Config) int {
-	return max(cfg.ProducerMaxRecord-64<<10, 1<<10)
+	return cfg.ProducerMaxRecord - deadLetterReserve
+}
+
+// deadLetterReserve: key 256 + traceparent 55 + tracestate (32 members of at
+// most 513 bytes) + baggage (8192) + framing, rounded up.
+const deadLetterReserve = 32 << 10
+
+// MaxWholeOriginal is the largest original value a dead letter under cfg is
+// sure to keep whole (half its budget; see deadletter.Envelope): a service's
+// input size limit must not exceed it.
+func MaxWholeOriginal(cfg Config) int { return DeadLetterLimit(cfg) / 2 }
+
+// CheckInputLimit fails, naming name, when an input limit exceeds
+// MaxWholeOriginal(cfg): an input accepted under it could otherwise yield an
+// output or a dead letter too large to produce.
+func CheckInputLimit(name string, limit int, cfg Config) error {
+	if limit > MaxWholeOriginal(cfg) {
+		return config.Errorf(name, "%d is more than KAFKA_PRODUCER_MAX_RECORD_BYTES=%d allows (at most %d, so an input and its dead letter fit a record)",
+			limit, cfg.ProducerMaxRecord, MaxWholeOriginal(cfg))
+	}
+	return nil
 }
 
 func header(rec *kgo.Record, key string) (string, bool) {

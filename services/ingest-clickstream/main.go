@@ -9,6 +9,7 @@ import (
 	"github.com/ecomstream/platform/pkg/avroserde"
 	"github.com/ecomstream/platform/pkg/config"
 	"github.com/ecomstream/platform/pkg/service"
+	"github.com/ecomstream/platform/pkg/stream"
 	protoavro "github.com/ecomstream/platform/proto/avro"
 	"github.com/ecomstream/platform/services/ingest-clickstream/internal/clickparse"
 	"github.com/ecomstream/platform/services/ingest-clickstream/internal/ingest"
@@ -35,6 +36,7 @@ func (c *Config) Validate() error {
 		config.NotEmpty("OUTPUT_TOPIC", c.OutputTopic),
 		config.NotEmpty("KAFKA_CONSUMER_GROUP", c.ConsumerGroup),
 		config.Between("MAX_EVENT_BYTES", c.MaxEventBytes, 256, 16<<20),
+		stream.CheckInputLimit("MAX_EVENT_BYTES", c.MaxEventBytes, c.Kafka),
 		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
 	)
 }

@@ -356,7 +356,7 @@ func (s *Sink) write(ctx context.Context) error {
 
 	// Dead letters are durable before the positions that cover them move.
 	if len(dlqs) > 0 {
-		if err := retry(ctx, s.cfg.Kafka, func() error { return s.cl.ProduceSync(ctx, dlqs...).FirstErr() }); err != nil {
+		if err := retry(ctx, s.cfg.Kafka, func() error { return stream.ProduceDeadLetters(ctx, s.cl, dlqs) }); err != nil {
 			return fmt.Errorf("produce dead letters: %w", err)
 		}
 	}
@@ -440,8 +440,8 @@ func (s *Sink) deadLetterRow(ctx context.Context, rowErr *warehouse.RowError) er
 	if err != nil {
 		return err
 	}
-	if err := s.cl.ProduceSync(ctx, dl).FirstErr(); err != nil {
-		return fmt.Errorf("produce dead letter: %w", err)
+	if err := stream.ProduceDeadLetters(ctx, s.cl, []*kgo.Record{dl}); err != nil {
+		return err
 	}
 	s.cfg.Metrics.DeadLettered(ctx, s.cfg.Stage, rej)
 	s.cfg.Log.WarnContext(ctx, "row dead-lettered by the warehouse", "reason", rowErr.Reason,
