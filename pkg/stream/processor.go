@@ -96,9 +96,6 @@ func (p *Processor) observe(took time.Duration, n int) {
 	p.perRecord = (p.perRecord*7 + d) / 8 // speed up gradually
 }
 
-// fetchMinBytes is what a fetch waits for (up to the commit interval).
-const fetchMinBytes = 1 << 20
-
 // fencedAgainWithin: a second fenced End this soon after the first means
 // another instance shares the transactional id; the first may be the broker
 // aborting a transaction it timed out during a stall.
@@ -150,12 +147,7 @@ func NewProcessor(cfg Config, pcfg ProcessorConfig, h Handler, m *Metrics, log *
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.WithLogger(kgoLogger{log}),
 	)
-	if cfg.CommitInterval > 0 {
-		// The broker holds a fetch until a batch's worth of data or the
-		// commit interval: one fetch per interval instead of one per
-		// upstream produce, which halves the broker's CPU at a steady load.
-		p.kopts = append(p.kopts, kgo.FetchMinBytes(int32(min(fetchMinBytes, cfg.FetchMaxBytes))), kgo.FetchMaxWait(cfg.CommitInterval))
-	}
+	p.kopts = append(p.kopts, cfg.FetchCadenceOpts()...)
 	p.kopts = append(p.kopts, cfg.GroupOpts(pcfg.TransactionalID)...)
 	if p.kprom != nil {
 		// kprom unregisters its collectors when a client closes, so a

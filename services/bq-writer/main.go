@@ -36,7 +36,6 @@ type Config struct {
 	QueryTimeout  time.Duration `env:"WAREHOUSE_QUERY_TIMEOUT" default:"30s" usage:"time cap of one query"`
 	QueryMaxConc  int           `env:"WAREHOUSE_QUERY_MAX_CONCURRENT" default:"2" usage:"queries that may run at once; another is answered 429 with Retry-After"`
 	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
-	BatchInterval time.Duration `env:"BATCH_INTERVAL" default:"100ms" usage:"a warehouse batch is written when it holds KAFKA_MAX_POLL_RECORDS records or this long after its first record; 0 writes every poll"`
 	Recovery      string        `env:"POSITION_RECOVERY" default:"refuse" usage:"what to do with a partition whose warehouse position does not fit the Kafka log: refuse (stop), earliest (start from the log start) or committed (start from the group's committed Kafka offset)"`
 }
 
@@ -53,7 +52,6 @@ func (c *Config) Validate() error {
 		config.Positive("WAREHOUSE_QUERY_TIMEOUT", c.QueryTimeout),
 		config.Between("WAREHOUSE_QUERY_MAX_CONCURRENT", c.QueryMaxConc, 1, warehouse.MaxConcurrentQueries),
 		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
-		config.Between("BATCH_INTERVAL", c.BatchInterval, 0, 10*time.Second),
 		config.OneOf("POSITION_RECOVERY", c.Recovery, string(sink.RecoveryRefuse), string(sink.RecoveryEarliest), string(sink.RecoveryCommitted)),
 	}
 	errs = append(errs, c.HTTP.CheckToken("WAREHOUSE_QUERY_TOKEN", c.QueryToken))
@@ -92,7 +90,7 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 		Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, Topic: cfg.InputTopic, Stage: name,
 		DLQ: dlq, Codec: codec, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Metrics: rt.Metrics,
 		Log: rt.Log, Prom: rt.Tel.Registry,
-		BatchInterval: cfg.BatchInterval, Recovery: sink.Recovery(cfg.Recovery),
+		BatchInterval: cfg.Kafka.CommitInterval, Recovery: sink.Recovery(cfg.Recovery),
 		// DuckDB: one writer per file, so the writer must be its group's only member.
 		SharedWarehouse: false,
 	}, wh)

@@ -147,6 +147,7 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 		// Dead letters: idempotent, acknowledged by all in-sync replicas.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	)
+	opts = append(opts, cfg.Kafka.FetchCadenceOpts()...)
 	if cfg.Kafka.StaticMembership {
 		s.instanceID = cfg.Kafka.DefaultTransactionalID(cfg.Stage)
 	}
