@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"hash/maphash"
+	"math"
 	"time"
 )
 
@@ -10,11 +11,14 @@ import (
 // every row stored within the window (at 20,000 events/s a ±1m window holds 2.4M rows; scanning
 // them took ~100ms per batch on the 2-core target).
 //
-// Invariant: every row in fact_events with event_timestamp >= coveredFrom is in the index. It holds
-// because the index is loaded from the table inside the writer's transaction, rows are added only
-// after their transaction commits, and bq-writer is the table's only writer (DuckDB locks the file
-// to one process; Query cannot write). Rows whose window reaches below coveredFrom (late events,
-// or everything before the index is loaded) are checked by the scan instead.
+// Invariant: every row in fact_events with event_timestamp >= coveredFrom has an entry in the
+// index that matches it. It holds because the index is loaded from the table inside the writer's
+// transaction, changes are applied only after their transaction commits (rows added to
+// fact_events are added, rows moved out to the duplicates table removed), and bq-writer is the
+// table's only writer (DuckDB locks the file to one process; Query cannot write). Rows whose window
+// reaches below coveredFrom (late events, or everything before the index is loaded) are checked by
+// the scan instead. An entry may also match a row that is no longer kept (see add): a false
+// positive only sends the event_id to the exact check against the tables.
 //
 // Keys are 128-bit hashes of the event_id (two maphash seeds) rather than the strings, to halve the
 // memory; the chance that two different ids of the index collide is about n²/2¹²⁹ (1e-26 for 4M
@@ -22,9 +26,9 @@ import (
 type recentIDs struct {
 	seeds   [2]maphash.Seed
 	window  time.Duration
-	slack   time.Duration // how far behind the newest event a row may be and still be checked here
-	width   int64         // bucket width in µs
-	buckets map[int64]map[idHash]int64
+	slack   time.Duration              // how far behind the newest event a row may be and still be checked here
+	width   int64                      // bucket width in µs
+	buckets map[int64]map[idHash]int64 // bucket -> id -> event_timestamp in µs, or ambiguous
 	size    int
 	max     int
 
@@ -34,6 +38,10 @@ type recentIDs struct {
 }
 
 type idHash [2]uint64
+
+// ambiguous marks an id with several stored timestamps in one bucket (kept copies more than the
+// window apart can share a bucket when the window is under two seconds): it matches any timestamp.
+const ambiguous = math.MinInt64
 
 // recentSlack is how late (behind the newest stored event_timestamp) a row may arrive and still be
 // checked in memory. Later rows take the scan.
@@ -74,14 +82,15 @@ func (r *recentIDs) contains(id string, ts time.Time) bool {
 	t := ts.UnixMicro()
 	w := r.window.Microseconds()
 	for b := floorDiv(t-w, r.width); b <= floorDiv(t+w, r.width); b++ {
-		if stored, ok := r.buckets[b][h]; ok && abs(stored-t) <= w {
+		if stored, ok := r.buckets[b][h]; ok && (stored == ambiguous || abs(stored-t) <= w) {
 			return true
 		}
 	}
 	return false
 }
 
-// add records a committed row. Rows below coveredFrom are not needed (and would break nothing).
+// add records a committed row of fact_events. Rows below coveredFrom are not needed (and would
+// break nothing).
 func (r *recentIDs) add(id string, ts time.Time) {
 	if ts.Before(r.coveredFrom) {
 		return
@@ -94,12 +103,28 @@ func (r *recentIDs) add(id string, ts time.Time) {
 		r.buckets[b] = m
 	}
 	h := r.hash(id)
-	if _, ok := m[h]; !ok {
+	switch old, ok := m[h]; {
+	case !ok:
 		r.size++
+		m[h] = t
+	case old != t:
+		m[h] = ambiguous
 	}
-	m[h] = t
 	if ts.After(r.newest) {
 		r.newest = ts
+	}
+}
+
+// remove forgets a row moved out of fact_events. An ambiguous entry stays: it may stand for
+// another row of the id.
+func (r *recentIDs) remove(id string, ts time.Time) {
+	t := ts.UnixMicro()
+	b := floorDiv(t, r.width)
+	m := r.buckets[b]
+	h := r.hash(id)
+	if old, ok := m[h]; ok && old == t {
+		delete(m, h)
+		r.size--
 	}
 }
 
@@ -151,6 +176,13 @@ func abs(v int64) int64 {
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
 		return a
 	}
 	return b
