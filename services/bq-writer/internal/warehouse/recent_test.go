@@ -63,3 +63,43 @@ func TestRecentIDs(t *testing.T) {
 		t.Fatal("rows whose window lost its ids must not be covered")
 	}
 }
+
+// Kept copies of one id more than the window apart can share a bucket when the window is under
+// two seconds (buckets are at least a second wide): the entry then matches any timestamp, and
+// removing one copy leaves it, so the other copy is never missed.
+func TestRecentIDsSharedBucketAndRemove(t *testing.T) {
+	tests := []struct {
+		name   string
+		window time.Duration
+		add    []time.Duration // offsets from t0 of the kept copies of "e"
+		remove []time.Duration
+		probe  time.Duration
+		want   bool
+	}{
+		{name: "one copy", window: 0, add: []time.Duration{0}, probe: 0, want: true},
+		{name: "one copy, off by a microsecond", window: 0, add: []time.Duration{0}, probe: time.Microsecond, want: false},
+		{name: "two copies in one bucket", window: 0, add: []time.Duration{0, 500 * time.Millisecond}, probe: 0, want: true},
+		{name: "two copies in one bucket, probe the second", window: 0, add: []time.Duration{0, 500 * time.Millisecond}, probe: 500 * time.Millisecond, want: true},
+		{name: "removed", window: time.Minute, add: []time.Duration{0}, remove: []time.Duration{0}, probe: 0, want: false},
+		{name: "remove of another timestamp keeps the entry", window: time.Minute, add: []time.Duration{0}, remove: []time.Duration{time.Second}, probe: 0, want: true},
+		{name: "remove from a shared bucket keeps it", window: 0, add: []time.Duration{0, 500 * time.Millisecond}, remove: []time.Duration{0}, probe: 500 * time.Millisecond, want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRecentIDs(tt.window, 100)
+			r.loaded = true
+			for _, d := range tt.add {
+				r.add("e", t0.Add(d))
+			}
+			for _, d := range tt.remove {
+				r.remove("e", t0.Add(d))
+			}
+			if got := r.contains("e", t0.Add(tt.probe)); got != tt.want {
+				t.Fatalf("contains = %v, want %v", got, tt.want)
+			}
+			if r.size < 0 || r.size > len(tt.add) {
+				t.Fatalf("size = %d", r.size)
+			}
+		})
+	}
+}
