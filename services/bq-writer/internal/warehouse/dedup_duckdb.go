@@ -28,21 +28,23 @@ type dedupPlan struct {
 }
 
 type movedCopy struct {
-	rowid int64
-	id    string
-	ts    time.Time
+	rowid    int64
+	id       string
+	ts, recv time.Time
 }
 
-// batchGroups groups a batch's fresh rows by event_id. One row per id is the common case: the
-// other rows of a repeated id go to more, which is allocated only when there is a repeat.
+// batchGroups groups a batch's fresh rows by event_id, as positions in fresh. One row per id is
+// the common case: the other rows of a repeated id go to more, which is allocated only when there
+// is a repeat.
 type batchGroups struct {
-	group map[string]int32 // event_id -> index into heads
-	heads []int            // first row of each id (index into the batch)
-	more  map[int32][]int  // the other rows of a repeated id
+	group map[string]int32 // event_id -> group
+	of    []int32          // position in fresh -> group
+	heads []int32          // first row of each group
+	more  map[int32][]int32
 }
 
-func (g *batchGroups) rows(k int32) []int {
-	return append([]int{g.heads[k]}, g.more[k]...)
+func (g *batchGroups) rows(k int32) []int32 {
+	return append([]int32{g.heads[k]}, g.more[k]...)
 }
 
 // dedup decides the fresh rows of a batch (indexes into events, in batch order).
@@ -51,52 +53,71 @@ func (g *batchGroups) rows(k int32) []int {
 // in-memory index, or by a scan where it does not cover the row). Their rows are decided among
 // themselves, and no stored decision changes: a stored duplicate has a kept copy within the
 // window before it, so it is not near these rows either, and every stored kept copy stays more
-// than the window from any row kept here. Only the other ids ("contested") need their stored copies
-// read from both tables (resolveStored).
+// than the window from any row kept here. The usual duplicate, a resend received after its kept
+// copy, is settled from the same check: when every row of an id has a kept copy within the window
+// before it in dedup order, the rows are all duplicates and nothing stored changes (the walk of
+// dedup.go passes them with the same last kept copy). Only the other ids ("contested") need their
+// stored copies read from both tables (resolveStored).
 func (d *DuckDB) dedup(ctx context.Context, tx *sql.Tx, events []EventRow, fresh []int) (dedupPlan, error) {
 	var p dedupPlan
 	if len(fresh) == 0 {
 		return p, nil
 	}
-	g := batchGroups{group: make(map[string]int32, len(fresh)), heads: make([]int, 0, len(fresh))}
-	for _, i := range fresh {
+	g := batchGroups{group: make(map[string]int32, len(fresh)), of: make([]int32, len(fresh)), heads: make([]int32, 0, len(fresh))}
+	for pos, i := range fresh {
 		id := events[i].EventID
 		if k, ok := g.group[id]; ok {
 			if g.more == nil {
-				g.more = make(map[int32][]int)
+				g.more = make(map[int32][]int32)
 			}
-			g.more[k] = append(g.more[k], i)
+			g.more[k] = append(g.more[k], int32(pos))
+			g.of[pos] = k
 			continue
 		}
-		g.group[id] = int32(len(g.heads))
-		g.heads = append(g.heads, i)
+		k := int32(len(g.heads))
+		g.group[id] = k
+		g.of[pos] = k
+		g.heads = append(g.heads, int32(pos))
 	}
-	contested, err := d.contested(ctx, tx, events, fresh, &g)
+	near, err := d.neighbours(ctx, tx, events, fresh, &g)
 	if err != nil {
 		return p, err
+	}
+	// What each group's rows have near them: a bit per neighbour value.
+	seen := make([]uint8, len(g.heads))
+	for pos, n := range near {
+		seen[g.of[pos]] |= 1 << n
 	}
 
 	p.keep = make([]int, 0, len(g.heads))
 	var slow []int32
 	for k, head := range g.heads {
-		switch {
-		case contested[k]:
-			slow = append(slow, int32(k))
-		case g.more[int32(k)] == nil:
-			p.keep = append(p.keep, head)
-		default: // repeated within the batch only
+		switch seen[k] {
+		case 1 << noNeighbour:
+			if g.more[int32(k)] == nil {
+				p.keep = append(p.keep, fresh[head])
+				continue
+			}
+			// Repeated within the batch only.
 			rows := g.rows(int32(k))
 			copies := make([]dedupCopy, len(rows))
-			for j, i := range rows {
+			for j, pos := range rows {
+				i := fresh[pos]
 				copies[j] = dedupCopy{row: &events[i], origin: inBatch, ref: int64(i)}
 			}
 			sortCopies(copies)
 			sweep(copies, d.opts.dedupWindow)
 			p.apply(copies)
+		case 1 << keptBefore:
+			for _, pos := range g.rows(int32(k)) {
+				p.drop = append(p.drop, fresh[pos])
+			}
+		default:
+			slow = append(slow, int32(k))
 		}
 	}
 	if len(slow) > 0 {
-		if err := d.resolveStored(ctx, tx, events, &g, slow, &p); err != nil {
+		if err := d.resolveStored(ctx, tx, events, fresh, &g, slow, &p); err != nil {
 			return p, err
 		}
 	}
@@ -109,15 +130,16 @@ func (d *DuckDB) dedup(ctx context.Context, tx *sql.Tx, events []EventRow, fresh
 // apply records decided copies in the plan.
 func (p *dedupPlan) apply(copies []dedupCopy) {
 	for _, c := range copies {
+		moved := movedCopy{c.ref, c.row.EventID, c.row.EventTimestamp, c.row.ReceivedAt}
 		switch {
 		case c.origin == inBatch && c.keep:
 			p.keep = append(p.keep, int(c.ref))
 		case c.origin == inBatch:
 			p.drop = append(p.drop, int(c.ref))
 		case c.origin == storedKept && !c.keep:
-			p.demote = append(p.demote, movedCopy{c.ref, c.row.EventID, c.row.EventTimestamp})
+			p.demote = append(p.demote, moved)
 		case c.origin == storedDropped && c.keep:
-			p.promote = append(p.promote, movedCopy{c.ref, c.row.EventID, c.row.EventTimestamp})
+			p.promote = append(p.promote, moved)
 		}
 	}
 }
@@ -126,24 +148,25 @@ func (p *dedupPlan) apply(copies []dedupCopy) {
 // DuckDB skip row groups by zone map; the per-row window is then checked in Go. The IN (unnest(...))
 // becomes a hash semi-join built on the batch's ids. The ids travel as one JSON array string:
 // binding a Go []string costs one cgo call per element and was ~1.6x slower for 10k ids.
-const selectStoredIDs = `SELECT event_id, event_timestamp FROM fact_events
+const selectStoredIDs = `SELECT event_id, event_timestamp, received_at FROM fact_events
 WHERE event_timestamp BETWEEN ? AND ?
   AND event_id IN (SELECT unnest(CAST(?::JSON AS VARCHAR[])))`
 
 // maxProbes caps the range probes per batch. Each costs a statement (~0.5ms here) plus its scan.
 const maxProbes = 8
 
-// contested reports, per group of g, whether one of its rows has a kept copy stored within the
-// window of its own event_timestamp: in memory where the index covers the row, by a scan otherwise.
+// neighbours returns, per fresh row (by position), its strongest neighbour among the kept rows
+// of its event_id stored within the window of its own event_timestamp: in memory where the index
+// covers the row, by a scan otherwise.
 //
 // The rows to scan are split into clusters of nearby event_timestamps, and each cluster is probed
 // with its own range [min-window, max+window]. A single range over the whole batch would let one
 // late event (a phone that was offline for hours) stretch the scan over every row stored since.
 // Clusters are cut at gaps wider than 2·window, at most maxProbes of them (the widest gaps win),
 // so the scanned rows are the rows stored within window of the batch's own timestamps.
-func (d *DuckDB) contested(ctx context.Context, tx *sql.Tx, events []EventRow, fresh []int, g *batchGroups) ([]bool, error) {
+func (d *DuckDB) neighbours(ctx context.Context, tx *sql.Tx, events []EventRow, fresh []int, g *batchGroups) ([]neighbour, error) {
 	w := d.opts.dedupWindow
-	contested := make([]bool, len(g.heads))
+	near := make([]neighbour, len(fresh))
 	scan := fresh
 	if d.recent != nil {
 		if !d.recent.loaded {
@@ -152,17 +175,16 @@ func (d *DuckDB) contested(ctx context.Context, tx *sql.Tx, events []EventRow, f
 			}
 		}
 		scan = nil
-		for _, i := range fresh {
+		for pos, i := range fresh {
 			r := &events[i]
-			switch {
-			case !d.recent.covers(r.EventTimestamp):
+			if !d.recent.covers(r.EventTimestamp) {
 				scan = append(scan, i)
-			case d.recent.contains(r.EventID, r.EventTimestamp):
-				contested[g.group[r.EventID]] = true
+				continue
 			}
+			near[pos] = d.recent.lookup(r.EventID, r.EventTimestamp, r.ReceivedAt)
 		}
 		if len(scan) == 0 {
-			return contested, nil
+			return near, nil
 		}
 	}
 
@@ -186,20 +208,21 @@ func (d *DuckDB) contested(ctx context.Context, tx *sql.Tx, events []EventRow, f
 		}
 		for rows.Next() {
 			var id string
-			var ts time.Time
-			if err := rows.Scan(&id, &ts); err != nil {
+			var ts, recv time.Time
+			if err := rows.Scan(&id, &ts, &recv); err != nil {
 				rows.Close()
 				return nil, err
 			}
 			k, ok := g.group[id]
-			if !ok || contested[k] {
+			if !ok {
 				continue
 			}
-			for _, i := range g.rows(k) {
-				if abs(ts.UnixMicro()-events[i].EventTimestamp.UnixMicro()) <= win {
-					contested[k] = true
-					break
-				}
+			// Every row of the id: a row the index covers has this kept row in the index too, so
+			// the result for it is the same.
+			for _, pos := range g.rows(k) {
+				r := &events[fresh[pos]]
+				n := nearness(ts.UnixMicro(), recv.UnixMicro(), r.EventTimestamp.UnixMicro(), r.ReceivedAt.UnixMicro(), win)
+				near[pos] = max(near[pos], n)
 			}
 		}
 		if err := rows.Close(); err != nil {
@@ -209,7 +232,7 @@ func (d *DuckDB) contested(ctx context.Context, tx *sql.Tx, events []EventRow, f
 			return nil, err
 		}
 	}
-	return contested, nil
+	return near, nil
 }
 
 // storedCopies holds what has been read of the stored copies of one contested event_id.
@@ -223,18 +246,18 @@ type storedCopies struct {
 // the window of their rows, in a few range probes, then decides each id's components, reading
 // further for one id where a component reaches beyond what was read (a chain of copies, each
 // within the window of the next).
-func (d *DuckDB) resolveStored(ctx context.Context, tx *sql.Tx, events []EventRow, g *batchGroups, slow []int32, p *dedupPlan) error {
+func (d *DuckDB) resolveStored(ctx context.Context, tx *sql.Tx, events []EventRow, fresh []int, g *batchGroups, slow []int32, p *dedupPlan) error {
 	w := d.opts.dedupWindow
 	state := make(map[string]*storedCopies, len(slow))
 	var all []int
 	for _, k := range slow {
-		rows := g.rows(k)
 		s := &storedCopies{seen: make(map[int64]bool)}
-		for _, i := range rows {
+		for _, pos := range g.rows(k) {
+			i := fresh[pos]
 			s.copies = append(s.copies, dedupCopy{row: &events[i], origin: inBatch, ref: int64(i)})
+			all = append(all, i)
 		}
-		state[events[rows[0]].EventID] = s
-		all = append(all, rows...)
+		state[events[fresh[g.heads[k]]].EventID] = s
 	}
 	slices.SortFunc(all, func(a, b int) int { return events[a].EventTimestamp.Compare(events[b].EventTimestamp) })
 	for _, cluster := range clusters(events, all, w) {
@@ -250,7 +273,7 @@ func (d *DuckDB) resolveStored(ctx context.Context, tx *sql.Tx, events []EventRo
 		}
 	}
 	for _, k := range slow {
-		id := events[g.heads[k]].EventID
+		id := events[fresh[g.heads[k]]].EventID
 		s := state[id]
 		for {
 			decided, missing := decide(s.copies, w, s.covered)
@@ -423,20 +446,20 @@ func (d *DuckDB) loadRecent(ctx context.Context, tx *sql.Tx) error {
 		r.loaded = true
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT event_id, event_timestamp FROM fact_events
+	rows, err := tx.QueryContext(ctx, `SELECT event_id, event_timestamp, received_at FROM fact_events
 		WHERE event_timestamp >= ? ORDER BY event_timestamp DESC LIMIT ?`, newest.Time.Add(-r.horizon()), r.max+1)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	type entry struct {
-		id string
-		ts time.Time
+		id       string
+		ts, recv time.Time
 	}
 	var entries []entry
 	for rows.Next() {
 		var e entry
-		if err := rows.Scan(&e.id, &e.ts); err != nil {
+		if err := rows.Scan(&e.id, &e.ts, &e.recv); err != nil {
 			return err
 		}
 		entries = append(entries, e)
@@ -449,7 +472,7 @@ func (d *DuckDB) loadRecent(ctx context.Context, tx *sql.Tx) error {
 		r.coveredFrom = entries[r.max].ts.Add(time.Microsecond)
 	}
 	for _, e := range entries {
-		r.add(e.id, e.ts)
+		r.add(e.id, e.ts, e.recv)
 	}
 	r.loaded = true
 	d.log.Info("dedup index loaded", "ids", r.size, "covered_from", r.coveredFrom, "took", time.Since(start))

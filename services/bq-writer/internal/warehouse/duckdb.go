@@ -459,13 +459,14 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 	}
 	if d.recent != nil && d.recent.loaded {
 		for _, c := range plan.demote {
-			d.recent.remove(c.id, c.ts)
+			d.recent.remove(c.id, c.ts, c.recv)
 		}
 		for _, c := range plan.promote {
-			d.recent.add(c.id, c.ts)
+			d.recent.add(c.id, c.ts, c.recv)
 		}
 		for _, i := range plan.keep {
-			d.recent.add(b.Events[i].EventID, b.Events[i].EventTimestamp)
+			r := &b.Events[i]
+			d.recent.add(r.EventID, r.EventTimestamp, r.ReceivedAt)
 		}
 		d.recent.advance(time.Now())
 	}

@@ -6,10 +6,12 @@ import (
 	"time"
 )
 
-// recentIDs is an in-memory index of the event_ids stored with an event_timestamp at or after
-// coveredFrom, so that the dedup check of live traffic costs a map lookup instead of a scan of
-// every row stored within the window (at 20,000 events/s a ±1m window holds 2.4M rows; scanning
-// them took ~100ms per batch on the 2-core target).
+// recentIDs is an in-memory index of the event_ids stored in fact_events with an event_timestamp
+// at or after coveredFrom, with their event_timestamp and received_at, so that the dedup check of
+// live traffic costs a map lookup instead of a scan of every row stored within the window (at
+// 20,000 events/s a ±1m window holds 2.4M rows; scanning them took ~100ms per batch on the 2-core
+// target). received_at lets the check settle the usual duplicate, a resend received after the
+// kept copy, without reading the tables (see lookup).
 //
 // Invariant: every row in fact_events with event_timestamp >= coveredFrom has an entry in the
 // index that matches it. It holds because the index is loaded from the table inside the writer's
@@ -26,9 +28,9 @@ import (
 type recentIDs struct {
 	seeds   [2]maphash.Seed
 	window  time.Duration
-	slack   time.Duration              // how far behind the newest event a row may be and still be checked here
-	width   int64                      // bucket width in µs
-	buckets map[int64]map[idHash]int64 // bucket -> id -> event_timestamp in µs, or ambiguous
+	slack   time.Duration // how far behind the newest event a row may be and still be checked here
+	width   int64         // bucket width in µs
+	buckets map[int64]map[idHash]recentEntry
 	size    int
 	max     int
 
@@ -39,9 +41,35 @@ type recentIDs struct {
 
 type idHash [2]uint64
 
-// ambiguous marks an id with several stored timestamps in one bucket (kept copies more than the
-// window apart can share a bucket when the window is under two seconds): it matches any timestamp.
+// recentEntry is a kept row's event_timestamp and received_at in µs.
+type recentEntry struct{ ts, recv int64 }
+
+// ambiguous (as ts) marks an id with several kept rows in one bucket (kept copies more than the
+// window apart can share a bucket when the window is under two seconds): it is near any row.
 const ambiguous = math.MinInt64
+
+// neighbour is what a row has among the kept rows of its event_id within the window.
+type neighbour uint8
+
+const (
+	noNeighbour neighbour = iota // no kept row within the window
+	keptNear                     // one that may come after the row in dedup order
+	keptBefore                   // one that comes before the row in dedup order
+)
+
+// nearness classifies a kept row (event_timestamp kts, received_at krecv) against a batch row
+// (ts, recv), all in µs, for a window of win µs. Before means earlier in event_timestamp, or equal
+// and received earlier: then the batch row is certainly later in dedup order. Equal in both, the
+// other business columns decide, which only the tables hold: near.
+func nearness(kts, krecv, ts, recv, win int64) neighbour {
+	switch {
+	case abs(kts-ts) > win:
+		return noNeighbour
+	case kts < ts || (kts == ts && krecv < recv):
+		return keptBefore
+	}
+	return keptNear
+}
 
 // recentSlack is how late (behind the newest stored event_timestamp) a row may arrive and still be
 // checked in memory. Later rows take the scan.
@@ -58,7 +86,7 @@ func newRecentIDs(window time.Duration, maxEntries int) *recentIDs {
 		window:  window,
 		slack:   recentSlack,
 		width:   width.Microseconds(),
-		buckets: make(map[int64]map[idHash]int64),
+		buckets: make(map[int64]map[idHash]recentEntry),
 		max:     maxEntries,
 	}
 }
@@ -75,40 +103,47 @@ func (r *recentIDs) covers(ts time.Time) bool {
 	return r.loaded && !ts.Add(-r.window).Before(r.coveredFrom)
 }
 
-// contains reports whether id is stored with an event_timestamp within the window of ts. Only
-// meaningful when covers(ts).
-func (r *recentIDs) contains(id string, ts time.Time) bool {
+// lookup returns the strongest neighbour (keptBefore over keptNear over noNeighbour) of a row
+// of id stamped ts, received recv, among the indexed rows. Only meaningful when covers(ts).
+func (r *recentIDs) lookup(id string, ts, recv time.Time) neighbour {
 	h := r.hash(id)
-	t := ts.UnixMicro()
+	t, rc := ts.UnixMicro(), recv.UnixMicro()
 	w := r.window.Microseconds()
+	best := noNeighbour
 	for b := floorDiv(t-w, r.width); b <= floorDiv(t+w, r.width); b++ {
-		if stored, ok := r.buckets[b][h]; ok && (stored == ambiguous || abs(stored-t) <= w) {
-			return true
+		e, ok := r.buckets[b][h]
+		if !ok {
+			continue
 		}
+		n := keptNear
+		if e.ts != ambiguous {
+			n = nearness(e.ts, e.recv, t, rc, w)
+		}
+		best = max(best, n)
 	}
-	return false
+	return best
 }
 
 // add records a committed row of fact_events. Rows below coveredFrom are not needed (and would
 // break nothing).
-func (r *recentIDs) add(id string, ts time.Time) {
+func (r *recentIDs) add(id string, ts, recv time.Time) {
 	if ts.Before(r.coveredFrom) {
 		return
 	}
-	t := ts.UnixMicro()
-	b := floorDiv(t, r.width)
+	e := recentEntry{ts.UnixMicro(), recv.UnixMicro()}
+	b := floorDiv(e.ts, r.width)
 	m := r.buckets[b]
 	if m == nil {
-		m = make(map[idHash]int64)
+		m = make(map[idHash]recentEntry)
 		r.buckets[b] = m
 	}
 	h := r.hash(id)
 	switch old, ok := m[h]; {
 	case !ok:
 		r.size++
-		m[h] = t
-	case old != t:
-		m[h] = ambiguous
+		m[h] = e
+	case old != e:
+		m[h] = recentEntry{ts: ambiguous}
 	}
 	if ts.After(r.newest) {
 		r.newest = ts
@@ -117,12 +152,11 @@ func (r *recentIDs) add(id string, ts time.Time) {
 
 // remove forgets a row moved out of fact_events. An ambiguous entry stays: it may stand for
 // another row of the id.
-func (r *recentIDs) remove(id string, ts time.Time) {
-	t := ts.UnixMicro()
-	b := floorDiv(t, r.width)
-	m := r.buckets[b]
+func (r *recentIDs) remove(id string, ts, recv time.Time) {
+	e := recentEntry{ts.UnixMicro(), recv.UnixMicro()}
+	m := r.buckets[floorDiv(e.ts, r.width)]
 	h := r.hash(id)
-	if old, ok := m[h]; ok && old == t {
+	if old, ok := m[h]; ok && old == e {
 		delete(m, h)
 		r.size--
 	}
