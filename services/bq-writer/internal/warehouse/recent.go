@@ -41,12 +41,43 @@ type recentIDs struct {
 
 type idHash [2]uint64
 
-// recentEntry is a kept row's event_timestamp and received_at in µs.
-type recentEntry struct{ ts, recv int64 }
+// recentEntry packs a kept row's event_timestamp and received_at into 8 bytes, so the index costs
+// what it did with the timestamp alone (~47 bytes an id): the high 32 bits are the event_timestamp
+// in µs from the start of its bucket (buckets are at most maxBucketWidth wide), the low 32 bits
+// received_at minus event_timestamp in ms, rounded up, or unknownRecv when that does not fit.
+// Rounding up keeps "received before" exact: a kept row whose rounded-up receipt is still before
+// a new row's was certainly received first; within a millisecond the tables decide.
+type recentEntry uint64
 
-// ambiguous (as ts) marks an id with several kept rows in one bucket (kept copies more than the
-// window apart can share a bucket when the window is under two seconds): it is near any row.
-const ambiguous = math.MinInt64
+const (
+	// ambiguous marks an id with several kept rows in one bucket (kept copies more than the
+	// window apart can share a bucket when the window is under two seconds): it is near any row.
+	ambiguous recentEntry = math.MaxUint64
+	// unknownRecv is the receipt of a row received more than ~24 days from its event_timestamp.
+	unknownRecv = math.MinInt32
+	// maxBucketWidth keeps a bucket offset below 2³¹ µs (~36 minutes).
+	maxBucketWidth = time.Duration(math.MaxInt32) * time.Microsecond
+)
+
+func (r *recentIDs) entry(b, ts, recv int64) recentEntry {
+	ms := -floorDiv(ts-recv, 1000) // ceiling of (recv-ts)/1000
+	d := int32(unknownRecv)
+	if ms > math.MinInt32 && ms <= math.MaxInt32 {
+		d = int32(ms)
+	}
+	return recentEntry(uint64(ts-b*r.width)<<32 | uint64(uint32(d)))
+}
+
+// decode returns the entry's event_timestamp and an upper bound of its received_at, in µs
+// (math.MaxInt64 when unknown).
+func (r *recentIDs) decode(b int64, e recentEntry) (ts, recvUpper int64) {
+	ts = b*r.width + int64(e>>32)
+	d := int32(uint32(e))
+	if d == unknownRecv {
+		return ts, math.MaxInt64
+	}
+	return ts, ts + int64(d)*1000
+}
 
 // neighbour is what a row has among the kept rows of its event_id within the window.
 type neighbour uint8
@@ -57,10 +88,10 @@ const (
 	keptBefore                   // one that comes before the row in dedup order
 )
 
-// nearness classifies a kept row (event_timestamp kts, received_at krecv) against a batch row
-// (ts, recv), all in µs, for a window of win µs. Before means earlier in event_timestamp, or equal
-// and received earlier: then the batch row is certainly later in dedup order. Equal in both, the
-// other business columns decide, which only the tables hold: near.
+// nearness classifies a kept row (event_timestamp kts, received_at krecv or an upper bound of
+// it) against a batch row (ts, recv), all in µs, for a window of win µs. Before means earlier in
+// event_timestamp, or equal and received earlier: then the batch row is certainly later in dedup
+// order. Equal in both, the other business columns decide, which only the tables hold: near.
 func nearness(kts, krecv, ts, recv, win int64) neighbour {
 	switch {
 	case abs(kts-ts) > win:
@@ -80,7 +111,7 @@ const recentSlack = 30 * time.Second
 const maxClockSkew = time.Minute
 
 func newRecentIDs(window time.Duration, maxEntries int) *recentIDs {
-	width := max(window/2, time.Second)
+	width := min(max(window/2, time.Second), maxBucketWidth)
 	return &recentIDs{
 		seeds:   [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		window:  window,
@@ -116,8 +147,9 @@ func (r *recentIDs) lookup(id string, ts, recv time.Time) neighbour {
 			continue
 		}
 		n := keptNear
-		if e.ts != ambiguous {
-			n = nearness(e.ts, e.recv, t, rc, w)
+		if e != ambiguous {
+			kts, krecv := r.decode(b, e)
+			n = nearness(kts, krecv, t, rc, w)
 		}
 		best = max(best, n)
 	}
@@ -130,8 +162,9 @@ func (r *recentIDs) add(id string, ts, recv time.Time) {
 	if ts.Before(r.coveredFrom) {
 		return
 	}
-	e := recentEntry{ts.UnixMicro(), recv.UnixMicro()}
-	b := floorDiv(e.ts, r.width)
+	t := ts.UnixMicro()
+	b := floorDiv(t, r.width)
+	e := r.entry(b, t, recv.UnixMicro())
 	m := r.buckets[b]
 	if m == nil {
 		m = make(map[idHash]recentEntry)
@@ -143,7 +176,7 @@ func (r *recentIDs) add(id string, ts, recv time.Time) {
 		r.size++
 		m[h] = e
 	case old != e:
-		m[h] = recentEntry{ts: ambiguous}
+		m[h] = ambiguous
 	}
 	if ts.After(r.newest) {
 		r.newest = ts
@@ -153,8 +186,10 @@ func (r *recentIDs) add(id string, ts, recv time.Time) {
 // remove forgets a row moved out of fact_events. An ambiguous entry stays: it may stand for
 // another row of the id.
 func (r *recentIDs) remove(id string, ts, recv time.Time) {
-	e := recentEntry{ts.UnixMicro(), recv.UnixMicro()}
-	m := r.buckets[floorDiv(e.ts, r.width)]
+	t := ts.UnixMicro()
+	b := floorDiv(t, r.width)
+	e := r.entry(b, t, recv.UnixMicro())
+	m := r.buckets[b]
 	h := r.hash(id)
 	if old, ok := m[h]; ok && old == e {
 		delete(m, h)

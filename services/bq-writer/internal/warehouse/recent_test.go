@@ -1,6 +1,7 @@
 package warehouse
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -103,6 +104,40 @@ func TestRecentIDsSharedBucketAndRemove(t *testing.T) {
 			}
 			if r.size < 0 || r.size > len(tt.add) {
 				t.Fatalf("size = %d", r.size)
+			}
+		})
+	}
+}
+
+// The packed entry gives back the event_timestamp exactly and an upper bound of received_at
+// less than a millisecond above it.
+func TestRecentEntryRoundTrip(t *testing.T) {
+	r := newRecentIDs(time.Minute, 10)
+	tests := []struct {
+		name     string
+		ts, recv time.Time
+		wantRecv time.Time // upper bound returned; zero: unknown
+	}{
+		{"received later", t0, t0.Add(150 * time.Millisecond), t0.Add(150 * time.Millisecond)},
+		{"rounded up", t0, t0.Add(150*time.Millisecond + time.Microsecond), t0.Add(151 * time.Millisecond)},
+		{"received before its timestamp", t0, t0.Add(-1500 * time.Microsecond), t0.Add(-time.Millisecond)},
+		{"before the epoch", time.UnixMicro(-1_000_001), time.UnixMicro(-1_000_001).Add(time.Second), time.UnixMicro(-1_000_001).Add(time.Second)},
+		{"weeks late", t0, t0.Add(30 * 24 * time.Hour), time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := tt.ts.UnixMicro()
+			b := floorDiv(ts, r.width)
+			gotTS, gotRecv := r.decode(b, r.entry(b, ts, tt.recv.UnixMicro()))
+			if gotTS != ts {
+				t.Fatalf("ts = %d, want %d", gotTS, ts)
+			}
+			want := int64(math.MaxInt64)
+			if !tt.wantRecv.IsZero() {
+				want = tt.wantRecv.UnixMicro()
+			}
+			if gotRecv != want {
+				t.Fatalf("recv bound = %d, want %d", gotRecv, want)
 			}
 		})
 	}
