@@ -111,8 +111,9 @@ type options struct {
 // stored rows within their window: zone maps on event_timestamp skip everything else, so the
 // cost does not grow with the table, but it does with rate·2·window (at 20,000 events/s, ±1m is
 // 2.4M rows, ~100ms on the 2-core target). A one-day window would mean 3.5 billion rows at the
-// target rate: neither index nor scan can afford it. Only the event_ids found that way (the
-// duplicates, ~2% of traffic) have their stored copies read in full from both tables.
+// target rate: neither index nor scan can afford it. Index and scan also say whether the kept copy
+// comes first, which settles the usual duplicate (a resend received later); only the event_ids
+// where the choice may change have their stored copies read in full from both tables.
 func WithDedupWindow(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.dedupWindow = d })
 }
