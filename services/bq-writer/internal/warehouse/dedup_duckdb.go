@@ -260,14 +260,20 @@ func (d *DuckDB) resolveStored(ctx context.Context, tx *sql.Tx, events []EventRo
 		state[events[fresh[g.heads[k]]].EventID] = s
 	}
 	slices.SortFunc(all, func(a, b int) int { return events[a].EventTimestamp.Compare(events[b].EventTimestamp) })
+	win := w.Microseconds()
 	for _, cluster := range clusters(events, all, w) {
 		ids := make([]string, 0, len(cluster))
+		inCluster := make(map[string]bool, len(cluster))
 		for _, i := range cluster {
-			if id := events[i].EventID; !slices.Contains(ids, id) {
+			if id := events[i].EventID; !inCluster[id] {
+				inCluster[id] = true
 				ids = append(ids, id)
 			}
 		}
-		sp := span{events[cluster[0]].EventTimestamp.Add(-w), events[cluster[len(cluster)-1]].EventTimestamp.Add(w)}
+		sp := span{ // in µs, as decide computes what it needs
+			time.UnixMicro(events[cluster[0]].EventTimestamp.UnixMicro() - win),
+			time.UnixMicro(events[cluster[len(cluster)-1]].EventTimestamp.UnixMicro() + win),
+		}
 		if err := readCopies(ctx, tx, ids, sp, state); err != nil {
 			return err
 		}
