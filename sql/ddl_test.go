@@ -18,7 +18,7 @@ func TestDuckDBOrderAndContent(t *testing.T) {
 			t.Errorf("%s: CREATE is not idempotent", s.Name)
 		}
 	}
-	want := []string{"duckdb/fact_events.sql", "duckdb/stream_positions.sql"}
+	want := []string{"duckdb/fact_events.sql", "duckdb/fact_events_duplicates.sql", "duckdb/stream_positions.sql"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("names = %v, want %v", names, want)
 	}

@@ -30,7 +30,7 @@ type Config struct {
 	DuckDBPath    string        `env:"DUCKDB_PATH" default:"warehouse.duckdb" usage:"DuckDB database file"`
 	DuckDBMemory  string        `env:"DUCKDB_MEMORY_LIMIT" default:"1GB" usage:"DuckDB memory limit"`
 	DuckDBThreads int           `env:"DUCKDB_THREADS" default:"2" usage:"DuckDB worker threads"`
-	DedupWindow   time.Duration `env:"DEDUP_WINDOW" default:"1m" usage:"a repeated event_id whose event_timestamp is within this window of the stored one is dropped as a source duplicate (a resend keeps its timestamp, so it is caught however late it arrives)"`
+	DedupWindow   time.Duration `env:"DEDUP_WINDOW" default:"1m" usage:"a copy of an event_id whose event_timestamp is within this window of the kept copy's is a source duplicate, stored in fact_events_duplicates (a resend keeps its timestamp, so it is caught however late it arrives)"`
 	QueryToken    string        `env:"WAREHOUSE_QUERY_TOKEN" default:"" secret:"true" usage:"bearer token for POST /v1/warehouse/query; empty disables the endpoint"`
 	QueryMaxRows  int           `env:"WAREHOUSE_QUERY_MAX_ROWS" default:"1000" usage:"row cap of the query endpoint"`
 	QueryTimeout  time.Duration `env:"WAREHOUSE_QUERY_TIMEOUT" default:"30s" usage:"time cap of one query"`

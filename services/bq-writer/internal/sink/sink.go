@@ -106,7 +106,7 @@ type Sink struct {
 func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 	s := &Sink{cfg: cfg, wh: wh, attrs: map[string]metric.AddOption{}, ready: make(chan struct{})}
 	var err error
-	if s.rows, err = cfg.Meter.Int64Counter("ecom.warehouse.rows", metric.WithDescription("Rows handed to the warehouse, by table and result (inserted, duplicate, stale).")); err != nil {
+	if s.rows, err = cfg.Meter.Int64Counter("ecom.warehouse.rows", metric.WithDescription("Rows handed to the warehouse, by table and result (inserted, duplicate, stale), and stored rows that changed table because a preferred copy arrived (replaced).")); err != nil {
 		return nil, err
 	}
 	if s.bytes, err = cfg.Meter.Int64Counter("ecom.warehouse.bytes", metric.WithUnit("By"), metric.WithDescription("Approximate bytes inserted, by table.")); err != nil {
@@ -122,7 +122,7 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 		metric.WithExplicitBucketBoundaries(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)); err != nil {
 		return nil, err
 	}
-	for _, r := range []string{"inserted", "duplicate", "stale"} {
+	for _, r := range []string{"inserted", "duplicate", "stale", "replaced"} {
 		s.attrs[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("table", "fact_events"), attribute.String("result", r)))
 	}
 	s.attrs["table"] = metric.WithAttributeSet(attribute.NewSet(attribute.String("table", "fact_events")))
@@ -401,6 +401,9 @@ func (s *Sink) write(ctx context.Context) error {
 	s.rows.Add(ctx, int64(res.Inserted), s.attrs["inserted"])
 	s.rows.Add(ctx, int64(res.Duplicates), s.attrs["duplicate"])
 	s.rows.Add(ctx, int64(res.Stale), s.attrs["stale"])
+	if res.Replaced > 0 {
+		s.rows.Add(ctx, int64(res.Replaced), s.attrs["replaced"])
+	}
 	s.bytes.Add(ctx, res.Bytes, s.attrs["table"])
 	for i := range s.batch.Events {
 		s.latency.Record(ctx, now.Sub(s.batch.Events[i].ReceivedAt).Seconds())

@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +25,8 @@ import (
 
 var _ Warehouse = (*DuckDB)(nil)
 
-// DefaultDedupWindow is how far around its own event_timestamp a row is checked against stored
-// rows for the same event_id. See WithDedupWindow for why it is a minute and not a day.
+// DefaultDedupWindow is how far apart two copies of an event_id may be stamped and still be one
+// event (the later a duplicate). See WithDedupWindow for why it is a minute and not a day.
 const DefaultDedupWindow = time.Minute
 
 // DefaultCheckpointThreshold is the WAL size that triggers a checkpoint. See WithCheckpointThreshold.
@@ -95,14 +94,15 @@ type options struct {
 	checkpointThreshold string
 }
 
-// WithDedupWindow sets how far around its own event_timestamp each row is checked against stored
-// rows for the same event_id (default DefaultDedupWindow; 0 disables the check against stored
-// rows, leaving only the in-batch dedup).
+// WithDedupWindow sets the dedup window (default DefaultDedupWindow): a copy of an event_id whose
+// event_timestamp is within the window of the kept copy before it (in the order of dedup.go) is a
+// source duplicate and goes to fact_events_duplicates instead of fact_events. 0 treats only
+// copies with equal event_timestamps as duplicates.
 //
-// The window is centred on each row's own event_timestamp, not on the wall clock: a resent event
-// keeps its client timestamp, so its duplicate is found however late it arrives. The window only
-// has to absorb producers that re-stamp a resend. A duplicate whose stored twin lies outside the
-// window is written; the planned prod layer's one-row-per-event_id view will be the backstop.
+// The window is on each copy's own event_timestamp, not on the wall clock: a resent event keeps
+// its client timestamp, so its duplicate is found however late it arrives. The window only has to
+// absorb producers that re-stamp a resend. Copies further apart are different rows by this rule
+// (both kept); the planned prod layer's one-row-per-event_id view will be the backstop.
 //
 // The trade-off is cost. Rows within recentSlack (30s) of the newest stored event are checked
 // against an in-memory index (WithDedupIndexSize), whose size is about rate·(window+30s). Other
@@ -110,7 +110,9 @@ type options struct {
 // stored rows within their window: zone maps on event_timestamp skip everything else, so the
 // cost does not grow with the table, but it does with rate·2·window (at 20,000 events/s, ±1m is
 // 2.4M rows, ~100ms on the 2-core target). A one-day window would mean 3.5 billion rows at the
-// target rate: neither index nor scan can afford it.
+// target rate: neither index nor scan can afford it. Index and scan also say whether the kept copy
+// comes first, which settles the usual duplicate (a resend received later); only the event_ids
+// where the choice may change have their stored copies read in full from both tables.
 func WithDedupWindow(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.dedupWindow = d })
 }
@@ -230,7 +232,7 @@ func OpenDuckDB(path string, opts ...Option) (*DuckDB, error) {
 		cancelClose: cancel,
 		querySlots:  make(chan struct{}, o.maxQueries),
 	}
-	if o.dedupWindow > 0 && o.dedupIndex > 0 {
+	if o.dedupIndex > 0 {
 		d.recent = newRecentIDs(o.dedupWindow, o.dedupIndex)
 	}
 	d.log.Info("duckdb warehouse opened", "path", path, "dedup_window", o.dedupWindow,
@@ -437,9 +439,13 @@ func (d *DuckDB) lockWriter() (unlock func(), err error) {
 //  1. reads the group's stored positions, refuses the batch if it was read from another log than
 //     a stored position of its partitions (ErrPositionConflict), and drops rows below them
 //     (Stale: a replay);
-//  2. drops duplicate event_ids within the batch, keeping the lowest offset, and rows whose
-//     event_id is already stored with an event_timestamp within the dedup window (Duplicates);
-//  3. appends the remaining rows to fact_events with the DuckDB appender;
+//  2. decides which of the remaining rows are source duplicates (dedup.go has the rule: per
+//     event_id, a copy within the dedup window of the preferred kept one is a duplicate,
+//     whatever the batch cuts and partitions), reading the stored copies of the event_ids that
+//     have one nearby;
+//  3. moves stored copies whose side changed between fact_events and fact_events_duplicates, and
+//     appends the kept rows to fact_events and the duplicates to fact_events_duplicates with the
+//     DuckDB appender;
 //  4. moves the positions forward (never back);
 //  5. commits.
 //
@@ -476,50 +482,42 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 		return res, err
 	}
 
-	// 2a. In-batch duplicates: first (lowest offset) occurrence of each event_id wins.
-	keep := make([]int, 0, len(b.Events)) // indexes into b.Events
-	first := make(map[string]int, len(b.Events))
+	// 2. Source duplicates (the rule is in dedup.go): which fresh rows are kept, which are
+	// duplicates, and which stored copies change sides.
+	fresh := make([]int, 0, len(b.Events)) // indexes into b.Events
 	for i := range b.Events {
 		r := &b.Events[i]
 		if next, ok := stored[Partition{r.SourceTopic, r.SourcePartition}]; ok && r.SourceOffset < next {
 			res.Stale++
 			continue
 		}
-		if k, ok := first[r.EventID]; ok {
-			res.Duplicates++
-			if before(r, &b.Events[keep[k]]) {
-				keep[k] = i
-			}
-			continue
-		}
-		first[r.EventID] = len(keep)
-		keep = append(keep, i)
+		fresh = append(fresh, i)
+	}
+	plan, err := d.dedup(ctx, tx, b.Events, fresh)
+	if err != nil {
+		return res, fmt.Errorf("dedup: %w", err)
 	}
 
-	// 2b. Duplicates of stored rows within the window: in memory where the index covers the row,
-	// by a scan otherwise.
-	if d.opts.dedupWindow > 0 && len(keep) > 0 {
-		dup, err := d.storedDuplicates(ctx, tx, b.Events, keep, first)
-		if err != nil {
-			return res, fmt.Errorf("dedup against stored rows: %w", err)
-		}
-		if len(dup) > 0 {
-			res.Duplicates += len(dup)
-			keep = slices.DeleteFunc(keep, func(i int) bool { return dup[i] })
-		}
-	}
-	slices.Sort(keep) // insert in batch order: keeps event_timestamp zone maps tight.
-
-	// 3. Rows. The appender runs on the transaction's connection and flushes into the open
-	// transaction, so a rollback discards it like any INSERT (TestWriteRollsBackOnFailure checks this).
+	// 3. Rows. Stored copies move first (by the rowids this transaction read). The appender runs
+	// on the transaction's connection and flushes into the open transaction, so a rollback
+	// discards it like any INSERT (TestWriteRollsBackOnFailure checks this).
 	now := time.Now().UTC()
-	if len(keep) > 0 {
-		res.Bytes, err = d.appendRows(ctx, b.Events, keep, now)
+	if err := moveCopies(ctx, tx, plan, now); err != nil {
+		return res, err
+	}
+	if len(plan.keep) > 0 {
+		res.Bytes, err = d.appendRows(ctx, "fact_events", b.Events, plan.keep, now)
 		if err != nil {
 			return res, fmt.Errorf("append rows: %w", err)
 		}
 	}
-	res.Inserted = len(keep)
+	if len(plan.drop) > 0 {
+		if _, err := d.appendRows(ctx, duplicatesTable, b.Events, plan.drop, now); err != nil {
+			return res, fmt.Errorf("append duplicates: %w", err)
+		}
+	}
+	res.Inserted, res.Duplicates = len(plan.keep), len(plan.drop)
+	res.Replaced = len(plan.demote) + len(plan.promote)
 
 	// 4. Positions.
 	stmts, args := positionStatements(group, b, stored, now)
@@ -539,194 +537,19 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 		return res, fmt.Errorf("commit: %w", err)
 	}
 	if d.recent != nil && d.recent.loaded {
-		for _, i := range keep {
-			d.recent.add(b.Events[i].EventID, b.Events[i].EventTimestamp)
+		for _, c := range plan.demote {
+			d.recent.remove(c.id, c.ts, c.recv)
+		}
+		for _, c := range plan.promote {
+			d.recent.add(c.id, c.ts, c.recv)
+		}
+		for _, i := range plan.keep {
+			r := &b.Events[i]
+			d.recent.add(r.EventID, r.EventTimestamp, r.ReceivedAt)
 		}
 		d.recent.advance(time.Now())
 	}
 	return res, nil
-}
-
-// before reports whether a should win over b as the copy of a duplicated event_id: the lower
-// offset (then partition, then topic) is the one that was produced first.
-func before(a, b *EventRow) bool {
-	if a.SourceOffset != b.SourceOffset {
-		return a.SourceOffset < b.SourceOffset
-	}
-	if a.SourcePartition != b.SourcePartition {
-		return a.SourcePartition < b.SourcePartition
-	}
-	return a.SourceTopic < b.SourceTopic
-}
-
-// Stored rows with one of the batch's event_ids. The constant event_timestamp range lets DuckDB
-// skip row groups by zone map; the per-row window is then checked in Go. The IN (unnest(...))
-// becomes a hash semi-join built on the batch's ids. The ids travel as one JSON array string:
-// binding a Go []string costs one cgo call per element and was ~1.6x slower for 10k ids.
-const selectStoredIDs = `SELECT event_id, event_timestamp FROM fact_events
-WHERE event_timestamp BETWEEN ? AND ?
-  AND event_id IN (SELECT unnest(CAST(?::JSON AS VARCHAR[])))`
-
-// maxProbes caps the dedup queries per batch. Each costs a statement (~0.5ms here) plus its scan.
-const maxProbes = 8
-
-// storedDuplicates returns the indexes (into events) of kept rows whose event_id is already stored
-// with an event_timestamp within the window of the row's own.
-//
-// The kept rows are split into clusters of nearby event_timestamps, and each cluster is probed
-// with its own range [min-window, max+window]. A single range over the whole batch would let one
-// late event (a phone that was offline for hours) stretch the scan over every row stored since.
-// Clusters are cut at gaps wider than 2·window, at most maxProbes of them (the widest gaps win),
-// so the scanned rows are the rows stored within window of the batch's own timestamps.
-func (d *DuckDB) storedDuplicates(ctx context.Context, tx *sql.Tx, events []EventRow, keep []int, first map[string]int) (map[int]bool, error) {
-	w := d.opts.dedupWindow
-	var dup map[int]bool
-	scan := keep
-	if d.recent != nil {
-		if !d.recent.loaded {
-			if err := d.loadRecent(ctx, tx); err != nil {
-				return nil, fmt.Errorf("load dedup index: %w", err)
-			}
-		}
-		scan = nil
-		for _, i := range keep {
-			r := &events[i]
-			switch {
-			case !d.recent.covers(r.EventTimestamp):
-				scan = append(scan, i)
-			case d.recent.contains(r.EventID, r.EventTimestamp):
-				if dup == nil {
-					dup = make(map[int]bool)
-				}
-				dup[i] = true
-			}
-		}
-		if len(scan) == 0 {
-			return dup, nil
-		}
-	}
-
-	byTime := slices.Clone(scan)
-	slices.SortFunc(byTime, func(a, b int) int { return events[a].EventTimestamp.Compare(events[b].EventTimestamp) })
-	for _, cluster := range clusters(events, byTime, w) {
-		ids := make([]string, len(cluster))
-		for k, i := range cluster {
-			ids[k] = events[i].EventID
-		}
-		lo, hi := events[cluster[0]].EventTimestamp, events[cluster[len(cluster)-1]].EventTimestamp
-		// Exact: validateBatch guarantees valid UTF-8, which encoding/json round-trips unchanged.
-		idsJSON, err := json.Marshal(ids)
-		if err != nil {
-			return nil, err
-		}
-		rows, err := tx.QueryContext(ctx, selectStoredIDs, lo.Add(-w), hi.Add(w), string(idsJSON))
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id string
-			var ts time.Time
-			if err := rows.Scan(&id, &ts); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			k, ok := first[id]
-			if !ok {
-				continue
-			}
-			i := keep[k]
-			if ts.Sub(events[i].EventTimestamp).Abs() <= w {
-				if dup == nil {
-					dup = make(map[int]bool)
-				}
-				dup[i] = true
-			}
-		}
-		if err := rows.Close(); err != nil {
-			return nil, err
-		}
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return dup, nil
-}
-
-// loadRecent fills the dedup index from the table, inside the writer's transaction so that it
-// matches what the transaction builds on. It loads the rows within the index's horizon of the
-// newest stored event_timestamp (ignoring any stamped in the future), newest first, up to the
-// index's cap.
-func (d *DuckDB) loadRecent(ctx context.Context, tx *sql.Tx) error {
-	r := d.recent
-	start := time.Now()
-	var newest sql.NullTime
-	if err := tx.QueryRowContext(ctx, `SELECT max(event_timestamp) FROM fact_events WHERE event_timestamp <= ?`,
-		start.Add(maxClockSkew)).Scan(&newest); err != nil {
-		return err
-	}
-	if !newest.Valid { // empty table: the empty index covers everything
-		r.loaded = true
-		return nil
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT event_id, event_timestamp FROM fact_events
-		WHERE event_timestamp >= ? ORDER BY event_timestamp DESC LIMIT ?`, newest.Time.Add(-r.horizon()), r.max+1)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	type entry struct {
-		id string
-		ts time.Time
-	}
-	var entries []entry
-	for rows.Next() {
-		var e entry
-		if err := rows.Scan(&e.id, &e.ts); err != nil {
-			return err
-		}
-		entries = append(entries, e)
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	r.coveredFrom = newest.Time.Add(-r.horizon())
-	if len(entries) > r.max { // over the cap: cover only the ids newer than the first one left out
-		r.coveredFrom = entries[r.max].ts.Add(time.Microsecond)
-	}
-	for _, e := range entries {
-		r.add(e.id, e.ts)
-	}
-	r.loaded = true
-	d.log.Info("dedup index loaded", "ids", r.size, "covered_from", r.coveredFrom, "took", time.Since(start))
-	return nil
-}
-
-// clusters splits byTime (indexes into events, sorted by event_timestamp) at the gaps wider than
-// 2·window, keeping only the maxProbes-1 widest such gaps.
-func clusters(events []EventRow, byTime []int, window time.Duration) [][]int {
-	type gap struct {
-		at    int // byTime[at] starts a new cluster
-		width time.Duration
-	}
-	var gaps []gap
-	for k := 1; k < len(byTime); k++ {
-		width := events[byTime[k]].EventTimestamp.Sub(events[byTime[k-1]].EventTimestamp)
-		if width > 2*window {
-			gaps = append(gaps, gap{k, width})
-		}
-	}
-	if len(gaps) > maxProbes-1 {
-		slices.SortFunc(gaps, func(a, b gap) int { return cmp.Compare(b.width, a.width) })
-		gaps = gaps[:maxProbes-1]
-		slices.SortFunc(gaps, func(a, b gap) int { return cmp.Compare(a.at, b.at) })
-	}
-	out := make([][]int, 0, len(gaps)+1)
-	from := 0
-	for _, g := range gaps {
-		out = append(out, byTime[from:g.at])
-		from = g.at
-	}
-	return append(out, byTime[from:])
 }
 
 // factColumns is the appender's column list, named so the appender does not depend on the
@@ -740,11 +563,12 @@ var factColumns = []string{
 	"source_topic", "source_partition", "source_offset", "loaded_at",
 }
 
-// appendRows appends events[keep] to fact_events and returns their approximate size in bytes.
-func (d *DuckDB) appendRows(ctx context.Context, events []EventRow, keep []int, loadedAt time.Time) (int64, error) {
+// appendRows appends events[keep] to table (fact_events or the duplicates table, which have the
+// same columns) and returns their approximate size in bytes.
+func (d *DuckDB) appendRows(ctx context.Context, table string, events []EventRow, keep []int, loadedAt time.Time) (int64, error) {
 	var size int64
 	err := d.writer.Raw(func(dc any) error {
-		a, err := duckdb.NewAppenderWithColumns(dc.(driver.Conn), "", "", "fact_events", factColumns)
+		a, err := duckdb.NewAppenderWithColumns(dc.(driver.Conn), "", "", table, factColumns)
 		if err != nil {
 			return err
 		}

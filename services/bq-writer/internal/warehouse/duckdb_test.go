@@ -19,18 +19,21 @@ func TestMigrateIsIdempotentAndMatchesAppender(t *testing.T) {
 	if err := d.Migrate(context.Background()); err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
-	_, rows, err := d.Query(context.Background(),
-		`SELECT column_name FROM information_schema.columns WHERE table_name = 'fact_events' ORDER BY ordinal_position`, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cols []string
-	for _, r := range rows {
-		cols = append(cols, r[0].(string))
-	}
-	// The appender names its columns, but a column it does not fill would silently stay NULL.
-	if !slices.Equal(cols, factColumns) {
-		t.Fatalf("fact_events columns %v\nappender columns    %v", cols, factColumns)
+	// The duplicates table must match too: rows move between the two with INSERT ... SELECT *.
+	for _, table := range []string{"fact_events", duplicatesTable} {
+		_, rows, err := d.Query(context.Background(), `SELECT column_name FROM information_schema.columns WHERE table_name = '`+
+			table+`' ORDER BY ordinal_position`, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cols []string
+		for _, r := range rows {
+			cols = append(cols, r[0].(string))
+		}
+		// The appender names its columns, but a column it does not fill would silently stay NULL.
+		if !slices.Equal(cols, factColumns) {
+			t.Fatalf("%s columns %v\nappender columns    %v", table, cols, factColumns)
+		}
 	}
 }
 
@@ -261,12 +264,28 @@ func TestWriteDedupAndStale(t *testing.T) {
 			wantOffsets: []int64{0},
 		},
 		{
-			name:        "window 0 disables the check against stored rows",
+			name:        "window 0 drops only equal timestamps",
 			window:      -1,
 			earlier:     []EventRow{row(topic, 0, 0, "dup", t0)},
-			give:        []EventRow{row(topic, 0, 1, "dup", t0), row(topic, 0, 2, "dup", t0)},
+			give:        []EventRow{row(topic, 0, 1, "dup", t0), row(topic, 0, 2, "dup", t0.Add(time.Microsecond))},
 			want:        WriteResult{Inserted: 1, Duplicates: 1},
-			wantOffsets: []int64{0, 1},
+			wantOffsets: []int64{0, 2},
+		},
+		{
+			name:        "in-batch copies further apart than the window are both kept",
+			window:      time.Minute,
+			give:        []EventRow{row(topic, 0, 1, "dup", t0.Add(2*time.Minute)), row(topic, 0, 2, "dup", t0)},
+			want:        WriteResult{Inserted: 2},
+			wantOffsets: []int64{1, 2},
+		},
+		{
+			// The stored copy was stamped later: the earlier copy takes its place.
+			name:        "earlier copy replaces the stored one",
+			window:      time.Minute,
+			earlier:     []EventRow{row(topic, 0, 0, "dup", t0.Add(30*time.Second))},
+			give:        []EventRow{row(topic, 1, 0, "dup", t0)},
+			want:        WriteResult{Inserted: 1, Replaced: 1},
+			wantOffsets: []int64{0},
 		},
 		{
 			name:        "replay below the stored position is stale, the rest goes in",
@@ -360,6 +379,9 @@ func TestDedupIndexSurvivesRestartAndFallsBack(t *testing.T) {
 			dupLive.SourcePartition, dupLive.SourceOffset = 2, 0
 			dupOld := old
 			dupOld.SourcePartition, dupOld.SourceOffset = 2, 1
+			// Resends, received after the stored copies: those stay.
+			dupLive.ReceivedAt = dupLive.ReceivedAt.Add(time.Second)
+			dupOld.ReceivedAt = dupOld.ReceivedAt.Add(time.Second)
 			// Each subtest writes into the same file; the fresh row is unique per subtest.
 			fresh := row("t", 2, 2, "fresh-"+tt.name, t0.Add(time.Hour+100*time.Second))
 			var covered bool

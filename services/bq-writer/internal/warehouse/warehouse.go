@@ -75,9 +75,13 @@ type Batch struct {
 type WriteResult struct {
 	// Inserted rows are now in the warehouse.
 	Inserted int
-	// Duplicates were dropped because their event_id was already in the batch (the lowest offset
-	// wins) or already stored within the dedup window.
+	// Duplicates are source duplicates (a copy of an event_id within the dedup window of the copy
+	// kept; see the DuckDB dedup rule): stored in fact_events_duplicates, not fact_events.
 	Duplicates int
+	// Replaced counts stored rows (not of this batch) that changed table because of it: kept rows
+	// a preferred copy of the batch made duplicates, and duplicates that became kept again. Rare:
+	// it takes a preferred copy arriving after a worse one.
+	Replaced int
 	// Stale rows were dropped because their offset is below the stored position of their
 	// partition: a replay of records that were already written.
 	Stale int
