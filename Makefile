@@ -98,4 +98,4 @@ BASE ?= main
 RUNS ?= 3
 .PHONY: bench-compare
 bench-compare: stack-up ## make bench alternately on BASE's services and this tree's, RUNS each (ARGS: bench flags)
-	@cd deploy/local && go run ./cmd/bench -compare '$(BASE)' -runs '$(RUNS)' $(ARGS)
+	@eval "$$($(STACK) env)"; cd deploy/local && go run ./cmd/bench -compare '$(BASE)' -runs '$(RUNS)' $(ARGS)
