@@ -369,3 +369,74 @@ func TestCloseTime(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputsCarryTheirInputsTimestamp: a stage's outputs carry the Kafka
+// timestamp of the record they came from, so the next stage's BatchDeadline
+// counts from when the event reached the platform and only the first stage
+// of a pipeline waits the whole commit interval. A dead letter keeps the time
+// it was made (its retention runs from the failure).
+func TestOutputsCarryTheirInputsTimestamp(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "in", "out", deadletter.Topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	cfg := testConfig(brokers)
+	stop := runStage(t, cfg, &upper{failures: map[string]int{}}, newAvroEncoder(t))
+	arrived := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	ins := values(5, "v")
+	for _, r := range ins {
+		r.Timestamp = arrived
+	}
+	bad := &kgo.Record{Value: []byte("bad"), Timestamp: arrived}
+	produceInputs(t, brokers, append(ins, bad)...)
+	outs := consumeAll(t, brokers, "out", len(ins))
+	dls := consumeAll(t, brokers, deadletter.Topic, 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range outs {
+		if !o.Timestamp.Equal(arrived) {
+			t.Errorf("output %q has timestamp %v, want its input's %v", o.Value, o.Timestamp, arrived)
+		}
+	}
+	if dls[0].Timestamp.Before(time.Now().Add(-time.Minute)) {
+		t.Errorf("dead letter has timestamp %v, want the time it was made", dls[0].Timestamp)
+	}
+}
+
+func TestBatchDeadlineCountsFromTheRecord(t *testing.T) {
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		first time.Time
+		want  time.Time
+	}{
+		{name: "fresh record", first: now, want: now.Add(100 * time.Millisecond)},
+		{name: "already waited upstream", first: now.Add(-80 * time.Millisecond), want: now.Add(20 * time.Millisecond)},
+		{name: "older than the interval: due now", first: now.Add(-time.Second), want: now.Add(-900 * time.Millisecond)},
+		{name: "clock skew: future counts as now", first: now.Add(time.Minute), want: now.Add(100 * time.Millisecond)},
+		{name: "no timestamp", first: time.Time{}, want: now.Add(100 * time.Millisecond)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := BatchDeadline(tt.first, now, 100*time.Millisecond); !got.Equal(tt.want) {
+				t.Errorf("BatchDeadline = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFetchWait(t *testing.T) {
+	for _, tt := range []struct{ interval, want time.Duration }{
+		{100 * time.Millisecond, 20 * time.Millisecond},
+		{50 * time.Millisecond, 10 * time.Millisecond},
+		{20 * time.Millisecond, 10 * time.Millisecond},
+		{time.Second, 200 * time.Millisecond},
+	} {
+		if got := FetchWait(tt.interval); got != tt.want {
+			t.Errorf("FetchWait(%v) = %v, want %v", tt.interval, got, tt.want)
+		}
+	}
+}

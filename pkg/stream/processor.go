@@ -148,6 +148,14 @@ func NewProcessor(cfg Config, pcfg ProcessorConfig, h Handler, m *Metrics, log *
 		kgo.WithLogger(kgoLogger{log}),
 	)
 	p.kopts = append(p.kopts, cfg.FetchCadenceOpts()...)
+	if cfg.CommitInterval > cfg.Linger {
+		// A transaction's outputs become visible only when it commits, and
+		// End flushes whatever is buffered, so lingering up to the commit
+		// interval delays nothing a reader can see. It turns a batch's outputs
+		// into one produce request per partition leader at commit instead of
+		// one every KAFKA_PRODUCER_LINGER, which the broker pays for per request.
+		p.kopts = append(p.kopts, kgo.ProducerLinger(cfg.CommitInterval))
+	}
 	p.kopts = append(p.kopts, cfg.GroupOpts(pcfg.TransactionalID)...)
 	if p.kprom != nil {
 		// kprom unregisters its collectors when a client closes, so a
@@ -360,11 +368,21 @@ func (p *Processor) batch(ctx, ectx context.Context) (outcome, error) {
 	return aborted, nil
 }
 
-// closeTime is when a batch whose first record was produced at first closes:
-// interval after that, counted from the record's timestamp so that time the
-// record already waited in the broker (the fetch waits up to the interval too)
-// is not waited again. A timestamp in the future (clock skew) counts as now.
+// closeTime is BatchDeadline; the processor's name for it.
 func closeTime(first, now time.Time, interval time.Duration) time.Time {
+	return BatchDeadline(first, now, interval)
+}
+
+// BatchDeadline is when a batch whose first record was produced at first
+// closes: interval after that, counted from the record's timestamp, not from
+// when this stage polled it. So the time a record already waited upstream (in
+// the producing stage's open transaction, in the broker, in a fetch) is not
+// waited again: only the first stage of a pipeline batches for the whole
+// interval, and each stage after it commits as soon as the records it was
+// handed are due, which keeps the end-to-end latency near one interval plus
+// a commit per stage instead of one interval per stage. A timestamp in the
+// future (clock skew) counts as now.
+func BatchDeadline(first, now time.Time, interval time.Duration) time.Time {
 	if first.IsZero() || first.After(now) {
 		first = now
 	}
@@ -399,8 +417,17 @@ func (p *Processor) poll(ctx, pctx context.Context, n int) ([]*kgo.Record, error
 // that cannot fit the record limit, or that the brokers refused as too large
 // in an earlier attempt of this batch, is replaced by its minimal envelope,
 // so a dead letter never stalls its partition.
+//
+// An output that the handler gave no timestamp carries its input's: the time
+// the event reached the platform travels with it through every stage, so each
+// stage's BatchDeadline counts from there and only the first stage of a
+// pipeline waits the whole commit interval. (Dead letters keep the time they
+// were made: their retention runs from the failure.)
 func (p *Processor) produce(ctx context.Context, rec, o *kgo.Record, promise func(*kgo.Record, error)) {
 	if o.Topic != deadletter.Topic {
+		if o.Timestamp.IsZero() {
+			o.Timestamp = rec.Timestamp
+		}
 		p.sess.Produce(ctx, o, promise)
 		return
 	}

@@ -57,6 +57,7 @@ type options struct {
 	traceExport bool
 	maxPoll     int
 	profileDir  string
+	profPhase   int
 	warmup      int
 	binDir      string // prebuilt service binaries; "" builds this tree's
 	jsonOut     string // also write the figures here, for -compare
@@ -81,7 +82,8 @@ func run(ctx context.Context) error {
 	flag.BoolVar(&o.traceExport, "trace-export", false, "export spans over OTLP to an in-process receiver (adds its cost to this machine)")
 	flag.IntVar(&o.maxPoll, "max-poll", 0, "KAFKA_MAX_POLL_RECORDS for the services (0 = their default)")
 	flag.IntVar(&o.warmup, "warmup", 50_000, "events pushed through first, not measured (JIT-warms the broker, fills caches)")
-	flag.StringVar(&o.profileDir, "profile", "", "write 10 s CPU profiles of each service, taken during phase 1, into this folder")
+	flag.StringVar(&o.profileDir, "profile", "", "write 10 s CPU profiles of each service, taken during the phase -profile-phase names, into this folder")
+	flag.IntVar(&o.profPhase, "profile-phase", 1, "with -profile: 1 profiles the throughput phase, 2 the steady-rate phase")
 	flag.StringVar(&o.binDir, "bin-dir", "", "run the service binaries in this folder instead of building this tree's")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
 	flag.StringVar(&o.compare, "compare", "", "compare with this git revision: run the bench alternately on its services and this tree's")
@@ -231,7 +233,7 @@ func push(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, pro
 	if err != nil {
 		return nil, err
 	}
-	if o.profileDir != "" {
+	if o.profileDir != "" && o.profPhase == 1 {
 		go profile(sl, o.profileDir)
 	}
 	start := time.Now()
@@ -291,6 +293,9 @@ func latency(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, 
 	snap0, err := readSnapshot(procRoot)
 	if err != nil {
 		return nil, err
+	}
+	if o.profileDir != "" && o.profPhase == 2 {
+		go profile(sl, o.profileDir)
 	}
 	from := time.Now()
 	sent, valid := 0, 0

@@ -88,6 +88,7 @@ type Sink struct {
 	dlqs    []*kgo.Record   // the batch's dead letters, produced before it is written
 	records int             // records in the batch (rows and dead letters)
 	first   time.Time       // when the batch's first record was polled
+	due     time.Time       // when the open batch is written if it is not full before
 
 	mu        sync.Mutex
 	err       error                   // why the sink must stop (set by rebalance callbacks)
@@ -250,7 +251,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		// An open batch ends the poll when it is due; an idle poll ends for the topic id check.
 		deadline := time.Now().Add(logCheckInterval)
 		if s.records > 0 && s.cfg.BatchInterval > 0 {
-			deadline = s.first.Add(s.cfg.BatchInterval)
+			deadline = s.due
 		}
 		pollCtx, cancelPoll := context.WithDeadline(runCtx, deadline)
 		fetches := s.cl.PollRecords(pollCtx, limit-s.records)
@@ -291,6 +292,9 @@ func (s *Sink) Run(ctx context.Context) error {
 		if recs := fetches.Records(); len(recs) > 0 {
 			if s.records == 0 {
 				s.first = time.Now()
+				// Due one interval after the first record was produced, not polled: the
+				// time it waited upstream is not waited again (stream.BatchDeadline).
+				s.due = stream.BatchDeadline(recs[0].Timestamp, s.first, s.cfg.BatchInterval)
 			}
 			if err := s.add(ctx, recs); err != nil {
 				if ctx.Err() != nil {
@@ -299,7 +303,7 @@ func (s *Sink) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		if s.records > 0 && (s.records >= limit || s.cfg.BatchInterval <= 0 || time.Since(s.first) >= s.cfg.BatchInterval) {
+		if s.records > 0 && (s.records >= limit || s.cfg.BatchInterval <= 0 || !time.Now().Before(s.due)) {
 			if err := s.failed(); err != nil {
 				return err
 			}
