@@ -427,7 +427,10 @@ func (d *doc) str() (text []byte, escaped bool, err error) {
 
 // escaped decodes a string with escapes from j on (d.b[start:j] has none).
 func (d *doc) escaped(start, j int) ([]byte, error) {
-	buf := make([]byte, j-start, len(d.b)-start)
+	// Room for about as much again as came before the first escape; append grows it. Sizing it
+	// to the rest of the record made every escaped string cost the record's remaining length, so
+	// a record of many short escaped strings allocated its size squared.
+	buf := make([]byte, j-start, 2*(j-start)+16)
 	copy(buf, d.b[start:j])
 	for j < len(d.b) {
 		c := d.b[j]

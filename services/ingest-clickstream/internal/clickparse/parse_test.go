@@ -2,6 +2,7 @@ package clickparse
 
 import (
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +175,50 @@ func BenchmarkParseRejected(b *testing.B) {
 	for b.Loop() {
 		if _, err := p.Parse(raw, received); err == nil {
 			b.Fatal("accepted")
+		}
+	}
+}
+
+// manyEscapedStrings is a ~60 KB record whose unknown member holds thousands of short strings
+// with an escape each: any producer can send it.
+func manyEscapedStrings() []byte {
+	var b strings.Builder
+	b.WriteString(`{"event_id":"e1","event_timestamp":"2026-11-25T21:00:00Z","event_type":"page_view","session_id":"s","page_url":"https://x.example/","extra":[`)
+	for i := range 10000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"a\n"`)
+	}
+	b.WriteString(`]}`)
+	return []byte(b.String())
+}
+
+// A string with an escape costs memory in proportion to itself, not to the rest of the record:
+// a record of many escaped strings allocated its size squared (323 MB for 60 KB) and stalled the
+// stage. Allocated bytes are counted, not timed.
+func TestEscapedStringsCostTheirOwnSize(t *testing.T) {
+	raw := manyEscapedStrings()
+	p := &Parser{MaxBytes: 64 << 10, Source: "kafka"}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := p.Parse(raw, received); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(50*len(raw)); got > limit {
+		t.Errorf("parsing a %d-byte record allocated %d bytes, want at most %d", len(raw), got, limit)
+	}
+}
+
+func BenchmarkParseManyEscapedStrings(b *testing.B) {
+	raw := manyEscapedStrings()
+	p := &Parser{MaxBytes: 64 << 10, Source: "kafka"}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Parse(raw, received); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -12,11 +12,11 @@ import (
 	"github.com/ecomstream/platform/services/ingest-clickstream/internal/clickparse"
 )
 
-// MaxTimestampSkew is how far ahead of this process's clock a raw record's
+// maxTimestampSkew is how far ahead of this process's clock a raw record's
 // Kafka timestamp may be and still be taken as the time the platform received
 // the event. A producer that sets CreateTime from a wrong clock gets the
 // handling time instead.
-const MaxTimestampSkew = time.Minute
+const maxTimestampSkew = time.Minute
 
 // Handler returns the stream.Handler that normalises raw events onto out.
 //
@@ -29,7 +29,7 @@ const MaxTimestampSkew = time.Minute
 // fallback for a record without a usable timestamp.
 func Handler(p *clickparse.Parser, enc stream.Encoder, out string, now func() time.Time) stream.Handler {
 	return func(_ context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
-		ev, err := p.Parse(rec.Value, ReceivedAt(rec, now()))
+		ev, err := p.Parse(rec.Value, receivedAt(rec, now()))
 		if err != nil {
 			return nil, err
 		}
@@ -37,16 +37,18 @@ func Handler(p *clickparse.Parser, enc stream.Encoder, out string, now func() ti
 		if err != nil {
 			return nil, err
 		}
-		return []*kgo.Record{{Topic: out, Key: []byte(ev.SessionID), Value: b}}, nil
+		// The output's timestamp is received_at, so the two agree by construction (the validator
+		// judges received_at against it), even when received_at fell back to the handling time.
+		return []*kgo.Record{{Topic: out, Key: []byte(ev.SessionID), Value: b, Timestamp: ev.ReceivedAt}}, nil
 	}
 }
 
-// ReceivedAt is when the platform received rec: its Kafka timestamp, unless
+// receivedAt is when the platform received rec: its Kafka timestamp, unless
 // that is unset (before 1970-01-02, as Kafka's -1 "no timestamp" decodes) or
 // more than MaxTimestampSkew ahead of now, in which case it is now.
-func ReceivedAt(rec *kgo.Record, now time.Time) time.Time {
+func receivedAt(rec *kgo.Record, now time.Time) time.Time {
 	ts := rec.Timestamp
-	if ts.Before(time.Unix(86400, 0)) || ts.After(now.Add(MaxTimestampSkew)) {
+	if ts.Before(time.Unix(86400, 0)) || ts.After(now.Add(maxTimestampSkew)) {
 		return now
 	}
 	return ts

@@ -92,3 +92,26 @@ func TestHandlerReceivedAtIsTheRecordTimestamp(t *testing.T) {
 type encodeFunc func(any) ([]byte, error)
 
 func (f encodeFunc) Encode(v any) ([]byte, error) { return f(v) }
+
+// The output record's timestamp is received_at, also when received_at fell back to the handling
+// time (a raw record stamped 0): the validator judges received_at against that timestamp, and a
+// record carrying 0 onward would be dead-lettered as implausible.
+func TestHandlerOutputTimestampIsReceivedAt(t *testing.T) {
+	handled := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	p := &clickparse.Parser{MaxBytes: 1 << 10, Source: "kafka"}
+	value := []byte(`{"event_id":"e","event_timestamp":"2026-11-25T11:59:00Z","event_type":"page_view","session_id":"s","page_url":"https://x/"}`)
+	for _, give := range []time.Time{time.UnixMilli(0), handled.Add(-time.Hour)} {
+		var received time.Time
+		enc := encodeFunc(func(v any) ([]byte, error) {
+			received = v.(*events.ClickEvent).ReceivedAt
+			return []byte("avro"), nil
+		})
+		outs, err := Handler(p, enc, "out", func() time.Time { return handled })(context.Background(), &kgo.Record{Value: value, Timestamp: give})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !outs[0].Timestamp.Equal(received) {
+			t.Errorf("raw timestamp %v: output timestamp %v, want received_at %v", give, outs[0].Timestamp, received)
+		}
+	}
+}

@@ -4,8 +4,9 @@
 // rule, not just the first.
 //
 // A verdict depends on the record alone, never on when it is processed: the
-// time rules judge event_timestamp against received_at (when ingest read the
-// raw event), and received_at against the Kafka record's own timestamp. So a
+// time rules judge event_timestamp against received_at (when the raw event
+// reached the platform), and received_at against the Kafka record's own
+// timestamp. So a
 // validator catching up on old data, or a retry, or a replay, decides as it
 // would have when the event arrived.
 package rules
@@ -121,11 +122,11 @@ func ClickEvents(cfg Config) *Set {
 			}},
 		{ID: ReceivedAtPlausible, Description: fmt.Sprintf("received_at is at most %s after the Kafka record's timestamp", cfg.MaxFutureSkew),
 			check: func(ev *events.ClickEvent, recordTime time.Time) (string, string, bool) {
-				// ingest stamps received_at, then produces the record, so the
-				// record's timestamp (the producer's or the broker's clock) is
-				// not before it but for clock skew. A received_at further ahead
-				// means a wrong clock at ingest or a record that did not come
-				// from ingest; the time rules above cannot be trusted then.
+				// ingest gives its output record the timestamp received_at, so
+				// on a CreateTime topic the two are equal. A received_at further
+				// ahead means a record that did not come from ingest, or a
+				// LogAppendTime topic whose broker clock is behind ingest's; the
+				// time rules above cannot be trusted then.
 				// Records without a timestamp (before 0.10's format) are not judged.
 				if recordTime.IsZero() || recordTime.UnixMilli() < 0 {
 					return "", "", true
