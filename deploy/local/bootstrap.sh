@@ -12,10 +12,6 @@ set -euo pipefail
 source "$(dirname -- "${BASH_SOURCE[0]}")/stack/lib.sh"
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
-fail() {
-	say "$*"
-	exit 1
-}
 
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 missing=()
@@ -25,7 +21,7 @@ find_java 21 REGISTRY_JAVA_HOME >/dev/null || need_java21=1
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 [[ -x "$PG_BIN/postgres" && -x "$PG_BIN/initdb" ]] || missing+=(postgresql-15)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-command -v go >/dev/null 2>&1 || [[ -x /usr/local/go/bin/go ]] || fail "Go is not installed; install Go 1.26 from https://go.dev/dl/"
+command -v go >/dev/null 2>&1 || [[ -x /usr/local/go/bin/go ]] || die "Go is not installed; install Go 1.26 from https://go.dev/dl/"
 
 if ((${#missing[@]} == 0)) && [[ -z $need_java21 ]]; then
 	exit 0
@@ -34,11 +30,11 @@ want=("${missing[@]}")
 [[ -n $need_java21 ]] && want+=("a Java 21+ runtime")
 say "missing: ${want[*]}"
 if ! command -v apt-get >/dev/null 2>&1; then
-	fail "no apt-get here; install ${want[*]} with your package manager"
+	die "no apt-get here; install ${want[*]} with your package manager"
 fi
 sudo=()
 if ((EUID != 0)); then
-	command -v sudo >/dev/null 2>&1 || fail "run as root or install sudo to install ${want[*]}"
+	command -v sudo >/dev/null 2>&1 || die "run as root or install sudo to install ${want[*]}"
 	sudo=(sudo)
 fi
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
@@ -55,7 +51,7 @@ if [[ -n $need_java21 ]]; then
 			break
 		fi
 	done
-	[[ -n $java21 ]] || fail "Apicurio Registry needs Java 21 or newer: none in REGISTRY_JAVA_HOME, JAVA_HOME, PATH or /usr/lib/jvm, and apt has no openjdk-21/25-jre-headless (Debian 12 ships only 17); install a JDK 21+ (e.g. Temurin) under /usr/lib/jvm, or set REGISTRY_JAVA_HOME to one"
+	[[ -n $java21 ]] || die "Apicurio Registry needs Java 21 or newer: none in REGISTRY_JAVA_HOME, JAVA_HOME, PATH or /usr/lib/jvm, and apt has no openjdk-21/25-jre-headless (Debian 12 ships only 17); install a JDK 21+ (e.g. Temurin) under /usr/lib/jvm, or set REGISTRY_JAVA_HOME to one"
 	missing+=("$java21")
 fi
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"

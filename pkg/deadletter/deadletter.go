@@ -192,11 +192,9 @@ func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, att
 			notes = append(notes, note(FieldOriginalKey, fmt.Sprintf("original_key truncated to its first %d of %d bytes to fit the dead-letter topic", len(key), len(rec.Key))))
 		}
 		if gotH < needH {
-			var kept, bytes, all int
+			var kept, bytes int
 			headers, kept, bytes = fitHeaders(headers, gotH)
-			for _, h := range rec.Headers {
-				all += len(h.Key) + len(h.Value)
-			}
+			all := headerBytes(rec.Headers)
 			notes = append(notes, note(FieldOriginalHeaders, fmt.Sprintf("original_headers truncated to %d of %d bytes (%d of %d headers whole) to fit the dead-letter topic",
 				bytes, all, kept, len(rec.Headers))))
 		}
@@ -223,17 +221,21 @@ func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, att
 func Minimal(rec *kgo.Record, stage string, rej *Rejection, traceID string, attempt int, now time.Time) events.DeadLetter {
 	dl := metadata(rec, stage, rej, traceID, attempt, now)
 	reasons, _ := reasonsOf(rej.Reasons[:min(len(rej.Reasons), 4)], 128)
-	var hbytes int
-	for _, h := range rec.Headers {
-		hbytes += len(h.Key) + len(h.Value)
-	}
+	hbytes := headerBytes(rec.Headers)
 	keySum, valueSum := sha256.Sum256(rec.Key), sha256.Sum256(rec.Value)
 	dl.Reasons = append(reasons, note(FieldOriginal, fmt.Sprintf(
 		"dead letter exceeded the producer's record limit; original dropped: key %d bytes sha256:%s, value %d bytes sha256:%s, %d headers %d bytes, %d reasons",
 		len(rec.Key), hex.EncodeToString(keySum[:]), len(rec.Value), hex.EncodeToString(valueSum[:]), len(rec.Headers), hbytes, len(rej.Reasons))))
-	dl.OriginalValue = []byte{}
-	dl.OriginalHeaders = []events.Header{}
 	return dl
+}
+
+// headerBytes is the size of the headers' keys and values.
+func headerBytes(hs []kgo.RecordHeader) int {
+	n := 0
+	for _, h := range hs {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
 }
 
 // Key is the Kafka key of the dead letter of a record keyed key: the key

@@ -234,12 +234,16 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, map[string]any{"status": overall, "checks": results})
 }
 
-// operator reports whether auth is "Bearer <HTTP_OPERATOR_TOKEN>", in
-// constant time. With no operator token configured, nobody is.
-func (s *Server) operator(auth string) bool {
-	token, ok := strings.CutPrefix(auth, "Bearer ")
-	return ok && s.cfg.OperatorToken != "" &&
-		subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.OperatorToken)) == 1
+// operator reports whether auth is "Bearer <HTTP_OPERATOR_TOKEN>". With no
+// operator token configured, nobody is.
+func (s *Server) operator(auth string) bool { return BearerMatches(auth, s.cfg.OperatorToken) }
+
+// BearerMatches reports whether the Authorization header value auth is
+// "Bearer <token>", comparing in constant time. An empty token matches
+// nothing.
+func BearerMatches(auth, token string) bool {
+	got, ok := strings.CutPrefix(auth, "Bearer ")
+	return ok && token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
 // logChanges logs each check that started failing (with its error) or

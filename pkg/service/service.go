@@ -41,10 +41,6 @@ type Runtime struct {
 	HTTP     *httpserver.Server
 	Registry *avroserde.Registry
 	Metrics  *stream.Metrics
-	// Redactor hides the config's secrets (tokens, passwords, URL
-	// credentials). Log and HTTP already pass through it; use it for
-	// anything else the service prints.
-	Redactor *config.Redactor
 
 	shutdownTel func(context.Context) error
 }
@@ -84,7 +80,7 @@ func start(ctx context.Context, name, version string, base Base, red *config.Red
 	log.InfoContext(ctx, "starting", "otlp_endpoint", config.RedactURL(base.Telemetry.OTLPEndpoint),
 		"kafka_brokers", base.Kafka.Brokers, "schema_registry", config.RedactURL(base.Registry.URL),
 		"http_addr", base.HTTP.Addr, "http_tls", base.HTTP.TLS())
-	return &Runtime{Name: name, Log: log, Tel: tel, HTTP: srv, Registry: reg, Metrics: m, Redactor: red, shutdownTel: shutdown}, nil
+	return &Runtime{Name: name, Log: log, Tel: tel, HTTP: srv, Registry: reg, Metrics: m, shutdownTel: shutdown}, nil
 }
 
 // Run runs the HTTP server and parts concurrently until ctx is done or one of

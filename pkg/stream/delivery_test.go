@@ -364,7 +364,7 @@ func TestCloseTime(t *testing.T) {
 		{"no timestamp", time.Time{}, now.Add(interval)},
 	}
 	for _, tt := range tests {
-		if got := closeTime(tt.first, now, interval); !got.Equal(tt.want) {
+		if got := BatchDeadline(tt.first, now, interval); !got.Equal(tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
 	}

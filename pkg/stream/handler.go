@@ -7,12 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -129,19 +127,19 @@ func Recover(log *slog.Logger) Middleware {
 }
 
 // IsTransient reports an error whose cause is outside the record: a
-// context's end, a network error or timeout, a closed or reset connection.
-// (Any error that is not a *deadletter.Rejection is retried; this is the
-// narrower set Recover trusts in a panic value.)
+// context's end, a network error or timeout, a closed or reset connection,
+// a retriable Kafka error. net.Error covers most of these: context and os
+// deadline errors, net.ErrClosed and every syscall.Errno (so an I/O errno such
+// as ENOSPC counts too) implement it. (Any error that is not a
+// *deadletter.Rejection is retried; this is the set Recover trusts in a
+// panic value.)
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
 	}
 	var ne net.Error
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNABORTED) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, syscall.EHOSTUNREACH) ||
-		errors.Is(err, syscall.ENETUNREACH) || errors.As(err, &ne) || kerr.IsRetriable(err)
+	return errors.Is(err, context.Canceled) || errors.Is(err, io.ErrClosedPipe) ||
+		errors.As(err, &ne) || kerr.IsRetriable(err)
 }
 
 // Trace continues the trace carried in the record's headers (W3C

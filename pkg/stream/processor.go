@@ -277,7 +277,7 @@ func (p *Processor) batch(ctx, ectx context.Context) (outcome, error) {
 		p.log.WarnContext(ctx, "begin transaction failed; rebuilding the kafka session", "err", err)
 		return broken, nil
 	}
-	closeAt := closeTime(recs[0].Timestamp, start, p.cfg.CommitInterval)
+	closeAt := BatchDeadline(recs[0].Timestamp, start, p.cfg.CommitInterval)
 	cutAt := start.Add(p.cfg.TransactionTimeout / 2)
 	var (
 		mu         sync.Mutex
@@ -366,11 +366,6 @@ func (p *Processor) batch(ctx, ectx context.Context) (outcome, error) {
 		return committed, nil
 	}
 	return aborted, nil
-}
-
-// closeTime is BatchDeadline; the processor's name for it.
-func closeTime(first, now time.Time, interval time.Duration) time.Time {
-	return BatchDeadline(first, now, interval)
 }
 
 // BatchDeadline is when a batch whose first record was produced at first

@@ -90,9 +90,7 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 		Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, Topic: cfg.InputTopic, Stage: name,
 		DLQ: dlq, Codec: codec, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Metrics: rt.Metrics,
 		Log: rt.Log, Prom: rt.Tel.Registry,
-		BatchInterval: cfg.Kafka.CommitInterval, Recovery: sink.Recovery(cfg.Recovery),
-		// DuckDB: one writer per file, so the writer must be its group's only member.
-		SharedWarehouse: false,
+		Recovery: sink.Recovery(cfg.Recovery),
 	}, wh)
 	if err != nil {
 		return err

@@ -188,20 +188,28 @@ type Env struct {
 // how to start it) and builds the services.
 func Prepare(ctx context.Context) (Env, error) { return PrepareWith(ctx, "") }
 
+// CheckStack finds the repository and checks that the local stack's Kafka and
+// schema registry answer, saying how to start the stack when they do not.
+func CheckStack(ctx context.Context) (root string, eps stacktest.Endpoints, err error) {
+	if root, err = svcrun.RepoRoot(); err != nil {
+		return "", eps, err
+	}
+	eps = stacktest.FromEnv()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := errors.Join(stacktest.CheckKafka(cctx, eps.KafkaBrokers), stacktest.CheckSchemaRegistry(cctx, eps.SchemaRegistryURL)); err != nil {
+		return "", eps, fmt.Errorf("local stack not reachable (%v); %s", err, stacktest.StartHint)
+	}
+	return root, eps, nil
+}
+
 // PrepareWith is Prepare with the service binaries already in binDir (the
 // benchmark's comparison builds another revision's there); "" builds this
 // tree's into <repo>/.cache/bin.
 func PrepareWith(ctx context.Context, binDir string) (Env, error) {
-	root, err := svcrun.RepoRoot()
+	root, eps, err := CheckStack(ctx)
 	if err != nil {
 		return Env{}, err
-	}
-	eps := stacktest.FromEnv()
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = errors.Join(stacktest.CheckKafka(cctx, eps.KafkaBrokers), stacktest.CheckSchemaRegistry(cctx, eps.SchemaRegistryURL))
-	cancel()
-	if err != nil {
-		return Env{}, fmt.Errorf("local stack not reachable (%v); %s", err, stacktest.StartHint)
 	}
 	if binDir != "" {
 		for _, name := range svcrun.Services {

@@ -55,7 +55,7 @@ kafka_java_cmd() {
 	((${#KAFKA_JAVA[@]})) && return 0
 	local java heap
 	java=$(find_java 17 KAFKA_JAVA_HOME) ||
-		die "kafka: Kafka 4 needs Java 17 or newer and none was found (JAVA_HOME, PATH, /usr/lib/jvm); install on Debian with: apt-get install -y openjdk-17-jre-headless (or set KAFKA_JAVA_HOME)"
+		die "kafka: Kafka 4 needs Java 17 or newer and none was found (KAFKA_JAVA_HOME${KAFKA_JAVA_HOME:+=$KAFKA_JAVA_HOME}, JAVA_HOME, PATH, /usr/lib/jvm); install on Debian with: apt-get install -y openjdk-17-jre-headless (or set KAFKA_JAVA_HOME)"
 	read -r -a heap <<<"$KAFKA_HEAP_OPTS"
 	KAFKA_JAVA=("$java" "${heap[@]}" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20
 		-XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent

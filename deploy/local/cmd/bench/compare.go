@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ecomstream/platform/deploy/local/stacktest"
+	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
 )
 
@@ -53,16 +53,9 @@ func runCompare(ctx context.Context, o options, args []string) error {
 	if o.runs < 1 {
 		return fmt.Errorf("-runs %d: want at least 1", o.runs)
 	}
-	root, err := svcrun.RepoRoot()
+	root, _, err := slice.CheckStack(ctx)
 	if err != nil {
 		return err
-	}
-	eps := stacktest.FromEnv()
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = errors.Join(stacktest.CheckKafka(cctx, eps.KafkaBrokers), stacktest.CheckSchemaRegistry(cctx, eps.SchemaRegistryURL))
-	cancel()
-	if err != nil {
-		return fmt.Errorf("local stack not reachable (%v); %s", err, stacktest.StartHint)
 	}
 	self, err := os.Executable()
 	if err != nil {

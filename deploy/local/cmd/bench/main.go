@@ -229,9 +229,12 @@ func push(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, pro
 	if !quiet {
 		fmt.Printf("phase 1, throughput: %d events (%d valid) produced as fast as possible\n", o.events, valid)
 	}
-	snap0, err := readSnapshot(procRoot)
-	if err != nil {
-		return nil, err
+	var snap0 snapshot // the warm-up (quiet) measures nothing
+	if !quiet {
+		var err error
+		if snap0, err = readSnapshot(procRoot); err != nil {
+			return nil, err
+		}
 	}
 	if o.profileDir != "" && o.profPhase == 1 {
 		go profile(sl, o.profileDir)
@@ -259,6 +262,9 @@ func push(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, pro
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	if quiet {
+		return nil, nil
+	}
 	snap1, err := readSnapshot(procRoot)
 	if err != nil {
 		return nil, err
@@ -270,9 +276,6 @@ func push(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, pro
 	last := time.UnixMicro(int64(rows[0][0].(float64)))
 	elapsed := last.Sub(start)
 	n -= already
-	if quiet {
-		return nil, nil
-	}
 	fmt.Printf("  produce: %s (%.0f events/s offered)\n", produced.Round(time.Millisecond), float64(o.events)/produced.Seconds())
 	fmt.Printf("  end to end: %d events into the warehouse in %s = %.0f events/s (raw records handled: %.0f/s)\n",
 		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), float64(o.events)/elapsed.Seconds())

@@ -32,7 +32,7 @@ func stackEndpoints(eps stacktest.Endpoints) []endpoint {
 		out = append(out, endpoint{name: "kafka", addr: b, needles: []string{"kafka.Kafka"}})
 	}
 	if u, err := url.Parse(eps.SchemaRegistryURL); err == nil {
-		out = append(out, endpoint{name: "schema-registry", addr: hostPort(u, "80"), needles: []string{"apicurio", "cmd/schema-registry", "bin/schema-registry"}})
+		out = append(out, endpoint{name: "registry", addr: hostPort(u, "80"), needles: []string{"apicurio"}})
 	}
 	if u, err := url.Parse(eps.DatabaseURL); err == nil {
 		out = append(out, endpoint{name: "postgres", addr: hostPort(u, "5432"), needles: []string{"bin/postgres "}})

@@ -4,11 +4,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -23,7 +23,7 @@ import (
 //	outside 0..9999                years outside 0..9999)
 //	HUGEINT, UHUGEINT, BIGNUM      number, exact (may exceed what a float64 client reads exactly)
 //	DECIMAL                        number, exact
-//	UUID                           "xxxxxxxx-xxxx-..."
+//	UUID column                    "xxxxxxxx-xxxx-..." (inside a list, struct or map: base64 of its 16 bytes)
 //	INTERVAL                       {"months": m, "days": d, "micros": u}
 //	UNION                          {"tag": t, "value": v}
 //	BIT                            "0101"
@@ -39,8 +39,6 @@ func appendValue(b []byte, v any) []byte {
 		return strconv.AppendBool(b, v)
 	case string:
 		return appendString(b, v)
-	case int:
-		return strconv.AppendInt(b, int64(v), 10)
 	case int8:
 		return strconv.AppendInt(b, int64(v), 10)
 	case int16:
@@ -49,8 +47,6 @@ func appendValue(b []byte, v any) []byte {
 		return strconv.AppendInt(b, int64(v), 10)
 	case int64:
 		return strconv.AppendInt(b, v, 10)
-	case uint:
-		return strconv.AppendUint(b, uint64(v), 10)
 	case uint8:
 		return strconv.AppendUint(b, uint64(v), 10)
 	case uint16:
@@ -74,11 +70,6 @@ func appendValue(b []byte, v any) []byte {
 		}
 		return append(b, v.String()...)
 	case duckdb.UUID:
-		return appendString(b, v.String())
-	case *duckdb.UUID:
-		if v == nil {
-			return append(b, "null"...)
-		}
 		return appendString(b, v.String())
 	case time.Time:
 		return appendString(b, v.Format(time.RFC3339Nano))
@@ -109,36 +100,15 @@ func appendValue(b []byte, v any) []byte {
 			b = appendValue(b, x)
 		}
 		return append(b, ']')
-	case map[string]any: // STRUCT
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendValue(b, v[k])
-		}
-		return append(b, '}')
-	case duckdb.OrderedMap:
-		keys, vals := v.Keys(), v.Values()
-		return appendMap(b, keys, vals)
-	case duckdb.Map:
-		keys := make([]any, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		slices.SortFunc(keys, func(x, y any) int { return strings.Compare(keyText(x), keyText(y)) })
-		vals := make([]any, len(keys))
-		for i, k := range keys {
-			vals[i] = v[k]
+	case map[string]any: // STRUCT: fields in name order
+		names := slices.Sorted(maps.Keys(v))
+		keys, vals := make([]any, len(names)), make([]any, len(names))
+		for i, n := range names {
+			keys[i], vals[i] = n, v[n]
 		}
 		return appendMap(b, keys, vals)
+	case duckdb.OrderedMap: // MAP (the driver returns no other map type when scanning into any)
+		return appendMap(b, v.Keys(), v.Values())
 	default:
 		if js, err := json.Marshal(v); err == nil {
 			return append(b, js...)

@@ -10,7 +10,6 @@ package queryapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ecomstream/platform/pkg/httpserver"
 	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
 )
 
@@ -51,9 +51,7 @@ type request struct {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	auth := r.Header.Get("Authorization")
-	token, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(h.Token)) != 1 {
+	if !httpserver.BearerMatches(r.Header.Get("Authorization"), h.Token) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="warehouse"`)
 		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 		return
@@ -107,14 +105,7 @@ func encodeResult(cols []string, rows [][]any) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, '[')
-		for j, v := range row {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendValue(b, v)
-		}
-		b = append(b, ']')
+		b = appendValue(b, row)
 	}
 	return append(b, "]}\n"...)
 }

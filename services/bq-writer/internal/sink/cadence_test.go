@@ -1,7 +1,7 @@
 package sink
 
 // Regression test for bq-writer's cadence (issue 5, defect 11): polls are gathered into one
-// warehouse batch until it is full or BatchInterval has passed since its first record, instead
+// warehouse batch until it is full or KAFKA_COMMIT_INTERVAL has passed since its first record, instead
 // of one warehouse transaction per poll.
 
 import (
@@ -16,7 +16,7 @@ func TestSinkWritesOnceWhenFullOrDue(t *testing.T) {
 	wh := openFile(t, path)
 	cfg := e.config(group)
 	cfg.Kafka.MaxPollRecords = 3
-	withBatchInterval(&cfg, time.Hour) // only a full batch is written
+	withBatchInterval(&cfg, 5*time.Second) // only a full batch is written
 	s := start(t, cfg, wh)
 
 	// Three records, each in a poll of its own: one write of three rows.

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -20,7 +21,7 @@ func requireKafka(t *testing.T) []string {
 	if testing.Short() {
 		t.Skip("integration test: needs the local stack (deploy/local/stack.sh up); skipped under -short")
 	}
-	brokers := strings.Split(cmpOr(os.Getenv("KAFKA_BROKERS"), "127.0.0.1:19092"), ",")
+	brokers := strings.Split(cmp.Or(os.Getenv("KAFKA_BROKERS"), "127.0.0.1:19092"), ",")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RequestRetries(0))
 	if err != nil {
 		t.Fatal(err)
@@ -38,30 +39,31 @@ func requireKafka(t *testing.T) []string {
 	return brokers
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-// On the real broker: a topic deleted and recreated under the same name gets a new topic id; the
-// sink stops on the stored positions of the old one instead of dropping the new records as
-// stale, and with POSITION_RECOVERY=earliest it loads the new topic from its start.
-func TestIntegrationTopicRecreated(t *testing.T) {
+// newTopicEnv creates a two-partition topic (and group) named prefix plus a random suffix on the
+// local stack, removed when the test ends, and an env for it.
+func newTopicEnv(t *testing.T, prefix string) (*env, string) {
+	t.Helper()
 	brokers := requireKafka(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	name := "it-bqsink-recreated-" + hex.EncodeToString(b[:])
+	name := prefix + hex.EncodeToString(b[:])
 	e := newEnvOn(t, brokers, name)
-	ctx := context.Background()
-	if _, err := e.adm.CreateTopic(ctx, 2, 1, nil, name); err != nil {
+	if _, err := e.adm.CreateTopic(context.Background(), 2, 1, nil, name); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_, _ = e.adm.DeleteTopic(context.Background(), name)
 		_, _ = e.adm.DeleteGroup(context.Background(), name)
 	})
+	return e, name
+}
+
+// On the real broker: a topic deleted and recreated under the same name gets a new topic id; the
+// sink stops on the stored positions of the old one instead of dropping the new records as
+// stale, and with POSITION_RECOVERY=earliest it loads the new topic from its start.
+func TestIntegrationTopicRecreated(t *testing.T) {
+	e, name := newTopicEnv(t, "it-bqsink-recreated-")
+	ctx := context.Background()
 
 	path := tempFile(t, "w.duckdb")
 	wh := openFile(t, path)
@@ -120,19 +122,7 @@ func TestIntegrationTopicRecreated(t *testing.T) {
 // On the real broker: a second writer (another file, same group) stops before writing, naming
 // the first.
 func TestIntegrationSecondWriterStops(t *testing.T) {
-	brokers := requireKafka(t)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := "it-bqsink-members-" + hex.EncodeToString(b[:])
-	e := newEnvOn(t, brokers, name)
-	ctx := context.Background()
-	if _, err := e.adm.CreateTopic(ctx, 2, 1, nil, name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = e.adm.DeleteTopic(context.Background(), name)
-		_, _ = e.adm.DeleteGroup(context.Background(), name)
-	})
+	e, name := newTopicEnv(t, "it-bqsink-members-")
 	whA := openFile(t, tempFile(t, "a.duckdb"))
 	a := start(t, e.config(name), whA)
 	e.produce("a", 20)

@@ -282,15 +282,15 @@ func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Off
 
 // onAssigned runs after every join of the group (every assignment, even an empty one), before
 // the offsets of new partitions are fetched and, with BlockRebalanceOnPoll, never while a batch
-// is being built or written. With an exclusive warehouse it stops the sink when the group has
-// another member.
+// is being built or written. It stops the sink when the group has another member (one writer
+// per DuckDB file).
 func (s *Sink) onAssigned(ctx context.Context, _ *kgo.Client, _ map[string][]int32) {
 	select {
 	case <-s.ready:
 	case <-ctx.Done():
 		return
 	}
-	if s.cfg.SharedWarehouse || s.failed() != nil {
+	if s.failed() != nil {
 		return
 	}
 	err := retry(ctx, s.cfg.Kafka, func() error {

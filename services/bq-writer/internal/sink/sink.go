@@ -1,6 +1,6 @@
 // Package sink is bq-writer's consume loop: it reads valid ClickEvents
 // (read_committed), gathers polls into batches (closed when full or when
-// Config.BatchInterval has passed since their first record), writes each batch
+// Kafka.CommitInterval has passed since their first record), writes each batch
 // to the warehouse together with the Kafka positions it covers, and resumes
 // from the positions stored in the warehouse. That makes the warehouse write
 // exactly-once without Kafka transactions: a batch is either wholly in the
@@ -60,15 +60,9 @@ type Config struct {
 	Log     *slog.Logger
 	Prom    prometheus.Registerer
 
-	// BatchInterval closes a batch this long after its first record even when it is not full
-	// (Kafka.MaxPollRecords records); 0 writes every poll as its own batch.
-	BatchInterval time.Duration
 	// Recovery says what to do with a partition whose stored position does not fit the log
 	// ("" = RecoveryRefuse).
 	Recovery Recovery
-	// SharedWarehouse allows other members in the group (a warehouse that several writers can
-	// share). False, as for DuckDB: the sink stops when its group has another member.
-	SharedWarehouse bool
 }
 
 // Sink is the consume-and-write loop.
@@ -225,7 +219,7 @@ func (s *Sink) setLog(cluster string, topicIDs map[string]string) {
 // Run consumes until ctx is done or the sink must stop (a *PositionError, a *MemberError, a
 // warehouse error that retrying cannot fix).
 //
-// Polls are gathered into one batch until it holds Kafka.MaxPollRecords records or BatchInterval
+// Polls are gathered into one batch until it holds Kafka.MaxPollRecords records or Kafka.CommitInterval
 // has passed since its first record; then it is written once. Rebalances are blocked while a
 // batch is open (BlockRebalanceOnPoll), so a rebalance waits at most one interval plus a write,
 // and a partition is never revoked with unwritten records. On shutdown an open batch is simply
@@ -250,7 +244,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 		// An open batch ends the poll when it is due; an idle poll ends for the topic id check.
 		deadline := time.Now().Add(logCheckInterval)
-		if s.records > 0 && s.cfg.BatchInterval > 0 {
+		if s.records > 0 && s.cfg.Kafka.CommitInterval > 0 {
 			deadline = s.due
 		}
 		pollCtx, cancelPoll := context.WithDeadline(runCtx, deadline)
@@ -294,7 +288,7 @@ func (s *Sink) Run(ctx context.Context) error {
 				s.first = time.Now()
 				// Due one interval after the first record was produced, not polled: the
 				// time it waited upstream is not waited again (stream.BatchDeadline).
-				s.due = stream.BatchDeadline(recs[0].Timestamp, s.first, s.cfg.BatchInterval)
+				s.due = stream.BatchDeadline(recs[0].Timestamp, s.first, s.cfg.Kafka.CommitInterval)
 			}
 			if err := s.add(ctx, recs); err != nil {
 				if ctx.Err() != nil {
@@ -303,7 +297,7 @@ func (s *Sink) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		if s.records > 0 && (s.records >= limit || s.cfg.BatchInterval <= 0 || !time.Now().Before(s.due)) {
+		if s.records > 0 && (s.records >= limit || s.cfg.Kafka.CommitInterval <= 0 || !time.Now().Before(s.due)) {
 			if err := s.failed(); err != nil {
 				return err
 			}

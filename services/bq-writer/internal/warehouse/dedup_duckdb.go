@@ -148,9 +148,7 @@ func (p *dedupPlan) apply(copies []dedupCopy) {
 // DuckDB skip row groups by zone map; the per-row window is then checked in Go. The IN (unnest(...))
 // becomes a hash semi-join built on the batch's ids. The ids travel as one JSON array string:
 // binding a Go []string costs one cgo call per element and was ~1.6x slower for 10k ids.
-const selectStoredIDs = `SELECT event_id, event_timestamp, received_at FROM fact_events
-WHERE event_timestamp BETWEEN ? AND ?
-  AND event_id IN (SELECT unnest(CAST(?::JSON AS VARCHAR[])))`
+const selectStoredIDs = `SELECT event_id, event_timestamp, received_at FROM fact_events` + copyFilter
 
 // maxProbes caps the range probes per batch. Each costs a statement (~0.5ms here) plus its scan.
 const maxProbes = 8

@@ -32,7 +32,7 @@ const DefaultDedupWindow = time.Minute
 // DefaultCheckpointThreshold is the WAL size that triggers a checkpoint. See WithCheckpointThreshold.
 const DefaultCheckpointThreshold = "128MB"
 
-// DefaultDedupIndexSize is the default cap on event_ids held in memory for the dedup check: ~45
+// DefaultDedupIndexSize is the default cap on event_ids held in memory for the dedup check: ~47
 // bytes each, so ~180MB; at 20,000 events/s it covers the default window plus 30s of lateness
 // (1.8M ids) with room to spare.
 const DefaultDedupIndexSize = 4_000_000
@@ -254,23 +254,15 @@ func (d *DuckDB) Migrate(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	unlock, err := d.lockWriter()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-
-	tx, err := d.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer rollback(tx)
-	for _, s := range stmts {
-		if _, err := tx.ExecContext(ctx, s.SQL); err != nil {
-			return fmt.Errorf("%s: %w", s.Name, err)
+	err = d.writerTx(ctx, func(tx *sql.Tx) error {
+		for _, s := range stmts {
+			if _, err := tx.ExecContext(ctx, s.SQL); err != nil {
+				return fmt.Errorf("%s: %w", s.Name, err)
+			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	names := make([]string, len(stmts))
@@ -320,10 +312,27 @@ func (d *DuckDB) ResetPositions(ctx context.Context, group string, positions map
 		return fmt.Errorf("%w: empty consumer group", ErrInvalidBatch)
 	}
 	for p, pos := range positions {
-		if p.Topic == "" || p.Partition < 0 || pos.Next < 0 {
-			return fmt.Errorf("%w: bad position %s/%d -> %d", ErrInvalidBatch, p.Topic, p.Partition, pos.Next)
+		if err := checkPosition(p, pos.Next); err != nil {
+			return err
 		}
 	}
+	now := time.Now().UTC()
+	return d.writerTx(ctx, func(tx *sql.Tx) error {
+		for _, p := range sortedPartitions(positions) {
+			pos := positions[p]
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO stream_positions
+			(consumer_group, topic, "partition", next_offset, updated_at, topic_id, cluster_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				group, p.Topic, p.Partition, pos.Next, now, nullIfEmpty(pos.TopicID), nullIfEmpty(pos.ClusterID)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// writerTx runs fn in one transaction on the writer connection and commits it; on an error
+// nothing of it is kept.
+func (d *DuckDB) writerTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	unlock, err := d.lockWriter()
 	if err != nil {
 		return err
@@ -334,16 +343,18 @@ func (d *DuckDB) ResetPositions(ctx context.Context, group string, positions map
 		return err
 	}
 	defer rollback(tx)
-	now := time.Now().UTC()
-	for _, p := range sortedPartitions(positions) {
-		pos := positions[p]
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO stream_positions
-			(consumer_group, topic, "partition", next_offset, updated_at, topic_id, cluster_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			group, p.Topic, p.Partition, pos.Next, now, nullIfEmpty(pos.TopicID), nullIfEmpty(pos.ClusterID)); err != nil {
-			return err
-		}
+	if err := fn(tx); err != nil {
+		return err
 	}
 	return tx.Commit()
+}
+
+// checkPosition refuses a position no Kafka partition can have.
+func checkPosition(p Partition, next int64) error {
+	if p.Topic == "" || p.Partition < 0 || next < 0 {
+		return fmt.Errorf("%w: bad position %s/%d -> %d", ErrInvalidBatch, p.Topic, p.Partition, next)
+	}
+	return nil
 }
 
 // storedPositions reads the group's positions inside the write transaction and checks that the
@@ -697,8 +708,8 @@ func validateBatch(group string, b Batch) error {
 		return fmt.Errorf("%w: empty consumer group", ErrInvalidBatch)
 	}
 	for p, next := range b.Positions {
-		if p.Topic == "" || p.Partition < 0 || next < 0 {
-			return fmt.Errorf("%w: bad position %s/%d -> %d", ErrInvalidBatch, p.Topic, p.Partition, next)
+		if err := checkPosition(p, next); err != nil {
+			return err
 		}
 	}
 	for i := range b.Events {

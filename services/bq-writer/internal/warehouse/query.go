@@ -172,9 +172,6 @@ func trimStatement(q string) string {
 func checkReadOnly(conn interface {
 	Raw(func(driverConn any) error) error
 }, q string) error {
-	if q == "" {
-		return fmt.Errorf("%w: empty query", ErrInvalidQuery)
-	}
 	return conn.Raw(func(dc any) error {
 		// (*duckdb.Conn).Prepare refuses a multi-statement text without running any of it.
 		st, err := dc.(*duckdb.Conn).Prepare(q)

@@ -92,13 +92,6 @@ func nameSet(names ...string) map[string]bool {
 	return m
 }
 
-// functionCatalog answers whether a scalar, aggregate or window function name may be called. It is
-// built from duckdb_functions(), which is the same for every database of this DuckDB build, and
-// considers only built-in (internal) functions. It is read-only once built.
-type functionCatalog struct {
-	allowed map[string]bool // by lower-case name
-}
-
 type functionEntry struct {
 	kind        string // scalar, aggregate, macro
 	internal    bool
@@ -108,12 +101,12 @@ type functionEntry struct {
 
 var (
 	catalogMu sync.Mutex
-	catalog   *functionCatalog
+	catalog   *judge
 )
 
 // loadFunctionCatalog reads the function catalog once per process; a failed load is retried by
 // the next query.
-func loadFunctionCatalog(ctx context.Context, conn *sql.Conn) (*functionCatalog, error) {
+func loadFunctionCatalog(ctx context.Context, conn *sql.Conn) (*judge, error) {
 	catalogMu.Lock()
 	defer catalogMu.Unlock()
 	if catalog != nil {
@@ -149,24 +142,21 @@ func loadFunctionCatalog(ctx context.Context, conn *sql.Conn) (*functionCatalog,
 	for name := range entries {
 		j.allowed(name)
 	}
-	catalog = &functionCatalog{allowed: j.verdict}
+	catalog = j
 	return catalog, nil
 }
 
-func (c *functionCatalog) scalarAllowed(name string) bool {
-	if ok, known := c.allowed[name]; known {
-		return ok
-	}
-	return binderFunctions[name]
-}
-
-// judge decides each function name once; macros are judged by their definitions.
+// judge answers whether a scalar, aggregate or window function name may be called. It is built
+// from duckdb_functions(), which is the same for every database of this DuckDB build, and
+// considers only built-in (internal) functions. It decides each name once (macros by their
+// definitions); loadFunctionCatalog decides them all, so the finished judge is read-only and safe
+// for concurrent queries.
 type judge struct {
 	entries map[string][]functionEntry
 	verdict map[string]bool
 }
 
-// scalarAllowed makes judge usable as the catalog while macro definitions are checked.
+// scalarAllowed is the catalog's answer for name; functions the binder adds are not in it.
 func (j *judge) scalarAllowed(name string) bool {
 	if _, known := j.entries[name]; !known {
 		return binderFunctions[name]

@@ -51,7 +51,7 @@ type recentEntry uint64
 
 const (
 	// ambiguous marks an id with several kept rows in one bucket (kept copies more than the
-	// window apart can share a bucket when the window is under two seconds): it is near any row.
+	// window apart can share a bucket when the window is under one second, the narrowest bucket): it is near any row.
 	ambiguous recentEntry = math.MaxUint64
 	// unknownRecv is the receipt of a row received more than ~24 days from its event_timestamp.
 	unknownRecv = math.MinInt32
