@@ -22,7 +22,7 @@ help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: ## install what the local stack needs (Java 17 and 21+, Maven, PostgreSQL, gcc) if missing
+deps: ## install what the local stack and tests need (Java 17 and 21+, Maven, PostgreSQL, gcc, Chromium) if missing
 	@deploy/local/bootstrap.sh
 
 .PHONY: build

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs when it is missing: a Java 17+ runtime
 # (Kafka), a Java 21+ runtime (Apicurio Registry), Maven (both come from Maven
-# Central), the PostgreSQL 15 server binaries, and gcc (the embedded DuckDB
-# warehouse is a cgo library). Go itself must already be installed. Safe to
-# run any number of times; does nothing when everything is there.
+# Central), the PostgreSQL 15 server binaries, gcc (the embedded DuckDB
+# warehouse is a cgo library), and headless Chromium with a font (the demo
+# page's browser tests, deploy/local/webdemo). Go itself must already be
+# installed. Safe to run any number of times; does nothing when everything is
+# there.
 set -euo pipefail
 
 # The same Java look-up as the stack's (JAVA_HOME, PATH, /usr/lib/jvm/*, or
@@ -21,6 +23,8 @@ find_java 21 REGISTRY_JAVA_HOME >/dev/null || need_java21=1
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 [[ -x "$PG_BIN/postgres" && -x "$PG_BIN/initdb" ]] || missing+=(postgresql-15)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+# The browser tests run /usr/bin/chromium, Debian's path (webdemo/browser_test.go).
+[[ -x /usr/bin/chromium ]] || missing+=(chromium chromium-driver fonts-liberation)
 command -v go >/dev/null 2>&1 || [[ -x /usr/local/go/bin/go ]] || die "Go is not installed; install Go 1.26 from https://go.dev/dl/"
 
 if ((${#missing[@]} == 0)) && [[ -z $need_java21 ]]; then

@@ -129,6 +129,9 @@ var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-
 // what is queued when a page is left by sendBeacon, a text/plain envelope
 // that carries the key; and the page shows each verdict.
 func TestIntegrationSnippetContract(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs without -short, with headless Chromium")
+	}
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	schema, err := c.Compile(contractPath)
