@@ -1,7 +1,9 @@
 // Command demo runs the platform locally: it builds the services, starts them
 // as separate processes against the local stack (make demo starts the stack
 // first), feeds them realistic clickstream traffic with ~1% broken records,
-// and prints where to look and what happened. Ctrl-C stops everything.
+// serves a small storefront whose tracking snippet sends the visitor's own
+// clicks to the HTTP collector, and prints where to look and what happened.
+// Ctrl-C stops everything.
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -26,6 +29,7 @@ import (
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
+	"github.com/ecomstream/platform/deploy/local/webdemo"
 )
 
 func main() {
@@ -43,7 +47,17 @@ func run(ctx context.Context) error {
 	broken := flag.Float64("broken", 0.01, "fraction of deliberately broken records")
 	keepStack := flag.Bool("keep-stack", false, "leave Kafka, PostgreSQL and the registry running on exit")
 	every := flag.Duration("report", 10*time.Second, "how often to print progress")
+	shopAddr := flag.String("shop", webdemo.DefaultAddr, "listen address of the demo shop (its origin is allowed by the collector)")
+	collectorAddr := flag.String("collector", "127.0.0.1:8090", "listen address of ingest-clickstream's HTTP collector")
 	flag.Parse()
+
+	// Taken first, so a busy port fails before anything starts.
+	shopLn, err := net.Listen("tcp", *shopAddr)
+	if err != nil {
+		return fmt.Errorf("demo shop: %w (choose another with -shop)", err)
+	}
+	defer shopLn.Close()
+	shopOrigin := webdemo.Origin(shopLn.Addr().String())
 
 	env, err := slice.Prepare(ctx)
 	if err != nil {
@@ -66,7 +80,8 @@ func run(ctx context.Context) error {
 	sl, err := slice.New(slice.Options{
 		BinDir: binDir, RunDir: runDir, Brokers: eps.KafkaBrokers, Registry: eps.SchemaRegistryURL,
 		OTLP: otlp, QueryToken: token,
-		Addrs: map[string]string{"ingest-clickstream": "127.0.0.1:8081", "validator": "127.0.0.1:8084", "bq-writer": "127.0.0.1:8086"},
+		Addrs:         map[string]string{"ingest-clickstream": "127.0.0.1:8081", "validator": "127.0.0.1:8084", "bq-writer": "127.0.0.1:8086"},
+		CollectorAddr: *collectorAddr, CollectorOrigins: shopOrigins(shopLn.Addr()),
 	})
 	if err != nil {
 		return err
@@ -88,7 +103,20 @@ func run(ctx context.Context) error {
 			_ = cmd.Run()
 		}
 	}()
-	printWhereToLook(sl, eps, token, runDir)
+	shop, err := webdemo.New(webdemo.Config{CollectorURL: "http://" + sl.CollectorAddr, WriteKey: sl.WriteKey})
+	if err != nil {
+		return err
+	}
+	shopCtx, stopShop := context.WithCancel(ctx)
+	shopDone := make(chan error, 1)
+	go func() { shopDone <- shop.Serve(shopCtx, shopLn) }()
+	defer func() {
+		stopShop()
+		if err := <-shopDone; err != nil {
+			fmt.Println("  demo shop:", err)
+		}
+	}()
+	printWhereToLook(sl, eps, token, runDir, shopOrigin)
 	// The warehouse file outlives a demo run; count this run's rows apart.
 	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
 	before, _ := sl.QueryInt(qctx, "SELECT count(*) FROM fact_events")
@@ -129,11 +157,27 @@ func run(ctx context.Context) error {
 	}
 }
 
-func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir string) {
+// shopOrigins are the origins a browser may give the shop at addr: the
+// address itself and, for a loopback IP, the same port on localhost.
+func shopOrigins(addr net.Addr) []string {
+	origins := []string{webdemo.Origin(addr.String())}
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
+		origins = append(origins, webdemo.Origin(net.JoinHostPort("localhost", fmt.Sprint(ta.Port))))
+	}
+	return origins
+}
+
+func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, shop string) {
 	addr := func(n string) string { return sl.Procs[n].HTTPAddr }
 	fmt.Printf(`
 The platform is running. Where to look:
 
+  Shop        open %[9]s and click around; your events land in fact_events
+              (the page shows what its tracking snippet sent and the collector's answer)
+  Your events curl -s -H 'Authorization: Bearer %[4]s' \
+                --data "SELECT event_timestamp, event_type, product_id, order_id, session_id FROM fact_events WHERE source = 'http' ORDER BY event_timestamp DESC LIMIT 20" \
+                http://%[3]s/v1/warehouse/query
+  Collector   POST %[10]s   (write key %[11]s, in %[12]s)
   Health      curl -s http://%[1]s/readyz   (ingest-clickstream)
               curl -s http://%[2]s/readyz   (validator)
               curl -s http://%[3]s/readyz   (bq-writer)
@@ -150,7 +194,7 @@ The platform is running. Where to look:
 Progress is printed every few seconds. Ctrl-C stops everything.
 
 `, addr("ingest-clickstream"), addr("validator"), addr("bq-writer"), token, sl.DuckDB, runDir,
-		strings.Join(eps.KafkaBrokers, ","), eps.SchemaRegistryURL)
+		strings.Join(eps.KafkaBrokers, ","), eps.SchemaRegistryURL, shop, sl.CollectorURL(), sl.WriteKey, sl.WriteKeysFile)
 }
 
 func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before int64, start time.Time) {
@@ -160,6 +204,7 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before int64, s
 	if err != nil {
 		fmt.Println("  warehouse:", err)
 	}
+	shopRows, _ := sl.QueryInt(ctx, "SELECT count(*) FROM fact_events WHERE source = 'http'")
 	var dead float64
 	byReason := map[string]float64{}
 	for _, n := range svcrun.Services {
@@ -179,6 +224,9 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before int64, s
 	elapsed := time.Since(start).Seconds()
 	fmt.Printf("[%s] sent %d (%.0f/s) | landed in the warehouse %d (table total %d) | dead-lettered %.0f (%.2f%%)",
 		time.Now().Format("15:04:05"), sent, float64(sent)/max(elapsed, 1), rows-before, rows, dead, 100*dead/float64(max(sent, 1)))
+	if shopRows > 0 {
+		fmt.Printf(" | from the shop %d", shopRows)
+	}
 	if sink != nil {
 		fmt.Printf(" | spans %d", sink.Count())
 	}
