@@ -32,6 +32,8 @@
   var maxBeaconBytes = 60000;
 
   var queue = [];
+  var retryQueue = [];
+  var retryTimer = null;
   var attempts = {}; // event_id -> attempts so far
   var timer = null;
   var listeners = [];
@@ -131,16 +133,23 @@
 
   function retryable(status) { return status === 0 || status === 429 || status >= 500; }
 
+  // Events to send again wait in retryQueue, and go first when its timer
+  // fires, or by beacon if the page is left before.
   function retry(batch, afterMs) {
     var again = batch.filter(function (ev) {
       attempts[ev.event_id] = (attempts[ev.event_id] || 1) + 1;
       return attempts[ev.event_id] <= maxAttempts;
     });
     if (again.length === 0) return false;
-    window.setTimeout(function () {
-      queue = again.concat(queue);
-      flush();
-    }, afterMs);
+    retryQueue = retryQueue.concat(again);
+    if (!retryTimer) {
+      retryTimer = window.setTimeout(function () {
+        retryTimer = null;
+        queue = retryQueue.concat(queue);
+        retryQueue = [];
+        flush();
+      }, afterMs);
+    }
     return true;
   }
 
@@ -178,6 +187,12 @@
   // The page is going away: a beacon is the one request the browser promises
   // to deliver after the page is gone. Its answer cannot be read.
   function beacon() {
+    if (retryTimer) {
+      window.clearTimeout(retryTimer);
+      retryTimer = null;
+    }
+    queue = retryQueue.concat(queue);
+    retryQueue = [];
     while (queue.length > 0) {
       var batch = takeBatch();
       var body = JSON.stringify({ write_key: writeKey, events: batch });
