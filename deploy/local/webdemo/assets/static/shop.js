@@ -95,6 +95,9 @@
         out[ev.event_id] = a.status === "accepted" ? { status: "accepted" } :
           { status: "rejected", reasons: (a.reasons || []).map(function (x) { return x.code + (x.field ? " " + x.field : "") + ": " + x.message; }) };
       });
+    } else if (r.phase === "answered" && r.status >= 200 && r.status < 300) {
+      // A 2xx without per-event verdicts: the whole batch was taken.
+      r.events.forEach(function (ev) { out[ev.event_id] = { status: "accepted" }; });
     } else if (r.phase === "answered") {
       var why = r.status ? "HTTP " + r.status + ((r.answer && r.answer.error) ? ": " + r.answer.error : "") :
         "no answer (" + (r.error || "network error") + "; collector down, or origin not allowed)";
