@@ -200,6 +200,9 @@ func (set *keySet) lookup(presented string) *writeKey {
 	return found
 }
 
+// globalOrigin reports whether origin is allowed for every key.
+func (s *keyStore) globalOrigin(origin string) bool { return slices.Contains(s.global, origin) }
+
 // originAllowed reports whether a browser at origin may send with k.
 func (s *keyStore) originAllowed(k *writeKey, origin string) bool {
 	return slices.Contains(s.global, origin) || slices.Contains(k.origins, origin)
