@@ -31,12 +31,19 @@ type browser struct {
 	thrown []string // uncaught JavaScript exceptions
 }
 
-// newBrowser starts headless Chromium; it is stopped when the test ends.
-func newBrowser(t *testing.T, shots string, timeout time.Duration) *browser {
+// requireChromium fails the test, saying how to install it, when Chromium
+// is missing.
+func requireChromium(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("headless Chromium is not installed at %s (%v): `make deps` (deploy/local/bootstrap.sh) installs it", chromiumPath, err)
 	}
+}
+
+// newBrowser starts headless Chromium; it is stopped when the test ends.
+func newBrowser(t *testing.T, shots string, timeout time.Duration) *browser {
+	t.Helper()
+	requireChromium(t)
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}

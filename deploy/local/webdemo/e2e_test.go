@@ -25,6 +25,7 @@ func TestE2EDemoPage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack, with headless Chromium")
 	}
+	requireChromium(t)
 	eps := stacktest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()

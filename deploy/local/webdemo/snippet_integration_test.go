@@ -132,6 +132,7 @@ func TestIntegrationSnippetContract(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs without -short, with headless Chromium")
 	}
+	requireChromium(t)
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	schema, err := c.Compile(contractPath)
