@@ -47,7 +47,7 @@ const Source = "http"
 // Headers of a dead letter's original record: where the event came from.
 const (
 	OriginHeader          = deadletter.OriginHeader // "http"
-	CollectorSourceHeader = "ecom-collector-source"  // the write key's source
+	CollectorSourceHeader = "ecom-collector-source" // the write key's source
 )
 
 // Producer is the part of *kgo.Client the collector uses.
