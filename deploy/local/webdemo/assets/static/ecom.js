@@ -131,7 +131,7 @@
     }
   }
 
-  function retryable(status) { return status === 0 || status === 429 || status >= 500; }
+  function retryable(status) { return status === 429 || status >= 500; }
 
   // Events to send again wait in retryQueue, and go first when its timer
   // fires, or by beacon if the page is left before.
