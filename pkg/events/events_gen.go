@@ -11,7 +11,7 @@ type ClickEvent struct {
 	EventID string `avro:"event_id" json:"event_id"`
 	// When the event happened on the client (UTC).
 	EventTimestamp time.Time `avro:"event_timestamp" json:"event_timestamp"`
-	// When ingest-clickstream read the raw record (UTC).
+	// When the platform received the event (UTC): the raw record's Kafka timestamp, or when the HTTP collector received the request.
 	ReceivedAt time.Time `avro:"received_at" json:"received_at"`
 	// page_view, product_view, search, add_to_cart, remove_from_cart, begin_checkout or purchase.
 	EventType string `avro:"event_type" json:"event_type"`
@@ -43,6 +43,10 @@ type ClickEvent struct {
 	OrderID *string `avro:"order_id" json:"order_id"`
 	// Where ingest read it: kafka or http.
 	Source string `avro:"source" json:"source"`
+	// Client IP truncated for privacy (IPv4 /24, IPv6 /48), from the HTTP collector when it is configured to keep it; null otherwise.
+	ClientIP *string `avro:"client_ip" json:"client_ip"`
+	// Source name of the write key an HTTP collector request was authenticated with (e.g. web, ios); null for Kafka input.
+	CollectorSource *string `avro:"collector_source" json:"collector_source"`
 }
 
 // OrderItem is a generated struct.

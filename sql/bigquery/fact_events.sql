@@ -35,12 +35,14 @@ CREATE TABLE IF NOT EXISTS `${project}.${dataset}.fact_events` (
     currency         STRING             OPTIONS (description = 'ISO 4217 currency code.'),
     order_id         STRING             OPTIONS (description = 'Order id, set on purchase events.'),
     source           STRING    NOT NULL OPTIONS (description = 'Where ingest read the event: kafka or http.'),
-    received_at      TIMESTAMP NOT NULL OPTIONS (description = 'When ingest-clickstream read the raw record (UTC).'),
+    received_at      TIMESTAMP NOT NULL OPTIONS (description = 'When the platform received the event (UTC): the raw record''s Kafka timestamp, or when the HTTP collector received the request.'),
     trace_id         STRING             OPTIONS (description = 'W3C trace id (32 hex chars) of the trace of the event; NULL when the record carried none.'),
     source_topic     STRING    NOT NULL OPTIONS (description = 'Kafka topic bq-writer read the row from.'),
     source_partition INT64     NOT NULL OPTIONS (description = 'Kafka partition bq-writer read the row from.'),
     source_offset    INT64     NOT NULL OPTIONS (description = 'Kafka offset bq-writer read the row from.'),
-    loaded_at        TIMESTAMP NOT NULL OPTIONS (description = 'When bq-writer appended the row.')
+    loaded_at        TIMESTAMP NOT NULL OPTIONS (description = 'When bq-writer appended the row.'),
+    client_ip        STRING             OPTIONS (description = 'Client IP truncated for privacy (IPv4 /24, IPv6 /48) when the HTTP collector keeps it; NULL otherwise.'),
+    collector_source STRING             OPTIONS (description = 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.')
 )
 PARTITION BY DATE(event_timestamp)
 CLUSTER BY user_id, event_type
@@ -50,3 +52,9 @@ OPTIONS (
     require_partition_filter = FALSE,
     description = 'One row per click event written by bq-writer; source duplicates removed within a bounded window, one row per event_id is the job of the planned prod layer.'
 );
+
+-- Columns added after the first release, for tables created before it (a new table has them
+-- already; IF NOT EXISTS makes these no-ops there).
+ALTER TABLE `${project}.${dataset}.fact_events`
+    ADD COLUMN IF NOT EXISTS client_ip STRING OPTIONS (description = 'Client IP truncated for privacy (IPv4 /24, IPv6 /48) when the HTTP collector keeps it; NULL otherwise.'),
+    ADD COLUMN IF NOT EXISTS collector_source STRING OPTIONS (description = 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.');

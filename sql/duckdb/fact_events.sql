@@ -44,8 +44,16 @@ CREATE TABLE IF NOT EXISTS fact_events (
     source_topic     VARCHAR     NOT NULL,
     source_partition INTEGER     NOT NULL,
     source_offset    BIGINT      NOT NULL,
-    loaded_at        TIMESTAMPTZ NOT NULL
+    loaded_at        TIMESTAMPTZ NOT NULL,
+    client_ip        VARCHAR,
+    collector_source VARCHAR
 );
+
+-- Columns added after the first release are also added to files made before it (ADD COLUMN appends
+-- at the end, which is why they come after loaded_at in CREATE TABLE too: every file has one
+-- column order, and fact_events_duplicates the same one).
+ALTER TABLE fact_events ADD COLUMN IF NOT EXISTS client_ip VARCHAR;
+ALTER TABLE fact_events ADD COLUMN IF NOT EXISTS collector_source VARCHAR;
 
 COMMENT ON TABLE fact_events IS 'One row per click event written by bq-writer; source duplicates removed within a bounded window.';
 COMMENT ON COLUMN fact_events.event_id IS 'Producer-assigned unique id; the deduplication key.';
@@ -72,9 +80,11 @@ COMMENT ON COLUMN fact_events.price_minor IS 'Unit price in minor units of curre
 COMMENT ON COLUMN fact_events.currency IS 'ISO 4217 currency code.';
 COMMENT ON COLUMN fact_events.order_id IS 'Order id, set on purchase events.';
 COMMENT ON COLUMN fact_events.source IS 'Where ingest read the event: kafka or http.';
-COMMENT ON COLUMN fact_events.received_at IS 'When ingest-clickstream read the raw record (UTC).';
+COMMENT ON COLUMN fact_events.received_at IS 'When the platform received the event (UTC): the raw record''s Kafka timestamp, or when the HTTP collector received the request.';
 COMMENT ON COLUMN fact_events.trace_id IS 'W3C trace id (32 hex chars) of the event''s trace; NULL when the record carried none.';
 COMMENT ON COLUMN fact_events.source_topic IS 'Kafka topic bq-writer read the row from.';
 COMMENT ON COLUMN fact_events.source_partition IS 'Kafka partition bq-writer read the row from.';
 COMMENT ON COLUMN fact_events.source_offset IS 'Kafka offset bq-writer read the row from.';
 COMMENT ON COLUMN fact_events.loaded_at IS 'When bq-writer committed the row.';
+COMMENT ON COLUMN fact_events.client_ip IS 'Client IP truncated for privacy (IPv4 /24, IPv6 /48) when the HTTP collector keeps it; NULL otherwise.';
+COMMENT ON COLUMN fact_events.collector_source IS 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.';

@@ -7,6 +7,8 @@ package slice
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +37,21 @@ type Options struct {
 	Addrs map[string]string
 	// Env adds variables per service, e.g. {"bq-writer": {"DEDUP_WINDOW=1h"}}.
 	Env map[string][]string
+	// CollectorAddr fixes the HTTP collector's listen address; "" = a free port.
+	CollectorAddr string
+	// CollectorOrigins are the browser origins the collector allows for every key.
+	CollectorOrigins []string
+	// WriteKeys are the collector's write keys; none = one generated key of source "web".
+	WriteKeys []WriteKey
+}
+
+// WriteKey is one entry of the collector's write-keys file (COLLECTOR_WRITE_KEYS_FILE).
+type WriteKey struct {
+	Source    string   `json:"source"`
+	Key       string   `json:"key"`
+	Origins   []string `json:"origins,omitempty"`
+	RateLimit float64  `json:"rate_limit,omitempty"` // events per second; 0 = COLLECTOR_RATE_LIMIT
+	Burst     int      `json:"burst,omitempty"`      // 0 = COLLECTOR_RATE_BURST
 }
 
 // Topics of a slice.
@@ -46,6 +63,12 @@ type Slice struct {
 	Topics Topics
 	Procs  map[string]*svcrun.Process
 	DuckDB string
+	// CollectorAddr is ingest-clickstream's HTTP collector (host:port); POST /v1/events there.
+	CollectorAddr string
+	// WriteKey is the first write key (source "web" unless Options.WriteKeys says otherwise).
+	WriteKey string
+	// WriteKeysFile is the collector's write-keys file; rewrite it (WriteKeys) to rotate keys.
+	WriteKeysFile string
 }
 
 // New prepares the processes without starting them.
@@ -53,11 +76,29 @@ func New(opts Options) (*Slice, error) {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "info"
 	}
+	if len(opts.WriteKeys) == 0 {
+		opts.WriteKeys = []WriteKey{{Source: "web", Key: "wk_web_" + randomHex(16)}}
+	}
 	s := &Slice{
-		Opts:   opts,
-		Topics: Topics{Raw: opts.Prefix + "clickstream", Events: opts.Prefix + "ecom.events.v1", Valid: opts.Prefix + "ecom.events.valid.v1"},
-		Procs:  map[string]*svcrun.Process{},
-		DuckDB: filepath.Join(opts.RunDir, "warehouse.duckdb"),
+		Opts:          opts,
+		Topics:        Topics{Raw: opts.Prefix + "clickstream", Events: opts.Prefix + "ecom.events.v1", Valid: opts.Prefix + "ecom.events.valid.v1"},
+		Procs:         map[string]*svcrun.Process{},
+		DuckDB:        filepath.Join(opts.RunDir, "warehouse.duckdb"),
+		CollectorAddr: opts.CollectorAddr,
+		WriteKey:      opts.WriteKeys[0].Key,
+		WriteKeysFile: filepath.Join(opts.RunDir, "write-keys.json"),
+	}
+	if s.CollectorAddr == "" {
+		var err error
+		if s.CollectorAddr, err = svcrun.FreeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(opts.RunDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := s.WriteKeys(opts.WriteKeys); err != nil {
+		return nil, err
 	}
 	common := []string{
 		"KAFKA_BROKERS=" + strings.Join(opts.Brokers, ","),
@@ -68,7 +109,9 @@ func New(opts Options) (*Slice, error) {
 	}
 	env := map[string][]string{
 		"ingest-clickstream": {"INPUT_TOPIC=" + s.Topics.Raw, "OUTPUT_TOPIC=" + s.Topics.Events, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "ingest-clickstream",
-			"KAFKA_TRANSACTIONAL_ID=" + opts.Prefix + "ingest-clickstream-0"},
+			"KAFKA_TRANSACTIONAL_ID=" + opts.Prefix + "ingest-clickstream-0",
+			"COLLECTOR_ADDR=" + s.CollectorAddr, "COLLECTOR_WRITE_KEYS_FILE=" + s.WriteKeysFile,
+			"COLLECTOR_ALLOWED_ORIGINS=" + strings.Join(opts.CollectorOrigins, ",")},
 		"validator": {"INPUT_TOPIC=" + s.Topics.Events, "OUTPUT_TOPIC=" + s.Topics.Valid, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "validator",
 			"KAFKA_TRANSACTIONAL_ID=" + opts.Prefix + "validator-0"},
 		"bq-writer": {"INPUT_TOPIC=" + s.Topics.Valid, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "bq-writer",
@@ -89,6 +132,29 @@ func New(opts Options) (*Slice, error) {
 		}
 	}
 	return s, nil
+}
+
+// CollectorURL is the collector's events endpoint.
+func (s *Slice) CollectorURL() string { return "http://" + s.CollectorAddr + "/v1/events" }
+
+// WriteKeys replaces the collector's write-keys file atomically (write and rename, so the
+// collector never reads half a file); a running collector picks the new keys up without a restart.
+func (s *Slice) WriteKeys(keys []WriteKey) error {
+	b, err := json.MarshalIndent(map[string][]WriteKey{"keys": keys}, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := s.WriteKeysFile + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.WriteKeysFile)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
 }
 
 // Start starts every service, downstream first, and waits until each is ready.

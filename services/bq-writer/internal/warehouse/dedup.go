@@ -81,7 +81,8 @@ func compareCopies(a, b *EventRow) int {
 	if c := compareOpt(ea.PriceMinor, eb.PriceMinor, cmp.Compare[int64]); c != 0 {
 		return c
 	}
-	for _, f := range [...][2]*string{{ea.Currency, eb.Currency}, {ea.OrderID, eb.OrderID}, {&ea.Source, &eb.Source}} {
+	for _, f := range [...][2]*string{{ea.Currency, eb.Currency}, {ea.OrderID, eb.OrderID}, {&ea.Source, &eb.Source},
+		{ea.ClientIP, eb.ClientIP}, {ea.CollectorSource, eb.CollectorSource}} {
 		if c := compareOpt(f[0], f[1], strings.Compare); c != 0 {
 			return c
 		}

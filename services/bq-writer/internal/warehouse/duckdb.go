@@ -572,6 +572,7 @@ var factColumns = []string{
 	"product_id", "search_query", "quantity", "price_minor", "currency", "order_id",
 	"source", "received_at", "trace_id",
 	"source_topic", "source_partition", "source_offset", "loaded_at",
+	"client_ip", "collector_source",
 }
 
 // appendRows appends events[keep] to table (fact_events or the duplicates table, which have the
@@ -653,6 +654,8 @@ func rowValues(vals []driver.Value, r *EventRow, loadedAt time.Time) int64 {
 	vals[27] = r.SourcePartition
 	vals[28] = r.SourceOffset
 	vals[29] = loadedAt
+	vals[30] = opt(e.ClientIP)
+	vals[31] = opt(e.CollectorSource)
 	return size
 }
 
@@ -758,6 +761,7 @@ func invalidRow(r *EventRow) string {
 		{"user_agent", e.UserAgent}, {"device_type", e.DeviceType}, {"os", e.Os}, {"browser", e.Browser},
 		{"country", e.Country}, {"region", e.Region}, {"city", e.City}, {"product_id", e.ProductID},
 		{"search_query", e.SearchQuery}, {"currency", e.Currency}, {"order_id", e.OrderID},
+		{"client_ip", e.ClientIP}, {"collector_source", e.CollectorSource},
 	} {
 		if f.v != nil && !utf8.ValidString(*f.v) {
 			return f.name + " is not valid UTF-8"

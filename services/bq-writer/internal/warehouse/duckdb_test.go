@@ -2,16 +2,20 @@ package warehouse
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	ddl "github.com/ecomstream/platform/sql"
 )
 
 func TestMigrateIsIdempotentAndMatchesAppender(t *testing.T) {
@@ -652,5 +656,75 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 	}
 	if got := fmt.Sprint(rows[0]); got != "[1 244.1 MiB UTC 122.0 MiB false]" {
 		t.Errorf("settings = %s", got)
+	}
+}
+
+// A warehouse file made before client_ip and collector_source existed gets them on Migrate, at the
+// end of both tables, so the appender and the moves between the tables (INSERT ... SELECT *) work
+// on it: an HTTP event's columns are stored, and survive being demoted to the duplicates table.
+func TestMigrateAddsCollectorColumnsToOlderFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.duckdb")
+	old, err := OpenDuckDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts, err := ddl.DuckDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stmts {
+		// The DDL as first released: no collector columns, nor the ALTERs adding them.
+		q := strings.Replace(s.SQL, "loaded_at        TIMESTAMPTZ NOT NULL,\n    client_ip        VARCHAR,\n    collector_source VARCHAR\n",
+			"loaded_at        TIMESTAMPTZ NOT NULL\n", 1)
+		var keep []string
+		for _, line := range strings.Split(q, "\n") {
+			if !strings.Contains(line, "client_ip") && !strings.Contains(line, "collector_source") {
+				keep = append(keep, line)
+			}
+		}
+		if err := old.writerTx(context.Background(), func(tx *sql.Tx) error {
+			_, err := tx.Exec(strings.Join(keep, "\n"))
+			return err
+		}); err != nil {
+			t.Fatalf("old DDL %s: %v", s.Name, err)
+		}
+	}
+	if n := count(t, old, `SELECT count(*) FROM information_schema.columns WHERE column_name IN ('client_ip', 'collector_source')`); n != 0 {
+		t.Fatalf("the old DDL still has %d collector columns", n)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := OpenDuckDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	const topic = "ecom.events.valid.v1"
+	later := row(topic, 0, 0, "http-1", t0)
+	later.Source, later.ClientIP, later.CollectorSource = "http", ptr("203.0.113.0"), ptr("web")
+	later.ReceivedAt = t0.Add(time.Second)
+	mustWrite(t, d, batch(later))
+	// An earlier-received copy is preferred: the stored one moves to the duplicates table whole.
+	earlier := later
+	earlier.SourceOffset, earlier.ReceivedAt, earlier.CollectorSource = 1, t0.Add(time.Millisecond), ptr("ios")
+	if res := mustWrite(t, d, batch(earlier)); res.Inserted != 1 || res.Replaced != 1 {
+		t.Fatalf("second write = %+v, want the new copy kept and the stored one demoted", res)
+	}
+	for _, c := range []struct{ table, want string }{
+		{"fact_events", "1 203.0.113.0 ios"},
+		{duplicatesTable, "0 203.0.113.0 web"},
+	} {
+		_, rows, err := d.Query(context.Background(), `SELECT source_offset, client_ip, collector_source FROM `+c.table, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 || fmt.Sprintf("%v %v %v", rows[0]...) != c.want {
+			t.Errorf("%s rows = %v, want [%s]", c.table, rows, c.want)
+		}
 	}
 }
