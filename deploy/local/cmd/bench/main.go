@@ -425,7 +425,7 @@ func latency(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, 
 func printStages(ctx context.Context, sl *slice.Slice) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	fmt.Println("  per stage, over both phases (from /metrics):")
+	fmt.Println("  per stage, over every phase run, warm-up included (from /metrics):")
 	for _, name := range svcrun.Services {
 		s, err := slice.Scrape(ctx, sl.Procs[name].HTTPAddr, "ecom_")
 		if err != nil {
