@@ -137,7 +137,7 @@ func FuzzSplit(f *testing.F) {
 		var elems []json.RawMessage
 		if trimmed := bytes.TrimSpace(body); trimmed[0] != '[' || json.Unmarshal(body, &elems) != nil {
 			var env struct {
-				WriteKey *string          `json:"write_key"`
+				WriteKey *string            `json:"write_key"`
 				Events   *[]json.RawMessage `json:"events"`
 			}
 			var members map[string]json.RawMessage
