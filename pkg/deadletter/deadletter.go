@@ -251,7 +251,7 @@ func Key(key []byte) []byte {
 
 func metadata(rec *kgo.Record, stage string, rej *Rejection, traceID string, attempt int, now time.Time) events.DeadLetter {
 	dl := events.DeadLetter{
-		DeadLetterID:    ID(stage, rec.Topic, rec.Partition, rec.Offset),
+		DeadLetterID:    idOf(stage, rec),
 		Stage:           stage,
 		Entity:          optional(rej.Entity),
 		SourceTopic:     rec.Topic,
@@ -397,6 +397,37 @@ func ID(stage, topic string, partition int32, offset int64) string {
 	binary.BigEndian.PutUint64(b[4:], uint64(offset))
 	h.Write(b[:])
 	return stage + "-" + strconv.Itoa(int(partition)) + "-" + strconv.FormatInt(offset, 10) + "-" + hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// OriginHeader, on a record that was never read from Kafka (offset -1),
+// names where it came from: "http" for the HTTP collector. It is kept among
+// the dead letter's original headers and names its id (ContentID).
+const OriginHeader = "ecom-origin"
+
+// idOf is ID for a record read from Kafka, and ContentID for one that was
+// not (a negative offset): there is no position to name it by.
+func idOf(stage string, rec *kgo.Record) string {
+	if rec.Offset >= 0 {
+		return ID(stage, rec.Topic, rec.Partition, rec.Offset)
+	}
+	origin := "external"
+	for _, h := range rec.Headers {
+		if h.Key == OriginHeader && len(h.Value) > 0 {
+			origin = string(h.Value)
+		}
+	}
+	return ContentID(stage, origin, rec.Value)
+}
+
+// ContentID is the id of the dead letter of value, rejected by stage, that
+// came from origin without a Kafka position (an HTTP request):
+// <stage>-<origin>-<hex of the first 12 bytes of sha256(value)>. A client
+// that retries the same bad event gets the same id, so the dead-letter store
+// keeps it once; identical bad bytes from two clients are also one dead
+// letter, which loses nothing a replay needs.
+func ContentID(stage, origin string, value []byte) string {
+	sum := sha256.Sum256(value)
+	return stage + "-" + origin + "-" + hex.EncodeToString(sum[:12])
 }
 
 func optional(s string) *string {

@@ -11,6 +11,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ecomstream/platform/pkg/events"
 	protoavro "github.com/ecomstream/platform/proto/avro"
 )
 
@@ -176,6 +177,41 @@ func TestIDIsDeterministic(t *testing.T) {
 		if other == a {
 			t.Errorf("collision: %s", a)
 		}
+	}
+}
+
+// TestContentIDOfRecordsNotFromKafka: a record without a Kafka position
+// (offset -1, the HTTP collector's) is named by its origin and its bytes, so
+// the same bad event sent twice has one id and two different ones two ids.
+func TestContentIDOfRecordsNotFromKafka(t *testing.T) {
+	rej := &Rejection{Reasons: []Reason{{Code: MalformedJSON, Message: "x"}}}
+	off := func(value, origin string) *kgo.Record {
+		r := &kgo.Record{Topic: "clickstream", Partition: -1, Offset: -1, Value: []byte(value)}
+		if origin != "" {
+			r.Headers = []kgo.RecordHeader{{Key: OriginHeader, Value: []byte(origin)}}
+		}
+		return r
+	}
+	now := time.Now()
+	tests := []struct {
+		name string
+		give *kgo.Record
+		want string
+	}{
+		// sha256("{}") = 44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
+		{"http origin", off("{}", "http"), "ingest-clickstream-http-44136fa355b3678a1146ad16"},
+		{"no origin header", off("{}", ""), "ingest-clickstream-external-44136fa355b3678a1146ad16"},
+		{"from kafka", &kgo.Record{Topic: "clickstream", Partition: 1, Offset: 7, Value: []byte("{}")}, ID("ingest-clickstream", "clickstream", 1, 7)},
+	}
+	for _, tt := range tests {
+		for _, dl := range []events.DeadLetter{Envelope(tt.give, "ingest-clickstream", rej, "", 1, now, 0), Minimal(tt.give, "ingest-clickstream", rej, "", 1, now)} {
+			if dl.DeadLetterID != tt.want {
+				t.Errorf("%s: dead_letter_id %q, want %q", tt.name, dl.DeadLetterID, tt.want)
+			}
+		}
+	}
+	if a, b := ContentID("s", "http", []byte(`{"a":1}`)), ContentID("s", "http", []byte(`{"a":2}`)); a == b {
+		t.Errorf("different bytes, same id %s", a)
 	}
 }
 

@@ -304,12 +304,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	scheme := "http"
 	if s.cfg.TLS() {
-		certs, err := newCertReloader(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, s.log)
-		if err != nil {
+		if s.srv.TLSConfig, err = TLSConfig(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, s.log); err != nil {
 			ln.Close()
 			return fmt.Errorf("http: tls: %w", err)
 		}
-		s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
 		scheme = "https"
 	}
 	s.started <- ln.Addr().String()

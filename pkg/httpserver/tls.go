@@ -27,6 +27,19 @@ type certReloader struct {
 	checked time.Time
 }
 
+// TLSConfig is the server TLS configuration (TLS 1.2 or newer) of the key
+// pair in certFile and keyFile, re-read within certCheckInterval after the
+// files change, keeping the previous pair if the new one does not load. A
+// pair that does not load now is an error. Used by this server and by a
+// service's own listeners (ingest-clickstream's collector).
+func TLSConfig(certFile, keyFile string, log *slog.Logger) (*tls.Config, error) {
+	certs, err := newCertReloader(certFile, keyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}, nil
+}
+
 func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
 	r := &certReloader{certFile: certFile, keyFile: keyFile, log: log, now: time.Now}
 	stamp, err := r.stampNow()

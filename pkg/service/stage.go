@@ -26,6 +26,10 @@ type Stage struct {
 	// (stream.TrustBoundary). Stages reading the platform's own topics
 	// leave it false and continue the trace.
 	TrustBoundary bool
+	// Parts run next to the stage (e.g. ingest-clickstream's HTTP
+	// collector), started once the topics exist; the first to fail stops
+	// the stage, and the stage's end stops them.
+	Parts []func(context.Context) error
 }
 
 // DeadLetterCodec registers the DeadLetter schema and returns its codec.
@@ -59,7 +63,7 @@ func (rt *Runtime) RunStage(ctx context.Context, s Stage, h stream.Handler, opts
 		topics = append(topics, stream.TopicSpec{Name: t})
 	}
 	return rt.RunConsumer(ctx, Consumer{Kafka: s.Kafka, Group: s.Group, LagInterval: s.LagInterval,
-		Admin: proc.Admin(), Topics: topics, Ping: proc.Ping, Run: proc.Run})
+		Admin: proc.Admin(), Topics: topics, Ping: proc.Ping, Run: proc.Run, Parts: s.Parts})
 }
 
 // Consumer is a service's Kafka consumer as RunConsumer needs it.
@@ -71,6 +75,7 @@ type Consumer struct {
 	Topics      []stream.TopicSpec // created when KAFKA_CREATE_TOPICS is on
 	Ping        httpserver.Check   // the brokers answer, for /readyz
 	Run         func(context.Context) error
+	Parts       []func(context.Context) error // run next to Run, after the topics exist
 }
 
 // RunConsumer creates c's topics, reports its group's lag, makes /readyz check
@@ -86,5 +91,5 @@ func (rt *Runtime) RunConsumer(ctx context.Context, c Consumer) error {
 		return err
 	}
 	rt.HTTP.AddCheck("kafka", c.Ping)
-	return rt.Run(ctx, c.Run, lag.Run)
+	return rt.Run(ctx, append([]func(context.Context) error{c.Run, lag.Run}, c.Parts...)...)
 }

@@ -3,10 +3,12 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
@@ -102,6 +104,78 @@ func TestRunStageTrustBoundary(t *testing.T) {
 			cancel()
 			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 				t.Errorf("RunStage: %v", err)
+			}
+		})
+	}
+}
+
+// TestRunStageParts: a part given with the stage starts once the stage's
+// topics exist, and its failure ends RunStage with that error; the stage's
+// end (ctx) ends the part.
+func TestRunStageParts(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reg := srfake.New()
+	defer reg.Close()
+	var base Base
+	env := map[string]string{
+		"KAFKA_BROKERS": strings.Join(c.ListenAddrs(), ","), "SCHEMA_REGISTRY_URL": reg.URL(),
+		"HTTP_ADDR": "127.0.0.1:0", "KAFKA_TRANSACTIONAL_ID": "parts-test-0", "LOG_LEVEL": "error",
+	}
+	if err := config.LoadFrom(config.MapLookup(env), &base); err != nil {
+		t.Fatal(err)
+	}
+	adm, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+
+	partErr := errors.New("part failed")
+	tests := []struct {
+		name    string
+		fail    bool
+		wantErr error
+	}{
+		{"failing part ends the stage", true, partErr},
+		{"stage end ends the part", false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt, err := Start(context.Background(), "parts-test", "test", base) // a Runtime runs once
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var topicsAtStart []string
+			part := func(pctx context.Context) error {
+				md, err := kadm.NewClient(adm).ListTopics(pctx)
+				if err != nil {
+					return err
+				}
+				topicsAtStart = md.Names()
+				if tt.fail {
+					return partErr
+				}
+				cancel() // the stage stops; the part must see it
+				<-pctx.Done()
+				return nil
+			}
+			err = rt.RunStage(ctx, Stage{Kafka: base.Kafka, Group: "g", Inputs: []string{"in"}, Outputs: []string{"out"},
+				LagInterval: time.Second, Parts: []func(context.Context) error{part}},
+				func(_ context.Context, rec *kgo.Record) ([]*kgo.Record, error) { return nil, nil })
+			if !errors.Is(err, tt.wantErr) && !(tt.wantErr == nil && errors.Is(err, context.Canceled)) {
+				t.Errorf("RunStage = %v, want %v", err, tt.wantErr)
+			}
+			for _, want := range []string{"in", "out", deadletter.Topic} {
+				if !slices.Contains(topicsAtStart, want) {
+					t.Errorf("topic %s missing when the part started: %v", want, topicsAtStart)
+				}
 			}
 		})
 	}

@@ -485,6 +485,10 @@ func IsFatal(err error) bool {
 // kgoLogger adapts slog to franz-go's logger at warn and above.
 type kgoLogger struct{ l *slog.Logger }
 
+// Logger is franz-go's logger writing warnings and errors to log, for a
+// service's own clients (kgo.WithLogger).
+func Logger(log *slog.Logger) kgo.Logger { return kgoLogger{log} }
+
 func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {

@@ -1,5 +1,6 @@
-// Command ingest-clickstream reads raw JSON clickstream events from Kafka and
-// publishes them as Avro ClickEvents; unusable input is dead-lettered.
+// Command ingest-clickstream reads raw JSON clickstream events from Kafka, and
+// from HTTP clients through its collector (COLLECTOR_ADDR), and publishes
+// them as Avro ClickEvents; unusable input is dead-lettered.
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"github.com/ecomstream/platform/pkg/stream"
 	protoavro "github.com/ecomstream/platform/proto/avro"
 	"github.com/ecomstream/platform/services/ingest-clickstream/internal/clickparse"
+	"github.com/ecomstream/platform/services/ingest-clickstream/internal/collector"
 	"github.com/ecomstream/platform/services/ingest-clickstream/internal/ingest"
 )
 
@@ -27,6 +29,7 @@ type Config struct {
 	ConsumerGroup string        `env:"KAFKA_CONSUMER_GROUP" default:"ingest-clickstream" usage:"consumer group"`
 	MaxEventBytes int           `env:"MAX_EVENT_BYTES" default:"65536" usage:"raw events larger than this are dead-lettered as OVERSIZED"`
 	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
+	Collector     collector.Config
 }
 
 // Validate implements config.Validator.
@@ -38,7 +41,7 @@ func (c *Config) Validate() error {
 		config.Between("MAX_EVENT_BYTES", c.MaxEventBytes, 256, 16<<20),
 		stream.CheckInputLimit("MAX_EVENT_BYTES", c.MaxEventBytes, c.Kafka),
 		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
-	)
+	) // Collector validates itself (config.Load calls every nested Validate)
 }
 
 func main() {
@@ -52,9 +55,42 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 		return err
 	}
 	parser := &clickparse.Parser{MaxBytes: cfg.MaxEventBytes, Source: "kafka"}
-	return rt.RunStage(ctx, service.Stage{
+	stage := service.Stage{
 		Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, LagInterval: cfg.LagInterval,
 		Inputs: []string{cfg.InputTopic}, Outputs: []string{cfg.OutputTopic},
 		TrustBoundary: true, // raw input from producers outside the platform: new trace root, their traceparent a link
-	}, ingest.Handler(parser, events, cfg.OutputTopic, time.Now))
+	}
+	if cfg.Collector.Enabled() {
+		srv, closeProducer, err := newCollector(ctx, rt, cfg, parser, events)
+		if err != nil {
+			return err
+		}
+		defer closeProducer()
+		stage.Parts = append(stage.Parts, srv.Run)
+	}
+	return rt.RunStage(ctx, stage, ingest.Handler(parser, events, cfg.OutputTopic, time.Now))
+}
+
+// newCollector builds the HTTP collector and its producer, and makes /readyz
+// check that the producer reaches Kafka.
+func newCollector(ctx context.Context, rt *service.Runtime, cfg *Config, parser *clickparse.Parser, events stream.Encoder) (*collector.Server, func(), error) {
+	dlq, err := rt.DeadLetterCodec(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := collector.NewProducer(cfg.Kafka, name, rt.Log, rt.Tel.Registry)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := collector.New(cfg.Collector, collector.Deps{
+		Parser: parser, Events: events, DeadLetters: dlq, OutputTopic: cfg.OutputTopic, InputTopic: cfg.InputTopic,
+		Stage: name, DeadLetterBudget: stream.DeadLetterLimit(cfg.Kafka), Producer: cl,
+		Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Metrics: rt.Metrics, Log: rt.Log,
+	})
+	if err != nil {
+		cl.Close()
+		return nil, nil, err
+	}
+	rt.HTTP.AddCheck("collector_kafka", cl.Ping)
+	return collector.NewServer(cfg.Collector, c, cl.Flush, cfg.HTTP.ShutdownTimeout, rt.Log), cl.Close, nil
 }

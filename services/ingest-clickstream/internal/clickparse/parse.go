@@ -50,7 +50,9 @@ type Parser struct {
 	Source   string // kafka or http
 }
 
-// Parse parses b, read at receivedAt.
+// Parse parses b, read at receivedAt. A rejection (a *deadletter.Rejection)
+// comes with an event that holds only the event_id, when b had a usable one,
+// so the HTTP collector can name the event it rejects.
 func (p *Parser) Parse(b []byte, receivedAt time.Time) (events.ClickEvent, error) {
 	if p.MaxBytes > 0 && len(b) > p.MaxBytes {
 		return events.ClickEvent{}, reject(deadletter.Reason{Code: deadletter.Oversized,
@@ -138,7 +140,11 @@ func (p *Parser) Parse(b []byte, receivedAt time.Time) (events.ClickEvent, error
 	}
 	ev.OrderID = c.optional(&d.top[fOrderID], "order_id", maxIDLen)
 	if len(c.reasons) > 0 {
-		return events.ClickEvent{}, reject(c.reasons...)
+		id := ""
+		if c.ok(fEventID) {
+			id = ev.EventID
+		}
+		return events.ClickEvent{EventID: id}, reject(c.reasons...)
 	}
 	return ev, nil
 }

@@ -222,3 +222,27 @@ func BenchmarkParseManyEscapedStrings(b *testing.B) {
 		}
 	}
 }
+
+// TestRejectionKeepsTheEventID: a rejected event still names itself when its
+// event_id is usable (the HTTP collector's answer lists it), and not when
+// the event_id is the problem or the record is not JSON.
+func TestRejectionKeepsTheEventID(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want string
+	}{
+		{"missing session", `{"event_id":"e1","event_timestamp":"2026-11-25T21:00:00Z","event_type":"page_view","page_url":"https://x.example/"}`, "e1"},
+		{"unknown type", `{"event_id":"e2","event_timestamp":"2026-11-25T21:00:00Z","event_type":"nope","session_id":"s","page_url":"https://x.example/"}`, "e2"},
+		{"event_id too long", `{"event_id":"` + strings.Repeat("x", 129) + `","event_type":"page_view"}`, ""},
+		{"event_id not a string", `{"event_id":7,"event_type":"page_view"}`, ""},
+		{"not JSON", `{"event_id":"e3",`, ""},
+	}
+	p := &Parser{MaxBytes: 64 << 10, Source: "http"}
+	for _, tt := range tests {
+		ev, err := p.Parse([]byte(tt.give), received)
+		if !deadletter.IsPermanent(err) || ev.EventID != tt.want {
+			t.Errorf("%s: event_id %q, err %v; want %q and a rejection", tt.name, ev.EventID, err, tt.want)
+		}
+	}
+}

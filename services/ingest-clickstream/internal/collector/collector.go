@@ -1,0 +1,380 @@
+// Package collector is ingest-clickstream's HTTP front door: POST /v1/events
+// takes batches of raw clickstream events from browsers, apps and servers,
+// authenticated by write key, and writes them to the same topics as the
+// Kafka path (ClickEvents to the output topic, rejected events as dead
+// letters), answering 200 only once Kafka has acknowledged every record of
+// the request.
+//
+// Every request is bounded before it costs memory: the number of requests
+// at once, the body on the wire and after gzip, the events per request, the
+// request bytes awaiting Kafka's acks, and the events per second per key.
+// Beyond a bound the request is refused whole with a JSON sentence naming
+// the COLLECTOR_* variable, and the client (which still holds the events)
+// retries 429 and 503.
+package collector
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ecomstream/platform/pkg/deadletter"
+	"github.com/ecomstream/platform/pkg/stream"
+	"github.com/ecomstream/platform/services/ingest-clickstream/internal/clickparse"
+)
+
+// Path is the collector's endpoint.
+const Path = "/v1/events"
+
+// Source is the ClickEvent source of events that came through the collector.
+const Source = "http"
+
+// Headers of a dead letter's original record: where the event came from.
+const (
+	OriginHeader          = deadletter.OriginHeader // "http"
+	CollectorSourceHeader = "ecom-collector-source" // the write key's source
+)
+
+// Producer is the part of *kgo.Client the collector uses.
+type Producer interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+}
+
+var _ Producer = (*kgo.Client)(nil)
+
+// Deps are what a Collector writes with.
+type Deps struct {
+	Parser           *clickparse.Parser // Source is set to "http"
+	Events           stream.Encoder     // ClickEvent codec of OutputTopic
+	DeadLetters      stream.Encoder     // DeadLetter codec
+	OutputTopic      string
+	InputTopic       string // named as the dead letters' source topic: where a replay sends them
+	Stage            string // ingest-clickstream
+	DeadLetterBudget int    // stream.DeadLetterLimit
+	Producer         Producer
+	Tracer           trace.Tracer // wrapped in stream.TrustBoundary here
+	Meter            metric.Meter
+	Metrics          *stream.Metrics // counts dead letters
+	Log              *slog.Logger
+	Now              func() time.Time // nil = time.Now
+}
+
+// Collector is the http.Handler of POST /v1/events.
+type Collector struct {
+	cfg      Config
+	d        Deps
+	parser   clickparse.Parser
+	keys     *keyStore
+	ips      clientIPs
+	tracer   trace.Tracer
+	m        *metrics
+	slots    chan struct{} // requests being handled
+	inflight atomic.Int64  // request bytes whose records await acks
+	pending  sync.WaitGroup
+}
+
+var _ http.Handler = (*Collector)(nil)
+
+// New builds a Collector; cfg must have passed Validate.
+func New(cfg Config, d Deps) (*Collector, error) {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	keys, err := newKeyStore(&cfg, d.Log, d.Now)
+	if err != nil {
+		return nil, err
+	}
+	trusted, err := parseCIDRs(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	c := &Collector{cfg: cfg, d: d, parser: *d.Parser, keys: keys, ips: clientIPs{trusted: trusted},
+		tracer: stream.TrustBoundary(d.Tracer), slots: make(chan struct{}, cfg.MaxConcurrent)}
+	c.parser.Source = Source
+	if c.m, err = newMetrics(d.Meter, c.inflight.Load); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Wait blocks until every record produced for a request answered early
+// (503 after COLLECTOR_PRODUCE_TIMEOUT) has its outcome, or ctx ends.
+func (c *Collector) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { c.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := c.d.Now()
+	if r.URL.Path != Path {
+		writeError(w, http.StatusNotFound, "no such endpoint: POST "+Path)
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		status := c.preflight(w, r)
+		c.m.request(r.Context(), status, time.Since(start).Seconds())
+		return
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, "use POST "+Path)
+		c.m.request(r.Context(), http.StatusMethodNotAllowed, time.Since(start).Seconds())
+		return
+	}
+
+	// The trust boundary: a new trace per request, the caller's traceparent
+	// only a link (it must not choose our sampling).
+	ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := c.tracer.Start(ctx, "POST "+Path, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", Path),
+			attribute.String("http.route", Path)))
+	defer span.End()
+	res := c.post(ctx, w, r, start)
+	span.SetAttributes(attribute.Int("http.response.status_code", res.status))
+	if res.status != http.StatusOK {
+		span.SetStatus(codes.Error, res.msg)
+	} else {
+		span.SetAttributes(attribute.Int("ecom.events.accepted", res.accepted), attribute.Int("ecom.events.rejected", res.rejected))
+		c.m.eventsAnswered(ctx, res.accepted, res.rejected)
+	}
+	c.m.request(ctx, res.status, time.Since(start).Seconds())
+}
+
+// outcome is how a request was answered.
+type outcome struct {
+	status             int
+	msg                string
+	accepted, rejected int
+}
+
+func (c *Collector) fail(w http.ResponseWriter, ref *refusal) outcome {
+	if ref.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ref.retryAfter))
+	}
+	if ref.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="collector"`)
+	}
+	writeError(w, ref.status, ref.msg)
+	return outcome{status: ref.status, msg: ref.msg}
+}
+
+// post handles POST /v1/events.
+func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Request, received time.Time) outcome {
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	default:
+		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: 1,
+			msg: "too many requests at once (COLLECTOR_MAX_CONCURRENT_REQUESTS=" + strconv.Itoa(c.cfg.MaxConcurrent) + "); retry later"})
+	}
+	origin := r.Header.Get("Origin")
+	w.Header().Add("Vary", "Origin")
+	if origin != "" && c.keys.globalOrigin(origin) {
+		setCORS(w, origin) // so a browser can read even a refusal
+	}
+	set := c.keys.current()
+	var key *writeKey
+	if presented := keyFromRequest(r); presented != "" {
+		if key = set.lookup(presented); key == nil {
+			return c.fail(w, refuse(http.StatusUnauthorized, "unknown write key"))
+		}
+	}
+	format, ref := formatOf(r.Header.Get("Content-Type"))
+	if ref != nil {
+		return c.fail(w, ref)
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf != nil {
+			putBuf(buf)
+		}
+	}()
+	if ref := readBody(w, r, buf, c.cfg.MaxBodyBytes, c.cfg.MaxDecompressedBytes); ref != nil {
+		return c.fail(w, ref)
+	}
+	envKey, raws, err := split(buf.Bytes(), format, c.cfg.MaxEvents)
+	if err != nil {
+		var se *splitError
+		if errors.As(err, &se) && se.tooMany {
+			return c.fail(w, refuse(http.StatusRequestEntityTooLarge, "%s", se.msg))
+		}
+		return c.fail(w, refuse(http.StatusBadRequest, "malformed body: %v", err))
+	}
+	if key == nil {
+		if envKey == "" {
+			return c.fail(w, refuse(http.StatusUnauthorized, "missing write key: send Authorization: Bearer <key>, X-Write-Key, ?write_key= or the envelope's write_key"))
+		}
+		if key = set.lookup(envKey); key == nil {
+			return c.fail(w, refuse(http.StatusUnauthorized, "unknown write key"))
+		}
+	}
+	if origin != "" {
+		if !c.keys.originAllowed(key, origin) {
+			return c.fail(w, refuse(http.StatusForbidden, "origin %s is not allowed for this write key (COLLECTOR_ALLOWED_ORIGINS or the key's origins)", truncateName(origin)))
+		}
+		setCORS(w, origin)
+	}
+	if n := len(raws); n > 0 {
+		if !key.limiter.AllowN(received, n) {
+			return c.fail(w, c.rateLimited(key, n, received))
+		}
+	}
+	size := int64(buf.Len())
+	if c.inflight.Add(size) > int64(c.cfg.MaxInflightBytes) {
+		c.inflight.Add(-size)
+		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: 1,
+			msg: "Kafka is behind: too many bytes await its acks (COLLECTOR_MAX_INFLIGHT_BYTES=" + strconv.Itoa(c.cfg.MaxInflightBytes) + "); retry later"})
+	}
+
+	recs, results, rejections, err := c.records(ctx, r, raws, key, received)
+	putBuf(buf) // what is produced is the encoded copy
+	buf = nil
+	if err != nil {
+		c.inflight.Add(-size)
+		c.d.Log.ErrorContext(ctx, "collector: encode", "err", err)
+		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: 1, msg: "events could not be encoded; retry later"})
+	}
+	if err := c.produce(ctx, recs, size); err != nil {
+		trace.SpanFromContext(ctx).RecordError(err)
+		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: c.retryAfterProduce(),
+			msg: "Kafka did not acknowledge the events within COLLECTOR_PRODUCE_TIMEOUT=" + c.cfg.ProduceTimeout.String() + " or failed; retry (events already written are deduplicated by event_id)"})
+	}
+	for _, rej := range rejections {
+		c.d.Metrics.DeadLettered(ctx, c.d.Stage, rej)
+	}
+	rejected := len(rejections)
+	writeResults(w, len(raws)-rejected, rejected, results)
+	return outcome{status: http.StatusOK, accepted: len(raws) - rejected, rejected: rejected}
+}
+
+// rateLimited is the 429 of a request of n events over key's limit, with
+// the seconds until the bucket holds n tokens.
+func (c *Collector) rateLimited(key *writeKey, n int, now time.Time) *refusal {
+	res := key.limiter.ReserveN(now, n)
+	wait := time.Second
+	if res.OK() {
+		wait = res.DelayFrom(now)
+		res.CancelAt(now)
+	}
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	return &refusal{status: http.StatusTooManyRequests, retryAfter: secs,
+		msg: "rate limit of source " + key.source + " exceeded (" + strconv.FormatFloat(float64(key.limiter.Limit()), 'f', -1, 64) +
+			" events/s, COLLECTOR_RATE_LIMIT or the key's rate_limit); retry after " + strconv.Itoa(secs) + "s"}
+}
+
+// retryAfterProduce is the Retry-After of a 503 for Kafka's acks: long
+// enough for a slow broker to catch up, short enough for a blip.
+func (c *Collector) retryAfterProduce() int { return max(1, int(c.cfg.ProduceTimeout/(2*time.Second))) }
+
+// preflight answers a CORS preflight: 204 for an origin some key (or the
+// global list) allows. Which key is not known yet (a preflight carries no
+// credentials); the POST checks the origin against its key.
+func (c *Collector) preflight(w http.ResponseWriter, r *http.Request) int {
+	origin := r.Header.Get("Origin")
+	w.Header().Add("Vary", "Origin")
+	if origin == "" || !c.keys.current().origins[origin] {
+		writeError(w, http.StatusForbidden, "origin not allowed (COLLECTOR_ALLOWED_ORIGINS or a write key's origins)")
+		return http.StatusForbidden
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Write-Key, Content-Encoding")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent
+}
+
+// setCORS lets a browser at origin read the answer. No credentials:
+// cookies are never used.
+func setCORS(w http.ResponseWriter, origin string) {
+	w.Header().Set("Access-Control-Allow-Origin", origin)
+}
+
+// keyFromRequest is the write key of the headers or the query string.
+func keyFromRequest(r *http.Request) string {
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		if k, ok := cutBearer(auth); ok {
+			return k
+		}
+	}
+	if k := r.Header.Get("X-Write-Key"); k != "" {
+		return k
+	}
+	if r.URL.RawQuery != "" {
+		return r.URL.Query().Get("write_key")
+	}
+	return ""
+}
+
+func cutBearer(auth string) (string, bool) {
+	const p = "Bearer "
+	if len(auth) > len(p) && (auth[:len(p)] == p || auth[:len(p)] == "bearer ") {
+		return auth[len(p):], true
+	}
+	return "", false
+}
+
+// eventResult is one event's line of a 200 answer.
+type eventResult struct {
+	Index   int          `json:"index"`
+	EventID string       `json:"event_id,omitempty"`
+	Status  string       `json:"status"`
+	Reasons []reasonJSON `json:"reasons,omitempty"`
+}
+
+type reasonJSON struct {
+	Code    string `json:"code"`
+	RuleID  string `json:"rule_id,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+type answer struct {
+	Accepted int           `json:"accepted"`
+	Rejected int           `json:"rejected"`
+	Events   []eventResult `json:"events"`
+}
+
+func writeResults(w http.ResponseWriter, accepted, rejected int, results []eventResult) {
+	b, err := json.Marshal(answer{Accepted: accepted, Rejected: rejected, Events: results})
+	if err != nil { // cannot happen: strings and ints
+		writeError(w, http.StatusInternalServerError, "answer could not be encoded")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
