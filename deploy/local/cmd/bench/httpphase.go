@@ -244,6 +244,19 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
+// knowsCollector reports whether the ingest-clickstream binary at path has
+// the collector: its configuration's variable names are in the binary (struct
+// tags), so one that never reads COLLECTOR_ADDR lacks the name. Asking the
+// process instead cannot tell "no collector" from "a collector that does not
+// answer", which must fail the bench rather than skip the phase.
+func knowsCollector(path string) (bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Contains(b, []byte("COLLECTOR_ADDR")), nil
+}
+
 // collectorAnswers reports whether something answers HTTP on addr's
 // /v1/events within wait. A revision without the collector leaves
 // COLLECTOR_ADDR unread, so nothing listens there.
@@ -273,13 +286,17 @@ func httpPhase(ctx context.Context, sl *slice.Slice, o options, procs watchedSet
 	if err != nil {
 		return nil, err
 	}
+	bin := sl.Procs["ingest-clickstream"].Bin
+	has, err := knowsCollector(bin)
+	if err != nil {
+		return nil, err
+	}
+	if !has { // a revision before the collector (-compare's base, say)
+		fmt.Printf("phase 3, HTTP collector: skipped, %s has no collector (it does not read COLLECTOR_ADDR)\n\n", bin)
+		return nil, nil
+	}
 	if !collectorAnswers(ctx, sl.CollectorAddr, 5*time.Second) {
-		msg := fmt.Sprintf("the collector does not answer on COLLECTOR_ADDR %s", sl.CollectorAddr)
-		if o.binDir != "" { // a prebuilt revision (-compare's base, say) may predate the collector
-			fmt.Printf("phase 3, HTTP collector: skipped, %s (these service binaries have no collector)\n\n", msg)
-			return nil, nil
-		}
-		return nil, errors.New(msg)
+		return nil, fmt.Errorf("the collector does not answer on COLLECTOR_ADDR %s; log: %s", sl.CollectorAddr, sl.Procs["ingest-clickstream"].LogPath)
 	}
 	largest := 0
 	for i, r := range runs {

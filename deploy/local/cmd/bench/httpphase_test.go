@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -208,5 +210,29 @@ func TestCollectorAnswers(t *testing.T) {
 	}
 	if collectorAnswers(context.Background(), "", time.Second) {
 		t.Error(`collectorAnswers("") = true`)
+	}
+}
+
+func TestKnowsCollector(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		give string
+		want bool
+	}{
+		{"with the collector", "\x7fELF...env:\"COLLECTOR_ADDR\" default:\"\"...", true},
+		{"before the collector", "\x7fELF...env:\"INPUT_TOPIC\"...", false},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-"))
+		if err := os.WriteFile(path, []byte(tt.give), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := knowsCollector(path); err != nil || got != tt.want {
+			t.Errorf("knowsCollector(%s) = %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+	if _, err := knowsCollector(filepath.Join(dir, "missing")); err == nil {
+		t.Error("knowsCollector(missing file): no error")
 	}
 }
