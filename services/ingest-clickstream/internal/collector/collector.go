@@ -14,7 +14,6 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -130,6 +129,7 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := c.d.Now()
 	if r.URL.Path != Path {
 		writeError(w, http.StatusNotFound, "no such endpoint: POST "+Path)
+		c.m.request(r.Context(), http.StatusNotFound, time.Since(start).Seconds())
 		return
 	}
 	switch r.Method {
@@ -206,16 +206,16 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if ref != nil {
 		return c.fail(w, ref)
 	}
-	buf := bufPool.Get().(*bytes.Buffer)
+	buf := getBody()
 	defer func() {
 		if buf != nil {
-			putBuf(buf)
+			buf.release()
 		}
 	}()
 	if ref := readBody(w, r, buf, c.cfg.MaxBodyBytes, c.cfg.MaxDecompressedBytes); ref != nil {
 		return c.fail(w, ref)
 	}
-	envKey, raws, err := split(buf.Bytes(), format, c.cfg.MaxEvents)
+	envKey, raws, err := split(buf.text, format, c.cfg.MaxEvents)
 	if err != nil {
 		var se *splitError
 		if errors.As(err, &se) && se.tooMany {
@@ -242,7 +242,7 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 			return c.fail(w, c.rateLimited(key, n, received))
 		}
 	}
-	size := int64(buf.Len())
+	size := int64(len(buf.text))
 	if c.inflight.Add(size) > int64(c.cfg.MaxInflightBytes) {
 		c.inflight.Add(-size)
 		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: 1,
@@ -250,7 +250,7 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 
 	recs, results, rejections, err := c.records(ctx, r, raws, key, received)
-	putBuf(buf) // what is produced is the encoded copy
+	buf.release() // what is produced is the encoded copy
 	buf = nil
 	if err != nil {
 		c.inflight.Add(-size)
