@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -406,7 +407,7 @@ func TestProduceErrorIs503(t *testing.T) {
 		resp := req.ResponseKind().(*kmsg.ProduceResponse)
 		for _, rt := range req.Topics {
 			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewProduceResponseTopicPartition()
 				sp.Partition = rp.Partition
@@ -483,5 +484,40 @@ func TestTraceAtTheBoundary(t *testing.T) {
 	dlr := e.consume(deadletter.Topic, 1)[0]
 	if dl := e.deadLetter(dlr); header(dlr, "traceparent") != want || dl.TraceID == nil || *dl.TraceID != tid {
 		t.Errorf("dead letter traceparent %q, trace id %v", header(dlr, "traceparent"), dl.TraceID)
+	}
+}
+
+// TestDeadLetterTooLargeForTheBroker: a dead letter the broker refuses as
+// too large (its topic's max.message.bytes) is replaced by its minimal
+// envelope, as stream.ProduceDeadLetters does, and the request still gets
+// its 200 once that is acknowledged.
+func TestDeadLetterTooLargeForTheBroker(t *testing.T) {
+	e := newEnv(t, nil)
+	var refused atomic.Bool
+	// The request has only a bad event: the first produce is its dead letter.
+	e.cluster.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		req := r.(*kmsg.ProduceRequest)
+		refused.Store(true)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = req.Topics[0].Topic, req.Topics[0].TopicID
+		for _, rp := range req.Topics[0].Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = kerr.MessageTooLarge.Code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+		return resp, nil, true
+	})
+	a := answerOf(t, e.post(batch(badEvent("e1"))))
+	if a.Rejected != 1 || !refused.Load() {
+		t.Fatalf("answer %+v, refused %v", a, refused)
+	}
+	dlr := e.consume(deadletter.Topic, 1)[0]
+	dl := e.deadLetter(dlr)
+	if len(dl.OriginalValue) != 0 || !deadletter.Truncated(&dl) || dl.DeadLetterID != deadletter.ContentID("ingest-clickstream", "http", []byte(badEvent("e1"))) ||
+		header(dlr, "traceparent") == "" {
+		t.Errorf("minimal dead letter: %+v (traceparent %q)", dl, header(dlr, "traceparent"))
 	}
 }
