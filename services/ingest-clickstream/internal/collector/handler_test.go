@@ -512,12 +512,47 @@ func TestDeadLetterTooLargeForTheBroker(t *testing.T) {
 	})
 	a := answerOf(t, e.post(batch(badEvent("e1"))))
 	if a.Rejected != 1 || !refused.Load() {
-		t.Fatalf("answer %+v, refused %v", a, refused)
+		t.Fatalf("answer %+v, refused %v", a, refused.Load())
 	}
 	dlr := e.consume(deadletter.Topic, 1)[0]
 	dl := e.deadLetter(dlr)
 	if len(dl.OriginalValue) != 0 || !deadletter.Truncated(&dl) || dl.DeadLetterID != deadletter.ContentID("ingest-clickstream", "http", []byte(badEvent("e1"))) ||
 		header(dlr, "traceparent") == "" {
 		t.Errorf("minimal dead letter: %+v (traceparent %q)", dl, header(dlr, "traceparent"))
+	}
+}
+
+// TestRefusedForKafkaKeepsTheTokens: a request refused 503 for the in-flight
+// budget does not spend its key's rate: the client's retry is not also
+// rate limited.
+func TestRefusedForKafkaKeepsTheTokens(t *testing.T) {
+	e := newEnv(t, map[string]string{"COLLECTOR_RATE_LIMIT": "1", "COLLECTOR_RATE_BURST": "20", "COLLECTOR_MAX_EVENTS": "20"})
+	e.writeKeys(`{"keys":[{"source":"web","key":"` + webKey + `"}]}`)
+	e.now = e.now.Add(keyCheckInterval)
+	send := func() int {
+		return e.do(req{body: batch(manyEvents("t", 15)...), headers: map[string]string{"X-Write-Key": webKey}}).Code
+	}
+	e.c.inflight.Store(int64(e.cfg.MaxInflightBytes))
+	if got := send(); got != 503 {
+		t.Fatalf("in-flight budget full: %d", got)
+	}
+	e.c.inflight.Store(0)
+	if got := send(); got != 200 {
+		t.Errorf("the retry: %d, want 200 (tokens of the 503 returned)", got)
+	}
+	if got := send(); got != 429 {
+		t.Errorf("a third request: %d, want 429 (bucket spent)", got)
+	}
+}
+
+// TestRefusalReadableByAllowedOrigin: a browser on an origin some key allows
+// can read a 401 (CORS headers on the refusal); another origin cannot.
+func TestRefusalReadableByAllowedOrigin(t *testing.T) {
+	e := newEnv(t, nil)
+	for give, want := range map[string]string{origin: origin, "https://evil.example": ""} {
+		w := e.do(req{body: batch(rawEvent("e")), headers: map[string]string{"Origin": give}})
+		if w.Code != 401 || w.Header().Get("Access-Control-Allow-Origin") != want {
+			t.Errorf("origin %s: %d, Allow-Origin %q, want 401 and %q", give, w.Code, w.Header().Get("Access-Control-Allow-Origin"), want)
+		}
 	}
 }
