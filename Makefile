@@ -4,6 +4,7 @@
 #   make test   unit tests, then integration and end-to-end tests against the real local stack
 #   make bench  end-to-end throughput and latency of the clickstream slice, and its CPU
 #   make bench-compare BASE=<ref>  the same, alternating BASE's services and this tree's
+#   make fuzz   fuzz every Fuzz* target for FUZZTIME each (default 1m)
 #
 # Modules come from go.work, never from a hand-kept list.
 
@@ -60,6 +61,19 @@ test-integration: ## integration and end-to-end tests (needs: make stack-up)
 .PHONY: test-race
 test-race: ## unit tests with the race detector
 	@for m in $(MODULES); do (cd $$m && go test -short -race -count=1 ./...); done
+
+FUZZTIME ?= 1m
+.PHONY: fuzz
+fuzz: ## run every Fuzz* target of every module for FUZZTIME each (make fuzz FUZZTIME=2m); new failures land in testdata/fuzz
+	@status=0; for m in $(MODULES); do \
+		for f in $$(grep -rlE '^func Fuzz[A-Z0-9_]' --include='*_test.go' $$m); do \
+			dir=$$(dirname $$f); \
+			for name in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' $$f); do \
+				echo "== fuzz $$name in $${dir#$(CURDIR)/} for $(FUZZTIME)"; \
+				(cd $$dir && go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) .) || status=1; \
+			done; \
+		done; \
+	done; exit $$status
 
 .PHONY: stack-up
 stack-up: deps ## start Kafka, PostgreSQL and Apicurio Registry (idempotent)

@@ -38,6 +38,9 @@ func TestE2EInvalidConfigStopsWithOneLine(t *testing.T) {
 	}{
 		{"ingest-clickstream", "KAFKA_BROKERS=not-a-host-port", "KAFKA_BROKERS"},
 		{"ingest-clickstream", "MAX_EVENT_BYTES=lots", "MAX_EVENT_BYTES"},
+		{"ingest-clickstream", "COLLECTOR_MAX_EVENTS=0", "COLLECTOR_MAX_EVENTS"},
+		{"ingest-clickstream", "COLLECTOR_CLIENT_IP=full", "COLLECTOR_CLIENT_IP"},
+		{"ingest-clickstream", "COLLECTOR_ADDR=0.0.0.0:18099", "COLLECTOR_ADDR"}, // plain HTTP reachable from the network
 		{"validator", "MAX_EVENT_AGE=7", "MAX_EVENT_AGE"},
 		{"validator", "SCHEMA_REGISTRY_URL=registry:8081", "SCHEMA_REGISTRY_URL"},
 		{"bq-writer", "WAREHOUSE=oracle", "WAREHOUSE"},

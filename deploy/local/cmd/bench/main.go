@@ -7,8 +7,11 @@
 // (latency) produces at a steady rate and reports p50/p99/max from produce to
 // warehouse write, and what the steady rate costs: the CPU of every process
 // (the services, this producer, the broker, the registry, PostgreSQL) from
-// /proc, and each stage's transactions per second. It prints figures; it
-// asserts nothing.
+// /proc, and each stage's transactions per second. Phase 3 (HTTP) drives
+// ingest-clickstream's HTTP collector with concurrent keep-alive clients at
+// each batch size of -http-runs and reports requests/s, events/s accepted and
+// end to end, response times and CPU (httpphase.go). -phases picks the
+// phases. It prints figures; it asserts nothing.
 //
 // With -compare REF it measures two revisions instead: REF's service binaries
 // and this tree's, alternately, with this bench as the driver (see compare.go).
@@ -24,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,6 +67,31 @@ type options struct {
 	jsonOut     string // also write the figures here, for -compare
 	compare     string // a git revision to compare this tree with
 	runs        int    // runs per revision in -compare
+	phases      string // which phases run
+	httpRuns    string // batch:events pairs of the HTTP phase
+	httpClients int    // concurrent keep-alive clients of the HTTP phase
+}
+
+// phaseNames are the phases -phases may name, in the order they run.
+var phaseNames = []string{"throughput", "latency", "http"}
+
+// parsePhases reads -phases: a comma list of phaseNames.
+func parsePhases(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for p := range strings.SplitSeq(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !slices.Contains(phaseNames, p) {
+			return nil, fmt.Errorf("-phases %q: unknown phase %q; phases are %s", s, p, strings.Join(phaseNames, ", "))
+		}
+		out[p] = true
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-phases %q: no phase; phases are %s", s, strings.Join(phaseNames, ", "))
+	}
+	return out, nil
 }
 
 // figure is one measured number, named for the comparison table.
@@ -83,12 +112,25 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.maxPoll, "max-poll", 0, "KAFKA_MAX_POLL_RECORDS for the services (0 = their default)")
 	flag.IntVar(&o.warmup, "warmup", 50_000, "events pushed through first, not measured (JIT-warms the broker, fills caches)")
 	flag.StringVar(&o.profileDir, "profile", "", "write 10 s CPU profiles of each service, taken during the phase -profile-phase names, into this folder")
-	flag.IntVar(&o.profPhase, "profile-phase", 1, "with -profile: 1 profiles the throughput phase, 2 the steady-rate phase")
+	flag.IntVar(&o.profPhase, "profile-phase", 1, "with -profile: 1 profiles the throughput phase, 2 the steady-rate phase, 3 the HTTP phase's largest batch")
 	flag.StringVar(&o.binDir, "bin-dir", "", "run the service binaries in this folder instead of building this tree's")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
 	flag.StringVar(&o.compare, "compare", "", "compare with this git revision: run the bench alternately on its services and this tree's")
 	flag.IntVar(&o.runs, "runs", 3, "with -compare: runs per revision")
+	flag.StringVar(&o.phases, "phases", strings.Join(phaseNames, ","), "phases to run, comma-separated: "+strings.Join(phaseNames, ", "))
+	flag.StringVar(&o.httpRuns, "http-runs", "1:20000,50:200000", "HTTP phase: batch size:events per run")
+	flag.IntVar(&o.httpClients, "http-clients", 32, "HTTP phase: concurrent keep-alive clients")
 	flag.Parse()
+	phases, err := parsePhases(o.phases)
+	if err != nil {
+		return err
+	}
+	if _, err := parseHTTPRuns(o.httpRuns); err != nil {
+		return err
+	}
+	if o.httpClients < 1 {
+		return fmt.Errorf("-http-clients %d: want at least 1", o.httpClients)
+	}
 	if o.compare != "" {
 		return runCompare(ctx, o, passThrough(flag.CommandLine))
 	}
@@ -118,6 +160,9 @@ func run(ctx context.Context) error {
 			env[name] = append(env[name], "HTTP_PPROF_ENABLED=true")
 		}
 	}
+	// The collector's per-key rate limit (5,000 events/s by default) would
+	// measure itself; the bench measures the collector behind it.
+	env["ingest-clickstream"] = append(env["ingest-clickstream"], "COLLECTOR_RATE_LIMIT=10000000", "COLLECTOR_RATE_BURST=10000000")
 	prefix := "bench-" + stamp + "."
 	sl, err := slice.New(slice.Options{
 		BinDir: binDir, RunDir: filepath.Join(root, ".run", "bench", stamp), Brokers: eps.KafkaBrokers,
@@ -167,17 +212,27 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	more, err := push(ctx, sl, prod, o, procs, false)
-	if err != nil {
-		return err
+	figs := idle
+	if phases["throughput"] {
+		more, err := push(ctx, sl, prod, o, procs, false)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, more...)
 	}
-	figs := append(idle, more...)
-	if o.latDuration > 0 {
+	if phases["latency"] && o.latDuration > 0 {
 		lf, err := latency(ctx, sl, prod, o, procs)
 		if err != nil {
 			return err
 		}
 		figs = append(figs, lf...)
+	}
+	if phases["http"] {
+		hf, err := httpPhase(ctx, sl, o, procs)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, hf...)
 	}
 	printStages(ctx, sl)
 	if o.jsonOut != "" {
@@ -370,7 +425,7 @@ func latency(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, 
 func printStages(ctx context.Context, sl *slice.Slice) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	fmt.Println("  per stage, over both phases (from /metrics):")
+	fmt.Println("  per stage, over every phase run, warm-up included (from /metrics):")
 	for _, name := range svcrun.Services {
 		s, err := slice.Scrape(ctx, sl.Procs[name].HTTPAddr, "ecom_")
 		if err != nil {

@@ -14,7 +14,6 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 
 	"github.com/ecomstream/platform/pkg/deadletter"
 	"github.com/ecomstream/platform/pkg/stream"
@@ -130,6 +130,7 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := c.d.Now()
 	if r.URL.Path != Path {
 		writeError(w, http.StatusNotFound, "no such endpoint: POST "+Path)
+		c.m.request(r.Context(), http.StatusNotFound, time.Since(start).Seconds())
 		return
 	}
 	switch r.Method {
@@ -192,10 +193,10 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	origin := r.Header.Get("Origin")
 	w.Header().Add("Vary", "Origin")
-	if origin != "" && c.keys.globalOrigin(origin) {
-		setCORS(w, origin) // so a browser can read even a refusal
-	}
 	set := c.keys.current()
+	if origin != "" && set.origins[origin] {
+		setCORS(w, origin) // an origin some key allows may read even a refusal (no credentials are involved)
+	}
 	var key *writeKey
 	if presented := keyFromRequest(r); presented != "" {
 		if key = set.lookup(presented); key == nil {
@@ -206,16 +207,16 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if ref != nil {
 		return c.fail(w, ref)
 	}
-	buf := bufPool.Get().(*bytes.Buffer)
+	buf := getBody()
 	defer func() {
 		if buf != nil {
-			putBuf(buf)
+			buf.release()
 		}
 	}()
 	if ref := readBody(w, r, buf, c.cfg.MaxBodyBytes, c.cfg.MaxDecompressedBytes); ref != nil {
 		return c.fail(w, ref)
 	}
-	envKey, raws, err := split(buf.Bytes(), format, c.cfg.MaxEvents)
+	envKey, raws, err := split(buf.text, format, c.cfg.MaxEvents)
 	if err != nil {
 		var se *splitError
 		if errors.As(err, &se) && se.tooMany {
@@ -237,20 +238,26 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		setCORS(w, origin)
 	}
+	var tokens *rate.Reservation
 	if n := len(raws); n > 0 {
-		if !key.limiter.AllowN(received, n) {
-			return c.fail(w, c.rateLimited(key, n, received))
+		tokens = key.limiter.ReserveN(received, n)
+		if wait := tokens.DelayFrom(received); !tokens.OK() || wait > 0 {
+			tokens.CancelAt(received)
+			return c.fail(w, c.rateLimited(key, wait))
 		}
 	}
-	size := int64(buf.Len())
+	size := int64(len(buf.text))
 	if c.inflight.Add(size) > int64(c.cfg.MaxInflightBytes) {
 		c.inflight.Add(-size)
+		if tokens != nil {
+			tokens.CancelAt(received) // refused for Kafka's sake, not the client's rate
+		}
 		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: 1,
 			msg: "Kafka is behind: too many bytes await its acks (COLLECTOR_MAX_INFLIGHT_BYTES=" + strconv.Itoa(c.cfg.MaxInflightBytes) + "); retry later"})
 	}
 
 	recs, results, rejections, err := c.records(ctx, r, raws, key, received)
-	putBuf(buf) // what is produced is the encoded copy
+	buf.release() // what is produced is the encoded copy
 	buf = nil
 	if err != nil {
 		c.inflight.Add(-size)
@@ -270,14 +277,11 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 	return outcome{status: http.StatusOK, accepted: len(raws) - rejected, rejected: rejected}
 }
 
-// rateLimited is the 429 of a request of n events over key's limit, with
-// the seconds until the bucket holds n tokens.
-func (c *Collector) rateLimited(key *writeKey, n int, now time.Time) *refusal {
-	res := key.limiter.ReserveN(now, n)
-	wait := time.Second
-	if res.OK() {
-		wait = res.DelayFrom(now)
-		res.CancelAt(now)
+// rateLimited is the 429 of a request over key's limit, which fits its
+// bucket after wait.
+func (c *Collector) rateLimited(key *writeKey, wait time.Duration) *refusal {
+	if wait <= 0 || wait == rate.InfDuration {
+		wait = time.Second
 	}
 	secs := max(1, int(math.Ceil(wait.Seconds())))
 	return &refusal{status: http.StatusTooManyRequests, retryAfter: secs,

@@ -64,7 +64,7 @@ func badEvent(id string) string {
 // env is a collector on a kfake cluster, with a fake registry, a manual
 // clock, a test tracer and a metric reader.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	cluster  *kfake.Cluster
 	producer *kgo.Client
 	c        *Collector
@@ -78,7 +78,7 @@ type env struct {
 }
 
 // newEnv builds an env; envVars override the collector's defaults.
-func newEnv(t *testing.T, envVars map[string]string) *env {
+func newEnv(t testing.TB, envVars map[string]string) *env {
 	t.Helper()
 	e := &env{t: t, now: time.Date(2026, 11, 25, 21, 0, 1, 0, time.UTC)}
 	var err error

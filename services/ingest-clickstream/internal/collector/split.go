@@ -46,7 +46,7 @@ func malformed(format string, args ...any) error {
 func split(body []byte, f bodyFormat, maxEvents int) (writeKey string, events [][]byte, err error) {
 	s := scanner{b: body, max: maxEvents}
 	if f == formatNDJSON {
-		return "", nil, s.lines()
+		return ndjson(body, maxEvents)
 	}
 	s.ws()
 	switch s.peek() {
@@ -59,9 +59,7 @@ func split(body []byte, f bodyFormat, maxEvents int) (writeKey string, events []
 		key, isEnvelope, err := s.object()
 		if err != nil {
 			if f == formatSniff && !isEnvelope {
-				// Not one object: NDJSON's lines are judged one by one.
-				s = scanner{b: body, max: maxEvents}
-				return "", s.events, s.lines()
+				return ndjson(body, maxEvents) // not one object: NDJSON's lines are judged one by one
 			}
 			return "", nil, err
 		}
@@ -69,8 +67,7 @@ func split(body []byte, f bodyFormat, maxEvents int) (writeKey string, events []
 		s.ws()
 		if s.i < len(s.b) {
 			if f == formatSniff && !isEnvelope {
-				s = scanner{b: body, max: maxEvents}
-				return "", s.events, s.lines()
+				return ndjson(body, maxEvents)
 			}
 			return "", nil, malformed("data after the JSON value at byte %d", s.i)
 		}
@@ -84,8 +81,7 @@ func split(body []byte, f bodyFormat, maxEvents int) (writeKey string, events []
 		return "", nil, malformed("the body is empty")
 	default:
 		if f == formatSniff {
-			s = scanner{b: body, max: maxEvents}
-			return "", s.events, s.lines()
+			return ndjson(body, maxEvents)
 		}
 		return "", nil, malformed("the body is not a JSON array, an envelope object or an event object (found %q at byte %d)", s.b[s.i], s.i)
 	}
@@ -94,6 +90,14 @@ func split(body []byte, f bodyFormat, maxEvents int) (writeKey string, events []
 		return "", nil, malformed("data after the JSON value at byte %d", s.i)
 	}
 	return writeKey, s.events, nil
+}
+
+func ndjson(body []byte, maxEvents int) (string, [][]byte, error) {
+	s := scanner{b: body, max: maxEvents}
+	if err := s.lines(); err != nil {
+		return "", nil, err
+	}
+	return "", s.events, nil
 }
 
 type scanner struct {
