@@ -127,7 +127,7 @@ func (c *Collector) Wait(ctx context.Context) error {
 
 // ServeHTTP implements http.Handler.
 func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := c.d.Now()
+	start, received := time.Now(), c.d.Now() // the duration's clock, and received_at's
 	if r.URL.Path != Path {
 		writeError(w, http.StatusNotFound, "no such endpoint: POST "+Path)
 		c.m.request(r.Context(), http.StatusNotFound, time.Since(start).Seconds())
@@ -153,7 +153,7 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", Path),
 			attribute.String("http.route", Path)))
 	defer span.End()
-	res := c.post(ctx, w, r, start)
+	res := c.post(ctx, w, r, received)
 	span.SetAttributes(attribute.Int("http.response.status_code", res.status))
 	if res.status != http.StatusOK {
 		span.SetStatus(codes.Error, res.msg)
