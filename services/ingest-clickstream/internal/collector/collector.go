@@ -15,7 +15,6 @@ package collector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
@@ -127,7 +126,7 @@ func (c *Collector) Wait(ctx context.Context) error {
 
 // ServeHTTP implements http.Handler.
 func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := c.d.Now()
+	start, received := time.Now(), c.d.Now() // the duration's clock, and received_at's
 	if r.URL.Path != Path {
 		writeError(w, http.StatusNotFound, "no such endpoint: POST "+Path)
 		c.m.request(r.Context(), http.StatusNotFound, time.Since(start).Seconds())
@@ -153,7 +152,7 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", Path),
 			attribute.String("http.route", Path)))
 	defer span.End()
-	res := c.post(ctx, w, r, start)
+	res := c.post(ctx, w, r, received)
 	span.SetAttributes(attribute.Int("http.response.status_code", res.status))
 	if res.status != http.StatusOK {
 		span.SetStatus(codes.Error, res.msg)
@@ -292,93 +291,3 @@ func (c *Collector) rateLimited(key *writeKey, wait time.Duration) *refusal {
 // retryAfterProduce is the Retry-After of a 503 for Kafka's acks: long
 // enough for a slow broker to catch up, short enough for a blip.
 func (c *Collector) retryAfterProduce() int { return max(1, int(c.cfg.ProduceTimeout/(2*time.Second))) }
-
-// preflight answers a CORS preflight: 204 for an origin some key (or the
-// global list) allows. Which key is not known yet (a preflight carries no
-// credentials); the POST checks the origin against its key.
-func (c *Collector) preflight(w http.ResponseWriter, r *http.Request) int {
-	origin := r.Header.Get("Origin")
-	w.Header().Add("Vary", "Origin")
-	if origin == "" || !c.keys.current().origins[origin] {
-		writeError(w, http.StatusForbidden, "origin not allowed (COLLECTOR_ALLOWED_ORIGINS or a write key's origins)")
-		return http.StatusForbidden
-	}
-	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", origin)
-	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Write-Key, Content-Encoding")
-	h.Set("Access-Control-Max-Age", "600")
-	w.WriteHeader(http.StatusNoContent)
-	return http.StatusNoContent
-}
-
-// setCORS lets a browser at origin read the answer. No credentials:
-// cookies are never used.
-func setCORS(w http.ResponseWriter, origin string) {
-	w.Header().Set("Access-Control-Allow-Origin", origin)
-}
-
-// keyFromRequest is the write key of the headers or the query string.
-func keyFromRequest(r *http.Request) string {
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		if k, ok := cutBearer(auth); ok {
-			return k
-		}
-	}
-	if k := r.Header.Get("X-Write-Key"); k != "" {
-		return k
-	}
-	if r.URL.RawQuery != "" {
-		return r.URL.Query().Get("write_key")
-	}
-	return ""
-}
-
-func cutBearer(auth string) (string, bool) {
-	const p = "Bearer "
-	if len(auth) > len(p) && (auth[:len(p)] == p || auth[:len(p)] == "bearer ") {
-		return auth[len(p):], true
-	}
-	return "", false
-}
-
-// eventResult is one event's line of a 200 answer.
-type eventResult struct {
-	Index   int          `json:"index"`
-	EventID string       `json:"event_id,omitempty"`
-	Status  string       `json:"status"`
-	Reasons []reasonJSON `json:"reasons,omitempty"`
-}
-
-type reasonJSON struct {
-	Code    string `json:"code"`
-	RuleID  string `json:"rule_id,omitempty"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
-}
-
-type answer struct {
-	Accepted int           `json:"accepted"`
-	Rejected int           `json:"rejected"`
-	Events   []eventResult `json:"events"`
-}
-
-func writeResults(w http.ResponseWriter, accepted, rejected int, results []eventResult) {
-	b, err := json.Marshal(answer{Accepted: accepted, Rejected: rejected, Events: results})
-	if err != nil { // cannot happen: strings and ints
-		writeError(w, http.StatusInternalServerError, "answer could not be encoded")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(append(b, '\n'))
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	b, _ := json.Marshal(map[string]string{"error": msg})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}

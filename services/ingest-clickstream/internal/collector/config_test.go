@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -129,5 +130,44 @@ func TestConstantTimeLookup(t *testing.T) {
 		if got != want {
 			t.Errorf("lookup(%q) = %q, want %q", give, got, want)
 		}
+	}
+}
+
+// TestBadKeysFileLoggedOnce: a keys file that stops loading is logged once,
+// not on every check, and its keys stay; the next good version is logged
+// as reloaded.
+func TestBadKeysFileLoggedOnce(t *testing.T) {
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	path := filepath.Join(t.TempDir(), "keys.json")
+	write := func(content string, at time.Time) {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Chtimes(path, at, at)
+	}
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	write(`{"keys":[{"source":"web","key":"wk_web_0123456789abcdef"}]}`, now)
+	s, err := newKeyStore(&Config{WriteKeysFile: path, RateLimit: 1, RateBurst: 1, MaxEvents: 1}, log, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(`{"keys":[`, now.Add(time.Second))
+	for range 3 {
+		now = now.Add(keyCheckInterval)
+		if s.current().lookup("wk_web_0123456789abcdef") == nil {
+			t.Fatal("a broken file dropped the keys in force")
+		}
+	}
+	if n := strings.Count(logs.String(), "does not load"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, logs.String())
+	}
+	write(`{"keys":[{"source":"web","key":"wk_web_rotated_0123456789"}]}`, now.Add(time.Second))
+	now = now.Add(keyCheckInterval)
+	if s.current().lookup("wk_web_rotated_0123456789") == nil || !strings.Contains(logs.String(), "write keys reloaded") {
+		t.Errorf("the fixed file was not loaded:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "wk_web_") {
+		t.Errorf("a key in the log:\n%s", logs.String())
 	}
 }

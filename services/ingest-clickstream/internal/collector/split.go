@@ -105,6 +105,7 @@ type scanner struct {
 	i      int
 	max    int
 	events [][]byte
+	stack  []byte // closing brackets of value's open ones, reused
 }
 
 func (s *scanner) peek() byte {
@@ -276,7 +277,8 @@ func (s *scanner) object() (writeKey string, isEnvelope bool, err error) {
 // value moves past one JSON value, checking only the structure: strings
 // end, brackets match. What a scalar holds is the parser's to judge.
 func (s *scanner) value() error {
-	var stack []byte
+	stack := s.stack[:0]
+	defer func() { s.stack = stack[:0] }()
 	for {
 		s.ws()
 		switch c := s.peek(); c {
