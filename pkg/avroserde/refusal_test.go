@@ -3,6 +3,7 @@ package avroserde
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,6 +21,10 @@ import (
 // The bodies are what Apicurio Registry's ccompat API answers; srfake itself
 // accepts everything, so an interceptor gives the answer.
 func TestCodecRefusedByRegistry(t *testing.T) {
+	latest, err := protoavro.Latest(protoavro.ClickEvent)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name        string
 		register    bool
@@ -32,7 +37,7 @@ func TestCodecRefusedByRegistry(t *testing.T) {
 			name: "incompatible", register: true, status: http.StatusConflict,
 			body:        `{"message":"io.apicurio.registry.rules.violation.RuleViolationException: Incompatible artifact: ecom.events.v1-value [AVRO], num of incompatible diffs: {1}, list of diff types: [owner at /fields/2]","error_code":409}`,
 			wantRefused: true,
-			wantIn:      []string{"ecom.events.v1-value", "click_event v1", "incompatible", "error code 409", "owner at /fields/2"},
+			wantIn:      []string{"ecom.events.v1-value", fmt.Sprintf("click_event v%d", latest.Version), "incompatible", "error code 409", "owner at /fields/2"},
 		},
 		{
 			name: "invalid", register: true, status: http.StatusUnprocessableEntity,
