@@ -50,12 +50,8 @@ func TestE2EClickstreamSlice(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
-	root, err := svcrun.RepoRoot()
+	root, binDir, _, err := svcrun.BuildTree(ctx)
 	if err != nil {
-		t.Fatal(err)
-	}
-	binDir := filepath.Join(root, ".cache", "bin")
-	if _, err := svcrun.Build(ctx, root, binDir, svcrun.Services...); err != nil {
 		t.Fatal(err)
 	}
 	traces, err := otlpsink.Start()
@@ -231,7 +227,7 @@ func TestE2EClickstreamSlice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := consumeDeadLetters(ctx, t, eps.KafkaBrokers, dlqCodec, clickCodec, prefix, len(wantDead))
+	got := consumeDeadLetters(ctx, t, eps.KafkaBrokers, nil, dlqCodec, clickCodec, prefix, len(wantDead))
 	deadTrace := map[string]string{}
 	for key, dls := range got {
 		exp, ok := wantDead[key]
@@ -302,12 +298,16 @@ func TestE2EClickstreamSlice(t *testing.T) {
 		len(rows), len(got), complete, len(wantRows), traces.Count())
 }
 
-// consumeDeadLetters reads the dead-letter topic until want dead letters of
-// this run (source topics starting with prefix) arrived and a quiet second
-// passed, keyed like wantDead.
-func consumeDeadLetters(ctx context.Context, t *testing.T, brokers []string, codec, click *avroserde.Codec, prefix string, want int) map[string][]events.DeadLetter {
+// consumeDeadLetters reads the dead-letter topic, from the given offsets (nil:
+// from the start), until want dead letters of this run (source topics starting
+// with prefix) arrived and a quiet second passed, keyed like wantDead.
+func consumeDeadLetters(ctx context.Context, t *testing.T, brokers []string, from map[int32]kgo.Offset, codec, click *avroserde.Codec, prefix string, want int) map[string][]events.DeadLetter {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(deadletter.Topic),
+	consume := kgo.ConsumeTopics(deadletter.Topic)
+	if from != nil {
+		consume = kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{deadletter.Topic: from})
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), consume,
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +330,7 @@ func consumeDeadLetters(ctx context.Context, t *testing.T, brokers []string, cod
 				continue
 			}
 			key := "raw:" + string(dl.OriginalValue)
-			if dl.Stage != "ingest-clickstream" {
+			if dl.Stage != clickgen.StageIngest {
 				var ev events.ClickEvent
 				if _, err := click.Decode(ctx, dl.OriginalValue, &ev); err != nil {
 					t.Fatalf("original of a %s dead letter does not decode: %v", dl.Stage, err)

@@ -73,12 +73,8 @@ func TestE2EHTTPCollector(t *testing.T) {
 	defer cancel()
 	began := time.Now()
 
-	root, err := svcrun.RepoRoot()
+	root, binDir, _, err := svcrun.BuildTree(ctx)
 	if err != nil {
-		t.Fatal(err)
-	}
-	binDir := filepath.Join(root, ".cache", "bin")
-	if _, err := svcrun.Build(ctx, root, binDir, svcrun.Services...); err != nil {
 		t.Fatal(err)
 	}
 	built := time.Now()
@@ -314,7 +310,7 @@ func TestE2EHTTPCollector(t *testing.T) {
 	for _, d := range led.dead {
 		wantDead += d.copies
 	}
-	got := consumeDeadLettersFrom(ctx, t, eps.KafkaBrokers, dlqFrom, dlqCodec, clickCodec, prefix, wantDead)
+	got := consumeDeadLetters(ctx, t, eps.KafkaBrokers, dlqFrom, dlqCodec, clickCodec, prefix, wantDead)
 	checkHTTPDeadLetters(t, sl, led, got)
 	t.Logf("%d requests: %d events stored once, %d dead letters; kill -9 phase: %d of %d events of failed requests stored; took: build %s, start %s, requests %s, kill phase %s, checks %s",
 		c.requests, len(led.once), wantDead, maybeStored, len(led.maybe), built.Sub(began).Round(time.Second), started.Sub(built).Round(time.Second),
@@ -758,55 +754,6 @@ func endOffsets(ctx context.Context, t *testing.T, brokers []string, topic strin
 		}
 		out[o.Partition] = kgo.NewOffset().At(o.Offset)
 	})
-	return out
-}
-
-// consumeDeadLettersFrom reads the dead-letter topic from the given offsets
-// until want dead letters of this run (source topics starting with prefix)
-// arrived and a quiet second passed, keyed like consumeDeadLetters.
-func consumeDeadLettersFrom(ctx context.Context, t *testing.T, brokers []string, from map[int32]kgo.Offset, codec, click *avroserde.Codec, prefix string, want int) map[string][]events.DeadLetter {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{deadletter.Topic: from}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	out := map[string][]events.DeadLetter{}
-	count := 0
-	deadline := time.Now().Add(time.Minute)
-	quietUntil := time.Time{}
-	for time.Now().Before(deadline) {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		for _, r := range fs.Records() {
-			var dl events.DeadLetter
-			if _, err := codec.Decode(ctx, r.Value, &dl); err != nil {
-				t.Fatalf("dead letter does not decode: %v", err)
-			}
-			if !strings.HasPrefix(dl.SourceTopic, prefix) {
-				continue
-			}
-			key := "raw:" + string(dl.OriginalValue)
-			if dl.Stage != clickgen.StageIngest {
-				var ev events.ClickEvent
-				if _, err := click.Decode(ctx, dl.OriginalValue, &ev); err != nil {
-					t.Fatalf("original of a %s dead letter does not decode: %v", dl.Stage, err)
-				}
-				key = ev.EventID
-			}
-			out[key] = append(out[key], dl)
-			count++
-		}
-		if count >= want {
-			if quietUntil.IsZero() {
-				quietUntil = time.Now().Add(time.Second)
-			} else if time.Now().After(quietUntil) {
-				break
-			}
-		}
-	}
 	return out
 }
 

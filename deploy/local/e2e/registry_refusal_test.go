@@ -35,11 +35,7 @@ func TestE2EServiceStopsWhenRegistryRefusesSchema(t *testing.T) {
 	eps := stacktest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	root, err := svcrun.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bins, err := svcrun.Build(ctx, root, filepath.Join(root, ".cache", "bin"), svcrun.Services...)
+	_, _, bins, err := svcrun.BuildTree(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

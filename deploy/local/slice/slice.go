@@ -286,8 +286,7 @@ func PrepareWith(ctx context.Context, binDir string) (Env, error) {
 		return Env{Root: root, BinDir: binDir, Stack: eps}, nil
 	}
 	fmt.Println("building services…")
-	binDir = filepath.Join(root, ".cache", "bin")
-	if _, err := svcrun.Build(ctx, root, binDir, svcrun.Services...); err != nil {
+	if _, binDir, _, err = svcrun.BuildTree(ctx); err != nil {
 		return Env{}, err
 	}
 	return Env{Root: root, BinDir: binDir, Stack: eps}, nil

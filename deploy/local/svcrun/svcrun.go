@@ -41,6 +41,18 @@ func RepoRoot() (string, error) {
 	}
 }
 
+// BuildTree builds every service of this checkout into <repo>/.cache/bin, where the tests,
+// the demo and the benchmark run them from, and returns the repository root, that folder and
+// the binaries' paths by service name.
+func BuildTree(ctx context.Context) (root, binDir string, bins map[string]string, err error) {
+	if root, err = RepoRoot(); err != nil {
+		return "", "", nil, err
+	}
+	binDir = filepath.Join(root, ".cache", "bin")
+	bins, err = Build(ctx, root, binDir, Services...)
+	return root, binDir, bins, err
+}
+
 // Build compiles the named services into outDir and returns their paths. A
 // binary already there is rebuilt (go build is incremental and cached).
 func Build(ctx context.Context, root, outDir string, names ...string) (map[string]string, error) {

@@ -3,7 +3,6 @@ package webdemo
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -29,12 +28,8 @@ func TestE2EDemoPage(t *testing.T) {
 	eps := stacktest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	root, err := svcrun.RepoRoot()
+	_, binDir, _, err := svcrun.BuildTree(ctx)
 	if err != nil {
-		t.Fatal(err)
-	}
-	binDir := filepath.Join(root, ".cache", "bin")
-	if _, err := svcrun.Build(ctx, root, binDir, svcrun.Services...); err != nil {
 		t.Fatal(err)
 	}
 
