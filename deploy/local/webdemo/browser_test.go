@@ -19,8 +19,17 @@ import (
 	"github.com/ecomstream/platform/deploy/local/svcrun"
 )
 
-// chromiumPath is where Debian's chromium package (make deps) puts it.
+// chromiumPath is where Debian's chromium package (make deps-browser) puts it.
 const chromiumPath = "/usr/bin/chromium"
+
+// browserBudget bounds a browser test's clicking; a passing run takes a
+// fraction of it, so it costs nothing and keeps a slow machine from failing.
+const browserBudget = 3 * time.Minute
+
+// neverFlush is the tests' FlushInterval: the snippet sends only when a test
+// calls ecom.flush(), when a page is left (beacon), or when a batch is full,
+// so nothing depends on how long a click or a navigation takes.
+const neverFlush = time.Hour
 
 // browser is one headless Chromium tab driven through the shop.
 type browser struct {
@@ -36,7 +45,7 @@ type browser struct {
 func requireChromium(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is not installed at %s (%v): `make deps` (deploy/local/bootstrap.sh) installs it", chromiumPath, err)
+		t.Fatalf("headless Chromium is not installed at %s (%v): `make deps-browser` (deploy/local/bootstrap.sh --browser) installs it", chromiumPath, err)
 	}
 }
 
@@ -132,10 +141,21 @@ func (b *browser) click(sel string) {
 	b.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
 }
 
-// waitAnswered waits until the panel shows the collector's answer for every
-// event sent so far and for at least one event of each given type.
+// flush makes the snippet send what it holds (the tests' flush interval is
+// an hour).
+func (b *browser) flush() {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`window.ecom.flush(), true`)); err != nil {
+		b.t.Fatalf("ecom.flush(): %v", err)
+	}
+}
+
+// waitAnswered sends what the snippet holds, then waits until the panel
+// shows the collector's answer for every event sent so far and for at least
+// one event of each given type.
 func (b *browser) waitAnswered(types ...string) {
 	b.t.Helper()
+	b.flush()
 	var conds []string
 	for _, typ := range types {
 		conds = append(conds, fmt.Sprintf(`document.querySelector('#tracking-log [data-event-type=%q]:not([data-status="pending"])')`, typ))
@@ -185,6 +205,9 @@ type logEntry struct {
 	Status    int                        `json:"status"`
 	Sent      []map[string]any           `json:"sent"`
 	Verdicts  map[string]json.RawMessage `json:"verdicts"`
+	Attempt   int                        `json:"attempt"`   // 1 = the first time these events were sent
+	RetryBy   string                     `json:"retryBy"`   // when retried: Retry-After or backoff
+	RetryInMs *int                       `json:"retryInMs"` // when retried: the wait
 }
 
 func (b *browser) log() []logEntry {
@@ -200,15 +223,21 @@ func (b *browser) log() []logEntry {
 	return out
 }
 
-// statusOf is the panel's verdict on each event id, and the events sent.
-func statusOf(entries []logEntry) (map[string]string, []map[string]any) {
+// statusOf is the panel's verdict on each event id, and the events sent; an
+// event without a string event_id or a verdict that is not JSON fails t.
+func statusOf(t *testing.T, entries []logEntry) (map[string]string, []map[string]any) {
+	t.Helper()
 	st := map[string]string{}
 	var sent []map[string]any
 	for _, e := range entries {
 		for _, ev := range e.Sent {
-			id, _ := ev["event_id"].(string)
+			id := str(t, ev, "event_id")
 			var v struct{ Status string }
-			_ = json.Unmarshal(e.Verdicts[id], &v)
+			if raw, ok := e.Verdicts[id]; ok {
+				if err := json.Unmarshal(raw, &v); err != nil {
+					t.Fatalf("the panel's verdict on %s: %v: %s", id, err, raw)
+				}
+			}
 			if _, seen := st[id]; !seen {
 				sent = append(sent, ev)
 			}
@@ -219,10 +248,21 @@ func statusOf(entries []logEntry) (map[string]string, []map[string]any) {
 	return st, sent
 }
 
+// str is ev[k] as a non-empty string, or fails t.
+func str(t *testing.T, ev map[string]any, k string) string {
+	t.Helper()
+	s, ok := ev[k].(string)
+	if !ok || s == "" {
+		t.Fatalf("event %v: %s is %#v, want a non-empty string", ev, k, ev[k])
+	}
+	return s
+}
+
 // shop walks the way a shopper does: the home page, a product, add to
-// cart, remove, add again and leave for the checkout at once (so that event
-// goes by sendBeacon on pagehide), then place the order. It returns the
-// order id the page showed.
+// cart, remove, add twice more (two items in the cart) and leave for the
+// checkout at once (those two events are still held, so they go by
+// sendBeacon on pagehide), then place the order. It returns the order id the
+// page showed. The server's FlushInterval must be neverFlush.
 func shop(b *browser, base string) string {
 	b.t.Helper()
 	b.open(base + "/")
@@ -238,6 +278,7 @@ func shop(b *browser, base string) string {
 	b.screenshot("3-product-in-cart")
 	b.click("#remove-from-cart")
 	b.waitAnswered("remove_from_cart")
+	b.click("#add-to-cart")
 	b.click("#add-to-cart")
 	b.follow("#checkout")
 	b.waitAnswered("begin_checkout")

@@ -26,6 +26,7 @@ const testKey = "wk_web_0123456789abcdef"
 type request struct {
 	contentType, auth, origin string
 	writeKey                  string // from the envelope
+	size                      int    // body bytes
 	events                    []map[string]any
 	invalid                   []string // contract violations
 }
@@ -37,8 +38,12 @@ type fakeCollector struct {
 	t      *testing.T
 	origin string
 	schema *jsonschema.Schema
-	mu     sync.Mutex
-	reqs   []request
+	// hook, when set, sees the n-th POST (from 1) first and answers it
+	// itself when it returns true.
+	hook  func(w http.ResponseWriter, r *http.Request, n int) bool
+	mu    sync.Mutex
+	posts int
+	reqs  []request
 }
 
 func (f *fakeCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -57,8 +62,15 @@ func (f *fakeCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	f.mu.Lock()
+	f.posts++
+	n := f.posts
+	f.mu.Unlock()
+	if f.hook != nil && f.hook(w, r, n) {
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
-	req := request{contentType: r.Header.Get("Content-Type"), auth: r.Header.Get("Authorization"), origin: r.Header.Get("Origin")}
+	req := request{contentType: r.Header.Get("Content-Type"), auth: r.Header.Get("Authorization"), origin: r.Header.Get("Origin"), size: len(body)}
 	var raws []json.RawMessage
 	var env struct {
 		WriteKey string            `json:"write_key"`
@@ -114,6 +126,13 @@ func (f *fakeCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(answer)
 }
 
+// postCount is how many POSTs arrived, answered or not.
+func (f *fakeCollector) postCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.posts
+}
+
 func (f *fakeCollector) requests() []request {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -133,35 +152,30 @@ func TestIntegrationSnippetContract(t *testing.T) {
 		t.Skip("integration test: runs without -short, with headless Chromium")
 	}
 	requireChromium(t)
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	schema, err := c.Compile(contractPath)
-	if err != nil {
-		t.Fatalf("compile the contract: %v", err)
-	}
+	schema := compileContract(t)
 	ln := listen(t)
 	shopURL := Origin(ln.Addr().String())
 	fake := &fakeCollector{t: t, origin: shopURL, schema: schema}
 	collector := httptest.NewServer(fake)
 	defer collector.Close()
-	// A long timer, so the add_to_cart clicked just before leaving the
-	// page is still queued then, and goes by beacon.
-	s, err := New(Config{CollectorURL: collector.URL, WriteKey: testKey, FlushInterval: 1500 * time.Millisecond, BatchSize: 10})
+	// The snippet sends when the test flushes it or a page is left, so the
+	// two add_to_cart clicked just before leaving go by beacon.
+	s, err := New(Config{CollectorURL: collector.URL, WriteKey: testKey, FlushInterval: neverFlush, BatchSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	serve(t, s, ln)
 
 	started := time.Now()
-	b := newBrowser(t, runFolder(t, ""), 45*time.Second)
+	b := newBrowser(t, runFolder(t, ""), browserBudget)
 	orderID := shop(b, shopURL)
-	statuses, logged := statusOf(b.log())
+	statuses, logged := statusOf(t, b.log())
 	panel := b.text("#tracking")
 
-	wantTypes := []string{"page_view", "page_view", "product_view", "add_to_cart", "remove_from_cart", "add_to_cart", "page_view", "begin_checkout", "purchase"}
+	wantTypes := []string{"page_view", "page_view", "product_view", "add_to_cart", "remove_from_cart", "add_to_cart", "add_to_cart", "page_view", "begin_checkout", "purchase"}
 	// The beacon is delivered after the page is gone; wait for it.
 	var got []map[string]any
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		got = got[:0]
 		for _, r := range fake.requests() {
@@ -203,13 +217,13 @@ func TestIntegrationSnippetContract(t *testing.T) {
 	var types []string
 	ids := map[string]bool{}
 	for _, ev := range got {
-		types = append(types, ev["event_type"].(string))
+		types = append(types, str(t, ev, "event_type"))
 		id, _ := ev["event_id"].(string)
 		if !uuidV4.MatchString(id) || ids[id] {
 			t.Errorf("event_id %q is not a fresh random UUID", id)
 		}
 		ids[id] = true
-		ts, err := time.Parse(time.RFC3339Nano, ev["event_timestamp"].(string))
+		ts, err := time.Parse(time.RFC3339Nano, str(t, ev, "event_timestamp"))
 		if err != nil || ts.Before(started.Add(-time.Second)) || ts.After(time.Now().Add(time.Second)) {
 			t.Errorf("event_timestamp %v (%v) is not the time of the click", ev["event_timestamp"], err)
 		}
@@ -233,10 +247,18 @@ func TestIntegrationSnippetContract(t *testing.T) {
 			wantFields(t, ev, map[string]any{"product_id": "sku-1003", "price": "19.99", "currency": "EUR"})
 		case "add_to_cart", "remove_from_cart":
 			wantFields(t, ev, map[string]any{"product_id": "sku-1003", "quantity": 1.0, "price": "19.99", "currency": "EUR"})
-		case "begin_checkout":
-			wantFields(t, ev, map[string]any{"quantity": 1.0, "price": "19.99", "currency": "EUR"})
-		case "purchase":
-			wantFields(t, ev, map[string]any{"order_id": orderID, "quantity": 1.0, "price": "19.99", "currency": "EUR"})
+		case "begin_checkout", "purchase":
+			// Two items in the cart: a cart total as price with the item
+			// count as quantity would say 2 × 39.98 of revenue. The
+			// contract's price is a unit price, so these carry none.
+			if ev["event_type"] == "purchase" {
+				wantFields(t, ev, map[string]any{"order_id": orderID})
+			}
+			for _, k := range []string{"price", "quantity", "currency"} {
+				if v, ok := ev[k]; ok {
+					t.Errorf("%s carries %s %#v; the contract's price is per unit, so a cart-wide event has none", ev["event_type"], k, v)
+				}
+			}
 		case "page_view":
 			if page == shopURL+"/products/sku-1003" && ev["referrer"] != shopURL+"/" {
 				t.Errorf("product page_view referrer %v, want the home page", ev["referrer"])
@@ -251,10 +273,10 @@ func TestIntegrationSnippetContract(t *testing.T) {
 
 	// The panel: every event it logged reached the collector, each with the
 	// collector's verdict, and the beacon's marked as unanswerable.
-	want := map[string]int{"accepted": 7, "rejected": 1, "beacon": 1}
+	want := map[string]int{"accepted": 7, "rejected": 1, "beacon": 2}
 	n := map[string]int{}
 	for _, ev := range logged {
-		id := ev["event_id"].(string)
+		id := str(t, ev, "event_id")
 		if !ids[id] {
 			t.Errorf("the page logged %s %s, which the collector never got", ev["event_type"], id)
 		}
@@ -263,12 +285,24 @@ func TestIntegrationSnippetContract(t *testing.T) {
 	if len(logged) != len(got) || n["accepted"] != want["accepted"] || n["rejected"] != want["rejected"] || n["beacon"] != want["beacon"] {
 		t.Errorf("the panel logged %d events with verdicts %v; want %d with %v", len(logged), n, len(got), want)
 	}
-	for _, w := range []string{"accepted 7 · rejected 1 · by beacon 1", "RULE_FAILED event_type: the test collector rejects remove_from_cart", "sent by beacon (answer not readable)"} {
+	for _, w := range []string{"accepted 7 · rejected 1 · by beacon 2 · answer unreadable 0 · awaiting answer 0 · refused 0", "RULE_FAILED event_type: the test collector rejects remove_from_cart", "sent by beacon (answer not readable)"} {
 		if !strings.Contains(panel, w) {
 			t.Errorf("the panel does not show %q:\n%s", w, panel)
 		}
 	}
 	t.Logf("%d events in %d fetch and %d beacon requests, all valid raw events; screenshots in %s", len(got), fetches, beacons, b.shots)
+}
+
+// compileContract is the raw clickstream contract's validator.
+func compileContract(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	schema, err := c.Compile(contractPath)
+	if err != nil {
+		t.Fatalf("compile the contract: %v", err)
+	}
+	return schema
 }
 
 func wantFields(t *testing.T, ev map[string]any, want map[string]any) {

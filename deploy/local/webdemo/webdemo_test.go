@@ -60,7 +60,7 @@ func TestRoutes(t *testing.T) {
 		{name: "unknown path", method: "GET", path: "/admin", wantStatus: 404, wantType: "text/html; charset=utf-8"},
 		{name: "a directory is not listed", method: "GET", path: "/assets/", wantStatus: 404, wantType: "text/html; charset=utf-8"},
 		{name: "snippet", method: "GET", path: "/ecom.js", wantStatus: 200, wantType: "text/javascript; charset=utf-8",
-			wantBody: []string{"navigator.sendBeacon", "keepalive: true", "crypto.randomUUID", "/v1/events"}},
+			wantBody: []string{"navigator.sendBeacon", "keepalive: keepalive", "crypto.randomUUID", "TextEncoder", "/v1/events"}},
 		{name: "shop script", method: "GET", path: "/shop.js", wantStatus: 200, wantType: "text/javascript; charset=utf-8", wantBody: []string{"ecom.track"}},
 		{name: "stylesheet", method: "GET", path: "/style.css", wantStatus: 200, wantType: "text/css; charset=utf-8"},
 		{name: "config", method: "GET", path: "/config.js", wantStatus: 200, wantType: "text/javascript; charset=utf-8", wantBody: []string{"window.ECOM_CONFIG = {"}},

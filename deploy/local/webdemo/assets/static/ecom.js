@@ -9,11 +9,24 @@
  *
  * Events are queued and sent as one JSON array when batchSize events are
  * waiting or flushIntervalMs after the first one, with fetch(..., {keepalive:
- * true}) so a request in flight survives a navigation. When the page is
- * hidden or left, what is still queued goes with navigator.sendBeacon: a
- * text/plain envelope that carries the write key, because a beacon cannot set
- * headers (text/plain needs no CORS preflight either). 429, 503 and other 5xx
- * answers and network errors are retried with backoff; the collector's
+ * true}) so a request in flight survives a navigation. The browser allows
+ * keepalive bodies (and beacons) of 64 KiB in all, counted in bytes: a batch
+ * whose UTF-8 body is over maxKeepaliveBytes is split in halves, and a part
+ * that does not fit in what is left of the budget goes as a plain fetch.
+ * When the page is hidden or left, what is still queued goes with
+ * navigator.sendBeacon: a text/plain envelope that carries the write key,
+ * because a beacon cannot set headers (text/plain needs no CORS preflight
+ * either); fetches still in flight then are reported as sent with keepalive,
+ * their answer unreadable (the old page never sees it), and a plain fetch's
+ * events, which the browser cancels, go again by beacon.
+ *
+ * 429, 503 and other 5xx answers are retried up to maxAttempts times, after
+ * the collector's Retry-After when the browser lets the page read it (the
+ * collector exposes it with Access-Control-Expose-Headers), else after an
+ * exponential backoff. A request without a readable answer (status 0: the
+ * collector is down, or it refused the page's origin without CORS headers,
+ * which the browser reports as the same TypeError) is tried maxNetworkAttempts
+ * times in all, then given up with a clear result. The collector's
  * downstream dedup removes an event a failed attempt already wrote.
  *
  * API: ecom.track(type, props), ecom.flush(), ecom.onResult(fn),
@@ -27,9 +40,14 @@
   var writeKey = cfg.writeKey || "";
   var flushMs = cfg.flushIntervalMs > 0 ? cfg.flushIntervalMs : 500;
   var batchSize = cfg.batchSize > 0 ? cfg.batchSize : 10;
-  var maxAttempts = 5;
-  // A keepalive request's body and a beacon are limited to 64 KiB in all.
-  var maxBeaconBytes = 60000;
+  var maxAttempts = 5;        // per event, for 429, 503 and other 5xx answers
+  var maxNetworkAttempts = 3; // per event, when no answer can be read (status 0)
+  // Keepalive request bodies and beacons in flight are limited to 64 KiB in
+  // all (bytes, not characters); this stays below it.
+  var maxKeepaliveBytes = 60000;
+  var keepaliveBytes = 0; // bodies of our keepalive fetches in flight
+  var inFlight = {};      // result id -> {batch, keepalive} of fetches not answered yet
+  var encoder = typeof window.TextEncoder === "function" ? new window.TextEncoder() : null;
 
   var queue = [];
   var retryQueue = [];
@@ -131,14 +149,24 @@
     }
   }
 
+  // The size of s in UTF-8 bytes, what the browser counts against its
+  // keepalive and beacon limit (s.length counts UTF-16 code units).
+  function byteLength(s) {
+    if (encoder) return encoder.encode(s).length;
+    return unescape(encodeURIComponent(s)).length;
+  }
+
   function retryable(status) { return status === 429 || status >= 500; }
 
   // Events to send again wait in retryQueue, and go first when its timer
-  // fires, or by beacon if the page is left before.
-  function retry(batch, afterMs) {
+  // fires, or by beacon if the page is left before. limit is the attempts an
+  // event may have in all; false when none of the batch may be sent again.
+  function retry(batch, afterMs, limit) {
     var again = batch.filter(function (ev) {
       attempts[ev.event_id] = (attempts[ev.event_id] || 1) + 1;
-      return attempts[ev.event_id] <= maxAttempts;
+      if (attempts[ev.event_id] <= limit) return true;
+      delete attempts[ev.event_id];
+      return false;
     });
     if (again.length === 0) return false;
     retryQueue = retryQueue.concat(again);
@@ -153,35 +181,111 @@
     return true;
   }
 
-  function backoff(batch, retryAfter) {
-    var secs = parseInt(retryAfter, 10);
-    if (secs > 0) return Math.min(secs, 60) * 1000;
+  // wait is how long to wait before sending batch again: the collector's
+  // Retry-After (delta-seconds, at most 60) when the page can read it, else
+  // an exponential backoff with jitter from 1 s.
+  function wait(batch, retryAfter) {
+    if (retryAfter !== null && retryAfter !== undefined && /^\s*\d+\s*$/.test(retryAfter)) {
+      return { ms: Math.min(parseInt(retryAfter, 10), 60) * 1000, by: "Retry-After" };
+    }
     var n = attempts[batch[0].event_id] || 1;
-    return Math.min(1000 * Math.pow(2, n - 1), 30000) * (0.5 + Math.random() / 2);
+    return { ms: Math.round(Math.min(1000 * Math.pow(2, n - 1), 30000) * (0.5 + Math.random() / 2)), by: "backoff" };
   }
 
+  function attemptOf(batch) { return attempts[batch[0].event_id] || 1; }
+
   function send(batch) {
+    var body = JSON.stringify(batch);
+    var size = byteLength(body);
+    if (size > maxKeepaliveBytes && batch.length > 1) {
+      var half = Math.ceil(batch.length / 2);
+      send(batch.slice(0, half));
+      send(batch.slice(half));
+      return;
+    }
+    // Keepalive while the budget lasts; beyond it a plain fetch, which works
+    // as long as the page stays (its events go by beacon if it is left).
+    var keepalive = keepaliveBytes + size <= maxKeepaliveBytes;
+    if (keepalive) keepaliveBytes += size;
     var id = uuid();
-    emit({ id: id, transport: "fetch", phase: "sent", events: batch });
+    var attempt = attemptOf(batch);
+    var f = inFlight[id] = { batch: batch, keepalive: keepalive, left: false };
+    emit({ id: id, transport: "fetch", phase: "sent", events: batch, keepalive: keepalive, attempt: attempt });
+    var read = false; // the answer was read
+    function settled() {
+      if (keepalive) keepaliveBytes -= size;
+      delete inFlight[id];
+    }
     window.fetch(endpoint, {
       method: "POST",
-      keepalive: true,
+      keepalive: keepalive,
       mode: "cors",
       credentials: "omit",
       headers: { "Content-Type": "application/json", "Authorization": "Bearer " + writeKey },
-      body: JSON.stringify(batch)
+      body: body
     }).then(function (resp) {
       return resp.text().then(function (text) {
+        read = true;
+        settled();
         var answer = null;
         try { answer = JSON.parse(text); } catch (e) { answer = { error: text }; }
-        var again = retryable(resp.status) && retry(batch, backoff(batch, resp.headers.get("Retry-After")));
-        if (!again) batch.forEach(function (ev) { delete attempts[ev.event_id]; });
-        emit({ id: id, transport: "fetch", phase: "answered", events: batch, status: resp.status, answer: answer, retrying: again });
+        var w = retryable(resp.status) ? wait(batch, resp.headers.get("Retry-After")) : null;
+        var again = w !== null && retry(batch, w.ms, maxAttempts);
+        if (!w) batch.forEach(function (ev) { delete attempts[ev.event_id]; });
+        emit({ id: id, transport: "fetch", phase: "answered", events: batch, status: resp.status, answer: answer, retrying: again,
+          retryInMs: again ? w.ms : null, retryBy: again ? w.by : null, attempt: attempt, keepalive: keepalive });
       });
-    }, function (err) {
-      var again = retry(batch, backoff(batch, null));
-      emit({ id: id, transport: "fetch", phase: "answered", events: batch, status: 0, error: String(err), retrying: again });
+    }).catch(function (err) {
+      // No readable answer: the network, or a refusal without CORS headers.
+      // Read and reported already; or the page was left, which makes the
+      // browser fail this page's side of the request (a keepalive one goes
+      // on without it, a plain one's events went by beacon): leaving() has
+      // reported it.
+      if (read) return;
+      if (f.left) {
+        settled();
+        return;
+      }
+      settled();
+      var w = wait(batch, null);
+      var again = retry(batch, w.ms, maxNetworkAttempts);
+      emit({ id: id, transport: "fetch", phase: "answered", events: batch, status: 0, error: String(err), retrying: again,
+        retryInMs: again ? w.ms : null, retryBy: again ? w.by : null, attempt: attempt, gaveUp: !again, keepalive: keepalive });
     });
+  }
+
+  // Fetches still in flight when the page goes away: this page never reads
+  // their answers. A keepalive one goes on (the collector gets it); a plain
+  // one is cancelled by the browser, so its events go again by beacon (the
+  // collector's dedup removes a copy that got through).
+  function leaving() {
+    Object.keys(inFlight).forEach(function (id) {
+      var f = inFlight[id];
+      delete inFlight[id];
+      f.left = true;
+      if (!f.keepalive) queue = f.batch.concat(queue);
+      emit({ id: id, transport: "fetch", phase: "left", events: f.batch, keepalive: f.keepalive });
+    });
+  }
+
+  // sendBeacon sends batch as text/plain envelopes, halved until each fits in
+  // maxKeepaliveBytes; what the browser refuses goes by fetch.
+  function sendBeacon(batch) {
+    var body = JSON.stringify({ write_key: writeKey, events: batch });
+    var size = byteLength(body);
+    if (size > maxKeepaliveBytes && batch.length > 1) {
+      var half = Math.ceil(batch.length / 2);
+      sendBeacon(batch.slice(0, half));
+      sendBeacon(batch.slice(half));
+      return;
+    }
+    var ok = size <= maxKeepaliveBytes && typeof navigator.sendBeacon === "function" &&
+      navigator.sendBeacon(endpoint, new Blob([body], { type: "text/plain;charset=UTF-8" }));
+    if (ok) {
+      emit({ id: uuid(), transport: "beacon", phase: "queued", events: batch });
+    } else {
+      send(batch); // refused (one event over the limit, or the browser's beacon budget is spent)
+    }
   }
 
   // The page is going away: a beacon is the one request the browser promises
@@ -194,19 +298,17 @@
     queue = retryQueue.concat(queue);
     retryQueue = [];
     while (queue.length > 0) {
-      var batch = takeBatch();
-      var body = JSON.stringify({ write_key: writeKey, events: batch });
-      var ok = body.length <= maxBeaconBytes && typeof navigator.sendBeacon === "function" &&
-        navigator.sendBeacon(endpoint, new Blob([body], { type: "text/plain;charset=UTF-8" }));
-      if (ok) {
-        emit({ id: uuid(), transport: "beacon", phase: "queued", events: batch });
-      } else {
-        send(batch); // refused (too large or the beacon queue is full): keepalive fetch
-      }
+      sendBeacon(takeBatch());
     }
   }
 
-  window.addEventListener("pagehide", beacon);
+  window.addEventListener("pagehide", function () {
+    leaving();
+    beacon();
+  });
+  // Hidden (another tab, the app switched) may be the last moment a mobile
+  // browser runs the page: send what is queued. The page may come back, so
+  // fetches in flight are left to answer.
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "hidden") beacon();
   });

@@ -88,6 +88,9 @@
     r.events.forEach(function (ev) { out[ev.event_id] = { status: "pending" }; });
     if (r.transport === "beacon") {
       r.events.forEach(function (ev) { out[ev.event_id] = { status: "beacon" }; });
+    } else if (r.phase === "left") {
+      // In flight when the page was left: this page cannot read the answer.
+      r.events.forEach(function (ev) { out[ev.event_id] = r.keepalive ? { status: "keepalive" } : { status: "resent" }; });
     } else if (r.phase === "answered" && r.status === 200 && r.answer && r.answer.events) {
       r.answer.events.forEach(function (a) {
         var ev = r.events[a.index];
@@ -100,8 +103,16 @@
       r.events.forEach(function (ev) { out[ev.event_id] = { status: "accepted" }; });
     } else if (r.phase === "answered") {
       var why = r.status ? "HTTP " + r.status + ((r.answer && r.answer.error) ? ": " + r.answer.error : "") :
-        "no answer (" + (r.error || "network error") + "; collector down, or origin not allowed)";
-      r.events.forEach(function (ev) { out[ev.event_id] = { status: r.retrying ? "retrying" : "refused", reasons: [why] }; });
+        "no readable answer (" + (r.error || "network error") + "): the collector is down, or it refused this page's origin " +
+        window.location.origin + " without CORS headers (is it in the collector's allowed origins?)";
+      var reasons = [why];
+      if (r.retrying) {
+        reasons.push("attempt " + r.attempt + " failed; sending again in " + (r.retryInMs / 1000).toFixed(1) + " s (" +
+          (r.retryBy === "Retry-After" ? "the collector's Retry-After" : "backoff") + ")");
+      } else if (r.gaveUp) {
+        reasons.push("gave up after " + r.attempt + " attempts without an answer");
+      }
+      r.events.forEach(function (ev) { out[ev.event_id] = { status: r.retrying ? "retrying" : "refused", reasons: reasons }; });
     }
     return out;
   }
@@ -118,19 +129,24 @@
     entry.status = r.status || null;
     entry.answer = r.answer || null;
     entry.error = r.error || null;
+    entry.retryInMs = r.retrying ? r.retryInMs : null;
+    entry.retryBy = r.retrying ? r.retryBy : null;
+    entry.attempt = r.attempt || null;
+    entry.keepalive = r.keepalive === undefined ? null : r.keepalive;
     entry.verdicts = verdicts(r);
     save("sessionStorage", LOG_KEY, entries.slice(-MAX_LOG));
     renderLog();
   }
 
   var LABEL = { accepted: "accepted", rejected: "rejected", pending: "awaiting answer", beacon: "sent by beacon (answer not readable)",
-    refused: "refused", retrying: "will retry" };
+    keepalive: "sent with keepalive, answer unreadable (the page was left before it came)",
+    resent: "cut off when the page was left; sent again by beacon", refused: "refused", retrying: "will retry" };
 
   function renderLog() {
     var list = document.getElementById("tracking-log");
     if (!list) return;
     var entries = log();
-    var n = { accepted: 0, rejected: 0, pending: 0, beacon: 0, refused: 0, retrying: 0 };
+    var n = { accepted: 0, rejected: 0, pending: 0, beacon: 0, keepalive: 0, resent: 0, refused: 0, retrying: 0 };
     list.textContent = "";
     entries.slice().reverse().forEach(function (e) {
       var li = el("li", "entry " + e.transport);
@@ -161,7 +177,7 @@
     if (summary) {
       summary.textContent = entries.length === 0 ? "Nothing sent yet." :
         "accepted " + n.accepted + " · rejected " + n.rejected + " · by beacon " + n.beacon +
-        " · awaiting answer " + n.pending + " · refused " + (n.refused + n.retrying);
+        " · answer unreadable " + (n.keepalive + n.resent) + " · awaiting answer " + n.pending + " · refused " + (n.refused + n.retrying);
       summary.setAttribute("data-accepted", String(n.accepted));
       summary.setAttribute("data-rejected", String(n.rejected));
     }
@@ -193,14 +209,18 @@
     });
   }
 
+  // The contract's price is a unit price (revenue = price × quantity), so
+  // the cart-wide events carry neither: a cart total as price with the item
+  // count as quantity would overstate revenue. The cart's lines are in its
+  // add_to_cart events; the order is tied to them by session.
   if (page === "checkout") {
     var t = cartTotals(cart());
-    if (t.items > 0) window.ecom.track("begin_checkout", { quantity: t.items, price: t.price, currency: t.currency });
+    if (t.items > 0) window.ecom.track("begin_checkout");
     document.getElementById("place-order").addEventListener("click", function () {
       var tt = cartTotals(cart());
       if (tt.items === 0) return;
       var order = "o-" + window.crypto.getRandomValues(new Uint32Array(2)).join("").slice(0, 12);
-      window.ecom.track("purchase", { order_id: order, quantity: tt.items, price: tt.price, currency: tt.currency });
+      window.ecom.track("purchase", { order_id: order });
       window.ecom.flush();
       saveCart({});
       var done = document.getElementById("order-done");
