@@ -69,7 +69,7 @@ func TestE2EHTTPCollector(t *testing.T) {
 		t.Skip("end-to-end test: runs without -short, against the local stack")
 	}
 	eps := stacktest.Require(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	began := time.Now()
 
@@ -80,6 +80,7 @@ func TestE2EHTTPCollector(t *testing.T) {
 	built := time.Now()
 	webKey := "wk_web_" + randHex(16)
 	limitedKey := "wk_lim_" + randHex(16)
+	killKey := "wk_web_" + randHex(16) // the kill -9 phase's senders: source web too, no rate limit in the way
 	runDir := filepath.Join(root, ".run", "e2e", t.Name()+"-"+time.Now().Format("20060102-150405"))
 	prefix := "e2e-" + stacktest.UniqueName(t, "") + "."
 	sl, err := slice.New(slice.Options{
@@ -89,6 +90,7 @@ func TestE2EHTTPCollector(t *testing.T) {
 		WriteKeys: []slice.WriteKey{
 			{Source: "web", Key: webKey},
 			{Source: "limited", Key: limitedKey, RateLimit: 1, Burst: limitedBurst},
+			{Source: "web", Key: killKey, RateLimit: 1e9, Burst: 1 << 30},
 		},
 		Env: map[string][]string{"ingest-clickstream": {
 			"COLLECTOR_CLIENT_IP=truncated",
@@ -107,7 +109,7 @@ func TestE2EHTTPCollector(t *testing.T) {
 	dlqFrom := endOffsets(ctx, t, eps.KafkaBrokers, deadletter.Topic)
 	started := time.Now()
 
-	c := &collectorClient{t: t, url: sl.CollectorURL(), webKey: webKey, http: &http.Client{Timeout: 20 * time.Second},
+	c := &collectorClient{t: t, ctx: ctx, url: sl.CollectorURL(), webKey: webKey, http: &http.Client{Timeout: 20 * time.Second},
 		led: newLedger()}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("clickgen seed %d", seed)
@@ -207,27 +209,26 @@ func TestE2EHTTPCollector(t *testing.T) {
 	mixDone := time.Now()
 
 	// kill -9 with requests in flight.
-	killWhileSending(ctx, t, sl, c, seed+2)
+	killWhileSending(ctx, t, sl, c, killKey, seed+2)
 	killDone := time.Now()
 
-	// What landed in the warehouse.
+	// What landed in the warehouse: wait until every event answered
+	// accepted is in fact_events and every second copy in
+	// fact_events_duplicates, then a little longer (an extra row would show
+	// up now).
 	led := c.led
 	const stored = "SELECT event_id, source, client_ip, collector_source FROM fact_events"
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
-		_, rows, err := sl.Query(ctx, stored)
-		if err != nil {
+	const duplicates = "SELECT event_id FROM fact_events_duplicates"
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		have, err := queryIDs(ctx, sl, stored)
+		if err != nil || !allIn(led.once, have) {
 			continue
 		}
-		have := map[string]bool{}
-		for _, r := range rows {
-			id, _ := r[0].(string)
-			have[id] = true
-		}
-		if allIn(led.once, have) {
+		if haveDups, err := queryIDs(ctx, sl, duplicates); err == nil && allIn(led.dups, haveDups) {
 			break
 		}
 	}
-	time.Sleep(2 * time.Second) // anything extra (a duplicate) would show up now
+	time.Sleep(2 * time.Second)
 	_, rows, err := sl.Query(ctx, stored)
 	if err != nil {
 		t.Fatal(err)
@@ -278,14 +279,9 @@ func TestE2EHTTPCollector(t *testing.T) {
 			maybeStored++
 		}
 	}
-	_, drows, err := sl.Query(ctx, "SELECT event_id FROM fact_events_duplicates")
+	inDups, err := queryIDs(ctx, sl, duplicates)
 	if err != nil {
 		t.Fatal(err)
-	}
-	inDups := map[string]bool{}
-	for _, r := range drows {
-		id, _ := r[0].(string)
-		inDups[id] = true
 	}
 	for id := range led.dups {
 		if !inDups[id] {
@@ -361,8 +357,22 @@ func checkHTTPDeadLetters(t *testing.T, sl *slice.Slice, led *ledger, got map[st
 	}
 }
 
+// queryIDs is the set of the first column of query's rows.
+func queryIDs(ctx context.Context, sl *slice.Slice, query string) (map[string]bool, error) {
+	_, rows, err := sl.Query(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	ids := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		id, _ := r[0].(string)
+		ids[id] = true
+	}
+	return ids, nil
+}
+
 // allIn reports whether every key of want is in have.
-func allIn(want map[string]string, have map[string]bool) bool {
+func allIn[V any](want map[string]V, have map[string]bool) bool {
 	for id := range want {
 		if !have[id] {
 			return false
@@ -380,17 +390,31 @@ func header(dl events.DeadLetter, name string) string {
 	return ""
 }
 
+// killRounds bounds the kill -9 rounds: a round in which no request was cut
+// off in flight proved nothing and is repeated.
+const killRounds = 4
+
+// killTally is what the kill -9 phase's requests got.
+type killTally struct {
+	okBefore, okAfter int // answered 200 with every event accepted, before and after the restart
+	cut               int // broken in flight: the connection died after the request went out
+	refused           int // connection refused (nothing listened)
+	busy              int // answered 429 or 503 (backpressure, the rate limit)
+	other             int // any other answer
+}
+
 // killWhileSending kills ingest-clickstream with kill -9 while eight clients
-// send batches continuously, restarts it, and sends on for a while: events
-// of requests answered 2xx must be stored once, those of failed requests at
-// most once (a request whose events were acknowledged by Kafka may have been
-// killed before it answered).
-func killWhileSending(ctx context.Context, t *testing.T, sl *slice.Slice, c *collectorClient, seed uint64) {
+// send batches continuously with key (no rate limit), restarts it, and sends
+// on for a while; a round in which no request was cut off in flight is
+// repeated, up to killRounds. Events of requests answered 2xx must be stored
+// once, those of failed requests at most once (a request whose events were
+// acknowledged by Kafka may have been killed before it answered).
+func killWhileSending(ctx context.Context, t *testing.T, sl *slice.Slice, c *collectorClient, key string, seed uint64) {
 	t.Helper()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	okBefore, okAfter, failed, cut := 0, 0, 0, 0
+	var tally killTally
 	restarted := false
 	cl := &http.Client{Timeout: 5 * time.Second}
 	for w := range 8 {
@@ -407,7 +431,7 @@ func killWhileSending(ctx context.Context, t *testing.T, sl *slice.Slice, c *col
 				for i := range recs {
 					recs[i] = gen.Next()
 				}
-				status, ans, err := c.post(ctx, cl, httpCall{recs: recs, format: "array", auth: "bearer"})
+				status, ans, err := c.post(ctx, cl, httpCall{recs: recs, format: "array", auth: "bearer", key: key})
 				ok := err == nil && status == http.StatusOK && ans.Accepted == len(recs)
 				mu.Lock()
 				for _, r := range recs {
@@ -418,15 +442,18 @@ func killWhileSending(ctx context.Context, t *testing.T, sl *slice.Slice, c *col
 					}
 				}
 				switch {
-				case !ok:
-					failed++
-					if err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
-						cut++ // in flight when the process died
-					}
-				case restarted:
-					okAfter++
+				case ok && restarted:
+					tally.okAfter++
+				case ok:
+					tally.okBefore++
+				case err != nil && errors.Is(err, syscall.ECONNREFUSED):
+					tally.refused++
+				case err != nil:
+					tally.cut++ // in flight when the process died
+				case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+					tally.busy++
 				default:
-					okBefore++
+					tally.other++
 				}
 				mu.Unlock()
 				if !ok {
@@ -435,27 +462,46 @@ func killWhileSending(ctx context.Context, t *testing.T, sl *slice.Slice, c *col
 			}
 		})
 	}
-	time.Sleep(1500 * time.Millisecond)
-	t.Log("kill -9 ingest-clickstream with requests in flight")
-	if err := sl.Procs["ingest-clickstream"].Kill(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
-	if err := sl.StartOne(ctx, "ingest-clickstream"); err != nil {
+	finish := func() {
 		close(stop)
 		wg.Wait()
-		t.Fatalf("restart: %v", err)
 	}
-	mu.Lock()
-	restarted = true
-	mu.Unlock()
-	time.Sleep(1500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	t.Logf("kill -9 phase: %d requests answered 200 before the restart, %d after it, %d failed (%d of them cut off in flight, the others refused a connection or answered 503)",
-		okBefore, okAfter, failed, cut)
-	if okBefore == 0 || okAfter == 0 || failed == 0 {
-		t.Errorf("kill -9 phase: %d requests answered 200 before the restart, %d after it, %d failed: want some of each", okBefore, okAfter, failed)
+	snapshot := func() killTally {
+		mu.Lock()
+		defer mu.Unlock()
+		return tally
+	}
+	for round := 1; ; round++ {
+		time.Sleep(1500 * time.Millisecond)
+		before := snapshot()
+		t.Logf("kill -9 ingest-clickstream with requests in flight (round %d)", round)
+		if err := sl.Procs["ingest-clickstream"].Kill(); err != nil {
+			finish()
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if err := sl.StartOne(ctx, "ingest-clickstream"); err != nil {
+			finish()
+			t.Fatalf("restart: %v", err)
+		}
+		mu.Lock()
+		restarted = true
+		mu.Unlock()
+		time.Sleep(1500 * time.Millisecond)
+		after := snapshot()
+		if after.cut > before.cut || round == killRounds {
+			break
+		}
+		t.Logf("round %d cut no request off in flight (%+v); again", round, after)
+	}
+	finish()
+	t.Logf("kill -9 phase: %d requests answered 200 before the first restart, %d after it; %d cut off in flight, %d refused a connection, %d answered 429/503, %d answered otherwise",
+		tally.okBefore, tally.okAfter, tally.cut, tally.refused, tally.busy, tally.other)
+	if tally.okBefore == 0 || tally.okAfter == 0 || tally.cut == 0 {
+		t.Errorf("kill -9 phase, up to %d rounds: %d requests answered 200 before the restart, %d after it, %d cut off in flight: want some of each", killRounds, tally.okBefore, tally.okAfter, tally.cut)
+	}
+	if tally.other > 0 {
+		t.Errorf("kill -9 phase: %d answers other than 200, 429 and 503", tally.other)
 	}
 }
 
@@ -518,6 +564,7 @@ type verdictReason struct {
 
 type collectorClient struct {
 	t        *testing.T
+	ctx      context.Context // the test's
 	url      string
 	webKey   string
 	http     *http.Client
@@ -530,7 +577,7 @@ type collectorClient struct {
 func (c *collectorClient) call(hc httpCall) collectorAnswer {
 	c.t.Helper()
 	c.requests++
-	status, ans, err := c.post(context.Background(), c.http, hc)
+	status, ans, err := c.post(c.ctx, c.http, hc)
 	if err != nil {
 		c.t.Fatalf("%s: %v", hc.name, err)
 	}
@@ -606,7 +653,7 @@ func (c *collectorClient) call(hc httpCall) collectorAnswer {
 // preflight checks a CORS preflight for origin.
 func (c *collectorClient) preflight(origin string) {
 	c.t.Helper()
-	req, _ := http.NewRequest(http.MethodOptions, c.url, nil)
+	req, _ := http.NewRequestWithContext(c.ctx, http.MethodOptions, c.url, nil)
 	req.Header.Set("Origin", origin)
 	req.Header.Set("Access-Control-Request-Method", "POST")
 	req.Header.Set("Access-Control-Request-Headers", "content-type, x-write-key")

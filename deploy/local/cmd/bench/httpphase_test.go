@@ -131,12 +131,14 @@ func TestBuildRequests(t *testing.T) {
 	}
 }
 
-// fakeCollector answers every request's first attempt 503 (Retry-After 0) and
-// the second 200, accepting all but the events whose body holds "reject".
+// fakeCollector answers every request's first attempt 503 (Retry-After 0)
+// after firstDelay and the second 200, accepting all but the events whose
+// body holds "reject".
 type fakeCollector struct {
-	mu    sync.Mutex
-	seen  map[string]int
-	other int // status for bodies holding "refuse"
+	mu         sync.Mutex
+	seen       map[string]int
+	other      int // status for bodies holding "refuse"
+	firstDelay time.Duration
 }
 
 func (f *fakeCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -155,6 +157,7 @@ func (f *fakeCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := f.seen[string(b)]
 	f.mu.Unlock()
 	if n == 1 {
+		time.Sleep(f.firstDelay)
 		w.Header().Set("Retry-After", "0")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
@@ -171,7 +174,8 @@ func (f *fakeCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestDrive(t *testing.T) {
-	f := &fakeCollector{seen: map[string]int{}, other: http.StatusBadRequest}
+	const firstDelay = 40 * time.Millisecond
+	f := &fakeCollector{seen: map[string]int{}, other: http.StatusBadRequest, firstDelay: firstDelay}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	var reqs []httpRequest
@@ -185,9 +189,22 @@ func TestDrive(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res.ok != 40 || res.events != 120 || res.accepted != 80 || res.valid != 40 || res.mismatched != 1 ||
-		res.retried[http.StatusServiceUnavailable] != 40 || len(res.latencies) != 40 {
-		t.Errorf("drive() = ok %d, events %d, accepted %d, valid %d, mismatched %d, retried %v, %d latencies; want 40, 120, 80, 40, 1, 503:40, 40",
-			res.ok, res.events, res.accepted, res.valid, res.mismatched, res.retried, len(res.latencies))
+		res.retried[http.StatusServiceUnavailable] != 40 || len(res.latencies) != 40 || len(res.perceived) != 40 {
+		t.Errorf("drive() = ok %d, events %d, accepted %d, valid %d, mismatched %d, retried %v, %d and %d latencies; want 40, 120, 80, 40, 1, 503:40, 40 and 40",
+			res.ok, res.events, res.accepted, res.valid, res.mismatched, res.retried, len(res.latencies), len(res.perceived))
+	}
+	// The client waited for the 503 before the 2xx: its latency includes it,
+	// the answer's (the 2xx attempt alone) does not.
+	var answers, perceived time.Duration
+	for i, d := range res.perceived {
+		if d < firstDelay {
+			t.Errorf("client-perceived latency %d is %v, below the %v the first attempt's 503 took", i, d, firstDelay)
+		}
+		perceived += d
+		answers += res.latencies[i]
+	}
+	if perceived < answers+40*firstDelay {
+		t.Errorf("client-perceived latencies sum to %v, want at least the answers' %v plus 40 × %v", perceived, answers, firstDelay)
 	}
 
 	// A refusal other than 429/503 ends the run with the collector's answer.
@@ -234,5 +251,34 @@ func TestKnowsCollector(t *testing.T) {
 	}
 	if _, err := knowsCollector(filepath.Join(dir, "missing")); err == nil {
 		t.Error("knowsCollector(missing file): no error")
+	}
+}
+
+func TestLastLoad(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 123456000, time.UTC)
+	tests := []struct {
+		name    string
+		give    [][]any
+		want    time.Time
+		wantErr string
+	}{
+		{name: "a number from JSON", give: [][]any{{float64(at.UnixMicro())}}, want: at},
+		{name: "an integer", give: [][]any{{at.UnixMicro()}}, want: at},
+		{name: "NULL: no HTTP row", give: [][]any{{nil}}, wantErr: "NULL"},
+		{name: "no row", give: nil, wantErr: "0 rows"},
+		{name: "a string", give: [][]any{{"soon"}}, wantErr: "string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := lastLoad(tt.give)
+			switch {
+			case tt.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("lastLoad() error %v, want one saying %q", err, tt.wantErr)
+				}
+			case err != nil || !got.Equal(tt.want):
+				t.Errorf("lastLoad() = %v, %v; want %v", got, err, tt.want)
+			}
+		})
 	}
 }
