@@ -52,12 +52,14 @@ func run(ctx context.Context) error {
 	flag.Parse()
 
 	// Taken first, so a busy port fails before anything starts.
-	shopLn, err := net.Listen("tcp", *shopAddr)
+	shopLn, collectorLn, err := takePorts(*shopAddr, *collectorAddr)
 	if err != nil {
-		return fmt.Errorf("demo shop: %w (choose another with -shop)", err)
+		return err
 	}
 	defer shopLn.Close()
-	shopOrigin := webdemo.Origin(shopLn.Addr().String())
+	defer collectorLn.Close()
+	origins := shopOrigins(shopLn.Addr())
+	collectorURL := "http://" + browserAddr(collectorLn.Addr())
 
 	env, err := slice.Prepare(ctx)
 	if err != nil {
@@ -81,12 +83,13 @@ func run(ctx context.Context) error {
 		BinDir: binDir, RunDir: runDir, Brokers: eps.KafkaBrokers, Registry: eps.SchemaRegistryURL,
 		OTLP: otlp, QueryToken: token,
 		Addrs:         map[string]string{"ingest-clickstream": "127.0.0.1:8081", "validator": "127.0.0.1:8084", "bq-writer": "127.0.0.1:8086"},
-		CollectorAddr: *collectorAddr, CollectorOrigins: shopOrigins(shopLn.Addr()),
+		CollectorAddr: collectorLn.Addr().String(), CollectorOrigins: origins,
 	})
 	if err != nil {
 		return err
 	}
 	fmt.Println("starting ingest-clickstream, validator and bq-writer…")
+	collectorLn.Close() // held until now; ingest-clickstream listens there next
 	if err := sl.Start(ctx); err != nil {
 		_ = sl.Stop()
 		return err
@@ -103,7 +106,7 @@ func run(ctx context.Context) error {
 			_ = cmd.Run()
 		}
 	}()
-	shop, err := webdemo.New(webdemo.Config{CollectorURL: "http://" + sl.CollectorAddr, WriteKey: sl.WriteKey})
+	shop, err := webdemo.New(webdemo.Config{CollectorURL: collectorURL, WriteKey: sl.WriteKey})
 	if err != nil {
 		return err
 	}
@@ -116,10 +119,12 @@ func run(ctx context.Context) error {
 			fmt.Println("  demo shop:", err)
 		}
 	}()
-	printWhereToLook(sl, eps, token, runDir, shopOrigin)
+	printWhereToLook(sl, eps, token, runDir, origins[0], collectorURL+"/v1/events")
 	// The warehouse file outlives a demo run; count this run's rows apart.
 	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
-	before, _ := sl.QueryInt(qctx, "SELECT count(*) FROM fact_events")
+	var before counts
+	before.rows, _ = sl.QueryInt(qctx, "SELECT count(*) FROM fact_events")
+	before.shop, _ = sl.QueryInt(qctx, shopCount)
 	qcancel()
 
 	prod, err := kgo.NewClient(kgo.SeedBrokers(eps.KafkaBrokers...), kgo.ProducerLinger(5*time.Millisecond),
@@ -157,17 +162,57 @@ func run(ctx context.Context) error {
 	}
 }
 
-// shopOrigins are the origins a browser may give the shop at addr: the
-// address itself and, for a loopback IP, the same port on localhost.
-func shopOrigins(addr net.Addr) []string {
-	origins := []string{webdemo.Origin(addr.String())}
-	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
-		origins = append(origins, webdemo.Origin(net.JoinHostPort("localhost", fmt.Sprint(ta.Port))))
+// takePorts listens on the shop's address and on the collector's, so a busy
+// port fails the demo before the services start; the caller closes the
+// collector's listener just before ingest-clickstream takes the port.
+func takePorts(shopAddr, collectorAddr string) (shop, collector net.Listener, err error) {
+	shop, err = net.Listen("tcp", shopAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo shop: %w (choose another with -shop)", err)
 	}
-	return origins
+	collector, err = net.Listen("tcp", collectorAddr)
+	if err != nil {
+		shop.Close()
+		return nil, nil, fmt.Errorf("HTTP collector: %w (choose another with -collector)", err)
+	}
+	return shop, collector, nil
 }
 
-func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, shop string) {
+// browserAddr is the host:port a browser on this machine uses for a
+// listener at addr: 127.0.0.1 for one on every address (":8095", "[::]:8095"
+// or "0.0.0.0:8095"; a browser cannot open those).
+func browserAddr(addr net.Addr) string {
+	if ta, ok := addr.(*net.TCPAddr); ok && (ta.IP == nil || ta.IP.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
+	}
+	return addr.String()
+}
+
+// shopOrigins are the origins a browser on this machine may give the shop at
+// addr, the first the one to open: for a loopback IP the address itself and
+// the same port on localhost; for every address (-shop :8095) 127.0.0.1,
+// localhost and, on IPv6, [::1]; for another IP the address itself.
+func shopOrigins(addr net.Addr) []string {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return []string{webdemo.Origin(addr.String())}
+	}
+	port := fmt.Sprint(ta.Port)
+	switch {
+	case ta.IP == nil || ta.IP.IsUnspecified():
+		origins := []string{webdemo.Origin(net.JoinHostPort("127.0.0.1", port)), webdemo.Origin(net.JoinHostPort("localhost", port))}
+		if ta.IP == nil || ta.IP.To4() == nil {
+			origins = append(origins, webdemo.Origin(net.JoinHostPort("::1", port)))
+		}
+		return origins
+	case ta.IP.IsLoopback():
+		return []string{webdemo.Origin(addr.String()), webdemo.Origin(net.JoinHostPort("localhost", port))}
+	default:
+		return []string{webdemo.Origin(addr.String())}
+	}
+}
+
+func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, shop, collector string) {
 	addr := func(n string) string { return sl.Procs[n].HTTPAddr }
 	fmt.Printf(`
 The platform is running. Where to look:
@@ -194,17 +239,40 @@ The platform is running. Where to look:
 Progress is printed every few seconds. Ctrl-C stops everything.
 
 `, addr("ingest-clickstream"), addr("validator"), addr("bq-writer"), token, sl.DuckDB, runDir,
-		strings.Join(eps.KafkaBrokers, ","), eps.SchemaRegistryURL, shop, sl.CollectorURL(), sl.WriteKey, sl.WriteKeysFile)
+		strings.Join(eps.KafkaBrokers, ","), eps.SchemaRegistryURL, shop, collector, sl.WriteKey, sl.WriteKeysFile)
 }
 
-func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before int64, start time.Time) {
+// shopCount counts the rows the shop's snippet sent (through the HTTP collector).
+const shopCount = "SELECT count(*) FROM fact_events WHERE source = 'http'"
+
+// counts are the warehouse's row counts: all, and the shop's.
+type counts struct{ rows, shop int64 }
+
+// statusLine is the progress line: what this run sent and landed (the
+// warehouse file outlives runs, so now's counts less those at the start),
+// and the table's total.
+func statusLine(at time.Time, sent int, elapsed, dead float64, before, now counts, spans int, withSpans bool) string {
+	s := fmt.Sprintf("[%s] sent %d (%.0f/s) | landed in the warehouse %d (table total %d) | dead-lettered %.0f (%.2f%%)",
+		at.Format("15:04:05"), sent, float64(sent)/max(elapsed, 1), now.rows-before.rows, now.rows, dead, 100*dead/float64(max(sent, 1)))
+	if shop := now.shop - before.shop; shop > 0 {
+		s += fmt.Sprintf(" | from the shop %d", shop)
+	}
+	if withSpans {
+		s += fmt.Sprintf(" | spans %d", spans)
+	}
+	return s
+}
+
+func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before counts, start time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rows, err := sl.QueryInt(ctx, "SELECT count(*) FROM fact_events")
+	var now counts
+	var err error
+	now.rows, err = sl.QueryInt(ctx, "SELECT count(*) FROM fact_events")
 	if err != nil {
 		fmt.Println("  warehouse:", err)
 	}
-	shopRows, _ := sl.QueryInt(ctx, "SELECT count(*) FROM fact_events WHERE source = 'http'")
+	now.shop, _ = sl.QueryInt(ctx, shopCount)
 	var dead float64
 	byReason := map[string]float64{}
 	for _, n := range svcrun.Services {
@@ -221,16 +289,11 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before int64, s
 			dead += s.Value
 		}
 	}
-	elapsed := time.Since(start).Seconds()
-	fmt.Printf("[%s] sent %d (%.0f/s) | landed in the warehouse %d (table total %d) | dead-lettered %.0f (%.2f%%)",
-		time.Now().Format("15:04:05"), sent, float64(sent)/max(elapsed, 1), rows-before, rows, dead, 100*dead/float64(max(sent, 1)))
-	if shopRows > 0 {
-		fmt.Printf(" | from the shop %d", shopRows)
-	}
+	spans := 0
 	if sink != nil {
-		fmt.Printf(" | spans %d", sink.Count())
+		spans = sink.Count()
 	}
-	fmt.Println()
+	fmt.Println(statusLine(time.Now(), sent, time.Since(start).Seconds(), dead, before, now, spans, sink != nil))
 	keys := make([]string, 0, len(byReason))
 	for k := range byReason {
 		keys = append(keys, k)
@@ -239,7 +302,7 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before int64, s
 	for _, k := range keys {
 		fmt.Printf("      %-70s %6.0f\n", k, byReason[k])
 	}
-	if sink != nil && rows > 0 {
+	if sink != nil && now.rows > 0 {
 		_, rs, err := sl.Query(ctx, "SELECT event_id, trace_id FROM fact_events WHERE loaded_at < now() - INTERVAL 2 SECOND ORDER BY loaded_at DESC LIMIT 1")
 		if err == nil && len(rs) == 1 {
 			tid, _ := rs[0][1].(string)

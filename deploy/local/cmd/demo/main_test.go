@@ -1,0 +1,114 @@
+package main
+
+import (
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestShopOrigins(t *testing.T) {
+	tests := []struct {
+		name string
+		give *net.TCPAddr
+		want []string
+	}{
+		{name: "loopback IPv4", give: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8095},
+			want: []string{"http://127.0.0.1:8095", "http://localhost:8095"}},
+		{name: "every address, as -shop :8095 listens", give: &net.TCPAddr{IP: net.IPv6unspecified, Port: 8095},
+			want: []string{"http://127.0.0.1:8095", "http://localhost:8095", "http://[::1]:8095"}},
+		{name: "every IPv4 address", give: &net.TCPAddr{IP: net.IPv4zero, Port: 8095},
+			want: []string{"http://127.0.0.1:8095", "http://localhost:8095"}},
+		{name: "loopback IPv6", give: &net.TCPAddr{IP: net.IPv6loopback, Port: 8095},
+			want: []string{"http://[::1]:8095", "http://localhost:8095"}},
+		{name: "another IP", give: &net.TCPAddr{IP: net.IPv4(192, 168, 1, 20), Port: 8095},
+			want: []string{"http://192.168.1.20:8095"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := shopOrigins(tt.give); !slices.Equal(got, tt.want) {
+				t.Errorf("shopOrigins(%s) = %v, want %v", tt.give, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestShopOriginsOfAListener(t *testing.T) {
+	ln, err := net.Listen("tcp", ":0") // what -shop :8095 does
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, o := range shopOrigins(ln.Addr()) {
+		if strings.Contains(o, "[::]") || strings.Contains(o, "0.0.0.0") || strings.HasPrefix(o, "http://:") {
+			t.Errorf("origin %q of a listener on %s: a browser cannot open it", o, ln.Addr())
+		}
+	}
+	if got := browserAddr(ln.Addr()); !strings.HasPrefix(got, "127.0.0.1:") {
+		t.Errorf("browserAddr(%s) = %q, want 127.0.0.1:<port>", ln.Addr(), got)
+	}
+}
+
+func TestTakePorts(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		name            string
+		shop, collector string
+		wantErr         string
+	}{
+		{name: "both free", shop: "127.0.0.1:0", collector: "127.0.0.1:0"},
+		{name: "shop busy", shop: busy.Addr().String(), collector: "127.0.0.1:0", wantErr: "-shop"},
+		{name: "collector busy", shop: "127.0.0.1:0", collector: busy.Addr().String(), wantErr: "-collector"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			shop, collector, err := takePorts(tt.shop, tt.collector)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				shop.Close()
+				collector.Close()
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "address already in use") {
+				t.Fatalf("takePorts(%s, %s) error %v, want address in use naming %s", tt.shop, tt.collector, err, tt.wantErr)
+			}
+		})
+	}
+	// A refused collector port leaves the shop's free again.
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	if _, _, err := takePorts(addr, busy.Addr().String()); err == nil {
+		t.Fatal("takePorts with the collector's port busy: no error")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the shop's port %s is still held after takePorts failed: %v", addr, err)
+	}
+	ln.Close()
+}
+
+func TestStatusLineCountsThisRun(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	before := counts{rows: 5000, shop: 40} // earlier runs' rows in the same file
+	now := counts{rows: 5900, shop: 52}
+	got := statusLine(at, 1000, 10, 10, before, now, 7, true)
+	for _, want := range []string{"landed in the warehouse 900 (table total 5900)", "from the shop 12 |", "spans 7"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("statusLine() = %q, want it to say %q", got, want)
+		}
+	}
+	if got := statusLine(at, 10, 1, 0, before, counts{rows: 5010, shop: 40}, 0, false); strings.Contains(got, "from the shop") || strings.Contains(got, "spans") {
+		t.Errorf("statusLine() with no shop row this run and no sink = %q", got)
+	}
+}
