@@ -292,6 +292,9 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return keyless(ref)
 	}
 	w.Header().Del("Connection")
+	// Back to the read timeout's deadline: the rate's would fire during
+	// the produce, on the server's wait for the connection's next request.
+	_ = http.NewResponseController(w).SetReadDeadline(lim.end)
 	envKey, raws, err := split(buf.text, format, c.cfg.MaxEvents)
 	if err != nil {
 		var se *splitError
