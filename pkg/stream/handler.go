@@ -260,6 +260,22 @@ func DeadLetterRecord(rec *kgo.Record, stage string, rej *deadletter.Rejection, 
 
 type minimalKey struct{}
 
+// DeadLetterContext makes ctx the context dl is produced under (kgo fails a
+// buffered record once its context ends), keeping its minimal-envelope
+// fallback. DeadLetterRecord cannot know the producer's deadline: a caller
+// with one (the HTTP collector's produce timeout) sets it here.
+func DeadLetterContext(ctx context.Context, dl *kgo.Record) {
+	var fn any
+	if dl.Context != nil {
+		fn = dl.Context.Value(minimalKey{})
+	}
+	if fn == nil {
+		dl.Context = ctx
+		return
+	}
+	dl.Context = context.WithValue(ctx, minimalKey{}, fn)
+}
+
 // MinimalDeadLetter returns the minimal envelope (deadletter.Minimal) of a
 // dead letter built by DeadLetterRecord, keeping its traceparent header.
 func MinimalDeadLetter(dl *kgo.Record) (*kgo.Record, bool) {

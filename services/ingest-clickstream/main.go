@@ -27,7 +27,7 @@ type Config struct {
 	InputTopic    string        `env:"INPUT_TOPIC" default:"clickstream" usage:"topic of raw JSON events"`
 	OutputTopic   string        `env:"OUTPUT_TOPIC" default:"ecom.events.v1" usage:"topic of Avro ClickEvents"`
 	ConsumerGroup string        `env:"KAFKA_CONSUMER_GROUP" default:"ingest-clickstream" usage:"consumer group"`
-	MaxEventBytes int           `env:"MAX_EVENT_BYTES" default:"65536" usage:"raw events larger than this are dead-lettered as OVERSIZED"`
+	MaxEventBytes int           `env:"MAX_EVENT_BYTES" default:"65536" usage:"raw events larger than this are dead-lettered as OVERSIZED (Kafka path) or refuse their request with 413 (collector)"`
 	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
 	Collector     collector.Config
 }
@@ -78,7 +78,7 @@ func newCollector(ctx context.Context, rt *service.Runtime, cfg *Config, parser 
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, err := collector.NewProducer(cfg.Kafka, name, rt.Log, rt.Tel.Registry)
+	cl, err := collector.NewProducer(cfg.Kafka, cfg.Collector, name, rt.Log, rt.Tel.Registry)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -82,9 +82,10 @@ type Collector struct {
 	ips      clientIPs
 	tracer   trace.Tracer
 	m        *metrics
-	slots    chan struct{} // requests being handled
-	inflight atomic.Int64  // request bytes whose records await acks
-	pending  sync.WaitGroup
+	slots    chan struct{} // requests with a header or query key being handled
+	keyless  chan struct{} // requests whose key can only be in the body
+	inflight atomic.Int64  // bytes of records (and their dead letters' originals) awaiting acks
+	pending  pending       // requests answered whose records still await their outcome
 }
 
 var _ http.Handler = (*Collector)(nil)
@@ -103,7 +104,8 @@ func New(cfg Config, d Deps) (*Collector, error) {
 		return nil, err
 	}
 	c := &Collector{cfg: cfg, d: d, parser: *d.Parser, keys: keys, ips: clientIPs{trusted: trusted},
-		tracer: stream.TrustBoundary(d.Tracer), slots: make(chan struct{}, cfg.MaxConcurrent)}
+		tracer: stream.TrustBoundary(d.Tracer), slots: make(chan struct{}, cfg.MaxConcurrent),
+		keyless: make(chan struct{}, KeylessSlots(cfg.MaxConcurrent))}
 	c.parser.Source = Source
 	if c.m, err = newMetrics(d.Meter, c.inflight.Load); err != nil {
 		return nil, err
@@ -111,13 +113,53 @@ func New(cfg Config, d Deps) (*Collector, error) {
 	return c, nil
 }
 
+// KeylessSlots is the pool of requests whose key can only be in the body
+// (the envelope, for sendBeacon): a quarter of
+// COLLECTOR_MAX_CONCURRENT_REQUESTS, at least one, so unauthenticated
+// bodies cannot take the slots of requests that name a key.
+func KeylessSlots(maxConcurrent int) int { return max(1, maxConcurrent/4) }
+
 // Wait blocks until every record produced for a request answered early
 // (503 after COLLECTOR_PRODUCE_TIMEOUT) has its outcome, or ctx ends.
-func (c *Collector) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { c.pending.Wait(); close(done) }()
+func (c *Collector) Wait(ctx context.Context) error { return c.pending.wait(ctx) }
+
+// pending counts requests whose records await their outcome. Unlike a
+// sync.WaitGroup it may be added to while it is waited on (a handler still
+// running after a timed-out Shutdown), and its wait ends with ctx without
+// leaving a goroutine behind.
+type pending struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0
+}
+
+func (p *pending) add() {
+	p.mu.Lock()
+	if p.n == 0 {
+		p.idle = make(chan struct{})
+	}
+	p.n++
+	p.mu.Unlock()
+}
+
+func (p *pending) done() {
+	p.mu.Lock()
+	if p.n--; p.n == 0 {
+		close(p.idle)
+	}
+	p.mu.Unlock()
+}
+
+func (p *pending) wait(ctx context.Context) error {
+	p.mu.Lock()
+	if p.n == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	idle := p.idle
+	p.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -152,7 +194,7 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", Path),
 			attribute.String("http.route", Path)))
 	defer span.End()
-	res := c.post(ctx, w, r, received)
+	res := c.post(ctx, w, r, start, received)
 	span.SetAttributes(attribute.Int("http.response.status_code", res.status))
 	if res.status != http.StatusOK {
 		span.SetStatus(codes.Error, res.msg)
@@ -181,17 +223,30 @@ func (c *Collector) fail(w http.ResponseWriter, ref *refusal) outcome {
 	return outcome{status: ref.status, msg: ref.msg}
 }
 
-// post handles POST /v1/events.
-func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Request, received time.Time) outcome {
-	select {
-	case c.slots <- struct{}{}:
-		defer func() { <-c.slots }()
-	default:
-		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: 1,
-			msg: "too many requests at once (COLLECTOR_MAX_CONCURRENT_REQUESTS=" + strconv.Itoa(c.cfg.MaxConcurrent) + "); retry later"})
-	}
-	origin := r.Header.Get("Origin")
+// KeylessMaxBytes bounds the body of a request without a header or query
+// key, on the wire and after gzip: its key can only be in the envelope, so
+// the body is read unauthenticated. 64 KiB is what navigator.sendBeacon
+// may queue anyway.
+const KeylessMaxBytes = 64 << 10
+
+// tokenBytes is the body bytes one rate token covers: a request costs
+// max(events, body/tokenBytes) tokens, so large events are charged as the
+// bytes they are, while an ordinary event (a few hundred bytes) costs one.
+const tokenBytes = 1024
+
+// post handles POST /v1/events. The order is the cheapest refusal first: a
+// key in the headers or query is checked before the request takes a slot
+// or its body is read; a request without one takes a slot of the small
+// keyless pool and has its body read only up to KeylessMaxBytes, and any
+// refusal before its envelope's key is known is a 401 (an unauthenticated
+// client learns no limits).
+func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Request, start, received time.Time) outcome {
+	origin := normOrigin(r.Header.Get("Origin"))
 	w.Header().Add("Vary", "Origin")
+	// Until the body is read whole, an answer closes the connection: else
+	// net/http would wait for the rest of the body (a trickling client's)
+	// before it writes the refusal.
+	w.Header().Set("Connection", "close")
 	set := c.keys.current()
 	if origin != "" && set.origins[origin] {
 		setCORS(w, origin) // an origin some key allows may read even a refusal (no credentials are involved)
@@ -202,9 +257,30 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 			return c.fail(w, refuse(http.StatusUnauthorized, "unknown write key"))
 		}
 	}
+	slots, lim := c.slots, readLimits{maxBody: c.cfg.MaxBodyBytes, maxDecompressed: c.cfg.MaxDecompressedBytes,
+		minRate: c.cfg.MinBodyRate, start: start, end: start.Add(c.cfg.ReadTimeout)}
+	if key == nil {
+		slots = c.keyless
+		lim.maxBody, lim.maxDecompressed = min(lim.maxBody, KeylessMaxBytes), min(lim.maxDecompressed, KeylessMaxBytes)
+	}
+	select {
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
+	default:
+		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: 1,
+			msg: "too many requests at once (COLLECTOR_MAX_CONCURRENT_REQUESTS=" + strconv.Itoa(c.cfg.MaxConcurrent) + "); retry later"})
+	}
+	// keyless turns a refusal of a request whose key is not known yet into
+	// the 401 it is.
+	keyless := func(ref *refusal) outcome {
+		if key == nil {
+			ref = missingKey()
+		}
+		return c.fail(w, ref)
+	}
 	format, ref := formatOf(r.Header.Get("Content-Type"))
 	if ref != nil {
-		return c.fail(w, ref)
+		return keyless(ref)
 	}
 	buf := getBody()
 	defer func() {
@@ -212,20 +288,24 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 			buf.release()
 		}
 	}()
-	if ref := readBody(w, r, buf, c.cfg.MaxBodyBytes, c.cfg.MaxDecompressedBytes); ref != nil {
-		return c.fail(w, ref)
+	if ref := readBody(w, r, buf, lim); ref != nil {
+		return keyless(ref)
 	}
+	w.Header().Del("Connection")
+	// Back to the read timeout's deadline: the rate's would fire during
+	// the produce, on the server's wait for the connection's next request.
+	_ = http.NewResponseController(w).SetReadDeadline(lim.end)
 	envKey, raws, err := split(buf.text, format, c.cfg.MaxEvents)
 	if err != nil {
 		var se *splitError
 		if errors.As(err, &se) && se.tooMany {
-			return c.fail(w, refuse(http.StatusRequestEntityTooLarge, "%s", se.msg))
+			return keyless(refuse(http.StatusRequestEntityTooLarge, "%s", se.msg))
 		}
-		return c.fail(w, refuse(http.StatusBadRequest, "malformed body: %v", err))
+		return keyless(refuse(http.StatusBadRequest, "malformed body: %v", err))
 	}
 	if key == nil {
 		if envKey == "" {
-			return c.fail(w, refuse(http.StatusUnauthorized, "missing write key: send Authorization: Bearer <key>, X-Write-Key, ?write_key= or the envelope's write_key"))
+			return c.fail(w, missingKey())
 		}
 		if key = set.lookup(envKey); key == nil {
 			return c.fail(w, refuse(http.StatusUnauthorized, "unknown write key"))
@@ -237,36 +317,71 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		setCORS(w, origin)
 	}
+	// An event over MAX_EVENT_BYTES refuses the request whole: the client
+	// still holds it, and a dead-letter topic is not a store for whatever
+	// a public key's holder sends.
+	if maxEvent := c.parser.MaxBytes; maxEvent > 0 {
+		for i, raw := range raws {
+			if len(raw) > maxEvent {
+				return c.fail(w, refuse(http.StatusRequestEntityTooLarge, "event %d is %d bytes, limit is %d (MAX_EVENT_BYTES)", i, len(raw), maxEvent))
+			}
+		}
+	}
 	var tokens *rate.Reservation
 	if n := len(raws); n > 0 {
-		tokens = key.limiter.ReserveN(received, n)
+		cost := min(max(n, (len(buf.text)+tokenBytes-1)/tokenBytes), key.limiter.Burst())
+		tokens = key.limiter.ReserveN(received, cost)
 		if wait := tokens.DelayFrom(received); !tokens.OK() || wait > 0 {
 			tokens.CancelAt(received)
 			return c.fail(w, c.rateLimited(key, wait))
 		}
 	}
-	size := int64(len(buf.text))
-	if c.inflight.Add(size) > int64(c.cfg.MaxInflightBytes) {
-		c.inflight.Add(-size)
+	// From here every 503 is for Kafka's sake, not the client's rate: it
+	// returns the tokens, so the client's retry is not also rate limited.
+	busy := func(ref *refusal) outcome {
 		if tokens != nil {
-			tokens.CancelAt(received) // refused for Kafka's sake, not the client's rate
+			tokens.CancelAt(received)
 		}
-		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: 1,
+		return c.fail(w, ref)
+	}
+	inflightFull := func() outcome {
+		return busy(&refusal{status: http.StatusServiceUnavailable, retryAfter: 1,
 			msg: "Kafka is behind: too many bytes await its acks (COLLECTOR_MAX_INFLIGHT_BYTES=" + strconv.Itoa(c.cfg.MaxInflightBytes) + "); retry later"})
 	}
+	// The body's size is the estimate reserved before the work; once the
+	// records are built, what they really hold is counted instead.
+	held := int64(len(buf.text))
+	if c.inflight.Add(held) > int64(c.cfg.MaxInflightBytes) {
+		c.inflight.Add(-held)
+		return inflightFull()
+	}
+	defer func() { // a panic before produce takes the bytes over must not leak them
+		if held != 0 {
+			c.inflight.Add(-held)
+		}
+	}()
 
-	recs, results, rejections, err := c.records(ctx, r, raws, key, received)
+	recs, results, rejections, size, err := c.records(ctx, r, raws, key, received)
 	buf.release() // what is produced is the encoded copy
 	buf = nil
 	if err != nil {
-		c.inflight.Add(-size)
 		c.d.Log.ErrorContext(ctx, "collector: encode", "err", err)
-		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: 1, msg: "events could not be encoded; retry later"})
+		return busy(&refusal{status: http.StatusServiceUnavailable, retryAfter: 1, msg: "events could not be encoded; retry later"})
 	}
+	if grow := size - held; grow != 0 {
+		total := c.inflight.Add(grow)
+		held = size
+		if grow > 0 && total > int64(c.cfg.MaxInflightBytes) {
+			return inflightFull()
+		}
+	}
+	held = 0 // produce releases them once every record has its outcome
 	if err := c.produce(ctx, recs, size); err != nil {
 		trace.SpanFromContext(ctx).RecordError(err)
-		return c.fail(w, &refusal{status: http.StatusServiceUnavailable, retryAfter: c.retryAfterProduce(),
-			msg: "Kafka did not acknowledge the events within COLLECTOR_PRODUCE_TIMEOUT=" + c.cfg.ProduceTimeout.String() + " or failed; retry (events already written are deduplicated by event_id)"})
+		c.d.Log.WarnContext(ctx, "collector: produce", "err", err)
+		return busy(&refusal{status: http.StatusServiceUnavailable, retryAfter: c.retryAfterProduce(),
+			msg: "Kafka did not acknowledge the events within COLLECTOR_PRODUCE_TIMEOUT=" + c.cfg.ProduceTimeout.String() +
+				" or failed; some may have been written: retry (they are deduplicated by event_id)"})
 	}
 	for _, rej := range rejections {
 		c.d.Metrics.DeadLettered(ctx, c.d.Stage, rej)
@@ -274,6 +389,10 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 	rejected := len(rejections)
 	writeResults(w, len(raws)-rejected, rejected, results)
 	return outcome{status: http.StatusOK, accepted: len(raws) - rejected, rejected: rejected}
+}
+
+func missingKey() *refusal {
+	return refuse(http.StatusUnauthorized, "missing write key: send Authorization: Bearer <key>, X-Write-Key, ?write_key= or the envelope's write_key")
 }
 
 // rateLimited is the 429 of a request over key's limit, which fits its

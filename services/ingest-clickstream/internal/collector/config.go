@@ -26,9 +26,11 @@ type Config struct {
 	MaxDecompressedBytes int           `env:"COLLECTOR_MAX_DECOMPRESSED_BYTES" default:"4194304" usage:"request body after gzip"`
 	MaxEvents            int           `env:"COLLECTOR_MAX_EVENTS" default:"500" usage:"events per request"`
 	MaxConcurrent        int           `env:"COLLECTOR_MAX_CONCURRENT_REQUESTS" default:"64" usage:"requests handled at once; beyond: 503"`
-	MaxInflightBytes     int           `env:"COLLECTOR_MAX_INFLIGHT_BYTES" default:"67108864" usage:"request bytes awaiting Kafka acks; beyond: 503"`
+	MaxInflightBytes     int           `env:"COLLECTOR_MAX_INFLIGHT_BYTES" default:"67108864" usage:"bytes of produced records (and dead letters' originals) awaiting Kafka acks; beyond: 503"`
 	ProduceTimeout       time.Duration `env:"COLLECTOR_PRODUCE_TIMEOUT" default:"10s" usage:"longest wait for Kafka's acks before answering 503"`
 	ReadTimeout          time.Duration `env:"COLLECTOR_READ_TIMEOUT" default:"10s" usage:"longest time to read a request, headers and body"`
+	MinBodyRate          int           `env:"COLLECTOR_MIN_BODY_RATE" default:"4096" usage:"bytes per second a request body must average after its first second and 4 KiB; slower: 408"`
+	MaxConnections       int           `env:"COLLECTOR_MAX_CONNECTIONS" default:"1024" usage:"open connections to the collector; beyond, new ones wait to be accepted"`
 
 	ClientIP       string   `env:"COLLECTOR_CLIENT_IP" default:"off" usage:"off, or truncated (IPv4 /24, IPv6 /48) into client_ip"`
 	TrustedProxies []string `env:"COLLECTOR_TRUSTED_PROXIES" default:"" usage:"CIDRs whose X-Forwarded-For is believed for the client IP"`
@@ -53,6 +55,8 @@ func (c *Config) Validate() error {
 		config.Between("COLLECTOR_MAX_INFLIGHT_BYTES", c.MaxInflightBytes, c.MaxDecompressedBytes, 1<<40),
 		config.Between("COLLECTOR_PRODUCE_TIMEOUT", c.ProduceTimeout, 100*time.Millisecond, 5*time.Minute),
 		config.Between("COLLECTOR_READ_TIMEOUT", c.ReadTimeout, 100*time.Millisecond, 10*time.Minute),
+		config.Between("COLLECTOR_MIN_BODY_RATE", c.MinBodyRate, 1, 1<<30),
+		config.Between("COLLECTOR_MAX_CONNECTIONS", c.MaxConnections, c.MaxConcurrent, 1<<20),
 		config.OneOf("COLLECTOR_CLIENT_IP", c.ClientIP, "off", "truncated"),
 	}
 	if _, err := parseCIDRs(c.TrustedProxies); err != nil {

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ecomstream/platform/pkg/deadletter"
+	"github.com/ecomstream/platform/pkg/stream"
 )
 
 // TestAcceptedAndRejectedLand: a batch of good and bad events is answered
@@ -104,6 +105,15 @@ func TestRefusals(t *testing.T) {
 		{"scalar body", nil, req{body: `"x"`, headers: bearer}, 400, "malformed body"},
 		{"bad gzip", nil, req{body: "not gzip", headers: with("Content-Encoding", "gzip")}, 400, "not valid gzip"},
 		{"no key", nil, req{body: batch(rawEvent("e"))}, 401, "missing write key"},
+		// Without a header or query key nothing about the limits is told.
+		{"no key, malformed body", nil, req{body: `[{"a":1}`}, 401, "missing write key"},
+		{"no key, body over 64 KiB", nil, req{body: big}, 401, "missing write key"},
+		{"no key, chunked body over 64 KiB", nil, req{body: big, chunked: true}, 401, "missing write key"},
+		{"no key, gzip over 64 KiB inflated", nil, req{body: big, gzip: true}, 401, "missing write key"},
+		{"no key, too many events", map[string]string{"COLLECTOR_MAX_EVENTS": "3"}, req{body: batch(manyEvents("m", 4)...)}, 401, "missing write key"},
+		{"no key, unsupported type", nil, req{body: "x", headers: map[string]string{"Content-Type": "application/xml"}}, 401, "missing write key"},
+		{"event over MAX_EVENT_BYTES", nil, req{body: batch(rawEvent("e0"), rawEvent("e1"), rawEvent("e2"), `{"event_id":"e3","pad":"`+strings.Repeat("x", 69974)+`"}`), headers: bearer},
+			413, "event 3 is 70000 bytes, limit is 65536 (MAX_EVENT_BYTES)"},
 		{"unknown key in the header", nil, req{body: batch(rawEvent("e")), headers: map[string]string{"Authorization": "Bearer wk_nobody_0123456789"}}, 401, "unknown write key"},
 		{"unknown key in the envelope", nil, req{body: `{"write_key":"wk_nobody_0123456789","events":[]}`}, 401, "unknown write key"},
 		{"origin not allowed for the key", nil, req{body: batch(rawEvent("e")), headers: with("Origin", "https://evil.example")}, 403, "origin https://evil.example is not allowed"},
@@ -111,7 +121,7 @@ func TestRefusals(t *testing.T) {
 		{"GET", nil, req{method: http.MethodGet, headers: bearer}, 405, "use POST /v1/events"},
 		{"other path", nil, req{path: "/v1/other", headers: bearer}, 404, "no such endpoint"},
 		{"body over the limit", map[string]string{"COLLECTOR_MAX_BODY_BYTES": "100000"}, req{body: big, headers: bearer}, 413, "COLLECTOR_MAX_BODY_BYTES=100000"},
-		{"body over the limit, no length", map[string]string{"COLLECTOR_MAX_BODY_BYTES": "100000"}, req{body: big, headers: with("Content-Length", "-1")}, 413, "COLLECTOR_MAX_BODY_BYTES=100000"},
+		{"body over the limit, no length", map[string]string{"COLLECTOR_MAX_BODY_BYTES": "100000"}, req{body: big, headers: bearer, chunked: true}, 413, "COLLECTOR_MAX_BODY_BYTES=100000"},
 		{"decompressed over the limit", map[string]string{"COLLECTOR_MAX_DECOMPRESSED_BYTES": "100000", "COLLECTOR_MAX_BODY_BYTES": "100000"},
 			req{body: big, gzip: true, headers: bearer}, 413, "COLLECTOR_MAX_DECOMPRESSED_BYTES=100000"},
 		{"too many events", map[string]string{"COLLECTOR_MAX_EVENTS": "3"}, req{body: batch(manyEvents("m", 4)...), headers: bearer}, 413, "COLLECTOR_MAX_EVENTS=3"},
@@ -378,19 +388,29 @@ func TestKafkaNotAcking(t *testing.T) {
 		return nil, nil, false
 	})
 	defer once.Do(func() { close(release) })
-	body := batch(manyEvents("slow", 50)...)
+	body := batch(append(manyEvents("slow", 50), badEvent("slow-bad"))...)
 	w := e.post(body)
 	if w.Code != 503 || w.Header().Get("Retry-After") == "" || !strings.Contains(errorOf(t, w), "COLLECTOR_PRODUCE_TIMEOUT=300ms") {
 		t.Fatalf("stalled broker: %d, Retry-After %q: %s", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
-	if got := e.c.inflight.Load(); got != int64(len(body)) {
-		t.Errorf("in flight after the 503: %d bytes, want the request's %d", got, len(body))
-	}
+	held := e.c.inflight.Load()
 	once.Do(func() { close(release) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.c.Wait(ctx); err != nil {
 		t.Fatalf("records of the answered request never resolved: %v", err)
+	}
+	// What was held is what the records really weigh: each output record,
+	// and the dead letter with the copy of the original its fallback keeps.
+	want := len(badEvent("slow-bad"))
+	for _, r := range e.consume(outTopic, 51) {
+		if strings.HasPrefix(e.clickEvent(r).EventID, "slow-") {
+			want += stream.RecordBytes(r)
+		}
+	}
+	want += stream.RecordBytes(e.consume(deadletter.Topic, 1)[0])
+	if held != int64(want) {
+		t.Errorf("in flight after the 503: %d bytes, want the records' %d (the body is %d)", held, want, len(body))
 	}
 	if got := e.c.inflight.Load(); got != 0 {
 		t.Errorf("in flight once Kafka answered: %d", got)
@@ -403,20 +423,7 @@ func TestProduceErrorIs503(t *testing.T) {
 	e := newEnv(t, nil)
 	e.cluster.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
 		e.cluster.KeepControl()
-		req := r.(*kmsg.ProduceRequest)
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return refuseProduce(r.(*kmsg.ProduceRequest), kerr.TopicAuthorizationFailed), nil, true
 	})
 	w := e.post(batch(rawEvent("e1"), badEvent("e2")))
 	if w.Code != 503 || w.Header().Get("Retry-After") == "" {
@@ -427,18 +434,25 @@ func TestProduceErrorIs503(t *testing.T) {
 	}
 }
 
-// TestOversizedEventAlone: an event over MAX_EVENT_BYTES is rejected
-// OVERSIZED and dead-lettered whole; the others of its request go on.
-func TestOversizedEventAlone(t *testing.T) {
+// TestOversizedEventRefusesTheRequest: an event over MAX_EVENT_BYTES
+// refuses its request whole with 413 naming the limit; nothing of the
+// request lands, not even a dead letter (the client still holds it).
+func TestOversizedEventRefusesTheRequest(t *testing.T) {
 	e := newEnv(t, nil)
 	huge := `{"event_id":"huge","pad":"` + strings.Repeat("x", 70000) + `"}`
-	a := answerOf(t, e.post(batch(rawEvent("e1"), huge, rawEvent("e3"))))
-	if a.Accepted != 2 || a.Events[1].Status != "rejected" || a.Events[1].Reasons[0].Code != "OVERSIZED" || a.Events[1].EventID != "" {
-		t.Fatalf("answer %+v", a)
+	w := e.post(batch(rawEvent("e1"), huge, badEvent("e3")))
+	if want := "event 1 is 70028 bytes, limit is 65536 (MAX_EVENT_BYTES)"; w.Code != 413 || errorOf(t, w) != want {
+		t.Fatalf("%d %s, want 413 and %q", w.Code, w.Body, want)
 	}
-	dl := e.deadLetter(e.consume(deadletter.Topic, 1)[0])
-	if string(dl.OriginalValue) != huge || dl.Reasons[0].Code != "OVERSIZED" {
-		t.Errorf("dead letter: %d bytes, reasons %+v", len(dl.OriginalValue), dl.Reasons)
+	// What lands next is the next request's, on both topics.
+	if a := answerOf(t, e.post(batch(rawEvent("after"), badEvent("bad-after")))); a.Accepted != 1 || a.Rejected != 1 {
+		t.Fatalf("next request: %+v", a)
+	}
+	if ev := e.clickEvent(e.consume(outTopic, 1)[0]); ev.EventID != "after" {
+		t.Errorf("first output is %s: the refused request wrote events", ev.EventID)
+	}
+	if dl := e.deadLetter(e.consume(deadletter.Topic, 1)[0]); string(dl.OriginalValue) != badEvent("bad-after") {
+		t.Errorf("first dead letter is %.60s: the refused request was dead-lettered", dl.OriginalValue)
 	}
 }
 
@@ -522,26 +536,76 @@ func TestDeadLetterTooLargeForTheBroker(t *testing.T) {
 	}
 }
 
-// TestRefusedForKafkaKeepsTheTokens: a request refused 503 for the in-flight
-// budget does not spend its key's rate: the client's retry is not also
-// rate limited.
+// TestRefusedForKafkaKeepsTheTokens: a request refused 503 for Kafka's sake
+// (the in-flight budget, an encoding failure, a produce Kafka refuses or
+// does not acknowledge in time) does not spend its key's rate: the client's
+// retry is not also rate limited.
 func TestRefusedForKafkaKeepsTheTokens(t *testing.T) {
-	e := newEnv(t, map[string]string{"COLLECTOR_RATE_LIMIT": "1", "COLLECTOR_RATE_BURST": "20", "COLLECTOR_MAX_EVENTS": "20"})
-	e.writeKeys(`{"keys":[{"source":"web","key":"` + webKey + `"}]}`)
-	e.now = e.now.Add(keyCheckInterval)
-	send := func() int {
-		return e.do(req{body: batch(manyEvents("t", 15)...), headers: map[string]string{"X-Write-Key": webKey}}).Code
+	tests := []struct {
+		name   string
+		env    map[string]string
+		break_ func(e *env) (restore func())
+	}{
+		{"in-flight budget", nil, func(e *env) func() {
+			e.c.inflight.Store(int64(e.cfg.MaxInflightBytes))
+			return func() { e.c.inflight.Store(0) }
+		}},
+		{"encode error", nil, func(e *env) func() {
+			enc := e.c.d.Events
+			e.c.d.Events = failingEncoder{}
+			return func() { e.c.d.Events = enc }
+		}},
+		{"produce refused", nil, func(e *env) func() {
+			var on atomic.Bool
+			on.Store(true)
+			e.cluster.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
+				e.cluster.KeepControl()
+				if !on.Load() {
+					return nil, nil, false
+				}
+				return refuseProduce(r.(*kmsg.ProduceRequest), kerr.TopicAuthorizationFailed), nil, true
+			})
+			return func() { on.Store(false) }
+		}},
+		{"produce timeout", map[string]string{"COLLECTOR_PRODUCE_TIMEOUT": "300ms"}, func(e *env) func() {
+			release := make(chan struct{})
+			e.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+				e.cluster.SleepControl(func() { <-release })
+				return nil, nil, false
+			})
+			return func() {
+				close(release)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = e.c.Wait(ctx)
+			}
+		}},
 	}
-	e.c.inflight.Store(int64(e.cfg.MaxInflightBytes))
-	if got := send(); got != 503 {
-		t.Fatalf("in-flight budget full: %d", got)
-	}
-	e.c.inflight.Store(0)
-	if got := send(); got != 200 {
-		t.Errorf("the retry: %d, want 200 (tokens of the 503 returned)", got)
-	}
-	if got := send(); got != 429 {
-		t.Errorf("a third request: %d, want 429 (bucket spent)", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vars := map[string]string{"COLLECTOR_RATE_LIMIT": "1", "COLLECTOR_RATE_BURST": "20", "COLLECTOR_MAX_EVENTS": "20"}
+			for k, v := range tt.env {
+				vars[k] = v
+			}
+			e := newEnv(t, vars)
+			e.writeKeys(`{"keys":[{"source":"web","key":"` + webKey + `"}]}`)
+			e.now = e.now.Add(keyCheckInterval)
+			send := func() int {
+				return e.do(req{body: batch(manyEvents("t", 15)...), headers: map[string]string{"X-Write-Key": webKey}}).Code
+			}
+			restore := tt.break_(e)
+			got := send()
+			restore()
+			if got != 503 {
+				t.Fatalf("broken: %d, want 503", got)
+			}
+			if got := send(); got != 200 {
+				t.Errorf("the retry: %d, want 200 (tokens of the 503 returned)", got)
+			}
+			if got := send(); got != 429 {
+				t.Errorf("a third request: %d, want 429 (bucket spent)", got)
+			}
+		})
 	}
 }
 

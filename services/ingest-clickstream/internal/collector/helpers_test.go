@@ -69,6 +69,7 @@ type env struct {
 	producer *kgo.Client
 	c        *Collector
 	cfg      Config
+	kafka    stream.Config
 	events   *avroserde.Codec
 	dlq      *avroserde.Codec
 	keysFile string
@@ -116,9 +117,10 @@ func newEnv(t testing.TB, envVars map[string]string) *env {
 	if err := config.LoadFrom(config.MapLookup(vars), &all); err != nil {
 		t.Fatal(err)
 	}
-	e.cfg = all.Collector
+	e.cfg, e.kafka = all.Collector, all.Kafka
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if e.producer, err = NewProducer(all.Kafka, "collector-test", log, nil); err != nil {
+	if e.producer, err = NewProducer(all.Kafka, all.Collector, "collector-test", log, nil,
+		kgo.RecordDeliveryTimeout(0)); err != nil { // kgo measures it from the timestamp, received_at: e.now is days ago {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.producer.Close)
@@ -161,6 +163,7 @@ type req struct {
 	gzip    bool
 	headers map[string]string
 	query   string
+	chunked bool // no Content-Length: the body is read until its end
 }
 
 // do sends r to the collector and returns the recorded response.
@@ -184,7 +187,13 @@ func (e *env) do(r req) *httptest.ResponseRecorder {
 		_ = zw.Close()
 		body = &b
 	}
+	if r.chunked {
+		body = io.MultiReader(body) // hides the length httptest would take from a *strings.Reader
+	}
 	hr := httptest.NewRequest(method, path, body)
+	if r.chunked {
+		hr.ContentLength = -1
+	}
 	hr.RemoteAddr = "198.51.100.23:40000"
 	if _, ok := r.headers["Content-Type"]; !ok {
 		hr.Header.Set("Content-Type", "application/json")

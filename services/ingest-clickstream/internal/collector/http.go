@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // keyFromRequest is the write key of the headers or the query string.
@@ -33,15 +34,33 @@ func cutBearer(auth string) (string, bool) {
 	return "", false
 }
 
+// allowedHeaders are the request headers a browser may send.
+var allowedHeaders = map[string]bool{"content-type": true, "authorization": true, "x-write-key": true, "content-encoding": true}
+
 // preflight answers a CORS preflight: 204 for an origin some key (or the
-// global list) allows. Which key is not known yet (a preflight carries no
-// credentials); the POST checks the origin against its key.
+// global list) allows, asking for POST with allowed headers only. Which key
+// is not known yet (a preflight carries no credentials); the POST checks
+// the origin against its key.
 func (c *Collector) preflight(w http.ResponseWriter, r *http.Request) int {
-	origin := r.Header.Get("Origin")
+	origin := normOrigin(r.Header.Get("Origin"))
 	w.Header().Add("Vary", "Origin")
+	w.Header().Add("Vary", "Access-Control-Request-Method")
+	w.Header().Add("Vary", "Access-Control-Request-Headers")
 	if origin == "" || !c.keys.current().origins[origin] {
 		writeError(w, http.StatusForbidden, "origin not allowed (COLLECTOR_ALLOWED_ORIGINS or a write key's origins)")
 		return http.StatusForbidden
+	}
+	if m := r.Header.Get("Access-Control-Request-Method"); m != http.MethodPost {
+		writeError(w, http.StatusForbidden, "preflight for method "+strconv.Quote(truncateName(m))+": only POST is allowed")
+		return http.StatusForbidden
+	}
+	for _, line := range r.Header.Values("Access-Control-Request-Headers") {
+		for _, h := range strings.Split(line, ",") {
+			if h = strings.ToLower(strings.TrimSpace(h)); h != "" && !allowedHeaders[h] {
+				writeError(w, http.StatusForbidden, "preflight for header "+strconv.Quote(truncateName(h))+": allowed are Content-Type, Authorization, X-Write-Key, Content-Encoding")
+				return http.StatusForbidden
+			}
+		}
 	}
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
@@ -52,10 +71,12 @@ func (c *Collector) preflight(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusNoContent
 }
 
-// setCORS lets a browser at origin read the answer. No credentials:
-// cookies are never used.
+// setCORS lets a browser at origin read the answer, Retry-After included
+// (a browser hides other headers than a few). No credentials: cookies are
+// never used.
 func setCORS(w http.ResponseWriter, origin string) {
 	w.Header().Set("Access-Control-Allow-Origin", origin)
+	w.Header().Set("Access-Control-Expose-Headers", "Retry-After")
 }
 
 // eventResult is one event's line of a 200 answer.

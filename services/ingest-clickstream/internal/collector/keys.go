@@ -80,7 +80,11 @@ func newKeyStore(cfg *Config, log *slog.Logger, now func() time.Time) (*keyStore
 	if err != nil {
 		return nil, fmt.Errorf("COLLECTOR_WRITE_KEYS: %w", err)
 	}
-	s := &keyStore{file: cfg.WriteKeysFile, inline: inline, global: cfg.AllowedOrigins, rateLimit: cfg.RateLimit,
+	global := make([]string, len(cfg.AllowedOrigins))
+	for i, o := range cfg.AllowedOrigins {
+		global[i] = normOrigin(o)
+	}
+	s := &keyStore{file: cfg.WriteKeysFile, inline: inline, global: global, rateLimit: cfg.RateLimit,
 		burst: cfg.RateBurst, minBurst: cfg.MaxEvents, log: log, now: now, limits: map[[sha256.Size]byte]*rate.Limiter{}}
 	var entries []keyEntry
 	if s.file != "" {
@@ -123,7 +127,10 @@ func (s *keyStore) install(entries []keyEntry) error {
 		if burst < s.minBurst {
 			return fmt.Errorf("write key of source %q: burst %d is less than COLLECTOR_MAX_EVENTS=%d (a full request could never pass)", e.Source, burst, s.minBurst)
 		}
-		k := &writeKey{source: e.Source, sum: sha256.Sum256([]byte(e.Key)), origins: e.Origins}
+		k := &writeKey{source: e.Source, sum: sha256.Sum256([]byte(e.Key))}
+		for _, o := range e.Origins {
+			k.origins = append(k.origins, normOrigin(o))
+		}
 		lim := s.limits[k.sum]
 		if lim == nil {
 			lim = rate.NewLimiter(rate.Limit(limit), burst)
@@ -132,7 +139,7 @@ func (s *keyStore) install(entries []keyEntry) error {
 			lim.SetBurst(burst)
 		}
 		k.limiter, limits[k.sum] = lim, lim
-		for _, o := range e.Origins {
+		for _, o := range k.origins {
 			set.origins[o] = true
 		}
 		set.keys = append(set.keys, k)
@@ -200,10 +207,8 @@ func (set *keySet) lookup(presented string) *writeKey {
 	return found
 }
 
-// globalOrigin reports whether origin is allowed for every key.
-func (s *keyStore) globalOrigin(origin string) bool { return slices.Contains(s.global, origin) }
-
-// originAllowed reports whether a browser at origin may send with k.
+// originAllowed reports whether a browser at origin (normalised) may send
+// with k.
 func (s *keyStore) originAllowed(k *writeKey, origin string) bool {
 	return slices.Contains(s.global, origin) || slices.Contains(k.origins, origin)
 }
@@ -290,4 +295,25 @@ func checkOrigin(o string) error {
 		return fmt.Errorf("%q is not an origin (scheme://host[:port], no path)", o)
 	}
 	return nil
+}
+
+// normOrigin is origin as a browser compares it: scheme and host in lower
+// case, without the scheme's default port. Something that is not an origin
+// (a browser's "null") is returned as it is, and matches no allowed one.
+func normOrigin(o string) string {
+	if o == "" {
+		return ""
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return o
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	switch {
+	case scheme == "http" && strings.HasSuffix(host, ":80"):
+		host = strings.TrimSuffix(host, ":80")
+	case scheme == "https" && strings.HasSuffix(host, ":443"):
+		host = strings.TrimSuffix(host, ":443")
+	}
+	return scheme + "://" + host
 }

@@ -23,9 +23,12 @@ var errAckTimeout = errors.New("kafka did not acknowledge in time")
 // records parses raws and builds what a request produces: a ClickEvent per
 // accepted event, a dead letter per rejected one, every record carrying the
 // request span's traceparent. It returns each event's result and the
-// rejections, which are counted once the dead letters are acknowledged.
+// rejections, which are counted once the dead letters are acknowledged, and
+// size, the bytes the records hold until their outcome: each record's key,
+// value and headers, and for a dead letter also the copy of the original
+// its minimal-envelope fallback keeps.
 func (c *Collector) records(ctx context.Context, r *http.Request, raws [][]byte, key *writeKey, received time.Time) (
-	recs []*kgo.Record, results []eventResult, rejections []*deadletter.Rejection, err error) {
+	recs []*kgo.Record, results []eventResult, rejections []*deadletter.Rejection, size int64, err error) {
 	var tp []byte
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, carrier)
@@ -58,18 +61,19 @@ func (c *Collector) records(ctx context.Context, r *http.Request, raws [][]byte,
 			ev.ClientIP, ev.CollectorSource = clientIP, &source
 			b, err := c.d.Events.Encode(&ev)
 			if err != nil {
-				return nil, nil, nil, err
+				return nil, nil, nil, 0, err
 			}
 			// The record's timestamp is received_at, as on the Kafka path: the
 			// validator judges received_at against it.
 			recs = append(recs, &kgo.Record{Topic: c.d.OutputTopic, Key: []byte(ev.SessionID), Value: b,
 				Timestamp: ev.ReceivedAt, Headers: headers()})
+			size += int64(stream.RecordBytes(recs[len(recs)-1]))
 			results[i] = eventResult{Index: i, EventID: ev.EventID, Status: "accepted"}
 			continue
 		}
 		rej, ok := deadletter.AsRejection(perr)
 		if !ok {
-			return nil, nil, nil, perr
+			return nil, nil, nil, 0, perr
 		}
 		// The original as the dead letter's source: the raw topic (where a
 		// replay sends it), no position, the origin in its headers (which
@@ -79,10 +83,11 @@ func (c *Collector) records(ctx context.Context, r *http.Request, raws [][]byte,
 			Headers: []kgo.RecordHeader{{Key: OriginHeader, Value: []byte(Source)}, {Key: CollectorSourceHeader, Value: []byte(source)}}}
 		dl, err := stream.DeadLetterRecord(orig, c.d.Stage, rej, traceID, c.d.DeadLetters, c.d.DeadLetterBudget)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, 0, err
 		}
 		dl.Headers = headers(dl.Headers...)
 		recs = append(recs, dl)
+		size += int64(stream.RecordBytes(dl) + len(orig.Value))
 		rejections = append(rejections, rej)
 		res := eventResult{Index: i, EventID: ev.EventID, Status: "rejected", Reasons: make([]reasonJSON, len(rej.Reasons))}
 		for j, rs := range rej.Reasons {
@@ -90,7 +95,7 @@ func (c *Collector) records(ctx context.Context, r *http.Request, raws [][]byte,
 		}
 		results[i] = res
 	}
-	return recs, results, rejections, nil
+	return recs, results, rejections, size, nil
 }
 
 // flight is one request's records on their way to Kafka.
@@ -102,11 +107,13 @@ type flight struct {
 }
 
 // produce writes recs and waits for Kafka's acks, at most
-// COLLECTOR_PRODUCE_TIMEOUT. size bytes of the in-flight budget are held
-// until every record has its outcome, even after the request has been
-// answered 503, so a slow Kafka cannot be flooded. A dead letter refused as
-// too large is replaced by its minimal envelope, as stream.ProduceDeadLetters
-// does.
+// COLLECTOR_PRODUCE_TIMEOUT from the first Produce: a Produce blocked on a
+// full buffer spends the same deadline, and the dead letters carry it too.
+// size bytes of the in-flight budget are held until every record has its
+// outcome, even after the request has been answered 503, so a slow Kafka
+// cannot be flooded (the producer's record delivery timeout bounds how long
+// that is). A dead letter refused as too large is replaced by its minimal
+// envelope, as stream.ProduceDeadLetters does.
 func (c *Collector) produce(ctx context.Context, recs []*kgo.Record, size int64) error {
 	if len(recs) == 0 {
 		c.inflight.Add(-size)
@@ -116,7 +123,7 @@ func (c *Collector) produce(ctx context.Context, recs []*kgo.Record, size int64)
 	// already on their way. Records not sent by the deadline fail with it.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ProduceTimeout)
 	f := &flight{left: len(recs), done: make(chan struct{})}
-	c.pending.Add(1)
+	c.pending.add()
 	var promise func(*kgo.Record, error)
 	promise = func(r *kgo.Record, err error) {
 		if err != nil && r.Topic == deadletter.Topic && stream.IsTooLarge(err) {
@@ -134,23 +141,28 @@ func (c *Collector) produce(ctx context.Context, recs []*kgo.Record, size int64)
 		last := f.left == 0
 		f.mu.Unlock()
 		if last {
-			cancel()
 			c.inflight.Add(-size)
-			close(f.done)
-			c.pending.Done()
+			close(f.done) // before cancel: the waiter prefers done to pctx's end
+			cancel()
+			c.pending.done()
 		}
 	}
 	for _, r := range recs {
+		if r.Topic == deadletter.Topic {
+			stream.DeadLetterContext(pctx, r)
+		}
 		c.d.Producer.Produce(pctx, r, promise)
 	}
-	timer := time.NewTimer(c.cfg.ProduceTimeout)
-	defer timer.Stop()
 	select {
 	case <-f.done:
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return f.err
-	case <-timer.C:
-		return errAckTimeout
+	case <-pctx.Done():
+		select {
+		case <-f.done:
+		default:
+			return errAckTimeout
+		}
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
+	"golang.org/x/net/netutil"
 
 	"github.com/ecomstream/platform/pkg/httpserver"
 	"github.com/ecomstream/platform/pkg/stream"
@@ -25,7 +26,14 @@ import (
 // the Kafka path's stage does, so a session's events share a partition
 // whichever door they came in by. Its client metrics are kafka_collector_*
 // (reg may be nil).
-func NewProducer(kafka stream.Config, service string, log *slog.Logger, reg prometheus.Registerer) (*kgo.Client, error) {
+//
+// Its buffer matches the in-flight budget (COLLECTOR_MAX_INFLIGHT_BYTES
+// counts the same record bytes), so a Produce blocks only when the budget
+// is spent anyway; and a record is failed once it has waited
+// DeliveryTimeout, so the bytes of a request answered 503 are released even
+// if the broker never answers. (kgo measures that from the record's
+// timestamp, received_at.) extra options come last, over these.
+func NewProducer(kafka stream.Config, cfg Config, service string, log *slog.Logger, reg prometheus.Registerer, extra ...kgo.Opt) (*kgo.Client, error) {
 	base, err := kafka.ClientOpts(service)
 	if err != nil {
 		return nil, err
@@ -34,7 +42,11 @@ func NewProducer(kafka stream.Config, service string, log *slog.Logger, reg prom
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.WithLogger(stream.Logger(log)),
+		kgo.MaxBufferedBytes(cfg.MaxInflightBytes),
+		kgo.MaxBufferedRecords(max(10_000, cfg.MaxInflightBytes/minRecordBytes)),
+		kgo.RecordDeliveryTimeout(DeliveryTimeout(cfg)),
 	)
+	opts = append(opts, extra...)
 	if reg != nil {
 		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("kafka", kprom.Registerer(reg), kprom.Subsystem("collector"))))
 	}
@@ -44,6 +56,16 @@ func NewProducer(kafka stream.Config, service string, log *slog.Logger, reg prom
 	}
 	return cl, nil
 }
+
+// minRecordBytes is about the smallest ClickEvent record (ids, type, time,
+// url and a traceparent): the in-flight budget holds at most this many.
+const minRecordBytes = 128
+
+// DeliveryTimeout is how long the producer keeps trying a record before it
+// fails it: well past COLLECTOR_PRODUCE_TIMEOUT (a request answered 503 may
+// still land, deduplicated downstream), but bounded, so its bytes are not
+// held for ever.
+func DeliveryTimeout(cfg Config) time.Duration { return max(time.Second, 3*cfg.ProduceTimeout) }
 
 // Server serves a Collector on its own listener (COLLECTOR_ADDR), apart
 // from the operational server: this one faces the public, that one stays
@@ -82,6 +104,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("collector: listen %s: %w", s.cfg.Addr, err)
 	}
+	// Connections beyond the cap wait in the kernel's backlog: each open one
+	// costs a goroutine and buffers whether or not it sends a request.
+	ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
 	srv := &http.Server{
 		Handler:           s.c,
 		ReadHeaderTimeout: min(5*time.Second, s.cfg.ReadTimeout),

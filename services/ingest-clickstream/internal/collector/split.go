@@ -44,6 +44,7 @@ func malformed(format string, args ...any) error {
 // well-formed event is still an element (the parser rejects it); only a
 // body whose structure hides where events begin and end is malformed.
 func split(body []byte, f bodyFormat, maxEvents int) (writeKey string, events [][]byte, err error) {
+	body = bytes.TrimPrefix(body, utf8BOM) // a text editor's, or a Blob's
 	s := scanner{b: body, max: maxEvents}
 	if f == formatNDJSON {
 		return ndjson(body, maxEvents)
@@ -58,15 +59,16 @@ func split(body []byte, f bodyFormat, maxEvents int) (writeKey string, events []
 		start := s.i
 		key, isEnvelope, err := s.object()
 		if err != nil {
-			if f == formatSniff && !isEnvelope {
-				return ndjson(body, maxEvents) // not one object: NDJSON's lines are judged one by one
-			}
 			return "", nil, err
 		}
 		end := s.i
 		s.ws()
 		if s.i < len(s.b) {
-			if f == formatSniff && !isEnvelope {
+			// text/plain is NDJSON only if it reads as NDJSON: a first
+			// object that parses, on its own first line, and more after it.
+			// Anything else (a broken or pretty-printed first object) is
+			// malformed, not a heap of garbage events.
+			if f == formatSniff && !isEnvelope && bytes.IndexByte(body[start:end], '\n') < 0 && bytes.IndexByte(body[end:s.i], '\n') >= 0 {
 				return ndjson(body, maxEvents)
 			}
 			return "", nil, malformed("data after the JSON value at byte %d", s.i)
@@ -80,10 +82,7 @@ func split(body []byte, f bodyFormat, maxEvents int) (writeKey string, events []
 	case 0:
 		return "", nil, malformed("the body is empty")
 	default:
-		if f == formatSniff {
-			return ndjson(body, maxEvents)
-		}
-		return "", nil, malformed("the body is not a JSON array, an envelope object or an event object (found %q at byte %d)", s.b[s.i], s.i)
+		return "", nil, malformed("the body is not a JSON array, an envelope object, an event object or NDJSON (found %q at byte %d)", s.b[s.i], s.i)
 	}
 	s.ws()
 	if s.i < len(s.b) {
@@ -91,6 +90,8 @@ func split(body []byte, f bodyFormat, maxEvents int) (writeKey string, events []
 	}
 	return writeKey, s.events, nil
 }
+
+var utf8BOM = []byte("\xef\xbb\xbf")
 
 func ndjson(body []byte, maxEvents int) (string, [][]byte, error) {
 	s := scanner{b: body, max: maxEvents}
