@@ -62,11 +62,14 @@ type httpRequest struct {
 	valid  int // events that must reach the warehouse
 }
 
-// httpBrokenKinds are the broken kinds the HTTP phase sends: all but
-// malformed_json, which cannot sit inside a JSON array (the whole body would
-// be refused with 400, not the one event).
+// httpBrokenKinds are the broken kinds the HTTP phase sends: all but those
+// that refuse the whole request instead of the one event: malformed_json
+// cannot sit inside a JSON array (400), and an event over MAX_EVENT_BYTES
+// refuses its request (413).
 func httpBrokenKinds() []string {
-	return slices.DeleteFunc(clickgen.BrokenKinds(), func(k string) bool { return k == clickgen.KindMalformedJSON })
+	return slices.DeleteFunc(clickgen.BrokenKinds(), func(k string) bool {
+		return k == clickgen.KindMalformedJSON || k == clickgen.KindOversized
+	})
 }
 
 // buildRequests prepares run.events events from gen as JSON arrays of
@@ -310,7 +313,7 @@ func httpPhase(ctx context.Context, sl *slice.Slice, o options, procs watchedSet
 			largest = i
 		}
 	}
-	fmt.Printf("phase 3, HTTP collector: %d keep-alive clients POST JSON arrays to %s; broken fraction %g (every broken kind but malformed_json)\n",
+	fmt.Printf("phase 3, HTTP collector: %d keep-alive clients POST JSON arrays to %s; broken fraction %g (every broken kind but malformed_json and oversized)\n",
 		o.httpClients, sl.CollectorAddr, o.broken)
 	tr := &http.Transport{MaxIdleConns: o.httpClients, MaxIdleConnsPerHost: o.httpClients, MaxConnsPerHost: o.httpClients,
 		IdleConnTimeout: time.Minute, DisableCompression: true}

@@ -124,6 +124,12 @@ func TestBuildRequests(t *testing.T) {
 		if err := json.Unmarshal(r.body, &arr); err != nil || len(arr) != r.events {
 			t.Fatalf("body is not a JSON array of %d events: %v", r.events, err)
 		}
+		for i, ev := range arr {
+			// A bigger event refuses its whole request (413), which the phase does not measure.
+			if len(ev) > 65536 {
+				t.Fatalf("event %d of a request is %d bytes, over the collector's MAX_EVENT_BYTES default", i, len(ev))
+			}
+		}
 		total, valid, accept = total+r.events, valid+r.valid, accept+r.accept
 	}
 	if total != 420 || valid >= accept || accept >= total || valid < 200 {
