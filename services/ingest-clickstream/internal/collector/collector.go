@@ -243,10 +243,15 @@ const tokenBytes = 1024
 func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Request, start, received time.Time) outcome {
 	origin := normOrigin(r.Header.Get("Origin"))
 	w.Header().Add("Vary", "Origin")
-	// Until the body is read whole, an answer closes the connection: else
-	// net/http would wait for the rest of the body (a trickling client's)
-	// before it writes the refusal.
-	w.Header().Set("Connection", "close")
+	// Until the body is read whole, an HTTP/1 answer closes the connection:
+	// else net/http would wait for the rest of the body (a trickling
+	// client's) before it writes the refusal. Not on HTTP/2, where the
+	// stream is reset alone, and Connection: close would make the server
+	// send GOAWAY and end every other stream of the browser's connection.
+	http1 := r.ProtoMajor < 2
+	if http1 {
+		w.Header().Set("Connection", "close")
+	}
 	set := c.keys.current()
 	if origin != "" && set.origins[origin] {
 		setCORS(w, origin) // an origin some key allows may read even a refusal (no credentials are involved)
@@ -291,7 +296,9 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if ref := readBody(w, r, buf, lim); ref != nil {
 		return keyless(ref)
 	}
-	w.Header().Del("Connection")
+	if http1 {
+		w.Header().Del("Connection")
+	}
 	// Back to the read timeout's deadline: the rate's would fire during
 	// the produce, on the server's wait for the connection's next request.
 	_ = http.NewResponseController(w).SetReadDeadline(lim.end)
@@ -392,7 +399,7 @@ func (c *Collector) post(ctx context.Context, w http.ResponseWriter, r *http.Req
 }
 
 func missingKey() *refusal {
-	return refuse(http.StatusUnauthorized, "missing write key: send Authorization: Bearer <key>, X-Write-Key, ?write_key= or the envelope's write_key")
+	return refuse(http.StatusUnauthorized, "missing write key: send Authorization: Bearer <key>, X-Write-Key, ?write_key= or the envelope's write_key (the envelope is read only from bodies up to 64 KiB; send a larger body's key in a header or the query)")
 }
 
 // rateLimited is the 429 of a request over key's limit, which fits its

@@ -107,7 +107,7 @@ func TestRefusals(t *testing.T) {
 		{"no key", nil, req{body: batch(rawEvent("e"))}, 401, "missing write key"},
 		// Without a header or query key nothing about the limits is told.
 		{"no key, malformed body", nil, req{body: `[{"a":1}`}, 401, "missing write key"},
-		{"no key, body over 64 KiB", nil, req{body: big}, 401, "missing write key"},
+		{"no key, body over 64 KiB", nil, req{body: big}, 401, "read only from bodies up to 64 KiB"},
 		{"no key, chunked body over 64 KiB", nil, req{body: big, chunked: true}, 401, "missing write key"},
 		{"no key, gzip over 64 KiB inflated", nil, req{body: big, gzip: true}, 401, "missing write key"},
 		{"no key, too many events", map[string]string{"COLLECTOR_MAX_EVENTS": "3"}, req{body: batch(manyEvents("m", 4)...)}, 401, "missing write key"},

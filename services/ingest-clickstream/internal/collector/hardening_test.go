@@ -442,3 +442,76 @@ func TestCORSDetails(t *testing.T) {
 			w.Header().Get("Access-Control-Expose-Headers"))
 	}
 }
+
+// TestIdleConnectionsMakeRoomAtTheCap: keep-alive connections between
+// requests do not hold COLLECTOR_MAX_CONNECTIONS against new clients: at the
+// cap an idle one is closed, so a new client is served at once rather than
+// after the idle timeout.
+func TestIdleConnectionsMakeRoomAtTheCap(t *testing.T) {
+	e := newEnv(t, nil)
+	cfg := e.cfg
+	cfg.MaxConcurrent, cfg.MaxConnections = 2, 2
+	addr, stop := e.serve(cfg)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	rq := func() *http.Request {
+		r, _ := http.NewRequest(http.MethodGet, "http://"+addr+Path, nil)
+		return r
+	}
+	var clients []*http.Client
+	for i := range 2 {
+		cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
+		clients = append(clients, cl)
+		resp, err := cl.Do(rq())
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close() // the connection goes back to the client's pool, open and idle
+	}
+	third := &http.Client{Transport: &http.Transport{}, Timeout: 2 * time.Second}
+	resp, err := third.Do(rq())
+	if err != nil {
+		t.Fatalf("a new client with 2 idle keep-alive connections at COLLECTOR_MAX_CONNECTIONS=2: %v", err)
+	}
+	resp.Body.Close()
+	for _, cl := range append(clients, third) {
+		cl.CloseIdleConnections()
+	}
+}
+
+// TestDeliveryTimeoutCoversTheUpload: the producer's record timeout counts
+// from received_at, the request's arrival, so it must cover the longest body
+// upload as well as the produce: a slow upload's records would otherwise
+// time out before they are sent, and every retry of the request with them.
+func TestDeliveryTimeoutCoversTheUpload(t *testing.T) {
+	cfg := Config{ReadTimeout: 30 * time.Second, ProduceTimeout: 2 * time.Second}
+	if got, min := DeliveryTimeout(cfg), cfg.ReadTimeout+cfg.ProduceTimeout; got < min {
+		t.Errorf("DeliveryTimeout = %v with COLLECTOR_READ_TIMEOUT=30s and COLLECTOR_PRODUCE_TIMEOUT=2s, want at least %v", got, min)
+	}
+}
+
+// TestEarlyRefusalClosesOnlyHTTP1Connections: a refusal before the body is
+// read closes an HTTP/1 connection (else net/http waits for a trickled
+// body), but not an HTTP/2 one, where Connection: close makes the server end
+// every stream of the browser's connection with GOAWAY.
+func TestEarlyRefusalClosesOnlyHTTP1Connections(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tt := range []struct {
+		major, minor int
+		want         string
+	}{{1, 1, "close"}, {2, 0, ""}} {
+		hr := httptest.NewRequest(http.MethodPost, Path, strings.NewReader(batch(rawEvent("e"))))
+		hr.Proto, hr.ProtoMajor, hr.ProtoMinor = fmt.Sprintf("HTTP/%d.%d", tt.major, tt.minor), tt.major, tt.minor
+		hr.Header.Set("Content-Type", "application/json")
+		hr.Header.Set("Authorization", "Bearer wk_nobody_0123456789")
+		w := httptest.NewRecorder()
+		e.c.ServeHTTP(w, hr)
+		if w.Code != http.StatusUnauthorized || w.Header().Get("Connection") != tt.want {
+			t.Errorf("%s: %d, Connection %q; want 401, Connection %q", hr.Proto, w.Code, w.Header().Get("Connection"), tt.want)
+		}
+	}
+}

@@ -64,8 +64,19 @@ const minRecordBytes = 128
 // DeliveryTimeout is how long the producer keeps trying a record before it
 // fails it: well past COLLECTOR_PRODUCE_TIMEOUT (a request answered 503 may
 // still land, deduplicated downstream), but bounded, so its bytes are not
-// held for ever.
-func DeliveryTimeout(cfg Config) time.Duration { return max(time.Second, 3*cfg.ProduceTimeout) }
+// held for ever. kgo counts it from the record's timestamp, received_at,
+// which is when the request arrived: the time its body took to upload
+// (up to COLLECTOR_READ_TIMEOUT) is spent already when the record is
+// produced, so it is added, or a slow upload's records would time out
+// before they were sent.
+func DeliveryTimeout(cfg Config) time.Duration {
+	return max(time.Second, cfg.ReadTimeout+3*cfg.ProduceTimeout)
+}
+
+// idleTimeout is how long a keep-alive connection may wait for its next
+// request. Short: a browser sends a batch every few seconds at most, and an
+// idle connection holds a place under COLLECTOR_MAX_CONNECTIONS.
+const idleTimeout = 15 * time.Second
 
 // Server serves a Collector on its own listener (COLLECTOR_ADDR), apart
 // from the operational server: this one faces the public, that one stays
@@ -105,15 +116,18 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("collector: listen %s: %w", s.cfg.Addr, err)
 	}
 	// Connections beyond the cap wait in the kernel's backlog: each open one
-	// costs a goroutine and buffers whether or not it sends a request.
+	// costs a goroutine and buffers whether or not it sends a request. At
+	// the cap, idle keep-alive connections are closed to make room.
 	ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
+	reaper := newIdleReaper(s.cfg.MaxConnections)
 	srv := &http.Server{
+		ConnState:         reaper.connState,
 		Handler:           s.c,
 		ReadHeaderTimeout: min(5*time.Second, s.cfg.ReadTimeout),
 		ReadTimeout:       s.cfg.ReadTimeout,
 		// Reading, producing (up to the produce timeout) and answering.
 		WriteTimeout:   s.cfg.ReadTimeout + s.cfg.ProduceTimeout + 5*time.Second,
-		IdleTimeout:    60 * time.Second,
+		IdleTimeout:    idleTimeout,
 		MaxHeaderBytes: 32 << 10,
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
