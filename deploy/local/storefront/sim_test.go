@@ -1,0 +1,197 @@
+package storefront_test
+
+import (
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ecomstream/platform/deploy/local/seed"
+	"github.com/ecomstream/platform/deploy/local/storefront"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var (
+	shopOpens = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	smallSeed = seed.Generate(seed.DefaultSeed, 2000, 300)
+)
+
+// newSim returns a simulator on a manual clock, by default at 3600 shop
+// seconds per wall second and 600 orders per wall minute: one order every 6
+// shop minutes.
+func newSim(t *testing.T, cfg storefront.SimConfig) (*storefront.Simulator, *storefront.ManualClock) {
+	t.Helper()
+	clock := storefront.NewManualClock(shopOpens)
+	cfg.Clock = clock
+	if cfg.IDs == nil {
+		cfg.IDs = smallSeed
+	}
+	if cfg.Speed == 0 {
+		cfg.Speed = 3600
+	}
+	if cfg.RatePerMinute == 0 {
+		cfg.RatePerMinute = 600
+	}
+	return storefront.NewSimulator(cfg), clock
+}
+
+// run advances the simulator by total shop time in steps.
+func run(sim *storefront.Simulator, clock *storefront.ManualClock, total, step time.Duration) {
+	for d := time.Duration(0); d < total; d += step {
+		sim.Advance(clock.Add(step))
+	}
+}
+
+func byOrder(vs []storefront.Version) (map[string][]storefront.Version, []string) {
+	m := map[string][]storefront.Version{}
+	var ids []string
+	for _, v := range vs {
+		if _, ok := m[v.Order.ID]; !ok {
+			ids = append(ids, v.Order.ID)
+		}
+		m[v.Order.ID] = append(m[v.Order.ID], v)
+	}
+	return m, ids
+}
+
+func TestLifeCycles(t *testing.T) {
+	sim, clock := newSim(t, storefront.SimConfig{Seed: 1, BrokenFraction: 0.02})
+	run(sim, clock, 20*24*time.Hour, 10*time.Minute) // 20 shop days: ~4800 orders, all done
+	versions := sim.Versions()
+	orders, ids := byOrder(versions)
+	if len(ids) < 3000 {
+		t.Fatalf("only %d orders", len(ids))
+	}
+	customers := map[string]bool{}
+	for _, c := range smallSeed.Customers {
+		customers[c.CustomerID] = true
+	}
+	products := map[string]bool{}
+	for _, p := range smallSeed.Products {
+		products[p.ProductID] = true
+	}
+	statuses := map[string]int{}
+	broken := map[string]int{}
+	var late, quick int
+	for _, id := range ids {
+		vs := orders[id]
+		kind := ""
+		for _, v := range vs {
+			if v.Broken != "" {
+				kind = v.Broken
+			}
+		}
+		broken[kind]++
+		for i, v := range vs {
+			o := v.Order
+			statuses[o.Status]++
+			if v.Late {
+				late++
+			}
+			if o.Version != i+1 {
+				t.Fatalf("%s: version %d at position %d", id, o.Version, i)
+			}
+			if !customers[o.CustomerID] {
+				t.Fatalf("%s: customer %s not in the seed", id, o.CustomerID)
+			}
+			for _, l := range o.Lines {
+				if !products[l.ProductID] {
+					t.Fatalf("%s: product %s not in the seed", id, l.ProductID)
+				}
+			}
+			if i == 0 {
+				if o.Status != storefront.StatusCreated || !o.CreatedAt.Equal(o.UpdatedAt) {
+					t.Fatalf("%s: first version %+v", id, o)
+				}
+				continue
+			}
+			prev := vs[i-1].Order
+			if !o.UpdatedAt.After(prev.UpdatedAt) {
+				t.Fatalf("%s v%d: updated_at %s not after %s", id, o.Version, o.UpdatedAt, prev.UpdatedAt)
+			}
+			if i == 1 && o.Status == storefront.StatusPaid && o.UpdatedAt.Sub(o.CreatedAt) < time.Minute {
+				quick++
+			}
+			legal := storefront.LegalTransition(prev.Status, o.Status)
+			if (kind == storefront.BrokenIllegalTransition) == legal {
+				t.Fatalf("%s (%q): %s -> %s, legal %v", id, kind, prev.Status, o.Status, legal)
+			}
+		}
+		for _, v := range vs {
+			problems := v.Order.Problems()
+			if (v.Broken == "") != (len(problems) == 0) {
+				t.Fatalf("%s v%d broken %q has problems %v", id, v.Order.Version, v.Broken, problems)
+			}
+		}
+	}
+	for _, s := range storefront.Statuses() {
+		if statuses[s] == 0 {
+			t.Errorf("no version with status %s: %v", s, statuses)
+		}
+	}
+	for _, k := range storefront.BrokenKinds() {
+		if broken[k] == 0 {
+			t.Errorf("no %s order: %v", k, broken)
+		}
+	}
+	if late == 0 || quick == 0 {
+		t.Errorf("%d late versions, %d orders paid within a shop minute", late, quick)
+	}
+	t.Logf("%d orders, %d versions, statuses %v, broken %v, %d late", len(ids), len(versions), statuses, broken, late)
+}
+
+func TestDeterminism(t *testing.T) {
+	a, ca := newSim(t, storefront.SimConfig{Seed: 7})
+	b, cb := newSim(t, storefront.SimConfig{Seed: 7})
+	run(a, ca, 48*time.Hour, time.Minute)
+	run(b, cb, 48*time.Hour, 8*time.Minute) // other steps, same shop history
+	if va, vb := a.Versions(), b.Versions(); !reflect.DeepEqual(va, vb) {
+		t.Fatalf("same seed, different versions (%d vs %d)", len(va), len(vb))
+	}
+}
+
+func TestRateAndBurst(t *testing.T) {
+	tests := []struct {
+		name     string
+		burst    bool
+		min, max int
+	}{
+		{"normal", false, 35, 65},  // 50 per wall minute
+		{"burst", true, 900, 1100}, // 20x
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sim, clock := newSim(t, storefront.SimConfig{Seed: 3, Speed: 60, RatePerMinute: 50, LateFraction: -1})
+			sim.SetBurst(tt.burst)
+			run(sim, clock, time.Hour, time.Minute) // one shop hour = one wall minute
+			n := 0
+			for _, v := range sim.Versions() {
+				if v.Order.Version == 1 {
+					n++
+				}
+			}
+			if n < tt.min || n > tt.max {
+				t.Fatalf("%d orders in a wall minute, want %d..%d", n, tt.min, tt.max)
+			}
+		})
+	}
+}
+
+func TestSimClock(t *testing.T) {
+	c := storefront.NewSimClock(shopOpens, 3600)
+	time.Sleep(20 * time.Millisecond)
+	got := c.Now().Sub(shopOpens)
+	if got < 72*time.Second || got > 20*time.Minute { // 20 ms wall = 72 shop seconds, and some slack
+		t.Fatalf("shop time moved %s in ~20ms at 3600x", got)
+	}
+	m := storefront.NewManualClock(shopOpens)
+	if !m.Add(time.Hour).Equal(shopOpens.Add(time.Hour)) || !m.Now().Equal(shopOpens.Add(time.Hour)) {
+		t.Fatal("manual clock")
+	}
+	if slices.Contains(storefront.Statuses(), "") {
+		t.Fatal("empty status")
+	}
+}
