@@ -60,7 +60,7 @@ const (
 type WebhookConfig struct {
 	URL               string
 	Secret            []byte
-	Client            *http.Client // default: 10 s timeout
+	Client            *http.Client // default: 10 s timeout, redirects not followed
 	MaxAttempts       int
 	Backoff           time.Duration // first retry delay, doubling per attempt, with jitter
 	MaxBackoff        time.Duration
@@ -112,7 +112,12 @@ func NewWebhooks(cfg WebhookConfig) (*Webhooks, error) {
 		return nil, errors.New("storefront: webhook secret is empty")
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+		cfg.Client = &http.Client{
+			Timeout: 10 * time.Second,
+			// A redirect is an answer, not a success: following it would turn
+			// the POST into a GET and lose the body.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultWebhookAttempts
