@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ecomstream/platform/deploy/local/storefront"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{"defaults", nil, nil, ""},
+		{"env sets defaults", nil, map[string]string{"STOREFRONT_SPEED": "3600", "STOREFRONT_WEBHOOK_URL": "http://x", "STOREFRONT_WEBHOOK_SECRET": "s"}, ""},
+		{"webhook without secret", []string{"-webhook-url", "http://x"}, nil, "-webhook-secret"},
+		{"empty token", []string{"-token", ""}, nil, "-token"},
+		{"bad speed", []string{"-speed", "0"}, nil, "-speed"},
+		{"bad fraction", []string{"-broken", "1.5"}, nil, "-broken"},
+		{"bad fault kind", []string{"-faults", "rate_limit,fire"}, nil, `unknown kind "fire"`},
+		{"bad env number", nil, map[string]string{"STOREFRONT_RATE": "lots"}, "STOREFRONT_RATE"},
+		{"bad start", []string{"-start", "monday"}, nil, "-start"},
+		{"extra args", []string{"x"}, nil, "unexpected"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("err %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+	c, _ := parseConfig(nil, func(k string) string { return map[string]string{"STOREFRONT_SPEED": "3600"}[k] }, io.Discard)
+	if c.speed != 3600 || c.addr != "127.0.0.1:8097" || c.rate != storefront.DefaultRatePerMinute {
+		t.Fatalf("config %+v", c)
+	}
+}
+
+func TestRun(t *testing.T) {
+	var hooks atomic.Int64
+	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get(storefront.HeaderSignature) == storefront.Sign([]byte("s"), r.Header.Get(storefront.HeaderTimestamp), b) {
+			hooks.Add(1)
+		}
+	}))
+	defer rc.Close()
+	out := filepath.Join(t.TempDir(), "versions.jsonl")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	args := []string{"-addr", "127.0.0.1:0", "-speed", "3600", "-rate", "3000", "-fault-rate", "0",
+		"-webhook-url", rc.URL, "-webhook-secret", "s", "-versions-out", out, "-tick", "10ms", "-customers", "500", "-products", "100"}
+	go func() {
+		done <- run(ctx, args, func(string) string { return "" }, io.Discard, slog.New(slog.DiscardHandler), ready)
+	}()
+	addr := <-ready
+	deadline := time.Now().Add(10 * time.Second)
+	var page storefront.OrderPage
+	for len(page.Orders) == 0 || hooks.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no orders or webhooks after 10s (%d hooks)", hooks.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/orders", nil)
+		req.Header.Set("Authorization", "Bearer storefront-dev-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lines := 0
+	for sc := bufio.NewScanner(f); sc.Scan(); lines++ {
+		var v storefront.Version
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lines == 0 {
+		t.Fatal("empty versions file")
+	}
+}
