@@ -1,0 +1,75 @@
+package storefront_test
+
+import (
+	"encoding/json"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ecomstream/platform/deploy/local/storefront"
+)
+
+// TestOpenAPIMatches keeps the contract in proto/openapi and the code in
+// step: the order's fields, the statuses, the fault and broken kinds, and the
+// signature example. (A plain text check: this module has no YAML parser,
+// and the lines it reads are one-line flow lists on purpose.)
+func TestOpenAPIMatches(t *testing.T) {
+	b, err := os.ReadFile("../../../proto/openapi/storefront-orders.v1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := string(b)
+	list := func(after, prefix string) []string {
+		t.Helper()
+		i := strings.Index(spec, after)
+		if i < 0 {
+			t.Fatalf("%q not in the spec", after)
+		}
+		m := regexp.MustCompile(regexp.QuoteMeta(prefix) + `\[([^\]]*)\]`).FindStringSubmatch(spec[i:])
+		if m == nil {
+			t.Fatalf("no %s list after %q", prefix, after)
+		}
+		var out []string
+		for _, s := range strings.Split(m[1], ",") {
+			out = append(out, strings.TrimSpace(s))
+		}
+		return out
+	}
+	o, _ := json.Marshal(storefront.Order{})
+	var fields map[string]any
+	_ = json.Unmarshal(o, &fields)
+	var keys []string
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	l, _ := json.Marshal(storefront.Line{})
+	var lineFields map[string]any
+	_ = json.Unmarshal(l, &lineFields)
+	var lineKeys []string
+	for k := range lineFields {
+		lineKeys = append(lineKeys, k)
+	}
+	tests := []struct {
+		name      string
+		spec, got []string
+	}{
+		{"Order fields", list("\n    Order:\n", "required: "), keys},
+		{"Line fields", list("\n    Line:\n", "required: "), lineKeys},
+		{"statuses", list("\n    Status:\n", "enum: "), storefront.Statuses()},
+		{"fault kinds", list("\n    FaultKind:\n", "enum: "), storefront.FaultKinds()},
+		{"broken kinds", list("\n        broken:\n", "enum: "), storefront.BrokenKinds()},
+	}
+	for _, tt := range tests {
+		slices.Sort(tt.spec)
+		slices.Sort(tt.got)
+		if !slices.Equal(tt.spec, tt.got) {
+			t.Errorf("%s: spec %v, code %v", tt.name, tt.spec, tt.got)
+		}
+	}
+	example := storefront.Sign([]byte("whsec_test"), "1700000000", []byte(`{"id":"o-1","version":1}`))
+	if !strings.Contains(spec, example) {
+		t.Errorf("the spec's signature example is not %s", example)
+	}
+}
