@@ -1,20 +1,19 @@
 package clickgen
 
 import (
-	"fmt"
-	"math"
-	"math/rand/v2"
+	"slices"
 	"strings"
+
+	"github.com/ecomstream/platform/deploy/local/seed"
 )
 
-// catalogSeed is fixed, not derived from WithSeed, so "p-00042" names the same
-// product with the same prices in every run: a shop database seeded from
-// Catalog() and clickstream from any seed join on product_id.
-const catalogSeed = 0xc47a106
+// The catalog is the shared id seed's (deploy/local/seed, default seed
+// number): the same products, names, categories and prices as the storefront
+// simulator's orders and the catalog in PostgreSQL, so clicks, orders and
+// products join on product_id. It does not depend on WithSeed.
 
-// DefaultProducts is the catalog size: a few hundred products is enough for a
-// long tail and small enough that every product gets some traffic.
-const DefaultProducts = 500
+// DefaultProducts is the catalog size: every product of the seed.
+const DefaultProducts = seed.DefaultProducts
 
 // Product is one catalog entry as the storefront shows it.
 type Product struct {
@@ -60,47 +59,26 @@ func Catalog() []Product {
 }
 
 func buildCatalog(n int) []product {
-	rng := rand.New(rand.NewPCG(catalogSeed, catalogSeed))
-	catPick := newWeighted(categories, func(c category) float64 { return c.weight })
 	ps := make([]product, n)
-	for i := range ps {
-		ci := catPick.pick(rng)
-		c := categories[ci]
-		brand := c.brands[rng.IntN(len(c.brands))]
-		name := brand + " " + c.nouns[rng.IntN(len(c.nouns))] + " " + productAdjectives[rng.IntN(len(productAdjectives))]
-		id := fmt.Sprintf("p-%05d", i+1)
-		// Skew prices towards the cheap end of the range: most catalogs have
-		// many inexpensive items and a few expensive ones.
-		f := rng.Float64()
-		usd := c.minUSD + int(f*f*float64(c.maxUSD-c.minUSD))
+	for i, sp := range seed.Generate(seed.DefaultSeed, 0, n).Products {
+		ci := slices.IndexFunc(categories, func(c category) bool { return c.slug == sp.Category })
+		if ci < 0 {
+			ci = 0 // cannot happen: the seed's categories are these; keep the generator running
+		}
+		var price [numCurrencies]int64
+		for c, code := range currencyCodes {
+			price[c] = seed.PriceIn(sp, code)
+		}
 		ps[i] = product{
-			id:       id,
-			name:     name,
+			id:       sp.ProductID,
+			name:     sp.Name,
 			category: ci,
-			brand:    brand,
-			path:     "/p/" + id + "/" + slugify(name),
-			price:    localPrices(usd),
+			brand:    sp.Brand,
+			path:     "/p/" + sp.ProductID + "/" + slugify(sp.Name),
+			price:    price,
 		}
 	}
 	return ps
-}
-
-// localPrices turns a whole-dollar list price into charm prices per currency.
-func localPrices(usd int) [numCurrencies]int64 {
-	var out [numCurrencies]int64
-	for c := range numCurrencies {
-		v := float64(usd) * usdRate[c]
-		if currencyMinorDigits[c] == 0 {
-			out[c] = int64(math.Max(10, math.Round(v/10)*10)) // 2480 yen
-			continue
-		}
-		out[c] = int64(math.Max(1, math.Floor(v)))*100 + 99 // 19.99
-		out[c] -= 100                                       // 20 -> 19.99, not 20.99
-		if out[c] < 99 {
-			out[c] = 99
-		}
-	}
-	return out
 }
 
 func slugify(s string) string {

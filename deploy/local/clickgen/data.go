@@ -25,10 +25,6 @@ var currencyCodes = [numCurrencies]string{"USD", "EUR", "GBP", "JPY"}
 
 var currencyMinorDigits = [numCurrencies]int{2, 2, 2, 0}
 
-// usdRate converts a USD list price into the other storefront currencies
-// before rounding to a "charm" price (x.99, or a multiple of 10 yen).
-var usdRate = [numCurrencies]float64{1, 0.92, 0.79, 150}
-
 type storefront struct {
 	locale   string // path prefix, e.g. "en-us"
 	currency int
@@ -166,51 +162,40 @@ var channels = []channel{
 
 var promos = []string{"black-friday", "new-arrivals", "winter-sale"}
 
+// category: the products themselves (names, brands, list prices) come from
+// the shared id seed (deploy/local/seed), whose categories have these slugs.
 type category struct {
 	slug     string
-	weight   float64 // share of the catalog
-	minUSD   int     // list price range in whole dollars
-	maxUSD   int
-	nouns    []string
+	weight   float64 // share of browsing that starts in the category
 	brands   []string
 	keywords []string // search terms people type for this category
 }
 
 var categories = []category{
-	{"shoes", 14, 39, 189,
-		[]string{"Running Shoe", "Trail Runner", "Sneaker", "Hiking Boot", "Sandal"},
+	{"shoes", 14,
 		[]string{"Northpeak", "Strider", "Velo"},
 		[]string{"running shoes", "trail shoes", "white sneakers", "hiking boots", "sandals"}},
-	{"apparel", 18, 12, 149,
-		[]string{"T-Shirt", "Hoodie", "Rain Jacket", "Leggings", "Fleece", "Chinos"},
+	{"apparel", 18,
 		[]string{"Kestrel", "Urbanline", "Northpeak"},
 		[]string{"hoodie", "rain jacket", "black t shirt", "leggings", "fleece jacket", "chinos"}},
-	{"electronics", 16, 15, 399,
-		[]string{"Wireless Headphones", "Bluetooth Speaker", "Smartwatch", "USB-C Charger", "Earbuds", "Power Bank"},
+	{"electronics", 16,
 		[]string{"Sonance", "Voltix", "Arcwave"},
 		[]string{"wireless headphones", "bluetooth speaker", "smartwatch", "usb c charger", "earbuds", "power bank"}},
-	{"home", 14, 9, 249,
-		[]string{"Coffee Grinder", "Chef's Knife", "Cast Iron Pan", "Desk Lamp", "Throw Blanket"},
+	{"home", 14,
 		[]string{"Hearth & Co", "Lumen", "Kitchenry"},
 		[]string{"coffee grinder", "chef knife", "cast iron pan", "desk lamp", "throw blanket"}},
-	{"beauty", 10, 4, 69,
-		[]string{"Face Serum", "Shampoo", "Lip Balm", "Sunscreen SPF 50"},
+	{"beauty", 10,
 		[]string{"Dewly", "Pure Botanics"},
 		[]string{"face serum", "shampoo", "lip balm", "sunscreen"}},
-	{"sports", 12, 8, 229,
-		[]string{"Yoga Mat", "Dumbbell Set", "Water Bottle", "Bike Helmet", "Resistance Bands"},
+	{"sports", 12,
 		[]string{"Corefit", "Velo", "Northpeak"},
 		[]string{"yoga mat", "dumbbells", "water bottle", "bike helmet", "resistance bands"}},
-	{"toys", 8, 7, 89,
-		[]string{"Building Blocks", "Jigsaw Puzzle", "Plush Bear", "Board Game"},
+	{"toys", 8,
 		[]string{"Brickly", "Playwell"},
 		[]string{"building blocks", "puzzle 1000 pieces", "plush toy", "board game"}},
-	{"books", 8, 8, 45,
-		[]string{"Cookbook", "Novel", "Travel Guide", "Field Notebook"},
+	{"books", 8,
 		[]string{"Inkwell Press", "Harbor Books"},
 		[]string{"cookbook", "novel", "travel guide", "notebook"}},
 }
-
-var productAdjectives = []string{"Classic", "Pro", "Lite", "Max", "Essential", "Everyday", "Ultra", "Eco", "Studio", "Trail", "Urban", "Compact"}
 
 var searchModifiers = []string{"", "", "", "", "best ", "cheap ", "black ", "women's ", "men's ", "kids ", "waterproof ", "sale "}

@@ -1,10 +1,12 @@
 package clickgen
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
+
+	"github.com/ecomstream/platform/deploy/local/seed"
 )
 
 // registeredShare is the share of visitors with a customer account, and
@@ -29,14 +31,21 @@ func (g *Generator) buildVisitors(n int) {
 	countryPick := newWeighted(countries, func(c country) float64 { return c.weight })
 	clientPick := newWeighted(clients, func(c client) float64 { return c.weight })
 	g.visitors = make([]visitor, n)
+	custs := seed.Default().Customers
 	customers := 0
 	for i := range g.visitors {
 		v := visitor{anonID: g.uuid(), country: countryPick.pick(g.rng), client: clientPick.pick(g.rng)}
-		// Customer ids are dense (u-000001 up to the number of customers),
-		// like the ids of a customer table.
+		// Registered visitors are the customers of the shared id seed, in
+		// id order (u-000001, u-000002, ...; wrapping round past the last),
+		// and browse from their own country, so clicks join the customers
+		// table and the storefront's orders.
 		if g.rng.Float64() < registeredShare {
+			c := custs[customers%len(custs)]
 			customers++
-			v.userID = fmt.Sprintf("u-%06d", customers)
+			v.userID = c.CustomerID
+			if ci := slices.IndexFunc(countries, func(k country) bool { return k.code == c.Country }); ci >= 0 {
+				v.country = ci
+			}
 		}
 		// Geo-IP resolves the country nearly always but not always the city.
 		if g.rng.Float64() >= 0.03 {

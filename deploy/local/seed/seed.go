@@ -18,6 +18,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -58,7 +59,10 @@ type Set struct {
 }
 
 // Default returns the seed every local component uses unless told otherwise.
-func Default() *Set { return Generate(DefaultSeed, DefaultCustomers, DefaultProducts) }
+// It is built once and shared: callers must not modify it.
+func Default() *Set { return defaultSet() }
+
+var defaultSet = sync.OnceValue(func() *Set { return Generate(DefaultSeed, DefaultCustomers, DefaultProducts) })
 
 // Generate builds customers and products from a seed number. Customers and
 // products use separate random streams, so changing one count does not
