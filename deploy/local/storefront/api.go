@@ -56,6 +56,7 @@ func NewAPI(sim *Simulator, cfg APIConfig) (*API, error) {
 	a.mux.Handle("GET /v1/orders", a.auth(a.listOrders))
 	a.mux.Handle("GET /v1/orders/{id}", a.auth(a.getOrder))
 	a.mux.Handle("GET /v1/admin/versions", a.auth(a.versions))
+	a.mux.Handle("POST /v1/admin/orders", a.auth(a.placeOrder))
 	a.mux.Handle("GET /v1/admin/faults", a.auth(a.getFaults))
 	a.mux.Handle("POST /v1/admin/faults", a.auth(a.setFaults))
 	a.mux.Handle("GET /v1/admin/burst", a.auth(a.burst))
@@ -225,6 +226,21 @@ func (a *API) versions(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	_ = bw.Flush()
+}
+
+// placeOrder creates an order from outside the simulation; see Place.
+func (a *API) placeOrder(w http.ResponseWriter, r *http.Request) {
+	var req PlaceRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeError(w, 400, "bad_request", "body is not an order request: "+err.Error())
+		return
+	}
+	o, err := a.sim.Place(req)
+	if err != nil {
+		writeError(w, 400, "bad_request", err.Error())
+		return
+	}
+	writeJSON(w, 201, o)
 }
 
 // FaultRequest is the body of POST /v1/admin/faults.

@@ -372,11 +372,21 @@ func TestAdmin(t *testing.T) {
 		{"/v1/admin/faults", `not json`, 400},
 		{"/v1/admin/burst", `{"on":true}`, 200},
 		{"/v1/admin/burst", `on`, 400},
+		{"/v1/admin/orders", `{"id":"o-from-click","customer_id":"u-000001","lines":[{"product_id":"p-00001","quantity":2}]}`, 201},
+		{"/v1/admin/orders", `{"id":"o-from-click","customer_id":"u-000001","lines":[{"product_id":"p-00001","quantity":2}]}`, 400},
+		{"/v1/admin/orders", `{"customer_id":"u-999999","lines":[{"product_id":"p-00001","quantity":1}]}`, 400},
+		{"/v1/admin/orders", `{"customer_id":"u-000001","lines":[{"product_id":"p-99999","quantity":1}]}`, 400},
+		{"/v1/admin/orders", `{"customer_id":"u-000001","lines":[{"product_id":"p-00001","quantity":0}]}`, 400},
+		{"/v1/admin/orders", `{"customer_id":"u-000001","lines":[]}`, 400},
 	}
 	for _, tt := range tests {
 		if code, b := post(tt.path, tt.body); code != tt.want {
 			t.Errorf("POST %s %s: %d, want %d: %s", tt.path, tt.body, code, tt.want, b)
 		}
+	}
+	placed, ok := s.sim.Order("o-from-click")
+	if !ok || placed.CustomerID != "u-000001" || len(placed.Lines) != 1 || placed.Lines[0].Quantity != 2 || len(placed.Problems()) > 0 {
+		t.Fatalf("placed order %+v (found %v): %v", placed, ok, placed.Problems())
 	}
 	if st := s.faults.Status(); st.Rate != 0.5 || len(st.Queued) != 2 || !s.sim.Burst() {
 		t.Fatalf("status %+v, burst %v", st, s.sim.Burst())

@@ -3,6 +3,8 @@ package storefront
 import (
 	"container/heap"
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -74,6 +76,7 @@ type Version struct {
 type Simulator struct {
 	cfg SimConfig
 
+	emitMu      sync.Mutex // serialises OnChange calls; see emit
 	mu          sync.Mutex
 	rng         *rand.Rand
 	customers   *rand.Zipf
@@ -88,6 +91,8 @@ type Simulator struct {
 	nextArrival time.Time
 	burst       bool
 	seq         uint64
+
+	customerByID, productByID map[string]int // for Place, built on first use
 }
 
 type state struct {
@@ -227,8 +232,18 @@ func (s *Simulator) Advance(to time.Time) int {
 	if to.After(s.lastAdvance) {
 		s.lastAdvance = to
 	}
+	return s.emit(first)
+}
+
+// emit hands the versions from index first on to OnChange and unlocks s.mu.
+// emitMu is taken before s.mu is released, so callbacks see versions in the
+// order they were made even when Advance and Place race; OnChange must
+// therefore not call the Simulator.
+func (s *Simulator) emit(first int) int {
 	made := slices.Clone(s.versions[first:])
+	s.emitMu.Lock()
 	s.mu.Unlock()
+	defer s.emitMu.Unlock()
 	if s.cfg.OnChange != nil {
 		for _, v := range made {
 			s.cfg.OnChange(v)
@@ -341,6 +356,94 @@ func (s *Simulator) schedule(id string, at time.Time) {
 	s.seq++
 }
 
+func addLine(o *Order, p seed.Product, q int64) {
+	price := seed.PriceIn(p, o.Currency)
+	o.Lines = append(o.Lines, Line{
+		LineID:         o.ID + "-" + itoa(len(o.Lines)+1),
+		ProductID:      p.ProductID,
+		Quantity:       q,
+		UnitPriceMinor: price,
+		LineTotalMinor: q * price,
+	})
+	o.SubtotalMinor += q * price
+}
+
+// price sets tax, shipping and total from the lines and the discount.
+func price(o *Order) {
+	cur := o.Currency
+	o.TaxMinor = int64(math.Round(float64(o.SubtotalMinor-o.DiscountMinor) * taxRate[cur]))
+	o.ShippingMinor = 0
+	if o.SubtotalMinor < freeAbove[cur] {
+		o.ShippingMinor = shipping[cur]
+	}
+	o.TotalMinor = o.SubtotalMinor + o.TaxMinor + o.ShippingMinor - o.DiscountMinor
+}
+
+// PlaceRequest is an order placed from outside the simulation (POST
+// /v1/admin/orders), e.g. by whatever turns clickstream purchases into
+// orders, so a purchase event's order_id names a real order.
+type PlaceRequest struct {
+	ID         string `json:"id,omitempty"` // "" = a new "o-<uuid>"
+	CustomerID string `json:"customer_id"`
+	Lines      []struct {
+		ProductID string `json:"product_id"`
+		Quantity  int64  `json:"quantity"`
+	} `json:"lines"`
+}
+
+// ErrPlace is wrapped by every error of Place: the request was wrong.
+var ErrPlace = errors.New("cannot place order")
+
+// Place creates a well-formed order now, in the customer's currency at the
+// seed's prices, and runs its life cycle like any other order.
+func (s *Simulator) Place(req PlaceRequest) (Order, error) {
+	s.mu.Lock()
+	if s.customerByID == nil {
+		s.customerByID = make(map[string]int, len(s.cfg.IDs.Customers))
+		for i, c := range s.cfg.IDs.Customers {
+			s.customerByID[c.CustomerID] = i
+		}
+		s.productByID = make(map[string]int, len(s.cfg.IDs.Products))
+		for i, p := range s.cfg.IDs.Products {
+			s.productByID[p.ProductID] = i
+		}
+	}
+	ci, ok := s.customerByID[req.CustomerID]
+	var err error
+	switch {
+	case !ok:
+		err = fmt.Errorf("%w: customer %q is not in the id seed", ErrPlace, req.CustomerID)
+	case len(req.Lines) == 0:
+		err = fmt.Errorf("%w: no lines", ErrPlace)
+	case req.ID != "" && s.orders[req.ID] != nil:
+		err = fmt.Errorf("%w: order %s exists", ErrPlace, req.ID)
+	}
+	if err != nil {
+		s.mu.Unlock()
+		return Order{}, err
+	}
+	cust := s.cfg.IDs.Customers[ci]
+	o := Order{ID: req.ID, CustomerID: cust.CustomerID, Status: StatusCreated, Currency: seed.CurrencyFor(cust.Country)}
+	if o.ID == "" {
+		o.ID = "o-" + uuid(s.rng)
+	}
+	for _, l := range req.Lines {
+		pi, ok := s.productByID[l.ProductID]
+		if !ok || l.Quantity < 1 {
+			s.mu.Unlock()
+			return Order{}, fmt.Errorf("%w: line %q x %d: unknown product or quantity below 1", ErrPlace, l.ProductID, l.Quantity)
+		}
+		addLine(&o, s.cfg.IDs.Products[pi], l.Quantity)
+	}
+	price(&o)
+	st := &state{o: o}
+	first := len(s.versions)
+	s.open(st, s.cfg.Clock.Now())
+	out := st.o.clone()
+	s.emit(first) // unlocks
+	return out, nil
+}
+
 var (
 	taxRate   = map[string]float64{"USD": 0.08, "EUR": 0.19, "GBP": 0.20, "JPY": 0.10}
 	shipping  = map[string]int64{"USD": 499, "EUR": 499, "GBP": 399, "JPY": 500}
@@ -352,7 +455,7 @@ func (s *Simulator) create(at time.Time) {
 	cust := ids.Customers[s.pickIndex(s.customers, len(ids.Customers))]
 	cur := seed.CurrencyFor(cust.Country)
 	o := Order{ID: "o-" + uuid(s.rng), CustomerID: cust.CustomerID, Status: StatusCreated, Currency: cur}
-	n := []int{1, 1, 1, 1, 2, 2, 2, 3, 3, 4}[s.rng.IntN(10)]
+	n := min([]int{1, 1, 1, 1, 2, 2, 2, 3, 3, 4}[s.rng.IntN(10)], len(ids.Products))
 	seen := map[int]bool{}
 	for len(o.Lines) < n {
 		p := s.popular[s.pickIndex(s.products, len(ids.Products))]
@@ -361,24 +464,12 @@ func (s *Simulator) create(at time.Time) {
 		}
 		seen[p] = true
 		q := []int64{1, 1, 1, 1, 1, 1, 2, 2, 3}[s.rng.IntN(9)]
-		price := seed.PriceIn(ids.Products[p], cur)
-		o.Lines = append(o.Lines, Line{
-			LineID:         o.ID + "-" + itoa(len(o.Lines)+1),
-			ProductID:      ids.Products[p].ProductID,
-			Quantity:       q,
-			UnitPriceMinor: price,
-			LineTotalMinor: q * price,
-		})
-		o.SubtotalMinor += q * price
+		addLine(&o, ids.Products[p], q)
 	}
 	if s.rng.Float64() < 0.15 { // a 10% voucher
 		o.DiscountMinor = o.SubtotalMinor / 10
 	}
-	o.TaxMinor = int64(math.Round(float64(o.SubtotalMinor-o.DiscountMinor) * taxRate[cur]))
-	if o.SubtotalMinor < freeAbove[cur] {
-		o.ShippingMinor = shipping[cur]
-	}
-	o.TotalMinor = o.SubtotalMinor + o.TaxMinor + o.ShippingMinor - o.DiscountMinor
+	price(&o)
 
 	st := &state{}
 	if s.cfg.BrokenFraction > 0 && s.rng.Float64() < s.cfg.BrokenFraction {
@@ -399,6 +490,12 @@ func (s *Simulator) create(at time.Time) {
 		o.TotalMinor = o.ShippingMinor
 	}
 	st.o = o
+	s.open(st, at)
+}
+
+// open records a new order's first version and plans its life.
+func (s *Simulator) open(st *state, at time.Time) {
+	o := &st.o
 	s.orders[o.ID] = st
 	v1broken := st.broken
 	if st.broken == BrokenIllegalTransition {

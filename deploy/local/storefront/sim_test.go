@@ -1,8 +1,10 @@
 package storefront_test
 
 import (
+	"errors"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,5 +195,43 @@ func TestSimClock(t *testing.T) {
 	}
 	if slices.Contains(storefront.Statuses(), "") {
 		t.Fatal("empty status")
+	}
+}
+
+func TestPlace(t *testing.T) {
+	var mu sync.Mutex
+	var seen []storefront.Version
+	sim, clock := newSim(t, storefront.SimConfig{Seed: 8, OnChange: func(v storefront.Version) {
+		mu.Lock()
+		seen = append(seen, v)
+		mu.Unlock()
+	}})
+	var req storefront.PlaceRequest
+	req.ID, req.CustomerID = "o-placed", "u-000002"
+	req.Lines = append(req.Lines, struct {
+		ProductID string `json:"product_id"`
+		Quantity  int64  `json:"quantity"`
+	}{"p-00003", 1})
+	var wg sync.WaitGroup
+	wg.Go(func() { run(sim, clock, 20*24*time.Hour, 10*time.Minute) })
+	if _, err := sim.Place(req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.Place(req); !errors.Is(err, storefront.ErrPlace) {
+		t.Fatalf("placing the same id twice: %v", err)
+	}
+	wg.Wait()
+	vs := versionsOf(sim, "o-placed")
+	if len(vs) < 2 || vs[0].Order.Currency != seed.CurrencyFor(smallSeed.Customers[1].Country) {
+		t.Fatalf("placed order versions %+v", vs)
+	}
+	for i := 1; i < len(vs); i++ {
+		if !storefront.LegalTransition(vs[i-1].Order.Status, vs[i].Order.Status) {
+			t.Fatalf("%s -> %s", vs[i-1].Order.Status, vs[i].Order.Status)
+		}
+	}
+	// OnChange saw every version, in the order the log has them.
+	if !reflect.DeepEqual(seen, sim.Versions()) {
+		t.Fatalf("OnChange saw %d versions, the log has %d (or another order)", len(seen), len(sim.Versions()))
 	}
 }
