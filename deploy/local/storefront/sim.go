@@ -299,8 +299,14 @@ func (s *Simulator) page(since time.Time, after *key, repeat bool, limit int) (o
 func (s *Simulator) stamp(at time.Time, prev time.Time) (time.Time, bool) {
 	at = at.UTC().Truncate(time.Microsecond)
 	if s.cfg.LateFraction > 0 && !prev.IsZero() && s.rng.Float64() < s.cfg.LateFraction {
-		back := time.Duration(s.rng.Int64N(int64(s.cfg.MaxLateness)))
-		t := at.Add(-back).Truncate(time.Microsecond)
+		// Back from the newest stamp so far, by less than MaxLateness: the
+		// documented bound a poller's overlap window relies on.
+		back := time.Duration(s.rng.Int64N(int64(s.cfg.MaxLateness/time.Microsecond))) * time.Microsecond
+		t := at
+		if s.lastStamp.After(t) {
+			t = s.lastStamp
+		}
+		t = t.Add(-back)
 		if min := prev.Add(time.Microsecond); t.Before(min) {
 			t = min
 		}

@@ -134,6 +134,22 @@ func TestLifeCycles(t *testing.T) {
 			t.Errorf("no version with status %s: %v", s, statuses)
 		}
 	}
+	// The cursor guarantee: a version is stamped after every version before
+	// it, unless late, and then by less than MaxLateness before the newest.
+	var newest time.Time
+	for _, v := range versions {
+		switch {
+		case v.Order.UpdatedAt.After(newest):
+			if v.Late {
+				t.Fatalf("late version %s v%d is the newest", v.Order.ID, v.Order.Version)
+			}
+			newest = v.Order.UpdatedAt
+		case !v.Late:
+			t.Fatalf("version %s v%d at %s, not after %s, but not late", v.Order.ID, v.Order.Version, v.Order.UpdatedAt, newest)
+		case newest.Sub(v.Order.UpdatedAt) >= storefront.DefaultMaxLateness:
+			t.Fatalf("late version %s v%d %s behind", v.Order.ID, v.Order.Version, newest.Sub(v.Order.UpdatedAt))
+		}
+	}
 	for _, k := range storefront.BrokenKinds() {
 		if broken[k] == 0 {
 			t.Errorf("no %s order: %v", k, broken)

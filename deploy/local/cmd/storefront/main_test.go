@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -108,5 +109,28 @@ func TestRun(t *testing.T) {
 	}
 	if lines == 0 {
 		t.Fatal("empty versions file")
+	}
+}
+
+// TestFlagsDocumented: every flag is in the README's storefront table.
+func TestFlagsDocumented(t *testing.T) {
+	var usage strings.Builder
+	if _, err := parseConfig([]string{"-h"}, func(string) string { return "" }, &usage); err == nil {
+		t.Fatal("-h did not stop")
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "## Storefront simulator")
+	section, _, _ = strings.Cut(section, "\n## ")
+	flags := regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1)
+	if len(flags) < 20 {
+		t.Fatalf("only %d flags in the usage", len(flags))
+	}
+	for _, f := range flags {
+		if !strings.Contains(section, "`-"+f[1]+"`") {
+			t.Errorf("flag -%s is not in the README's storefront table", f[1])
+		}
 	}
 }
