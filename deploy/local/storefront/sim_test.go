@@ -202,7 +202,7 @@ func TestSimClock(t *testing.T) {
 	c := storefront.NewSimClock(shopOpens, 3600)
 	time.Sleep(20 * time.Millisecond)
 	got := c.Now().Sub(shopOpens)
-	if got < 72*time.Second || got > 20*time.Minute { // 20 ms wall = 72 shop seconds, and some slack
+	if got < 72*time.Second || got > 10*time.Hour { // 20 ms wall = 72 shop seconds; a loaded machine may sleep longer
 		t.Fatalf("shop time moved %s in ~20ms at 3600x", got)
 	}
 	m := storefront.NewManualClock(shopOpens)
