@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// HeaderShopTime carries the shop time (RFC 3339) on every 200 answer of GET /v1/orders.
+const HeaderShopTime = "X-Storefront-Shop-Time"
+
 // Defaults for APIConfig.
 const (
 	DefaultLimit = 100
@@ -52,7 +55,9 @@ func NewAPI(sim *Simulator, cfg APIConfig) (*API, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	a := &API{sim: sim, cfg: cfg, tokens: tokenCodec{cfg.TokenSecret}, mux: http.NewServeMux(), log: cfg.Log}
-	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, 200, map[string]string{"status": "ok", "shop_time": a.sim.Now().Format(time.RFC3339Nano)})
+	})
 	a.mux.Handle("GET /v1/orders", a.auth(a.listOrders))
 	a.mux.Handle("GET /v1/orders/{id}", a.auth(a.getOrder))
 	a.mux.Handle("GET /v1/admin/versions", a.auth(a.versions))
@@ -177,6 +182,9 @@ func (a *API) listOrders(w http.ResponseWriter, r *http.Request) {
 	if tok != nil {
 		after = &key{tok.UpdatedAt, tok.ID}
 	}
+	// The shop's clock, for a client's cursor lag: at -speed above 1 shop
+	// time runs ahead of the wall clock, so lag against time.Now is meaningless.
+	w.Header().Set(HeaderShopTime, a.sim.Now().Format(time.RFC3339Nano))
 	orders, more := a.sim.page(since, after, fault == FaultRepeat, limit)
 	page := OrderPage{Orders: orders, HasMore: more}
 	if page.Orders == nil {

@@ -173,6 +173,10 @@ func TestQueryErrorsAndCap(t *testing.T) {
 			t.Errorf("limit %d: %d orders (more %v), want %d", tt.limit, len(p.Orders), p.HasMore, tt.want)
 		}
 	}
+	resp, _ := s.get(t, "/v1/orders", "Bearer "+testToken)
+	if got, err := time.Parse(time.RFC3339Nano, resp.Header.Get(storefront.HeaderShopTime)); err != nil || !got.Equal(s.clock.Now()) {
+		t.Errorf("%s %q, want %s", storefront.HeaderShopTime, resp.Header.Get(storefront.HeaderShopTime), s.clock.Now())
+	}
 	if p := s.page(t, url.Values{}); len(p.Orders) != storefront.DefaultLimit {
 		t.Errorf("no limit: %d orders, want %d", len(p.Orders), storefront.DefaultLimit)
 	}

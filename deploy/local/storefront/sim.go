@@ -249,6 +249,9 @@ func (s *Simulator) emit(first int) int {
 	return len(made)
 }
 
+// Now is the shop time.
+func (s *Simulator) Now() time.Time { return s.cfg.Clock.Now() }
+
 // Versions returns a copy of every version made so far, in the order made.
 func (s *Simulator) Versions() []Version {
 	s.mu.Lock()
