@@ -84,7 +84,6 @@ type Simulator struct {
 	sched       schedule
 	versions    []Version
 	lastStamp   time.Time
-	lastAdvance time.Time
 	nextArrival time.Time
 	burst       bool
 	seq         uint64
@@ -156,7 +155,6 @@ func NewSimulator(cfg SimConfig) *Simulator {
 		s.products = rand.NewZipf(rng, 1.1, 10, uint64(n-1))
 	}
 	now := cfg.Clock.Now()
-	s.lastAdvance = now
 	s.nextArrival = now.Add(s.gap())
 	return s
 }
@@ -225,9 +223,6 @@ func (s *Simulator) Advance(to time.Time) int {
 		}
 		ev := heap.Pop(&s.sched).(event)
 		s.step(s.orders[ev.id], ev.at)
-	}
-	if to.After(s.lastAdvance) {
-		s.lastAdvance = to
 	}
 	return s.emit(first)
 }
