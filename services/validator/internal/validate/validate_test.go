@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
@@ -20,7 +21,7 @@ import (
 
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
-func setup(t *testing.T) (*Validator, *avroserde.Codec, *srfake.Registry) {
+func setup(t *testing.T, meter metric.Meter) (*Validator[events.ClickEvent], *avroserde.Codec, *srfake.Registry) {
 	t.Helper()
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
@@ -32,8 +33,11 @@ func setup(t *testing.T) (*Validator, *avroserde.Codec, *srfake.Registry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := rules.ClickEvents(rules.Config{AllowedEventTypes: []string{"page_view"}, MaxFutureSkew: time.Minute, MaxEventAge: time.Hour})
-	v, err := New(c, set, "valid", noop.NewMeterProvider().Meter("t"))
+	set, err := rules.ClickEvents(rules.Config{AllowedEventTypes: []string{"page_view", "add_to_cart", "purchase"}, MaxFutureSkew: time.Minute, MaxEventAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := New[events.ClickEvent](c, set, "valid", meter)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +45,7 @@ func setup(t *testing.T) (*Validator, *avroserde.Codec, *srfake.Registry) {
 }
 
 func TestHandle(t *testing.T) {
-	v, c, _ := setup(t)
+	v, c, _ := setup(t, noop.NewMeterProvider().Meter("t"))
 	anon := "a1"
 	good := events.ClickEvent{EventID: "e1", EventTimestamp: now, ReceivedAt: now, EventType: "page_view",
 		AnonymousID: &anon, SessionID: "s1", PageURL: "https://x.example/", Source: "kafka"}
@@ -84,7 +88,7 @@ func TestHandle(t *testing.T) {
 			if !ok {
 				t.Fatalf("err = %v, want a rejection", err)
 			}
-			if rej.SchemaID != c.ID() || rej.Entity != Entity || len(rej.Reasons) != len(tt.wantRules) {
+			if rej.SchemaID != c.ID() || rej.Entity != "click_event" || len(rej.Reasons) != len(tt.wantRules) {
 				t.Fatalf("rejection %+v", rej)
 			}
 			for i, r := range rej.Reasons {
@@ -97,7 +101,7 @@ func TestHandle(t *testing.T) {
 }
 
 func TestHandleRewritesOlderWriterVersionToCurrent(t *testing.T) {
-	v, c, reg := setup(t)
+	v, c, reg := setup(t, noop.NewMeterProvider().Meter("t"))
 	old := `{"type":"record","name":"ClickEvent","namespace":"ecom.events","fields":[
 	 {"name":"event_id","type":"string"},
 	 {"name":"event_timestamp","type":{"type":"long","logicalType":"timestamp-micros"}},
