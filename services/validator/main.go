@@ -13,8 +13,8 @@ import (
 
 	"github.com/ecomstream/platform/pkg/avroserde"
 	"github.com/ecomstream/platform/pkg/config"
-	"github.com/ecomstream/platform/pkg/service"
 	"github.com/ecomstream/platform/pkg/events"
+	"github.com/ecomstream/platform/pkg/service"
 	protoavro "github.com/ecomstream/platform/proto/avro"
 	"github.com/ecomstream/platform/services/validator/internal/rules"
 	"github.com/ecomstream/platform/services/validator/internal/validate"

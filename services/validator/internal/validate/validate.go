@@ -25,7 +25,7 @@ import (
 // WarningsHeader is the Kafka header of a valid record that failed warn
 // rules: their ids, comma-separated, in rule-file order. bq-writer stores it
 // in fact_events.dq_warnings.
-const WarningsHeader = "ecom-dq-warnings"
+const WarningsHeader = stream.DQWarningsHeader
 
 // Validator is the handler of entity T (a type of pkg/events, e.g.
 // events.ClickEvent).
