@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -103,6 +104,9 @@ func Parse(file string, content []byte, params Params) (*Set, error) {
 		if rest, ok := strings.CutPrefix(msg, "line "); ok {
 			if n, after, ok := strings.Cut(rest, ": "); ok {
 				if line, err := strconv.Atoi(n); err == nil {
+					if id := lastID(content, line); id != "" {
+						after += " (after rule " + id + ")"
+					}
 					return nil, &loadError{file: file, line: line, msg: after}
 				}
 			}
@@ -153,6 +157,23 @@ func Parse(file string, content []byte, params Params) (*Set, error) {
 		s.rules = append(s.rules, r)
 	}
 	return s, nil
+}
+
+var idLine = regexp.MustCompile(`^\s*-?\s*id:\s*([A-Za-z0-9_.-]+)\s*$`)
+
+// lastID is the id of the last rule that starts before line, to place a
+// syntax error the YAML parser reports by line only.
+func lastID(content []byte, line int) string {
+	id := ""
+	for i, l := range strings.Split(string(content), "\n") {
+		if i+1 >= line {
+			break
+		}
+		if m := idLine.FindStringSubmatch(l); m != nil {
+			id = m[1]
+		}
+	}
+	return id
 }
 
 // mapping checks n is a mapping with only the allowed keys and returns it.
