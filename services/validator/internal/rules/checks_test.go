@@ -31,7 +31,7 @@ func indent(body string) string {
 func order() events.Order {
 	return events.Order{OrderID: "o1", UserID: "u1", Status: "paid", OrderTimestamp: now.Add(-time.Hour), UpdatedAt: now,
 		Currency: "EUR", SubtotalMinor: 1000, TaxMinor: 200, ShippingMinor: 300, TotalMinor: 1500,
-		Items: []events.OrderItem{{ProductID: "p1", Quantity: 2, UnitPriceMinor: 300}, {ProductID: "p2", Quantity: 1, UnitPriceMinor: 400}},
+		Items:  []events.OrderItem{{ProductID: "p1", Quantity: 2, UnitPriceMinor: 300}, {ProductID: "p2", Quantity: 1, UnitPriceMinor: 400}},
 		Source: "api"}
 }
 
