@@ -43,11 +43,23 @@ func (c *Config) Validate() error {
 		config.NotEmpty("INPUT_TOPIC", c.InputTopic),
 		config.NotEmpty("OUTPUT_TOPIC", c.OutputTopic),
 		config.NotEmpty("KAFKA_CONSUMER_GROUP", c.ConsumerGroup),
+		dirOrEmpty("RULES_DIR", c.RulesDir),
 		config.NonEmptyList("ALLOWED_EVENT_TYPES", c.AllowedEventTypes),
 		config.Between("MAX_FUTURE_SKEW", c.MaxFutureSkew, 0, 24*time.Hour),
 		config.Positive("MAX_EVENT_AGE", c.MaxEventAge),
 		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
 	)
+}
+
+// dirOrEmpty fails unless dir is empty or an existing directory.
+func dirOrEmpty(name, dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return config.Errorf(name, "%q is not a directory", dir)
+	}
+	return nil
 }
 
 func main() {
