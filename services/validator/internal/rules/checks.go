@@ -56,11 +56,7 @@ type presence struct {
 }
 
 func (c *presence) missing(f *field, rec reflect.Value, m Meta) bool {
-	v := f.get(rec, m)
-	if v.null {
-		return true
-	}
-	return c.blank && ((f.kind == kString && strings.TrimSpace(v.s) == "") || (f.kind == kSlice && v.n == 0))
+	return f.missing(rec, m, c.blank)
 }
 
 func (c *presence) ok(rec reflect.Value, m Meta) bool {
@@ -109,15 +105,15 @@ type offset struct {
 }
 
 func (c *offset) bad(f *field, rec reflect.Value, m Meta) bool {
-	v := f.get(rec, m)
-	if v.null {
+	t, ok := f.time(rec, m)
+	if !ok {
 		return false
 	}
-	r := c.ref.get(rec, m)
-	if r.null {
+	r, ok := c.ref.time(rec, m)
+	if !ok {
 		return false
 	}
-	d := v.t.Sub(r.t)
+	d := t.Sub(r)
 	return (c.hasMax && d > c.max) || (c.hasMin && d < c.min)
 }
 
@@ -178,8 +174,8 @@ func (c *exprCheck) explain(rec reflect.Value, _ Meta) (string, string) {
 
 // Per-value tests.
 
-func inSet(set map[string]struct{}) func(*field, value) bool {
-	return func(_ *field, v value) bool { _, ok := set[v.s]; return ok }
+func inSet(set strSet) func(*field, value) bool {
+	return func(_ *field, v value) bool { return set.has(v.s) }
 }
 
 func between(hasMin, hasMax bool, lo, hi float64) func(*field, value) bool {
@@ -201,7 +197,7 @@ func matches(re *regexp.Regexp) func(*field, value) bool {
 	return func(_ *field, v value) bool { return re.MatchString(v.s) }
 }
 
-func isURL(schemes map[string]struct{}, host bool) func(*field, value) bool {
+func isURL(schemes strSet, host bool) func(*field, value) bool {
 	return func(_ *field, v value) bool {
 		if ok, sure := fastURL(v.s, schemes, host); sure {
 			return ok
@@ -210,7 +206,7 @@ func isURL(schemes map[string]struct{}, host bool) func(*field, value) bool {
 		if err != nil {
 			return false
 		}
-		if _, ok := schemes[u.Scheme]; !ok {
+		if !schemes.has(u.Scheme) {
 			return false
 		}
 		return !host || u.Host != ""
@@ -221,12 +217,12 @@ func isURL(schemes map[string]struct{}, host bool) func(*field, value) bool {
 // lower-case http(s) URL of printable ASCII with no escapes or user info,
 // which url.Parse is known to accept. sure is false for anything else, left
 // to url.Parse.
-func fastURL(s string, schemes map[string]struct{}, needHost bool) (ok, sure bool) {
+func fastURL(s string, schemes strSet, needHost bool) (ok, sure bool) {
 	scheme, rest, found := strings.Cut(s, "://")
 	if !found || (scheme != "http" && scheme != "https") {
 		return false, false
 	}
-	if _, allowed := schemes[scheme]; !allowed {
+	if !schemes.has(scheme) {
 		return false, true
 	}
 	end := strings.IndexAny(rest, "/?#")

@@ -119,6 +119,49 @@ func (f *field) get(rec reflect.Value, m Meta) value {
 	return value{}
 }
 
+// missing reports whether the field is null or, with blank, a blank string
+// or an empty array: get without building a value (the hot path of required).
+func (f *field) missing(rec reflect.Value, m Meta, blank bool) bool {
+	if f.index < 0 {
+		return m.RecordTime.IsZero() || m.RecordTime.UnixMilli() < 0
+	}
+	v := rec.Field(f.index)
+	if f.ptr {
+		if v.IsNil() {
+			return true
+		}
+		v = v.Elem()
+	}
+	if !blank {
+		return f.kind == kSlice && v.IsNil()
+	}
+	switch f.kind {
+	case kString:
+		return strings.TrimSpace(v.String()) == ""
+	case kSlice:
+		return v.Len() == 0
+	}
+	return false
+}
+
+// time reads a timestamp field; ok is false when it is null.
+func (f *field) time(rec reflect.Value, m Meta) (t time.Time, ok bool) {
+	if f.index < 0 {
+		if m.RecordTime.IsZero() || m.RecordTime.UnixMilli() < 0 {
+			return time.Time{}, false
+		}
+		return m.RecordTime, true
+	}
+	v := rec.Field(f.index)
+	if f.ptr {
+		if v.IsNil() {
+			return time.Time{}, false
+		}
+		v = v.Elem()
+	}
+	return *(*time.Time)(v.Addr().UnsafePointer()), true
+}
+
 // show renders a value for a message (failure path only).
 func (f *field) show(v value) string {
 	if v.null {

@@ -513,12 +513,37 @@ func firstLine(s string) string {
 	return line
 }
 
-func toSet(vals []string) map[string]struct{} {
+// strSet is a set of strings: a slice scanned in order while small (faster
+// than hashing for the few event types a rule names), a map when large.
+type strSet struct {
+	few  []string
+	many map[string]struct{}
+}
+
+const fewStrings = 8
+
+func (s strSet) has(v string) bool {
+	if s.many != nil {
+		_, ok := s.many[v]
+		return ok
+	}
+	for _, x := range s.few {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func toSet(vals []string) strSet {
+	if len(vals) <= fewStrings {
+		return strSet{few: slices.Clone(vals)}
+	}
 	set := make(map[string]struct{}, len(vals))
 	for _, v := range vals {
 		set[v] = struct{}{}
 	}
-	return set
+	return strSet{many: set}
 }
 
 // paramSet is a clause's params; a param no check reads is a load error.

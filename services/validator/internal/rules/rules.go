@@ -95,7 +95,7 @@ type clause struct {
 // condition restricts a clause to the records it applies to.
 type condition struct {
 	f       *field
-	set     map[string]struct{} // the field's value is one of these
+	set     strSet // the field's value is one of these
 	present bool                // the field is set (not null)
 	absent  bool
 	expr    *exprCheck
@@ -105,18 +105,20 @@ func (c *condition) holds(rec reflect.Value, m Meta) bool {
 	if c.expr != nil {
 		return c.expr.ok(rec, m)
 	}
-	v := c.f.get(rec, m)
 	switch {
 	case c.present:
-		return !v.null
+		return !c.f.missing(rec, m, false)
 	case c.absent:
-		return v.null
+		return c.f.missing(rec, m, false)
 	}
-	if v.null {
-		return false
+	v := rec.Field(c.f.index) // a string field (checked at load)
+	if c.f.ptr {
+		if v.IsNil() {
+			return false
+		}
+		v = v.Elem()
 	}
-	_, ok := c.set[v.s]
-	return ok
+	return c.set.has(v.String())
 }
 
 func (cl *clause) applies(rec reflect.Value, m Meta) bool {
