@@ -96,7 +96,7 @@ type clause struct {
 type condition struct {
 	f       *field
 	set     strSet // the field's value is one of these
-	present bool                // the field is set (not null)
+	present bool   // the field is set (not null)
 	absent  bool
 	expr    *exprCheck
 }
