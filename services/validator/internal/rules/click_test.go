@@ -138,3 +138,33 @@ rules:
 		results, _ = s.Evaluate(&o, now, results)
 	}
 }
+
+// TestVersionsRecorded: every change to an embedded rule file bumps its
+// version (dead letters and ecom_dq_ruleset_info name rule sets by version
+// and hash; one version must mean one content). testdata/versions.txt
+// records "<file> <version> <hash>" for every version released.
+func TestVersionsRecorded(t *testing.T) {
+	b, err := os.ReadFile("testdata/versions.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]string{} // file version -> hash
+	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && !strings.HasPrefix(line, "#") {
+			recorded[f[0]+" "+f[1]] = f[2]
+		}
+	}
+	sets, err := Embedded(defaults.Params())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sets {
+		key := s.File + " " + s.Version
+		switch h, ok := recorded[key]; {
+		case !ok:
+			t.Errorf("%s version %s is not in testdata/versions.txt: add the line %q", s.File, s.Version, key+" "+s.Hash)
+		case h != s.Hash:
+			t.Errorf("%s changed (sha256 %s, recorded %s for version %s): bump its version and record the new line", s.File, s.Hash, h, s.Version)
+		}
+	}
+}
