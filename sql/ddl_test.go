@@ -90,8 +90,8 @@ func TestDialectsHaveSameColumns(t *testing.T) {
 	if !slices.Equal(d, b) {
 		t.Fatalf("columns differ:\nduckdb   %v\nbigquery %v", d, b)
 	}
-	if len(d) != 32 {
-		t.Fatalf("got %d columns, want 32: %v", len(d), d)
+	if len(d) != 33 {
+		t.Fatalf("got %d columns, want 33: %v", len(d), d)
 	}
 }
 

@@ -46,6 +46,11 @@ func Chain(h Handler, mws ...Middleware) Handler {
 // a record rejected again is dead-lettered with attempt = value + 1.
 const ReplayAttemptHeader = "ecom-replay-attempt"
 
+// DQWarningsHeader is set by the validator on a valid record that failed
+// warn-severity rules: their ids, comma-separated. bq-writer stores it in
+// fact_events.dq_warnings.
+const DQWarningsHeader = "ecom-dq-warnings"
+
 // PanicAttempts is how many times Recover lets one record panic, with no
 // transient cause, before it dead-letters the record.
 const PanicAttempts = 3

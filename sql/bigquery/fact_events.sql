@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS `${project}.${dataset}.fact_events` (
     source_offset    INT64     NOT NULL OPTIONS (description = 'Kafka offset bq-writer read the row from.'),
     loaded_at        TIMESTAMP NOT NULL OPTIONS (description = 'When bq-writer appended the row.'),
     client_ip        STRING             OPTIONS (description = 'Client IP truncated for privacy (IPv4 /24, IPv6 /48) when the HTTP collector keeps it; NULL otherwise.'),
-    collector_source STRING             OPTIONS (description = 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.')
+    collector_source STRING             OPTIONS (description = 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.'),
+    dq_warnings      STRING             OPTIONS (description = 'Ids of the warn-severity data-quality rules the event failed at the validator, comma-separated (e.g. click.commerce_fields); NULL when it passed them all.')
 )
 PARTITION BY DATE(event_timestamp)
 CLUSTER BY user_id, event_type
@@ -57,4 +58,5 @@ OPTIONS (
 -- already; IF NOT EXISTS makes these no-ops there).
 ALTER TABLE `${project}.${dataset}.fact_events`
     ADD COLUMN IF NOT EXISTS client_ip STRING OPTIONS (description = 'Client IP truncated for privacy (IPv4 /24, IPv6 /48) when the HTTP collector keeps it; NULL otherwise.'),
-    ADD COLUMN IF NOT EXISTS collector_source STRING OPTIONS (description = 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.');
+    ADD COLUMN IF NOT EXISTS collector_source STRING OPTIONS (description = 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.'),
+    ADD COLUMN IF NOT EXISTS dq_warnings STRING OPTIONS (description = 'Ids of the warn-severity data-quality rules the event failed at the validator, comma-separated (e.g. click.commerce_fields); NULL when it passed them all.');

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS fact_events (
     source_offset    BIGINT      NOT NULL,
     loaded_at        TIMESTAMPTZ NOT NULL,
     client_ip        VARCHAR,
-    collector_source VARCHAR
+    collector_source VARCHAR,
+    dq_warnings      VARCHAR
 );
 
 -- Columns added after the first release are also added to files made before it (ADD COLUMN appends
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS fact_events (
 -- column order, and fact_events_duplicates the same one).
 ALTER TABLE fact_events ADD COLUMN IF NOT EXISTS client_ip VARCHAR;
 ALTER TABLE fact_events ADD COLUMN IF NOT EXISTS collector_source VARCHAR;
+ALTER TABLE fact_events ADD COLUMN IF NOT EXISTS dq_warnings VARCHAR;
 
 COMMENT ON TABLE fact_events IS 'One row per click event written by bq-writer; source duplicates removed within a bounded window.';
 COMMENT ON COLUMN fact_events.event_id IS 'Producer-assigned unique id; the deduplication key.';
@@ -88,3 +90,4 @@ COMMENT ON COLUMN fact_events.source_offset IS 'Kafka offset bq-writer read the 
 COMMENT ON COLUMN fact_events.loaded_at IS 'When bq-writer committed the row.';
 COMMENT ON COLUMN fact_events.client_ip IS 'Client IP truncated for privacy (IPv4 /24, IPv6 /48) when the HTTP collector keeps it; NULL otherwise.';
 COMMENT ON COLUMN fact_events.collector_source IS 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.';
+COMMENT ON COLUMN fact_events.dq_warnings IS 'Ids of the warn-severity data-quality rules the event failed at the validator, comma-separated (e.g. click.commerce_fields); NULL when it passed them all.';

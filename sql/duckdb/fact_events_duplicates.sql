@@ -46,11 +46,13 @@ CREATE TABLE IF NOT EXISTS fact_events_duplicates (
     source_offset    BIGINT      NOT NULL,
     loaded_at        TIMESTAMPTZ NOT NULL,
     client_ip        VARCHAR,
-    collector_source VARCHAR
+    collector_source VARCHAR,
+    dq_warnings      VARCHAR
 );
 
 ALTER TABLE fact_events_duplicates ADD COLUMN IF NOT EXISTS client_ip VARCHAR;
 ALTER TABLE fact_events_duplicates ADD COLUMN IF NOT EXISTS collector_source VARCHAR;
+ALTER TABLE fact_events_duplicates ADD COLUMN IF NOT EXISTS dq_warnings VARCHAR;
 
 COMMENT ON TABLE fact_events_duplicates IS 'Copies of events that bq-writer did not keep: within DEDUP_WINDOW of the kept copy of the same event_id.';
 COMMENT ON COLUMN fact_events_duplicates.event_id IS 'Producer-assigned id; the kept copy is in fact_events.';

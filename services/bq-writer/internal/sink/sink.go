@@ -176,6 +176,11 @@ func (s *Sink) decode(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, erro
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		row.TraceID = sc.TraceID().String()
 	}
+	for _, h := range rec.Headers {
+		if h.Key == stream.DQWarningsHeader {
+			row.DQWarnings = string(h.Value)
+		}
+	}
 	s.batch.Events = append(s.batch.Events, row)
 	s.rowRecs = append(s.rowRecs, rec)
 	if len(s.links) < maxLinks {

@@ -141,7 +141,11 @@ func TestSinkWritesExactlyOnceAndDeadLettersUndecodable(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "valid", Key: []byte(fmt.Sprint(i)), Value: v}).FirstErr(); err != nil {
+			rec := &kgo.Record{Topic: "valid", Key: []byte(fmt.Sprint(i)), Value: v}
+			if i%10 == 7 { // flagged by the validator's warn rules
+				rec.Headers = []kgo.RecordHeader{{Key: stream.DQWarningsHeader, Value: []byte("click.commerce_fields")}}
+			}
+			if err := prod.ProduceSync(ctx, rec).FirstErr(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -183,6 +187,13 @@ func TestSinkWritesExactlyOnceAndDeadLettersUndecodable(t *testing.T) {
 
 	if got := wh.count(); got != 143 {
 		t.Errorf("warehouse holds %d rows, want 143", got)
+	}
+	for id, row := range wh.rows {
+		var i int
+		fmt.Sscanf(id, "e-%d", &i)
+		if want := map[bool]string{true: "click.commerce_fields"}[i%10 == 7]; row.DQWarnings != want {
+			t.Errorf("row %s dq_warnings %q, want %q", id, row.DQWarnings, want)
+		}
 	}
 	if wh.writes == writesBefore {
 		t.Error("second run wrote nothing")

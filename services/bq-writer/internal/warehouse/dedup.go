@@ -87,8 +87,11 @@ func compareCopies(a, b *EventRow) int {
 			return c
 		}
 	}
-	// trace_id: "" is stored as NULL, which sorts first, as "" does.
-	return strings.Compare(a.TraceID, b.TraceID)
+	// trace_id, dq_warnings: "" is stored as NULL, which sorts first, as "" does.
+	if c := strings.Compare(a.TraceID, b.TraceID); c != 0 {
+		return c
+	}
+	return strings.Compare(a.DQWarnings, b.DQWarnings)
 }
 
 func compareOpt[T any](a, b *T, compare func(T, T) int) int {

@@ -300,7 +300,7 @@ func (d *DuckDB) resolveStored(ctx context.Context, tx *sql.Tx, events []EventRo
 const copyColumns = `rowid, event_id, event_timestamp, received_at, event_type, user_id, anonymous_id,
   session_id, page_url, referrer, user_agent, device_type, os, browser, country, region, city, product_id,
   search_query, quantity, price_minor, currency, order_id, source, trace_id, source_topic, source_partition,
-  source_offset, client_ip, collector_source`
+  source_offset, client_ip, collector_source, dq_warnings`
 
 const copyFilter = ` WHERE event_timestamp BETWEEN ? AND ? AND event_id IN (SELECT unnest(CAST(?::JSON AS VARCHAR[])))`
 
@@ -357,12 +357,12 @@ func readCopies(ctx context.Context, tx *sql.Tx, ids []string, sp span, state ma
 func scanCopy(rows *sql.Rows, kept *bool, rowid *int64) (*EventRow, error) {
 	r := new(EventRow)
 	e := &r.ClickEvent
-	var opt [17]sql.NullString // user_id ... order_id, trace_id, client_ip, collector_source
+	var opt [18]sql.NullString // user_id ... order_id, trace_id, client_ip, collector_source, dq_warnings
 	var qty, price sql.NullInt64
 	if err := rows.Scan(kept, rowid, &e.EventID, &e.EventTimestamp, &e.ReceivedAt, &e.EventType,
 		&opt[0], &opt[1], &e.SessionID, &e.PageURL, &opt[2], &opt[3], &opt[4], &opt[5], &opt[6], &opt[7],
 		&opt[8], &opt[9], &opt[10], &opt[11], &qty, &price, &opt[12], &opt[13], &e.Source, &opt[14],
-		&r.SourceTopic, &r.SourcePartition, &r.SourceOffset, &opt[15], &opt[16]); err != nil {
+		&r.SourceTopic, &r.SourcePartition, &r.SourceOffset, &opt[15], &opt[16], &opt[17]); err != nil {
 		return nil, err
 	}
 	str := func(n sql.NullString) *string {
@@ -377,6 +377,7 @@ func scanCopy(rows *sql.Rows, kept *bool, rowid *int64) (*EventRow, error) {
 	e.Currency, e.OrderID = str(opt[12]), str(opt[13])
 	r.TraceID = opt[14].String // NULL is ""
 	e.ClientIP, e.CollectorSource = str(opt[15]), str(opt[16])
+	r.DQWarnings = opt[17].String // NULL is ""
 	if qty.Valid {
 		q := int(qty.Int64)
 		e.Quantity = &q

@@ -572,7 +572,7 @@ var factColumns = []string{
 	"product_id", "search_query", "quantity", "price_minor", "currency", "order_id",
 	"source", "received_at", "trace_id",
 	"source_topic", "source_partition", "source_offset", "loaded_at",
-	"client_ip", "collector_source",
+	"client_ip", "collector_source", "dq_warnings",
 }
 
 // appendRows appends events[keep] to table (fact_events or the duplicates table, which have the
@@ -656,6 +656,10 @@ func rowValues(vals []driver.Value, r *EventRow, loadedAt time.Time) int64 {
 	vals[29] = loadedAt
 	vals[30] = opt(e.ClientIP)
 	vals[31] = opt(e.CollectorSource)
+	vals[32] = nil
+	if r.DQWarnings != "" {
+		vals[32] = str(r.DQWarnings)
+	}
 	return size
 }
 
@@ -747,7 +751,7 @@ func invalidRow(r *EventRow) string {
 		v    string
 	}{
 		{"event_id", e.EventID}, {"event_type", e.EventType}, {"session_id", e.SessionID},
-		{"page_url", e.PageURL}, {"source", e.Source}, {"trace_id", r.TraceID}, {"source_topic", r.SourceTopic},
+		{"page_url", e.PageURL}, {"source", e.Source}, {"trace_id", r.TraceID}, {"source_topic", r.SourceTopic}, {"dq_warnings", r.DQWarnings},
 	} {
 		if !utf8.ValidString(f.v) {
 			return f.name + " is not valid UTF-8"

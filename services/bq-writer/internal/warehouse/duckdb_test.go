@@ -659,8 +659,8 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 	}
 }
 
-// A warehouse file made before client_ip and collector_source existed gets them on Migrate, at the
-// end of both tables, so the appender and the moves between the tables (INSERT ... SELECT *) work
+// A warehouse file made before client_ip, collector_source and dq_warnings existed gets them on
+// Migrate, at the end of both tables, so the appender and the moves between the tables (INSERT ... SELECT *) work
 // on it: an HTTP event's columns are stored, and survive being demoted to the duplicates table.
 func TestMigrateAddsCollectorColumnsToOlderFiles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "old.duckdb")
@@ -673,12 +673,12 @@ func TestMigrateAddsCollectorColumnsToOlderFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range stmts {
-		// The DDL as first released: no collector columns, nor the ALTERs adding them.
-		q := strings.Replace(s.SQL, "loaded_at        TIMESTAMPTZ NOT NULL,\n    client_ip        VARCHAR,\n    collector_source VARCHAR\n",
+		// The DDL as first released: no collector or dq_warnings columns, nor the ALTERs adding them.
+		q := strings.Replace(s.SQL, "loaded_at        TIMESTAMPTZ NOT NULL,\n    client_ip        VARCHAR,\n    collector_source VARCHAR,\n    dq_warnings      VARCHAR\n",
 			"loaded_at        TIMESTAMPTZ NOT NULL\n", 1)
 		var keep []string
 		for _, line := range strings.Split(q, "\n") {
-			if !strings.Contains(line, "client_ip") && !strings.Contains(line, "collector_source") {
+			if !strings.Contains(line, "client_ip") && !strings.Contains(line, "collector_source") && !strings.Contains(line, "dq_warnings") {
 				keep = append(keep, line)
 			}
 		}
@@ -689,7 +689,7 @@ func TestMigrateAddsCollectorColumnsToOlderFiles(t *testing.T) {
 			t.Fatalf("old DDL %s: %v", s.Name, err)
 		}
 	}
-	if n := count(t, old, `SELECT count(*) FROM information_schema.columns WHERE column_name IN ('client_ip', 'collector_source')`); n != 0 {
+	if n := count(t, old, `SELECT count(*) FROM information_schema.columns WHERE column_name IN ('client_ip', 'collector_source', 'dq_warnings')`); n != 0 {
 		t.Fatalf("the old DDL still has %d collector columns", n)
 	}
 	if err := old.Close(); err != nil {
@@ -707,6 +707,7 @@ func TestMigrateAddsCollectorColumnsToOlderFiles(t *testing.T) {
 	const topic = "ecom.events.valid.v1"
 	later := row(topic, 0, 0, "http-1", t0)
 	later.Source, later.ClientIP, later.CollectorSource = "http", ptr("203.0.113.0"), ptr("web")
+	later.DQWarnings = "click.commerce_fields"
 	later.ReceivedAt = t0.Add(time.Second)
 	mustWrite(t, d, batch(later))
 	// An earlier-received copy is preferred: the stored one moves to the duplicates table whole.
@@ -716,14 +717,14 @@ func TestMigrateAddsCollectorColumnsToOlderFiles(t *testing.T) {
 		t.Fatalf("second write = %+v, want the new copy kept and the stored one demoted", res)
 	}
 	for _, c := range []struct{ table, want string }{
-		{"fact_events", "1 203.0.113.0 ios"},
-		{duplicatesTable, "0 203.0.113.0 web"},
+		{"fact_events", "1 203.0.113.0 ios click.commerce_fields"},
+		{duplicatesTable, "0 203.0.113.0 web click.commerce_fields"},
 	} {
-		_, rows, err := d.Query(context.Background(), `SELECT source_offset, client_ip, collector_source FROM `+c.table, 10)
+		_, rows, err := d.Query(context.Background(), `SELECT source_offset, client_ip, collector_source, dq_warnings FROM `+c.table, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(rows) != 1 || fmt.Sprintf("%v %v %v", rows[0]...) != c.want {
+		if len(rows) != 1 || fmt.Sprintf("%v %v %v %v", rows[0]...) != c.want {
 			t.Errorf("%s rows = %v, want [%s]", c.table, rows, c.want)
 		}
 	}

@@ -114,7 +114,7 @@ func TestQueryReturnsRows(t *testing.T) {
 		{name: "trailing semicolon and comment", query: "SELECT 42 AS answer; -- why not\n", maxRows: 5, wantCols: []string{"answer"}, wantRows: 1, first: "[42]"},
 		{name: "line comment at the end", query: "SELECT 1 AS a -- trailing", maxRows: 5, wantCols: []string{"a"}, wantRows: 1, first: "[1]"},
 		{name: "cte", query: `WITH x AS (SELECT event_type, count(*) c FROM fact_events GROUP BY 1) SELECT * FROM x`, maxRows: 5, wantCols: []string{"event_type", "c"}, wantRows: 1, first: "[add_to_cart 30]"},
-		{name: "describe", query: `DESCRIBE fact_events`, maxRows: 100, wantRows: 32},
+		{name: "describe", query: `DESCRIBE fact_events`, maxRows: 100, wantRows: 33},
 		{name: "show tables", query: `SHOW TABLES`, maxRows: 100, wantCols: []string{"name"}, wantRows: 3},
 		{name: "from first", query: `FROM stream_positions SELECT next_offset`, maxRows: 100, wantCols: []string{"next_offset"}, wantRows: 1, first: "[30]"},
 		{name: "no rows", query: `SELECT * FROM fact_events WHERE false`, maxRows: 10, wantCols: factColumns, wantRows: 0},

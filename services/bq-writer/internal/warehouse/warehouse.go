@@ -27,7 +27,10 @@ type EventRow struct {
 	events.ClickEvent
 	// TraceID is the W3C trace id (32 lower-case hex chars) from the record's traceparent header;
 	// empty when the record carried none (stored as NULL).
-	TraceID         string
+	TraceID string
+	// DQWarnings is the validator's ecom-dq-warnings header: the ids of the warn rules the
+	// event failed, comma-separated; empty when it had none (stored as NULL).
+	DQWarnings      string
 	SourceTopic     string
 	SourcePartition int32
 	SourceOffset    int64

@@ -1,27 +1,32 @@
-// Package rules holds the data-quality rules the validator applies to every
-// ClickEvent. Every rule has a stable id (dashboards, alerts and dead letters
-// refer to it); a record failing any rule is dead-lettered with every failed
-// rule, not just the first.
+// Package rules is the validator's data-quality rule engine. Rules are
+// declared per entity in versioned YAML files (services/validator/rules/,
+// embedded in the binary; RULES_DIR replaces them), compiled once at load
+// against the entity's generated Go type in pkg/events, and evaluated per
+// record without reflection lookups or allocation on the pass path.
+//
+// Every rule has a stable id (dashboards, alerts and dead letters refer to
+// it) and a severity: a record failing an `error` rule is dead-lettered with
+// every failed rule, not just the first; a record failing only `warn` rules
+// passes on, flagged with their ids. An invalid file stops the validator at
+// start with one error naming the file, line and rule.
 //
 // A verdict depends on the record alone, never on when it is processed: the
-// time rules judge event_timestamp against received_at (when the raw event
-// reached the platform), and received_at against the Kafka record's own
-// timestamp. So a
-// validator catching up on old data, or a retry, or a replay, decides as it
-// would have when the event arrived.
+// time checks judge a timestamp against another timestamp of the same record
+// (event_timestamp against received_at, when the raw event reached the
+// platform; received_at against the Kafka record's own timestamp), never
+// against the clock. So a validator catching up on old data, or a retry, or a
+// replay, decides as it would have when the event arrived.
 package rules
 
 import (
 	"fmt"
-	"net/url"
-	"strings"
+	"reflect"
 	"time"
 
 	"github.com/ecomstream/platform/pkg/deadletter"
-	"github.com/ecomstream/platform/pkg/events"
 )
 
-// Rule ids.
+// Rule ids of the click rules (services/validator/rules/click_event.yaml).
 const (
 	RequiredFields      = "click.required_fields"
 	EventTypeAllowed    = "click.event_type_allowed"
@@ -32,154 +37,150 @@ const (
 	CommerceFieldsValid = "click.commerce_fields"
 )
 
-// Config parameterises the click rules.
-type Config struct {
-	AllowedEventTypes []string      // event_type must be one of these
-	MaxFutureSkew     time.Duration // event_timestamp may be at most this far ahead of received_at (client clocks drift), and received_at this far ahead of the record's timestamp
-	MaxEventAge       time.Duration // event_timestamp at most this far behind received_at (late mobile batches arrive; very old ones are suspect)
+// Severity says what a failed rule does to its record.
+type Severity uint8
+
+const (
+	Error Severity = iota + 1 // dead-letter the record
+	Warn                      // pass it on, counted and flagged
+)
+
+func (s Severity) String() string {
+	switch s {
+	case Error:
+		return "error"
+	case Warn:
+		return "warn"
+	}
+	return "?"
 }
 
-// Rule is one data-quality check.
-type Rule struct {
-	ID          string
-	Description string
-	check       func(ev *events.ClickEvent, recordTime time.Time) (field, msg string, ok bool)
+// Outcome is a rule's result for one record.
+type Outcome uint8
+
+const (
+	Pass   Outcome = iota
+	Fail           // an error clause failed: the record is dead-lettered
+	Warned         // only warn clauses failed: the record passes, flagged
+)
+
+// String is the metric label value.
+func (o Outcome) String() string {
+	return [...]string{"pass", "fail", "warn"}[o]
 }
 
 // Result is the outcome of one rule for one record.
 type Result struct {
-	RuleID string
-	Passed bool
+	RuleID  string
+	Outcome Outcome
 }
 
-// Set is an ordered set of rules.
+// Rule is one data-quality rule: one or more clauses under one id. Its
+// outcome is Fail if an error clause fails, else Warned if a warn clause
+// fails, else Pass.
+type Rule struct {
+	ID          string
+	Description string
+	Severity    Severity // of its clauses unless they say otherwise
+	Line        int      // in its file
+	clauses     []clause
+}
+
+type clause struct {
+	when     []condition
+	check    checker
+	severity Severity
+}
+
+// condition restricts a clause to the records it applies to.
+type condition struct {
+	f       *field
+	set     strSet // the field's value is one of these
+	present bool   // the field is set (not null)
+	absent  bool
+	expr    *exprCheck
+}
+
+func (c *condition) holds(rec reflect.Value, m Meta) bool {
+	if c.expr != nil {
+		return c.expr.ok(rec, m)
+	}
+	switch {
+	case c.present:
+		return !c.f.missing(rec, m, false)
+	case c.absent:
+		return c.f.missing(rec, m, false)
+	}
+	v := rec.Field(c.f.index) // a string field (checked at load)
+	if c.f.ptr {
+		if v.IsNil() {
+			return false
+		}
+		v = v.Elem()
+	}
+	return c.set.has(v.String())
+}
+
+func (cl *clause) applies(rec reflect.Value, m Meta) bool {
+	for i := range cl.when {
+		if !cl.when[i].holds(rec, m) {
+			return false
+		}
+	}
+	return true
+}
+
+// Set is the ordered rule set of one entity, from one file.
 type Set struct {
-	rules []Rule
+	Entity  Entity
+	File    string // as loaded, e.g. click_event.yaml or /etc/rules/click_event.yaml
+	Version string // the file's version field
+	Hash    string // first 12 hex digits of the SHA-256 of the file's bytes
+	rules   []Rule
+	ptr     reflect.Type
+	tag     string // appended to every failure message
 }
 
 // Rules returns the rules of the set in evaluation order.
 func (s *Set) Rules() []Rule { return s.rules }
 
-// Evaluate applies every rule to ev, read from a Kafka record with timestamp
-// recordTime (zero if it has none). It returns one Result per rule (for the
-// pass-rate metrics) and the reasons of the failed ones.
-func (s *Set) Evaluate(ev *events.ClickEvent, recordTime time.Time, results []Result) ([]Result, []deadletter.Reason) {
+// Evaluate applies every rule to rec, a pointer to the set's entity type
+// (e.g. *events.ClickEvent), read from a Kafka record with timestamp
+// recordTime (zero if it has none). It returns one Result per rule, in order
+// (for the metrics and the warning flag), and a reason per failed rule (for
+// the dead letter). It allocates only for failed rules and expressions.
+func (s *Set) Evaluate(rec any, recordTime time.Time, results []Result) ([]Result, []deadletter.Reason) {
+	if reflect.TypeOf(rec) != s.ptr {
+		panic(fmt.Sprintf("rules: %s set evaluated on a %T", s.Entity.Name, rec)) // a wiring bug, not data
+	}
+	v := base(rec)
+	m := Meta{RecordTime: recordTime}
 	var reasons []deadletter.Reason
 	results = results[:0]
-	for _, r := range s.rules {
-		field, msg, ok := r.check(ev, recordTime)
-		results = append(results, Result{RuleID: r.ID, Passed: ok})
-		if !ok {
-			reasons = append(reasons, deadletter.Reason{Code: deadletter.RuleFailed, RuleID: r.ID, Field: field, Message: msg})
+	for i := range s.rules {
+		r := &s.rules[i]
+		out := Pass
+		for j := range r.clauses {
+			cl := &r.clauses[j]
+			if !cl.applies(v, m) || cl.check.ok(v, m) {
+				continue
+			}
+			if cl.severity == Warn {
+				out = Warned
+				continue
+			}
+			out = Fail
+			field, msg := cl.check.explain(v, m)
+			reasons = append(reasons, deadletter.Reason{Code: deadletter.RuleFailed, RuleID: r.ID, Field: field, Message: msg + s.tag})
+			break
 		}
+		results = append(results, Result{RuleID: r.ID, Outcome: out})
 	}
 	return results, reasons
 }
 
-// ClickEvents returns the click-event rule set.
-func ClickEvents(cfg Config) *Set {
-	allowed := map[string]bool{}
-	for _, t := range cfg.AllowedEventTypes {
-		allowed[t] = true
-	}
-	return &Set{rules: []Rule{
-		{ID: RequiredFields, Description: "event_id, session_id, page_url and event_type are non-blank, and the visitor is identified by user_id or anonymous_id",
-			check: func(ev *events.ClickEvent, _ time.Time) (string, string, bool) {
-				for _, f := range []struct{ name, v string }{
-					{"event_id", ev.EventID}, {"session_id", ev.SessionID}, {"page_url", ev.PageURL}, {"event_type", ev.EventType},
-				} {
-					if blank(f.v) {
-						return f.name, f.name + " is blank", false
-					}
-				}
-				if blankPtr(ev.UserID) && blankPtr(ev.AnonymousID) {
-					return "user_id", "neither user_id nor anonymous_id is set", false
-				}
-				return "", "", true
-			}},
-		{ID: EventTypeAllowed, Description: "event_type is in the allowed set",
-			check: func(ev *events.ClickEvent, _ time.Time) (string, string, bool) {
-				if !allowed[ev.EventType] {
-					return "event_type", fmt.Sprintf("event_type %q is not allowed", ev.EventType), false
-				}
-				return "", "", true
-			}},
-		{ID: TimestampNotFuture, Description: fmt.Sprintf("event_timestamp is at most %s after received_at", cfg.MaxFutureSkew),
-			check: func(ev *events.ClickEvent, _ time.Time) (string, string, bool) {
-				if ahead := ev.EventTimestamp.Sub(ev.ReceivedAt); ahead > cfg.MaxFutureSkew {
-					return "event_timestamp", fmt.Sprintf("event_timestamp %s is %s after received_at %s (limit %s)",
-						ev.EventTimestamp.Format(time.RFC3339), ahead.Round(time.Second), ev.ReceivedAt.Format(time.RFC3339), cfg.MaxFutureSkew), false
-				}
-				return "", "", true
-			}},
-		{ID: TimestampWithinWin, Description: fmt.Sprintf("event_timestamp is at most %s before received_at", cfg.MaxEventAge),
-			check: func(ev *events.ClickEvent, _ time.Time) (string, string, bool) {
-				if age := ev.ReceivedAt.Sub(ev.EventTimestamp); age > cfg.MaxEventAge {
-					return "event_timestamp", fmt.Sprintf("event_timestamp %s is %s before received_at %s (limit %s)",
-						ev.EventTimestamp.Format(time.RFC3339), age.Round(time.Second), ev.ReceivedAt.Format(time.RFC3339), cfg.MaxEventAge), false
-				}
-				return "", "", true
-			}},
-		{ID: ReceivedAtPlausible, Description: fmt.Sprintf("received_at is at most %s after the Kafka record's timestamp", cfg.MaxFutureSkew),
-			check: func(ev *events.ClickEvent, recordTime time.Time) (string, string, bool) {
-				// ingest gives its output record the timestamp received_at, so
-				// on a CreateTime topic the two are equal. A received_at further
-				// ahead means a record that did not come from ingest, or a
-				// LogAppendTime topic whose broker clock is behind ingest's; the
-				// time rules above cannot be trusted then.
-				// Records without a timestamp (before 0.10's format) are not judged.
-				if recordTime.IsZero() || recordTime.UnixMilli() < 0 {
-					return "", "", true
-				}
-				if ahead := ev.ReceivedAt.Sub(recordTime); ahead > cfg.MaxFutureSkew {
-					return "received_at", fmt.Sprintf("received_at %s is %s after the record's timestamp %s (limit %s)",
-						ev.ReceivedAt.Format(time.RFC3339), ahead.Round(time.Second), recordTime.UTC().Format(time.RFC3339), cfg.MaxFutureSkew), false
-				}
-				return "", "", true
-			}},
-		{ID: PageURLValid, Description: "page_url is an absolute http(s) URL with a host",
-			check: func(ev *events.ClickEvent, _ time.Time) (string, string, bool) {
-				u, err := url.Parse(ev.PageURL)
-				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					return "page_url", fmt.Sprintf("page_url %q is not an absolute http(s) URL", truncate(ev.PageURL, 80)), false
-				}
-				return "", "", true
-			}},
-		{ID: CommerceFieldsValid, Description: "product events name a product, cart events a positive quantity, purchases an order; prices are non-negative with a currency",
-			check: func(ev *events.ClickEvent, _ time.Time) (string, string, bool) {
-				switch ev.EventType {
-				case "product_view", "add_to_cart", "remove_from_cart":
-					if blankPtr(ev.ProductID) {
-						return "product_id", ev.EventType + " needs product_id", false
-					}
-				case "purchase":
-					if blankPtr(ev.OrderID) {
-						return "order_id", "purchase needs order_id", false
-					}
-				}
-				if (ev.EventType == "add_to_cart" || ev.EventType == "remove_from_cart") && (ev.Quantity == nil || *ev.Quantity <= 0) {
-					return "quantity", ev.EventType + " needs a positive quantity", false
-				}
-				if ev.PriceMinor != nil {
-					if *ev.PriceMinor < 0 {
-						return "price_minor", "price is negative", false
-					}
-					if blankPtr(ev.Currency) {
-						return "currency", "price without currency", false
-					}
-				}
-				return "", "", true
-			}},
-	}}
-}
-
-func blank(s string) bool { return strings.TrimSpace(s) == "" }
-
-func blankPtr(s *string) bool { return s == nil || blank(*s) }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+// Label is the rule set's identity for logs, metrics and dead letters:
+// "<file> v<version> sha256:<hash>".
+func (s *Set) Label() string {
+	return fmt.Sprintf("%s v%s sha256:%s", s.File, s.Version, s.Hash)
 }

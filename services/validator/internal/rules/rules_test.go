@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -18,16 +19,29 @@ func valid() events.ClickEvent {
 	}
 }
 
+func clickSet(t testing.TB, cfg Config) *Set {
+	t.Helper()
+	set, err := ClickEvents(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// TestClickEventRules: the cases of the Go rules this file replaced, with
+// the same verdicts, except that a missing commerce field (quantity, price,
+// order_id) is now a warning (wantWarn) where it was a failure.
 func TestClickEventRules(t *testing.T) {
-	set := ClickEvents(Config{
+	set := clickSet(t, Config{
 		AllowedEventTypes: []string{"page_view", "product_view", "add_to_cart", "remove_from_cart", "purchase"},
 		MaxFutureSkew:     5 * time.Minute, MaxEventAge: 7 * 24 * time.Hour,
 	})
 	tests := []struct {
-		name   string
-		mutate func(*events.ClickEvent)
-		record time.Time // the Kafka record's timestamp; zero: now
-		want   []string  // failed rule ids, in order
+		name     string
+		mutate   func(*events.ClickEvent)
+		record   time.Time // the Kafka record's timestamp; zero: now
+		want     []string  // failed rule ids, in order
+		wantWarn []string  // warned rule ids, in order
 	}{
 		{name: "valid", mutate: func(*events.ClickEvent) {}},
 		{name: "logged in without anonymous id", mutate: func(e *events.ClickEvent) { e.AnonymousID, e.UserID = nil, ptr("u1") }},
@@ -64,11 +78,19 @@ func TestClickEventRules(t *testing.T) {
 		{name: "relative url", mutate: func(e *events.ClickEvent) { e.PageURL = "/p/1" }, want: []string{PageURLValid}},
 		{name: "ftp url", mutate: func(e *events.ClickEvent) { e.PageURL = "ftp://x/y" }, want: []string{PageURLValid}},
 		{name: "product view without product", mutate: func(e *events.ClickEvent) { e.EventType = "product_view" }, want: []string{CommerceFieldsValid}},
-		{name: "cart without quantity", mutate: func(e *events.ClickEvent) { e.EventType, e.ProductID = "add_to_cart", ptr("p1") }, want: []string{CommerceFieldsValid}},
+		{name: "cart without quantity", mutate: func(e *events.ClickEvent) { e.EventType, e.ProductID = "add_to_cart", ptr("p1") }, wantWarn: []string{CommerceFieldsValid}},
+		{name: "cart with zero quantity", mutate: func(e *events.ClickEvent) {
+			e.EventType, e.ProductID, e.Quantity, e.PriceMinor, e.Currency = "add_to_cart", ptr("p1"), ptr(0), ptr(int64(999)), ptr("USD")
+		}, want: []string{CommerceFieldsValid}},
+		{name: "cart without price", mutate: func(e *events.ClickEvent) { e.EventType, e.ProductID, e.Quantity = "add_to_cart", ptr("p1"), ptr(2) }, wantWarn: []string{CommerceFieldsValid}},
+		{name: "cart without quantity, negative price", mutate: func(e *events.ClickEvent) {
+			e.EventType, e.ProductID, e.PriceMinor, e.Currency = "add_to_cart", ptr("p1"), ptr(int64(-5)), ptr("USD")
+		}, want: []string{CommerceFieldsValid}},
 		{name: "cart ok", mutate: func(e *events.ClickEvent) {
 			e.EventType, e.ProductID, e.Quantity, e.PriceMinor, e.Currency = "add_to_cart", ptr("p1"), ptr(1), ptr(int64(999)), ptr("USD")
 		}},
-		{name: "purchase without order", mutate: func(e *events.ClickEvent) { e.EventType = "purchase" }, want: []string{CommerceFieldsValid}},
+		{name: "purchase without order", mutate: func(e *events.ClickEvent) { e.EventType = "purchase" }, wantWarn: []string{CommerceFieldsValid}},
+		{name: "price without currency", mutate: func(e *events.ClickEvent) { e.PriceMinor = ptr(int64(100)) }, want: []string{CommerceFieldsValid}},
 		{name: "negative price", mutate: func(e *events.ClickEvent) { e.PriceMinor, e.Currency = ptr(int64(-1)), ptr("USD") }, want: []string{CommerceFieldsValid}},
 		{name: "every failure reported", mutate: func(e *events.ClickEvent) {
 			e.SessionID, e.EventType, e.EventTimestamp, e.PageURL = "", "hover", now.Add(time.Hour), "x"
@@ -85,6 +107,18 @@ func TestClickEventRules(t *testing.T) {
 			results, reasons := set.Evaluate(&ev, record, nil)
 			if len(results) != len(set.Rules()) {
 				t.Errorf("got %d results, want one per rule (%d)", len(results), len(set.Rules()))
+			}
+			var warned, failed []string
+			for _, r := range results {
+				switch r.Outcome {
+				case Warned:
+					warned = append(warned, r.RuleID)
+				case Fail:
+					failed = append(failed, r.RuleID)
+				}
+			}
+			if !slices.Equal(warned, tt.wantWarn) || !slices.Equal(failed, tt.want) {
+				t.Errorf("failed %v warned %v, want failed %v warned %v", failed, warned, tt.want, tt.wantWarn)
 			}
 			var got []string
 			for _, r := range reasons {
@@ -106,7 +140,7 @@ func TestClickEventRules(t *testing.T) {
 }
 
 func BenchmarkEvaluate(b *testing.B) {
-	set := ClickEvents(Config{AllowedEventTypes: []string{"page_view"}, MaxFutureSkew: time.Minute, MaxEventAge: time.Hour})
+	set := clickSet(b, Config{AllowedEventTypes: []string{"page_view"}, MaxFutureSkew: time.Minute, MaxEventAge: time.Hour})
 	ev := valid()
 	var results []Result
 	b.ReportAllocs()
