@@ -54,14 +54,20 @@ type OrderItem struct {
 	ProductID      string `avro:"product_id" json:"product_id"`
 	Quantity       int    `avro:"quantity" json:"quantity"`
 	UnitPriceMinor int64  `avro:"unit_price_minor" json:"unit_price_minor"`
+	// The line's id in the API, stable across versions.
+	LineID *string `avro:"line_id" json:"line_id"`
+	// quantity x unit_price_minor as the API states it (a rule checks the two agree).
+	LineTotalMinor *int64 `avro:"line_total_minor" json:"line_total_minor"`
 }
 
-// One order transaction as known at updated_at. Amounts are integer minor units of currency.
+// One version of an order transaction as known at updated_at. Amounts are integer minor units of currency. (order_id, order_version) identifies a version: the poll and the webhook can both deliver it, and the warehouse keeps it once.
 type Order struct {
 	OrderID string `avro:"order_id" json:"order_id"`
-	UserID  string `avro:"user_id" json:"user_id"`
-	// created, paid, shipped, delivered, cancelled or refunded.
-	Status          string      `avro:"status" json:"status"`
+	// The storefront's customer id (customer_id in its API).
+	UserID string `avro:"user_id" json:"user_id"`
+	// created, paid, shipped, delivered, cancelled, partially_refunded or refunded.
+	Status string `avro:"status" json:"status"`
+	// When the order was created (created_at in the API).
 	OrderTimestamp  time.Time   `avro:"order_timestamp" json:"order_timestamp"`
 	UpdatedAt       time.Time   `avro:"updated_at" json:"updated_at"`
 	Currency        string      `avro:"currency" json:"currency"`
@@ -71,8 +77,23 @@ type Order struct {
 	TotalMinor      int64       `avro:"total_minor" json:"total_minor"`
 	Items           []OrderItem `avro:"items" json:"items"`
 	ShippingCountry *string     `avro:"shipping_country" json:"shipping_country"`
-	// api (cursor poll) or webhook.
+	// api (cursor poll), webhook or backfill.
 	Source string `avro:"source" json:"source"`
+	// The API's per-order version, +1 on every change; 0 = unknown (v1 data).
+	OrderVersion  int64 `avro:"order_version" json:"order_version"`
+	DiscountMinor int64 `avro:"discount_minor" json:"discount_minor"`
+	// Amount refunded so far (partial and full refunds).
+	RefundedMinor int64      `avro:"refunded_minor" json:"refunded_minor"`
+	PaidAt        *time.Time `avro:"paid_at" json:"paid_at"`
+	ShippedAt     *time.Time `avro:"shipped_at" json:"shipped_at"`
+	DeliveredAt   *time.Time `avro:"delivered_at" json:"delivered_at"`
+	CancelledAt   *time.Time `avro:"cancelled_at" json:"cancelled_at"`
+	// The latest refund, partial or full.
+	RefundedAt *time.Time `avro:"refunded_at" json:"refunded_at"`
+	// When ingest-orders received this version (poll answer or webhook); freshness rules judge against it.
+	ReceivedAt *time.Time `avro:"received_at" json:"received_at"`
+	// The webhook's delivery id when source is webhook.
+	WebhookDeliveryID *string `avro:"webhook_delivery_id" json:"webhook_delivery_id"`
 }
 
 // The state of one catalog product after a change seen by catalog-sync.
