@@ -3,6 +3,7 @@ module github.com/ecomstream/platform/services/validator
 go 1.26.0
 
 require (
+	github.com/ecomstream/platform/deploy/local v0.0.0
 	github.com/ecomstream/platform/pkg v0.0.0
 	github.com/ecomstream/platform/proto v0.0.0
 	github.com/expr-lang/expr v1.17.8
@@ -60,6 +61,7 @@ require (
 )
 
 replace (
+	github.com/ecomstream/platform/deploy/local => ../../deploy/local
 	github.com/ecomstream/platform/pkg => ../../pkg
 	github.com/ecomstream/platform/proto => ../../proto
 )

@@ -8,12 +8,14 @@ import (
 	rulefiles "github.com/ecomstream/platform/services/validator/rules"
 )
 
-// Config holds the parameters the click rule file references (the
+// Config holds the parameters the rule files reference (the
 // validator's documented environment variables).
 type Config struct {
 	AllowedEventTypes []string      // ${ALLOWED_EVENT_TYPES}: event_type must be one of these
 	MaxFutureSkew     time.Duration // ${MAX_FUTURE_SKEW}: event_timestamp at most this far ahead of received_at, and received_at of the record's timestamp
 	MaxEventAge       time.Duration // ${MAX_EVENT_AGE}: event_timestamp at most this far behind received_at
+	OrderMaxAhead     time.Duration // ${ORDER_MAX_AHEAD}: an order's updated_at at most this far ahead of received_at
+	OrderMaxLag       time.Duration // ${ORDER_MAX_LAG}: an order's updated_at at most this far behind received_at
 }
 
 // Params returns the ${NAME} values of cfg.
@@ -22,6 +24,8 @@ func (cfg Config) Params() Params {
 		"ALLOWED_EVENT_TYPES": strings.Join(cfg.AllowedEventTypes, ","),
 		"MAX_FUTURE_SKEW":     cfg.MaxFutureSkew.String(),
 		"MAX_EVENT_AGE":       cfg.MaxEventAge.String(),
+		"ORDER_MAX_AHEAD":     cfg.OrderMaxAhead.String(),
+		"ORDER_MAX_LAG":       cfg.OrderMaxLag.String(),
 	}
 }
 
@@ -29,14 +33,19 @@ func (cfg Config) Params() Params {
 func Embedded(params Params) (Sets, error) { return Load(rulefiles.FS, "", params) }
 
 // ClickEvents returns the embedded click_event rule set under cfg.
-func ClickEvents(cfg Config) (*Set, error) {
+func ClickEvents(cfg Config) (*Set, error) { return embeddedSet(cfg, "click_event") }
+
+// Orders returns the embedded order rule set under cfg.
+func Orders(cfg Config) (*Set, error) { return embeddedSet(cfg, "order") }
+
+func embeddedSet(cfg Config, entity string) (*Set, error) {
 	sets, err := Embedded(cfg.Params())
 	if err != nil {
 		return nil, err
 	}
-	s, ok := sets["click_event"]
+	s, ok := sets[entity]
 	if !ok {
-		return nil, fmt.Errorf("no click_event rule file")
+		return nil, fmt.Errorf("no %s rule file", entity)
 	}
 	return s, nil
 }

@@ -37,6 +37,24 @@ const (
 	CommerceFieldsValid = "click.commerce_fields"
 )
 
+// Rule ids of the order rules (services/validator/rules/order.yaml).
+const (
+	OrderRequiredFields     = "order.required_fields"
+	OrderCurrencyISO4217    = "order.currency_iso4217"
+	OrderAmountsNonNegative = "order.amounts_non_negative"
+	OrderTotalMatches       = "order.total_matches"
+	OrderHasLines           = "order.has_lines"
+	OrderQuantitiesPositive = "order.quantities_positive"
+	OrderLineTotals         = "order.line_totals"
+	OrderLinesSumToSubtotal = "order.lines_sum_to_subtotal"
+	OrderRefundWithinTotal  = "order.refund_within_total"
+	OrderStatusKnown        = "order.status_known"
+	OrderStatusConsistent   = "order.status_consistent"
+	OrderStageTimesOrdered  = "order.stage_times_ordered"
+	OrderShippingCountry    = "order.shipping_country_iso3166"
+	OrderFreshness          = "order.freshness"
+)
+
 // Severity says what a failed rule does to its record.
 type Severity uint8
 
