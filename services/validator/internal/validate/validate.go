@@ -54,9 +54,15 @@ func New[T any](codec *avroserde.Codec, set *rules.Set, out string, meter metric
 	}
 	info := metric.WithAttributes(attribute.String("entity", set.Entity.Name), attribute.String("file", set.File),
 		attribute.String("version", set.Version), attribute.String("hash", set.Hash))
-	if _, err := meter.Int64ObservableGauge("ecom.dq.ruleset.info",
-		metric.WithDescription("The rule set in force per entity (always 1): its file, version field and content hash."),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error { o.Observe(1, info); return nil })); err != nil {
+	// One gauge, one callback per entity's Validator: a callback given with
+	// the instrument would be dropped when a second entity asks the meter
+	// for the same instrument.
+	gauge, err := meter.Int64ObservableGauge("ecom.dq.ruleset.info",
+		metric.WithDescription("The rule set in force per entity (always 1): its file, version field and content hash."))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error { o.ObserveInt64(gauge, 1, info); return nil }, gauge); err != nil {
 		return nil, err
 	}
 	v := &Validator[T]{Codec: codec, Rules: set, Out: out, evals: evals, attrs: map[string][3]metric.AddOption{}}
