@@ -113,7 +113,9 @@ func New(opts Options) (*Slice, error) {
 			"COLLECTOR_ADDR=" + s.CollectorAddr, "COLLECTOR_WRITE_KEYS_FILE=" + s.WriteKeysFile,
 			"COLLECTOR_ALLOWED_ORIGINS=" + strings.Join(opts.CollectorOrigins, ",")},
 		"validator": {"INPUT_TOPIC=" + s.Topics.Events, "OUTPUT_TOPIC=" + s.Topics.Valid, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "validator",
-			"KAFKA_TRANSACTIONAL_ID=" + opts.Prefix + "validator-0"},
+			"KAFKA_TRANSACTIONAL_ID=" + opts.Prefix + "validator-0",
+			// The validator also validates orders: keep the slice's off the stack's topics.
+			"ORDERS_INPUT_TOPIC=" + opts.Prefix + "ecom.orders.v1", "ORDERS_OUTPUT_TOPIC=" + opts.Prefix + "ecom.orders.valid.v1"},
 		"bq-writer": {"INPUT_TOPIC=" + s.Topics.Valid, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "bq-writer",
 			"DUCKDB_PATH=" + s.DuckDB, "WAREHOUSE_QUERY_TOKEN=" + opts.QueryToken, "WAREHOUSE_QUERY_MAX_ROWS=1000000"},
 	}
