@@ -38,8 +38,10 @@ func TestRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sets["click_event"] == nil {
-		t.Fatal("no click_event rules")
+	for _, e := range entities(cfg) {
+		if sets[e.Name] == nil {
+			t.Fatalf("no %s rules", e.Name)
+		}
 	}
 	for _, s := range sets {
 		t.Logf("%s: %d rules", s.Label(), len(s.Rules()))

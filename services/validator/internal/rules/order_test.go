@@ -224,3 +224,13 @@ func toEvent(o storefront.Order) events.Order {
 		RefundedMinor: o.RefundedMinor, PaidAt: o.PaidAt, ShippedAt: o.ShippedAt, DeliveredAt: o.DeliveredAt,
 		CancelledAt: o.CancelledAt, RefundedAt: o.RefundedAt, ReceivedAt: ptr(o.UpdatedAt.Add(time.Second))}
 }
+
+func BenchmarkEvaluateOrders(b *testing.B) {
+	set := orderSet(b)
+	o := delivered()
+	var results []Result
+	b.ReportAllocs()
+	for b.Loop() {
+		results, _ = set.Evaluate(&o, now, results)
+	}
+}
