@@ -71,6 +71,10 @@ type DuckDB struct {
 	// Used only under wmu.
 	recent *recentIDs
 
+	// tables are the writers of the entities other than events (duckdb_orders.go), run in
+	// Write's transaction in this order.
+	tables []tableWriter
+
 	// beforeCommit, when set by tests, runs after the rows and positions are written and before
 	// COMMIT; an error aborts the transaction.
 	beforeCommit func() error
@@ -232,6 +236,7 @@ func OpenDuckDB(path string, opts ...Option) (*DuckDB, error) {
 		cancelClose: cancel,
 		querySlots:  make(chan struct{}, o.maxQueries),
 	}
+	d.tables = []tableWriter{ordersWriter{d}}
 	if o.dedupIndex > 0 {
 		d.recent = newRecentIDs(o.dedupWindow, o.dedupIndex)
 	}
@@ -471,7 +476,7 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 	if err := validateBatch(group, b); err != nil {
 		return res, err
 	}
-	if len(b.Events) == 0 && len(b.Positions) == 0 {
+	if len(b.Events) == 0 && len(b.Orders) == 0 && len(b.Positions) == 0 {
 		return res, nil
 	}
 	unlock, err := d.lockWriter()
@@ -529,6 +534,11 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 	}
 	res.Inserted, res.Duplicates = len(plan.keep), len(plan.drop)
 	res.Replaced = len(plan.demote) + len(plan.promote)
+	for _, w := range d.tables {
+		if err := w.write(ctx, tx, b, stored, now, &res); err != nil {
+			return res, err
+		}
+	}
 
 	// 4. Positions.
 	stmts, args := positionStatements(group, b, stored, now)
@@ -729,7 +739,20 @@ func validateBatch(group string, b Batch) error {
 			return fmt.Errorf("%w: row %d offset %d is not below the batch position %d of %s/%d", ErrInvalidBatch, i, r.SourceOffset, next, r.SourceTopic, r.SourcePartition)
 		}
 		if reason := invalidRow(r); reason != "" {
-			return &RowError{Index: i, Reason: reason}
+			return &RowError{Entity: EntityEvent, Index: i, Reason: reason}
+		}
+	}
+	for i := range b.Orders {
+		r := &b.Orders[i]
+		next, ok := b.Positions[Partition{r.SourceTopic, r.SourcePartition}]
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: order row %d (%s/%d@%d) has no position in the batch", ErrInvalidBatch, i, r.SourceTopic, r.SourcePartition, r.SourceOffset)
+		case r.SourceOffset < 0 || r.SourceOffset >= next:
+			return fmt.Errorf("%w: order row %d offset %d is not below the batch position %d of %s/%d", ErrInvalidBatch, i, r.SourceOffset, next, r.SourceTopic, r.SourcePartition)
+		}
+		if reason := invalidOrder(r); reason != "" {
+			return &RowError{Entity: EntityOrder, Index: i, Reason: reason}
 		}
 	}
 	return nil
