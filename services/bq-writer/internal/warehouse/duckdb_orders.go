@@ -12,14 +12,14 @@ import (
 	duckdb "github.com/duckdb/duckdb-go/v2"
 )
 
-// tableWriter writes one entity's rows of a batch inside Write's transaction, after the events and
-// before the positions. Write runs every writer of DuckDB.tables; an entity is added by adding its
-// writer there (the events path stays in Write itself because its dedup index outlives the
-// transaction).
+// tableWriter writes one entity's rows of a batch inside Write's transaction, before the
+// positions. Write runs every writer of DuckDB.tables; an entity is added by adding its writer
+// there (and its rows to Batch).
 type tableWriter interface {
 	// write stores the entity's rows of b that are not below stored (the group's positions read
-	// in this transaction) and adds its counts to res.
-	write(ctx context.Context, tx *sql.Tx, b Batch, stored map[Partition]int64, now time.Time, res *WriteResult) error
+	// in this transaction) and adds its counts to res. The returned func, if not nil, runs after
+	// the transaction committed (in-memory state that must only see committed rows).
+	write(ctx context.Context, tx *sql.Tx, b Batch, stored map[Partition]int64, now time.Time, res *WriteResult) (func(), error)
 }
 
 // ordersWriter writes Batch.Orders to fact_orders and fact_order_items by the rule of orders.go.
@@ -28,9 +28,9 @@ type ordersWriter struct{ d *DuckDB }
 // lookupChunk bounds the parameters of one stored-version lookup or delete.
 const lookupChunk = 1000
 
-func (w ordersWriter) write(ctx context.Context, tx *sql.Tx, b Batch, stored map[Partition]int64, now time.Time, res *WriteResult) error {
+func (w ordersWriter) write(ctx context.Context, tx *sql.Tx, b Batch, stored map[Partition]int64, now time.Time, res *WriteResult) (func(), error) {
 	if len(b.Orders) == 0 {
-		return nil
+		return nil, nil
 	}
 	fresh := make([]int, 0, len(b.Orders))
 	stale := 0
@@ -52,7 +52,7 @@ func (w ordersWriter) write(ctx context.Context, tx *sql.Tx, b Batch, stored map
 	}
 	versions, err := storedVersions(ctx, tx, ids)
 	if err != nil {
-		return fmt.Errorf("read order versions: %w", err)
+		return nil, fmt.Errorf("read order versions: %w", err)
 	}
 	plan := planOrders(b.Orders, fresh, versions)
 	plan.res.Stale += stale
@@ -64,19 +64,19 @@ func (w ordersWriter) write(ctx context.Context, tx *sql.Tx, b Batch, stored map
 	}
 	for _, table := range []string{"fact_orders", "fact_order_items"} {
 		if err := deleteOrders(ctx, tx, table, replaced); err != nil {
-			return fmt.Errorf("replace %s: %w", table, err)
+			return nil, fmt.Errorf("replace %s: %w", table, err)
 		}
 	}
 	write := append(plan.insert, plan.replace...)
 	if len(write) > 0 {
 		n, err := w.d.appendOrders(ctx, b.Orders, write, now)
 		if err != nil {
-			return fmt.Errorf("append orders: %w", err)
+			return nil, fmt.Errorf("append orders: %w", err)
 		}
 		res.Bytes += n
 	}
 	res.Orders = plan.res
-	return nil
+	return nil, nil
 }
 
 // storedVersions reads the stored version of the given orders.
