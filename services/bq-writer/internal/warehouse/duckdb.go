@@ -463,9 +463,9 @@ func (d *DuckDB) lockWriter() (unlock func(), err error) {
 //     appends the kept rows and the duplicates with the DuckDB appender. Orders (ordersWriter):
 //     keeps the latest version of each order (orders.go has the rule), replacing a stored
 //     order's row and lines when a newer version came;
-//  3. (after commit) lets the writers update in-memory state, e.g. the dedup index;
-//  4. moves the positions forward (never back);
-//  5. commits, then runs step 3.
+//  3. moves the positions forward (never back);
+//  4. commits;
+//  5. lets the writers update their in-memory state (the dedup index) with the committed rows.
 //
 // On any error the transaction is rolled back and nothing is written.
 func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteResult, err error) {
@@ -500,7 +500,7 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 		return res, err
 	}
 
-	// 2-3. Rows, one writer per entity (tables): each drops its rows below the stored positions,
+	// 2. Rows, one writer per entity (tables): each drops its rows below the stored positions,
 	// applies its rule and writes its tables in this transaction.
 	now := time.Now().UTC()
 	var after []func()
@@ -514,7 +514,7 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 		}
 	}
 
-	// 4. Positions.
+	// 3. Positions.
 	stmts, args := positionStatements(group, b, stored, now)
 	for i, q := range stmts {
 		if _, err := tx.ExecContext(ctx, q, args[i]...); err != nil {
@@ -527,7 +527,7 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 		}
 	}
 
-	// 5. Commit. Only then may the writers update their in-memory state (the dedup index).
+	// 4-5. Commit. Only then may the writers update their in-memory state (the dedup index).
 	if err := tx.Commit(); err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
