@@ -302,3 +302,48 @@ func TestMigrateAddsOrderTablesToOlderFiles(t *testing.T) {
 		}
 	}
 }
+
+// The rule itself, without a backend: rows are (order_id, version) at offsets 0.., stored is what
+// the warehouse holds.
+func TestPlanOrders(t *testing.T) {
+	type ov struct {
+		id string
+		v  int64
+	}
+	tests := []struct {
+		name        string
+		rows        []ov
+		stored      map[string]int64
+		wantInsert  []int
+		wantReplace []int
+		want        OrderResult
+	}{
+		{name: "new", rows: []ov{{"a", 1}, {"b", 1}}, wantInsert: []int{0, 1}, want: OrderResult{Inserted: 2}},
+		{name: "newer replaces", rows: []ov{{"a", 2}}, stored: map[string]int64{"a": 1}, wantReplace: []int{0}, want: OrderResult{Replaced: 1}},
+		{name: "older is stale", rows: []ov{{"a", 1}}, stored: map[string]int64{"a": 2}, want: OrderResult{Stale: 1}},
+		{name: "same is duplicate", rows: []ov{{"a", 2}}, stored: map[string]int64{"a": 2}, want: OrderResult{Duplicates: 1}},
+		{name: "greatest in batch wins", rows: []ov{{"a", 3}, {"a", 5}, {"a", 4}}, stored: map[string]int64{"a": 1},
+			wantReplace: []int{1}, want: OrderResult{Replaced: 1, Stale: 2}},
+		{name: "copies of the winner", rows: []ov{{"a", 2}, {"a", 2}, {"a", 1}}, wantInsert: []int{0}, want: OrderResult{Inserted: 1, Duplicates: 1, Stale: 1}},
+		{name: "batch older than stored", rows: []ov{{"a", 2}, {"a", 3}}, stored: map[string]int64{"a": 3},
+			want: OrderResult{Stale: 1, Duplicates: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rows []OrderRow
+			var fresh []int
+			for i, r := range tt.rows {
+				rows = append(rows, order(int64(i), r.id, r.v, 1))
+				fresh = append(fresh, i)
+			}
+			stored := map[string]OrderVersion{}
+			for id, v := range tt.stored {
+				stored[id] = versionOf(ptr(order(0, id, v, 0)))
+			}
+			p := planOrders(rows, fresh, stored)
+			if p.res != tt.want || !slices.Equal(p.insert, tt.wantInsert) || !slices.Equal(p.replace, tt.wantReplace) {
+				t.Fatalf("plan insert %v replace %v %+v, want %v %v %+v", p.insert, p.replace, p.res, tt.wantInsert, tt.wantReplace, tt.want)
+			}
+		})
+	}
+}
