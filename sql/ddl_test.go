@@ -18,7 +18,8 @@ func TestDuckDBOrderAndContent(t *testing.T) {
 			t.Errorf("%s: CREATE is not idempotent", s.Name)
 		}
 	}
-	want := []string{"duckdb/fact_events.sql", "duckdb/fact_events_duplicates.sql", "duckdb/stream_positions.sql"}
+	want := []string{"duckdb/fact_events.sql", "duckdb/fact_events_duplicates.sql", "duckdb/fact_order_items.sql",
+		"duckdb/fact_orders.sql", "duckdb/stream_positions.sql"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("names = %v, want %v", names, want)
 	}
@@ -76,7 +77,8 @@ func TestBigQuery(t *testing.T) {
 	}
 }
 
-// The DuckDB and BigQuery tables are the same model: same columns in the same order.
+// The DuckDB and BigQuery tables are the same model: same columns in the same order, for every
+// table both dialects have.
 func TestDialectsHaveSameColumns(t *testing.T) {
 	duck, err := DuckDB()
 	if err != nil {
@@ -86,13 +88,52 @@ func TestDialectsHaveSameColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, b := columns(t, duck[0].SQL), columns(t, bq[0].SQL)
-	if !slices.Equal(d, b) {
-		t.Fatalf("columns differ:\nduckdb   %v\nbigquery %v", d, b)
+	byName := func(stmts []Statement) map[string]string {
+		m := map[string]string{}
+		for _, s := range stmts {
+			m[strings.TrimSuffix(s.Name[strings.Index(s.Name, "/")+1:], ".sql")] = s.SQL
+		}
+		return m
 	}
-	if len(d) != 33 {
-		t.Fatalf("got %d columns, want 33: %v", len(d), d)
+	d, b := byName(duck), byName(bq)
+	tests := []struct {
+		table string
+		cols  int
+	}{
+		{"fact_events", 33},
+		{"fact_orders", 29},
+		{"fact_order_items", 10},
 	}
+	for _, tt := range tests {
+		t.Run(tt.table, func(t *testing.T) {
+			dc, bc := columns(t, d[tt.table]), columns(t, b[tt.table])
+			if !slices.Equal(dc, bc) {
+				t.Fatalf("columns differ:\nduckdb   %v\nbigquery %v", dc, bc)
+			}
+			if len(dc) != tt.cols {
+				t.Fatalf("got %d columns, want %d: %v", len(dc), tt.cols, dc)
+			}
+		})
+	}
+}
+
+func TestBigQueryOrders(t *testing.T) {
+	stmts, err := BigQuery("ecom-test", "raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stmts {
+		if s.Name != "bigquery/fact_orders.sql" {
+			continue
+		}
+		for _, want := range []string{"`ecom-test.raw.fact_orders`", "PARTITION BY DATE(order_timestamp)", "CLUSTER BY user_id, status"} {
+			if !strings.Contains(s.SQL, want) {
+				t.Errorf("fact_orders DDL lacks %q", want)
+			}
+		}
+		return
+	}
+	t.Fatal("no bigquery/fact_orders.sql")
 }
 
 func TestRenderRejectsUnknownPlaceholder(t *testing.T) {

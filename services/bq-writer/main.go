@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
@@ -25,6 +26,7 @@ var version = "dev" // set with -ldflags "-X main.version=..."
 type Config struct {
 	service.Base
 	InputTopic    string        `env:"INPUT_TOPIC" default:"ecom.events.valid.v1" usage:"topic of valid ClickEvents"`
+	OrdersTopic   string        `env:"ORDERS_INPUT_TOPIC" default:"ecom.orders.valid.v1" usage:"topic of valid Orders, read in the same group and written in the same transaction as INPUT_TOPIC (latest version per order in fact_orders, its lines in fact_order_items); empty: orders are not read"`
 	ConsumerGroup string        `env:"KAFKA_CONSUMER_GROUP" default:"bq-writer" usage:"consumer group (positions are stored per group in the warehouse)"`
 	Warehouse     string        `env:"WAREHOUSE" default:"duckdb" usage:"warehouse backend: duckdb"`
 	DuckDBPath    string        `env:"DUCKDB_PATH" default:"warehouse.duckdb" usage:"DuckDB database file"`
@@ -54,6 +56,9 @@ func (c *Config) Validate() error {
 		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
 		config.OneOf("POSITION_RECOVERY", c.Recovery, string(sink.RecoveryRefuse), string(sink.RecoveryEarliest), string(sink.RecoveryCommitted)),
 	}
+	if c.OrdersTopic != "" && c.OrdersTopic == c.InputTopic {
+		errs = append(errs, fmt.Errorf("ORDERS_INPUT_TOPIC: %q is also INPUT_TOPIC", c.OrdersTopic))
+	}
 	errs = append(errs, c.HTTP.CheckToken("WAREHOUSE_QUERY_TOKEN", c.QueryToken))
 	return config.First(errs...)
 }
@@ -82,13 +87,21 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	topics := []stream.TopicSpec{{Name: cfg.InputTopic}}
+	var orderCodec *avroserde.Codec
+	if cfg.OrdersTopic != "" {
+		if orderCodec, err = rt.Registry.Codec(ctx, avroserde.SubjectFor(cfg.OrdersTopic), protoavro.Order); err != nil {
+			return err
+		}
+		topics = append(topics, stream.TopicSpec{Name: cfg.OrdersTopic})
+	}
 	dlq, err := rt.DeadLetterCodec(ctx)
 	if err != nil {
 		return err
 	}
 	s, err := sink.New(sink.Config{
 		Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, Topic: cfg.InputTopic, Stage: name,
-		DLQ: dlq, Codec: codec, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Metrics: rt.Metrics,
+		DLQ: dlq, Codec: codec, OrdersTopic: cfg.OrdersTopic, OrderCodec: orderCodec, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Metrics: rt.Metrics,
 		Log: rt.Log, Prom: rt.Tel.Registry,
 		Recovery: sink.Recovery(cfg.Recovery),
 	}, wh)
@@ -101,5 +114,5 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	}
 	return rt.RunConsumer(ctx, service.Consumer{Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, LagInterval: cfg.LagInterval,
 		Admin: s.Admin(), Ping: s.Ping, Run: s.Run,
-		Topics: []stream.TopicSpec{{Name: cfg.InputTopic}, stream.DeadLetterTopic(cfg.Kafka)}})
+		Topics: append(topics, stream.DeadLetterTopic(cfg.Kafka))})
 }

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,17 +49,21 @@ import (
 
 // Config is what the sink consumes and how.
 type Config struct {
-	Kafka   stream.Config
-	Group   string
-	Topic   string
-	Stage   string
-	DLQ     stream.Encoder
-	Codec   *avroserde.Codec
-	Tracer  trace.Tracer
-	Meter   metric.Meter
-	Metrics *stream.Metrics
-	Log     *slog.Logger
-	Prom    prometheus.Registerer
+	Kafka stream.Config
+	Group string
+	Topic string
+	Stage string
+	DLQ   stream.Encoder
+	Codec *avroserde.Codec
+	// OrdersTopic is the topic of valid Orders ("" = none), read in the same group and written
+	// in the same warehouse transaction as Topic; OrderCodec decodes it.
+	OrdersTopic string
+	OrderCodec  *avroserde.Codec
+	Tracer      trace.Tracer
+	Meter       metric.Meter
+	Metrics     *stream.Metrics
+	Log         *slog.Logger
+	Prom        prometheus.Registerer
 
 	// Recovery says what to do with a partition whose stored position does not fit the log
 	// ("" = RecoveryRefuse).
@@ -76,13 +81,16 @@ type Sink struct {
 	instanceID string        // the static group.instance.id, "" without static membership
 	ready      chan struct{} // closed once cl and adm are set: group callbacks can run before New returns
 
-	batch   warehouse.Batch // the batch under construction; only Run touches it
-	rowRecs []*kgo.Record   // the record of each row of batch, for dead-lettering a bad row
-	links   []trace.Link    // the batch span's links: the process spans of (up to maxLinks) rows
-	dlqs    []*kgo.Record   // the batch's dead letters, produced before it is written
-	records int             // records in the batch (rows and dead letters)
-	first   time.Time       // when the batch's first record was polled
-	due     time.Time       // when the open batch is written if it is not full before
+	entities map[string]entity // the input topics' row builders, by topic
+
+	batch     warehouse.Batch // the batch under construction; only Run touches it
+	rowRecs   []*kgo.Record   // the record of each row of batch.Events, for dead-lettering a bad row
+	orderRecs []*kgo.Record   // the record of each row of batch.Orders
+	links     []trace.Link    // the batch span's links: the process spans of (up to maxLinks) rows
+	dlqs      []*kgo.Record   // the batch's dead letters, produced before it is written
+	records   int             // records in the batch (rows and dead letters)
+	first     time.Time       // when the batch's first record was polled
+	due       time.Time       // when the open batch is written if it is not full before
 
 	mu        sync.Mutex
 	err       error                   // why the sink must stop (set by rebalance callbacks)
@@ -119,9 +127,22 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 	}
 	for _, r := range []string{"inserted", "duplicate", "stale", "replaced"} {
 		s.attrs[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("table", "fact_events"), attribute.String("result", r)))
+		s.attrs["order "+r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("table", "fact_orders"), attribute.String("result", r)))
 	}
 	s.attrs["table"] = metric.WithAttributeSet(attribute.NewSet(attribute.String("table", "fact_events")))
 
+	s.entities = map[string]entity{cfg.Topic: {name: warehouse.EntityEvent, decode: s.decodeEvent}}
+	topics := []string{cfg.Topic}
+	if cfg.OrdersTopic != "" {
+		if cfg.OrdersTopic == cfg.Topic {
+			return nil, fmt.Errorf("the orders topic %q is the events topic", cfg.OrdersTopic)
+		}
+		if cfg.OrderCodec == nil {
+			return nil, errors.New("orders topic without an order codec")
+		}
+		s.entities[cfg.OrdersTopic] = entity{name: warehouse.EntityOrder, decode: s.decodeOrder}
+		topics = append(topics, cfg.OrdersTopic)
+	}
 	s.handler = stream.Chain(s.decode, stream.Standard(cfg.Stage, cfg.Group, cfg.Tracer, cfg.DLQ, stream.DeadLetterLimit(cfg.Kafka), cfg.Metrics, cfg.Log)...)
 
 	base, err := cfg.Kafka.ClientOpts(cfg.Stage)
@@ -130,7 +151,7 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 	}
 	opts := append(base,
 		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeTopics(topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -164,29 +185,64 @@ func (s *Sink) Admin() *kadm.Client { return s.adm }
 // Ping checks the brokers answer.
 func (s *Sink) Ping(ctx context.Context) error { return s.cl.Ping(ctx) }
 
+// entity is one input topic's row builder.
+type entity struct {
+	name warehouse.Entity
+	// decode decodes rec and appends its row (with meta) to the batch under construction.
+	decode func(ctx context.Context, rec *kgo.Record, meta rowMeta) error
+}
+
+// rowMeta is what every row carries besides its record's value.
+type rowMeta struct {
+	traceID, dqWarnings string
+}
+
 // decode is the inner handler: a valid record becomes a row of the batch
-// under construction; a bad one is rejected (and dead-lettered by the
-// middleware).
+// under construction, built by its topic's entity; a bad one is rejected (and
+// dead-lettered by the middleware).
 func (s *Sink) decode(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
-	var ev events.ClickEvent
-	if _, err := s.cfg.Codec.Decode(ctx, rec.Value, &ev); err != nil {
-		return nil, err
+	e, ok := s.entities[rec.Topic]
+	if !ok {
+		return nil, fmt.Errorf("record of unexpected topic %q", rec.Topic)
 	}
-	row := warehouse.EventRow{ClickEvent: ev, SourceTopic: rec.Topic, SourcePartition: rec.Partition, SourceOffset: rec.Offset}
+	var meta rowMeta
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
-		row.TraceID = sc.TraceID().String()
+		meta.traceID = sc.TraceID().String()
 	}
 	for _, h := range rec.Headers {
 		if h.Key == stream.DQWarningsHeader {
-			row.DQWarnings = string(h.Value)
+			meta.dqWarnings = string(h.Value)
 		}
 	}
-	s.batch.Events = append(s.batch.Events, row)
-	s.rowRecs = append(s.rowRecs, rec)
+	if err := e.decode(ctx, rec, meta); err != nil {
+		return nil, err
+	}
 	if len(s.links) < maxLinks {
 		s.links = append(s.links, trace.LinkFromContext(ctx))
 	}
 	return nil, nil
+}
+
+func (s *Sink) decodeEvent(ctx context.Context, rec *kgo.Record, meta rowMeta) error {
+	var ev events.ClickEvent
+	if _, err := s.cfg.Codec.Decode(ctx, rec.Value, &ev); err != nil {
+		return err
+	}
+	s.batch.Events = append(s.batch.Events, warehouse.EventRow{ClickEvent: ev, TraceID: meta.traceID, DQWarnings: meta.dqWarnings,
+		SourceTopic: rec.Topic, SourcePartition: rec.Partition, SourceOffset: rec.Offset})
+	s.rowRecs = append(s.rowRecs, rec)
+	return nil
+}
+
+func (s *Sink) decodeOrder(ctx context.Context, rec *kgo.Record, meta rowMeta) error {
+	var o events.Order
+	if _, err := s.cfg.OrderCodec.Decode(ctx, rec.Value, &o); err != nil {
+		return err
+	}
+	s.batch.Orders = append(s.batch.Orders, warehouse.OrderRow{Order: o, TraceID: meta.traceID, DQWarnings: meta.dqWarnings,
+		SourceTopic: rec.Topic, SourcePartition: rec.Partition, SourceOffset: rec.Offset})
+	s.orderRecs = append(s.orderRecs, rec)
+	return nil
 }
 
 // fail records why the sink must stop and wakes Run. The first reason wins.
@@ -321,7 +377,8 @@ func (s *Sink) Run(ctx context.Context) error {
 
 // reset empties the batch under construction.
 func (s *Sink) reset() {
-	s.batch = warehouse.Batch{Events: s.batch.Events[:0], Positions: map[warehouse.Partition]int64{}}
+	s.batch = warehouse.Batch{Events: s.batch.Events[:0], Orders: s.batch.Orders[:0], Positions: map[warehouse.Partition]int64{}}
+	s.orderRecs = s.orderRecs[:0]
 	s.rowRecs, s.links, s.dlqs, s.records = s.rowRecs[:0], s.links[:0], s.dlqs[:0], 0
 }
 
@@ -330,13 +387,13 @@ func (s *Sink) add(ctx context.Context, recs []*kgo.Record) error {
 	for _, rec := range recs {
 		var outs []*kgo.Record
 		err := retry(ctx, s.cfg.Kafka, func() error {
-			n := len(s.batch.Events)
+			n, no, nl := len(s.batch.Events), len(s.batch.Orders), len(s.links)
 			var err error
 			outs, err = s.handler(ctx, rec)
 			if err != nil { // a transient error (Measure counted it): undo and retry
-				s.batch.Events = s.batch.Events[:n]
-				s.rowRecs = s.rowRecs[:n]
-				s.links = s.links[:min(n, len(s.links))]
+				s.batch.Events, s.rowRecs = s.batch.Events[:n], s.rowRecs[:n]
+				s.batch.Orders, s.orderRecs = s.batch.Orders[:no], s.orderRecs[:no]
+				s.links = s.links[:nl]
 			}
 			return err
 		})
@@ -391,7 +448,7 @@ func (s *Sink) write(ctx context.Context) error {
 			return permanent{err}
 		}
 		if err != nil {
-			s.cfg.Log.WarnContext(ctx, "warehouse write failed; retrying", "err", err, "rows", len(s.batch.Events))
+			s.cfg.Log.WarnContext(ctx, "warehouse write failed; retrying", "err", err, "rows", len(s.batch.Events), "orders", len(s.batch.Orders))
 			s.cfg.Metrics.Transient(ctx, s.cfg.Stage)
 		}
 		return err
@@ -407,12 +464,18 @@ func (s *Sink) write(ctx context.Context) error {
 	if res.Replaced > 0 {
 		s.rows.Add(ctx, int64(res.Replaced), s.attrs["replaced"])
 	}
+	for r, n := range map[string]int{"inserted": res.Orders.Inserted, "replaced": res.Orders.Replaced,
+		"stale": res.Orders.Stale, "duplicate": res.Orders.Duplicates} {
+		if n > 0 {
+			s.rows.Add(ctx, int64(n), s.attrs["order "+r])
+		}
+	}
 	s.bytes.Add(ctx, res.Bytes, s.attrs["table"])
 	for i := range s.batch.Events {
 		s.latency.Record(ctx, now.Sub(s.batch.Events[i].ReceivedAt).Seconds())
 	}
 	span.SetAttributes(attribute.Int("ecom.rows.inserted", res.Inserted), attribute.Int("ecom.rows.duplicate", res.Duplicates),
-		attribute.Int("ecom.rows.stale", res.Stale))
+		attribute.Int("ecom.rows.stale", res.Stale), attribute.Int("ecom.orders.written", res.Orders.Inserted+res.Orders.Replaced))
 	s.cfg.Metrics.Batch(ctx, s.cfg.Stage, s.records, true, time.Since(start))
 
 	// Kafka's committed offsets only mirror the warehouse (for lag
@@ -437,13 +500,22 @@ func (s *Sink) write(ctx context.Context) error {
 // the row from the batch.
 func (s *Sink) deadLetterRow(ctx context.Context, rowErr *warehouse.RowError) error {
 	i := rowErr.Index
-	if i < 0 || i >= len(s.rowRecs) {
-		return permanent{fmt.Errorf("warehouse reported row %d of %d: %w", i, len(s.rowRecs), rowErr)}
+	recs, schema, traceID := s.rowRecs, protoavro.ClickEvent, ""
+	if rowErr.Entity == warehouse.EntityOrder {
+		recs, schema = s.orderRecs, protoavro.Order
 	}
-	rec := s.rowRecs[i]
-	rej := &deadletter.Rejection{Entity: protoavro.ClickEvent, Reasons: []deadletter.Reason{{
+	if i < 0 || i >= len(recs) {
+		return permanent{fmt.Errorf("warehouse reported %s row %d of %d: %w", schema, i, len(recs), rowErr)}
+	}
+	if rowErr.Entity == warehouse.EntityOrder {
+		traceID = s.batch.Orders[i].TraceID
+	} else {
+		traceID = s.batch.Events[i].TraceID
+	}
+	rec := recs[i]
+	rej := &deadletter.Rejection{Entity: schema, Reasons: []deadletter.Reason{{
 		Code: deadletter.InvalidValue, Message: "warehouse cannot store the row: " + rowErr.Reason}}}
-	dl, err := stream.DeadLetterRecord(rec, s.cfg.Stage, rej, s.batch.Events[i].TraceID, s.cfg.DLQ, stream.DeadLetterLimit(s.cfg.Kafka))
+	dl, err := stream.DeadLetterRecord(rec, s.cfg.Stage, rej, traceID, s.cfg.DLQ, stream.DeadLetterLimit(s.cfg.Kafka))
 	if err != nil {
 		return err
 	}
@@ -451,13 +523,15 @@ func (s *Sink) deadLetterRow(ctx context.Context, rowErr *warehouse.RowError) er
 		return err
 	}
 	s.cfg.Metrics.DeadLettered(ctx, s.cfg.Stage, rej)
-	s.cfg.Log.WarnContext(ctx, "row dead-lettered by the warehouse", "reason", rowErr.Reason,
+	s.cfg.Log.WarnContext(ctx, "row dead-lettered by the warehouse", "entity", schema, "reason", rowErr.Reason,
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
-	s.batch.Events = append(s.batch.Events[:i], s.batch.Events[i+1:]...)
-	s.rowRecs = append(s.rowRecs[:i], s.rowRecs[i+1:]...)
-	if i < len(s.links) {
-		s.links = append(s.links[:i], s.links[i+1:]...)
+	if rowErr.Entity == warehouse.EntityOrder {
+		s.batch.Orders = slices.Delete(s.batch.Orders, i, i+1)
+		s.orderRecs = slices.Delete(s.orderRecs, i, i+1)
+		return nil
 	}
+	s.batch.Events = slices.Delete(s.batch.Events, i, i+1)
+	s.rowRecs = slices.Delete(s.rowRecs, i, i+1)
 	return nil
 }
 

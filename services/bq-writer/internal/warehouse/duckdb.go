@@ -71,6 +71,10 @@ type DuckDB struct {
 	// Used only under wmu.
 	recent *recentIDs
 
+	// tables are the entities' writers (events here, orders in duckdb_orders.go), run in
+	// Write's transaction in this order.
+	tables []tableWriter
+
 	// beforeCommit, when set by tests, runs after the rows and positions are written and before
 	// COMMIT; an error aborts the transaction.
 	beforeCommit func() error
@@ -232,6 +236,7 @@ func OpenDuckDB(path string, opts ...Option) (*DuckDB, error) {
 		cancelClose: cancel,
 		querySlots:  make(chan struct{}, o.maxQueries),
 	}
+	d.tables = []tableWriter{eventsWriter{d}, ordersWriter{d}}
 	if o.dedupIndex > 0 {
 		d.recent = newRecentIDs(o.dedupWindow, o.dedupIndex)
 	}
@@ -450,15 +455,17 @@ func (d *DuckDB) lockWriter() (unlock func(), err error) {
 //  1. reads the group's stored positions, refuses the batch if it was read from another log than
 //     a stored position of its partitions (ErrPositionConflict), and drops rows below them
 //     (Stale: a replay);
-//  2. decides which of the remaining rows are source duplicates (dedup.go has the rule: per
-//     event_id, a copy within the dedup window of the preferred kept one is a duplicate,
-//     whatever the batch cuts and partitions), reading the stored copies of the event_ids that
-//     have one nearby;
-//  3. moves stored copies whose side changed between fact_events and fact_events_duplicates, and
-//     appends the kept rows to fact_events and the duplicates to fact_events_duplicates with the
-//     DuckDB appender;
-//  4. moves the positions forward (never back);
-//  5. commits.
+//  2. runs each entity's writer (DuckDB.tables), which drops its rows below the positions and
+//     applies its entity's rule. Events (eventsWriter): decides which of the remaining rows are
+//     source duplicates (dedup.go has the rule: per event_id, a copy within the dedup window of
+//     the preferred kept one is a duplicate, whatever the batch cuts and partitions), moves
+//     stored copies whose side changed between fact_events and fact_events_duplicates, and
+//     appends the kept rows and the duplicates with the DuckDB appender. Orders (ordersWriter):
+//     keeps the latest version of each order (orders.go has the rule), replacing a stored
+//     order's row and lines when a newer version came;
+//  3. moves the positions forward (never back);
+//  4. commits;
+//  5. lets the writers update their in-memory state (the dedup index) with the committed rows.
 //
 // On any error the transaction is rolled back and nothing is written.
 func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteResult, err error) {
@@ -471,7 +478,7 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 	if err := validateBatch(group, b); err != nil {
 		return res, err
 	}
-	if len(b.Events) == 0 && len(b.Positions) == 0 {
+	if len(b.Events) == 0 && len(b.Orders) == 0 && len(b.Positions) == 0 {
 		return res, nil
 	}
 	unlock, err := d.lockWriter()
@@ -493,44 +500,21 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 		return res, err
 	}
 
-	// 2. Source duplicates (the rule is in dedup.go): which fresh rows are kept, which are
-	// duplicates, and which stored copies change sides.
-	fresh := make([]int, 0, len(b.Events)) // indexes into b.Events
-	for i := range b.Events {
-		r := &b.Events[i]
-		if next, ok := stored[Partition{r.SourceTopic, r.SourcePartition}]; ok && r.SourceOffset < next {
-			res.Stale++
-			continue
-		}
-		fresh = append(fresh, i)
-	}
-	plan, err := d.dedup(ctx, tx, b.Events, fresh)
-	if err != nil {
-		return res, fmt.Errorf("dedup: %w", err)
-	}
-
-	// 3. Rows. Stored copies move first (by the rowids this transaction read). The appender runs
-	// on the transaction's connection and flushes into the open transaction, so a rollback
-	// discards it like any INSERT (TestWriteRollsBackOnFailure checks this).
+	// 2. Rows, one writer per entity (tables): each drops its rows below the stored positions,
+	// applies its rule and writes its tables in this transaction.
 	now := time.Now().UTC()
-	if err := moveCopies(ctx, tx, plan, now); err != nil {
-		return res, err
-	}
-	if len(plan.keep) > 0 {
-		res.Bytes, err = d.appendRows(ctx, "fact_events", b.Events, plan.keep, now)
+	var after []func()
+	for _, w := range d.tables {
+		done, err := w.write(ctx, tx, b, stored, now, &res)
 		if err != nil {
-			return res, fmt.Errorf("append rows: %w", err)
+			return res, err
+		}
+		if done != nil {
+			after = append(after, done)
 		}
 	}
-	if len(plan.drop) > 0 {
-		if _, err := d.appendRows(ctx, duplicatesTable, b.Events, plan.drop, now); err != nil {
-			return res, fmt.Errorf("append duplicates: %w", err)
-		}
-	}
-	res.Inserted, res.Duplicates = len(plan.keep), len(plan.drop)
-	res.Replaced = len(plan.demote) + len(plan.promote)
 
-	// 4. Positions.
+	// 3. Positions.
 	stmts, args := positionStatements(group, b, stored, now)
 	for i, q := range stmts {
 		if _, err := tx.ExecContext(ctx, q, args[i]...); err != nil {
@@ -543,11 +527,62 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 		}
 	}
 
-	// 5. Commit. Only a committed row may enter the dedup index.
+	// 4-5. Commit. Only then may the writers update their in-memory state (the dedup index).
 	if err := tx.Commit(); err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
-	if d.recent != nil && d.recent.loaded {
+	for _, f := range after {
+		f()
+	}
+	return res, nil
+}
+
+// eventsWriter writes Batch.Events to fact_events and fact_events_duplicates by the dedup rule of
+// dedup.go.
+type eventsWriter struct{ d *DuckDB }
+
+// write decides which fresh rows are kept, which are source duplicates and which stored copies
+// change sides; moves the stored copies first (by the rowids this transaction read), then
+// appends. The appender runs on the transaction's connection and flushes into the open
+// transaction, so a rollback discards it like any INSERT (TestWriteRollsBackOnFailure checks
+// this). The returned func updates the dedup index after the commit: only a committed row may
+// enter it.
+func (w eventsWriter) write(ctx context.Context, tx *sql.Tx, b Batch, stored map[Partition]int64, now time.Time, res *WriteResult) (func(), error) {
+	d := w.d
+	fresh := make([]int, 0, len(b.Events)) // indexes into b.Events
+	for i := range b.Events {
+		r := &b.Events[i]
+		if next, ok := stored[Partition{r.SourceTopic, r.SourcePartition}]; ok && r.SourceOffset < next {
+			res.Stale++
+			continue
+		}
+		fresh = append(fresh, i)
+	}
+	plan, err := d.dedup(ctx, tx, b.Events, fresh)
+	if err != nil {
+		return nil, fmt.Errorf("dedup: %w", err)
+	}
+	if err := moveCopies(ctx, tx, plan, now); err != nil {
+		return nil, err
+	}
+	if len(plan.keep) > 0 {
+		n, err := d.appendRows(ctx, "fact_events", b.Events, plan.keep, now)
+		if err != nil {
+			return nil, fmt.Errorf("append rows: %w", err)
+		}
+		res.Bytes += n
+	}
+	if len(plan.drop) > 0 {
+		if _, err := d.appendRows(ctx, duplicatesTable, b.Events, plan.drop, now); err != nil {
+			return nil, fmt.Errorf("append duplicates: %w", err)
+		}
+	}
+	res.Inserted, res.Duplicates = len(plan.keep), len(plan.drop)
+	res.Replaced = len(plan.demote) + len(plan.promote)
+	return func() {
+		if d.recent == nil || !d.recent.loaded {
+			return
+		}
 		for _, c := range plan.demote {
 			d.recent.remove(c.id, c.ts, c.recv)
 		}
@@ -559,8 +594,7 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 			d.recent.add(r.EventID, r.EventTimestamp, r.ReceivedAt)
 		}
 		d.recent.advance(time.Now())
-	}
-	return res, nil
+	}, nil
 }
 
 // factColumns is the appender's column list, named so the appender does not depend on the
@@ -729,7 +763,20 @@ func validateBatch(group string, b Batch) error {
 			return fmt.Errorf("%w: row %d offset %d is not below the batch position %d of %s/%d", ErrInvalidBatch, i, r.SourceOffset, next, r.SourceTopic, r.SourcePartition)
 		}
 		if reason := invalidRow(r); reason != "" {
-			return &RowError{Index: i, Reason: reason}
+			return &RowError{Entity: EntityEvent, Index: i, Reason: reason}
+		}
+	}
+	for i := range b.Orders {
+		r := &b.Orders[i]
+		next, ok := b.Positions[Partition{r.SourceTopic, r.SourcePartition}]
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: order row %d (%s/%d@%d) has no position in the batch", ErrInvalidBatch, i, r.SourceTopic, r.SourcePartition, r.SourceOffset)
+		case r.SourceOffset < 0 || r.SourceOffset >= next:
+			return fmt.Errorf("%w: order row %d offset %d is not below the batch position %d of %s/%d", ErrInvalidBatch, i, r.SourceOffset, next, r.SourceTopic, r.SourcePartition)
+		}
+		if reason := invalidOrder(r); reason != "" {
+			return &RowError{Entity: EntityOrder, Index: i, Reason: reason}
 		}
 	}
 	return nil

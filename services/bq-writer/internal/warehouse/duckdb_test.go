@@ -673,6 +673,9 @@ func TestMigrateAddsCollectorColumnsToOlderFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range stmts {
+		if strings.Contains(s.Name, "order") {
+			continue // the order tables came later still (TestMigrateAddsOrderTablesToOlderFiles)
+		}
 		// The DDL as first released: no collector or dq_warnings columns, nor the ALTERs adding them.
 		q := strings.Replace(s.SQL, "loaded_at        TIMESTAMPTZ NOT NULL,\n    client_ip        VARCHAR,\n    collector_source VARCHAR,\n    dq_warnings      VARCHAR\n",
 			"loaded_at        TIMESTAMPTZ NOT NULL\n", 1)

@@ -100,6 +100,7 @@ func TestQueryRejectsAnythingButOneRead(t *testing.T) {
 func TestQueryReturnsRows(t *testing.T) {
 	d, _ := openTest(t)
 	mustWrite(t, d, batch(seq("q", 0, 0, 30)...))
+	mustWrite(t, d, orderBatch(order(0, "o-1", 2, 3)))
 	tests := []struct {
 		name     string
 		query    string
@@ -115,8 +116,10 @@ func TestQueryReturnsRows(t *testing.T) {
 		{name: "line comment at the end", query: "SELECT 1 AS a -- trailing", maxRows: 5, wantCols: []string{"a"}, wantRows: 1, first: "[1]"},
 		{name: "cte", query: `WITH x AS (SELECT event_type, count(*) c FROM fact_events GROUP BY 1) SELECT * FROM x`, maxRows: 5, wantCols: []string{"event_type", "c"}, wantRows: 1, first: "[add_to_cart 30]"},
 		{name: "describe", query: `DESCRIBE fact_events`, maxRows: 100, wantRows: 33},
-		{name: "show tables", query: `SHOW TABLES`, maxRows: 100, wantCols: []string{"name"}, wantRows: 3},
-		{name: "from first", query: `FROM stream_positions SELECT next_offset`, maxRows: 100, wantCols: []string{"next_offset"}, wantRows: 1, first: "[30]"},
+		{name: "show tables", query: `SHOW TABLES`, maxRows: 100, wantCols: []string{"name"}, wantRows: 5},
+		{name: "orders", query: `SELECT order_id, order_version, status FROM fact_orders`, maxRows: 10, wantCols: []string{"order_id", "order_version", "status"}, wantRows: 1, first: "[o-1 2 paid]"},
+		{name: "order lines join", query: `SELECT o.order_id, sum(i.quantity) AS q FROM fact_orders o JOIN fact_order_items i USING (order_id) GROUP BY 1`, maxRows: 10, wantCols: []string{"order_id", "q"}, wantRows: 1, first: "[o-1 6]"},
+		{name: "from first", query: `FROM stream_positions SELECT next_offset WHERE topic = 'ecom.events.valid.v1'`, maxRows: 100, wantCols: []string{"next_offset"}, wantRows: 1, first: "[30]"},
 		{name: "no rows", query: `SELECT * FROM fact_events WHERE false`, maxRows: 10, wantCols: factColumns, wantRows: 0},
 		{name: "large source, small cap", query: `SELECT * FROM range(100000000)`, maxRows: 2, wantCols: []string{"range"}, wantRows: 2, first: "[0]"},
 	}

@@ -36,6 +36,19 @@ type EventRow struct {
 	SourceOffset    int64
 }
 
+// OrderRow is one version of an order plus where bq-writer read it from. The warehouse keeps the
+// latest version of each order (orders.go has the rule) in fact_orders and its lines in
+// fact_order_items.
+type OrderRow struct {
+	events.Order
+	// TraceID and DQWarnings are as in EventRow.
+	TraceID         string
+	DQWarnings      string
+	SourceTopic     string
+	SourcePartition int32
+	SourceOffset    int64
+}
+
 // Position is where a consumer group stands in one partition, and which log that offset belongs
 // to. An offset alone is not enough: a topic that is deleted and recreated, or the same topic name
 // on another cluster after a failover, restarts its offsets, and comparing them with a stored
@@ -63,6 +76,9 @@ func (p Position) SameLog(topicID, clusterID string) bool {
 // Batch is the unit of atomic work: its rows and the positions they cover commit together.
 type Batch struct {
 	Events []EventRow
+	// Orders are order versions, written to fact_orders and fact_order_items in the same
+	// transaction as Events and Positions.
+	Orders []OrderRow
 	// Positions holds, per partition, the next offset to consume: the last offset the batch covers
 	// plus one. Every row's partition must be present, with SourceOffset < Positions[p]. A partition
 	// may be present without rows (its records were all dead-lettered): its position still moves.
@@ -91,6 +107,23 @@ type WriteResult struct {
 	// Bytes approximates the size of the inserted rows (string lengths plus 8 bytes per
 	// fixed-width value), for the warehouse bytes metric.
 	Bytes int64
+	// Orders counts what Write did with Batch.Orders.
+	Orders OrderResult
+}
+
+// OrderResult counts what Write did with a batch's order versions.
+// Inserted+Replaced+Stale+Duplicates == len(Batch.Orders).
+type OrderResult struct {
+	// Inserted versions are of orders the warehouse did not hold.
+	Inserted int
+	// Replaced versions were newer than the stored one and replaced its row and lines.
+	Replaced int
+	// Stale versions were dropped: older than the stored or a newer version in the batch, or
+	// below the stored position of their partition (a replay).
+	Stale int
+	// Duplicates were the same version (order_version and updated_at) as the one kept: a replay,
+	// or the poll and the webhook both delivering it.
+	Duplicates int
 }
 
 // Warehouse stores event batches exactly once.
@@ -137,14 +170,34 @@ var (
 
 // RowError is an ErrInvalidBatch caused by the content of one row (no event_id, a string that is
 // not UTF-8, a value out of range): no retry can store it. The caller dead-letters
-// Batch.Events[Index] with Reason — keeping its offset covered by Positions — and writes the rest.
+// Batch.Events[Index] (Batch.Orders[Index] when Entity is EntityOrder) with Reason — keeping its
+// offset covered by Positions — and writes the rest.
 type RowError struct {
+	// Entity is the slice of the batch Index points into: EntityEvent or EntityOrder.
+	Entity Entity
 	Index  int
 	Reason string
 }
 
+// Entity names one kind of row a Batch carries.
+type Entity string
+
+const (
+	// EntityEvent rows are Batch.Events.
+	EntityEvent Entity = "event"
+	// EntityOrder rows are Batch.Orders.
+	EntityOrder Entity = "order"
+)
+
 func (e *RowError) Error() string {
-	return fmt.Sprintf("%v: row %d: %s", ErrInvalidBatch, e.Index, e.Reason)
+	return fmt.Sprintf("%v: %s row %d: %s", ErrInvalidBatch, e.entity(), e.Index, e.Reason)
+}
+
+func (e *RowError) entity() Entity {
+	if e.Entity == "" {
+		return EntityEvent
+	}
+	return e.Entity
 }
 
 // Unwrap makes errors.Is(err, ErrInvalidBatch) true for a RowError.
