@@ -90,7 +90,9 @@ func (e *StatusError) Error() string {
 
 // Retryable reports whether a later identical request can succeed: 429 and
 // 5xx (a 4xx other than 429 is a mistake of this client or its config).
-func (e *StatusError) Retryable() bool { return e.Status == http.StatusTooManyRequests || e.Status >= 500 }
+func (e *StatusError) Retryable() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status >= 500
+}
 
 // ErrBadPageToken is a 400 bad_page_token: the token expired (storefront
 // restart); restart the listing from updated_since.
