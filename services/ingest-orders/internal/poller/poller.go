@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -62,10 +61,10 @@ type Deps struct {
 // Poller is one cursor's poller. Only one instance of a cursor runs: the
 // transactional id fences the others.
 type Poller struct {
-	cfg   Config
-	d     Deps
-	cur   cursor.Cursor
-	since time.Time // where the current round started; a bad page token restarts from the cursor
+	cfg    Config
+	d      Deps
+	cur    cursor.Cursor
+	reader *storefront.Reader
 	// recent is what was produced (and committed) at or after cur.Since -
 	// overlap: the overlap re-reads them every round, and skipping them here
 	// saves the downstream dedup that work. After a restart it is empty and
@@ -75,7 +74,6 @@ type Poller struct {
 	m      metrics
 	now    func() time.Time
 	sleep  func(ctx context.Context, d time.Duration) error
-	jitter func(d time.Duration) time.Duration
 }
 
 type recentVersion struct {
@@ -89,8 +87,9 @@ func New(cfg Config, d Deps) (*Poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Poller{cfg: cfg, d: d, cur: d.Start, recent: map[string]recentVersion{}, m: m, now: time.Now, sleep: sleep,
-		jitter: func(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }}, nil
+	p := &Poller{cfg: cfg, d: d, cur: d.Start, recent: map[string]recentVersion{}, m: m, now: time.Now, sleep: storefront.Sleep}
+	p.reader = &storefront.Reader{API: d.API, Limit: cfg.PageSize, BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, OnError: m.apiError}
+	return p, nil
 }
 
 // Cursor is the last committed position.
@@ -113,7 +112,7 @@ func (p *Poller) Ready(ctx context.Context) error {
 // took the cursor), which it returns.
 func (p *Poller) Run(ctx context.Context) error {
 	p.lastOK.Store(p.now().UnixNano())
-	b := p.backoff()
+	b := p.reader.Backoff()
 	for {
 		err := p.Round(ctx)
 		if ctx.Err() != nil {
@@ -125,9 +124,9 @@ func (p *Poller) Run(ctx context.Context) error {
 		wait := p.cfg.Interval
 		if err != nil {
 			p.d.Log.WarnContext(ctx, "polling round failed", "err", err)
-			wait = b.next(err)
+			wait = b.Next(err)
 		} else {
-			b.reset()
+			b.Reset()
 			p.lastOK.Store(p.now().UnixNano())
 		}
 		if err := p.sleep(ctx, wait); err != nil {
@@ -137,43 +136,25 @@ func (p *Poller) Run(ctx context.Context) error {
 }
 
 // Round reads every page from the cursor less the overlap, committing each
-// page with its cursor. A failed page is retried (with backoff) from where it
-// was; an error is returned only for what retrying cannot fix here.
+// page with its cursor. A failed request is retried (with backoff) from where
+// it was; an error is returned only for what retrying cannot fix here.
 func (p *Poller) Round(ctx context.Context) error {
+	var since time.Time
 	if !p.cur.Since.IsZero() {
-		p.since = p.cur.Since.Add(-p.cfg.Overlap)
+		since = p.cur.Since.Add(-p.cfg.Overlap)
 	}
-	token := ""
-	b := p.backoff()
-	for {
-		page, err := p.d.API.List(ctx, p.since, token, p.cfg.PageSize)
-		if err != nil {
-			p.m.apiError(ctx, err)
-			if errors.Is(err, storefront.ErrBadPageToken) {
-				return err // the next round restarts from the cursor, which covers every committed page
-			}
-			var se *storefront.StatusError
-			if errors.As(err, &se) && !se.Retryable() {
-				return err
-			}
-			if werr := p.sleep(ctx, b.next(err)); werr != nil {
-				return werr
-			}
-			continue
-		}
-		b.reset()
+	// A bad page token (storefront restart) ends the round: the next one
+	// restarts from the cursor, which covers every committed page.
+	return p.reader.Each(ctx, since, func(page *storefront.Page) (bool, error) {
 		p.m.pages.Add(ctx, 1)
 		if err := p.commit(ctx, page); err != nil {
-			return err
+			return false, err
 		}
 		if !page.ShopTime.IsZero() && !p.cur.Since.IsZero() {
 			p.m.lagSeconds.Store(page.ShopTime.Sub(p.cur.Since).Seconds())
 		}
-		if !page.HasMore || page.NextPageToken == "" || len(page.Orders) == 0 {
-			return nil
-		}
-		token = page.NextPageToken
-	}
+		return true, nil
+	})
 }
 
 // commit produces the page's new order versions and the cursor advanced to
@@ -253,39 +234,4 @@ func abort(cl *kgo.Client) error {
 		return fmt.Errorf("abort transaction: %w", err)
 	}
 	return nil
-}
-
-// backoff is capped exponential backoff with jitter that honours a
-// Retry-After.
-type backoff struct {
-	p        *Poller
-	min, max time.Duration
-	cur      time.Duration
-}
-
-func (p *Poller) backoff() *backoff {
-	return &backoff{p: p, min: p.cfg.BackoffMin, max: p.cfg.BackoffMax, cur: p.cfg.BackoffMin}
-}
-
-func (b *backoff) reset() { b.cur = b.min }
-
-func (b *backoff) next(err error) time.Duration {
-	d := b.p.jitter(b.cur)
-	b.cur = min(b.cur*2, b.max)
-	var se *storefront.StatusError
-	if errors.As(err, &se) && se.RetryAfter > d {
-		return se.RetryAfter // the server said when: earlier is pointless, later wastes time
-	}
-	return d
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

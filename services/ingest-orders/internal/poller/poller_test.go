@@ -140,8 +140,9 @@ func newEnv(t *testing.T, answers []answer, enc jsonEncoder, start cursor.Cursor
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.jitter = func(d time.Duration) time.Duration { return d }
-	p.sleep = func(_ context.Context, d time.Duration) error { e.sleeps = append(e.sleeps, d); return nil }
+	p.reader.Jitter = func(d time.Duration) time.Duration { return d }
+	p.reader.Sleep = func(_ context.Context, d time.Duration) error { e.sleeps = append(e.sleeps, d); return nil }
+	p.sleep = p.reader.Sleep
 	e.p = p
 	return e
 }
