@@ -118,7 +118,7 @@ func (p *Poller) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if stream.IsFatal(err) {
+		if stream.IsFatal(err) || errors.Is(err, ErrTransactionStuck) {
 			return fmt.Errorf("poller: %w", err)
 		}
 		wait := p.cfg.Interval
@@ -207,11 +207,16 @@ func (p *Poller) commit(ctx context.Context, page *storefront.Page) error {
 	return nil
 }
 
+// ErrTransactionStuck is a transaction that could be neither committed nor
+// aborted: the producer cannot begin another, so the poller stops; a
+// restarted instance's initialisation aborts the transaction.
+var ErrTransactionStuck = errors.New("transaction neither committed nor aborted")
+
 // Transact produces recs in one transaction of cl and commits it; on any
 // error the transaction is aborted and nothing of it becomes visible.
 func Transact(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
 	if err := cl.BeginTransaction(); err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
+		return fmt.Errorf("%w: begin: %w", ErrTransactionStuck, err)
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return errors.Join(fmt.Errorf("produce: %w", err), abort(cl))
@@ -228,10 +233,10 @@ func abort(cl *kgo.Client) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := cl.AbortBufferedRecords(ctx); err != nil {
-		return fmt.Errorf("abort buffered records: %w", err)
+		return fmt.Errorf("%w: abort buffered records: %w", ErrTransactionStuck, err)
 	}
 	if err := cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
-		return fmt.Errorf("abort transaction: %w", err)
+		return fmt.Errorf("%w: abort: %w", ErrTransactionStuck, err)
 	}
 	return nil
 }
