@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,6 +19,7 @@ import (
 	"github.com/ecomstream/platform/services/ingest-orders/internal/cursor"
 	"github.com/ecomstream/platform/services/ingest-orders/internal/poller"
 	"github.com/ecomstream/platform/services/ingest-orders/internal/storefront"
+	"github.com/ecomstream/platform/services/ingest-orders/internal/webhook"
 )
 
 const name = "ingest-orders"
@@ -30,11 +32,15 @@ type Config struct {
 	OrdersTopic string `env:"ORDERS_TOPIC" default:"ecom.orders.v1" usage:"topic of Avro Orders, keyed by order_id"`
 	Storefront  storefront.Config
 	Poller      poller.Config
+	Webhook     webhook.Config
 }
 
 // Validate implements config.Validator.
 func (c *Config) Validate() error {
-	return config.NotEmpty("ORDERS_TOPIC", c.OrdersTopic) // nested configs validate themselves
+	return config.First(
+		config.NotEmpty("ORDERS_TOPIC", c.OrdersTopic),
+		stream.CheckInputLimit("WEBHOOK_MAX_BODY_BYTES", c.Webhook.MaxBodyBytes, c.Kafka),
+	) // nested configs validate themselves
 }
 
 func main() {
@@ -84,5 +90,39 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	}
 	rt.HTTP.AddCheck("kafka", txn.Ping)
 	rt.HTTP.AddCheck("last_poll", p.Ready)
+	if cfg.Webhook.Enabled() {
+		closeWebhooks, err := mountWebhooks(ctx, rt, cfg, opts, orders)
+		if err != nil {
+			return err
+		}
+		defer closeWebhooks()
+	}
 	return rt.Run(ctx, p.Run)
+}
+
+// mountWebhooks serves the webhook receiver on the service's HTTP server,
+// with its own idempotent producer (acks=all): the transactional client
+// belongs to the cursor.
+func mountWebhooks(ctx context.Context, rt *service.Runtime, cfg *Config, opts []kgo.Opt, orders stream.Encoder) (func(), error) {
+	dlq, err := rt.DeadLetterCodec(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(3*cfg.Webhook.ProduceTimeout))...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	h, err := webhook.New(cfg.Webhook, webhook.Deps{
+		Producer: cl, Orders: orders, DeadLetters: dlq, Topic: cfg.OrdersTopic, Stage: name,
+		DeadLetterBudget: stream.DeadLetterLimit(cfg.Kafka), Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter,
+		Metrics: rt.Metrics, Log: rt.Log,
+	})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	rt.HTTP.AddCheck("webhook_kafka", cl.Ping)
+	rt.HTTP.Router.Method(http.MethodPost, webhook.Path, h)
+	return cl.Close, nil
 }
