@@ -16,6 +16,7 @@ import (
 	"github.com/ecomstream/platform/pkg/service"
 	"github.com/ecomstream/platform/pkg/stream"
 	protoavro "github.com/ecomstream/platform/proto/avro"
+	"github.com/ecomstream/platform/services/ingest-orders/internal/backfill"
 	"github.com/ecomstream/platform/services/ingest-orders/internal/cursor"
 	"github.com/ecomstream/platform/services/ingest-orders/internal/poller"
 	"github.com/ecomstream/platform/services/ingest-orders/internal/storefront"
@@ -90,28 +91,35 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	}
 	rt.HTTP.AddCheck("kafka", txn.Ping)
 	rt.HTTP.AddCheck("last_poll", p.Ready)
+	// Webhooks and backfills produce outside the cursor's transactions, with
+	// an idempotent producer of their own (acks=all).
+	side, err := kgo.NewClient(append(opts, kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(3*cfg.Webhook.ProduceTimeout))...)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	defer side.Close()
+	rt.HTTP.AddCheck("side_kafka", side.Ping)
 	if cfg.Webhook.Enabled() {
-		closeWebhooks, err := mountWebhooks(ctx, rt, cfg, opts, orders)
-		if err != nil {
+		if err := mountWebhooks(ctx, rt, cfg, side, orders); err != nil {
 			return err
 		}
-		defer closeWebhooks()
 	}
-	return rt.Run(ctx, p.Run)
+	bf := backfill.New(backfill.Deps{
+		Reader: &storefront.Reader{API: storefront.New(cfg.Storefront, nil), Limit: cfg.Poller.PageSize,
+			BackoffMin: cfg.Poller.BackoffMin, BackoffMax: cfg.Poller.BackoffMax},
+		Producer: side, Orders: orders, Topic: cfg.OrdersTopic, OperatorToken: cfg.HTTP.OperatorToken, Log: rt.Log,
+	})
+	bf.Routes(rt.HTTP.Router)
+	return rt.Run(ctx, p.Run, bf.Run)
 }
 
 // mountWebhooks serves the webhook receiver on the service's HTTP server,
-// with its own idempotent producer (acks=all): the transactional client
-// belongs to the cursor.
-func mountWebhooks(ctx context.Context, rt *service.Runtime, cfg *Config, opts []kgo.Opt, orders stream.Encoder) (func(), error) {
+// producing with cl: the transactional client belongs to the cursor.
+func mountWebhooks(ctx context.Context, rt *service.Runtime, cfg *Config, cl *kgo.Client, orders stream.Encoder) error {
 	dlq, err := rt.DeadLetterCodec(ctx)
 	if err != nil {
-		return nil, err
-	}
-	cl, err := kgo.NewClient(append(opts, kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordDeliveryTimeout(3*cfg.Webhook.ProduceTimeout))...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka: %w", err)
+		return err
 	}
 	h, err := webhook.New(cfg.Webhook, webhook.Deps{
 		Producer: cl, Orders: orders, DeadLetters: dlq, Topic: cfg.OrdersTopic, Stage: name,
@@ -119,10 +127,8 @@ func mountWebhooks(ctx context.Context, rt *service.Runtime, cfg *Config, opts [
 		Metrics: rt.Metrics, Log: rt.Log,
 	})
 	if err != nil {
-		cl.Close()
-		return nil, err
+		return err
 	}
-	rt.HTTP.AddCheck("webhook_kafka", cl.Ping)
 	rt.HTTP.Router.Method(http.MethodPost, webhook.Path, h)
-	return cl.Close, nil
+	return nil
 }
