@@ -69,8 +69,11 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	}
 	defer txn.Close()
 	if cfg.Kafka.CreateTopics {
-		if err := stream.EnsureTopics(ctx, kadm.NewClient(txn), cfg.Kafka,
-			stream.TopicSpec{Name: cfg.OrdersTopic}, cursor.Topic(cfg.Poller.CursorTopic)); err != nil {
+		specs := []stream.TopicSpec{{Name: cfg.OrdersTopic}, cursor.Topic(cfg.Poller.CursorTopic)}
+		if cfg.Webhook.Enabled() {
+			specs = append(specs, stream.DeadLetterTopic(cfg.Kafka))
+		}
+		if err := stream.EnsureTopics(ctx, kadm.NewClient(txn), cfg.Kafka, specs...); err != nil {
 			return err
 		}
 	}
