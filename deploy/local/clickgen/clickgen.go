@@ -289,28 +289,3 @@ func (g *Generator) record(e *event, p patch, exp Expectation) Record {
 func (g *Generator) timestamp() time.Time {
 	return g.now().UTC().Truncate(time.Microsecond)
 }
-
-// uuid returns a random (version 4) UUID from the seeded source, so event ids
-// are unique within a run and reproducible across runs with the same seed.
-func (g *Generator) uuid() string {
-	const hex = "0123456789abcdef"
-	hi := g.rng.Uint64()&^(0xf<<12) | 0x4<<12
-	lo := g.rng.Uint64()&^(0x3<<62) | 0x2<<62
-	var b [36]byte
-	j := 0
-	for i := range 16 {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b[j] = '-'
-			j++
-		}
-		var v byte
-		if i < 8 {
-			v = byte(hi >> (56 - 8*i))
-		} else {
-			v = byte(lo >> (56 - 8*(i-8)))
-		}
-		b[j], b[j+1] = hex[v>>4], hex[v&0xf]
-		j += 2
-	}
-	return string(b[:])
-}

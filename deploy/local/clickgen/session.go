@@ -34,7 +34,7 @@ func (g *Generator) buildVisitors(n int) {
 	custs := seed.Default().Customers
 	customers := 0
 	for i := range g.visitors {
-		v := visitor{anonID: g.uuid(), country: countryPick.pick(g.rng), client: clientPick.pick(g.rng)}
+		v := visitor{anonID: seed.UUID(g.rng), country: countryPick.pick(g.rng), client: clientPick.pick(g.rng)}
 		// Registered visitors are the customers of the shared id seed, in
 		// id order (u-000001, u-000002, ...; wrapping round past the last),
 		// and browse from their own country, so clicks join the customers
@@ -147,7 +147,7 @@ type session struct {
 func (g *Generator) startSession(s *session) {
 	v := &g.visitors[g.visitorZipf.Uint64()]
 	*s = session{
-		id:       g.uuid(),
+		id:       seed.UUID(g.rng),
 		v:        v,
 		loggedIn: v.userID != "" && g.rng.Float64() < loggedInShare,
 		store:    countries[v.country].store,
@@ -191,7 +191,7 @@ func (g *Generator) emit(s *session, a action, e *event) {
 	v := s.v
 	c := clients[v.client]
 	*e = event{
-		id:         g.uuid(),
+		id:         seed.UUID(g.rng),
 		ts:         g.timestamp(),
 		anonID:     v.anonID,
 		sessionID:  s.id,
@@ -223,7 +223,7 @@ func (g *Generator) emit(s *session, a action, e *event) {
 		}
 		q := ch.query
 		if strings.Contains(q, "{gclid}") {
-			q = strings.Replace(q, "{gclid}", g.uuid()[:8]+g.uuid()[24:], 1)
+			q = strings.Replace(q, "{gclid}", seed.UUID(g.rng)[:8]+seed.UUID(g.rng)[24:], 1)
 		}
 		e.typ = "page_view"
 		s.navigate(origin+path+q, ch.referrer)
@@ -281,7 +281,7 @@ func (g *Generator) emit(s *session, a action, e *event) {
 		s.navigate(origin+"/checkout", s.url)
 	case actPurchase:
 		e.typ = "purchase"
-		e.orderID = "o-" + g.uuid()
+		e.orderID = "o-" + seed.UUID(g.rng)
 		s.navigate(origin+"/checkout/confirmation?order="+e.orderID, s.url)
 		s.cart = s.cart[:0]
 	}

@@ -55,7 +55,7 @@ func (s *Simulator) create(at time.Time) {
 	ids := s.cfg.IDs
 	cust := ids.Customers[s.pickIndex(s.customers, len(ids.Customers))]
 	cur := seed.CurrencyFor(cust.Country)
-	o := Order{ID: "o-" + uuid(s.rng), CustomerID: cust.CustomerID, Status: StatusCreated, Currency: cur}
+	o := Order{ID: "o-" + seed.UUID(s.rng), CustomerID: cust.CustomerID, Status: StatusCreated, Currency: cur}
 	n := min([]int{1, 1, 1, 1, 2, 2, 2, 3, 3, 4}[s.rng.IntN(10)], len(ids.Products))
 	seen := map[int]bool{}
 	for len(o.Lines) < n {
@@ -223,32 +223,6 @@ func (h *schedule) Pop() any {
 	e := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return e
-}
-
-// uuid returns a random (version 4) UUID from the seeded source, so order
-// ids are reproducible with the same seed; the same "o-<uuid>" shape as
-// clickgen's order ids.
-func uuid(rng *rand.Rand) string {
-	const hex = "0123456789abcdef"
-	hi := rng.Uint64()&^(0xf<<12) | 0x4<<12
-	lo := rng.Uint64()&^(0x3<<62) | 0x2<<62
-	var b [36]byte
-	j := 0
-	for i := range 16 {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b[j] = '-'
-			j++
-		}
-		var v byte
-		if i < 8 {
-			v = byte(hi >> (56 - 8*i))
-		} else {
-			v = byte(lo >> (56 - 8*(i-8)))
-		}
-		b[j], b[j+1] = hex[v>>4], hex[v&0xf]
-		j += 2
-	}
-	return string(b[:])
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

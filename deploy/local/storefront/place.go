@@ -53,7 +53,7 @@ func (s *Simulator) Place(req PlaceRequest) (Order, error) {
 	cust := s.cfg.IDs.Customers[ci]
 	o := Order{ID: req.ID, CustomerID: cust.CustomerID, Status: StatusCreated, Currency: seed.CurrencyFor(cust.Country)}
 	if o.ID == "" {
-		o.ID = "o-" + uuid(s.rng)
+		o.ID = "o-" + seed.UUID(s.rng)
 	}
 	for _, l := range req.Lines {
 		pi, ok := s.productByID[l.ProductID]

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/ecomstream/platform/deploy/local/seed"
 )
 
 // Webhook headers. The signature scheme (documented in deploy/local/README.md
@@ -166,7 +168,7 @@ func (h *Webhooks) Enqueue(v Version) {
 		event = "order.created"
 	}
 	h.mu.Lock()
-	d := delivery{id: uuid(h.rng), event: event, body: body}
+	d := delivery{id: seed.UUID(h.rng), event: event, body: body}
 	if h.rng.Float64() < h.cfg.ReorderFraction {
 		d.hold = time.Duration(h.rng.Int64N(int64(h.cfg.ReorderDelay)) + 1)
 		h.stats.Reordered++

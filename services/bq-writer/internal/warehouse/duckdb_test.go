@@ -2,7 +2,6 @@ package warehouse
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"maps"
@@ -25,15 +24,7 @@ func TestMigrateIsIdempotentAndMatchesAppender(t *testing.T) {
 	}
 	// The duplicates table must match too: rows move between the two with INSERT ... SELECT *.
 	for _, table := range []string{"fact_events", duplicatesTable} {
-		_, rows, err := d.Query(context.Background(), `SELECT column_name FROM information_schema.columns WHERE table_name = '`+
-			table+`' ORDER BY ordinal_position`, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cols []string
-		for _, r := range rows {
-			cols = append(cols, r[0].(string))
-		}
+		cols := tableColumns(t, d, table)
 		// The appender names its columns, but a column it does not fill would silently stay NULL.
 		if !slices.Equal(cols, factColumns) {
 			t.Fatalf("%s columns %v\nappender columns    %v", table, cols, factColumns)
@@ -664,17 +655,9 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 // on it: an HTTP event's columns are stored, and survive being demoted to the duplicates table.
 func TestMigrateAddsCollectorColumnsToOlderFiles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "old.duckdb")
-	old, err := OpenDuckDB(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts, err := ddl.DuckDB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range stmts {
+	old := olderFile(t, path, func(s ddl.Statement) (string, bool) {
 		if strings.Contains(s.Name, "order") {
-			continue // the order tables came later still (TestMigrateAddsOrderTablesToOlderFiles)
+			return "", false // the order tables came later still (TestMigrateAddsOrderTablesToOlderFiles)
 		}
 		// The DDL as first released: no collector or dq_warnings columns, nor the ALTERs adding them.
 		q := strings.Replace(s.SQL, "loaded_at        TIMESTAMPTZ NOT NULL,\n    client_ip        VARCHAR,\n    collector_source VARCHAR,\n    dq_warnings      VARCHAR\n",
@@ -685,13 +668,8 @@ func TestMigrateAddsCollectorColumnsToOlderFiles(t *testing.T) {
 				keep = append(keep, line)
 			}
 		}
-		if err := old.writerTx(context.Background(), func(tx *sql.Tx) error {
-			_, err := tx.Exec(strings.Join(keep, "\n"))
-			return err
-		}); err != nil {
-			t.Fatalf("old DDL %s: %v", s.Name, err)
-		}
-	}
+		return strings.Join(keep, "\n"), true
+	})
 	if n := count(t, old, `SELECT count(*) FROM information_schema.columns WHERE column_name IN ('client_ip', 'collector_source', 'dq_warnings')`); n != 0 {
 		t.Fatalf("the old DDL still has %d collector columns", n)
 	}

@@ -2,12 +2,14 @@ package warehouse
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/ecomstream/platform/pkg/events"
+	ddl "github.com/ecomstream/platform/sql"
 )
 
 const testGroup = "bq-writer"
@@ -116,4 +118,47 @@ func mustWrite(t testing.TB, d *DuckDB, b Batch) WriteResult {
 		t.Fatal(err)
 	}
 	return res
+}
+
+// olderFile makes a warehouse file at path as an earlier release left it: every DDL file of
+// this one passed through edit, which returns the SQL that release ran (ok false: the file did
+// not exist then). The caller closes the returned warehouse.
+func olderFile(t testing.TB, path string, edit func(s ddl.Statement) (sql string, ok bool)) *DuckDB {
+	t.Helper()
+	old, err := OpenDuckDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts, err := ddl.DuckDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stmts {
+		q, ok := edit(s)
+		if !ok {
+			continue
+		}
+		if err := old.writerTx(context.Background(), func(tx *sql.Tx) error {
+			_, err := tx.Exec(q)
+			return err
+		}); err != nil {
+			t.Fatalf("old DDL %s: %v", s.Name, err)
+		}
+	}
+	return old
+}
+
+// tableColumns lists table's columns in their order.
+func tableColumns(t testing.TB, d *DuckDB, table string) []string {
+	t.Helper()
+	_, rows, err := d.Query(context.Background(), `SELECT column_name FROM information_schema.columns WHERE table_name = '`+
+		table+`' ORDER BY ordinal_position`, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cols []string
+	for _, r := range rows {
+		cols = append(cols, r[0].(string))
+	}
+	return cols
 }

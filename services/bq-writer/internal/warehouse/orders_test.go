@@ -2,7 +2,6 @@ package warehouse
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -249,22 +248,7 @@ func TestWriteRejectsBadOrder(t *testing.T) {
 
 func TestMigrateAddsOrderTablesToOlderFiles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "old.duckdb")
-	old, err := OpenDuckDB(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts, err := ddl.DuckDB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range stmts {
-		if strings.Contains(s.Name, "order") {
-			continue
-		}
-		if err := old.writerTx(context.Background(), func(tx *sql.Tx) error { _, err := tx.Exec(s.SQL); return err }); err != nil {
-			t.Fatal(err)
-		}
-	}
+	old := olderFile(t, path, func(s ddl.Statement) (string, bool) { return s.SQL, !strings.Contains(s.Name, "order") })
 	mustWrite(t, old, batch(seq("e", 0, 0, 3)...))
 	if err := old.Close(); err != nil {
 		t.Fatal(err)
@@ -288,16 +272,7 @@ func TestMigrateAddsOrderTablesToOlderFiles(t *testing.T) {
 		table string
 		cols  []string
 	}{{"fact_orders", orderColumns}, {"fact_order_items", itemColumns}} {
-		_, rows, err := d.Query(context.Background(), `SELECT column_name FROM information_schema.columns WHERE table_name = '`+
-			c.table+`' ORDER BY ordinal_position`, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cols []string
-		for _, r := range rows {
-			cols = append(cols, r[0].(string))
-		}
-		if !slices.Equal(cols, c.cols) {
+		if cols := tableColumns(t, d, c.table); !slices.Equal(cols, c.cols) {
 			t.Errorf("%s columns %v\nappender columns %v", c.table, cols, c.cols)
 		}
 	}
