@@ -55,9 +55,12 @@ func NewAPI(sim *Simulator, cfg APIConfig) (*API, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	a := &API{sim: sim, cfg: cfg, tokens: tokenCodec{cfg.TokenSecret}, mux: http.NewServeMux(), log: cfg.Log}
-	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	health := func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, map[string]string{"status": "ok", "shop_time": a.sim.Now().Format(time.RFC3339Nano)})
-	})
+	}
+	// /readyz as every service has, so svcrun can wait for the simulator like for them.
+	a.mux.HandleFunc("GET /healthz", health)
+	a.mux.HandleFunc("GET /readyz", health)
 	a.mux.Handle("GET /v1/orders", a.auth(a.listOrders))
 	a.mux.Handle("GET /v1/orders/{id}", a.auth(a.getOrder))
 	a.mux.Handle("GET /v1/admin/versions", a.auth(a.versions))

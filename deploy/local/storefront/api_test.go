@@ -109,6 +109,9 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
+	if resp, _ := s.get(t, "/readyz", ""); resp.StatusCode != 200 {
+		t.Fatalf("readyz without a token: %d", resp.StatusCode)
+	}
 	if resp, _ := s.get(t, "/healthz", ""); resp.StatusCode != 200 {
 		t.Fatalf("healthz without a token: %d", resp.StatusCode)
 	}
