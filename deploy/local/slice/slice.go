@@ -43,6 +43,9 @@ type Options struct {
 	CollectorOrigins []string
 	// WriteKeys are the collector's write keys; none = one generated key of source "web".
 	WriteKeys []WriteKey
+	// Orders adds the orders path (the storefront simulator and ingest-orders in
+	// front of the validator and bq-writer); nil = clickstream only.
+	Orders *OrdersOptions
 }
 
 // WriteKey is one entry of the collector's write-keys file (COLLECTOR_WRITE_KEYS_FILE).
@@ -55,13 +58,23 @@ type WriteKey struct {
 }
 
 // Topics of a slice.
-type Topics struct{ Raw, Events, Valid string }
+type Topics struct {
+	Raw, Events, Valid string
+	// Orders and OrdersValid are the validator's and bq-writer's order topics,
+	// set with or without Options.Orders (a slice never reads the stack's own).
+	Orders, OrdersValid string
+	OrdersCursor        string // ingest-orders' cursor topic (with Options.Orders)
+}
 
 // Slice is a running slice.
 type Slice struct {
 	Opts   Options
 	Topics Topics
 	Procs  map[string]*svcrun.Process
+	// Names are the processes of Procs in pipeline order (upstream first):
+	// svcrun.Services, with "ingest-orders" and "storefront" in front when
+	// Options.Orders is set.
+	Names  []string
 	DuckDB string
 	// CollectorAddr is ingest-clickstream's HTTP collector (host:port); POST /v1/events there.
 	CollectorAddr string
@@ -69,6 +82,8 @@ type Slice struct {
 	WriteKey string
 	// WriteKeysFile is the collector's write-keys file; rewrite it (WriteKeys) to rotate keys.
 	WriteKeysFile string
+	// Storefront is the simulator's API (with Options.Orders).
+	Storefront *Storefront
 }
 
 // New prepares the processes without starting them.
@@ -80,8 +95,10 @@ func New(opts Options) (*Slice, error) {
 		opts.WriteKeys = []WriteKey{{Source: "web", Key: "wk_web_" + randomHex(16)}}
 	}
 	s := &Slice{
-		Opts:          opts,
-		Topics:        Topics{Raw: opts.Prefix + "clickstream", Events: opts.Prefix + "ecom.events.v1", Valid: opts.Prefix + "ecom.events.valid.v1"},
+		Opts: opts,
+		Topics: Topics{Raw: opts.Prefix + "clickstream", Events: opts.Prefix + "ecom.events.v1", Valid: opts.Prefix + "ecom.events.valid.v1",
+			Orders: opts.Prefix + "ecom.orders.v1", OrdersValid: opts.Prefix + "ecom.orders.valid.v1"},
+		Names:         append([]string{}, svcrun.Services...),
 		Procs:         map[string]*svcrun.Process{},
 		DuckDB:        filepath.Join(opts.RunDir, "warehouse.duckdb"),
 		CollectorAddr: opts.CollectorAddr,
@@ -115,23 +132,35 @@ func New(opts Options) (*Slice, error) {
 		"validator": {"INPUT_TOPIC=" + s.Topics.Events, "OUTPUT_TOPIC=" + s.Topics.Valid, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "validator",
 			"KAFKA_TRANSACTIONAL_ID=" + opts.Prefix + "validator-0",
 			// The validator also validates orders: keep the slice's off the stack's topics.
-			"ORDERS_INPUT_TOPIC=" + opts.Prefix + "ecom.orders.v1", "ORDERS_OUTPUT_TOPIC=" + opts.Prefix + "ecom.orders.valid.v1"},
+			"ORDERS_INPUT_TOPIC=" + s.Topics.Orders, "ORDERS_OUTPUT_TOPIC=" + s.Topics.OrdersValid},
 		"bq-writer": {"INPUT_TOPIC=" + s.Topics.Valid, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "bq-writer",
+			"ORDERS_INPUT_TOPIC=" + s.Topics.OrdersValid,
 			"DUCKDB_PATH=" + s.DuckDB, "WAREHOUSE_QUERY_TOKEN=" + opts.QueryToken, "WAREHOUSE_QUERY_MAX_ROWS=1000000"},
 	}
-	for _, name := range svcrun.Services {
-		addr := opts.Addrs[name]
-		if addr == "" {
+	if opts.Orders != nil {
+		s.Names = append([]string{"ingest-orders", "storefront"}, s.Names...)
+	}
+	addrs := map[string]string{}
+	for _, name := range s.Names {
+		if addrs[name] = opts.Addrs[name]; addrs[name] == "" {
 			var err error
-			if addr, err = svcrun.FreeAddr(); err != nil {
+			if addrs[name], err = svcrun.FreeAddr(); err != nil {
 				return nil, err
 			}
 		}
+	}
+	if opts.Orders != nil {
+		s.addOrders(env, addrs)
+	}
+	for _, name := range s.Names {
 		s.Procs[name] = &svcrun.Process{
-			Name: name, Bin: filepath.Join(opts.BinDir, name), HTTPAddr: addr,
+			Name: name, Bin: filepath.Join(opts.BinDir, name), HTTPAddr: addrs[name],
 			Env:     append(append(append([]string{}, common...), env[name]...), opts.Env[name]...),
 			LogPath: filepath.Join(opts.RunDir, name+".log"),
 		}
+	}
+	if opts.Orders != nil {
+		s.Procs["storefront"].Args = opts.Orders.Args
 	}
 	return s, nil
 }
@@ -161,8 +190,8 @@ func randomHex(n int) string {
 
 // Start starts every service, downstream first, and waits until each is ready.
 func (s *Slice) Start(ctx context.Context) error {
-	for i := len(svcrun.Services) - 1; i >= 0; i-- {
-		if err := s.StartOne(ctx, svcrun.Services[i]); err != nil {
+	for i := len(s.Names) - 1; i >= 0; i-- {
+		if err := s.StartOne(ctx, s.Names[i]); err != nil {
 			return err
 		}
 	}
@@ -181,7 +210,7 @@ func (s *Slice) StartOne(ctx context.Context, name string) error {
 // Stop stops every service gracefully, upstream first.
 func (s *Slice) Stop() error {
 	var errs []string
-	for _, name := range svcrun.Services {
+	for _, name := range s.Names {
 		if err := s.Procs[name].Stop(30 * time.Second); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
 		}

@@ -22,6 +22,14 @@ import (
 // Services are the services of the clickstream slice, in pipeline order.
 var Services = []string{"ingest-clickstream", "validator", "bq-writer"}
 
+// OrderServices are the services the orders path adds in front of the
+// validator and bq-writer.
+var OrderServices = []string{"ingest-orders"}
+
+// Tools are the local stack's own programs the slice runs next to the
+// services, by name: the package folder (from the repository root) they build from.
+var Tools = map[string]string{"storefront": "deploy/local/cmd/storefront"}
+
 // RepoRoot finds the repository root (the folder holding go.work) from the
 // working directory upwards.
 func RepoRoot() (string, error) {
@@ -49,8 +57,17 @@ func BuildTree(ctx context.Context) (root, binDir string, bins map[string]string
 		return "", "", nil, err
 	}
 	binDir = filepath.Join(root, ".cache", "bin")
-	bins, err = Build(ctx, root, binDir, Services...)
-	return root, binDir, bins, err
+	if bins, err = Build(ctx, root, binDir, append(append([]string{}, Services...), OrderServices...)...); err != nil {
+		return root, binDir, nil, err
+	}
+	for name, dir := range Tools {
+		out := filepath.Join(binDir, name)
+		if err := buildIn(ctx, filepath.Join(root, dir), out); err != nil {
+			return root, binDir, nil, fmt.Errorf("build %s: %w", name, err)
+		}
+		bins[name] = out
+	}
+	return root, binDir, bins, nil
 }
 
 // Build compiles the named services into outDir and returns their paths. A
@@ -62,15 +79,23 @@ func Build(ctx context.Context, root, outDir string, names ...string) (map[strin
 	bins := map[string]string{}
 	for _, n := range names {
 		out := filepath.Join(outDir, n)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, ".")
-		cmd.Dir = filepath.Join(root, "services", n)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build %s: %w\n%s", n, err, b)
+		if err := buildIn(ctx, filepath.Join(root, "services", n), out); err != nil {
+			return nil, fmt.Errorf("build %s: %w", n, err)
 		}
 		bins[n] = out
 	}
 	return bins, nil
+}
+
+// buildIn runs go build in dir, writing the binary to out.
+func buildIn(ctx context.Context, dir, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w\n%s", err, b)
+	}
+	return nil
 }
 
 // Process is one running service.
@@ -78,6 +103,7 @@ type Process struct {
 	Name     string
 	Bin      string
 	Env      []string // KEY=VALUE, added to the parent's environment
+	Args     []string // command-line arguments (the services take none; tools take flags)
 	HTTPAddr string   // host:port of its HTTP_ADDR
 	LogPath  string
 
@@ -102,7 +128,7 @@ func (p *Process) Start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(p.Bin)
+	cmd := exec.Command(p.Bin, p.Args...)
 	cmd.Env = append(append(os.Environ(), p.Env...), "HTTP_ADDR="+p.HTTPAddr)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
