@@ -9,17 +9,22 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"text/template"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -49,11 +54,19 @@ func run(ctx context.Context) error {
 	every := flag.Duration("report", 10*time.Second, "how often to print progress")
 	shopAddr := flag.String("shop", webdemo.DefaultAddr, "listen address of the demo shop (its origin is allowed by the collector)")
 	collectorAddr := flag.String("collector", "127.0.0.1:8090", "listen address of ingest-clickstream's HTTP collector")
+	storefrontAddr := flag.String("storefront", "127.0.0.1:8097", "listen address of the storefront simulator's orders API")
+	ordersAddr := flag.String("ingest-orders", "127.0.0.1:8088", "HTTP address of ingest-orders (webhooks, metrics, readyz)")
+	poll := flag.Duration("orders-poll", 5*time.Second, "how often ingest-orders polls the storefront's API")
 	flag.Parse()
 
 	// Taken first, so a busy port fails before anything starts.
 	shopLn, collectorLn, err := takePorts(*shopAddr, *collectorAddr)
 	if err != nil {
+		return err
+	}
+	if err := portsFree(map[string]string{"-storefront": *storefrontAddr, "-ingest-orders": *ordersAddr}); err != nil {
+		shopLn.Close()
+		collectorLn.Close()
 		return err
 	}
 	defer shopLn.Close()
@@ -82,13 +95,24 @@ func run(ctx context.Context) error {
 	sl, err := slice.New(slice.Options{
 		BinDir: binDir, RunDir: runDir, Brokers: eps.KafkaBrokers, Registry: eps.SchemaRegistryURL,
 		OTLP: otlp, QueryToken: token,
-		Addrs:         map[string]string{"ingest-clickstream": "127.0.0.1:8081", "validator": "127.0.0.1:8084", "bq-writer": "127.0.0.1:8086"},
+		Addrs: map[string]string{"ingest-clickstream": "127.0.0.1:8081", "validator": "127.0.0.1:8084", "bq-writer": "127.0.0.1:8086",
+			"storefront": *storefrontAddr, "ingest-orders": *ordersAddr},
 		CollectorAddr: collectorLn.Addr().String(), CollectorOrigins: origins,
+		// Speed 1, the simulator's default rate, faults and broken share, webhooks
+		// on. A new order stream every run: the same seed would make the same
+		// order ids, which the warehouse file of an earlier run already holds.
+		Orders: &slice.OrdersOptions{PollInterval: *poll, Args: []string{"-seed=" + strconv.FormatUint(randomUint64(), 10)}},
+		// The consumer groups are the stack's, shared by every checkout's demo, and
+		// the warehouse file is this checkout's: a new file (or one from before the
+		// orders tables) has no position where the group has committed offsets.
+		// Start those partitions from the committed offset; the demo says so.
+		Env: map[string][]string{"bq-writer": {"POSITION_RECOVERY=committed"}},
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Println("starting ingest-clickstream, validator and bq-writer…")
+	writerLog := logMark(sl.Procs["bq-writer"].LogPath)
+	fmt.Println("starting bq-writer, validator, ingest-clickstream, the storefront simulator and ingest-orders…")
 	collectorLn.Close() // held until now; ingest-clickstream listens there next
 	if err := sl.Start(ctx); err != nil {
 		_ = sl.Stop()
@@ -125,6 +149,7 @@ func run(ctx context.Context) error {
 	var before counts
 	before.rows, _ = sl.QueryInt(qctx, "SELECT count(*) FROM fact_events")
 	before.shop, _ = sl.QueryInt(qctx, shopCount)
+	before.orders, _ = queryOrderCounts(qctx, sl)
 	qcancel()
 
 	prod, err := kgo.NewClient(kgo.SeedBrokers(eps.KafkaBrokers...), kgo.ProducerLinger(5*time.Millisecond),
@@ -135,6 +160,7 @@ func run(ctx context.Context) error {
 	defer prod.Close()
 	gen := clickgen.New(clickgen.WithBrokenFraction(*broken))
 	sent := 0
+	joined := false // the example join is printed once after 30 s, and at the end
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -148,10 +174,15 @@ func run(ctx context.Context) error {
 			cancel()
 			fmt.Printf("\nsent %d events in %s; letting the pipeline drain…\n", sent, time.Since(start).Round(time.Second))
 			time.Sleep(3 * time.Second)
-			printStatus(sl, sink, sent, before, start)
+			printStatus(sl, sink, sent, before, start, writerLog)
+			printJoin(context.Background(), sl, start)
 			return nil
 		case <-report.C:
-			printStatus(sl, sink, sent, before, start)
+			printStatus(sl, sink, sent, before, start, writerLog)
+			if !joined && time.Since(start) >= 30*time.Second {
+				printJoin(ctx, sl, start)
+				joined = true
+			}
 		case <-tick.C:
 			want := int(time.Since(start).Seconds() * float64(*rate))
 			for ; sent < want; sent++ {
@@ -176,6 +207,20 @@ func takePorts(shopAddr, collectorAddr string) (shop, collector net.Listener, er
 		return nil, nil, fmt.Errorf("HTTP collector: %w (choose another with -collector)", err)
 	}
 	return shop, collector, nil
+}
+
+// portsFree checks that each address (by the flag that sets it) can be
+// listened on now, so a busy port of a service fails the demo before
+// anything starts, naming the flag.
+func portsFree(addrs map[string]string) error {
+	for _, f := range slices.Sorted(maps.Keys(addrs)) {
+		ln, err := net.Listen("tcp", addrs[f])
+		if err != nil {
+			return fmt.Errorf("%w (choose another with %s)", err, f)
+		}
+		ln.Close()
+	}
+	return nil
 }
 
 // browserAddr is the host:port a browser on this machine uses for a
@@ -212,41 +257,71 @@ func shopOrigins(addr net.Addr) []string {
 	}
 }
 
-func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, shop, collector string) {
-	addr := func(n string) string { return sl.Procs[n].HTTPAddr }
-	fmt.Printf(`
+// where is what the "where to look" block names.
+type where struct {
+	Ingest, Validator, Writer, IngestOrders string // HTTP addresses
+	QueryToken, DuckDB, RunDir              string
+	Brokers, Registry                       string
+	Shop, Collector, WriteKey, WriteKeys    string
+	Storefront                              *slice.Storefront
+	Topics                                  slice.Topics
+}
+
+var whereText = template.Must(template.New("where").Parse(`
 The platform is running. Where to look:
 
-  Shop        open %[9]s and click around; your events land in fact_events
+  Shop        open {{.Shop}} and click around; your events land in fact_events
               (the page shows what its tracking snippet sent and the collector's answer)
-  Your events curl -s -H 'Authorization: Bearer %[4]s' \
+  Your events curl -s -H 'Authorization: Bearer {{.QueryToken}}' \
                 --data "SELECT event_timestamp, event_type, product_id, order_id, session_id FROM fact_events WHERE source = 'http' ORDER BY event_timestamp DESC LIMIT 20" \
-                http://%[3]s/v1/warehouse/query
-  Collector   POST %[10]s   (write key %[11]s, in %[12]s)
-  Health      curl -s http://%[1]s/readyz   (ingest-clickstream)
-              curl -s http://%[2]s/readyz   (validator)
-              curl -s http://%[3]s/readyz   (bq-writer)
-  Metrics     curl -s http://%[1]s/metrics | grep ^ecom_
-              (same path on %[2]s and %[3]s)
-  Warehouse   curl -s -H 'Authorization: Bearer %[4]s' \
+                http://{{.Writer}}/v1/warehouse/query
+  Collector   POST {{.Collector}}   (write key {{.WriteKey}}, in {{.WriteKeys}})
+  Storefront  the simulated shop's orders API (~50 orders/min, 1% broken on purpose, webhooks to ingest-orders):
+              curl -s -H 'Authorization: Bearer {{.Storefront.Token}}' '{{.Storefront.URL}}/v1/orders?limit=2'
+              curl -s -H 'Authorization: Bearer {{.Storefront.Token}}' {{.Storefront.URL}}/v1/admin/stats
+              (every version it made: {{.Storefront.VersionsFile}})
+  Health      curl -s http://{{.Ingest}}/readyz   (ingest-clickstream)
+              curl -s http://{{.IngestOrders}}/readyz   (ingest-orders)
+              curl -s http://{{.Validator}}/readyz   (validator)
+              curl -s http://{{.Writer}}/readyz   (bq-writer)
+  Metrics     curl -s http://{{.Ingest}}/metrics | grep ^ecom_
+              curl -s http://{{.IngestOrders}}/metrics | grep ^ecom_orders   (cursor lag, produced by source)
+              (same path on {{.Validator}} and {{.Writer}})
+  Warehouse   curl -s -H 'Authorization: Bearer {{.QueryToken}}' \
                 --data 'SELECT event_type, count(*) AS n FROM fact_events GROUP BY 1 ORDER BY 2 DESC' \
-                http://%[3]s/v1/warehouse/query
-              (DuckDB file %[5]s; open it with any DuckDB client after Ctrl-C)
-  Logs        %[6]s/<service>.log   and the stack's in .run/logs/
-  Kafka       %[7]s   topics clickstream, ecom.events.v1, ecom.events.valid.v1, ecom.dlq.v1
-  Registry    %[8]s/subjects
+                http://{{.Writer}}/v1/warehouse/query
+              curl -s -H 'Authorization: Bearer {{.QueryToken}}' \
+                --data 'SELECT status, count(*) AS n, sum(total_minor) AS total_minor FROM fact_orders GROUP BY 1 ORDER BY 2 DESC' \
+                http://{{.Writer}}/v1/warehouse/query
+              (DuckDB file {{.DuckDB}}; open it with any DuckDB client after Ctrl-C)
+  Logs        {{.RunDir}}/<service>.log   and the stack's in .run/logs/
+  Kafka       {{.Brokers}}   topics {{.Topics.Raw}}, {{.Topics.Events}}, {{.Topics.Valid}},
+              {{.Topics.Orders}}, {{.Topics.OrdersValid}}, {{.Topics.OrdersCursor}}, ecom.dlq.v1
+  Registry    {{.Registry}}/subjects
 
 Progress is printed every few seconds. Ctrl-C stops everything.
 
-`, addr("ingest-clickstream"), addr("validator"), addr("bq-writer"), token, sl.DuckDB, runDir,
-		strings.Join(eps.KafkaBrokers, ","), eps.SchemaRegistryURL, shop, collector, sl.WriteKey, sl.WriteKeysFile)
+`))
+
+func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, shop, collector string) {
+	addr := func(n string) string { return sl.Procs[n].HTTPAddr }
+	_ = whereText.Execute(os.Stdout, where{
+		Ingest: addr("ingest-clickstream"), Validator: addr("validator"), Writer: addr("bq-writer"), IngestOrders: addr("ingest-orders"),
+		QueryToken: token, DuckDB: sl.DuckDB, RunDir: runDir,
+		Brokers: strings.Join(eps.KafkaBrokers, ","), Registry: eps.SchemaRegistryURL,
+		Shop: shop, Collector: collector, WriteKey: sl.WriteKey, WriteKeys: sl.WriteKeysFile,
+		Storefront: sl.Storefront, Topics: sl.Topics,
+	})
 }
 
 // shopCount counts the rows the shop's snippet sent (through the HTTP collector).
 const shopCount = "SELECT count(*) FROM fact_events WHERE source = 'http'"
 
-// counts are the warehouse's row counts: all, and the shop's.
-type counts struct{ rows, shop int64 }
+// counts are the warehouse's row counts: all events, the shop's, and the orders'.
+type counts struct {
+	rows, shop int64
+	orders     orderCounts
+}
 
 // statusLine is the progress line: what this run sent and landed (the
 // warehouse file outlives runs, so now's counts less those at the start),
@@ -263,9 +338,16 @@ func statusLine(at time.Time, sent int, elapsed, dead float64, before, now count
 	return s
 }
 
-func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before counts, start time.Time) {
+func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before counts, start time.Time, writerLog *logCursor) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if rs := writerLog.recoveries(); len(rs) > 0 {
+		fmt.Println("  bq-writer started these partitions at the group's committed offset (POSITION_RECOVERY=committed,")
+		fmt.Println("  see services/bq-writer/README.md#positions): the consumer groups are the stack's, the warehouse file this checkout's")
+		for _, r := range rs {
+			fmt.Println("      " + r)
+		}
+	}
 	var now counts
 	var err error
 	now.rows, err = sl.QueryInt(ctx, "SELECT count(*) FROM fact_events")
@@ -273,35 +355,14 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before counts, 
 		fmt.Println("  warehouse:", err)
 	}
 	now.shop, _ = sl.QueryInt(ctx, shopCount)
-	var dead float64
-	byReason := map[string]float64{}
-	for _, n := range svcrun.Services {
-		series, err := slice.Scrape(ctx, sl.Procs[n].HTTPAddr, "ecom_dead_letters")
-		if err != nil {
-			continue
-		}
-		for _, s := range series {
-			key := s.Labels["stage"] + " " + s.Labels["code"]
-			if r := s.Labels["rule_id"]; r != "" {
-				key += " " + r
-			}
-			byReason[key] += s.Value
-			dead += s.Value
-		}
-	}
+	m := scrapeAll(ctx, sl)
+	dead := splitDeadLetters(m, sl.Topics)
 	spans := 0
 	if sink != nil {
 		spans = sink.Count()
 	}
-	fmt.Println(statusLine(time.Now(), sent, time.Since(start).Seconds(), dead, before, now, spans, sink != nil))
-	keys := make([]string, 0, len(byReason))
-	for k := range byReason {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Printf("      %-70s %6.0f\n", k, byReason[k])
-	}
+	fmt.Println(statusLine(time.Now(), sent, time.Since(start).Seconds(), dead.clicks, before, now, spans, sink != nil))
+	printReasons(dead.clickReasons)
 	if sink != nil && now.rows > 0 {
 		_, rs, err := sl.Query(ctx, "SELECT event_id, trace_id FROM fact_events WHERE loaded_at < now() - INTERVAL 2 SECOND ORDER BY loaded_at DESC LIMIT 1")
 		if err == nil && len(rs) == 1 {
@@ -316,6 +377,21 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before counts, 
 			fmt.Printf("      latest event %v: trace %s has spans from %s\n", rs[0][0], tid, strings.Join(svcs, " -> "))
 		}
 	}
+	o := ordersStatus{before: before.orders, produced: producedBySource(m["ingest-orders"]), dead: dead.orders}
+	o.lag, o.lagKnown = cursorLag(m["ingest-orders"])
+	var st storefrontStats
+	if err := sl.StorefrontDo(ctx, http.MethodGet, "/v1/admin/stats", nil, &st); err == nil {
+		o.stats = &st
+	}
+	o.now, o.warehouseE = queryOrderCounts(ctx, sl)
+	fmt.Println(o.line())
+	printReasons(dead.orderReasons)
+}
+
+func randomUint64() uint64 {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return binary.LittleEndian.Uint64(b)
 }
 
 func randomToken() string {

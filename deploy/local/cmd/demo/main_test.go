@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ecomstream/platform/deploy/local/slice"
 )
 
 func TestShopOrigins(t *testing.T) {
@@ -110,5 +112,54 @@ func TestStatusLineCountsThisRun(t *testing.T) {
 	}
 	if got := statusLine(at, 10, 1, 0, before, counts{rows: 5010, shop: 40}, 0, false); strings.Contains(got, "from the shop") || strings.Contains(got, "spans") {
 		t.Errorf("statusLine() with no shop row this run and no sink = %q", got)
+	}
+}
+
+func TestPortsFree(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if err := portsFree(map[string]string{"-storefront": "127.0.0.1:0", "-ingest-orders": "127.0.0.1:0"}); err != nil {
+		t.Errorf("portsFree(free ports) = %v", err)
+	}
+	err = portsFree(map[string]string{"-storefront": "127.0.0.1:0", "-ingest-orders": busy.Addr().String()})
+	if err == nil || !strings.Contains(err.Error(), "-ingest-orders") || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("portsFree(a busy port) = %v, want address in use naming -ingest-orders", err)
+	}
+}
+
+func TestWhereToLook(t *testing.T) {
+	w := where{
+		Ingest: "127.0.0.1:8081", Validator: "127.0.0.1:8084", Writer: "127.0.0.1:8086", IngestOrders: "127.0.0.1:8088",
+		QueryToken: "qtok", DuckDB: "/r/.run/demo/warehouse.duckdb", RunDir: "/r/.run/demo", Brokers: "127.0.0.1:19092",
+		Registry: "http://127.0.0.1:18081/apis/ccompat/v7", Shop: "http://127.0.0.1:8095", Collector: "http://127.0.0.1:8090/v1/events",
+		WriteKey: "wk_web_1", WriteKeys: "/r/.run/demo/write-keys.json",
+		Storefront: &slice.Storefront{URL: "http://127.0.0.1:8097", Token: "sf_tok", VersionsFile: "/r/.run/demo/storefront-versions.jsonl"},
+		Topics: slice.Topics{Raw: "clickstream", Events: "ecom.events.v1", Valid: "ecom.events.valid.v1",
+			Orders: "ecom.orders.v1", OrdersValid: "ecom.orders.valid.v1", OrdersCursor: "ecom.ingest-orders.cursor.v1"},
+	}
+	var b strings.Builder
+	if err := whereText.Execute(&b, w); err != nil {
+		t.Fatal(err)
+	}
+	got := b.String()
+	for _, want := range []string{
+		"curl -s -H 'Authorization: Bearer sf_tok' 'http://127.0.0.1:8097/v1/orders?limit=2'",
+		"curl -s -H 'Authorization: Bearer sf_tok' http://127.0.0.1:8097/v1/admin/stats",
+		"curl -s http://127.0.0.1:8088/readyz   (ingest-orders)",
+		"curl -s http://127.0.0.1:8088/metrics | grep ^ecom_orders",
+		"FROM fact_orders GROUP BY 1",
+		"ecom.orders.v1, ecom.orders.valid.v1, ecom.ingest-orders.cursor.v1",
+		"curl -s -H 'Authorization: Bearer qtok' \\\n",
+		"open http://127.0.0.1:8095",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("where to look lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "<no value>") {
+		t.Errorf("where to look has an unset field:\n%s", got)
 	}
 }

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"maps"
+	"strings"
+	"testing"
+
+	"github.com/ecomstream/platform/deploy/local/slice"
+)
+
+func TestFormatTable(t *testing.T) {
+	tests := []struct {
+		name string
+		cols []string
+		rows [][]any
+		want string
+	}{
+		{
+			name: "aligned columns, numbers without exponent, NULL",
+			cols: []string{"order_id", "total_minor", "paid_at"},
+			rows: [][]any{{"o-1", 1234567.0, nil}, {"o-22", 5.0, "2026-12-01T12:00:00Z"}},
+			want: "order_id  total_minor  paid_at\n" +
+				"o-1       1234567      NULL\n" +
+				"o-22      5            2026-12-01T12:00:00Z\n",
+		},
+		{name: "header only", cols: []string{"a", "bb"}, want: "a  bb\n"},
+		{name: "short row", cols: []string{"a", "b"}, rows: [][]any{{"x"}}, want: "a  b\nx  \n"},
+		{name: "non-ASCII width in runes", cols: []string{"name", "n"}, rows: [][]any{{"Zürich", 1.5}, {"x", true}},
+			want: "name    n\nZürich  1.5\nx       true\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := formatTable(tt.cols, tt.rows); got != tt.want {
+				t.Errorf("formatTable() =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestIndent(t *testing.T) {
+	if got, want := indent("a\nb\n", "  "), "  a\n  b\n"; got != want {
+		t.Errorf("indent() = %q, want %q", got, want)
+	}
+	if got, want := indent("a", "> "), "> a\n"; got != want {
+		t.Errorf("indent() = %q, want %q", got, want)
+	}
+}
+
+func series(name string, v float64, kv ...string) slice.Series {
+	s := slice.Series{Name: name, Labels: map[string]string{}, Value: v}
+	for i := 0; i+1 < len(kv); i += 2 {
+		s.Labels[kv[i]] = kv[i+1]
+	}
+	return s
+}
+
+func TestSplitDeadLetters(t *testing.T) {
+	topics := slice.Topics{Raw: "clickstream", Events: "ecom.events.v1", Valid: "ecom.events.valid.v1", Orders: "ecom.orders.v1", OrdersValid: "ecom.orders.valid.v1"}
+	m := metrics{
+		"ingest-clickstream": {
+			series("ecom_dead_letters_total", 4, "stage", "ingest-clickstream", "code", "MALFORMED_JSON", "rule_id", ""),
+		},
+		"validator": {
+			series("ecom_dead_letters_total", 3, "stage", "validator", "code", "RULE_FAILED", "rule_id", "click.required_fields"),
+			// one broken order version failing two rules: two reasons, one record
+			series("ecom_dead_letters_total", 1, "stage", "validator", "code", "RULE_FAILED", "rule_id", "order.total_matches"),
+			series("ecom_dead_letters_total", 1, "stage", "validator", "code", "RULE_FAILED", "rule_id", "order.lines_sum_to_subtotal"),
+			series("ecom_records_processed_total", 1, "stage", "validator", "topic", "ecom.orders.v1", "outcome", "dead_lettered"),
+			series("ecom_records_processed_total", 50, "stage", "validator", "topic", "ecom.orders.v1", "outcome", "ok"),
+			series("ecom_records_processed_total", 3, "stage", "validator", "topic", "ecom.events.v1", "outcome", "dead_lettered"),
+		},
+		"bq-writer": {
+			series("ecom_records_processed_total", 2, "stage", "bq-writer", "topic", "ecom.orders.valid.v1", "outcome", "dead_lettered"),
+			series("ecom_records_processed_total", 1, "stage", "bq-writer", "topic", "ecom.events.valid.v1", "outcome", "dead_lettered"),
+		},
+		"ingest-orders": {
+			series("ecom_dead_letters_total", 1, "stage", "ingest-orders", "code", "MALFORMED_JSON", "rule_id", ""),
+		},
+	}
+	d := splitDeadLetters(m, topics)
+	if d.clicks != 7 {
+		t.Errorf("clicks = %v, want 7 (4 + 3 reasons, no order's)", d.clicks)
+	}
+	if d.orders != 4 {
+		t.Errorf("orders = %v, want 4 (1 validator + 2 bq-writer records of the order topics, 1 webhook body)", d.orders)
+	}
+	wantClicks := map[string]float64{"ingest-clickstream MALFORMED_JSON": 4, "validator RULE_FAILED click.required_fields": 3}
+	if !maps.Equal(d.clickReasons, wantClicks) {
+		t.Errorf("clickReasons = %v, want %v", d.clickReasons, wantClicks)
+	}
+	wantOrders := map[string]float64{"validator RULE_FAILED order.total_matches": 1, "validator RULE_FAILED order.lines_sum_to_subtotal": 1,
+		"ingest-orders MALFORMED_JSON": 1}
+	if !maps.Equal(d.orderReasons, wantOrders) {
+		t.Errorf("orderReasons = %v, want %v", d.orderReasons, wantOrders)
+	}
+	if e := splitDeadLetters(metrics{}, topics); e.clicks != 0 || e.orders != 0 || len(e.clickReasons)+len(e.orderReasons) != 0 {
+		t.Errorf("splitDeadLetters of no scrape = %+v, want zeros", e)
+	}
+}
+
+func TestIsOrderReason(t *testing.T) {
+	tests := []struct {
+		stage, rule string
+		want        bool
+	}{
+		{"ingest-orders", "", true},
+		{"validator", "order.status_consistent", true},
+		{"validator", "click.required_fields", false},
+		{"validator", "", false},
+		{"ingest-clickstream", "", false},
+	}
+	for _, tt := range tests {
+		if got := isOrderReason(tt.stage, tt.rule); got != tt.want {
+			t.Errorf("isOrderReason(%q, %q) = %v, want %v", tt.stage, tt.rule, got, tt.want)
+		}
+	}
+}
+
+func TestOrdersMetrics(t *testing.T) {
+	ss := []slice.Series{
+		series("ecom_orders_produced_total", 40, "source", "api"),
+		series("ecom_orders_produced_total", 41, "source", "webhook"),
+		series("ecom_orders_pages_polled_total", 9),
+		series("ecom_orders_cursor_lag_seconds", 3.5),
+	}
+	if got, want := producedBySource(ss), map[string]float64{"api": 40, "webhook": 41}; !maps.Equal(got, want) {
+		t.Errorf("producedBySource() = %v, want %v", got, want)
+	}
+	if lag, ok := cursorLag(ss); !ok || lag != 3.5 {
+		t.Errorf("cursorLag() = %v, %v, want 3.5, true", lag, ok)
+	}
+	if _, ok := cursorLag(ss[:3]); ok {
+		t.Error("cursorLag() without the gauge: ok, want not known")
+	}
+}
+
+func TestOrdersLine(t *testing.T) {
+	var st storefrontStats
+	// The simulator's GET /v1/admin/stats body (fields the demo does not show included).
+	body := `{"orders":42,"arrivals":30,"placed":12,"open":20,"versions":97,"broken":{"negative_amount":1,"no_lines":0,"total_mismatch":1},"shop_time":"2026-12-01T12:00:00Z"}`
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		give      ordersStatus
+		want      []string
+		wantNotIn []string
+	}{
+		{
+			name: "everything known",
+			give: ordersStatus{stats: &st, produced: map[string]float64{"webhook": 95, "api": 90},
+				before: orderCounts{orders: 100, lines: 250}, now: orderCounts{orders: 140, lines: 350}, dead: 4, lag: 3.46, lagKnown: true},
+			want: []string{"storefront made 42 (97 versions, 2 broken on purpose, 12 placed by clickstream purchases)",
+				"produced api 90, webhook 95 |", "landed 40 orders, 100 lines (table total 140)", "dead-lettered 4 versions", "cursor 3.5s behind the API"},
+		},
+		{
+			name:      "no stats, nothing produced, no poll yet, no placed orders",
+			give:      ordersStatus{},
+			want:      []string{"produced 0 |", "landed 0 orders, 0 lines (table total 0)", "cursor: no poll yet"},
+			wantNotIn: []string{"storefront made", "placed"},
+		},
+		{
+			name:      "warehouse down",
+			give:      ordersStatus{warehouseE: errors.New("query: 503")},
+			want:      []string{"warehouse: query: 503"},
+			wantNotIn: []string{"landed"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.give.line()
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("line() = %q, want it to say %q", got, w)
+				}
+			}
+			for _, w := range tt.wantNotIn {
+				if strings.Contains(got, w) {
+					t.Errorf("line() = %q, want no %q", got, w)
+				}
+			}
+		})
+	}
+	st.Placed = 0
+	if got := (ordersStatus{stats: &st}).line(); strings.Contains(got, "placed") {
+		t.Errorf("line() with no placed orders = %q, want no 'placed'", got)
+	}
+}
