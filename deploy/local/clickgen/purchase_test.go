@@ -161,3 +161,25 @@ func TestPurchaseIsACopy(t *testing.T) {
 		t.Fatal("no duplicated purchase")
 	}
 }
+
+// TestPurchasesDeterministic: the same seed gives the same orders, so a
+// replayed run places the same ids (and finds them placed).
+func TestPurchasesDeterministic(t *testing.T) {
+	purchases := func(seed uint64) []clickgen.Purchase {
+		recs, _ := generate(20_000, clickgen.WithSeed(seed), clickgen.WithDuplicateFraction(0.05))
+		var out []clickgen.Purchase
+		for _, r := range recs {
+			if r.Purchase != nil {
+				out = append(out, *r.Purchase)
+			}
+		}
+		return out
+	}
+	a, b, c := purchases(8), purchases(8), purchases(9)
+	if len(a) == 0 || !reflect.DeepEqual(a, b) {
+		t.Fatalf("same seed: %d and %d purchases, equal %v", len(a), len(b), reflect.DeepEqual(a, b))
+	}
+	if len(c) > 0 && c[0].OrderID == a[0].OrderID {
+		t.Fatalf("another seed, the same first order %s", a[0].OrderID)
+	}
+}
