@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -33,6 +34,7 @@ import (
 	"github.com/ecomstream/platform/deploy/local/otlpsink"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
+	"github.com/ecomstream/platform/deploy/local/storefront"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
 	"github.com/ecomstream/platform/deploy/local/webdemo"
 )
@@ -57,6 +59,7 @@ func run(ctx context.Context) error {
 	storefrontAddr := flag.String("storefront", "127.0.0.1:8097", "listen address of the storefront simulator's orders API")
 	ordersAddr := flag.String("ingest-orders", "127.0.0.1:8088", "HTTP address of ingest-orders (webhooks, metrics, readyz)")
 	poll := flag.Duration("orders-poll", 5*time.Second, "how often ingest-orders polls the storefront's API")
+	ordersBroken := flag.Float64("orders-broken", 0.01, "fraction of the storefront's own orders broken on purpose (dead-lettered by the validator)")
 	flag.Parse()
 
 	// Taken first, so a busy port fails before anything starts.
@@ -101,7 +104,8 @@ func run(ctx context.Context) error {
 		// Speed 1, the simulator's default rate, faults and broken share, webhooks
 		// on. A new order stream every run: the same seed would make the same
 		// order ids, which the warehouse file of an earlier run already holds.
-		Orders: &slice.OrdersOptions{PollInterval: *poll, Args: []string{"-seed=" + strconv.FormatUint(randomUint64(), 10)}},
+		Orders: &slice.OrdersOptions{PollInterval: *poll, Args: []string{"-seed=" + strconv.FormatUint(randomUint64(), 10),
+			"-broken=" + strconv.FormatFloat(*ordersBroken, 'g', -1, 64)}},
 		// The consumer groups are the stack's, shared by every checkout's demo, and
 		// the warehouse file is this checkout's: a new file (or one from before the
 		// orders tables) has no position where the group has committed offsets.
@@ -158,6 +162,23 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer prod.Close()
+	// Every purchase the generator makes is an order for a real customer and
+	// real products: placed in the storefront once the event is in Kafka (so
+	// no order lacks its click), it flows back through ingest-orders into
+	// fact_orders, where the purchase joins it.
+	placer, err := storefront.NewPlacer(storefront.PlacerConfig{URL: sl.Storefront.URL, Token: sl.Storefront.Token,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return err
+	}
+	closePlacer := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := placer.Close(cctx); err != nil {
+			fmt.Println("  placing purchases:", err)
+		}
+	}
+	defer closePlacer() // the error paths; the end closes it before the last report
 	gen := clickgen.New(clickgen.WithBrokenFraction(*broken))
 	sent := 0
 	joined := false // the example join is printed once after 30 s, and at the end
@@ -172,13 +193,14 @@ func run(ctx context.Context) error {
 			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = prod.Flush(fctx)
 			cancel()
+			closePlacer() // after the flush: every purchase in Kafka is given to the placer by now
 			fmt.Printf("\nsent %d events in %s; letting the pipeline drain…\n", sent, time.Since(start).Round(time.Second))
 			time.Sleep(3 * time.Second)
-			printStatus(sl, sink, sent, before, start, writerLog)
+			printStatus(sl, sink, placer, sent, before, start, writerLog)
 			printJoin(context.Background(), sl, start)
 			return nil
 		case <-report.C:
-			printStatus(sl, sink, sent, before, start, writerLog)
+			printStatus(sl, sink, placer, sent, before, start, writerLog)
 			if !joined && time.Since(start) >= 30*time.Second {
 				printJoin(ctx, sl, start)
 				joined = true
@@ -187,7 +209,16 @@ func run(ctx context.Context) error {
 			want := int(time.Since(start).Seconds() * float64(*rate))
 			for ; sent < want; sent++ {
 				r := gen.Next()
-				prod.Produce(ctx, &kgo.Record{Topic: sl.Topics.Raw, Key: r.Key, Value: r.Value}, nil)
+				var placed func(*kgo.Record, error)
+				if r.Purchase != nil {
+					req := placeRequest(r.Purchase)
+					placed = func(_ *kgo.Record, err error) {
+						if err == nil {
+							placer.Place(req)
+						}
+					}
+				}
+				prod.Produce(ctx, &kgo.Record{Topic: sl.Topics.Raw, Key: r.Key, Value: r.Value}, placed)
 			}
 		}
 	}
@@ -338,7 +369,7 @@ func statusLine(at time.Time, sent int, elapsed, dead float64, before, now count
 	return s
 }
 
-func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before counts, start time.Time, writerLog *logCursor) {
+func printStatus(sl *slice.Slice, sink *otlpsink.Sink, placer *storefront.Placer, sent int, before counts, start time.Time, writerLog *logCursor) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if rs := writerLog.recoveries(); len(rs) > 0 {
@@ -377,14 +408,15 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, sent int, before counts, 
 			fmt.Printf("      latest event %v: trace %s has spans from %s\n", rs[0][0], tid, strings.Join(svcs, " -> "))
 		}
 	}
-	o := ordersStatus{before: before.orders, produced: producedBySource(m["ingest-orders"]), dead: dead.orders}
+	ps := placer.Stats()
+	o := ordersStatus{placer: &ps, before: before.orders, produced: producedBySource(m["ingest-orders"]), dead: dead.orders}
 	o.lag, o.lagKnown = cursorLag(m["ingest-orders"])
 	var st storefrontStats
 	if err := sl.StorefrontDo(ctx, http.MethodGet, "/v1/admin/stats", nil, &st); err == nil {
 		o.stats = &st
 	}
 	o.now, o.warehouseE = queryOrderCounts(ctx, sl)
-	fmt.Println(o.line())
+	fmt.Println(o.lines())
 	printReasons(dead.orderReasons)
 }
 

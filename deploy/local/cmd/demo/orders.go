@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ecomstream/platform/deploy/local/clickgen"
 	"github.com/ecomstream/platform/deploy/local/slice"
+	"github.com/ecomstream/platform/deploy/local/storefront"
 )
 
 // The warehouse's order rows: orders (one row per order, its latest version)
@@ -51,6 +53,7 @@ func queryOrderCounts(ctx context.Context, sl *slice.Slice) (orderCounts, error)
 // demo shows.
 type storefrontStats struct {
 	Orders   int            `json:"orders"`   // created in all: its own arrivals and placed ones
+	Arrivals int            `json:"arrivals"` // its own
 	Placed   int            `json:"placed"`   // placed from outside (the clickstream's purchases)
 	Versions int            `json:"versions"` // versions made
 	Broken   map[string]int `json:"broken"`   // broken orders per kind
@@ -129,9 +132,10 @@ func splitDeadLetters(m metrics, t slice.Topics) deadLetters {
 
 // ordersStatus is what the progress report says about the orders path.
 type ordersStatus struct {
-	stats      *storefrontStats   // nil: the simulator did not answer
-	produced   map[string]float64 // ingest-orders' order versions by source (api, webhook)
-	before     orderCounts        // the warehouse's at the start of the run
+	stats      *storefrontStats        // nil: the simulator did not answer
+	placer     *storefront.PlacerStats // the clickstream's purchases placed as orders
+	produced   map[string]float64      // ingest-orders' order versions by source (api, webhook)
+	before     orderCounts             // the warehouse's at the start of the run
 	now        orderCounts
 	dead       float64 // order versions dead-lettered
 	lag        float64 // seconds the cursor is behind the API
@@ -160,21 +164,17 @@ func cursorLag(series []slice.Series) (float64, bool) {
 	return 0, false
 }
 
-// line is the orders' progress line: what the storefront made, what
-// ingest-orders produced by source, what landed this run (the warehouse
-// file outlives runs), what was dead-lettered and how far the cursor is
-// behind the API.
-func (o ordersStatus) line() string {
+// lines are the orders' progress lines: what the storefront made; what
+// ingest-orders produced by source, what landed this run (the warehouse file
+// outlives runs), what was dead-lettered and how far the cursor is behind
+// the API; and the clickstream purchases that could not be placed.
+func (o ordersStatus) lines() string {
 	var b strings.Builder
-	b.WriteString("      orders: ")
 	if o.stats != nil {
-		fmt.Fprintf(&b, "storefront made %d (%d versions, %d broken on purpose", o.stats.Orders, o.stats.Versions, o.stats.broken())
-		if o.stats.Placed > 0 {
-			fmt.Fprintf(&b, ", %d placed by clickstream purchases", o.stats.Placed)
-		}
-		b.WriteString(") | ")
+		fmt.Fprintf(&b, "      storefront: %d orders (%d its own, %d placed for clickstream purchases), %d versions, %d broken on purpose\n",
+			o.stats.Orders, o.stats.Arrivals, o.stats.Placed, o.stats.Versions, o.stats.broken())
 	}
-	b.WriteString("produced")
+	b.WriteString("      orders: produced")
 	if len(o.produced) == 0 {
 		b.WriteString(" 0")
 	}
@@ -194,6 +194,9 @@ func (o ordersStatus) line() string {
 		fmt.Fprintf(&b, " | cursor %s behind the API", (time.Duration(o.lag * float64(time.Second))).Round(100*time.Millisecond))
 	} else {
 		b.WriteString(" | cursor: no poll yet")
+	}
+	if p := o.placer; p != nil && p.Failed+p.Dropped > 0 {
+		fmt.Fprintf(&b, "\n      purchases without an order: %d failed, %d dropped (the placer's queue was full)", p.Failed, p.Dropped)
 	}
 	return b.String()
 }
@@ -291,4 +294,13 @@ func indent(s, p string) string {
 		lines[i] = p + lines[i]
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// placeRequest is the storefront order behind a clickstream purchase.
+func placeRequest(p *clickgen.Purchase) storefront.PlaceRequest {
+	req := storefront.PlaceRequest{ID: p.OrderID, CustomerID: p.CustomerID, Lines: make([]storefront.PlaceLine, len(p.Lines))}
+	for i, l := range p.Lines {
+		req.Lines[i] = storefront.PlaceLine{ProductID: l.ProductID, Quantity: l.Quantity}
+	}
+	return req
 }

@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ecomstream/platform/deploy/local/clickgen"
 	"github.com/ecomstream/platform/deploy/local/slice"
+	"github.com/ecomstream/platform/deploy/local/storefront"
 )
 
 func TestFormatTable(t *testing.T) {
@@ -136,7 +139,7 @@ func TestOrdersMetrics(t *testing.T) {
 	}
 }
 
-func TestOrdersLine(t *testing.T) {
+func TestOrdersLines(t *testing.T) {
 	var st storefrontStats
 	// The simulator's GET /v1/admin/stats body (fields the demo does not show included).
 	body := `{"orders":42,"arrivals":30,"placed":12,"open":20,"versions":97,"broken":{"negative_amount":1,"no_lines":0,"total_mismatch":1},"shop_time":"2026-12-01T12:00:00Z"}`
@@ -151,16 +154,17 @@ func TestOrdersLine(t *testing.T) {
 	}{
 		{
 			name: "everything known",
-			give: ordersStatus{stats: &st, produced: map[string]float64{"webhook": 95, "api": 90},
+			give: ordersStatus{stats: &st, placer: &storefront.PlacerStats{Queued: 12, Placed: 12}, produced: map[string]float64{"webhook": 95, "api": 90},
 				before: orderCounts{orders: 100, lines: 250}, now: orderCounts{orders: 140, lines: 350}, dead: 4, lag: 3.46, lagKnown: true},
-			want: []string{"storefront made 42 (97 versions, 2 broken on purpose, 12 placed by clickstream purchases)",
-				"produced api 90, webhook 95 |", "landed 40 orders, 100 lines (table total 140)", "dead-lettered 4 versions", "cursor 3.5s behind the API"},
+			want: []string{"      storefront: 42 orders (30 its own, 12 placed for clickstream purchases), 97 versions, 2 broken on purpose\n      orders: produced api 90, webhook 95 |",
+				"landed 40 orders, 100 lines (table total 140)", "dead-lettered 4 versions", "cursor 3.5s behind the API"},
+			wantNotIn: []string{"without an order", "\n\n"},
 		},
 		{
-			name:      "no stats, nothing produced, no poll yet, no placed orders",
+			name:      "no stats, nothing produced, no poll yet",
 			give:      ordersStatus{},
 			want:      []string{"produced 0 |", "landed 0 orders, 0 lines (table total 0)", "cursor: no poll yet"},
-			wantNotIn: []string{"storefront made", "placed"},
+			wantNotIn: []string{"storefront:", "\n"},
 		},
 		{
 			name:      "warehouse down",
@@ -168,24 +172,34 @@ func TestOrdersLine(t *testing.T) {
 			want:      []string{"warehouse: query: 503"},
 			wantNotIn: []string{"landed"},
 		},
+		{
+			name: "purchases not placed",
+			give: ordersStatus{placer: &storefront.PlacerStats{Queued: 10, Placed: 7, Failed: 2, Dropped: 1}},
+			want: []string{"\n      purchases without an order: 2 failed, 1 dropped"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := tt.give.line()
+			got := tt.give.lines()
 			for _, w := range tt.want {
 				if !strings.Contains(got, w) {
-					t.Errorf("line() = %q, want it to say %q", got, w)
+					t.Errorf("lines() = %q, want it to say %q", got, w)
 				}
 			}
 			for _, w := range tt.wantNotIn {
 				if strings.Contains(got, w) {
-					t.Errorf("line() = %q, want no %q", got, w)
+					t.Errorf("lines() = %q, want no %q", got, w)
 				}
 			}
 		})
 	}
-	st.Placed = 0
-	if got := (ordersStatus{stats: &st}).line(); strings.Contains(got, "placed") {
-		t.Errorf("line() with no placed orders = %q, want no 'placed'", got)
+}
+
+func TestPlaceRequest(t *testing.T) {
+	p := &clickgen.Purchase{OrderID: "o-1", CustomerID: "c-7", Lines: []clickgen.PurchaseLine{{ProductID: "p-00001", Quantity: 2}, {ProductID: "p-00042", Quantity: 1}}}
+	got := placeRequest(p)
+	want := storefront.PlaceRequest{ID: "o-1", CustomerID: "c-7", Lines: []storefront.PlaceLine{{ProductID: "p-00001", Quantity: 2}, {ProductID: "p-00042", Quantity: 1}}}
+	if got.ID != want.ID || got.CustomerID != want.CustomerID || !slices.Equal(got.Lines, want.Lines) {
+		t.Errorf("placeRequest() = %+v, want %+v", got, want)
 	}
 }
