@@ -16,7 +16,7 @@ import (
 // Page span attributes (the messaging and HTTP ones are the OpenTelemetry
 // conventions'; the rest are ours).
 const (
-	AttrSince    = "ecom.orders.page.since"    // updated_since of the listing
+	AttrSince    = "ecom.orders.page.since"    // updated_since of the listing ("" = the beginning)
 	AttrLimit    = "ecom.orders.page.limit"    // the requested page size
 	AttrOrders   = "ecom.orders.page.orders"   // orders in the page
 	AttrHasMore  = "ecom.orders.page.has_more" // the API's has_more
@@ -82,7 +82,7 @@ func (r *Reader) page(ctx context.Context, since time.Time, token string, b *Bac
 	if !since.IsZero() {
 		sinceAttr = since.UTC().Format(time.RFC3339Nano)
 	}
-	ctx, span := tracer.Start(ctx, r.Span, trace.WithSpanKind(trace.SpanKindProducer),
+	ctx, span := tracer.Start(ctx, r.Span, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(r.SpanAttrs...),
 		trace.WithAttributes(attribute.String(AttrSince, sinceAttr), attribute.Int(AttrLimit, r.Limit)))
 	defer span.End()
