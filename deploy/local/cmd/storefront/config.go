@@ -198,8 +198,18 @@ func (c config) validate() error {
 	return errors.Join(errs...)
 }
 
+// simConfig is the simulator's config from the flags.
+func (c config) simConfig(clock storefront.Clock, onChange func(storefront.Version)) storefront.SimConfig {
+	return storefront.SimConfig{
+		Seed: c.seed, IDs: seed.Generate(c.idSeed, c.customers, c.products), Clock: clock,
+		// -rate 0 is no arrivals (only placed orders), not the library's default.
+		RatePerMinute: fraction(c.rate), BurstFactor: c.burstFactor, BrokenFraction: fraction(c.broken),
+		LateFraction: fraction(c.late), MaxLateness: c.maxLateness, MaxOrders: c.maxOrders, OnChange: onChange,
+	}
+}
+
 // fraction maps a flag value to the library's convention (0 = default,
-// negative = never): on the command line 0 means never.
+// negative = never): on the command line 0 means never (for -rate too).
 func fraction(f float64) float64 {
 	if f == 0 {
 		return -1
