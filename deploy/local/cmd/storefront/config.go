@@ -108,7 +108,7 @@ Flags:
 	u64(&c.idSeed, "id-seed", seed.DefaultSeed, "seed number of the shared customers and products")
 	integer(&c.customers, "customers", seed.DefaultCustomers, "customers in the id seed")
 	integer(&c.products, "products", seed.DefaultProducts, "products in the id seed")
-	num(&c.rate, "rate", storefront.DefaultRatePerMinute, "new orders per wall-clock minute")
+	num(&c.rate, "rate", storefront.DefaultRatePerMinute, "new orders per wall-clock minute; 0 = none (only orders placed with POST /v1/admin/orders)")
 	str(&burst, "burst", "false", "start in burst mode (rate x burst-factor); toggle with POST /v1/admin/burst")
 	num(&c.burstFactor, "burst-factor", storefront.DefaultBurstFactor, "rate multiplier in burst mode")
 	num(&c.broken, "broken", storefront.DefaultBrokenFraction, "fraction of deliberately broken orders")
