@@ -42,6 +42,7 @@ type config struct {
 	webhookBackoff  time.Duration
 	versionsOut     string
 	tick            time.Duration
+	maxOrders       int
 }
 
 // parseConfig reads flags; every flag has an environment variable
@@ -107,7 +108,7 @@ Flags:
 	u64(&c.idSeed, "id-seed", seed.DefaultSeed, "seed number of the shared customers and products")
 	integer(&c.customers, "customers", seed.DefaultCustomers, "customers in the id seed")
 	integer(&c.products, "products", seed.DefaultProducts, "products in the id seed")
-	num(&c.rate, "rate", storefront.DefaultRatePerMinute, "new orders per wall-clock minute")
+	num(&c.rate, "rate", storefront.DefaultRatePerMinute, "new orders per wall-clock minute; 0 = none (only orders placed with POST /v1/admin/orders)")
 	str(&burst, "burst", "false", "start in burst mode (rate x burst-factor); toggle with POST /v1/admin/burst")
 	num(&c.burstFactor, "burst-factor", storefront.DefaultBurstFactor, "rate multiplier in burst mode")
 	num(&c.broken, "broken", storefront.DefaultBrokenFraction, "fraction of deliberately broken orders")
@@ -127,6 +128,7 @@ Flags:
 	dur(&c.webhookBackoff, "webhook-max-backoff", storefront.DefaultWebhookMaxBackoff, "cap of the webhook retry backoff")
 	str(&c.versionsOut, "versions-out", "", "append every order version made to this JSON Lines file")
 	dur(&c.tick, "tick", 50*time.Millisecond, "how often the simulator advances")
+	integer(&c.maxOrders, "max-orders", 0, "stop the simulation's own arrivals after this many orders; 0 = never (POST /v1/admin/orders still places orders)")
 	if err := errors.Join(errs...); err != nil {
 		return config{}, err
 	}
@@ -184,6 +186,9 @@ func (c config) validate() error {
 			bad("-faults: unknown kind %q (want one of %s)", k, strings.Join(storefront.FaultKinds(), ", "))
 		}
 	}
+	if c.maxOrders < 0 {
+		bad("-max-orders (STOREFRONT_MAX_ORDERS) %d: must not be negative", c.maxOrders)
+	}
 	if c.retryAfter < 1 || c.webhookAttempts < 1 {
 		bad("-retry-after and -webhook-attempts must be at least 1")
 	}
@@ -193,8 +198,18 @@ func (c config) validate() error {
 	return errors.Join(errs...)
 }
 
+// simConfig is the simulator's config from the flags.
+func (c config) simConfig(clock storefront.Clock, onChange func(storefront.Version)) storefront.SimConfig {
+	return storefront.SimConfig{
+		Seed: c.seed, IDs: seed.Generate(c.idSeed, c.customers, c.products), Clock: clock,
+		// -rate 0 is no arrivals (only placed orders), not the library's default.
+		RatePerMinute: fraction(c.rate), BurstFactor: c.burstFactor, BrokenFraction: fraction(c.broken),
+		LateFraction: fraction(c.late), MaxLateness: c.maxLateness, MaxOrders: c.maxOrders, OnChange: onChange,
+	}
+}
+
 // fraction maps a flag value to the library's convention (0 = default,
-// negative = never): on the command line 0 means never.
+// negative = never): on the command line 0 means never (for -rate too).
 func fraction(f float64) float64 {
 	if f == 0 {
 		return -1

@@ -39,6 +39,8 @@ func TestConfig(t *testing.T) {
 		{"bad fault kind", []string{"-faults", "rate_limit,fire"}, nil, `unknown kind "fire"`},
 		{"bad env number", nil, map[string]string{"STOREFRONT_RATE": "lots"}, "STOREFRONT_RATE"},
 		{"bad start", []string{"-start", "monday"}, nil, "-start"},
+		{"negative max orders", nil, map[string]string{"STOREFRONT_MAX_ORDERS": "-1"}, "STOREFRONT_MAX_ORDERS"},
+		{"bad max orders", []string{"-max-orders", "many"}, nil, "-max-orders"},
 		{"extra args", []string{"x"}, nil, "unexpected"},
 	}
 	for _, tt := range tests {
@@ -49,9 +51,38 @@ func TestConfig(t *testing.T) {
 			}
 		})
 	}
-	c, _ := parseConfig(nil, func(k string) string { return map[string]string{"STOREFRONT_SPEED": "3600"}[k] }, io.Discard)
-	if c.speed != 3600 || c.addr != "127.0.0.1:8097" || c.rate != storefront.DefaultRatePerMinute {
+	c, _ := parseConfig(nil, func(k string) string {
+		return map[string]string{"STOREFRONT_SPEED": "3600", "STOREFRONT_MAX_ORDERS": "3000"}[k]
+	}, io.Discard)
+	if c.speed != 3600 || c.addr != "127.0.0.1:8097" || c.rate != storefront.DefaultRatePerMinute || c.maxOrders != 3000 {
 		t.Fatalf("config %+v", c)
+	}
+}
+
+// TestRateZero: -rate 0 means no arrivals (a shop that only has the orders
+// placed with POST /v1/admin/orders), not the library's default rate.
+func TestRateZero(t *testing.T) {
+	tests := []struct {
+		args     []string
+		min, max int
+	}{
+		{[]string{"-rate", "0"}, 0, 0},
+		{[]string{"-rate", "60"}, 30, 90}, // one a wall second for a wall minute
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			c, err := parseConfig(append(tt.args, "-customers", "100", "-products", "50"), func(string) string { return "" }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+			clock := storefront.NewManualClock(start)
+			sim := storefront.NewSimulator(c.simConfig(clock, nil))
+			sim.Advance(clock.Add(time.Minute)) // speed 1: a wall minute
+			if n := sim.Stats().Arrivals; n < tt.min || n > tt.max {
+				t.Fatalf("%d orders in a minute, want %d..%d", n, tt.min, tt.max)
+			}
+		})
 	}
 }
 
@@ -69,7 +100,7 @@ func TestRun(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	args := []string{"-addr", "127.0.0.1:0", "-speed", "3600", "-rate", "3000", "-fault-rate", "0",
-		"-webhook-url", rc.URL, "-webhook-secret", "s", "-versions-out", out, "-tick", "10ms", "-customers", "500", "-products", "100"}
+		"-webhook-url", rc.URL, "-webhook-secret", "s", "-versions-out", out, "-tick", "10ms", "-customers", "500", "-products", "100", "-max-orders", "20"}
 	go func() {
 		done <- run(ctx, args, func(string) string { return "" }, io.Discard, slog.New(slog.DiscardHandler), ready)
 	}()
@@ -89,6 +120,25 @@ func TestRun(t *testing.T) {
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&page)
 		resp.Body.Close()
+	}
+	// -max-orders: the arrivals stop at 20 (50 a second at -rate 3000).
+	var st storefront.Stats
+	for !st.ArrivalsDone {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v after 10s: -max-orders 20 not reached", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/admin/stats", nil)
+		req.Header.Set("Authorization", "Bearer storefront-dev-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+	}
+	if st.Arrivals != 20 || st.Orders != 20 || st.MaxOrders != 20 {
+		t.Fatalf("stats %+v, want 20 orders", st)
 	}
 	cancel()
 	if err := <-done; err != nil {
