@@ -87,7 +87,7 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	rt.Log.InfoContext(ctx, "cursor loaded", "cursor", cfg.Poller.CursorName, "found", found, "since", start.Since)
 	p, err := poller.New(cfg.Poller, poller.Deps{
 		API: storefront.New(cfg.Storefront, nil), Txn: txn, Orders: orders, Topic: cfg.OrdersTopic,
-		Start: start, Meter: rt.Tel.Meter, Log: rt.Log,
+		Start: start, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Log: rt.Log,
 	})
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	}
 	bf := backfill.New(backfill.Deps{
 		Reader: &storefront.Reader{API: storefront.New(cfg.Storefront, nil), Limit: cfg.Poller.PageSize,
-			BackoffMin: cfg.Poller.BackoffMin, BackoffMax: cfg.Poller.BackoffMax},
+			BackoffMin: cfg.Poller.BackoffMin, BackoffMax: cfg.Poller.BackoffMax, Tracer: rt.Tel.Tracer},
 		Producer: side, Orders: orders, Topic: cfg.OrdersTopic, OperatorToken: cfg.HTTP.OperatorToken, Log: rt.Log,
 	})
 	bf.Routes(rt.HTTP.Router)

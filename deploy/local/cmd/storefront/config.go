@@ -71,6 +71,18 @@ Flags:
 		return def
 	}
 	str := func(p *string, name, def, help string) { fs.StringVar(p, name, env(name, def), help) }
+	// secret is str for a secret: the usage text (printed on a bad flag, often
+	// into a log) shows the built-in default, never the environment's value;
+	// the environment's value is applied after parsing unless the flag was given.
+	var secrets []func(set map[string]bool)
+	secret := func(p *string, name, def, help string) {
+		fs.StringVar(p, name, def, help+" (or $STOREFRONT_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))+")")
+		secrets = append(secrets, func(set map[string]bool) {
+			if !set[name] {
+				*p = env(name, def)
+			}
+		})
+	}
 	num := func(p *float64, name string, def float64, help string) {
 		v, err := strconv.ParseFloat(env(name, strconv.FormatFloat(def, 'g', -1, 64)), 64)
 		if err != nil {
@@ -102,13 +114,13 @@ Flags:
 	var c config
 	var faults, start, burst string
 	str(&c.addr, "addr", "127.0.0.1:8097", "listen address")
-	str(&c.token, "token", "storefront-dev-token", "bearer token the API requires")
-	str(&c.pageTokenSecret, "page-token-secret", "", "HMAC key of page tokens; empty = random (tokens do not survive a restart)")
+	secret(&c.token, "token", "storefront-dev-token", "bearer token the API requires")
+	secret(&c.pageTokenSecret, "page-token-secret", "", "HMAC key of page tokens; empty = random (tokens do not survive a restart)")
 	u64(&c.seed, "seed", 1, "random seed of the order stream (same seed and clock, same orders)")
 	u64(&c.idSeed, "id-seed", seed.DefaultSeed, "seed number of the shared customers and products")
 	integer(&c.customers, "customers", seed.DefaultCustomers, "customers in the id seed")
 	integer(&c.products, "products", seed.DefaultProducts, "products in the id seed")
-	num(&c.rate, "rate", storefront.DefaultRatePerMinute, "new orders per wall-clock minute")
+	num(&c.rate, "rate", storefront.DefaultRatePerMinute, "new orders per wall-clock minute; 0 = none (only orders placed with POST /v1/admin/orders)")
 	str(&burst, "burst", "false", "start in burst mode (rate x burst-factor); toggle with POST /v1/admin/burst")
 	num(&c.burstFactor, "burst-factor", storefront.DefaultBurstFactor, "rate multiplier in burst mode")
 	num(&c.broken, "broken", storefront.DefaultBrokenFraction, "fraction of deliberately broken orders")
@@ -121,7 +133,7 @@ Flags:
 	dur(&c.slowDelay, "slow-delay", storefront.DefaultSlowDelay, "delay of a slow response")
 	integer(&c.retryAfter, "retry-after", storefront.DefaultRetryAfter, "Retry-After seconds on 429 and 503")
 	str(&c.webhookURL, "webhook-url", "", "POST every order change here; empty = no webhooks")
-	str(&c.webhookSecret, "webhook-secret", "", "HMAC-SHA256 key of the webhook signature (required with -webhook-url)")
+	secret(&c.webhookSecret, "webhook-secret", "", "HMAC-SHA256 key of the webhook signature (required with -webhook-url)")
 	num(&c.webhookDup, "webhook-duplicates", storefront.DefaultDuplicateFraction, "fraction of webhook deliveries sent twice")
 	num(&c.webhookReorder, "webhook-reorder", storefront.DefaultReorderFraction, "fraction of webhook deliveries held back (arrive out of order)")
 	integer(&c.webhookAttempts, "webhook-attempts", storefront.DefaultWebhookAttempts, "attempts per webhook delivery before it is abandoned")
@@ -134,6 +146,11 @@ Flags:
 	}
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, apply := range secrets {
+		apply(set)
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -198,8 +215,18 @@ func (c config) validate() error {
 	return errors.Join(errs...)
 }
 
+// simConfig is the simulator's config from the flags.
+func (c config) simConfig(clock storefront.Clock, onChange func(storefront.Version)) storefront.SimConfig {
+	return storefront.SimConfig{
+		Seed: c.seed, IDs: seed.Generate(c.idSeed, c.customers, c.products), Clock: clock,
+		// -rate 0 is no arrivals (only placed orders), not the library's default.
+		RatePerMinute: fraction(c.rate), BurstFactor: c.burstFactor, BrokenFraction: fraction(c.broken),
+		LateFraction: fraction(c.late), MaxLateness: c.maxLateness, MaxOrders: c.maxOrders, OnChange: onChange,
+	}
+}
+
 // fraction maps a flag value to the library's convention (0 = default,
-// negative = never): on the command line 0 means never.
+// negative = never): on the command line 0 means never (for -rate too).
 func fraction(f float64) float64 {
 	if f == 0 {
 		return -1

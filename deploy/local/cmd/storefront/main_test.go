@@ -59,6 +59,56 @@ func TestConfig(t *testing.T) {
 	}
 }
 
+// TestUsageHidesSecrets: a bad flag prints the usage, often into a log; the
+// token and keys taken from the environment must not be in it, and they still apply.
+func TestUsageHidesSecrets(t *testing.T) {
+	env := map[string]string{"STOREFRONT_TOKEN": "tok-from-env-1234", "STOREFRONT_WEBHOOK_SECRET": "whsec-from-env-5678",
+		"STOREFRONT_PAGE_TOKEN_SECRET": "pts-from-env-9012", "STOREFRONT_WEBHOOK_URL": "http://127.0.0.1:1/hook"}
+	var usage strings.Builder
+	if _, err := parseConfig([]string{"-no-such-flag"}, func(k string) string { return env[k] }, &usage); err == nil {
+		t.Fatal("a bad flag parsed")
+	}
+	for k, v := range env {
+		if k != "STOREFRONT_WEBHOOK_URL" && strings.Contains(usage.String(), v) {
+			t.Errorf("usage shows %s's value:\n%s", k, usage.String())
+		}
+	}
+	c, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || c.token != env["STOREFRONT_TOKEN"] || c.webhookSecret != env["STOREFRONT_WEBHOOK_SECRET"] || c.pageTokenSecret != env["STOREFRONT_PAGE_TOKEN_SECRET"] {
+		t.Fatalf("secrets from the environment not applied: %v %+v", err, c)
+	}
+	if c, err = parseConfig([]string{"-token", "tok-from-flag-0000"}, func(k string) string { return env[k] }, io.Discard); err != nil || c.token != "tok-from-flag-0000" {
+		t.Fatalf("the flag does not win over the environment: %v %q", err, c.token)
+	}
+}
+
+// TestRateZero: -rate 0 means no arrivals (a shop that only has the orders
+// placed with POST /v1/admin/orders), not the library's default rate.
+func TestRateZero(t *testing.T) {
+	tests := []struct {
+		args     []string
+		min, max int
+	}{
+		{[]string{"-rate", "0"}, 0, 0},
+		{[]string{"-rate", "60"}, 30, 90}, // one a wall second for a wall minute
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			c, err := parseConfig(append(tt.args, "-customers", "100", "-products", "50"), func(string) string { return "" }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+			clock := storefront.NewManualClock(start)
+			sim := storefront.NewSimulator(c.simConfig(clock, nil))
+			sim.Advance(clock.Add(time.Minute)) // speed 1: a wall minute
+			if n := sim.Stats().Arrivals; n < tt.min || n > tt.max {
+				t.Fatalf("%d orders in a minute, want %d..%d", n, tt.min, tt.max)
+			}
+		})
+	}
+}
+
 func TestRun(t *testing.T) {
 	var hooks atomic.Int64
 	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ecomstream/platform/pkg/httpserver"
 	"github.com/ecomstream/platform/pkg/stream"
@@ -25,6 +27,13 @@ import (
 
 // Path is where jobs are started and listed; a job is at Path/<id>.
 const Path = "/v1/backfill"
+
+// SpanPage is the span of one page a job reads and produces; AttrJob, its
+// attribute, names the job.
+const (
+	SpanPage = "orders.backfill.page"
+	AttrJob  = "ecom.backfill.job_id"
+)
 
 // Job states.
 const (
@@ -176,7 +185,13 @@ func (m *Manager) Job(id string) (Job, bool) {
 // not their intermediate versions.
 func (m *Manager) run(ctx context.Context, j *Job) {
 	defer m.wg.Done()
-	err := m.d.Reader.Each(ctx, j.From, func(page *storefront.Page) (bool, error) {
+	// A job's pages are spans of their own (SpanPage), marked with the job.
+	r := *m.d.Reader
+	r.Span = SpanPage
+	r.SpanAttrs = append(r.SpanAttrs[:len(r.SpanAttrs):len(r.SpanAttrs)], attribute.String(AttrJob, j.ID),
+		attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "send"),
+		attribute.String("messaging.destination.name", m.d.Topic))
+	err := r.Each(ctx, j.From, func(ctx context.Context, page *storefront.Page) (bool, error) {
 		var recs []*kgo.Record
 		more := true
 		var newest time.Time
@@ -192,12 +207,13 @@ func (m *Manager) run(ctx context.Context, j *Job) {
 			if o.UpdatedAt.Before(j.From) {
 				continue
 			}
-			v, err := m.d.Orders.Encode(o.Event(storefront.SourceBackfill, page.ReceivedAt, nil))
+			rec, err := o.Record(ctx, m.d.Orders, m.d.Topic, storefront.SourceBackfill, page.ReceivedAt, nil)
 			if err != nil {
-				return false, fmt.Errorf("encode order %s: %w", o.ID, err)
+				return false, err
 			}
-			recs = append(recs, &kgo.Record{Topic: m.d.Topic, Key: []byte(o.ID), Value: v, Timestamp: page.ReceivedAt})
+			recs = append(recs, rec)
 		}
+		trace.SpanFromContext(ctx).SetAttributes(attribute.Int(storefront.AttrProduced, len(recs)))
 		if len(recs) > 0 {
 			if err := m.d.Producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 				return false, fmt.Errorf("produce: %w", err)

@@ -14,9 +14,11 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 
 	"github.com/ecomstream/platform/pkg/events"
+	"github.com/ecomstream/platform/services/ingest-orders/internal/ordertest"
 	"github.com/ecomstream/platform/services/ingest-orders/internal/storefront"
 )
 
@@ -24,78 +26,43 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const token = "operator-token-0123456789"
 
-var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+var t0 = ordertest.T0
 
-type jsonEncoder struct{}
-
-func (jsonEncoder) Encode(v any) ([]byte, error) { return json.Marshal(v) }
-
-func order(id string, at time.Duration) storefront.Order {
-	return storefront.Order{ID: id, Version: 1, CustomerID: "u-000001", Status: "created", Currency: "USD", CreatedAt: t0, UpdatedAt: t0.Add(at)}
-}
-
-// api serves orders (sorted by updated_at) two per page, failing the first
-// request with a 503 so the job's retry is exercised; release gates every
-// answer when set.
-func api(t *testing.T, orders []storefront.Order, release chan struct{}) *httptest.Server {
-	first := true
-	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if release != nil {
-			<-release
-		}
-		if first {
-			first = false
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(503)
-			return
-		}
-		since, _ := time.Parse(time.RFC3339Nano, r.URL.Query().Get("updated_since"))
-		start := 0
-		if tok := r.URL.Query().Get("page_token"); tok != "" {
-			fmt.Sscan(tok, &start)
-		}
-		var page []storefront.Order
-		i := start
-		for ; i < len(orders) && len(page) < 2; i++ {
-			if !orders[i].UpdatedAt.Before(since) {
-				page = append(page, orders[i])
-			}
-		}
-		p := storefront.Page{Orders: page, HasMore: i < len(orders), NextPageToken: fmt.Sprint(i)}
-		json.NewEncoder(w).Encode(p)
-	}))
-}
+func order(id string, at time.Duration) storefront.Order { return ordertest.Order(id, 1, at) }
 
 type env struct {
 	t       *testing.T
 	srv     *httptest.Server
+	api     *ordertest.API
 	cluster *kfake.Cluster
+	spans   *tracetest.SpanRecorder
 	cancel  context.CancelFunc
 	done    chan error
 }
 
-func newEnv(t *testing.T, orders []storefront.Order, release chan struct{}) *env {
+// newEnv runs a manager whose jobs read api's answers; release, when set,
+// gates every answer.
+func newEnv(t *testing.T, answers []ordertest.Answer, release chan struct{}) *env {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := ordertest.Cluster(t, "orders")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	a := api(t, orders, release)
-	t.Cleanup(a.Close)
+	a := ordertest.NewAPI(t, answers...)
+	if release != nil {
+		a.Gate(release)
+	}
+	tracer, spans := ordertest.Tracer(t)
 	m := New(Deps{
-		Reader: &storefront.Reader{API: storefront.New(storefront.Config{URL: a.URL, Token: "t", Timeout: 5 * time.Second}, nil), Limit: 2,
-			BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond, Sleep: func(context.Context, time.Duration) error { return nil }},
-		Producer: cl, Orders: jsonEncoder{}, Topic: "orders", OperatorToken: token, Log: slog.New(slog.DiscardHandler),
+		Reader: &storefront.Reader{API: a.Client(), Limit: 2, BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond,
+			Sleep: func(context.Context, time.Duration) error { return nil }, Tracer: tracer},
+		Producer: cl, Orders: ordertest.JSONEncoder{}, Topic: "orders", OperatorToken: token, Log: slog.New(slog.DiscardHandler),
 	})
 	r := chi.NewRouter()
 	m.Routes(r)
-	e := &env{t: t, srv: httptest.NewServer(r), cluster: c, done: make(chan error, 1)}
+	e := &env{t: t, srv: httptest.NewServer(r), api: a, cluster: c, spans: spans, done: make(chan error, 1)}
 	t.Cleanup(e.srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
@@ -129,32 +96,23 @@ func (e *env) do(method, path, auth, body string) (int, Job) {
 	return resp.StatusCode, j
 }
 
+func (e *env) records() []*kgo.Record {
+	e.t.Helper()
+	return ordertest.Records(e.t, 300*time.Millisecond, "orders", kgo.SeedBrokers(e.cluster.ListenAddrs()...))
+}
+
 func (e *env) produced() []string {
 	e.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.cluster.ListenAddrs()...), kgo.ConsumeTopics("orders"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer cl.Close()
 	var out []string
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) {
-			n++
-			var o events.Order
-			_ = json.Unmarshal(r.Value, &o)
-			if o.Source != storefront.SourceBackfill {
-				e.t.Errorf("source %q", o.Source)
-			}
-			out = append(out, o.OrderID)
-		})
-		if n == 0 {
-			return out
+	for _, r := range e.records() {
+		var o events.Order
+		_ = json.Unmarshal(r.Value, &o)
+		if o.Source != storefront.SourceBackfill {
+			e.t.Errorf("source %q", o.Source)
 		}
+		out = append(out, o.OrderID)
 	}
+	return out
 }
 
 func TestStartRequests(t *testing.T) {
@@ -184,12 +142,16 @@ func TestStartRequests(t *testing.T) {
 }
 
 // TestBackfill: a job reads its range (and only it) into the topic, after a
-// 503, reporting progress; a second job waits its turn.
+// 503, reporting progress; a second job waits its turn. Each page is a span
+// naming the job, and the records carry it.
 func TestBackfill(t *testing.T) {
-	orders := []storefront.Order{order("o-before", -time.Minute), order("o-1", 0), order("o-2", time.Minute),
-		order("o-3", 2*time.Minute), order("o-4", 3*time.Minute), order("o-after", time.Hour)}
 	release := make(chan struct{})
-	e := newEnv(t, orders, release)
+	e := newEnv(t, []ordertest.Answer{
+		{Status: 503, RetryAfter: "1"},
+		{Page: []storefront.Order{order("o-before", -time.Minute), order("o-1", 0)}, HasMore: true, Token: "p2"},
+		{Page: []storefront.Order{order("o-2", time.Minute), order("o-3", 2*time.Minute)}, HasMore: true, Token: "p3"},
+		{Page: []storefront.Order{order("o-4", 3*time.Minute), order("o-after", time.Hour)}, HasMore: true, Token: "p4"},
+	}, release)
 	body := fmt.Sprintf(`{"from":%q,"to":%q}`, t0.Format(time.RFC3339), t0.Add(30*time.Minute).Format(time.RFC3339))
 	status, j := e.do(http.MethodPost, Path, token, body)
 	if status != http.StatusAccepted || j.State != Running || j.ID == "" {
@@ -204,10 +166,36 @@ func TestBackfill(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		_, j = e.do(http.MethodGet, Path+"/"+j.ID, token, "")
 	}
-	if j.State != Done || j.Orders != 4 || j.Pages == 0 || j.Finished == nil || j.Position == nil {
+	if j.State != Done || j.Orders != 4 || j.Pages != 3 || j.Finished == nil || j.Position == nil {
 		t.Fatalf("job %+v", j)
 	}
 	if got, want := fmt.Sprint(e.produced()), "[o-1 o-2 o-3 o-4]"; got != want {
 		t.Errorf("produced %v, want %v", got, want)
+	}
+	// From the range's start; no request after the page that passed its end.
+	q := e.api.Queries()
+	if len(q) != 4 || q[0]["updated_since"] != t0.Format(time.RFC3339Nano) || q[3]["page_token"] != "p3" {
+		t.Errorf("queries %v", q)
+	}
+	spans := ordertest.Spans(e.spans, SpanPage)
+	if len(spans) != 3 {
+		t.Fatalf("%d page spans, want 3", len(spans))
+	}
+	for i, s := range spans {
+		if ordertest.Attr(s, AttrJob) != j.ID || ordertest.Attr(s, storefront.AttrStatus) != "200" {
+			t.Errorf("page span %d: %v", i, s.Attributes())
+		}
+	}
+	if got := ordertest.Attr(spans[0], storefront.AttrAttempts); got != "2" {
+		t.Errorf("first page after %s attempts, want 2 (the 503)", got)
+	}
+	for _, r := range e.records() {
+		sc, ok := ordertest.SpanContext(r), false
+		for _, s := range spans {
+			ok = ok || (sc.SpanID() == s.SpanContext().SpanID() && sc.TraceID() == s.SpanContext().TraceID())
+		}
+		if !ok {
+			t.Errorf("record %s carries %v, not a page span", r.Key, sc)
+		}
 	}
 }

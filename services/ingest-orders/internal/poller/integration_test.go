@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/ecomstream/platform/pkg/events"
 	"github.com/ecomstream/platform/pkg/stream"
 	"github.com/ecomstream/platform/services/ingest-orders/internal/cursor"
+	"github.com/ecomstream/platform/services/ingest-orders/internal/ordertest"
 	"github.com/ecomstream/platform/services/ingest-orders/internal/storefront"
 )
 
@@ -66,7 +66,7 @@ func newLiveEnv(t *testing.T, prefix string) *liveEnv {
 
 // instance is one replica: its transactional client fenced in, its cursor
 // loaded, its poller reading api.
-func (e *liveEnv) instance(api *fakeAPI) (*Poller, *kgo.Client) {
+func (e *liveEnv) instance(answers ...answer) (*Poller, *kgo.Client) {
 	e.t.Helper()
 	txn, err := kgo.NewClient(append(e.opts, kgo.TransactionalID(e.txnID), kgo.TransactionTimeout(10*time.Second))...)
 	if err != nil {
@@ -81,11 +81,10 @@ func (e *liveEnv) instance(api *fakeAPI) (*Poller, *kgo.Client) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	srv := httptest.NewServer(api)
-	e.t.Cleanup(srv.Close)
+	api := ordertest.NewAPI(e.t, answers...)
 	p, err := New(Config{Interval: time.Second, Overlap: 2 * time.Minute, PageSize: 10, CursorName: e.cursorName, CursorTopic: e.cursorTopic,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, StaleAfter: time.Minute}, Deps{
-		API: storefront.New(storefront.Config{URL: srv.URL, Token: "tok", Timeout: 5 * time.Second}, nil),
+		API: api.Client(),
 		Txn: txn, Orders: jsonEncoder{}, Topic: e.orders, Start: start, Meter: noop.NewMeterProvider().Meter("t"),
 		Log: slog.New(slog.DiscardHandler),
 	})
@@ -103,29 +102,14 @@ func (e *liveEnv) read(committed bool) []string {
 	if committed {
 		iso = kgo.ReadCommitted()
 	}
-	cl, err := kgo.NewClient(append(e.opts, kgo.ConsumeTopics(e.orders), kgo.FetchIsolationLevel(iso),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer cl.Close()
 	var out []string
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) {
-			n++
-			var o events.Order
-			_ = json.Unmarshal(r.Value, &o)
-			out = append(out, fmt.Sprintf("%s@%d", o.OrderID, o.OrderVersion))
-		})
-		if n == 0 {
-			slices.Sort(out) // partitions interleave in any order
-			return out
-		}
+	for _, r := range ordertest.Records(e.t, 2*time.Second, e.orders, append(e.opts, kgo.FetchIsolationLevel(iso))...) {
+		var o events.Order
+		_ = json.Unmarshal(r.Value, &o)
+		out = append(out, fmt.Sprintf("%s@%d", o.OrderID, o.OrderVersion))
 	}
+	slices.Sort(out) // partitions interleave in any order
+	return out
 }
 
 func (e *liveEnv) cursor() (cursor.Cursor, bool) {
@@ -144,13 +128,13 @@ func (e *liveEnv) cursor() (cursor.Cursor, bool) {
 func TestIntegrationSecondInstanceFencesTheFirst(t *testing.T) {
 	e := newLiveEnv(t, "it-orders-fence-")
 	a1, b1, c1 := order("o-a", 1, time.Second), order("o-b", 1, 2*time.Second), order("o-c", 1, 3*time.Second)
-	first, _ := e.instance(&fakeAPI{answers: []answer{{page: []storefront.Order{a1}}, {page: []storefront.Order{b1}}}})
+	first, _ := e.instance(answer{Page: []storefront.Order{a1}}, answer{Page: []storefront.Order{b1}})
 	ctx := context.Background()
 	if err := first.Round(ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	second, _ := e.instance(&fakeAPI{answers: []answer{{page: []storefront.Order{c1}}}})
+	second, _ := e.instance(answer{Page: []storefront.Order{c1}})
 	if !second.Cursor().Since.Equal(a1.UpdatedAt) {
 		t.Fatalf("second instance starts at %v, want the first's cursor %v", second.Cursor().Since, a1.UpdatedAt)
 	}
@@ -180,7 +164,7 @@ func TestIntegrationSecondInstanceFencesTheFirst(t *testing.T) {
 func TestIntegrationCrashBetweenProduceAndCommit(t *testing.T) {
 	e := newLiveEnv(t, "it-orders-crash-")
 	a1, b1 := order("o-a", 1, time.Second), order("o-b", 1, 2*time.Second)
-	first, txn := e.instance(&fakeAPI{answers: []answer{{page: []storefront.Order{a1}}}})
+	first, txn := e.instance(answer{Page: []storefront.Order{a1}})
 	ctx := context.Background()
 	if err := first.Round(ctx); err != nil {
 		t.Fatal(err)
@@ -202,7 +186,7 @@ func TestIntegrationCrashBetweenProduceAndCommit(t *testing.T) {
 		t.Fatalf("uncommitted orders %v: the open transaction's order should be in the log", got)
 	}
 
-	second, _ := e.instance(&fakeAPI{answers: []answer{{page: []storefront.Order{a1, b1}}}})
+	second, _ := e.instance(answer{Page: []storefront.Order{a1, b1}})
 	if !second.Cursor().Since.Equal(a1.UpdatedAt) {
 		t.Errorf("second instance starts at %v, want the last committed cursor %v", second.Cursor().Since, a1.UpdatedAt)
 	}

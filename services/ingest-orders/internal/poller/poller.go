@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ecomstream/platform/pkg/config"
 	"github.com/ecomstream/platform/pkg/stream"
@@ -54,6 +55,7 @@ type Deps struct {
 	Orders stream.Encoder
 	Topic  string
 	Start  cursor.Cursor // as loaded after fencing
+	Tracer trace.Tracer  // one span per page (SpanPage); nil = none
 	Meter  metric.Meter
 	Log    *slog.Logger
 }
@@ -81,6 +83,10 @@ type recentVersion struct {
 	updatedAt time.Time
 }
 
+// SpanPage is the span of one page: its requests, and the transaction of its
+// orders and cursor. Every order record produced from the page carries it.
+const SpanPage = "orders.poll.page"
+
 // New returns a poller starting at d.Start.
 func New(cfg Config, d Deps) (*Poller, error) {
 	m, err := newMetrics(d.Meter)
@@ -88,7 +94,11 @@ func New(cfg Config, d Deps) (*Poller, error) {
 		return nil, err
 	}
 	p := &Poller{cfg: cfg, d: d, cur: d.Start, recent: map[string]recentVersion{}, m: m, now: time.Now, sleep: storefront.Sleep}
-	p.reader = &storefront.Reader{API: d.API, Limit: cfg.PageSize, BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, OnError: m.apiError}
+	p.reader = &storefront.Reader{API: d.API, Limit: cfg.PageSize, BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, OnError: m.apiError,
+		Tracer: d.Tracer, Span: SpanPage, SpanAttrs: []attribute.KeyValue{
+			attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", d.Topic), attribute.String("ecom.orders.cursor_name", cfg.CursorName),
+		}}
 	return p, nil
 }
 
@@ -145,7 +155,7 @@ func (p *Poller) Round(ctx context.Context) error {
 	}
 	// A bad page token (storefront restart) ends the round: the next one
 	// restarts from the cursor, which covers every committed page.
-	return p.reader.Each(ctx, since, func(page *storefront.Page) (bool, error) {
+	return p.reader.Each(ctx, since, func(ctx context.Context, page *storefront.Page) (bool, error) {
 		p.m.pages.Add(ctx, 1)
 		if err := p.commit(ctx, page); err != nil {
 			return false, err
@@ -175,13 +185,15 @@ func (p *Poller) commit(ctx context.Context, page *storefront.Page) error {
 		if r, ok := fresh[o.ID]; ok && r.version >= o.Version {
 			continue
 		}
-		v, err := p.d.Orders.Encode(o.Event(storefront.SourceAPI, page.ReceivedAt, nil))
+		rec, err := o.Record(ctx, p.d.Orders, p.d.Topic, storefront.SourceAPI, page.ReceivedAt, nil)
 		if err != nil {
-			return fmt.Errorf("poller: encode order %s: %w", o.ID, err)
+			return fmt.Errorf("poller: %w", err)
 		}
-		recs = append(recs, &kgo.Record{Topic: p.d.Topic, Key: []byte(o.ID), Value: v})
+		recs = append(recs, rec)
 		fresh[o.ID] = recentVersion{version: o.Version, updatedAt: o.UpdatedAt}
 	}
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.Int(storefront.AttrProduced, len(recs)))
 	if len(recs) == 0 && !next.Since.After(p.cur.Since) {
 		return nil
 	}
@@ -194,6 +206,7 @@ func (p *Poller) commit(ctx context.Context, page *storefront.Page) error {
 		return err
 	}
 	p.cur = next
+	span.SetAttributes(attribute.String(storefront.AttrCursor, next.Since.UTC().Format(time.RFC3339Nano)))
 	p.m.orders.Add(ctx, int64(len(recs)), metric.WithAttributes(attribute.String("source", storefront.SourceAPI)))
 	for id, r := range fresh {
 		p.recent[id] = r

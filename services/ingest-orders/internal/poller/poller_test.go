@@ -3,23 +3,21 @@ package poller
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
 	"github.com/ecomstream/platform/pkg/events"
 	"github.com/ecomstream/platform/services/ingest-orders/internal/cursor"
+	"github.com/ecomstream/platform/services/ingest-orders/internal/ordertest"
 	"github.com/ecomstream/platform/services/ingest-orders/internal/storefront"
 )
 
@@ -30,93 +28,29 @@ const (
 	cursorTopic = "cursor"
 )
 
-var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+type (
+	answer      = ordertest.Answer
+	jsonEncoder = ordertest.JSONEncoder
+)
 
-// jsonEncoder stands in for the Avro codec.
-type jsonEncoder struct{ failOn string }
-
-func (e jsonEncoder) Encode(v any) ([]byte, error) {
-	if o, ok := v.(events.Order); ok && o.OrderID == e.failOn {
-		return nil, errors.New("cannot encode")
-	}
-	return json.Marshal(v)
-}
-
-// answer is one scripted API answer.
-type answer struct {
-	status     int
-	retryAfter string
-	body       string // raw body; empty = the page below
-	page       []storefront.Order
-	hasMore    bool
-	token      string
-}
-
-// fakeAPI serves answers in order and records the requests' queries.
-type fakeAPI struct {
-	mu      sync.Mutex
-	answers []answer
-	queries []map[string]string
-}
-
-func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if r.Header.Get("Authorization") != "Bearer tok" {
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	q := map[string]string{}
-	for k := range r.URL.Query() {
-		q[k] = r.URL.Query().Get(k)
-	}
-	f.queries = append(f.queries, q)
-	a := answer{page: nil}
-	if len(f.answers) > 0 {
-		a, f.answers = f.answers[0], f.answers[1:]
-	}
-	if a.retryAfter != "" {
-		w.Header().Set("Retry-After", a.retryAfter)
-	}
-	if a.status != 0 && a.status != http.StatusOK {
-		w.WriteHeader(a.status)
-		fmt.Fprintf(w, `{"error":{"code":"x","message":"scripted"}}`)
-		return
-	}
-	w.Header().Set("X-Storefront-Shop-Time", t0.Add(time.Hour).Format(time.RFC3339Nano))
-	if a.body != "" {
-		io.WriteString(w, a.body)
-		return
-	}
-	p := storefront.Page{Orders: a.page, HasMore: a.hasMore, NextPageToken: a.token}
-	if p.Orders == nil {
-		p.Orders = []storefront.Order{}
-	}
-	json.NewEncoder(w).Encode(p)
-}
-
-func order(id string, version int64, updated time.Duration) storefront.Order {
-	return storefront.Order{ID: id, Version: version, CustomerID: "u-000001", Status: "created", Currency: "USD",
-		Lines:     []storefront.Line{{LineID: id + "-1", ProductID: "p-00001", Quantity: 1, UnitPriceMinor: 100, LineTotalMinor: 100}},
-		CreatedAt: t0, UpdatedAt: t0.Add(updated)}
-}
+var (
+	t0    = ordertest.T0
+	order = ordertest.Order
+)
 
 type env struct {
 	t      *testing.T
-	api    *fakeAPI
+	api    *ordertest.API
 	p      *Poller
 	txn    *kgo.Client
 	opts   []kgo.Opt
 	sleeps []time.Duration
+	spans  *tracetest.SpanRecorder
 }
 
 func newEnv(t *testing.T, answers []answer, enc jsonEncoder, start cursor.Cursor) *env {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic, cursorTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := ordertest.Cluster(t, topic, cursorTopic)
 	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
 	txn, err := kgo.NewClient(append(opts, kgo.TransactionalID("ingest-orders-cursor-live"))...)
 	if err != nil {
@@ -126,16 +60,14 @@ func newEnv(t *testing.T, answers []answer, enc jsonEncoder, start cursor.Cursor
 	if err := cursor.Fence(context.Background(), txn); err != nil {
 		t.Fatal(err)
 	}
-	api := &fakeAPI{answers: answers}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	e := &env{t: t, api: api, txn: txn, opts: opts}
+	api := ordertest.NewAPI(t, answers...)
+	tracer, spans := ordertest.Tracer(t)
+	e := &env{t: t, api: api, txn: txn, opts: opts, spans: spans}
 	cfg := Config{Interval: time.Second, Overlap: 2 * time.Minute, PageSize: 2, CursorName: "live", CursorTopic: cursorTopic,
 		BackoffMin: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond, StaleAfter: time.Minute}
 	p, err := New(cfg, Deps{
-		API: storefront.New(storefront.Config{URL: srv.URL, Token: "tok", Timeout: 5 * time.Second}, nil),
-		Txn: txn, Orders: enc, Topic: topic, Start: start, Meter: noop.NewMeterProvider().Meter("t"),
-		Log: slog.New(slog.DiscardHandler),
+		API: api.Client(), Txn: txn, Orders: enc, Topic: topic, Start: start, Tracer: tracer,
+		Meter: noop.NewMeterProvider().Meter("t"), Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -147,36 +79,27 @@ func newEnv(t *testing.T, answers []answer, enc jsonEncoder, start cursor.Cursor
 	return e
 }
 
+// records are the committed records of the orders topic.
+func (e *env) records() []*kgo.Record {
+	e.t.Helper()
+	return ordertest.Records(e.t, 500*time.Millisecond, topic, e.opts...)
+}
+
 // produced reads the committed orders as (id, version) pairs.
 func (e *env) produced() []string {
 	e.t.Helper()
-	cl, err := kgo.NewClient(append(e.opts, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer cl.Close()
 	var out []string
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) {
-			n++
-			var o events.Order
-			if err := json.Unmarshal(r.Value, &o); err != nil {
-				e.t.Fatal(err)
-			}
-			if string(r.Key) != o.OrderID || o.Source != storefront.SourceAPI || o.ReceivedAt == nil {
-				e.t.Errorf("record key %q, order %+v", r.Key, o)
-			}
-			out = append(out, fmt.Sprintf("%s@%d", o.OrderID, o.OrderVersion))
-		})
-		if n == 0 {
-			return out
+	for _, r := range e.records() {
+		var o events.Order
+		if err := json.Unmarshal(r.Value, &o); err != nil {
+			e.t.Fatal(err)
 		}
+		if string(r.Key) != o.OrderID || o.Source != storefront.SourceAPI || o.ReceivedAt == nil || r.Timestamp.UnixMilli() != o.ReceivedAt.UnixMilli() {
+			e.t.Errorf("record key %q at %v, order %+v", r.Key, r.Timestamp, o)
+		}
+		out = append(out, fmt.Sprintf("%s@%d", o.OrderID, o.OrderVersion))
 	}
+	return out
 }
 
 func (e *env) loadCursor() (cursor.Cursor, bool) {
@@ -202,24 +125,24 @@ func TestRound(t *testing.T) {
 		{
 			name: "pagination: every page, cursor at the newest updated_at",
 			answers: []answer{
-				{page: []storefront.Order{a, b}, hasMore: true, token: "t1"},
-				{page: []storefront.Order{c}, token: "t2"},
+				{Page: []storefront.Order{a, b}, HasMore: true, Token: "t1"},
+				{Page: []storefront.Order{c}, Token: "t2"},
 			},
 			want: []string{"o-a@1", "o-b@1", "o-c@2"}, wantSince: c.UpdatedAt,
 		},
 		{
 			name: "429 waits Retry-After, then the same request",
 			answers: []answer{
-				{status: 429, retryAfter: "7"},
-				{page: []storefront.Order{a}},
+				{Status: 429, RetryAfter: "7"},
+				{Page: []storefront.Order{a}},
 			},
 			want: []string{"o-a@1"}, wantSince: a.UpdatedAt, wantSleeps: []time.Duration{7 * time.Second},
 		},
 		{
 			name: "5xx backs off exponentially, capped",
 			answers: []answer{
-				{status: 500}, {status: 503}, {status: 502}, {status: 500},
-				{page: []storefront.Order{a}},
+				{Status: 500}, {Status: 503}, {Status: 502}, {Status: 500},
+				{Page: []storefront.Order{a}},
 			},
 			want: []string{"o-a@1"}, wantSince: a.UpdatedAt,
 			wantSleeps: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond},
@@ -227,32 +150,32 @@ func TestRound(t *testing.T) {
 		{
 			name: "truncated body is retried",
 			answers: []answer{
-				{page: []storefront.Order{a}, hasMore: true, token: "t1"},
-				{body: `{"orders":[{"id":"o-b","vers`},
-				{page: []storefront.Order{b}},
+				{Page: []storefront.Order{a}, HasMore: true, Token: "t1"},
+				{Body: `{"orders":[{"id":"o-b","vers`},
+				{Page: []storefront.Order{b}},
 			},
 			want: []string{"o-a@1", "o-b@1"}, wantSince: b.UpdatedAt, wantSleeps: []time.Duration{100 * time.Millisecond},
 		},
 		{
 			name: "a page repeating the previous page's last item produces it once",
 			answers: []answer{
-				{page: []storefront.Order{a, b}, hasMore: true, token: "t1"},
-				{page: []storefront.Order{b, c}},
+				{Page: []storefront.Order{a, b}, HasMore: true, Token: "t1"},
+				{Page: []storefront.Order{b, c}},
 			},
 			want: []string{"o-a@1", "o-b@1", "o-c@2"}, wantSince: c.UpdatedAt,
 		},
 		{
 			name:    "401 ends the round",
-			answers: []answer{{status: 401}},
+			answers: []answer{{Status: 401}},
 			wantErr: true,
 		},
 		{
 			name: "a page that cannot be produced does not move the cursor",
 			answers: []answer{
-				{page: []storefront.Order{a}, hasMore: true, token: "t1"},
-				{page: []storefront.Order{b, c}},
+				{Page: []storefront.Order{a}, HasMore: true, Token: "t1"},
+				{Page: []storefront.Order{b, c}},
 			},
-			enc:     jsonEncoder{failOn: "o-c"},
+			enc:     jsonEncoder{FailOn: "o-c"},
 			wantErr: true, want: []string{"o-a@1"}, wantSince: a.UpdatedAt,
 		},
 	}
@@ -284,16 +207,16 @@ func TestOverlap(t *testing.T) {
 	late := order("o-late", 1, 4*time.Minute) // updated_at before the cursor: a late change
 	b2 := order("o-b", 2, 6*time.Minute)
 	e := newEnv(t, []answer{
-		{page: []storefront.Order{a, b}},
-		{page: []storefront.Order{late, b}, hasMore: true, token: "t1"},
-		{page: []storefront.Order{b2}},
+		{Page: []storefront.Order{a, b}},
+		{Page: []storefront.Order{late, b}, HasMore: true, Token: "t1"},
+		{Page: []storefront.Order{b2}},
 	}, jsonEncoder{}, cursor.Cursor{})
 	for range 2 {
 		if err := e.p.Round(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if q := e.api.queries; len(q) != 3 || q[0]["updated_since"] != "" || q[1]["updated_since"] != b.UpdatedAt.Add(-2*time.Minute).Format(time.RFC3339Nano) ||
+	if q := e.api.Queries(); len(q) != 3 || q[0]["updated_since"] != "" || q[1]["updated_since"] != b.UpdatedAt.Add(-2*time.Minute).Format(time.RFC3339Nano) ||
 		q[2]["page_token"] != "t1" {
 		t.Errorf("queries %v", q)
 	}
@@ -312,7 +235,7 @@ func TestStartsFromTheLoadedCursor(t *testing.T) {
 	if err := e.p.Round(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.api.queries[0]["updated_since"]; got != t0.Add(-2*time.Minute).Format(time.RFC3339Nano) {
+	if got := e.api.Queries()[0]["updated_since"]; got != t0.Add(-2*time.Minute).Format(time.RFC3339Nano) {
 		t.Errorf("updated_since %q", got)
 	}
 	if _, ok := e.loadCursor(); ok {
@@ -331,5 +254,89 @@ func TestReady(t *testing.T) {
 	now = t0.Add(2 * time.Minute)
 	if err := e.p.Ready(context.Background()); err == nil {
 		t.Error("stale poll reported ready")
+	}
+}
+
+// TestPageSpans: every page is a span of its own trace, with its size,
+// cursor and HTTP status, and every order record produced from it carries
+// that span in its traceparent header.
+func TestPageSpans(t *testing.T) {
+	a, b, c := order("o-a", 1, time.Second), order("o-b", 1, 2*time.Second), order("o-c", 2, 3*time.Second)
+	type span struct {
+		orders, attempts, status, produced string
+		cursor                             string // "" = none committed
+		retries                            int
+		failed                             bool
+	}
+	tests := []struct {
+		name      string
+		answers   []answer
+		wantSpans []span
+		wantPage  map[string]int // order id -> index of the page span its record carries
+	}{
+		{
+			name: "two pages, the second after a 500",
+			answers: []answer{
+				{Page: []storefront.Order{a, b}, HasMore: true, Token: "t1"},
+				{Status: 500},
+				{Page: []storefront.Order{c}},
+			},
+			wantSpans: []span{
+				{orders: "2", attempts: "1", status: "200", produced: "2", cursor: b.UpdatedAt.Format(time.RFC3339Nano)},
+				{orders: "1", attempts: "2", status: "200", produced: "1", cursor: c.UpdatedAt.Format(time.RFC3339Nano), retries: 1},
+			},
+			wantPage: map[string]int{"o-a": 0, "o-b": 0, "o-c": 1},
+		},
+		{
+			name:      "a 401 fails the page's span",
+			answers:   []answer{{Status: 401}},
+			wantSpans: []span{{attempts: "1", status: "401", failed: true}},
+		},
+		{
+			name:      "an empty page commits nothing",
+			answers:   []answer{{}},
+			wantSpans: []span{{orders: "0", attempts: "1", status: "200", produced: "0"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.answers, jsonEncoder{}, cursor.Cursor{})
+			_ = e.p.Round(context.Background()) // the 401's error is the span's to show
+			spans := ordertest.Spans(e.spans, SpanPage)
+			if len(spans) != len(tt.wantSpans) {
+				t.Fatalf("%d page spans, want %d", len(spans), len(tt.wantSpans))
+			}
+			for i, s := range spans {
+				w := tt.wantSpans[i]
+				got := span{orders: ordertest.Attr(s, storefront.AttrOrders), attempts: ordertest.Attr(s, storefront.AttrAttempts),
+					status: ordertest.Attr(s, storefront.AttrStatus), produced: ordertest.Attr(s, storefront.AttrProduced),
+					cursor: ordertest.Attr(s, storefront.AttrCursor), failed: s.Status().Code == codes.Error}
+				for _, ev := range s.Events() {
+					if ev.Name == "retry" {
+						got.retries++
+					}
+				}
+				if got != w {
+					t.Errorf("page span %d: %+v, want %+v", i, got, w)
+				}
+				if s.Parent().IsValid() || ordertest.Attr(s, storefront.AttrLimit) != "2" || ordertest.Attr(s, "messaging.destination.name") != topic ||
+					s.SpanKind() != trace.SpanKindProducer {
+					t.Errorf("page span %d: parent %v, kind %v, attributes %v", i, s.Parent(), s.SpanKind(), s.Attributes())
+				}
+			}
+			if len(spans) == 2 && spans[0].SpanContext().TraceID() == spans[1].SpanContext().TraceID() {
+				t.Error("two pages share a trace")
+			}
+			recs := e.records()
+			if len(recs) != len(tt.wantPage) {
+				t.Fatalf("%d records, want %d", len(recs), len(tt.wantPage))
+			}
+			for _, r := range recs {
+				sc, want := ordertest.SpanContext(r), spans[tt.wantPage[string(r.Key)]].SpanContext()
+				if !sc.IsValid() || sc.TraceID() != want.TraceID() || sc.SpanID() != want.SpanID() || !sc.IsSampled() {
+					t.Errorf("record %s carries %v, want the page span %v", r.Key, sc, want)
+				}
+			}
+		})
 	}
 }

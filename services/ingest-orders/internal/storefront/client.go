@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,17 +22,43 @@ import (
 // Config is the API connection.
 type Config struct {
 	URL     string        `env:"STOREFRONT_URL" default:"http://127.0.0.1:8097" usage:"base URL of the storefront API"`
-	Token   string        `env:"STOREFRONT_TOKEN" default:"storefront-dev-token" secret:"true" usage:"bearer token of the storefront API (inject from a secret)"`
+	Token   string        `env:"STOREFRONT_TOKEN" default:"storefront-dev-token" secret:"true" usage:"bearer token of the storefront API (inject from a secret); the default, the local simulator's public token, is refused unless STOREFRONT_URL is a loopback address"`
 	Timeout time.Duration `env:"STOREFRONT_TIMEOUT" default:"30s" usage:"timeout of one API request, body included"`
 }
 
+// DevToken is the local simulator's default token (deploy/local/storefront's
+// -token). It is public, so it is accepted only for a storefront on this
+// host: a zero-config start against the local stack works, and a deployment
+// that forgot STOREFRONT_TOKEN stops instead of sending a known token away.
+const DevToken = "storefront-dev-token"
+
 // Validate implements config.Validator.
 func (c *Config) Validate() error {
-	return config.First(
+	err := config.First(
 		config.HTTPURL("STOREFRONT_URL", c.URL),
 		config.NotEmpty("STOREFRONT_TOKEN", c.Token),
 		config.Positive("STOREFRONT_TIMEOUT", c.Timeout),
 	)
+	if err == nil && c.Token == DevToken && !loopbackURL(c.URL) {
+		// The message must not quote the token: config errors are redacted,
+		// and a quoted secret would print as [REDACTED].
+		err = config.Errorf("STOREFRONT_TOKEN", "set it for a storefront that is not on a loopback address (the default is the local simulator's public dev token)")
+	}
+	return err
+}
+
+// loopbackURL reports whether u's host is localhost or a loopback IP.
+func loopbackURL(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	host := p.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Page is one answer of GET /v1/orders.

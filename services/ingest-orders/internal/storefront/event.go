@@ -1,9 +1,16 @@
 package storefront
 
 import (
+	"context"
+	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/ecomstream/platform/pkg/events"
+	"github.com/ecomstream/platform/pkg/stream"
 )
 
 // Sources of an Order record.
@@ -36,6 +43,23 @@ func (o *Order) Event(source string, receivedAt time.Time, deliveryID *string) e
 		CancelledAt: utc(o.CancelledAt), RefundedAt: utc(o.RefundedAt),
 		ReceivedAt: &rec, WebhookDeliveryID: deliveryID,
 	}
+}
+
+// Record is the order as a record of topic, the one shape the poller, the
+// webhook receiver and backfills produce: its Event encoded with enc, keyed
+// by order_id, timestamped receivedAt (the Order's received_at: downstream
+// stages carry the input's timestamp on, as for clicks), and carrying ctx's span in W3C trace-context headers
+// (traceparent, tracestate), as stream.Trace does for every record a stage
+// produces, so validator and bq-writer continue the trace of the page or
+// the webhook request the order came in.
+func (o *Order) Record(ctx context.Context, enc stream.Encoder, topic, source string, receivedAt time.Time, deliveryID *string) (*kgo.Record, error) {
+	v, err := enc.Encode(o.Event(source, receivedAt, deliveryID))
+	if err != nil {
+		return nil, fmt.Errorf("encode order %s: %w", o.ID, err)
+	}
+	rec := &kgo.Record{Topic: topic, Key: []byte(o.ID), Value: v, Timestamp: receivedAt}
+	propagation.TraceContext{}.Inject(ctx, kotel.NewRecordCarrier(rec))
+	return rec, nil
 }
 
 func ptr[T any](v T) *T { return &v }

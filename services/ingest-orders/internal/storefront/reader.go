@@ -4,7 +4,26 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Page span attributes (the messaging and HTTP ones are the OpenTelemetry
+// conventions'; the rest are ours).
+const (
+	AttrSince    = "ecom.orders.page.since"    // updated_since of the listing ("" = the beginning)
+	AttrLimit    = "ecom.orders.page.limit"    // the requested page size
+	AttrOrders   = "ecom.orders.page.orders"   // orders in the page
+	AttrHasMore  = "ecom.orders.page.has_more" // the API's has_more
+	AttrAttempts = "ecom.orders.page.attempts" // requests until the page came (retries + 1)
+	AttrCursor   = "ecom.orders.cursor"        // the cursor committed with the page (poller)
+	AttrStatus   = "http.response.status_code" // of the last request
+	AttrProduced = "messaging.batch.message_count"
 )
 
 // Reader pages through the listing, retrying what can succeed later: 429 and
@@ -18,6 +37,15 @@ type Reader struct {
 	BackoffMax time.Duration
 	// OnError sees every failed request (metrics); may be nil.
 	OnError func(ctx context.Context, err error)
+	// Tracer starts one span named Span per page (nil: no spans), with
+	// SpanAttrs and the Attr* attributes. It covers the page's requests,
+	// retries included (each failed one a "retry" event), and fn, so the
+	// records fn builds under its context carry the page's trace. Each page
+	// is a trace of its own: a trace holds at most Limit orders however long
+	// a round or a backfill runs.
+	Tracer    trace.Tracer
+	Span      string
+	SpanAttrs []attribute.KeyValue
 	// Sleep and Jitter are replaced by tests; nil means real time and
 	// uniform jitter in [d/2, d].
 	Sleep  func(ctx context.Context, d time.Duration) error
@@ -25,34 +53,74 @@ type Reader struct {
 }
 
 // Each reads the listing from since (zero = the beginning) page by page and
-// calls fn with each; it stops when fn returns false or an error, or after
-// the last page. A failed request is repeated (same since and token) until it
-// succeeds, ctx ends, or the error is one retrying cannot fix (a 4xx, which
-// includes ErrBadPageToken), which is returned.
-func (r *Reader) Each(ctx context.Context, since time.Time, fn func(*Page) (bool, error)) error {
+// calls fn with each, under the page span's context; it stops when fn
+// returns false or an error, or after the last page. A failed request is
+// repeated (same since and token) until it succeeds, ctx ends, or the error
+// is one retrying cannot fix (a 4xx, which includes ErrBadPageToken), which
+// is returned.
+func (r *Reader) Each(ctx context.Context, since time.Time, fn func(context.Context, *Page) (bool, error)) error {
 	token := ""
 	b := r.Backoff()
 	for {
-		page, err := r.API.List(ctx, since, token, r.Limit)
-		if err != nil {
-			if r.OnError != nil {
-				r.OnError(ctx, err)
-			}
-			var se *StatusError
-			if errors.As(err, &se) && !se.Retryable() {
-				return err
-			}
-			if werr := r.sleep(ctx, b.Next(err)); werr != nil {
-				return werr
-			}
-			continue
-		}
-		b.Reset()
-		more, err := fn(page)
-		if err != nil || !more || !page.HasMore || page.NextPageToken == "" || len(page.Orders) == 0 {
+		more, next, err := r.page(ctx, since, token, b, fn)
+		if err != nil || !more {
 			return err
 		}
-		token = page.NextPageToken
+		token = next
+	}
+}
+
+// page gets one page (retrying) and hands it to fn, in one span; more is
+// whether there is a next page to read, at token next.
+func (r *Reader) page(ctx context.Context, since time.Time, token string, b *Backoff,
+	fn func(context.Context, *Page) (bool, error)) (more bool, next string, err error) {
+	tracer := r.Tracer
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("")
+	}
+	sinceAttr := ""
+	if !since.IsZero() {
+		sinceAttr = since.UTC().Format(time.RFC3339Nano)
+	}
+	ctx, span := tracer.Start(ctx, r.Span, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(r.SpanAttrs...),
+		trace.WithAttributes(attribute.String(AttrSince, sinceAttr), attribute.Int(AttrLimit, r.Limit)))
+	defer span.End()
+	fail := func(err error) (bool, string, error) {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return false, "", err
+	}
+	for attempt := 1; ; attempt++ {
+		span.SetAttributes(attribute.Int(AttrAttempts, attempt))
+		page, err := r.API.List(ctx, since, token, r.Limit)
+		if err == nil {
+			b.Reset()
+			span.SetAttributes(attribute.Int(AttrStatus, http.StatusOK), attribute.Int(AttrOrders, len(page.Orders)),
+				attribute.Bool(AttrHasMore, page.HasMore))
+			more, err := fn(ctx, page)
+			if err != nil {
+				return fail(err)
+			}
+			return more && page.HasMore && page.NextPageToken != "" && len(page.Orders) > 0, page.NextPageToken, nil
+		}
+		if r.OnError != nil {
+			r.OnError(ctx, err)
+		}
+		ev := []attribute.KeyValue{attribute.String("error.message", err.Error())}
+		var se *StatusError
+		if errors.As(err, &se) {
+			span.SetAttributes(attribute.Int(AttrStatus, se.Status))
+			ev = append(ev, attribute.Int(AttrStatus, se.Status))
+			if !se.Retryable() {
+				return fail(err)
+			}
+		}
+		wait := b.Next(err)
+		span.AddEvent("retry", trace.WithAttributes(append(ev, attribute.Int64("ecom.retry.wait_ms", wait.Milliseconds()))...))
+		if werr := r.sleep(ctx, wait); werr != nil {
+			return fail(werr)
+		}
 	}
 }
 

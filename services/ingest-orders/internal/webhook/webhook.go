@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -26,6 +27,9 @@ import (
 
 // Path is where the receiver is mounted.
 const Path = "/v1/webhooks/orders"
+
+// SpanName is the span of a verified delivery.
+const SpanName = "POST " + Path
 
 // Origin names webhook input in dead letters (deadletter.OriginHeader, and
 // so their ids: deadletter.ContentID(stage, Origin, body)); SourceTopic is
@@ -125,9 +129,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.verifications.Add(ctx, 1, metric.WithAttributes(attribute.String("result", string(Valid))))
 
+	// The trust boundary, as for the HTTP collector: the storefront is
+	// outside the platform, so its traceparent (which the signature does
+	// not cover) is a link of a new trace, never its parent, and cannot
+	// choose our sampling. The records carry this span.
 	ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
-	ctx, span := stream.TrustBoundary(h.d.Tracer).Start(ctx, "ingest-orders webhook", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := stream.TrustBoundary(h.d.Tracer).Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", Path),
+			attribute.String("url.path", Path)))
 	defer span.End()
+	sw := &statusWriter{ResponseWriter: w}
+	w = sw
+	defer func() {
+		span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
+		if sw.status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.status))
+		}
+	}()
 	// Not the request's context: a storefront hanging up must not fail a
 	// record already on its way (it retries, and repeats are tolerated).
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ProduceTimeout)
@@ -143,14 +161,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if delivery != "" {
 		deliveryID = &delivery
 	}
-	v, err := h.d.Orders.Encode(o.Event(storefront.SourceWebhook, received, deliveryID))
+	span.SetAttributes(attribute.String("ecom.order.id", o.ID), attribute.Int64("ecom.order.version", o.Version))
+	rec, err := o.Record(ctx, h.d.Orders, h.d.Topic, storefront.SourceWebhook, received, deliveryID)
 	if err != nil {
 		h.d.Log.ErrorContext(ctx, "encode webhook order", "order_id", o.ID, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "cannot encode the order")
 		return
 	}
-	rec := &kgo.Record{Topic: h.d.Topic, Key: []byte(o.ID), Value: v, Timestamp: received}
-	propagation.TraceContext{}.Inject(ctx, kotel.NewRecordCarrier(rec))
 	if err := produce(pctx, h.d.Producer, rec); err != nil {
 		h.d.Log.WarnContext(ctx, "webhook order not produced", "order_id", o.ID, "err", err)
 		w.Header().Set("Retry-After", "1")
@@ -185,6 +202,7 @@ func (h *Handler) deadLetter(ctx, pctx context.Context, w http.ResponseWriter, r
 		return
 	}
 	propagation.TraceContext{}.Inject(ctx, kotel.NewRecordCarrier(dl))
+	trace.SpanFromContext(ctx).SetAttributes(attribute.Bool("ecom.dead_lettered", true))
 	stream.DeadLetterContext(pctx, dl)
 	err = produce(pctx, h.d.Producer, dl)
 	if stream.IsTooLarge(err) {
@@ -263,6 +281,19 @@ func Parse(body []byte) (*storefront.Order, *deadletter.Rejection) {
 		return nil, deadletter.Reject(reasons...)
 	}
 	return &o, nil
+}
+
+// statusWriter remembers the answer's status for the span.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {

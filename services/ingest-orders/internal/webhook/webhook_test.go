@@ -17,13 +17,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.opentelemetry.io/otel/metric/noop"
-	tnoop "go.opentelemetry.io/otel/trace/noop"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
 	"github.com/ecomstream/platform/pkg/deadletter"
 	"github.com/ecomstream/platform/pkg/events"
+	"github.com/ecomstream/platform/pkg/stream"
 	protoavro "github.com/ecomstream/platform/proto/avro"
+	"github.com/ecomstream/platform/services/ingest-orders/internal/ordertest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -118,12 +121,11 @@ func toStrings(cs []deadletter.Code) []string {
 	return out
 }
 
-func validBody(id string, version int) string {
-	return `{"id":"` + id + `","version":` + strconv.Itoa(version) + `,"customer_id":"u-000001","status":"paid","currency":"USD",` +
-		`"lines":[{"line_id":"` + id + `-1","product_id":"p-00001","quantity":1,"unit_price_minor":100,"line_total_minor":100}],` +
-		`"subtotal_minor":100,"tax_minor":0,"shipping_minor":0,"discount_minor":0,"total_minor":100,"refunded_minor":0,` +
-		`"created_at":"2026-12-01T10:00:00Z","updated_at":"2026-12-01T10:01:00Z","paid_at":"2026-12-01T10:01:00Z",` +
-		`"shipped_at":null,"delivered_at":null,"cancelled_at":null,"refunded_at":null}`
+// validBody is a paid order as the storefront sends it.
+func validBody(id string, version int64) string {
+	o := ordertest.Order(id, version, time.Minute)
+	o.Status, o.PaidAt = "paid", &o.UpdatedAt
+	return ordertest.JSON(o)
 }
 
 const secret = "s3cret-for-tests"
@@ -136,6 +138,7 @@ type env struct {
 	h        *Handler
 	orders   *avroserde.Codec
 	dlq      *avroserde.Codec
+	spans    *tracetest.SpanRecorder
 	produced atomic.Int64
 	now      time.Time
 }
@@ -143,11 +146,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t, now: time.Now().Truncate(time.Second)}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", deadletter.Topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := ordertest.Cluster(t, "orders", deadletter.Topic)
 	e.cluster = c
 	// Every produce request is counted, so a test can tell an answer came
 	// after the ack.
@@ -156,6 +155,7 @@ func newEnv(t *testing.T) *env {
 		e.produced.Add(1)
 		return nil, nil, false
 	})
+	var err error
 	e.cl, err = kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -174,9 +174,11 @@ func newEnv(t *testing.T) *env {
 	if e.dlq, err = r.Codec(ctx, avroserde.SubjectFor(deadletter.Topic), protoavro.DeadLetter); err != nil {
 		t.Fatal(err)
 	}
+	var tracer trace.Tracer
+	tracer, e.spans = ordertest.Tracer(t)
 	e.h, err = New(Config{Secret: secret, ReplayWindow: 5 * time.Minute, MaxBodyBytes: 4096, ProduceTimeout: 500 * time.Millisecond}, Deps{
 		Producer: e.cl, Orders: e.orders, DeadLetters: e.dlq, Topic: "orders", Stage: "ingest-orders", DeadLetterBudget: 1 << 20,
-		Tracer: tnoop.NewTracerProvider().Tracer("t"), Meter: noop.NewMeterProvider().Meter("t"), Log: slog.New(slog.DiscardHandler),
+		Tracer: tracer, Meter: noop.NewMeterProvider().Meter("t"), Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -216,22 +218,7 @@ func (e *env) post(body, s string, ts time.Time, extra map[string]string) (int, 
 // records reads what reached topic.
 func (e *env) records(topic string) []*kgo.Record {
 	e.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.cluster.ListenAddrs()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer cl.Close()
-	var out []*kgo.Record
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) { n++; out = append(out, r) })
-		if n == 0 {
-			return out
-		}
-	}
+	return ordertest.Records(e.t, 300*time.Millisecond, topic, kgo.SeedBrokers(e.cluster.ListenAddrs()...))
 }
 
 func TestHandler(t *testing.T) {
@@ -313,5 +300,66 @@ func TestAnswersOnlyAfterTheAck(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("503 after %v", took)
+	}
+}
+
+// TestTrace: a verified delivery is one server span, and the record it
+// produces (order or dead letter) carries that span. The storefront's own
+// traceparent is kept as a link of a new trace, not continued: the
+// receiver is a trust boundary (stream.TrustBoundary), so the sender
+// cannot choose our sampling or graft its trace ids onto ours.
+func TestTrace(t *testing.T) {
+	const incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	tests := []struct {
+		name        string
+		body        string
+		traceparent string
+		topic       string
+		wantStatus  int
+	}{
+		{name: "order", body: validBody("o-1", 2), topic: "orders", wantStatus: 200},
+		{name: "order with the storefront's traceparent", body: validBody("o-1", 2), traceparent: incoming, topic: "orders", wantStatus: 200},
+		{name: "dead letter with the storefront's traceparent", body: `{"id":"o-1","version":"two"}`, traceparent: incoming,
+			topic: deadletter.Topic, wantStatus: 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			var extra map[string]string
+			if tt.traceparent != "" {
+				extra = map[string]string{"traceparent": tt.traceparent}
+			}
+			if status, ans := e.post(tt.body, secret, e.now, extra); status != tt.wantStatus {
+				t.Fatalf("answer %d %v", status, ans)
+			}
+			spans := ordertest.Spans(e.spans, SpanName)
+			if len(spans) != 1 {
+				t.Fatalf("%d %q spans, want 1", len(spans), SpanName)
+			}
+			s := spans[0]
+			if s.Parent().IsValid() || s.SpanKind() != trace.SpanKindServer || ordertest.Attr(s, "http.response.status_code") != strconv.Itoa(tt.wantStatus) {
+				t.Errorf("span: parent %v, kind %v, attributes %v", s.Parent(), s.SpanKind(), s.Attributes())
+			}
+			links := s.Links()
+			if tt.traceparent == "" && len(links) != 0 {
+				t.Errorf("links %v without an incoming traceparent", links)
+			}
+			if tt.traceparent != "" {
+				if len(links) != 1 || links[0].SpanContext.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" ||
+					len(links[0].Attributes) != 1 || string(links[0].Attributes[0].Key) != stream.UntrustedParentAttr {
+					t.Errorf("links %v, want the storefront's span as an untrusted link", links)
+				}
+				if s.SpanContext().TraceID() == links[0].SpanContext.TraceID() {
+					t.Error("the storefront's trace was continued")
+				}
+			}
+			recs := e.records(tt.topic)
+			if len(recs) != 1 {
+				t.Fatalf("%d records on %s", len(recs), tt.topic)
+			}
+			if sc := ordertest.SpanContext(recs[0]); sc.TraceID() != s.SpanContext().TraceID() || sc.SpanID() != s.SpanContext().SpanID() {
+				t.Errorf("record carries %v, want the delivery's span %v", sc, s.SpanContext())
+			}
+		})
 	}
 }
