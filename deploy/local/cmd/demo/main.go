@@ -1,9 +1,11 @@
 // Command demo runs the platform locally: it builds the services, starts them
 // as separate processes against the local stack (make demo starts the stack
-// first), feeds them realistic clickstream traffic with ~1% broken records,
-// serves a small storefront whose tracking snippet sends the visitor's own
-// clicks to the HTTP collector, and prints where to look and what happened.
-// Ctrl-C stops everything.
+// first) with the storefront simulator beside them, feeds them realistic
+// clickstream traffic with ~1% broken records and orders at the simulator's
+// normal rate (every clickstream purchase placed as the order behind it),
+// serves a small shop whose tracking snippet sends the visitor's own clicks
+// to the HTTP collector, and prints where to look and what happened,
+// purchases joined to their orders included. Ctrl-C stops everything.
 package main
 
 import (
@@ -67,7 +69,9 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := portsFree(map[string]string{"-storefront": *storefrontAddr, "-ingest-orders": *ordersAddr}); err != nil {
+	addrs := map[string]string{"ingest-clickstream": "127.0.0.1:8081", "validator": "127.0.0.1:8084", "bq-writer": "127.0.0.1:8086",
+		"storefront": *storefrontAddr, "ingest-orders": *ordersAddr}
+	if err := portsFree(addrs, map[string]string{"storefront": "-storefront", "ingest-orders": "-ingest-orders"}); err != nil {
 		shopLn.Close()
 		collectorLn.Close()
 		return err
@@ -98,8 +102,7 @@ func run(ctx context.Context) error {
 	sl, err := slice.New(slice.Options{
 		BinDir: binDir, RunDir: runDir, Brokers: eps.KafkaBrokers, Registry: eps.SchemaRegistryURL,
 		OTLP: otlp, QueryToken: token,
-		Addrs: map[string]string{"ingest-clickstream": "127.0.0.1:8081", "validator": "127.0.0.1:8084", "bq-writer": "127.0.0.1:8086",
-			"storefront": *storefrontAddr, "ingest-orders": *ordersAddr},
+		Addrs:         addrs,
 		CollectorAddr: collectorLn.Addr().String(), CollectorOrigins: origins,
 		// Speed 1, the simulator's default rate, faults and broken share, webhooks
 		// on. A new order stream every run: the same seed would make the same
@@ -240,14 +243,17 @@ func takePorts(shopAddr, collectorAddr string) (shop, collector net.Listener, er
 	return shop, collector, nil
 }
 
-// portsFree checks that each address (by the flag that sets it) can be
-// listened on now, so a busy port of a service fails the demo before
-// anything starts, naming the flag.
-func portsFree(addrs map[string]string) error {
-	for _, f := range slices.Sorted(maps.Keys(addrs)) {
-		ln, err := net.Listen("tcp", addrs[f])
+// portsFree checks that each process's address can be listened on now, so
+// a busy port fails the demo before anything starts, naming the process and
+// the flag that moves it (flags[name]; none: the address is fixed).
+func portsFree(addrs, flags map[string]string) error {
+	for _, n := range slices.Sorted(maps.Keys(addrs)) {
+		ln, err := net.Listen("tcp", addrs[n])
 		if err != nil {
-			return fmt.Errorf("%w (choose another with %s)", err, f)
+			if f := flags[n]; f != "" {
+				return fmt.Errorf("%s: %w (choose another with %s)", n, err, f)
+			}
+			return fmt.Errorf("%s: %w (the demo's fixed address: stop what listens there)", n, err)
 		}
 		ln.Close()
 	}

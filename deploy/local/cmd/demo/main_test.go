@@ -121,12 +121,33 @@ func TestPortsFree(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	if err := portsFree(map[string]string{"-storefront": "127.0.0.1:0", "-ingest-orders": "127.0.0.1:0"}); err != nil {
-		t.Errorf("portsFree(free ports) = %v", err)
+	flags := map[string]string{"storefront": "-storefront", "ingest-orders": "-ingest-orders"}
+	tests := []struct {
+		name  string
+		addrs map[string]string
+		want  []string // in the error; none = no error
+	}{
+		{name: "free", addrs: map[string]string{"storefront": "127.0.0.1:0", "validator": "127.0.0.1:0"}},
+		{name: "busy with a flag", addrs: map[string]string{"storefront": "127.0.0.1:0", "ingest-orders": busy.Addr().String()},
+			want: []string{"ingest-orders: ", "address already in use", "choose another with -ingest-orders"}},
+		{name: "busy and fixed", addrs: map[string]string{"validator": busy.Addr().String()},
+			want: []string{"validator: ", "address already in use", "fixed address"}},
 	}
-	err = portsFree(map[string]string{"-storefront": "127.0.0.1:0", "-ingest-orders": busy.Addr().String()})
-	if err == nil || !strings.Contains(err.Error(), "-ingest-orders") || !strings.Contains(err.Error(), "address already in use") {
-		t.Errorf("portsFree(a busy port) = %v, want address in use naming -ingest-orders", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := portsFree(tt.addrs, flags)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Errorf("portsFree() = %v, want nil", err)
+				}
+				return
+			}
+			for _, w := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("portsFree() = %v, want it to say %q", err, w)
+				}
+			}
+		})
 	}
 }
 
