@@ -19,6 +19,7 @@ package clickgen
 
 import (
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -40,6 +41,38 @@ type Record struct {
 	EventID   string // "" when the value has no usable event_id; match those by Value
 	Expect    Expectation
 	Duplicate bool // a byte-identical re-send of an earlier valid record
+	// Purchase is set on a valid purchase event (and on its duplicates): the
+	// order the shop must hold for the event's order_id to name a real order.
+	// The generator does no I/O; cmd/clickgen places it with the storefront
+	// (storefront.Placer). Broken records never carry one: they come from
+	// throwaway sessions that never reach checkout.
+	Purchase *Purchase
+}
+
+// Purchase is the order behind a purchase event: the event's order_id, its
+// user_id (always a customer of the shared id seed: see Generator) and the
+// cart at checkout, after removals, one line per product in the order the
+// products were first added.
+type Purchase struct {
+	OrderID    string
+	CustomerID string
+	Lines      []PurchaseLine
+	At         time.Time // the purchase event's timestamp
+}
+
+// PurchaseLine is one product of a Purchase.
+type PurchaseLine struct {
+	ProductID string
+	Quantity  int64
+}
+
+func (p *Purchase) clone() *Purchase {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.Lines = slices.Clone(p.Lines)
+	return &c
 }
 
 // Option configures a Generator.
@@ -152,6 +185,8 @@ type Generator struct {
 
 	visitors    []visitor
 	visitorZipf *rand.Zipf
+	registered  int              // visitors given a seed customer at the start (u-000001 on)
+	signUps     map[string][]int // per country, the seed customers left for sign-ups at checkout; see signUp
 
 	categoryPick weighted
 	channelPick  weighted
@@ -242,6 +277,7 @@ func (g *Generator) nextValid() Record {
 	var e event
 	g.advance(s, &e)
 	rec := g.record(&e, patch{}, Expectation{Valid: true, Kind: KindValid})
+	rec.Purchase = e.purchase
 	if g.dup > 0 {
 		g.remember(rec)
 	}
@@ -253,6 +289,7 @@ func (g *Generator) nextDuplicate() Record {
 	// Fresh slices again: the kept copy may be duplicated more than once.
 	rec.Key = append([]byte(nil), rec.Key...)
 	rec.Value = append([]byte(nil), rec.Value...)
+	rec.Purchase = rec.Purchase.clone() // the same order: placing it twice finds it placed
 	rec.Duplicate = true
 	return rec
 }
@@ -262,6 +299,7 @@ func (g *Generator) nextDuplicate() Record {
 func (g *Generator) remember(rec Record) {
 	rec.Key = append([]byte(nil), rec.Key...)
 	rec.Value = append([]byte(nil), rec.Value...)
+	rec.Purchase = rec.Purchase.clone()
 	if len(g.recent) < recentSize {
 		g.recent = append(g.recent, rec)
 		return

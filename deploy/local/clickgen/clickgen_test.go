@@ -274,7 +274,7 @@ func TestFunnels(t *testing.T) {
 			t.Helper()
 			t.Fatalf("record %d (%s in session %s): %s", i, *e.EventType, *e.SessionID, fmt.Sprintf(format, args...))
 		}
-		visitor := strings.Join([]string{deref(e.UserID), deref(e.AnonymousID), deref(e.UserAgent),
+		visitor := strings.Join([]string{deref(e.AnonymousID), deref(e.UserAgent),
 			deref(e.Device.Type), deref(e.Geo.Country), deref(e.Geo.City)}, "|")
 		s := sessions[*e.SessionID]
 		if s == nil {
@@ -297,6 +297,14 @@ func TestFunnels(t *testing.T) {
 			}
 			if *e.EventTimestamp < s.prevTS {
 				fail("timestamp %s before %s", *e.EventTimestamp, s.prevTS)
+			}
+			// The user_id stays once there, and appears mid-session only
+			// at begin_checkout: a login (or sign-up) to check out.
+			switch prev, now := s.prev.UserID, e.UserID; {
+			case prev != nil && (now == nil || *now != *prev):
+				fail("user_id changed from %s to %s", *prev, deref(now))
+			case prev == nil && now != nil && *e.EventType != "begin_checkout":
+				fail("user_id %s appears at %s, not at checkout", *now, *e.EventType)
 			}
 		}
 		if e.Price != nil {
@@ -328,6 +336,9 @@ func TestFunnels(t *testing.T) {
 			}
 			s.checkout = true
 		case "purchase":
+			if e.UserID == nil {
+				fail("purchase without a user_id")
+			}
 			if !s.checkout || len(s.cart) == 0 {
 				fail("purchase without checkout (%v) or with an empty cart (%v)", s.checkout, s.cart)
 			}

@@ -32,6 +32,7 @@ type event struct {
 	hasPrice    bool
 	currency    int // index into currencyCodes; meaningful only when hasPrice
 	orderID     string
+	purchase    *Purchase // the order behind a purchase event; not encoded
 }
 
 // patch breaks exactly one top-level field of an otherwise valid event: it is

@@ -42,6 +42,7 @@ func (g *Generator) buildVisitors(n int) {
 		if g.rng.Float64() < registeredShare {
 			c := custs[customers%len(custs)]
 			customers++
+			g.registered = customers
 			v.userID = c.CustomerID
 			if ci := slices.IndexFunc(countries, func(k country) bool { return k.code == c.Country }); ci >= 0 {
 				v.country = ci
@@ -178,12 +179,48 @@ func (g *Generator) advance(s *session, e *event) {
 }
 
 // feasible maps a step the cart cannot support onto browsing: nobody removes
-// from or checks out an empty cart.
+// from or checks out an empty cart. A visitor without an account cannot buy
+// (see signUp): they leave at checkout.
 func (s *session) feasible(a action) action {
 	if len(s.cart) == 0 && (a == actCart || a == actRemoveFromCart || a == actCheckout || a == actPurchase) {
 		return actProduct
 	}
+	if a == actPurchase && s.v.userID == "" {
+		return actExit
+	}
 	return a
+}
+
+// Checkout needs an account, as on most shops, so that every purchase is by
+// a customer of the shared id seed and its order can exist in the storefront
+// (whose orders are all by seed customers). At begin_checkout a registered
+// visitor who is not logged in logs in, and a visitor without an account
+// signs up: they become a seed customer of their own country that no other
+// visitor is (taken from the end of the seed's customer list, while the
+// registered population takes it from the start), and stay that customer on
+// later visits. From then on the session's events carry the user_id, the
+// way a shop's clickstream shows a login mid-session.
+
+// signUp gives v an account, if the seed has a customer of v's country left
+// (it always has, but for very large populations: then the visitor leaves at
+// checkout, see feasible).
+func (g *Generator) signUp(v *visitor) {
+	if g.signUps == nil {
+		g.signUps = map[string][]int{}
+		custs := seed.Default().Customers
+		taken := min(g.registered, len(custs))
+		for i := len(custs) - 1; i >= taken; i-- {
+			c := custs[i].Country
+			g.signUps[c] = append(g.signUps[c], i)
+		}
+	}
+	code := countries[v.country].code
+	left := g.signUps[code]
+	if len(left) == 0 {
+		return
+	}
+	v.userID = seed.Default().Customers[left[0]].CustomerID
+	g.signUps[code] = left[1:]
 }
 
 // emit fills e for action a and updates the session state.
@@ -278,11 +315,23 @@ func (g *Generator) emit(s *session, a action, e *event) {
 		}
 	case actCheckout:
 		e.typ = "begin_checkout"
+		if v.userID == "" {
+			g.signUp(v)
+		}
+		if v.userID != "" {
+			s.loggedIn = true
+			e.userID = v.userID
+		}
 		s.navigate(origin+"/checkout", s.url)
 	case actPurchase:
 		e.typ = "purchase"
 		e.orderID = "o-" + seed.UUID(g.rng)
 		s.navigate(origin+"/checkout/confirmation?order="+e.orderID, s.url)
+		p := &Purchase{OrderID: e.orderID, CustomerID: e.userID, At: e.ts, Lines: make([]PurchaseLine, len(s.cart))}
+		for i, l := range s.cart {
+			p.Lines[i] = PurchaseLine{ProductID: g.products[l.product].id, Quantity: int64(l.quantity)}
+		}
+		e.purchase = p
 		s.cart = s.cart[:0]
 	}
 	e.pageURL, e.referrer = s.url, s.referrer

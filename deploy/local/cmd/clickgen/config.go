@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"time"
 
@@ -26,6 +27,10 @@ type config struct {
 	expectOut    string
 	progress     time.Duration
 	flushTimeout time.Duration
+	// storefrontURL, when set, turns every purchase into an order there
+	// (POST /v1/admin/orders), so its order_id names a real order.
+	storefrontURL   string
+	storefrontToken string
 }
 
 // parseConfig reads flags, with KAFKA_BROKERS as the default for -brokers so
@@ -43,6 +48,14 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 Usage: clickgen [flags]
 
 Runs until -count records are sent, -duration has passed, or Ctrl-C.
+
+Purchases: without -storefront-url the order_id of a purchase event names no
+real order. With it, every purchase delivered to Kafka is placed as an order
+with the storefront simulator (cmd/storefront, POST /v1/admin/orders: the same
+id, customer and cart), in the background; the storefront must run with the
+default id seed (-customers 20000 -products 2000). The token is
+-storefront-token or STOREFRONT_TOKEN. Orders that could not be placed are
+counted and make clickgen exit non-zero.
 
 Flags:
 `)
@@ -66,7 +79,9 @@ Flags:
 	fs.IntVar(&c.users, "users", clickgen.DefaultUsers, "distinct visitors in the simulated population")
 	fs.StringVar(&c.expectOut, "expect-out", "", "write the expected outcome of every record to this JSON Lines file")
 	fs.DurationVar(&c.progress, "progress", 5*time.Second, "interval between progress lines")
-	fs.DurationVar(&c.flushTimeout, "flush-timeout", 10*time.Second, "how long to wait for in-flight records on shutdown")
+	fs.DurationVar(&c.flushTimeout, "flush-timeout", 10*time.Second, "how long to wait for in-flight records (and orders being placed) on shutdown")
+	fs.StringVar(&c.storefrontURL, "storefront-url", "", "place every purchase as an order with the storefront at this base URL, e.g. http://127.0.0.1:8097; empty = off (order ids are not real orders)")
+	fs.StringVar(&c.storefrontToken, "storefront-token", getenv("STOREFRONT_TOKEN"), "the storefront's bearer token (env STOREFRONT_TOKEN)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -106,6 +121,14 @@ func (c config) validate() error {
 	}
 	if c.users < 1 {
 		bad("-users %d: must be at least 1", c.users)
+	}
+	if c.storefrontURL != "" {
+		if u, err := url.Parse(c.storefrontURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("-storefront-url %q: not an http(s) URL", c.storefrontURL)
+		}
+		if c.storefrontToken == "" {
+			bad("-storefront-token (or STOREFRONT_TOKEN) is empty but -storefront-url is set")
+		}
 	}
 	if c.progress <= 0 || c.flushTimeout <= 0 {
 		bad("-progress and -flush-timeout must be positive")

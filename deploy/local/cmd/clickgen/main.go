@@ -29,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/deploy/local/clickgen"
+	"github.com/ecomstream/platform/deploy/local/storefront"
 )
 
 func main() {
@@ -98,11 +99,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 		defer expect.Close() // error path only; the success path closes and checks
 	}
 
+	var placer *storefront.Placer
+	if cfg.storefrontURL != "" {
+		placer, err = storefront.NewPlacer(storefront.PlacerConfig{URL: cfg.storefrontURL, Token: cfg.storefrontToken, Log: log})
+		if err != nil {
+			return fmt.Errorf("-storefront-url: %w", err)
+		}
+	}
+
 	log.Info("producing",
 		"brokers", strings.Join(cfg.brokers, ","), "topic", cfg.topic, "rate", cfg.rate,
 		"duration", cfg.duration, "count", cfg.count, "broken", cfg.broken,
-		"duplicates", cfg.duplicates, "seed", cfg.seed)
+		"duplicates", cfg.duplicates, "seed", cfg.seed, "storefront", cfg.storefrontURL)
 	st := newStats()
+	st.placer = placer
 	start := time.Now()
 	done := make(chan struct{})
 	var progress sync.WaitGroup
@@ -110,6 +120,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 	err = produce(ctx, cfg, cl, gen, st, expect, log)
 	close(done)
 	progress.Wait()
+	if placer != nil {
+		// After the flush: every purchase that reached Kafka has been given
+		// to the placer by now.
+		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.flushTimeout)
+		err = errors.Join(err, placer.Close(closeCtx))
+		cancel()
+	}
 
 	elapsed := time.Since(start)
 	log.Info("done",
@@ -121,7 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 		"elapsed", elapsed.Round(time.Millisecond),
 		"rate", fmt.Sprintf("%.0f/s", float64(st.delivered.Load())/elapsed.Seconds()),
 		"seed", cfg.seed,
-		st.brokenAttrs())
+		st.brokenAttrs(), st.orderAttrs())
 	if expect != nil {
 		if cerr := expect.Close(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -132,6 +149,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 	if gen, sent := st.generated.Load(), st.delivered.Load(); sent < gen {
 		err = errors.Join(err, fmt.Errorf("%d of %d records not confirmed delivered (%d failed, %d without an answer)",
 			gen-sent, gen, st.failed.Load(), gen-sent-st.failed.Load()))
+	}
+	if placer != nil {
+		if ps := placer.Stats(); ps.Failed+ps.Dropped > 0 {
+			err = errors.Join(err, fmt.Errorf("%d purchases have no order in the storefront (%d failed, %d dropped: the queue was full)",
+				ps.Failed+ps.Dropped, ps.Failed, ps.Dropped))
+		}
 	}
 	return err
 }
@@ -197,6 +220,11 @@ func produce(ctx context.Context, cfg config, cl *kgo.Client, gen *clickgen.Gene
 				return
 			}
 			st.delivered.Add(1)
+			if rec.Purchase != nil && st.placer != nil {
+				// Only for purchases in Kafka, so no order lacks its click;
+				// a duplicate's order is placed again and found placed.
+				st.placer.Place(placeRequest(rec.Purchase))
+			}
 			if rec.Duplicate {
 				st.duplicates.Add(1)
 				return
@@ -217,4 +245,13 @@ func produce(ctx context.Context, cfg config, cl *kgo.Client, gen *clickgen.Gene
 		return fmt.Errorf("flush in-flight records: %w", err)
 	}
 	return nil
+}
+
+// placeRequest is the storefront order for a purchase.
+func placeRequest(p *clickgen.Purchase) storefront.PlaceRequest {
+	req := storefront.PlaceRequest{ID: p.OrderID, CustomerID: p.CustomerID, Lines: make([]storefront.PlaceLine, len(p.Lines))}
+	for i, l := range p.Lines {
+		req.Lines[i] = storefront.PlaceLine{ProductID: l.ProductID, Quantity: l.Quantity}
+	}
+	return req
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ecomstream/platform/deploy/local/clickgen"
+	"github.com/ecomstream/platform/deploy/local/storefront"
 )
 
 // stats counts records by outcome. The generating loop writes generated
@@ -26,6 +27,7 @@ type stats struct {
 	duplicates atomic.Int64
 	byKind     []atomic.Int64 // delivered originals (not duplicates), per kind
 	firstErr   sync.Once
+	placer     *storefront.Placer // nil unless purchases are placed as orders
 }
 
 func newStats() *stats {
@@ -47,6 +49,17 @@ func (s *stats) brokenAttrs() slog.Attr {
 		}
 	}
 	return slog.Group("broken", attrs...)
+}
+
+// orderAttrs renders what became of the purchases placed as orders; empty
+// when they are not placed.
+func (s *stats) orderAttrs() slog.Attr {
+	if s.placer == nil {
+		return slog.Attr{}
+	}
+	p := s.placer.Stats()
+	return slog.Group("orders", "placed", p.Placed, "already", p.Already, "failed", p.Failed, "dropped", p.Dropped,
+		"pending", p.Queued-p.Placed-p.Already-p.Failed)
 }
 
 // expectLine is one line of the -expect-out file: what the platform must do
@@ -154,7 +167,7 @@ func reportProgress(s *stats, log *slog.Logger, interval time.Duration, done <-c
 				"rate", fmt.Sprintf("%.0f/s", float64(n-last)/now.Sub(lastAt).Seconds()),
 				"errors", s.failed.Load(),
 				"duplicates", s.duplicates.Load(),
-				s.brokenAttrs())
+				s.brokenAttrs(), s.orderAttrs())
 			last, lastAt = n, now
 		}
 	}

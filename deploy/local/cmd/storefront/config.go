@@ -108,7 +108,7 @@ Flags:
 	u64(&c.idSeed, "id-seed", seed.DefaultSeed, "seed number of the shared customers and products")
 	integer(&c.customers, "customers", seed.DefaultCustomers, "customers in the id seed")
 	integer(&c.products, "products", seed.DefaultProducts, "products in the id seed")
-	num(&c.rate, "rate", storefront.DefaultRatePerMinute, "new orders per wall-clock minute")
+	num(&c.rate, "rate", storefront.DefaultRatePerMinute, "new orders per wall-clock minute; 0 = none (only orders placed with POST /v1/admin/orders)")
 	str(&burst, "burst", "false", "start in burst mode (rate x burst-factor); toggle with POST /v1/admin/burst")
 	num(&c.burstFactor, "burst-factor", storefront.DefaultBurstFactor, "rate multiplier in burst mode")
 	num(&c.broken, "broken", storefront.DefaultBrokenFraction, "fraction of deliberately broken orders")
@@ -198,8 +198,18 @@ func (c config) validate() error {
 	return errors.Join(errs...)
 }
 
+// simConfig is the simulator's config from the flags.
+func (c config) simConfig(clock storefront.Clock, onChange func(storefront.Version)) storefront.SimConfig {
+	return storefront.SimConfig{
+		Seed: c.seed, IDs: seed.Generate(c.idSeed, c.customers, c.products), Clock: clock,
+		// -rate 0 is no arrivals (only placed orders), not the library's default.
+		RatePerMinute: fraction(c.rate), BurstFactor: c.burstFactor, BrokenFraction: fraction(c.broken),
+		LateFraction: fraction(c.late), MaxLateness: c.maxLateness, MaxOrders: c.maxOrders, OnChange: onChange,
+	}
+}
+
 // fraction maps a flag value to the library's convention (0 = default,
-// negative = never): on the command line 0 means never.
+// negative = never): on the command line 0 means never (for -rate too).
 func fraction(f float64) float64 {
 	if f == 0 {
 		return -1

@@ -24,7 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ecomstream/platform/deploy/local/seed"
 	"github.com/ecomstream/platform/deploy/local/storefront"
 )
 
@@ -82,11 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 			hooks.Enqueue(v)
 		}
 	}
-	sim := storefront.NewSimulator(storefront.SimConfig{
-		Seed: cfg.seed, IDs: seed.Generate(cfg.idSeed, cfg.customers, cfg.products), Clock: clock,
-		RatePerMinute: cfg.rate, BurstFactor: cfg.burstFactor, BrokenFraction: fraction(cfg.broken),
-		LateFraction: fraction(cfg.late), MaxLateness: cfg.maxLateness, MaxOrders: cfg.maxOrders, OnChange: onChange,
-	})
+	sim := storefront.NewSimulator(cfg.simConfig(clock, onChange))
 	sim.SetBurst(cfg.burst)
 	faults := storefront.NewFaults(cfg.seed, cfg.faultRate, cfg.faults, cfg.slowDelay, cfg.retryAfter)
 	api, err := storefront.NewAPI(sim, storefront.APIConfig{

@@ -59,6 +59,33 @@ func TestConfig(t *testing.T) {
 	}
 }
 
+// TestRateZero: -rate 0 means no arrivals (a shop that only has the orders
+// placed with POST /v1/admin/orders), not the library's default rate.
+func TestRateZero(t *testing.T) {
+	tests := []struct {
+		args     []string
+		min, max int
+	}{
+		{[]string{"-rate", "0"}, 0, 0},
+		{[]string{"-rate", "60"}, 30, 90}, // one a wall second for a wall minute
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			c, err := parseConfig(append(tt.args, "-customers", "100", "-products", "50"), func(string) string { return "" }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+			clock := storefront.NewManualClock(start)
+			sim := storefront.NewSimulator(c.simConfig(clock, nil))
+			sim.Advance(clock.Add(time.Minute)) // speed 1: a wall minute
+			if n := sim.Stats().Arrivals; n < tt.min || n > tt.max {
+				t.Fatalf("%d orders in a minute, want %d..%d", n, tt.min, tt.max)
+			}
+		})
+	}
+}
+
 func TestRun(t *testing.T) {
 	var hooks atomic.Int64
 	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
