@@ -88,10 +88,18 @@ func (s *Slice) addOrders(env map[string][]string, addrs map[string]string) {
 	if speed > 1 {
 		// Shop time runs ahead of wall time by (speed-1) x the run's length: allow a
 		// day of wall time, so order.freshness judges only real clock trouble.
-		ahead := time.Duration(speed * float64(24*time.Hour))
+		// Capped: above a speed of ~106751 the product overflows time.Duration
+		// (negative, which the validator refuses).
+		ahead := maxAhead
+		if d := speed * float64(24*time.Hour); d < float64(maxAhead) {
+			ahead = time.Duration(d)
+		}
 		env["validator"] = append(env["validator"], "ORDER_MAX_AHEAD="+ahead.String())
 	}
 }
+
+// maxAhead caps the validator's ORDER_MAX_AHEAD: a hundred years of shop time.
+const maxAhead = 100 * 365 * 24 * time.Hour
 
 // StorefrontDo calls the simulator's API with its token: method, path (e.g.
 // "/v1/admin/stats"), a JSON body (nil = none), and decodes a JSON answer into
