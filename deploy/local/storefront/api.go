@@ -28,6 +28,7 @@ type APIConfig struct {
 	Token       string // bearer token for every /v1 endpoint (required)
 	TokenSecret []byte // HMAC key of page tokens; random when empty (tokens then die with the process)
 	Faults      *Faults
+	Webhooks    *Webhooks // shown in GET /v1/admin/stats; nil = webhooks off
 	Log         *slog.Logger
 }
 
@@ -263,7 +264,12 @@ func (a *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 
 // stats shows how far the simulation is; see Stats.
 func (a *API) stats(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, 200, a.sim.Stats())
+	st := a.sim.Stats()
+	if a.cfg.Webhooks != nil {
+		ws := a.cfg.Webhooks.Stats()
+		st.Webhooks = &ws
+	}
+	writeJSON(w, 200, st)
 }
 
 // FaultRequest is the body of POST /v1/admin/faults.

@@ -331,6 +331,21 @@ func TestFaults(t *testing.T) {
 			t.Fatal("repeated without a fault")
 		}
 	})
+	// A queued repeat waits for a paged request without holding up the
+	// faults queued behind it.
+	t.Run("repeat does not block the queue", func(t *testing.T) {
+		s.faults.Queue(storefront.FaultRepeat, storefront.FaultRateLimit)
+		if resp, _ := s.get(t, "/v1/orders?limit=5", auth); resp.StatusCode != 429 {
+			t.Fatalf("unpaged request behind a queued repeat: %d, want 429", resp.StatusCode)
+		}
+		if q := s.faults.Status().Queued; len(q) != 1 || q[0] != storefront.FaultRepeat {
+			t.Fatalf("queued %v, want [repeat]", q)
+		}
+		p1 := s.page(t, url.Values{"limit": {"5"}})
+		if p2 := s.page(t, url.Values{"page_token": {p1.NextPageToken}}); p2.Orders[0].ID != p1.Orders[4].ID {
+			t.Fatalf("the queued repeat was not served on the paged request")
+		}
+	})
 	t.Run("random rate", func(t *testing.T) {
 		s.faults.SetRate(1)
 		defer s.faults.SetRate(0)
@@ -448,4 +463,45 @@ func versionsOf(sim *storefront.Simulator, id string) []storefront.Version {
 		}
 	}
 	return out
+}
+
+// TestStatsWebhooks: with webhooks on, GET /v1/admin/stats shows their
+// counters (a test can then require that none was abandoned).
+func TestStatsWebhooks(t *testing.T) {
+	sim, _ := newSim(t, storefront.SimConfig{Seed: 2})
+	hooks, err := storefront.NewWebhooks(storefront.WebhookConfig{URL: "http://127.0.0.1:1/hook", Secret: []byte("whsec_test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []storefront.APIConfig{{Token: testToken}, {Token: testToken, Webhooks: hooks}} {
+		api, err := storefront.NewAPI(sim, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(api)
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/admin/stats", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wh, ok := st["webhooks"].(map[string]any)
+		if ok != (cfg.Webhooks != nil) {
+			t.Fatalf("webhooks configured %v, stats %v", cfg.Webhooks != nil, st)
+		}
+		if ok {
+			for _, k := range []string{"queued", "delivered", "failed", "abandoned", "dropped"} {
+				if _, ok := wh[k]; !ok {
+					t.Errorf("stats.webhooks has no %q: %v", k, wh)
+				}
+			}
+		}
+	}
 }

@@ -102,9 +102,13 @@ func (f *Faults) next(paged bool) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var k string
+	// The first queued fault this request can take: a repeat needs a paged
+	// request and waits for one, without holding up the faults queued after it.
+	i := slices.IndexFunc(f.queue, func(q string) bool { return q != FaultRepeat || paged })
 	switch {
-	case len(f.queue) > 0 && (f.queue[0] != FaultRepeat || paged):
-		k, f.queue = f.queue[0], f.queue[1:]
+	case i >= 0:
+		k = f.queue[i] // read before Delete, which clears the vacated slot
+		f.queue = slices.Delete(f.queue, i, i+1)
 	case len(f.queue) == 0 && f.rate > 0 && f.rng.Float64() < f.rate:
 		k = f.kinds[f.rng.IntN(len(f.kinds))]
 		if k == FaultRepeat && !paged {

@@ -287,6 +287,8 @@ type Stats struct {
 	ArrivalsDone bool           `json:"arrivals_done"` // the cap is reached: no more arrivals
 	ShopTime     time.Time      `json:"shop_time"`
 	Burst        bool           `json:"burst"`
+	// Webhooks counts the webhook deliveries (GET /v1/admin/stats with webhooks on).
+	Webhooks *WebhookStats `json:"webhooks,omitempty"`
 }
 
 // Stats returns the counters so far.
@@ -356,12 +358,15 @@ func (s *Simulator) page(since time.Time, after *key, repeat bool, limit int) (o
 func (s *Simulator) stamp(at time.Time, prev time.Time) (time.Time, bool) {
 	at = at.UTC().Truncate(time.Microsecond)
 	if s.cfg.LateFraction > 0 && !prev.IsZero() && s.rng.Float64() < s.cfg.LateFraction {
-		// Back from the newest stamp so far, by less than MaxLateness: the
-		// documented bound a poller's overlap window relies on.
-		back := time.Duration(s.rng.Int64N(int64(s.cfg.MaxLateness/time.Microsecond))) * time.Microsecond
-		t := at
-		if s.lastStamp.After(t) {
-			t = s.lastStamp
+		// Back from the newest stamp so far (never after now), by less than
+		// MaxLateness: the documented bound a poller's overlap window relies
+		// on. From the newest stamp, not from now: when changes are sparse (a
+		// fast clock) now is far past the newest stamp, and a change stamped
+		// back from now would not be in the past of anything the API has shown.
+		back := time.Duration(1+s.rng.Int64N(int64(s.cfg.MaxLateness/time.Microsecond)-1)) * time.Microsecond
+		t := s.lastStamp
+		if at.Before(t) {
+			t = at
 		}
 		t = t.Add(-back)
 		if min := prev.Add(time.Microsecond); t.Before(min) {

@@ -313,3 +313,28 @@ func TestMaxOrdersAndStats(t *testing.T) {
 		t.Fatalf("after a place: %+v", st)
 	}
 }
+
+// TestLateShareOnAFastClock: -late is the share of changes stamped in the past
+// also when changes are sparse in shop time (a fast clock), where a stamp
+// taken back from "now" would still be newer than anything the API showed.
+func TestLateShareOnAFastClock(t *testing.T) {
+	for _, speed := range []float64{60, 86400} {
+		sim, clock := newSim(t, storefront.SimConfig{Seed: 5, Speed: speed, RatePerMinute: 600, LateFraction: 0.2, BrokenFraction: -1})
+		run(sim, clock, time.Duration(speed*float64(2*time.Minute)), time.Duration(speed*float64(50*time.Millisecond)))
+		var late, later int // later: changes after an order's first version
+		for _, v := range sim.Versions() {
+			if v.Order.Version > 1 {
+				later++
+			}
+			if v.Late {
+				late++
+			}
+		}
+		if later < 500 {
+			t.Fatalf("speed %g: only %d changes", speed, later)
+		}
+		if share := float64(late) / float64(later); share < 0.12 {
+			t.Errorf("speed %g: %d of %d changes late (%.1f%%), want about 20%%", speed, late, later, 100*share)
+		}
+	}
+}

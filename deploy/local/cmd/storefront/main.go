@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 	sim.SetBurst(cfg.burst)
 	faults := storefront.NewFaults(cfg.seed, cfg.faultRate, cfg.faults, cfg.slowDelay, cfg.retryAfter)
 	api, err := storefront.NewAPI(sim, storefront.APIConfig{
-		Token: cfg.token, TokenSecret: []byte(cfg.pageTokenSecret), Faults: faults, Log: log,
+		Token: cfg.token, TokenSecret: []byte(cfg.pageTokenSecret), Faults: faults, Webhooks: hooks, Log: log,
 	})
 	if err != nil {
 		return err
