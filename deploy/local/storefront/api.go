@@ -67,6 +67,7 @@ func NewAPI(sim *Simulator, cfg APIConfig) (*API, error) {
 	a.mux.Handle("POST /v1/admin/orders", a.auth(a.placeOrder))
 	a.mux.Handle("GET /v1/admin/faults", a.auth(a.getFaults))
 	a.mux.Handle("POST /v1/admin/faults", a.auth(a.setFaults))
+	a.mux.Handle("GET /v1/admin/stats", a.auth(a.stats))
 	a.mux.Handle("GET /v1/admin/burst", a.auth(a.burst))
 	a.mux.Handle("POST /v1/admin/burst", a.auth(a.burst))
 	return a, nil
@@ -247,11 +248,22 @@ func (a *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o, err := a.sim.Place(req)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrExists):
+		// Distinct from a bad request, so a client that retried after a lost
+		// answer knows the order is there.
+		writeError(w, http.StatusConflict, "exists", err.Error())
+		return
+	case err != nil:
 		writeError(w, 400, "bad_request", err.Error())
 		return
 	}
 	writeJSON(w, 201, o)
+}
+
+// stats shows how far the simulation is; see Stats.
+func (a *API) stats(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, 200, a.sim.Stats())
 }
 
 // FaultRequest is the body of POST /v1/admin/faults.

@@ -96,7 +96,7 @@ func TestAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, path := range []string{"/v1/orders", "/v1/admin/versions", "/v1/admin/faults"} {
+			for _, path := range []string{"/v1/orders", "/v1/admin/versions", "/v1/admin/faults", "/v1/admin/stats"} {
 				resp, b := s.get(t, path, tt.auth)
 				if resp.StatusCode != tt.want {
 					t.Fatalf("%s: %d, want %d", path, resp.StatusCode, tt.want)
@@ -380,16 +380,29 @@ func TestAdmin(t *testing.T) {
 		{"/v1/admin/burst", `{"on":true}`, 200},
 		{"/v1/admin/burst", `on`, 400},
 		{"/v1/admin/orders", `{"id":"o-from-click","customer_id":"u-000001","lines":[{"product_id":"p-00001","quantity":2}]}`, 201},
-		{"/v1/admin/orders", `{"id":"o-from-click","customer_id":"u-000001","lines":[{"product_id":"p-00001","quantity":2}]}`, 400},
+		{"/v1/admin/orders", `{"id":"o-from-click","customer_id":"u-000001","lines":[{"product_id":"p-00001","quantity":2}]}`, 409},
 		{"/v1/admin/orders", `{"customer_id":"u-999999","lines":[{"product_id":"p-00001","quantity":1}]}`, 400},
 		{"/v1/admin/orders", `{"customer_id":"u-000001","lines":[{"product_id":"p-99999","quantity":1}]}`, 400},
 		{"/v1/admin/orders", `{"customer_id":"u-000001","lines":[{"product_id":"p-00001","quantity":0}]}`, 400},
 		{"/v1/admin/orders", `{"customer_id":"u-000001","lines":[]}`, 400},
 	}
 	for _, tt := range tests {
-		if code, b := post(tt.path, tt.body); code != tt.want {
+		code, b := post(tt.path, tt.body)
+		if code != tt.want {
 			t.Errorf("POST %s %s: %d, want %d: %s", tt.path, tt.body, code, tt.want, b)
 		}
+		if want := map[int]string{400: "bad_request", 409: "exists"}[code]; want != "" && errorCode(t, b) != want {
+			t.Errorf("POST %s %s: code %q, want %q", tt.path, tt.body, errorCode(t, b), want)
+		}
+	}
+	resp, b := s.get(t, "/v1/admin/stats", "Bearer "+testToken)
+	var st storefront.Stats
+	if err := json.Unmarshal(b, &st); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stats: %d %v %s", resp.StatusCode, err, b)
+	}
+	if want := s.sim.Stats(); st.Placed != 1 || st.Orders != want.Orders || st.Orders != st.Arrivals+1 || st.Versions != want.Versions || !st.Burst ||
+		len(st.Broken) != len(storefront.BrokenKinds()) || st.ShopTime.IsZero() {
+		t.Fatalf("stats %s, simulator %+v", b, want)
 	}
 	placed, ok := s.sim.Order("o-from-click")
 	if !ok || placed.CustomerID != "u-000001" || len(placed.Lines) != 1 || placed.Lines[0].Quantity != 2 || len(placed.Problems()) > 0 {
@@ -399,7 +412,7 @@ func TestAdmin(t *testing.T) {
 		t.Fatalf("status %+v, burst %v", st, s.sim.Burst())
 	}
 
-	resp, b := s.get(t, "/v1/admin/versions", "Bearer "+testToken)
+	resp, b = s.get(t, "/v1/admin/versions", "Bearer "+testToken)
 	if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
 		t.Fatalf("content type %q", ct)
 	}

@@ -51,12 +51,20 @@ func TestOpenAPIMatches(t *testing.T) {
 	for k := range lineFields {
 		lineKeys = append(lineKeys, k)
 	}
+	st, _ := json.Marshal(storefront.Stats{})
+	var statsFields map[string]any
+	_ = json.Unmarshal(st, &statsFields)
+	var statsKeys []string
+	for k := range statsFields {
+		statsKeys = append(statsKeys, k)
+	}
 	tests := []struct {
 		name      string
 		spec, got []string
 	}{
 		{"Order fields", list("\n    Order:\n", "required: "), keys},
 		{"Line fields", list("\n    Line:\n", "required: "), lineKeys},
+		{"Stats fields", list("\n    Stats:\n", "required: "), statsKeys},
 		{"statuses", list("\n    Status:\n", "enum: "), storefront.Statuses()},
 		{"fault kinds", list("\n    FaultKind:\n", "enum: "), storefront.FaultKinds()},
 		{"broken kinds", list("\n        broken:\n", "enum: "), storefront.BrokenKinds()},

@@ -75,6 +75,7 @@ func (s *Simulator) create(at time.Time) {
 	st := &state{}
 	if s.cfg.BrokenFraction > 0 && s.rng.Float64() < s.cfg.BrokenFraction {
 		st.broken = BrokenKinds()[s.rng.IntN(len(BrokenKinds()))]
+		s.broken[st.broken]++
 	}
 	switch st.broken {
 	case BrokenNegativeAmount:

@@ -11,16 +11,24 @@ import (
 // /v1/admin/orders), e.g. by whatever turns clickstream purchases into
 // orders, so a purchase event's order_id names a real order.
 type PlaceRequest struct {
-	ID         string `json:"id,omitempty"` // "" = a new "o-<uuid>"
-	CustomerID string `json:"customer_id"`
-	Lines      []struct {
-		ProductID string `json:"product_id"`
-		Quantity  int64  `json:"quantity"`
-	} `json:"lines"`
+	ID         string      `json:"id,omitempty"` // "" = a new "o-<uuid>"
+	CustomerID string      `json:"customer_id"`
+	Lines      []PlaceLine `json:"lines"`
 }
 
-// ErrPlace is wrapped by every error of Place: the request was wrong.
-var ErrPlace = errors.New("cannot place order")
+// PlaceLine is one line of a PlaceRequest.
+type PlaceLine struct {
+	ProductID string `json:"product_id"`
+	Quantity  int64  `json:"quantity"`
+}
+
+var (
+	// ErrPlace is wrapped by every error of Place: the request was wrong.
+	ErrPlace = errors.New("cannot place order")
+	// ErrExists (which wraps ErrPlace) is Place's error for an id that is
+	// already an order: for a client that retries, the order is placed.
+	ErrExists = fmt.Errorf("%w: the order exists", ErrPlace)
+)
 
 // Place creates a well-formed order now, in the customer's currency at the
 // seed's prices, and runs its life cycle like any other order.
@@ -44,7 +52,7 @@ func (s *Simulator) Place(req PlaceRequest) (Order, error) {
 	case len(req.Lines) == 0:
 		err = fmt.Errorf("%w: no lines", ErrPlace)
 	case req.ID != "" && s.orders[req.ID] != nil:
-		err = fmt.Errorf("%w: order %s exists", ErrPlace, req.ID)
+		err = fmt.Errorf("%w: %s", ErrExists, req.ID)
 	}
 	if err != nil {
 		s.mu.Unlock()
@@ -64,6 +72,7 @@ func (s *Simulator) Place(req PlaceRequest) (Order, error) {
 		addLine(&o, s.cfg.IDs.Products[pi], l.Quantity)
 	}
 	price(&o)
+	s.placed++
 	st := &state{o: o}
 	first := len(s.versions)
 	s.open(st, s.cfg.Clock.Now())

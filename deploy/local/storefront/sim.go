@@ -50,6 +50,11 @@ type SimConfig struct {
 	BrokenFraction float64 // share of orders broken on purpose (default 0.01; negative = none)
 	LateFraction   float64 // share of changes stamped in the past (default 0.05; negative = none)
 	MaxLateness    time.Duration
+	// MaxOrders stops the simulation's own arrivals after that many orders
+	// (0 = never), so a test can make exactly N orders and wait for their
+	// life cycles to end (Stats.Open reaches 0). Orders placed with Place are
+	// not counted and are still accepted.
+	MaxOrders int
 	// OnChange is called with every new version, in the order they were made,
 	// outside the simulator's lock (webhooks and the version log hang here).
 	OnChange func(Version)
@@ -87,6 +92,9 @@ type Simulator struct {
 	nextArrival time.Time
 	burst       bool
 	seq         uint64
+	arrivals    int            // orders the simulation created
+	placed      int            // orders made by Place
+	broken      map[string]int // orders per broken kind
 
 	customerByID, productByID map[string]int // for Place, built on first use
 }
@@ -145,7 +153,10 @@ func NewSimulator(cfg SimConfig) *Simulator {
 		cfg.MaxLateness = DefaultMaxLateness
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5f0e))
-	s := &Simulator{cfg: cfg, rng: rng, orders: map[string]*state{}}
+	if cfg.MaxOrders < 0 {
+		cfg.MaxOrders = 0
+	}
+	s := &Simulator{cfg: cfg, rng: rng, orders: map[string]*state{}, broken: map[string]int{}}
 	// A few customers order often and most rarely; a few products sell most.
 	if n := len(cfg.IDs.Customers); n > 1 {
 		s.customers = rand.NewZipf(rng, 1.1, 50, uint64(n-1))
@@ -159,11 +170,20 @@ func NewSimulator(cfg SimConfig) *Simulator {
 	return s
 }
 
-// SetBurst turns the burst (sale-day) rate on or off.
+// SetBurst turns the burst (sale-day) rate on or off. The next arrival is
+// drawn again at the new rate from now (arrivals are a Poisson stream, so this
+// is exact): otherwise, at a low rate, the burst would wait for an arrival
+// that was planned at the old rate, possibly minutes away.
 func (s *Simulator) SetBurst(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.burst == on {
+		return
+	}
 	s.burst = on
+	if !s.arrivalsDone() {
+		s.nextArrival = s.cfg.Clock.Now().Add(s.gap())
+	}
 }
 
 // Burst reports whether the burst rate is on.
@@ -218,7 +238,11 @@ func (s *Simulator) Advance(to time.Time) int {
 		}
 		if next.Equal(s.nextArrival) {
 			s.create(next)
+			s.arrivals++
 			s.nextArrival = next.Add(s.gap())
+			if s.arrivalsDone() {
+				s.nextArrival = never
+			}
 			continue
 		}
 		ev := heap.Pop(&s.sched).(event)
@@ -242,6 +266,44 @@ func (s *Simulator) emit(first int) int {
 		}
 	}
 	return len(made)
+}
+
+// never is an arrival time that does not come.
+var never = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (s *Simulator) arrivalsDone() bool {
+	return s.cfg.MaxOrders > 0 && s.arrivals >= s.cfg.MaxOrders
+}
+
+// Stats is the body of GET /v1/admin/stats: how far the simulation is.
+type Stats struct {
+	Orders       int            `json:"orders"`        // orders created in total: arrivals + placed
+	Arrivals     int            `json:"arrivals"`      // orders the simulation made on its own
+	Placed       int            `json:"placed"`        // orders made by Place (POST /v1/admin/orders)
+	Open         int            `json:"open"`          // orders whose life cycle is not finished (a next change is planned)
+	Versions     int            `json:"versions"`      // versions made (the length of the version log)
+	Broken       map[string]int `json:"broken"`        // broken orders per kind, every kind listed
+	MaxOrders    int            `json:"max_orders"`    // the arrivals cap, 0 = none
+	ArrivalsDone bool           `json:"arrivals_done"` // the cap is reached: no more arrivals
+	ShopTime     time.Time      `json:"shop_time"`
+	Burst        bool           `json:"burst"`
+}
+
+// Stats returns the counters so far.
+func (s *Simulator) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{
+		Orders: len(s.orders), Arrivals: s.arrivals, Placed: s.placed,
+		Open:     len(s.sched), // every unfinished order has exactly one planned change
+		Versions: len(s.versions), Broken: make(map[string]int, len(BrokenKinds())),
+		MaxOrders: s.cfg.MaxOrders, ArrivalsDone: s.arrivalsDone(),
+		ShopTime: s.cfg.Clock.Now(), Burst: s.burst,
+	}
+	for _, k := range BrokenKinds() {
+		st.Broken[k] = s.broken[k]
+	}
+	return st
 }
 
 // Now is the shop time.

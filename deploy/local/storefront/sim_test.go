@@ -224,17 +224,17 @@ func TestPlace(t *testing.T) {
 	}})
 	var req storefront.PlaceRequest
 	req.ID, req.CustomerID = "o-placed", "u-000002"
-	req.Lines = append(req.Lines, struct {
-		ProductID string `json:"product_id"`
-		Quantity  int64  `json:"quantity"`
-	}{"p-00003", 1})
+	req.Lines = []storefront.PlaceLine{{ProductID: "p-00003", Quantity: 1}}
 	var wg sync.WaitGroup
 	wg.Go(func() { run(sim, clock, 20*24*time.Hour, 10*time.Minute) })
 	if _, err := sim.Place(req); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sim.Place(req); !errors.Is(err, storefront.ErrPlace) {
+	if _, err := sim.Place(req); !errors.Is(err, storefront.ErrExists) || !errors.Is(err, storefront.ErrPlace) {
 		t.Fatalf("placing the same id twice: %v", err)
+	}
+	if _, err := sim.Place(storefront.PlaceRequest{CustomerID: "u-000002"}); err == nil || errors.Is(err, storefront.ErrExists) {
+		t.Fatalf("no lines: %v, want a plain ErrPlace", err)
 	}
 	wg.Wait()
 	vs := versionsOf(sim, "o-placed")
@@ -249,5 +249,67 @@ func TestPlace(t *testing.T) {
 	// OnChange saw every version, in the order the log has them.
 	if !reflect.DeepEqual(seen, sim.Versions()) {
 		t.Fatalf("OnChange saw %d versions, the log has %d (or another order)", len(seen), len(sim.Versions()))
+	}
+}
+
+// TestBurstTakesEffectAtOnce: turning the burst on redraws the next arrival,
+// so at a low rate the burst does not wait for an arrival planned at the old
+// rate (0.5 per wall minute: two shop hours away on average at speed 60).
+func TestBurstTakesEffectAtOnce(t *testing.T) {
+	sim, clock := newSim(t, storefront.SimConfig{Seed: 5, Speed: 60, RatePerMinute: 0.5, BurstFactor: 1000})
+	sim.SetBurst(true)                          // 500 per wall minute, ~8 per wall second
+	run(sim, clock, 2*time.Minute, time.Second) // two wall seconds
+	if n := sim.Stats().Arrivals; n < 5 || n > 40 {
+		t.Fatalf("%d orders in two wall seconds of burst, want about 16", n)
+	}
+}
+
+// TestMaxOrdersAndStats: with MaxOrders the simulation makes exactly that
+// many orders, the stats follow the version log, every life cycle ends
+// (Open reaches 0), and Place still works after the arrivals stopped.
+func TestMaxOrdersAndStats(t *testing.T) {
+	const n = 400
+	sim, clock := newSim(t, storefront.SimConfig{Seed: 9, MaxOrders: n, BrokenFraction: 0.05})
+	sawOpen := false
+	for range 100_000 { // 10-minute steps: about 2 shop years at most
+		sim.Advance(clock.Add(10 * time.Minute))
+		st := sim.Stats()
+		sawOpen = sawOpen || st.Open > 0
+		if st.ArrivalsDone && st.Open == 0 {
+			break
+		}
+	}
+	st := sim.Stats()
+	if !st.ArrivalsDone || st.Open != 0 || !sawOpen {
+		t.Fatalf("stats %+v (saw open orders: %v): the life cycles did not all end", st, sawOpen)
+	}
+	versions := sim.Versions()
+	byID, ids := byOrder(versions)
+	broken := map[string]int{}
+	for _, id := range ids {
+		if k := byID[id][len(byID[id])-1].Broken; k != "" {
+			broken[k]++
+		}
+	}
+	for _, k := range storefront.BrokenKinds() {
+		if st.Broken[k] != broken[k] {
+			t.Errorf("broken %s: stats %d, log %d", k, st.Broken[k], broken[k])
+		}
+	}
+	if st.Arrivals != n || st.Orders != n || len(ids) != n || st.Placed != 0 || st.Versions != len(versions) || st.MaxOrders != n {
+		t.Fatalf("stats %+v; the log has %d orders and %d versions", st, len(ids), len(versions))
+	}
+	if !st.ShopTime.Equal(clock.Now()) {
+		t.Fatalf("shop time %s, clock %s", st.ShopTime, clock.Now())
+	}
+	// No more arrivals however long the shop runs, also through a burst;
+	// placed orders are still taken and counted apart.
+	sim.SetBurst(true)
+	run(sim, clock, 24*time.Hour, time.Hour)
+	if _, err := sim.Place(storefront.PlaceRequest{CustomerID: "u-000001", Lines: []storefront.PlaceLine{{ProductID: "p-00001", Quantity: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := sim.Stats(); st.Arrivals != n || st.Orders != n+1 || st.Placed != 1 || st.Open != 1 || !st.Burst {
+		t.Fatalf("after a place: %+v", st)
 	}
 }

@@ -42,6 +42,7 @@ type config struct {
 	webhookBackoff  time.Duration
 	versionsOut     string
 	tick            time.Duration
+	maxOrders       int
 }
 
 // parseConfig reads flags; every flag has an environment variable
@@ -127,6 +128,7 @@ Flags:
 	dur(&c.webhookBackoff, "webhook-max-backoff", storefront.DefaultWebhookMaxBackoff, "cap of the webhook retry backoff")
 	str(&c.versionsOut, "versions-out", "", "append every order version made to this JSON Lines file")
 	dur(&c.tick, "tick", 50*time.Millisecond, "how often the simulator advances")
+	integer(&c.maxOrders, "max-orders", 0, "stop the simulation's own arrivals after this many orders; 0 = never (POST /v1/admin/orders still places orders)")
 	if err := errors.Join(errs...); err != nil {
 		return config{}, err
 	}
@@ -183,6 +185,9 @@ func (c config) validate() error {
 		if !slices.Contains(storefront.FaultKinds(), k) {
 			bad("-faults: unknown kind %q (want one of %s)", k, strings.Join(storefront.FaultKinds(), ", "))
 		}
+	}
+	if c.maxOrders < 0 {
+		bad("-max-orders (STOREFRONT_MAX_ORDERS) %d: must not be negative", c.maxOrders)
 	}
 	if c.retryAfter < 1 || c.webhookAttempts < 1 {
 		bad("-retry-after and -webhook-attempts must be at least 1")

@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 	sim := storefront.NewSimulator(storefront.SimConfig{
 		Seed: cfg.seed, IDs: seed.Generate(cfg.idSeed, cfg.customers, cfg.products), Clock: clock,
 		RatePerMinute: cfg.rate, BurstFactor: cfg.burstFactor, BrokenFraction: fraction(cfg.broken),
-		LateFraction: fraction(cfg.late), MaxLateness: cfg.maxLateness, OnChange: onChange,
+		LateFraction: fraction(cfg.late), MaxLateness: cfg.maxLateness, MaxOrders: cfg.maxOrders, OnChange: onChange,
 	})
 	sim.SetBurst(cfg.burst)
 	faults := storefront.NewFaults(cfg.seed, cfg.faultRate, cfg.faults, cfg.slowDelay, cfg.retryAfter)
@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 	}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("storefront listening", "addr", ln.Addr().String(), "speed", cfg.speed, "rate_per_minute", cfg.rate,
-		"webhooks", cfg.webhookURL != "", "fault_rate", cfg.faultRate, "shop_time", clock.Now())
+		"webhooks", cfg.webhookURL != "", "fault_rate", cfg.faultRate, "max_orders", cfg.maxOrders, "shop_time", clock.Now())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -129,8 +129,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 	for e := range errc {
 		err = errors.Join(err, e)
 	}
+	st := sim.Stats()
+	attrs := []any{"orders", st.Orders, "placed", st.Placed, "open", st.Open, "versions", st.Versions}
 	if hooks != nil {
-		log.Info("storefront stopped", "webhooks", hooks.Stats())
+		attrs = append(attrs, "webhooks", hooks.Stats())
 	}
+	log.Info("storefront stopped", attrs...)
 	return err
 }

@@ -39,6 +39,8 @@ func TestConfig(t *testing.T) {
 		{"bad fault kind", []string{"-faults", "rate_limit,fire"}, nil, `unknown kind "fire"`},
 		{"bad env number", nil, map[string]string{"STOREFRONT_RATE": "lots"}, "STOREFRONT_RATE"},
 		{"bad start", []string{"-start", "monday"}, nil, "-start"},
+		{"negative max orders", nil, map[string]string{"STOREFRONT_MAX_ORDERS": "-1"}, "STOREFRONT_MAX_ORDERS"},
+		{"bad max orders", []string{"-max-orders", "many"}, nil, "-max-orders"},
 		{"extra args", []string{"x"}, nil, "unexpected"},
 	}
 	for _, tt := range tests {
@@ -49,8 +51,10 @@ func TestConfig(t *testing.T) {
 			}
 		})
 	}
-	c, _ := parseConfig(nil, func(k string) string { return map[string]string{"STOREFRONT_SPEED": "3600"}[k] }, io.Discard)
-	if c.speed != 3600 || c.addr != "127.0.0.1:8097" || c.rate != storefront.DefaultRatePerMinute {
+	c, _ := parseConfig(nil, func(k string) string {
+		return map[string]string{"STOREFRONT_SPEED": "3600", "STOREFRONT_MAX_ORDERS": "3000"}[k]
+	}, io.Discard)
+	if c.speed != 3600 || c.addr != "127.0.0.1:8097" || c.rate != storefront.DefaultRatePerMinute || c.maxOrders != 3000 {
 		t.Fatalf("config %+v", c)
 	}
 }
@@ -69,7 +73,7 @@ func TestRun(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	args := []string{"-addr", "127.0.0.1:0", "-speed", "3600", "-rate", "3000", "-fault-rate", "0",
-		"-webhook-url", rc.URL, "-webhook-secret", "s", "-versions-out", out, "-tick", "10ms", "-customers", "500", "-products", "100"}
+		"-webhook-url", rc.URL, "-webhook-secret", "s", "-versions-out", out, "-tick", "10ms", "-customers", "500", "-products", "100", "-max-orders", "20"}
 	go func() {
 		done <- run(ctx, args, func(string) string { return "" }, io.Discard, slog.New(slog.DiscardHandler), ready)
 	}()
@@ -89,6 +93,25 @@ func TestRun(t *testing.T) {
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&page)
 		resp.Body.Close()
+	}
+	// -max-orders: the arrivals stop at 20 (50 a second at -rate 3000).
+	var st storefront.Stats
+	for !st.ArrivalsDone {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v after 10s: -max-orders 20 not reached", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/admin/stats", nil)
+		req.Header.Set("Authorization", "Bearer storefront-dev-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+	}
+	if st.Arrivals != 20 || st.Orders != 20 || st.MaxOrders != 20 {
+		t.Fatalf("stats %+v, want 20 orders", st)
 	}
 	cancel()
 	if err := <-done; err != nil {
