@@ -91,8 +91,19 @@ func runCompare(ctx context.Context, o options, args []string) error {
 		src string
 	}{{base, baseSrc}, {head, root}} {
 		fmt.Printf("building the services of %s…\n", b.rev.label)
-		if _, err := svcrun.Build(ctx, b.src, b.rev.binDir, svcrun.Services...); err != nil {
+		names, missing := servicesIn(b.src)
+		if _, err := svcrun.Build(ctx, b.src, b.rev.binDir, names...); err != nil {
 			return fmt.Errorf("%s: %w", b.rev.label, err)
+		}
+		if len(missing) > 0 {
+			fmt.Printf("  %s has no %s: its runs skip the orders phase\n", b.rev.label, strings.Join(missing, ", "))
+		}
+		// The storefront simulator is the orders phase's load, like this
+		// bench is the clickstream's: this tree's for both revisions.
+		for name, dir := range svcrun.Tools {
+			if err := buildTool(ctx, filepath.Join(root, dir), filepath.Join(b.rev.binDir, name)); err != nil {
+				return fmt.Errorf("build %s: %w", name, err)
+			}
 		}
 	}
 
@@ -122,6 +133,31 @@ func runCompare(ctx context.Context, o options, args []string) error {
 	}
 	fmt.Println()
 	printComparison(os.Stdout, base, head)
+	return nil
+}
+
+// servicesIn are the services a revision's source tree has: always
+// svcrun.Services, and those of svcrun.OrderServices it has (a revision
+// before the orders path has none; missing lists them).
+func servicesIn(src string) (names, missing []string) {
+	names = slices.Clone(svcrun.Services)
+	for _, n := range svcrun.OrderServices {
+		if _, err := os.Stat(filepath.Join(src, "services", n, "main.go")); err == nil {
+			names = append(names, n)
+		} else {
+			missing = append(missing, n)
+		}
+	}
+	return names, missing
+}
+
+// buildTool builds the Go program in dir into out.
+func buildTool(ctx context.Context, dir, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, ".")
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w\n%s", err, b)
+	}
 	return nil
 }
 

@@ -127,6 +127,8 @@ func TestStageRates(t *testing.T) {
 			{Name: "ecom_warehouse_write_duration_seconds_count", Value: 10},
 		}),
 		// validator did not answer the first scrape: no rate for it.
+		// ingest-orders has no transaction metrics: no rate for it either.
+		"ingest-orders": countersOf([]slice.Series{{Name: "ecom_orders_produced_total", Value: 10}}),
 	}
 	after := map[string]stageCounters{
 		"ingest-clickstream": countersOf([]slice.Series{
@@ -135,7 +137,8 @@ func TestStageRates(t *testing.T) {
 			{Name: "ecom_batch_records_count", Value: 2701},
 			{Name: "ecom_batch_records_sum", Value: 15400},
 		}),
-		"validator": countersOf([]slice.Series{{Name: "ecom_transactions_total", Value: 50}}),
+		"validator":     countersOf([]slice.Series{{Name: "ecom_transactions_total", Value: 50}}),
+		"ingest-orders": countersOf([]slice.Series{{Name: "ecom_orders_produced_total", Value: 900}}),
 		"bq-writer": countersOf([]slice.Series{
 			{Name: "ecom_transactions_total", Value: 210},
 			{Name: "ecom_batch_records_count", Value: 210},
@@ -143,7 +146,7 @@ func TestStageRates(t *testing.T) {
 			{Name: "ecom_warehouse_write_duration_seconds_count", Value: 210},
 		}),
 	}
-	got := stageRates(before, after, 10)
+	got := stageRates([]string{"ingest-orders", "ingest-clickstream", "validator", "bq-writer"}, before, after, 10)
 	want := []stageRate{
 		{name: "ingest-clickstream", txnsPerSec: 260, recsPerTxn: 4},
 		{name: "bq-writer", txnsPerSec: 20, recsPerTxn: 50, whWritesPerSec: 20},

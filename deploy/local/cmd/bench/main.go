@@ -10,8 +10,14 @@
 // /proc, and each stage's transactions per second. Phase 3 (HTTP) drives
 // ingest-clickstream's HTTP collector with concurrent keep-alive clients at
 // each batch size of -http-runs and reports requests/s, events/s accepted and
-// end to end, response times and CPU (httpphase.go). -phases picks the
-// phases. It prints figures; it asserts nothing.
+// end to end, response times and CPU (httpphase.go). Phase 4 (orders) runs
+// the orders path on a slice of its own: the storefront simulator at a 20x
+// burst of its nominal rate, ingest-orders (poll and webhooks), the validator
+// and bq-writer, and reports orders and versions per second made, produced and
+// landed in fact_orders, the latency of each version from its updated_at to
+// the warehouse by the source that won, the drain after the burst, the cursor
+// lag and CPU (ordersphase.go). -phases picks the phases. It prints figures;
+// it asserts nothing.
 //
 // With -compare REF it measures two revisions instead: REF's service binaries
 // and this tree's, alternately, with this bench as the driver (see compare.go).
@@ -40,6 +46,7 @@ import (
 	"github.com/ecomstream/platform/deploy/local/otlpsink"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
+	"github.com/ecomstream/platform/deploy/local/storefront"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
 )
 
@@ -70,10 +77,18 @@ type options struct {
 	phases      string // which phases run
 	httpRuns    string // batch:events pairs of the HTTP phase
 	httpClients int    // concurrent keep-alive clients of the HTTP phase
+	// The orders phase (ordersphase.go).
+	ordersRate     float64       // the storefront's base rate, orders per minute
+	ordersBurst    float64       // its burst factor: the phase runs at rate x burst
+	ordersDuration time.Duration // length of the burst
+	ordersCount    int           // end the burst after this many orders too; 0 = no cap
+	ordersPoll     time.Duration // ingest-orders' ORDERS_POLL_INTERVAL
+	ordersWebhooks bool
+	ordersFaults   float64 // the storefront's -fault-rate
 }
 
 // phaseNames are the phases -phases may name, in the order they run.
-var phaseNames = []string{"throughput", "latency", "http"}
+var phaseNames = []string{"throughput", "latency", "http", "orders"}
 
 // parsePhases reads -phases: a comma list of phaseNames.
 func parsePhases(s string) (map[string]bool, error) {
@@ -112,7 +127,7 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.maxPoll, "max-poll", 0, "KAFKA_MAX_POLL_RECORDS for the services (0 = their default)")
 	flag.IntVar(&o.warmup, "warmup", 50_000, "events pushed through first, not measured (JIT-warms the broker, fills caches)")
 	flag.StringVar(&o.profileDir, "profile", "", "write 10 s CPU profiles of each service, taken during the phase -profile-phase names, into this folder")
-	flag.IntVar(&o.profPhase, "profile-phase", 1, "with -profile: 1 profiles the throughput phase, 2 the steady-rate phase, 3 the HTTP phase's largest batch")
+	flag.IntVar(&o.profPhase, "profile-phase", 1, "with -profile: 1 profiles the throughput phase, 2 the steady-rate phase, 3 the HTTP phase's largest batch, 4 the orders burst")
 	flag.StringVar(&o.binDir, "bin-dir", "", "run the service binaries in this folder instead of building this tree's")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
 	flag.StringVar(&o.compare, "compare", "", "compare with this git revision: run the bench alternately on its services and this tree's")
@@ -120,6 +135,13 @@ func run(ctx context.Context) error {
 	flag.StringVar(&o.phases, "phases", strings.Join(phaseNames, ","), "phases to run, comma-separated: "+strings.Join(phaseNames, ", "))
 	flag.StringVar(&o.httpRuns, "http-runs", "1:20000,50:200000", "HTTP phase: batch size:events per run")
 	flag.IntVar(&o.httpClients, "http-clients", 32, "HTTP phase: concurrent keep-alive clients")
+	flag.Float64Var(&o.ordersRate, "orders-rate", storefront.DefaultRatePerMinute, "orders phase: the storefront's base rate, orders per minute")
+	flag.Float64Var(&o.ordersBurst, "orders-burst", storefront.DefaultBurstFactor, "orders phase: the burst factor; the phase runs at -orders-rate x -orders-burst")
+	flag.DurationVar(&o.ordersDuration, "orders-duration", 2*time.Minute, "orders phase: length of the burst")
+	flag.IntVar(&o.ordersCount, "orders-count", 0, "orders phase: also end the burst after this many orders (0 = -orders-duration only)")
+	flag.DurationVar(&o.ordersPoll, "orders-poll", 15*time.Second, "orders phase: ingest-orders' ORDERS_POLL_INTERVAL (15s is the service's default)")
+	flag.BoolVar(&o.ordersWebhooks, "orders-webhooks", true, "orders phase: the storefront's webhooks to ingest-orders (false = poll only)")
+	flag.Float64Var(&o.ordersFaults, "orders-fault-rate", 0, "orders phase: the storefront's -fault-rate (its default is 0.02)")
 	flag.Parse()
 	phases, err := parsePhases(o.phases)
 	if err != nil {
@@ -131,6 +153,9 @@ func run(ctx context.Context) error {
 	if o.httpClients < 1 {
 		return fmt.Errorf("-http-clients %d: want at least 1", o.httpClients)
 	}
+	if err := validateOrders(o); err != nil {
+		return err
+	}
 	if o.compare != "" {
 		return runCompare(ctx, o, passThrough(flag.CommandLine))
 	}
@@ -139,7 +164,6 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	root, binDir, eps := prep.Root, prep.BinDir, prep.Stack
 	otlp := ""
 	if o.traceExport {
 		sink, err := otlpsink.Start()
@@ -149,10 +173,33 @@ func run(ctx context.Context) error {
 		defer sink.Close()
 		otlp = sink.URL
 	}
-	stamp := time.Now().Format("20060102-150405")
-	var env map[string][]string
-	env = map[string][]string{}
-	for _, name := range svcrun.Services {
+	var figs []figure
+	if phases["throughput"] || phases["latency"] || phases["http"] {
+		cf, err := clickstream(ctx, prep, otlp, o, phases)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, cf...)
+	}
+	if phases["orders"] {
+		of, err := ordersPhase(ctx, prep, otlp, o)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, of...)
+	}
+	if o.jsonOut != "" {
+		b, _ := json.MarshalIndent(map[string]any{"figures": figs}, "", "  ")
+		return os.WriteFile(o.jsonOut, b, 0o644)
+	}
+	return nil
+}
+
+// serviceEnv is the environment every service of a bench slice gets from the
+// flags: -max-poll and, with -profile, pprof.
+func serviceEnv(o options, names []string) map[string][]string {
+	env := map[string][]string{}
+	for _, name := range names {
 		if o.maxPoll > 0 {
 			env[name] = append(env[name], "KAFKA_MAX_POLL_RECORDS="+strconv.Itoa(o.maxPoll))
 		}
@@ -160,6 +207,15 @@ func run(ctx context.Context) error {
 			env[name] = append(env[name], "HTTP_PPROF_ENABLED=true")
 		}
 	}
+	return env
+}
+
+// clickstream runs the clickstream phases (throughput, latency, http) on a
+// slice of their own, stopped (and its topics dropped) before it returns.
+func clickstream(ctx context.Context, prep slice.Env, otlp string, o options, phases map[string]bool) ([]figure, error) {
+	root, binDir, eps := prep.Root, prep.BinDir, prep.Stack
+	stamp := time.Now().Format("20060102-150405")
+	env := serviceEnv(o, svcrun.Services)
 	// The collector's per-key rate limit (5,000 events/s by default) would
 	// measure itself; the bench measures the collector behind it.
 	env["ingest-clickstream"] = append(env["ingest-clickstream"], "COLLECTOR_RATE_LIMIT=10000000", "COLLECTOR_RATE_BURST=10000000")
@@ -170,7 +226,7 @@ func run(ctx context.Context) error {
 		LogLevel: "warn", Env: env,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Stop the services, then drop this run's topics so that repeated runs
 	// (-compare) do not pile partitions onto the shared broker.
@@ -181,16 +237,16 @@ func run(ctx context.Context) error {
 		}
 	}()
 	if err := sl.Start(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	procs, err := watchList(sl, root, eps)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	prod, err := kgo.NewClient(kgo.SeedBrokers(eps.KafkaBrokers...), kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer prod.Close()
 
@@ -205,41 +261,38 @@ func run(ctx context.Context) error {
 		w := o
 		w.events, w.profileDir = o.warmup, ""
 		if _, err := push(ctx, sl, prod, w, procs, true); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	idle, err := idleLoad(ctx, procs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	figs := idle
 	if phases["throughput"] {
 		more, err := push(ctx, sl, prod, o, procs, false)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		figs = append(figs, more...)
 	}
 	if phases["latency"] && o.latDuration > 0 {
 		lf, err := latency(ctx, sl, prod, o, procs)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		figs = append(figs, lf...)
 	}
 	if phases["http"] {
 		hf, err := httpPhase(ctx, sl, o, procs)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		figs = append(figs, hf...)
 	}
 	printStages(ctx, sl)
-	if o.jsonOut != "" {
-		b, _ := json.MarshalIndent(map[string]any{"figures": figs}, "", "  ")
-		return os.WriteFile(o.jsonOut, b, 0o644)
-	}
-	return nil
+	fmt.Println()
+	return figs, nil
 }
 
 // idleLoad samples the machine for a second while the slice is idle: what
@@ -415,7 +468,7 @@ func latency(ctx context.Context, sl *slice.Slice, prod *kgo.Client, o options, 
 	c := measure(snap0, snap1, procs.list, numCPU(), func(pids []int) int64 { return rssKB(procRoot, pids) })
 	c.print(os.Stdout, fmt.Sprintf("phase 2 at %d events/s", o.latRate))
 	figs = append(figs, c.figures("phase 2 ")...)
-	figs = append(figs, printStageRates(stages0, stages1, c.wall)...)
+	figs = append(figs, printStageRates("phase 2", sl.Names, stages0, stages1, c.wall)...)
 	fmt.Println()
 	return figs, nil
 }
@@ -442,10 +495,13 @@ func printStages(ctx context.Context, sl *slice.Slice) {
 	}
 }
 
-// profile saves a 10 s CPU profile of every service into dir.
+// profile saves a 10 s CPU profile of every service of the slice into dir.
 func profile(sl *slice.Slice, dir string) {
 	_ = os.MkdirAll(dir, 0o755)
-	for _, name := range svcrun.Services {
+	for _, name := range sl.Names {
+		if !slices.Contains(svcrun.Services, name) && !slices.Contains(svcrun.OrderServices, name) {
+			continue // the storefront is the load, not a service
+		}
 		go func() {
 			resp, err := http.Get("http://" + sl.Procs[name].HTTPAddr + "/debug/pprof/profile?seconds=10")
 			if err != nil {
@@ -472,11 +528,12 @@ type watchedSet struct {
 	notes []string
 }
 
-// watchList is the three services, this process (producer and consumer of
-// the figures) and the local stack's processes.
+// watchList is the slice's processes (the three services, and with the
+// orders path ingest-orders and the storefront simulator), this process
+// (producer and consumer of the figures) and the local stack's processes.
 func watchList(sl *slice.Slice, root string, eps stacktest.Endpoints) (watchedSet, error) {
 	var ws watchedSet
-	for _, name := range svcrun.Services {
+	for _, name := range sl.Names {
 		ws.list = append(ws.list, watched{name: name, pid: sl.Procs[name].Pid(), how: "started by the bench"})
 	}
 	ws.list = append(ws.list, watched{name: "bench (producer)", pid: os.Getpid(), self: true, how: "this process"})

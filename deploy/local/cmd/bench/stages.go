@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/ecomstream/platform/deploy/local/slice"
-	"github.com/ecomstream/platform/deploy/local/svcrun"
 )
 
 // stageCounters are the cumulative counters of one service's /metrics that
@@ -28,13 +27,14 @@ func countersOf(s []slice.Series) stageCounters {
 	}
 }
 
-// scrapeStages reads every service's counters; a service that does not
-// answer is marked not ok and left out of the rates.
+// scrapeStages reads the counters of every process of the slice; one that
+// does not answer (or the storefront, which has no /metrics) is marked not ok
+// and left out of the rates.
 func scrapeStages(ctx context.Context, sl *slice.Slice) map[string]stageCounters {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	out := map[string]stageCounters{}
-	for _, name := range svcrun.Services {
+	for _, name := range sl.Names {
 		if s, err := slice.Scrape(ctx, sl.Procs[name].HTTPAddr, "ecom_"); err == nil {
 			out[name] = countersOf(s)
 		}
@@ -49,12 +49,14 @@ type stageRate struct {
 	whWritesPerSec         float64
 }
 
-func stageRates(before, after map[string]stageCounters, wall float64) []stageRate {
+// stageRates are the rates of the named stages (in that order) between two
+// scrapes wall seconds apart.
+func stageRates(names []string, before, after map[string]stageCounters, wall float64) []stageRate {
 	var out []stageRate
-	for _, name := range svcrun.Services {
+	for _, name := range names {
 		b, a := before[name], after[name]
-		if !b.ok || !a.ok || wall <= 0 {
-			continue
+		if !b.ok || !a.ok || wall <= 0 || a.txns == 0 && a.batches == 0 && a.whWrites == 0 {
+			continue // no answer, or not a stage with transactions (ingest-orders, an idle one)
 		}
 		r := stageRate{name: name, txnsPerSec: (a.txns - b.txns) / wall, whWritesPerSec: (a.whWrites - b.whWrites) / wall}
 		if n := a.batches - b.batches; n > 0 {
@@ -66,13 +68,14 @@ func stageRates(before, after map[string]stageCounters, wall float64) []stageRat
 }
 
 // printStageRates prints each stage's transactions (or warehouse commits)
-// per second over the steady phase and returns them as figures.
-func printStageRates(before, after map[string]stageCounters, wall float64) []figure {
-	rates := stageRates(before, after, wall)
+// per second over a phase's steady window and returns them as figures named
+// "<phase> transactions/s <stage>".
+func printStageRates(phase string, names []string, before, after map[string]stageCounters, wall float64) []figure {
+	rates := stageRates(names, before, after, wall)
 	if len(rates) == 0 {
 		return nil
 	}
-	fmt.Println("  commit cadence, phase 2 (from /metrics):")
+	fmt.Printf("  commit cadence, %s (from /metrics):\n", phase)
 	var figs []figure
 	var total float64
 	for _, r := range rates {
@@ -82,8 +85,8 @@ func printStageRates(before, after map[string]stageCounters, wall float64) []fig
 		}
 		fmt.Println(line)
 		total += r.txnsPerSec
-		figs = append(figs, figure{Name: "phase 2 transactions/s " + r.name, Unit: "1/s", Value: r.txnsPerSec, Lower: true})
+		figs = append(figs, figure{Name: phase + " transactions/s " + r.name, Unit: "1/s", Value: r.txnsPerSec, Lower: true})
 	}
 	fmt.Printf("    %-20s %6.1f transactions/s\n", "total", total)
-	return append(figs, figure{Name: "phase 2 transactions/s total", Unit: "1/s", Value: total, Lower: true})
+	return append(figs, figure{Name: phase + " transactions/s total", Unit: "1/s", Value: total, Lower: true})
 }
