@@ -358,17 +358,17 @@ func (s *Simulator) page(since time.Time, after *key, repeat bool, limit int) (o
 func (s *Simulator) stamp(at time.Time, prev time.Time) (time.Time, bool) {
 	at = at.UTC().Truncate(time.Microsecond)
 	if s.cfg.LateFraction > 0 && !prev.IsZero() && s.rng.Float64() < s.cfg.LateFraction {
-		// Back from the newest stamp so far (never after now), by less than
-		// MaxLateness: the documented bound a poller's overlap window relies
-		// on. From the newest stamp, not from now: when changes are sparse (a
-		// fast clock) now is far past the newest stamp, and a change stamped
-		// back from now would not be in the past of anything the API has shown.
+		// Back from the newest stamp so far by less than MaxLateness: the
+		// documented bound a poller's overlap window relies on. From the
+		// newest stamp, not from now (at): when changes are sparse (a fast
+		// clock) now is far past the newest stamp, and a change stamped back
+		// from now would not be in the past of anything the API has shown;
+		// when now is behind the newest stamp (Place stamps at the clock's
+		// now, which runs up to a tick ahead of Advance), a stamp back from
+		// now would be further back than MaxLateness. The stamp may then be
+		// after now, as an on-time stamp (after the newest) would be too.
 		back := time.Duration(1+s.rng.Int64N(int64(s.cfg.MaxLateness/time.Microsecond)-1)) * time.Microsecond
-		t := s.lastStamp
-		if at.Before(t) {
-			t = at
-		}
-		t = t.Add(-back)
+		t := s.lastStamp.Add(-back)
 		if min := prev.Add(time.Microsecond); t.Before(min) {
 			t = min
 		}
