@@ -19,6 +19,9 @@ const (
 	DefaultBrokenFraction = 0.01
 	DefaultLateFraction   = 0.05
 	DefaultMaxLateness    = 2 * time.Minute
+	// MinMaxLateness is the smallest MaxLateness: a late stamp goes back at
+	// least a microsecond (the stamps' resolution) and less than MaxLateness.
+	MinMaxLateness = 2 * time.Microsecond
 )
 
 // Broken kinds: the deliberate defects, one per broken order. Each names the
@@ -49,7 +52,9 @@ type SimConfig struct {
 	BurstFactor    float64 // rate multiplier while the burst is on (default 20)
 	BrokenFraction float64 // share of orders broken on purpose (default 0.01; negative = none)
 	LateFraction   float64 // share of changes stamped in the past (default 0.05; negative = none)
-	MaxLateness    time.Duration
+	// MaxLateness bounds how far a late stamp goes back from the newest
+	// (default 2m; below MinMaxLateness it is MinMaxLateness).
+	MaxLateness time.Duration
 	// MaxOrders stops the simulation's own arrivals after that many orders
 	// (0 = never), so a test can make exactly N orders and wait for their
 	// life cycles to end (Stats.Open reaches 0). Orders placed with Place are
@@ -149,8 +154,11 @@ func NewSimulator(cfg SimConfig) *Simulator {
 	def(&cfg.BurstFactor, DefaultBurstFactor)
 	def(&cfg.BrokenFraction, DefaultBrokenFraction)
 	def(&cfg.LateFraction, DefaultLateFraction)
-	if cfg.MaxLateness <= 0 {
+	switch {
+	case cfg.MaxLateness <= 0:
 		cfg.MaxLateness = DefaultMaxLateness
+	case cfg.MaxLateness < MinMaxLateness:
+		cfg.MaxLateness = MinMaxLateness
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5f0e))
 	if cfg.MaxOrders < 0 {

@@ -382,3 +382,29 @@ func TestLateShareOnAFastClock(t *testing.T) {
 		}
 	}
 }
+
+// TestTinyMaxLateness: a MaxLateness below MinMaxLateness is raised to it
+// (a late stamp needs room for at least a microsecond back) instead of
+// panicking in the random draw, and the cursor guarantee holds at each.
+func TestTinyMaxLateness(t *testing.T) {
+	tests := []struct {
+		name  string
+		give  time.Duration
+		bound time.Duration
+	}{
+		{"1ns", time.Nanosecond, storefront.MinMaxLateness},
+		{"1us", time.Microsecond, storefront.MinMaxLateness},
+		{"1.5us", 1500 * time.Nanosecond, storefront.MinMaxLateness},
+		{"2us", 2 * time.Microsecond, 2 * time.Microsecond},
+		{"3us", 3 * time.Microsecond, 3 * time.Microsecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sim, clock := newSim(t, storefront.SimConfig{Seed: 4, LateFraction: 0.5, MaxLateness: tt.give, MaxOrders: 200})
+			run(sim, clock, 10*24*time.Hour, 10*time.Minute)
+			if late := checkCursorGuarantee(t, sim.Versions(), tt.bound); late == 0 {
+				t.Fatalf("no late version of %d", len(sim.Versions()))
+			}
+		})
+	}
+}
