@@ -21,6 +21,9 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+
+	// Aliased: this package has its own storefront type (a country's shop).
+	sf "github.com/ecomstream/platform/deploy/local/storefront"
 )
 
 // Defaults for the options.
@@ -64,6 +67,16 @@ type Purchase struct {
 type PurchaseLine struct {
 	ProductID string
 	Quantity  int64
+}
+
+// PlaceRequest is the storefront order behind the purchase (POST
+// /v1/admin/orders): the same id, customer and lines.
+func (p *Purchase) PlaceRequest() sf.PlaceRequest {
+	req := sf.PlaceRequest{ID: p.OrderID, CustomerID: p.CustomerID, Lines: make([]sf.PlaceLine, len(p.Lines))}
+	for i, l := range p.Lines {
+		req.Lines[i] = sf.PlaceLine{ProductID: l.ProductID, Quantity: l.Quantity}
+	}
+	return req
 }
 
 func (p *Purchase) clone() *Purchase {

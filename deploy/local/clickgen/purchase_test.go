@@ -9,6 +9,7 @@ import (
 
 	"github.com/ecomstream/platform/deploy/local/clickgen"
 	"github.com/ecomstream/platform/deploy/local/seed"
+	"github.com/ecomstream/platform/deploy/local/storefront"
 )
 
 // TestPurchasesAreOrders: every valid purchase record carries the order the
@@ -181,5 +182,35 @@ func TestPurchasesDeterministic(t *testing.T) {
 	}
 	if len(c) > 0 && c[0].OrderID == a[0].OrderID {
 		t.Fatalf("another seed, the same first order %s", a[0].OrderID)
+	}
+}
+
+// TestPurchasePlaceRequest: the storefront order behind a purchase has its
+// id, customer and lines, in order.
+func TestPurchasePlaceRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		give clickgen.Purchase
+		want storefront.PlaceRequest
+	}{
+		{
+			name: "two lines",
+			give: clickgen.Purchase{OrderID: "o-1", CustomerID: "u-000007", At: time.Unix(1, 0),
+				Lines: []clickgen.PurchaseLine{{ProductID: "p-00001", Quantity: 2}, {ProductID: "p-00042", Quantity: 1}}},
+			want: storefront.PlaceRequest{ID: "o-1", CustomerID: "u-000007",
+				Lines: []storefront.PlaceLine{{ProductID: "p-00001", Quantity: 2}, {ProductID: "p-00042", Quantity: 1}}},
+		},
+		{
+			name: "no lines",
+			give: clickgen.Purchase{OrderID: "o-2", CustomerID: "u-000001"},
+			want: storefront.PlaceRequest{ID: "o-2", CustomerID: "u-000001", Lines: []storefront.PlaceLine{}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.give.PlaceRequest(); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("PlaceRequest() = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

@@ -38,6 +38,7 @@ type API struct {
 	cfg    APIConfig
 	tokens tokenCodec
 	mux    *http.ServeMux
+	routes []string // the mux's patterns, in the order registered
 	log    *slog.Logger
 }
 
@@ -59,20 +60,28 @@ func NewAPI(sim *Simulator, cfg APIConfig) (*API, error) {
 	health := func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, map[string]string{"status": "ok", "shop_time": a.sim.Now().Format(time.RFC3339Nano)})
 	}
+	handle := func(pattern string, h http.Handler) {
+		a.mux.Handle(pattern, h)
+		a.routes = append(a.routes, pattern)
+	}
 	// /readyz as every service has, so svcrun can wait for the simulator like for them.
-	a.mux.HandleFunc("GET /healthz", health)
-	a.mux.HandleFunc("GET /readyz", health)
-	a.mux.Handle("GET /v1/orders", a.auth(a.listOrders))
-	a.mux.Handle("GET /v1/orders/{id}", a.auth(a.getOrder))
-	a.mux.Handle("GET /v1/admin/versions", a.auth(a.versions))
-	a.mux.Handle("POST /v1/admin/orders", a.auth(a.placeOrder))
-	a.mux.Handle("GET /v1/admin/faults", a.auth(a.getFaults))
-	a.mux.Handle("POST /v1/admin/faults", a.auth(a.setFaults))
-	a.mux.Handle("GET /v1/admin/stats", a.auth(a.stats))
-	a.mux.Handle("GET /v1/admin/burst", a.auth(a.burst))
-	a.mux.Handle("POST /v1/admin/burst", a.auth(a.burst))
+	handle("GET /healthz", http.HandlerFunc(health))
+	handle("GET /readyz", http.HandlerFunc(health))
+	handle("GET /v1/orders", a.auth(a.listOrders))
+	handle("GET /v1/orders/{id}", a.auth(a.getOrder))
+	handle("GET /v1/admin/versions", a.auth(a.versions))
+	handle("POST /v1/admin/orders", a.auth(a.placeOrder))
+	handle("GET /v1/admin/faults", a.auth(a.getFaults))
+	handle("POST /v1/admin/faults", a.auth(a.setFaults))
+	handle("GET /v1/admin/stats", a.auth(a.stats))
+	handle("GET /v1/admin/burst", a.auth(a.burst))
+	handle("POST /v1/admin/burst", a.auth(a.burst))
 	return a, nil
 }
+
+// Routes lists the API's routes as "METHOD /path" patterns (the contract
+// test compares them with the paths of the OpenAPI spec).
+func (a *API) Routes() []string { return slices.Clone(a.routes) }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
 

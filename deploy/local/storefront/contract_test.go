@@ -12,8 +12,8 @@ import (
 )
 
 // TestOpenAPIMatches keeps the contract in proto/openapi and the code in
-// step: the order's fields, the statuses, the fault and broken kinds, and the
-// signature example. (A plain text check: this module has no YAML parser,
+// step: the order's fields, the statuses, the fault and broken kinds, the
+// routes and the signature example. (A plain text check: this module has no YAML parser,
 // and the lines it reads are one-line flow lists on purpose.)
 func TestOpenAPIMatches(t *testing.T) {
 	b, err := os.ReadFile("../../../proto/openapi/storefront-orders.v1.yaml")
@@ -75,6 +75,31 @@ func TestOpenAPIMatches(t *testing.T) {
 		if !slices.Equal(tt.spec, tt.got) {
 			t.Errorf("%s: spec %v, code %v", tt.name, tt.spec, tt.got)
 		}
+	}
+	// The paths: every "METHOD /path" of the spec's paths section is a route
+	// of the API and every route is in the spec.
+	paths := spec[strings.Index(spec, "\npaths:\n"):]
+	if i := strings.Index(paths, "\nwebhooks:\n"); i > 0 {
+		paths = paths[:i]
+	}
+	var specRoutes []string
+	path := ""
+	for _, line := range strings.Split(paths, "\n") {
+		if m := regexp.MustCompile(`^  (/\S*):$`).FindStringSubmatch(line); m != nil {
+			path = m[1]
+		} else if m := regexp.MustCompile(`^    (get|post|put|patch|delete):$`).FindStringSubmatch(line); m != nil && path != "" {
+			specRoutes = append(specRoutes, strings.ToUpper(m[1])+" "+path)
+		}
+	}
+	api, err := storefront.NewAPI(storefront.NewSimulator(storefront.SimConfig{}), storefront.APIConfig{Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := api.Routes()
+	slices.Sort(specRoutes)
+	slices.Sort(routes)
+	if !slices.Equal(specRoutes, routes) || !slices.Contains(routes, "GET /readyz") {
+		t.Errorf("routes: spec %v, code %v", specRoutes, routes)
 	}
 	example := storefront.Sign([]byte("whsec_test"), "1700000000", []byte(`{"id":"o-1","version":1}`))
 	if !strings.Contains(spec, example) {

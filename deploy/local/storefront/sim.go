@@ -19,6 +19,9 @@ const (
 	DefaultBrokenFraction = 0.01
 	DefaultLateFraction   = 0.05
 	DefaultMaxLateness    = 2 * time.Minute
+	// MinMaxLateness is the smallest MaxLateness: a late stamp goes back at
+	// least a microsecond (the stamps' resolution) and less than MaxLateness.
+	MinMaxLateness = 2 * time.Microsecond
 )
 
 // Broken kinds: the deliberate defects, one per broken order. Each names the
@@ -49,7 +52,9 @@ type SimConfig struct {
 	BurstFactor    float64 // rate multiplier while the burst is on (default 20)
 	BrokenFraction float64 // share of orders broken on purpose (default 0.01; negative = none)
 	LateFraction   float64 // share of changes stamped in the past (default 0.05; negative = none)
-	MaxLateness    time.Duration
+	// MaxLateness bounds how far a late stamp goes back from the newest
+	// (default 2m; below MinMaxLateness it is MinMaxLateness).
+	MaxLateness time.Duration
 	// MaxOrders stops the simulation's own arrivals after that many orders
 	// (0 = never), so a test can make exactly N orders and wait for their
 	// life cycles to end (Stats.Open reaches 0). Orders placed with Place are
@@ -149,8 +154,11 @@ func NewSimulator(cfg SimConfig) *Simulator {
 	def(&cfg.BurstFactor, DefaultBurstFactor)
 	def(&cfg.BrokenFraction, DefaultBrokenFraction)
 	def(&cfg.LateFraction, DefaultLateFraction)
-	if cfg.MaxLateness <= 0 {
+	switch {
+	case cfg.MaxLateness <= 0:
 		cfg.MaxLateness = DefaultMaxLateness
+	case cfg.MaxLateness < MinMaxLateness:
+		cfg.MaxLateness = MinMaxLateness
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5f0e))
 	if cfg.MaxOrders < 0 {
@@ -358,17 +366,17 @@ func (s *Simulator) page(since time.Time, after *key, repeat bool, limit int) (o
 func (s *Simulator) stamp(at time.Time, prev time.Time) (time.Time, bool) {
 	at = at.UTC().Truncate(time.Microsecond)
 	if s.cfg.LateFraction > 0 && !prev.IsZero() && s.rng.Float64() < s.cfg.LateFraction {
-		// Back from the newest stamp so far (never after now), by less than
-		// MaxLateness: the documented bound a poller's overlap window relies
-		// on. From the newest stamp, not from now: when changes are sparse (a
-		// fast clock) now is far past the newest stamp, and a change stamped
-		// back from now would not be in the past of anything the API has shown.
+		// Back from the newest stamp so far by less than MaxLateness: the
+		// documented bound a poller's overlap window relies on. From the
+		// newest stamp, not from now (at): when changes are sparse (a fast
+		// clock) now is far past the newest stamp, and a change stamped back
+		// from now would not be in the past of anything the API has shown;
+		// when now is behind the newest stamp (Place stamps at the clock's
+		// now, which runs up to a tick ahead of Advance), a stamp back from
+		// now would be further back than MaxLateness. The stamp may then be
+		// after now, as an on-time stamp (after the newest) would be too.
 		back := time.Duration(1+s.rng.Int64N(int64(s.cfg.MaxLateness/time.Microsecond)-1)) * time.Microsecond
-		t := s.lastStamp
-		if at.Before(t) {
-			t = at
-		}
-		t = t.Add(-back)
+		t := s.lastStamp.Add(-back)
 		if min := prev.Add(time.Microsecond); t.Before(min) {
 			t = min
 		}

@@ -134,22 +134,7 @@ func TestLifeCycles(t *testing.T) {
 			t.Errorf("no version with status %s: %v", s, statuses)
 		}
 	}
-	// The cursor guarantee: a version is stamped after every version before
-	// it, unless late, and then by less than MaxLateness before the newest.
-	var newest time.Time
-	for _, v := range versions {
-		switch {
-		case v.Order.UpdatedAt.After(newest):
-			if v.Late {
-				t.Fatalf("late version %s v%d is the newest", v.Order.ID, v.Order.Version)
-			}
-			newest = v.Order.UpdatedAt
-		case !v.Late:
-			t.Fatalf("version %s v%d at %s, not after %s, but not late", v.Order.ID, v.Order.Version, v.Order.UpdatedAt, newest)
-		case newest.Sub(v.Order.UpdatedAt) >= storefront.DefaultMaxLateness:
-			t.Fatalf("late version %s v%d %s behind", v.Order.ID, v.Order.Version, newest.Sub(v.Order.UpdatedAt))
-		}
-	}
+	checkCursorGuarantee(t, versions, storefront.DefaultMaxLateness)
 	for _, k := range storefront.BrokenKinds() {
 		if broken[k] == 0 {
 			t.Errorf("no %s order: %v", k, broken)
@@ -159,6 +144,65 @@ func TestLifeCycles(t *testing.T) {
 		t.Errorf("%d late versions, %d orders paid within a shop minute", late, quick)
 	}
 	t.Logf("%d orders, %d versions, statuses %v, broken %v, %d late", len(ids), len(versions), statuses, broken, late)
+}
+
+// checkCursorGuarantee checks the cursor guarantee: a version is stamped
+// after every version before it, unless late, and then by less than
+// maxLateness before the newest. It returns the number of late versions.
+func checkCursorGuarantee(t *testing.T, versions []storefront.Version, maxLateness time.Duration) int {
+	t.Helper()
+	var newest time.Time
+	late := 0
+	for _, v := range versions {
+		switch {
+		case v.Order.UpdatedAt.After(newest):
+			if v.Late {
+				t.Fatalf("late version %s v%d is the newest", v.Order.ID, v.Order.Version)
+			}
+			newest = v.Order.UpdatedAt
+		case !v.Late:
+			t.Fatalf("version %s v%d at %s, not after %s, but not late", v.Order.ID, v.Order.Version, v.Order.UpdatedAt, newest)
+		case newest.Sub(v.Order.UpdatedAt) >= maxLateness:
+			t.Fatalf("late version %s v%d %s behind the newest stamp, max lateness %s", v.Order.ID, v.Order.Version, newest.Sub(v.Order.UpdatedAt), maxLateness)
+		default:
+			late++
+		}
+	}
+	return late
+}
+
+// TestCursorGuaranteeWithPlace: orders placed between Advance ticks on a fast
+// clock are stamped at the clock's now, ahead of the changes the next tick
+// makes; those changes' late stamps still stay within MaxLateness of the
+// newest stamp (they used to go back from their own shop time, up to a tick
+// of shop time further: 72 shop minutes at speed 86400).
+func TestCursorGuaranteeWithPlace(t *testing.T) {
+	const speed = 86400
+	tick := time.Duration(speed * float64(50*time.Millisecond))
+	sim, clock := newSim(t, storefront.SimConfig{Seed: 11, Speed: speed, RatePerMinute: 600, LateFraction: 0.2, BrokenFraction: -1})
+	req := storefront.PlaceRequest{CustomerID: "u-000002", Lines: []storefront.PlaceLine{{ProductID: "p-00003", Quantity: 1}}}
+	for range 2400 { // two wall minutes of 50 ms ticks
+		for range 2 {
+			clock.Add(tick / 2)
+			if _, err := sim.Place(req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sim.Advance(clock.Now())
+	}
+	versions := sim.Versions()
+	late := checkCursorGuarantee(t, versions, storefront.DefaultMaxLateness)
+	later := 0 // changes after an order's first version
+	for _, v := range versions {
+		if v.Order.Version > 1 {
+			later++
+		}
+	}
+	// The -late share holds here too.
+	if later < 500 || float64(late)/float64(later) < 0.12 {
+		t.Fatalf("%d of %d changes late, want about 20%%", late, later)
+	}
+	t.Logf("%d versions, %d of %d changes late", len(versions), late, later)
 }
 
 func TestDeterminism(t *testing.T) {
@@ -336,5 +380,31 @@ func TestLateShareOnAFastClock(t *testing.T) {
 		if share := float64(late) / float64(later); share < 0.12 {
 			t.Errorf("speed %g: %d of %d changes late (%.1f%%), want about 20%%", speed, late, later, 100*share)
 		}
+	}
+}
+
+// TestTinyMaxLateness: a MaxLateness below MinMaxLateness is raised to it
+// (a late stamp needs room for at least a microsecond back) instead of
+// panicking in the random draw, and the cursor guarantee holds at each.
+func TestTinyMaxLateness(t *testing.T) {
+	tests := []struct {
+		name  string
+		give  time.Duration
+		bound time.Duration
+	}{
+		{"1ns", time.Nanosecond, storefront.MinMaxLateness},
+		{"1us", time.Microsecond, storefront.MinMaxLateness},
+		{"1.5us", 1500 * time.Nanosecond, storefront.MinMaxLateness},
+		{"2us", 2 * time.Microsecond, 2 * time.Microsecond},
+		{"3us", 3 * time.Microsecond, 3 * time.Microsecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sim, clock := newSim(t, storefront.SimConfig{Seed: 4, LateFraction: 0.5, MaxLateness: tt.give, MaxOrders: 200})
+			run(sim, clock, 10*24*time.Hour, 10*time.Minute)
+			if late := checkCursorGuarantee(t, sim.Versions(), tt.bound); late == 0 {
+				t.Fatalf("no late version of %d", len(sim.Versions()))
+			}
+		})
 	}
 }

@@ -81,9 +81,17 @@ Flags:
 	fs.DurationVar(&c.progress, "progress", 5*time.Second, "interval between progress lines")
 	fs.DurationVar(&c.flushTimeout, "flush-timeout", 10*time.Second, "how long to wait for in-flight records (and orders being placed) on shutdown")
 	fs.StringVar(&c.storefrontURL, "storefront-url", "", "place every purchase as an order with the storefront at this base URL, e.g. http://127.0.0.1:8097; empty = off (order ids are not real orders)")
-	fs.StringVar(&c.storefrontToken, "storefront-token", getenv("STOREFRONT_TOKEN"), "the storefront's bearer token (env STOREFRONT_TOKEN)")
+	// The token's flag has no default: the usage text (printed on a bad flag,
+	// often into a log) must not show the environment's value, which is
+	// applied after parsing unless the flag was given.
+	fs.StringVar(&c.storefrontToken, "storefront-token", "", "the storefront's bearer token (or $STOREFRONT_TOKEN)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
+	}
+	tokenSet := false
+	fs.Visit(func(f *flag.Flag) { tokenSet = tokenSet || f.Name == "storefront-token" })
+	if !tokenSet {
+		c.storefrontToken = getenv("STOREFRONT_TOKEN")
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())

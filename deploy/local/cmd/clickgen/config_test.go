@@ -73,3 +73,29 @@ func TestHelpIsNotAFailure(t *testing.T) {
 		t.Errorf("err %v, usage %q", err, usage.String())
 	}
 }
+
+// TestUsageHidesSecrets: a bad flag prints the usage, often into a log; the
+// storefront token taken from the environment must not be in it, and it
+// still applies.
+func TestUsageHidesSecrets(t *testing.T) {
+	env := map[string]string{"STOREFRONT_TOKEN": "tok-from-env-1234"}
+	var usage strings.Builder
+	if _, err := parseConfig([]string{"-no-such-flag"}, func(k string) string { return env[k] }, &usage); err == nil {
+		t.Fatal("a bad flag parsed")
+	}
+	if !strings.Contains(usage.String(), "-storefront-token") {
+		t.Fatalf("usage without -storefront-token:\n%s", usage.String())
+	}
+	for k, v := range env {
+		if strings.Contains(usage.String(), v) {
+			t.Errorf("usage shows %s's value:\n%s", k, usage.String())
+		}
+	}
+	c, err := parseConfig([]string{"-storefront-url", "http://127.0.0.1:8097"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || c.storefrontToken != env["STOREFRONT_TOKEN"] {
+		t.Fatalf("the token from the environment not applied: %v %q", err, c.storefrontToken)
+	}
+	if c, err = parseConfig([]string{"-storefront-token", "tok-from-flag-0000"}, func(k string) string { return env[k] }, io.Discard); err != nil || c.storefrontToken != "tok-from-flag-0000" {
+		t.Fatalf("the flag does not win over the environment: %v %q", err, c.storefrontToken)
+	}
+}

@@ -223,7 +223,7 @@ func produce(ctx context.Context, cfg config, cl *kgo.Client, gen *clickgen.Gene
 			if rec.Purchase != nil && st.placer != nil {
 				// Only for purchases in Kafka, so no order lacks its click;
 				// a duplicate's order is placed again and found placed.
-				st.placer.Place(placeRequest(rec.Purchase))
+				st.placer.Place(rec.Purchase.PlaceRequest())
 			}
 			if rec.Duplicate {
 				st.duplicates.Add(1)
@@ -245,13 +245,4 @@ func produce(ctx context.Context, cfg config, cl *kgo.Client, gen *clickgen.Gene
 		return fmt.Errorf("flush in-flight records: %w", err)
 	}
 	return nil
-}
-
-// placeRequest is the storefront order for a purchase.
-func placeRequest(p *clickgen.Purchase) storefront.PlaceRequest {
-	req := storefront.PlaceRequest{ID: p.OrderID, CustomerID: p.CustomerID, Lines: make([]storefront.PlaceLine, len(p.Lines))}
-	for i, l := range p.Lines {
-		req.Lines[i] = storefront.PlaceLine{ProductID: l.ProductID, Quantity: l.Quantity}
-	}
-	return req
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -10,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -55,7 +58,10 @@ func TestRunPlacesPurchases(t *testing.T) {
 			if err := run(context.Background(), args, func(k string) string { return tt.env[k] }, io.Discard, log); err != nil {
 				t.Fatalf("run: %v\n%s", err, logs.String())
 			}
-			purchases, dups := purchaseEvents(t, cluster.ListenAddrs(), int64(i)*20000)
+			purchases, dups, err := purchaseEvents(cluster.ListenAddrs(), int64(i)*20000, 20000, 30*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if len(purchases) == 0 || dups == 0 {
 				t.Fatalf("%d purchases, %d of them duplicated: the test needs both", len(purchases), dups)
 			}
@@ -83,22 +89,29 @@ func TestRunPlacesPurchases(t *testing.T) {
 	}
 }
 
-// purchaseEvents reads the topic from offset from on: the order_id and
-// user_id of every purchase, and how many purchase records were duplicates.
-func purchaseEvents(t *testing.T, brokers []string, from int64) (map[string]string, int) {
-	t.Helper()
+// purchaseEvents reads want records of the topic from offset from on: the
+// order_id and user_id of every purchase, and how many purchase records were
+// duplicates. It gives up after timeout, with the count read, if fewer
+// records arrive.
+func purchaseEvents(brokers []string, from int64, want int, timeout time.Duration) (map[string]string, int, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"clicks": {0: kgo.NewOffset().At(from)}}))
 	if err != nil {
-		t.Fatal(err)
+		return nil, 0, err
 	}
 	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
 	out := map[string]string{}
 	dups, n := 0, 0
-	for n < 20000 {
-		fs := cl.PollFetches(context.Background())
+	var bad []error
+	for n < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil, 0, fmt.Errorf("read %d of %d records in %s", n, want, timeout)
+		}
 		if err := fs.Err(); err != nil {
-			t.Fatal(err)
+			return nil, 0, fmt.Errorf("after %d of %d records: %w", n, want, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			n++
@@ -111,7 +124,7 @@ func purchaseEvents(t *testing.T, brokers []string, from int64) (map[string]stri
 				return
 			}
 			if e.OrderID == nil || e.UserID == nil {
-				t.Errorf("purchase without order or user: %s", r.Value)
+				bad = append(bad, fmt.Errorf("purchase without order or user: %s", r.Value))
 				return
 			}
 			if _, seen := out[*e.OrderID]; seen {
@@ -120,5 +133,39 @@ func purchaseEvents(t *testing.T, brokers []string, from int64) (map[string]stri
 			out[*e.OrderID] = *e.UserID
 		})
 	}
-	return out, dups
+	return out, dups, errors.Join(bad...)
+}
+
+// TestPurchaseEventsGivesUp: reading fewer records than wanted fails with
+// the count read once the timeout has passed, instead of hanging until the
+// test binary's timeout.
+func TestPurchaseEventsGivesUp(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "clicks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("clicks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range 10 {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte(`{"event_type":"page_view","n":` + strconv.Itoa(i) + `}`)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := purchaseEvents(cluster.ListenAddrs(), 0, 20, 300*time.Millisecond)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "read 10 of 20 records") {
+			t.Fatalf("err %v, want one saying 10 of 20 records were read", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("purchaseEvents still waiting 10 s after a 300 ms timeout")
+	}
 }

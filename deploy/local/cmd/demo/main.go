@@ -214,7 +214,7 @@ func run(ctx context.Context) error {
 				r := gen.Next()
 				var placed func(*kgo.Record, error)
 				if r.Purchase != nil {
-					req := placeRequest(r.Purchase)
+					req := r.Purchase.PlaceRequest()
 					placed = func(_ *kgo.Record, err error) {
 						if err == nil {
 							placer.Place(req)

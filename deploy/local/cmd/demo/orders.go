@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ecomstream/platform/deploy/local/clickgen"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/storefront"
 )
@@ -294,13 +293,4 @@ func indent(s, p string) string {
 		lines[i] = p + lines[i]
 	}
 	return strings.Join(lines, "\n") + "\n"
-}
-
-// placeRequest is the storefront order behind a clickstream purchase.
-func placeRequest(p *clickgen.Purchase) storefront.PlaceRequest {
-	req := storefront.PlaceRequest{ID: p.OrderID, CustomerID: p.CustomerID, Lines: make([]storefront.PlaceLine, len(p.Lines))}
-	for i, l := range p.Lines {
-		req.Lines[i] = storefront.PlaceLine{ProductID: l.ProductID, Quantity: l.Quantity}
-	}
-	return req
 }

@@ -4,11 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
-	"slices"
 	"strings"
 	"testing"
 
-	"github.com/ecomstream/platform/deploy/local/clickgen"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/storefront"
 )
@@ -192,14 +190,5 @@ func TestOrdersLines(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestPlaceRequest(t *testing.T) {
-	p := &clickgen.Purchase{OrderID: "o-1", CustomerID: "c-7", Lines: []clickgen.PurchaseLine{{ProductID: "p-00001", Quantity: 2}, {ProductID: "p-00042", Quantity: 1}}}
-	got := placeRequest(p)
-	want := storefront.PlaceRequest{ID: "o-1", CustomerID: "c-7", Lines: []storefront.PlaceLine{{ProductID: "p-00001", Quantity: 2}, {ProductID: "p-00042", Quantity: 1}}}
-	if got.ID != want.ID || got.CustomerID != want.CustomerID || !slices.Equal(got.Lines, want.Lines) {
-		t.Errorf("placeRequest() = %+v, want %+v", got, want)
 	}
 }

@@ -195,6 +195,9 @@ func (c config) validate() error {
 	if c.maxLateness <= 0 || c.slowDelay <= 0 || c.webhookBackoff <= 0 || c.tick <= 0 {
 		bad("-max-lateness, -slow-delay, -webhook-max-backoff and -tick must be positive")
 	}
+	if c.maxLateness > 0 && c.maxLateness < storefront.MinMaxLateness {
+		bad("-max-lateness (STOREFRONT_MAX_LATENESS) %s: must be at least %s", c.maxLateness, storefront.MinMaxLateness)
+	}
 	if c.speed <= 0 {
 		bad("-speed %g: must be positive", c.speed)
 	}
