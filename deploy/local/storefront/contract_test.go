@@ -37,27 +37,7 @@ func TestOpenAPIMatches(t *testing.T) {
 		}
 		return out
 	}
-	o, _ := json.Marshal(storefront.Order{})
-	var fields map[string]any
-	_ = json.Unmarshal(o, &fields)
-	var keys []string
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	l, _ := json.Marshal(storefront.Line{})
-	var lineFields map[string]any
-	_ = json.Unmarshal(l, &lineFields)
-	var lineKeys []string
-	for k := range lineFields {
-		lineKeys = append(lineKeys, k)
-	}
-	st, _ := json.Marshal(storefront.Stats{})
-	var statsFields map[string]any
-	_ = json.Unmarshal(st, &statsFields)
-	var statsKeys []string
-	for k := range statsFields {
-		statsKeys = append(statsKeys, k)
-	}
+	keys, lineKeys, statsKeys := jsonKeys(storefront.Order{}), jsonKeys(storefront.Line{}), jsonKeys(storefront.Stats{})
 	tests := []struct {
 		name      string
 		spec, got []string
@@ -105,4 +85,17 @@ func TestOpenAPIMatches(t *testing.T) {
 	if !strings.Contains(spec, example) {
 		t.Errorf("the spec's signature example is not %s", example)
 	}
+}
+
+// jsonKeys lists the JSON object keys v marshals to (omitempty fields of a
+// zero value are absent, as they are optional in the spec).
+func jsonKeys(v any) []string {
+	b, _ := json.Marshal(v)
+	var fields map[string]any
+	_ = json.Unmarshal(b, &fields)
+	var keys []string
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	return keys
 }
