@@ -240,7 +240,18 @@ func TestE2EOrders(t *testing.T) {
 		return err == nil && at == len(wantVersion) && n == len(wantVersion),
 			fmt.Sprintf("%d of %d orders at their latest version, %d rows (err %v)", at, len(wantVersion), n, err)
 	})
-	time.Sleep(2 * time.Second) // anything extra (a duplicate, an older version) would land now
+	// Whatever ingest-orders has produced so far, a duplicate or an older
+	// version included, has landed once the validator and bq-writer have
+	// consumed every committed record of the order topics; the comparison
+	// below then sees it.
+	waitFor("the validator and bq-writer at the end of the order topics", time.Minute, func() (bool, string) {
+		ok, progress, err := groupsCaughtUp(ctx, eps.KafkaBrokers,
+			groupTopic{prefix + "validator", sl.Topics.Orders}, groupTopic{prefix + "bq-writer", sl.Topics.OrdersValid})
+		if err != nil {
+			return false, err.Error()
+		}
+		return ok, progress
+	})
 
 	// 1. The warehouse against the version log, row by row.
 	wh := checkWarehouse(ctx, t, sl, orders)
