@@ -124,7 +124,9 @@ func readableBetween(ctx context.Context, cl *kgo.Client, leader int32, topic st
 			return false, fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, from, err)
 		}
 		aborted := slices.Clone(p.AbortedTransactions)
-		slices.SortFunc(aborted, func(a, b kmsg.FetchResponseTopicPartitionAbortedTransaction) int { return int(a.FirstOffset - b.FirstOffset) })
+		slices.SortFunc(aborted, func(a, b kmsg.FetchResponseTopicPartitionAbortedTransaction) int {
+			return int(a.FirstOffset - b.FirstOffset)
+		})
 		abortedBy := map[int64]bool{} // producers inside an aborted transaction
 		next, b := from, p.RecordBatches
 		for len(b) >= 12 {
