@@ -373,8 +373,8 @@ type Metrics struct {
 	attrs map[attrKey]metric.MeasurementOption
 }
 
-// attrKey is up to three label pairs; an array so a lookup allocates nothing.
-type attrKey [6]string
+// attrKey is up to four label pairs; an array so a lookup allocates nothing.
+type attrKey [8]string
 
 // NewMetrics creates the runtime's instruments on meter.
 func NewMetrics(meter metric.Meter) (*Metrics, error) {
@@ -383,7 +383,7 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	if m.processed, err = meter.Int64Counter("ecom.records.processed", metric.WithDescription("Records handled, by stage, input topic and outcome (ok or dead_lettered).")); err != nil {
 		return nil, err
 	}
-	if m.deadLetters, err = meter.Int64Counter("ecom.dead_letters", metric.WithDescription("Dead letters written, by stage, reason code and rule id.")); err != nil {
+	if m.deadLetters, err = meter.Int64Counter("ecom.dead_letters", metric.WithDescription("Dead letters written, by stage, entity, reason code and rule id.")); err != nil {
 		return nil, err
 	}
 	if m.transient, err = meter.Int64Counter("ecom.transient_errors", metric.WithDescription("Transient errors that caused a retry, by stage.")); err != nil {
@@ -409,7 +409,7 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	return m, nil
 }
 
-// set returns the cached attribute set of the label pairs kv (at most three).
+// set returns the cached attribute set of the label pairs kv (at most four).
 // It runs for every record, so the common case is a read-locked map hit.
 func (m *Metrics) set(kv ...string) metric.MeasurementOption {
 	var key attrKey
@@ -431,10 +431,21 @@ func (m *Metrics) set(kv ...string) metric.MeasurementOption {
 	return o
 }
 
-// DeadLettered counts a dead letter by its reasons.
+// UnknownEntity is the dead-letter counter's entity label of a rejection that
+// names none: a handler's panic (Recover) or a record no entity of the stage
+// reads, where the record's entity is not known.
+const UnknownEntity = "unknown"
+
+// DeadLettered counts a dead letter by its reasons, labelled with the
+// rejection's entity (click_event, order, …; UnknownEntity when it has none),
+// so a stage that handles several entities tells their dead letters apart.
 func (m *Metrics) DeadLettered(ctx context.Context, stage string, rej *deadletter.Rejection) {
+	entity := rej.Entity
+	if entity == "" {
+		entity = UnknownEntity
+	}
 	for _, r := range rej.Reasons {
-		m.deadLetters.Add(ctx, 1, m.set("stage", stage, "code", string(r.Code), "rule_id", r.RuleID))
+		m.deadLetters.Add(ctx, 1, m.set("stage", stage, "entity", entity, "code", string(r.Code), "rule_id", r.RuleID))
 	}
 }
 

@@ -303,6 +303,35 @@ func TestE2EClickstreamSlice(t *testing.T) {
 // with prefix) arrived and a quiet second passed, keyed like wantDead.
 func consumeDeadLetters(ctx context.Context, t *testing.T, brokers []string, from map[int32]kgo.Offset, codec, click *avroserde.Codec, prefix string, want int) map[string][]events.DeadLetter {
 	t.Helper()
+	out := map[string][]events.DeadLetter{}
+	count := 0
+	keep := func(dl events.DeadLetter) bool {
+		if !strings.HasPrefix(dl.SourceTopic, prefix) {
+			return false
+		}
+		key := "raw:" + string(dl.OriginalValue)
+		if dl.Stage != clickgen.StageIngest {
+			var ev events.ClickEvent
+			if _, err := click.Decode(ctx, dl.OriginalValue, &ev); err != nil {
+				t.Fatalf("original of a %s dead letter does not decode: %v", dl.Stage, err)
+			}
+			key = ev.EventID
+		}
+		out[key] = append(out[key], dl)
+		count++
+		return true
+	}
+	consumeDLQ(ctx, t, brokers, from, codec, 2*time.Minute, time.Second, keep, func() bool { return count >= want })
+	return out
+}
+
+// consumeDLQ reads the dead-letter topic with read_committed, from the given
+// offsets (nil: from the start), and hands each dead letter to keep, which
+// files it and reports whether it is one of the run's. It returns once done
+// holds and quiet passed without another kept dead letter, or after limit.
+func consumeDLQ(ctx context.Context, t *testing.T, brokers []string, from map[int32]kgo.Offset, codec *avroserde.Codec,
+	limit, quiet time.Duration, keep func(events.DeadLetter) bool, done func() bool) {
+	t.Helper()
 	consume := kgo.ConsumeTopics(deadletter.Topic)
 	if from != nil {
 		consume = kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{deadletter.Topic: from})
@@ -313,42 +342,31 @@ func consumeDeadLetters(ctx context.Context, t *testing.T, brokers []string, fro
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	out := map[string][]events.DeadLetter{}
-	count := 0
-	deadline := time.Now().Add(2 * time.Minute)
-	quietUntil := time.Time{}
+	deadline := time.Now().Add(limit)
+	var quietUntil time.Time
 	for time.Now().Before(deadline) {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
+		kept := 0
 		for _, r := range fs.Records() {
 			var dl events.DeadLetter
 			if _, err := codec.Decode(ctx, r.Value, &dl); err != nil {
 				t.Fatalf("dead letter does not decode: %v", err)
 			}
-			if !strings.HasPrefix(dl.SourceTopic, prefix) {
-				continue
+			if keep(dl) {
+				kept++
 			}
-			key := "raw:" + string(dl.OriginalValue)
-			if dl.Stage != clickgen.StageIngest {
-				var ev events.ClickEvent
-				if _, err := click.Decode(ctx, dl.OriginalValue, &ev); err != nil {
-					t.Fatalf("original of a %s dead letter does not decode: %v", dl.Stage, err)
-				}
-				key = ev.EventID
-			}
-			out[key] = append(out[key], dl)
-			count++
 		}
-		if count >= want {
-			if quietUntil.IsZero() {
-				quietUntil = time.Now().Add(time.Second)
-			} else if time.Now().After(quietUntil) {
-				break
-			}
+		switch {
+		case !done() || kept > 0:
+			quietUntil = time.Time{}
+		case quietUntil.IsZero():
+			quietUntil = time.Now().Add(quiet)
+		case time.Now().After(quietUntil):
+			return
 		}
 	}
-	return out
 }
 
 func hasReason(dl events.DeadLetter, code, rule string) bool {

@@ -19,7 +19,6 @@ import (
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/storefront"
 	"github.com/ecomstream/platform/pkg/avroserde"
-	"github.com/ecomstream/platform/pkg/deadletter"
 	"github.com/ecomstream/platform/pkg/events"
 )
 
@@ -297,60 +296,35 @@ type orderDeadLetter struct {
 func consumeOrderDeadLetters(ctx context.Context, t *testing.T, brokers []string, from map[int32]kgo.Offset, dlq, orderCodec *avroserde.Codec,
 	prefix string, want map[string]bool, isOurs func(id string) bool) map[string][]orderDeadLetter {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{deadletter.Topic: from}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	out := map[string][]orderDeadLetter{}
 	missing := maps.Clone(want)
-	deadline := time.Now().Add(time.Minute)
-	var quietUntil time.Time
-	for time.Now().Before(deadline) {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		got := 0
-		for _, r := range fs.Records() {
-			var dl events.DeadLetter
-			if _, err := dlq.Decode(ctx, r.Value, &dl); err != nil {
-				t.Fatalf("dead letter does not decode: %v", err)
-			}
-			switch {
-			case strings.HasPrefix(dl.SourceTopic, prefix):
-				var o events.Order
-				if _, err := orderCodec.Decode(ctx, dl.OriginalValue, &o); err != nil {
-					if strings.Contains(dl.SourceTopic, "orders") {
-						t.Errorf("original of a %s dead letter from %s does not decode as an Order: %v", dl.Stage, dl.SourceTopic, err)
-					}
-					continue
-				}
-				k := versionKey(o.OrderID, o.OrderVersion)
-				out[k] = append(out[k], orderDeadLetter{dl: dl, order: o})
-				delete(missing, k)
-				got++
-			case strings.HasPrefix(dl.SourceTopic, "http:/v1/webhooks/orders"):
-				var body struct {
-					ID string `json:"id"`
-				}
-				if json.Unmarshal(dl.OriginalValue, &body) == nil && isOurs(body.ID) {
-					k := "raw:" + string(dl.OriginalValue)
-					out[k] = append(out[k], orderDeadLetter{dl: dl})
-					got++
-				}
-			}
-		}
+	keep := func(dl events.DeadLetter) bool {
 		switch {
-		case len(missing) > 0 || got > 0:
-			quietUntil = time.Time{}
-		case quietUntil.IsZero():
-			quietUntil = time.Now().Add(2 * time.Second)
-		case time.Now().After(quietUntil):
-			return out
+		case strings.HasPrefix(dl.SourceTopic, prefix):
+			var o events.Order
+			if _, err := orderCodec.Decode(ctx, dl.OriginalValue, &o); err != nil {
+				if strings.Contains(dl.SourceTopic, "orders") {
+					t.Errorf("original of a %s dead letter from %s does not decode as an Order: %v", dl.Stage, dl.SourceTopic, err)
+				}
+				return false
+			}
+			k := versionKey(o.OrderID, o.OrderVersion)
+			out[k] = append(out[k], orderDeadLetter{dl: dl, order: o})
+			delete(missing, k)
+			return true
+		case strings.HasPrefix(dl.SourceTopic, "http:/v1/webhooks/orders"):
+			var body struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(dl.OriginalValue, &body) == nil && isOurs(body.ID) {
+				k := "raw:" + string(dl.OriginalValue)
+				out[k] = append(out[k], orderDeadLetter{dl: dl})
+				return true
+			}
 		}
+		return false
 	}
+	consumeDLQ(ctx, t, brokers, from, dlq, time.Minute, 2*time.Second, keep, func() bool { return len(missing) == 0 })
 	return out
 }
 

@@ -1,6 +1,7 @@
 package slice
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,39 @@ func TestOrdersMaxAhead(t *testing.T) {
 			}
 			if got != tt.want || (tt.want != 0 && got <= 0) {
 				t.Errorf("speed %g: ORDER_MAX_AHEAD %s, want %s", tt.speed, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestNamesOrder: Names is the pipeline upstream first (Stop's order: the
+// storefront stops before its webhook receiver), Start goes downstream first
+// with the storefront last.
+func TestNamesOrder(t *testing.T) {
+	tests := []struct {
+		name      string
+		orders    *OrdersOptions
+		wantNames []string
+	}{
+		{"clickstream", nil, []string{"ingest-clickstream", "validator", "bq-writer"}},
+		{"orders", &OrdersOptions{}, []string{"storefront", "ingest-orders", "ingest-clickstream", "validator", "bq-writer"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := New(Options{RunDir: t.TempDir(), Prefix: "t.", Orders: tt.orders})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(s.Names, tt.wantNames) {
+				t.Errorf("Names %v, want %v", s.Names, tt.wantNames)
+			}
+			want := slices.Clone(tt.wantNames)
+			slices.Reverse(want)
+			if got := s.StartOrder(); !slices.Equal(got, want) {
+				t.Errorf("StartOrder %v, want %v", got, want)
+			}
+			if len(s.Names) != len(s.Procs) {
+				t.Errorf("%d names, %d processes", len(s.Names), len(s.Procs))
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,8 +73,9 @@ type Slice struct {
 	Topics Topics
 	Procs  map[string]*svcrun.Process
 	// Names are the processes of Procs in pipeline order (upstream first):
-	// svcrun.Services, with "ingest-orders" and "storefront" in front when
-	// Options.Orders is set.
+	// svcrun.Services, with "storefront" and "ingest-orders" (in that order)
+	// in front when Options.Orders is set. Start goes backwards through it,
+	// Stop forwards.
 	Names  []string
 	DuckDB string
 	// CollectorAddr is ingest-clickstream's HTTP collector (host:port); POST /v1/events there.
@@ -138,7 +140,7 @@ func New(opts Options) (*Slice, error) {
 			"DUCKDB_PATH=" + s.DuckDB, "WAREHOUSE_QUERY_TOKEN=" + opts.QueryToken, "WAREHOUSE_QUERY_MAX_ROWS=1000000"},
 	}
 	if opts.Orders != nil {
-		s.Names = append([]string{"ingest-orders", "storefront"}, s.Names...)
+		s.Names = append([]string{"storefront", "ingest-orders"}, s.Names...)
 	}
 	addrs := map[string]string{}
 	for _, name := range s.Names {
@@ -188,14 +190,31 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Start starts every service, downstream first, and waits until each is ready.
+// Start starts every service in StartOrder and waits until each is ready.
 func (s *Slice) Start(ctx context.Context) error {
-	for i := len(s.Names) - 1; i >= 0; i-- {
-		if err := s.StartOne(ctx, s.Names[i]); err != nil {
+	for _, name := range s.StartOrder() {
+		if err := s.StartOne(ctx, name); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// StartOrder is the order Start starts the services in: downstream first
+// (Names reversed), so every service's output already has a reader.
+//
+// On the orders path that puts ingest-orders before the storefront, on
+// purpose. ingest-orders becomes ready without the API (its last_poll check
+// passes before the first round), and until the storefront answers its
+// poller sees a refused connection or two, retried with backoff. The other
+// way round, every order the simulator makes while ingest-orders is still
+// starting (Kafka, schema registry, the transactional producer's init: a
+// few seconds) is a failed webhook delivery the storefront retries: one
+// spurious error per order instead of one per poll attempt.
+func (s *Slice) StartOrder() []string {
+	order := slices.Clone(s.Names)
+	slices.Reverse(order)
+	return order
 }
 
 // StartOne starts one service and waits until it is ready.
@@ -207,7 +226,9 @@ func (s *Slice) StartOne(ctx context.Context, name string) error {
 	return p.WaitReady(ctx, 60*time.Second)
 }
 
-// Stop stops every service gracefully, upstream first.
+// Stop stops every service gracefully, upstream first (Names' order): the
+// storefront before ingest-orders, so no webhook is posted to a receiver
+// that is gone, and each service before the ones reading its output.
 func (s *Slice) Stop() error {
 	var errs []string
 	for _, name := range s.Names {

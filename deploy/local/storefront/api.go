@@ -188,6 +188,7 @@ func (a *API) listOrders(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-r.Context().Done():
 			t.Stop()
+			a.cfg.Faults.abort()
 			return
 		}
 	}

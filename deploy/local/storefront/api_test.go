@@ -302,6 +302,34 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("%d after %s", resp.StatusCode, time.Since(start))
 		}
 	})
+	// A client that goes away while a slow answer is held counts as aborted;
+	// one that waits does not.
+	t.Run("slow aborted", func(t *testing.T) {
+		before := s.faults.Status().Aborted
+		s.faults.Queue(storefront.FaultSlow)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/v1/orders", nil)
+		req.Header.Set("Authorization", auth)
+		if resp, err := s.Client().Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("the held request answered %d within 10ms", resp.StatusCode)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for s.faults.Status().Aborted != before+1 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := s.faults.Status().Aborted; got != before+1 {
+			t.Fatalf("aborted %d, want %d", got, before+1)
+		}
+		s.faults.Queue(storefront.FaultSlow)
+		if resp, _ := s.get(t, "/v1/orders", auth); resp.StatusCode != 200 {
+			t.Fatalf("slow answer: %d", resp.StatusCode)
+		}
+		if got := s.faults.Status().Aborted; got != before+1 {
+			t.Fatalf("aborted %d after an answered slow request, want %d", got, before+1)
+		}
+	})
 	t.Run(storefront.FaultDrop, func(t *testing.T) {
 		s.faults.Queue(storefront.FaultDrop)
 		req, _ := http.NewRequest("GET", s.URL+"/v1/orders", nil)

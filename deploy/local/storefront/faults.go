@@ -41,6 +41,7 @@ type Faults struct {
 	slow       time.Duration
 	retryAfter int
 	served     map[string]int
+	aborted    int
 }
 
 // NewFaults returns faults at the given random rate over kinds (all when
@@ -81,6 +82,9 @@ type FaultStatus struct {
 	Kinds  []string       `json:"kinds"`
 	Queued []string       `json:"queued"`
 	Served map[string]int `json:"served"`
+	// Aborted counts slow answers whose client went away while the delay
+	// held them (a timeout, or a poller killed in the middle of the request).
+	Aborted int `json:"aborted"`
 }
 
 func (f *Faults) Status() FaultStatus {
@@ -90,7 +94,14 @@ func (f *Faults) Status() FaultStatus {
 	for k, v := range f.served {
 		served[k] = v
 	}
-	return FaultStatus{Rate: f.rate, Kinds: slices.Clone(f.kinds), Queued: append([]string{}, f.queue...), Served: served}
+	return FaultStatus{Rate: f.rate, Kinds: slices.Clone(f.kinds), Queued: append([]string{}, f.queue...), Served: served, Aborted: f.aborted}
+}
+
+// abort counts a slow answer whose client went away while it was held.
+func (f *Faults) abort() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.aborted++
 }
 
 // next picks the fault for a request ("" for none). A repeat needs a

@@ -313,7 +313,8 @@ The platform is running. Where to look:
                 --data "SELECT event_timestamp, event_type, product_id, order_id, session_id FROM fact_events WHERE source = 'http' ORDER BY event_timestamp DESC LIMIT 20" \
                 http://{{.Writer}}/v1/warehouse/query
   Collector   POST {{.Collector}}   (write key {{.WriteKey}}, in {{.WriteKeys}})
-  Storefront  the simulated shop's orders API (~50 orders/min, 1% broken on purpose, webhooks to ingest-orders):
+  Storefront  the simulated shop's orders API (~50 orders/min of its own, 1% broken on purpose, webhooks to ingest-orders;
+              plus every clickstream purchase placed as an order: ~0.5% of the events, ~300/min at -rate 1000):
               curl -s -H 'Authorization: Bearer {{.Storefront.Token}}' '{{.Storefront.URL}}/v1/orders?limit=2'
               curl -s -H 'Authorization: Bearer {{.Storefront.Token}}' {{.Storefront.URL}}/v1/admin/stats
               (every version it made: {{.Storefront.VersionsFile}})

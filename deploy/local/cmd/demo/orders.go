@@ -11,6 +11,7 @@ import (
 
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/storefront"
+	protoavro "github.com/ecomstream/platform/proto/avro"
 )
 
 // The warehouse's order rows: orders (one row per order, its latest version)
@@ -89,16 +90,11 @@ type deadLetters struct {
 	clickReasons, orderReasons map[string]float64
 }
 
-// isOrderReason tells an order's dead-letter reason from a click's: the
-// metric has no entity label, but ingest-orders only handles orders and the
-// order rules' ids start with "order.".
-func isOrderReason(stage, ruleID string) bool {
-	return stage == "ingest-orders" || strings.HasPrefix(ruleID, "order.")
-}
-
 // splitDeadLetters reads ecom_dead_letters_total (one increment per reason)
-// and ecom_records_processed_total (one per record). Clicks count reasons, as
-// the demo always has. Orders count order versions: the validator's and
+// and ecom_records_processed_total (one per record). A reason is an order's
+// by the counter's entity label, a click's otherwise; a reason whose entity
+// is neither (a handler panic: "unknown") is listed with the clicks' under
+// its entity. Clicks count reasons, as the demo always has. Orders count order versions: the validator's and
 // bq-writer's records of the order topics dead-lettered, and ingest-orders'
 // webhook bodies (one reason each).
 func splitDeadLetters(m metrics, t slice.Topics) deadLetters {
@@ -112,9 +108,13 @@ func splitDeadLetters(m metrics, t slice.Topics) deadLetters {
 			if r := s.Labels["rule_id"]; r != "" {
 				key += " " + r
 			}
-			if isOrderReason(s.Labels["stage"], s.Labels["rule_id"]) {
+			switch e := s.Labels["entity"]; e {
+			case protoavro.Order:
 				d.orderReasons[key] += s.Value
 				continue
+			case protoavro.ClickEvent:
+			default:
+				key += " (entity " + e + ")"
 			}
 			d.clickReasons[key] += s.Value
 			d.clicks += s.Value

@@ -61,61 +61,50 @@ func TestSplitDeadLetters(t *testing.T) {
 	topics := slice.Topics{Raw: "clickstream", Events: "ecom.events.v1", Valid: "ecom.events.valid.v1", Orders: "ecom.orders.v1", OrdersValid: "ecom.orders.valid.v1"}
 	m := metrics{
 		"ingest-clickstream": {
-			series("ecom_dead_letters_total", 4, "stage", "ingest-clickstream", "code", "MALFORMED_JSON", "rule_id", ""),
+			series("ecom_dead_letters_total", 4, "stage", "ingest-clickstream", "entity", "click_event", "code", "MALFORMED_JSON", "rule_id", ""),
 		},
 		"validator": {
-			series("ecom_dead_letters_total", 3, "stage", "validator", "code", "RULE_FAILED", "rule_id", "click.required_fields"),
+			series("ecom_dead_letters_total", 3, "stage", "validator", "entity", "click_event", "code", "RULE_FAILED", "rule_id", "click.required_fields"),
 			// one broken order version failing two rules: two reasons, one record
-			series("ecom_dead_letters_total", 1, "stage", "validator", "code", "RULE_FAILED", "rule_id", "order.total_matches"),
-			series("ecom_dead_letters_total", 1, "stage", "validator", "code", "RULE_FAILED", "rule_id", "order.lines_sum_to_subtotal"),
-			series("ecom_records_processed_total", 1, "stage", "validator", "topic", "ecom.orders.v1", "outcome", "dead_lettered"),
+			series("ecom_dead_letters_total", 1, "stage", "validator", "entity", "order", "code", "RULE_FAILED", "rule_id", "order.total_matches"),
+			series("ecom_dead_letters_total", 1, "stage", "validator", "entity", "order", "code", "RULE_FAILED", "rule_id", "order.lines_sum_to_subtotal"),
+			// an order version that does not decode: no rule id, still an order's
+			series("ecom_dead_letters_total", 1, "stage", "validator", "entity", "order", "code", "UNDECODABLE", "rule_id", ""),
+			// a handler panic: no entity known
+			series("ecom_dead_letters_total", 1, "stage", "validator", "entity", "unknown", "code", "INTERNAL", "rule_id", ""),
+			series("ecom_records_processed_total", 2, "stage", "validator", "topic", "ecom.orders.v1", "outcome", "dead_lettered"),
 			series("ecom_records_processed_total", 50, "stage", "validator", "topic", "ecom.orders.v1", "outcome", "ok"),
 			series("ecom_records_processed_total", 3, "stage", "validator", "topic", "ecom.events.v1", "outcome", "dead_lettered"),
 		},
 		"bq-writer": {
+			series("ecom_dead_letters_total", 2, "stage", "bq-writer", "entity", "order", "code", "INVALID_VALUE", "rule_id", ""),
+			series("ecom_dead_letters_total", 1, "stage", "bq-writer", "entity", "click_event", "code", "INVALID_VALUE", "rule_id", ""),
 			series("ecom_records_processed_total", 2, "stage", "bq-writer", "topic", "ecom.orders.valid.v1", "outcome", "dead_lettered"),
 			series("ecom_records_processed_total", 1, "stage", "bq-writer", "topic", "ecom.events.valid.v1", "outcome", "dead_lettered"),
 		},
 		"ingest-orders": {
-			series("ecom_dead_letters_total", 1, "stage", "ingest-orders", "code", "MALFORMED_JSON", "rule_id", ""),
+			series("ecom_dead_letters_total", 1, "stage", "ingest-orders", "entity", "order", "code", "MALFORMED_JSON", "rule_id", ""),
 		},
 	}
 	d := splitDeadLetters(m, topics)
-	if d.clicks != 7 {
-		t.Errorf("clicks = %v, want 7 (4 + 3 reasons, no order's)", d.clicks)
+	if d.clicks != 9 {
+		t.Errorf("clicks = %v, want 9 (4 + 3 + 1 reasons, 1 unknown, no order's)", d.clicks)
 	}
-	if d.orders != 4 {
-		t.Errorf("orders = %v, want 4 (1 validator + 2 bq-writer records of the order topics, 1 webhook body)", d.orders)
+	if d.orders != 5 {
+		t.Errorf("orders = %v, want 5 (2 validator + 2 bq-writer records of the order topics, 1 webhook body)", d.orders)
 	}
-	wantClicks := map[string]float64{"ingest-clickstream MALFORMED_JSON": 4, "validator RULE_FAILED click.required_fields": 3}
+	wantClicks := map[string]float64{"ingest-clickstream MALFORMED_JSON": 4, "validator RULE_FAILED click.required_fields": 3,
+		"bq-writer INVALID_VALUE": 1, "validator INTERNAL (entity unknown)": 1}
 	if !maps.Equal(d.clickReasons, wantClicks) {
 		t.Errorf("clickReasons = %v, want %v", d.clickReasons, wantClicks)
 	}
 	wantOrders := map[string]float64{"validator RULE_FAILED order.total_matches": 1, "validator RULE_FAILED order.lines_sum_to_subtotal": 1,
-		"ingest-orders MALFORMED_JSON": 1}
+		"validator UNDECODABLE": 1, "bq-writer INVALID_VALUE": 2, "ingest-orders MALFORMED_JSON": 1}
 	if !maps.Equal(d.orderReasons, wantOrders) {
 		t.Errorf("orderReasons = %v, want %v", d.orderReasons, wantOrders)
 	}
 	if e := splitDeadLetters(metrics{}, topics); e.clicks != 0 || e.orders != 0 || len(e.clickReasons)+len(e.orderReasons) != 0 {
 		t.Errorf("splitDeadLetters of no scrape = %+v, want zeros", e)
-	}
-}
-
-func TestIsOrderReason(t *testing.T) {
-	tests := []struct {
-		stage, rule string
-		want        bool
-	}{
-		{"ingest-orders", "", true},
-		{"validator", "order.status_consistent", true},
-		{"validator", "click.required_fields", false},
-		{"validator", "", false},
-		{"ingest-clickstream", "", false},
-	}
-	for _, tt := range tests {
-		if got := isOrderReason(tt.stage, tt.rule); got != tt.want {
-			t.Errorf("isOrderReason(%q, %q) = %v, want %v", tt.stage, tt.rule, got, tt.want)
-		}
 	}
 }
 

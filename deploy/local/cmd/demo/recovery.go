@@ -9,7 +9,9 @@ import (
 )
 
 // recoveryMsg is bq-writer's WARN when a partition's stored position does
-// not fit the log and POSITION_RECOVERY starts it elsewhere.
+// not fit the log and POSITION_RECOVERY starts it elsewhere
+// (services/bq-writer/internal/sink/positions.go; TestRecoveryMsgIsBQWriters
+// fails when the two part).
 const recoveryMsg = "position does not fit the log; starting elsewhere as POSITION_RECOVERY allows"
 
 // logCursor reads a service's log from where this run's lines begin (the

@@ -3,9 +3,34 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 )
+
+// positionsSource is bq-writer's code that logs a position recovery.
+const positionsSource = "../../../../services/bq-writer/internal/sink/positions.go"
+
+// TestRecoveryMsgIsBQWriters ties recoveryMsg and the fields logCursor reads
+// to bq-writer's log call: the demo reads bq-writer's log, a module it cannot
+// import, so a reworded message or a renamed field would silently show no
+// recoveries.
+func TestRecoveryMsgIsBQWriters(t *testing.T) {
+	src, err := os.ReadFile(positionsSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := regexp.MustCompile(`(?s)Log\.WarnContext\(ctx, ` + regexp.QuoteMeta(strconv.Quote(recoveryMsg)) + `,(.*?)\)\n`).FindSubmatch(src)
+	if call == nil {
+		t.Fatalf("%s has no Log.WarnContext(ctx, %q, ...): bq-writer's message changed; change recoveryMsg with it", positionsSource, recoveryMsg)
+	}
+	for _, field := range []string{"topic", "partition", "problem", "start"} {
+		if !regexp.MustCompile(`(^|[\s,])"` + field + `",`).Match(call[1]) {
+			t.Errorf("bq-writer's recovery log has no field %q (args: %s); logCursor reads it", field, call[1])
+		}
+	}
+}
 
 func TestLogCursorRecoveries(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bq-writer.log")
