@@ -39,11 +39,27 @@ pg_os_user() {
 	fi
 }
 
+# runuser (util-linux) lives in /usr/sbin, which a non-login root shell's PATH
+# (env -i, some CI runners) may lack: look there too, and say so if it is missing.
+RUNUSER=
+find_runuser() {
+	[[ -n $RUNUSER ]] && return 0
+	local c
+	for c in "$(command -v runuser 2>/dev/null)" /usr/sbin/runuser /sbin/runuser; do
+		if [[ -n $c && -x $c ]]; then
+			RUNUSER=$c
+			return 0
+		fi
+	done
+	die "postgres: runuser (package util-linux) not found; as root it is needed to run PostgreSQL as $PG_OS_USER"
+}
+
 # as_pg CMD... runs a PostgreSQL program as PG_OS_USER, from a folder that
 # user can read, without the lock descriptor.
 as_pg() {
 	if ((EUID == 0)); then
-		(cd "$PG_RUN" && runuser -u "$PG_OS_USER" -- "$@" 9>&-)
+		find_runuser
+		(cd "$PG_RUN" && "$RUNUSER" -u "$PG_OS_USER" -- "$@" 9>&-)
 	else
 		(cd "$PG_RUN" && "$@" 9>&-)
 	fi
@@ -57,6 +73,7 @@ pg_prepare() {
 	chmod 700 "$PG_SOCKET_DIR"
 	touch "$LOG_DIR/postgres.log"
 	if ((EUID == 0)); then
+		find_runuser
 		# Top down, so each folder is judged once its parents are reachable.
 		local d=$PG_RUN ancestors=() i
 		while [[ $d != / ]]; do
@@ -64,7 +81,7 @@ pg_prepare() {
 			ancestors=("$d" "${ancestors[@]}")
 		done
 		for i in "${ancestors[@]}"; do
-			if ! runuser -u "$PG_OS_USER" -- test -x "$i" 2>/dev/null; then
+			if ! "$RUNUSER" -u "$PG_OS_USER" -- test -x "$i" 2>/dev/null; then
 				say "postgres: granting search permission (o+x) on $i so $PG_OS_USER can reach $PG_RUN"
 				chmod o+x -- "$i"
 			fi

@@ -1,6 +1,9 @@
 package stacktest
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -82,5 +85,26 @@ func TestRedact(t *testing.T) {
 		if got := redact(tt.give); got != tt.want {
 			t.Errorf("redact(%q) = %q, want %q", tt.give, got, tt.want)
 		}
+	}
+}
+
+// TestStackFindsRunuserOffPath: as root, stack.sh runs PostgreSQL through
+// runuser, which lives in /usr/sbin; a non-login shell's PATH (env -i, some CI
+// runners) may lack it, and then initdb failed with "runuser: command not found".
+func TestStackFindsRunuserOffPath(t *testing.T) {
+	if _, err := os.Stat("/usr/sbin/runuser"); err != nil {
+		if _, err := os.Stat("/sbin/runuser"); err != nil {
+			t.Skip("no runuser on this machine")
+		}
+	}
+	cmd := exec.Command("bash", "-c", `source ./lib.sh && source ./postgres.sh && PG_OS_USER=nobody && find_runuser && printf '%s' "$RUNUSER"`)
+	cmd.Dir = "../stack"
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("find_runuser with PATH=/usr/bin:/bin: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); filepath.Base(got) != "runuser" {
+		t.Fatalf("RUNUSER = %q, want a path to runuser", got)
 	}
 }
