@@ -4,4 +4,4 @@
 // events_gen.go by hand.
 package events
 
-//go:generate go tool avrogen -pkg events -o events_gen.go -tags json:snake ../../proto/avro/click_event.v2.avsc ../../proto/avro/order.v2.avsc ../../proto/avro/product_change.v1.avsc ../../proto/avro/dead_letter.v1.avsc
+//go:generate go tool avrogen -pkg events -o events_gen.go -tags json:snake ../../proto/avro/click_event.v2.avsc ../../proto/avro/order.v2.avsc ../../proto/avro/product_change.v2.avsc ../../proto/avro/customer_change.v1.avsc ../../proto/avro/dead_letter.v1.avsc

@@ -96,21 +96,68 @@ type Order struct {
 	WebhookDeliveryID *string `avro:"webhook_delivery_id" json:"webhook_delivery_id"`
 }
 
-// The state of one catalog product after a change seen by catalog-sync.
+// The state of one catalog product after a change, as catalog-sync saw it (a snapshot row or a CDC change). Keyed by product_id. (source_lsn, source_ordinal) orders the changes of one product; changed_at is when the change happened in the source (the SCD2 valid_from).
 type ProductChange struct {
 	ProductID string `avro:"product_id" json:"product_id"`
-	// upsert or delete.
-	Op         string  `avro:"op" json:"op"`
-	Sku        *string `avro:"sku" json:"sku"`
-	Name       string  `avro:"name" json:"name"`
-	Category   *string `avro:"category" json:"category"`
-	Brand      *string `avro:"brand" json:"brand"`
-	PriceMinor int64   `avro:"price_minor" json:"price_minor"`
-	Currency   string  `avro:"currency" json:"currency"`
-	IsActive   bool    `avro:"is_active" json:"is_active"`
-	// Source row's updated_at: the SCD2 valid_from.
+	// upsert or delete (a hard delete; a soft delete is an upsert with is_active false).
+	Op  string  `avro:"op" json:"op"`
+	Sku *string `avro:"sku" json:"sku"`
+	// Empty for a delete.
+	Name string `avro:"name" json:"name"`
+	// Category slug (categories.slug).
+	Category *string `avro:"category" json:"category"`
+	Brand    *string `avro:"brand" json:"brand"`
+	// List price in minor units of currency; 0 for a delete.
+	PriceMinor int64 `avro:"price_minor" json:"price_minor"`
+	// ISO 4217; empty for a delete.
+	Currency string `avro:"currency" json:"currency"`
+	// false once discontinued (soft delete).
+	IsActive bool `avro:"is_active" json:"is_active"`
+	// The row's updated_at (set by a trigger); for a delete, the last known one.
 	UpdatedAt time.Time `avro:"updated_at" json:"updated_at"`
-	SyncedAt  time.Time `avro:"synced_at" json:"synced_at"`
+	// When catalog-sync read the change.
+	SyncedAt time.Time `avro:"synced_at" json:"synced_at"`
+	// snapshot (scheduled or on-demand read of the table), cdc (logical replication) or backfill (a full re-send).
+	Source string `avro:"source" json:"source"`
+	// CDC: the commit LSN of the change's transaction. Snapshot: the WAL LSN read just before the snapshot (so it loses ties to CDC). 0 = unknown (v1 data).
+	SourceLsn int64 `avro:"source_lsn" json:"source_lsn"`
+	// CDC: the change's position within its transaction (from 1). Snapshot: 0.
+	SourceOrdinal int64 `avro:"source_ordinal" json:"source_ordinal"`
+	// Business time of this state: CDC, the transaction's commit timestamp; snapshot, the row's updated_at; null = use updated_at (v1 data).
+	ChangedAt *time.Time `avro:"changed_at" json:"changed_at"`
+	// Soft delete: when the product was discontinued.
+	DeletedAt *time.Time `avro:"deleted_at" json:"deleted_at"`
+}
+
+// The state of one customer after a change, as catalog-sync saw it (a snapshot row or a CDC change). Keyed by customer_id. Carries the email in clear inside Kafka (the validator checks it); the warehouse stores only a keyed hash and the domain. (source_lsn, source_ordinal) orders the changes of one customer; changed_at is the SCD2 valid_from.
+type CustomerChange struct {
+	// The storefront's customer id, the user_id of clicks and orders.
+	CustomerID string `avro:"customer_id" json:"customer_id"`
+	// upsert or delete (a hard delete; a soft delete is an upsert with is_active false).
+	Op string `avro:"op" json:"op"`
+	// Personal data: never stored in clear in the warehouse. Null for a delete.
+	Email *string `avro:"email" json:"email"`
+	// Personal data: not stored in the warehouse.
+	Name *string `avro:"name" json:"name"`
+	// ISO 3166-1 alpha-2.
+	Country *string `avro:"country" json:"country"`
+	// false once the account is closed (soft delete).
+	IsActive  bool       `avro:"is_active" json:"is_active"`
+	CreatedAt *time.Time `avro:"created_at" json:"created_at"`
+	// The row's updated_at (set by a trigger); for a delete, the last known one.
+	UpdatedAt time.Time `avro:"updated_at" json:"updated_at"`
+	// When catalog-sync read the change.
+	SyncedAt time.Time `avro:"synced_at" json:"synced_at"`
+	// snapshot, cdc or backfill (as for ProductChange).
+	Source string `avro:"source" json:"source"`
+	// As for ProductChange.
+	SourceLsn int64 `avro:"source_lsn" json:"source_lsn"`
+	// As for ProductChange.
+	SourceOrdinal int64 `avro:"source_ordinal" json:"source_ordinal"`
+	// As for ProductChange.
+	ChangedAt *time.Time `avro:"changed_at" json:"changed_at"`
+	// Soft delete: when the account was closed.
+	DeletedAt *time.Time `avro:"deleted_at" json:"deleted_at"`
 }
 
 // Header is a generated struct.

@@ -22,7 +22,7 @@ func TestEveryVersionReadsThePrevious(t *testing.T) {
 	for _, v := range all {
 		byEntity[v.Entity] = append(byEntity[v.Entity], v)
 	}
-	for _, e := range []string{ClickEvent, Order, ProductChange, DeadLetter} {
+	for _, e := range []string{ClickEvent, Order, ProductChange, CustomerChange, DeadLetter} {
 		if len(byEntity[e]) == 0 {
 			t.Errorf("no schema for %s", e)
 		}

@@ -17,10 +17,11 @@ var files embed.FS
 
 // Entity names used as schema file prefixes.
 const (
-	ClickEvent    = "click_event"
-	Order         = "order"
-	ProductChange = "product_change"
-	DeadLetter    = "dead_letter"
+	ClickEvent     = "click_event"
+	Order          = "order"
+	ProductChange  = "product_change"
+	CustomerChange = "customer_change"
+	DeadLetter     = "dead_letter"
 )
 
 var fileName = regexp.MustCompile(`^([a-z_]+)\.v([0-9]+)\.avsc$`)
