@@ -20,7 +20,7 @@ import (
 	"strings"
 )
 
-//go:embed duckdb/*.sql bigquery/*.sql
+//go:embed duckdb/*.sql bigquery/*.sql postgres/*.sql
 var files embed.FS
 
 // Statement is one DDL file. SQL may hold several statements separated by semicolons (DuckDB runs
@@ -61,7 +61,32 @@ func BigQuery(project, dataset string) ([]Statement, error) {
 	return stmts, nil
 }
 
+// Storefront returns the storefront's source schema in PostgreSQL
+// (postgres/storefront.sql: categories, products, customers, the updated_at
+// triggers, replica identity, the publication <schema>_catalog and the
+// replication role's grants), for the schema and role named. Both are pasted
+// into identifiers, so they must be lower-case SQL identifiers.
+func Storefront(schema, cdcRole string) (Statement, error) {
+	for _, id := range []string{schema, cdcRole} {
+		if !pgIdentRE.MatchString(id) {
+			return Statement{}, fmt.Errorf("ddl: invalid PostgreSQL identifier %q (want [a-z_][a-z0-9_]{0,50})", id)
+		}
+	}
+	b, err := files.ReadFile("postgres/storefront.sql")
+	if err != nil {
+		return Statement{}, fmt.Errorf("ddl: %w", err)
+	}
+	text, err := render(string(b), map[string]string{"schema": schema, "cdc_role": cdcRole})
+	if err != nil {
+		return Statement{}, fmt.Errorf("ddl: postgres/storefront.sql: %w", err)
+	}
+	return Statement{Name: "postgres/storefront.sql", SQL: text}, nil
+}
+
 var (
+	// PostgreSQL identifiers pasted unquoted: lower case, short enough that
+	// "<schema>_catalog" stays within the 63-byte limit.
+	pgIdentRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,50}$`)
 	// Project ids are lower-case letters, digits and hyphens, optionally domain-scoped
 	// ("example.com:project"). Dataset ids are letters, digits and underscores. Both are checked
 	// because they are pasted into backquoted identifiers.

@@ -162,3 +162,26 @@ func columns(t *testing.T, text string) []string {
 	}
 	return cols
 }
+
+func TestStorefront(t *testing.T) {
+	st, err := Storefront("sf_e2e_1", "ecom_cdc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CREATE TABLE IF NOT EXISTS sf_e2e_1.products", "CREATE PUBLICATION sf_e2e_1_catalog", "REPLICA IDENTITY FULL", "TO ecom_cdc"} {
+		if !strings.Contains(st.SQL, want) {
+			t.Errorf("storefront DDL lacks %q", want)
+		}
+	}
+	if strings.Contains(st.SQL, "${") {
+		t.Error("a placeholder is left")
+	}
+	for _, bad := range []string{"", "Storefront", "sf; DROP TABLE x", "1sf", strings.Repeat("a", 52)} {
+		if _, err := Storefront(bad, "ecom_cdc"); err == nil {
+			t.Errorf("schema %q accepted", bad)
+		}
+		if _, err := Storefront("sf", bad); err == nil {
+			t.Errorf("role %q accepted", bad)
+		}
+	}
+}

@@ -9,8 +9,14 @@ PG_RUN=$RUN_DIR/postgres
 PG_DATA=$PG_RUN/data
 PG_SOCKET_DIR=$PG_RUN/socket
 DATABASE_URL="postgres://ecom:ecom@127.0.0.1:$PG_PORT/ecom?sslmode=disable"
+# catalog-sync's change data capture: logical decoding (pgoutput) and room for
+# a replication slot per test schema.
+PG_SETTINGS="-c wal_level=logical -c max_replication_slots=16 -c max_wal_senders=16"
+# catalog-sync's role (replication and reads of the catalog tables; the grants
+# come with the storefront schema, sql/postgres/storefront.sql).
+CATALOG_DATABASE_URL="postgres://ecom_cdc:ecom_cdc@127.0.0.1:$PG_PORT/ecom?sslmode=disable"
 
-postgres_env() { printf 'DATABASE_URL=%s\n' "$DATABASE_URL"; }
+postgres_env() { printf 'DATABASE_URL=%s\nCATALOG_DATABASE_URL=%s\n' "$DATABASE_URL" "$CATALOG_DATABASE_URL"; }
 
 # Nothing to download: the binaries come from the postgresql-15 package.
 postgres_fetch() { require_postgres; }
@@ -107,6 +113,12 @@ pg_psql() {
 postgres_start() {
 	require_postgres
 	pg_prepare
+	if pg_is_running && [[ $(pg_psql -d postgres -At -c 'SHOW wal_level' 2>/dev/null) != logical ]]; then
+		# A data folder from before catalog-sync's CDC: restart it with the settings below.
+		say "postgres: restarting to turn on logical replication (wal_level=logical)"
+		as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" stop -m fast -w -t "$STOP_TIMEOUT" >/dev/null 2>&1 ||
+			die "postgres: could not stop it to change wal_level; run stack.sh down postgres, then up"
+	fi
 	if pg_is_running; then
 		already_running postgres "$(pg_pid)"
 	else
@@ -129,7 +141,7 @@ postgres_start() {
 		mark_logs postgres "$LOG_DIR/postgres.log"
 		# pg_ctl detaches the server into its own session (setsid) itself.
 		if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$LOG_DIR/postgres.log" -w -t "$START_TIMEOUT" \
-			-o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='$PG_SOCKET_DIR'" \
+			-o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='$PG_SOCKET_DIR' $PG_SETTINGS" \
 			start >"$LOG_DIR/postgres-ctl.log" 2>&1; then
 			show_logs "$LOG_DIR/postgres-ctl.log" "$LOG_DIR/postgres.log"
 			as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" stop -m immediate >/dev/null 2>&1 || true
@@ -148,13 +160,15 @@ postgres_wait() {
 	if ! pg_psql -d postgres >"$LOG_DIR/postgres-setup.log" 2>&1 <<-'SQL'; then
 		SELECT 'CREATE ROLE ecom' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ecom') \gexec
 		ALTER ROLE ecom WITH LOGIN CREATEDB PASSWORD 'ecom';
+		SELECT 'CREATE ROLE ecom_cdc' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ecom_cdc') \gexec
+		ALTER ROLE ecom_cdc WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'ecom_cdc';
 		SELECT 'CREATE DATABASE ecom OWNER ecom' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'ecom') \gexec
 	SQL
 		show_logs "$LOG_DIR/postgres-setup.log"
 		die "postgres: creating role/database ecom failed; output above"
 	fi
 	wait_ready postgres "" "$LOG_DIR/postgres.log" : probe postgres "$DATABASE_URL"
-	say "postgres: ready on 127.0.0.1:$PG_PORT (role and database ecom)$(took postgres)"
+	say "postgres: ready on 127.0.0.1:$PG_PORT (role and database ecom, replication role ecom_cdc, wal_level=logical)$(took postgres)"
 }
 
 postgres_stop() {
