@@ -10,8 +10,9 @@ PG_DATA=$PG_RUN/data
 PG_SOCKET_DIR=$PG_RUN/socket
 DATABASE_URL="postgres://ecom:ecom@127.0.0.1:$PG_PORT/ecom?sslmode=disable"
 # catalog-sync's change data capture: logical decoding (pgoutput) and room for
-# a replication slot per test schema.
-PG_SETTINGS="-c wal_level=logical -c max_replication_slots=16 -c max_wal_senders=16"
+# a replication slot per test schema; commit timestamps, so the catalog mutator
+# can log the commit time CDC reports (pg_xact_commit_timestamp).
+PG_SETTINGS="-c wal_level=logical -c max_replication_slots=16 -c max_wal_senders=16 -c track_commit_timestamp=on"
 # catalog-sync's role (replication and reads of the catalog tables; the grants
 # come with the storefront schema, sql/postgres/storefront.sql).
 CATALOG_DATABASE_URL="postgres://ecom_cdc:ecom_cdc@127.0.0.1:$PG_PORT/ecom?sslmode=disable"
@@ -113,9 +114,9 @@ pg_psql() {
 postgres_start() {
 	require_postgres
 	pg_prepare
-	if pg_is_running && [[ $(pg_psql -d postgres -At -c 'SHOW wal_level' 2>/dev/null) != logical ]]; then
-		# A data folder from before catalog-sync's CDC: restart it with the settings below.
-		say "postgres: restarting to turn on logical replication (wal_level=logical)"
+	if pg_is_running && [[ $(pg_psql -d postgres -At -c "SELECT current_setting('wal_level') || ',' || current_setting('track_commit_timestamp')" 2>/dev/null) != logical,on ]]; then
+		# A server started before catalog-sync's CDC: restart it with PG_SETTINGS.
+		say "postgres: restarting to turn on logical replication (wal_level=logical, track_commit_timestamp=on)"
 		as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" stop -m fast -w -t "$STOP_TIMEOUT" >/dev/null 2>&1 ||
 			die "postgres: could not stop it to change wal_level; run stack.sh down postgres, then up"
 	fi
