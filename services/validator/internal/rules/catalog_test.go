@@ -337,3 +337,29 @@ func TestSeedCustomersPass(t *testing.T) {
 		t.Errorf("reasons %+v: want one email reason that does not show the address", reasons)
 	}
 }
+
+func BenchmarkEvaluateProducts(b *testing.B) {
+	set, err := Products(defaults)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := aProduct()
+	var results []Result
+	b.ReportAllocs()
+	for b.Loop() {
+		results, _ = set.Evaluate(&p, now, results)
+	}
+}
+
+func BenchmarkEvaluateCustomers(b *testing.B) {
+	set, err := Customers(defaults)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := aCustomer()
+	var results []Result
+	b.ReportAllocs()
+	for b.Loop() {
+		results, _ = set.Evaluate(&c, now, results)
+	}
+}
