@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.uber.org/goleak"
 
+	"github.com/ecomstream/platform/pkg/avroserde"
 	"github.com/ecomstream/platform/pkg/config"
 	"github.com/ecomstream/platform/pkg/config/configtest"
 	"github.com/ecomstream/platform/pkg/deadletter"
@@ -71,6 +73,20 @@ func TestConfigValidate(t *testing.T) {
 		{name: "orders read the click input", env: map[string]string{"ORDERS_INPUT_TOPIC": "ecom.events.v1"}, want: `config: ORDERS_INPUT_TOPIC: "ecom.events.v1" is also INPUT_TOPIC`},
 		{name: "valid orders into the click output", env: map[string]string{"ORDERS_OUTPUT_TOPIC": "ecom.events.valid.v1"}, want: `config: ORDERS_OUTPUT_TOPIC: "ecom.events.valid.v1" is also OUTPUT_TOPIC`},
 		{name: "valid orders back into their input", env: map[string]string{"ORDERS_OUTPUT_TOPIC": "ecom.orders.v1"}, want: `config: ORDERS_OUTPUT_TOPIC: "ecom.orders.v1" is also ORDERS_INPUT_TOPIC`},
+		{name: "catalog off", env: map[string]string{"PRODUCTS_INPUT_TOPIC": "", "CUSTOMERS_INPUT_TOPIC": "", "PRODUCTS_OUTPUT_TOPIC": "", "CUSTOMERS_OUTPUT_TOPIC": ""}},
+		{name: "everything but clicks off", env: map[string]string{"ORDERS_INPUT_TOPIC": "", "PRODUCTS_INPUT_TOPIC": "", "CUSTOMERS_INPUT_TOPIC": ""}},
+		{name: "products on without an output", env: map[string]string{"PRODUCTS_OUTPUT_TOPIC": ""}, want: "config: PRODUCTS_OUTPUT_TOPIC: must not be empty"},
+		{name: "customers on without an output", env: map[string]string{"CUSTOMERS_OUTPUT_TOPIC": ""}, want: "config: CUSTOMERS_OUTPUT_TOPIC: must not be empty"},
+		{name: "products read the order input", env: map[string]string{"PRODUCTS_INPUT_TOPIC": "ecom.orders.v1"}, want: `config: PRODUCTS_INPUT_TOPIC: "ecom.orders.v1" is also ORDERS_INPUT_TOPIC`},
+		{name: "products read the order input, orders off", env: map[string]string{"PRODUCTS_INPUT_TOPIC": "ecom.orders.v1", "ORDERS_INPUT_TOPIC": ""}},
+		{name: "valid products back into their input", env: map[string]string{"PRODUCTS_OUTPUT_TOPIC": "ecom.products.v1"}, want: `config: PRODUCTS_OUTPUT_TOPIC: "ecom.products.v1" is also PRODUCTS_INPUT_TOPIC`},
+		{name: "valid products into the click output", env: map[string]string{"PRODUCTS_OUTPUT_TOPIC": "ecom.events.valid.v1"}, want: `config: PRODUCTS_OUTPUT_TOPIC: "ecom.events.valid.v1" is also OUTPUT_TOPIC`},
+		{name: "customers read the product input", env: map[string]string{"CUSTOMERS_INPUT_TOPIC": "ecom.products.v1"}, want: `config: CUSTOMERS_INPUT_TOPIC: "ecom.products.v1" is also PRODUCTS_INPUT_TOPIC`},
+		{name: "customers read valid products", env: map[string]string{"CUSTOMERS_INPUT_TOPIC": "ecom.products.valid.v1"}, want: `config: CUSTOMERS_INPUT_TOPIC: "ecom.products.valid.v1" is also PRODUCTS_OUTPUT_TOPIC`},
+		{name: "valid customers into the order output", env: map[string]string{"CUSTOMERS_OUTPUT_TOPIC": "ecom.orders.valid.v1"}, want: `config: CUSTOMERS_OUTPUT_TOPIC: "ecom.orders.valid.v1" is also ORDERS_OUTPUT_TOPIC`},
+		{name: "valid customers back into their input", env: map[string]string{"CUSTOMERS_OUTPUT_TOPIC": "ecom.customers.v1"}, want: `config: CUSTOMERS_OUTPUT_TOPIC: "ecom.customers.v1" is also CUSTOMERS_INPUT_TOPIC`},
+		{name: "price cap zero", env: map[string]string{"PRODUCT_MAX_PRICE_MINOR": "0"}, want: "config: PRODUCT_MAX_PRICE_MINOR: "},
+		{name: "price cap not a number", env: map[string]string{"PRODUCT_MAX_PRICE_MINOR": "100k"}, want: "config: PRODUCT_MAX_PRICE_MINOR: "},
 		{name: "order lag zero", env: map[string]string{"ORDER_MAX_LAG": "0s"}, want: "config: ORDER_MAX_LAG: "},
 		{name: "order ahead negative", env: map[string]string{"ORDER_MAX_AHEAD": "-1m"}, want: "config: ORDER_MAX_AHEAD: "},
 	}
@@ -89,23 +105,46 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestEntities(t *testing.T) {
-	var cfg Config
-	if err := config.LoadFrom(config.MapLookup(nil), &cfg); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // entity input -> output
+	}{
+		{name: "defaults", want: []string{
+			"click_event ecom.events.v1 -> ecom.events.valid.v1", "order ecom.orders.v1 -> ecom.orders.valid.v1",
+			"product_change ecom.products.v1 -> ecom.products.valid.v1", "customer_change ecom.customers.v1 -> ecom.customers.valid.v1"}},
+		{name: "orders off", env: map[string]string{"ORDERS_INPUT_TOPIC": ""}, want: []string{
+			"click_event ecom.events.v1 -> ecom.events.valid.v1",
+			"product_change ecom.products.v1 -> ecom.products.valid.v1", "customer_change ecom.customers.v1 -> ecom.customers.valid.v1"}},
+		{name: "products off", env: map[string]string{"PRODUCTS_INPUT_TOPIC": ""}, want: []string{
+			"click_event ecom.events.v1 -> ecom.events.valid.v1", "order ecom.orders.v1 -> ecom.orders.valid.v1",
+			"customer_change ecom.customers.v1 -> ecom.customers.valid.v1"}},
+		{name: "customers renamed", env: map[string]string{"CUSTOMERS_INPUT_TOPIC": "t.c", "CUSTOMERS_OUTPUT_TOPIC": "t.c.valid", "PRODUCTS_INPUT_TOPIC": ""}, want: []string{
+			"click_event ecom.events.v1 -> ecom.events.valid.v1", "order ecom.orders.v1 -> ecom.orders.valid.v1", "customer_change t.c -> t.c.valid"}},
+		{name: "clicks only", env: map[string]string{"ORDERS_INPUT_TOPIC": "", "PRODUCTS_INPUT_TOPIC": "", "CUSTOMERS_INPUT_TOPIC": ""}, want: []string{
+			"click_event ecom.events.v1 -> ecom.events.valid.v1"}},
 	}
-	if es := entities(&cfg); len(es) != 2 || es[0].Name != "click_event" || es[1].Name != "order" ||
-		es[1].Input != "ecom.orders.v1" || es[1].Output != "ecom.orders.valid.v1" {
-		t.Errorf("entities %+v", es)
-	}
-	cfg.OrdersInputTopic = ""
-	if es := entities(&cfg); len(es) != 1 || es[0].Name != "click_event" {
-		t.Errorf("orders off: entities %+v", es)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cfg Config
+			if err := config.LoadFrom(config.MapLookup(tt.env), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range entities(&cfg) {
+				got = append(got, e.Name+" "+e.Input+" -> "+e.Output)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("entities %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 
-// TestRun: one validator process, one consumer group, reads clicks and
-// orders: each valid record lands on its entity's valid topic, the broken
-// order in the dead-letter topic with entity order and every failed rule.
+// TestRun: one validator process, one consumer group, reads clicks,
+// orders, products and customers: each valid record lands on its entity's
+// valid topic, each broken one in the dead-letter topic with its entity and
+// every failed rule, and a customer's bad email is not in the reasons.
 func TestRun(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -132,45 +171,67 @@ func TestRun(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, rt, &cfg) }()
 
-	clicks, err := rt.Registry.Codec(ctx, "ecom.events.v1-value", protoavro.ClickEvent)
-	if err != nil {
-		t.Fatal(err)
+	codec := func(subject, entity string) *avroserde.Codec {
+		c, err := rt.Registry.Codec(ctx, subject, entity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
-	orders, err := rt.Registry.Codec(ctx, "ecom.orders.v1-value", protoavro.Order)
-	if err != nil {
-		t.Fatal(err)
+	encode := func(c *avroserde.Codec, v any) []byte {
+		b, err := c.Encode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
+	clicks := codec("ecom.events.v1-value", protoavro.ClickEvent)
+	orders := codec("ecom.orders.v1-value", protoavro.Order)
+	products := codec("ecom.products.v1-value", protoavro.ProductChange)
+	customers := codec("ecom.customers.v1-value", protoavro.CustomerChange)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	anon := "a1"
-	click, err := clicks.Encode(&events.ClickEvent{EventID: "e1", EventTimestamp: now, ReceivedAt: now, EventType: "page_view",
+	click := encode(clicks, &events.ClickEvent{EventID: "e1", EventTimestamp: now, ReceivedAt: now, EventType: "page_view",
 		AnonymousID: &anon, SessionID: "s1", PageURL: "https://x.example/", Source: "kafka"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	order := events.Order{OrderID: "o-good", UserID: "c1", Status: "created", OrderTimestamp: now, UpdatedAt: now, Currency: "EUR",
 		SubtotalMinor: 1000, TaxMinor: 190, ShippingMinor: 499, TotalMinor: 1689, Items: []events.OrderItem{{ProductID: "p1", Quantity: 1, UnitPriceMinor: 1000}},
 		Source: "api", OrderVersion: 1, ReceivedAt: &now}
-	good, err := orders.Encode(&order)
-	if err != nil {
-		t.Fatal(err)
-	}
+	goodOrder := encode(orders, &order)
 	order.OrderID, order.Items, order.Currency = "o-bad", nil, "ZZZ"
-	bad, err := orders.Encode(&order)
-	if err != nil {
-		t.Fatal(err)
-	}
+	badOrder := encode(orders, &order)
+	str := func(s string) *string { return &s }
+	product := events.ProductChange{ProductID: "p-00001", Op: "upsert", Sku: str("SHO-00001"), Name: "Velo Trail Runner Pro",
+		Category: str("shoes"), PriceMinor: 8999, Currency: "USD", IsActive: true, UpdatedAt: now, SyncedAt: now,
+		Source: "cdc", SourceLsn: 4242, SourceOrdinal: 1, ChangedAt: &now}
+	goodProduct := encode(products, &product)
+	product.ProductID, product.Name, product.PriceMinor, product.Category = "p-00002", "", -1, str("garden")
+	badProduct := encode(products, &product)
+	deleted := encode(products, &events.ProductChange{ProductID: "p-00003", Op: "delete", UpdatedAt: now, SyncedAt: now,
+		Source: "cdc", SourceLsn: 4243, SourceOrdinal: 1})
+	customer := events.CustomerChange{CustomerID: "u-000001", Op: "upsert", Email: str("ann.smith.1@example.com"), Name: str("Ann Smith"),
+		Country: str("DE"), IsActive: true, UpdatedAt: now, SyncedAt: now, Source: "snapshot", SourceLsn: 4200}
+	goodCustomer := encode(customers, &customer)
+	customer.CustomerID, customer.Email, customer.Country = "u-000002", str("ann.smith.2@@example.com"), str("UK")
+	badCustomer := encode(customers, &customer)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(cfg.OutputTopic, cfg.OrdersOutputTopic, deadletter.Topic),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
+		kgo.ConsumeTopics(cfg.OutputTopic, cfg.OrdersOutputTopic, cfg.ProductsOutputTopic, cfg.CustomersOutputTopic, deadletter.Topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AllowAutoTopicCreation())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(ctx,
-		&kgo.Record{Topic: cfg.InputTopic, Key: []byte("s1"), Value: click},
-		&kgo.Record{Topic: cfg.OrdersInputTopic, Key: []byte("o-good"), Value: good},
-		&kgo.Record{Topic: cfg.OrdersInputTopic, Key: []byte("o-bad"), Value: bad},
-	).FirstErr(); err != nil {
+	in := []*kgo.Record{
+		{Topic: cfg.InputTopic, Key: []byte("s1"), Value: click},
+		{Topic: cfg.OrdersInputTopic, Key: []byte("o-good"), Value: goodOrder},
+		{Topic: cfg.OrdersInputTopic, Key: []byte("o-bad"), Value: badOrder},
+		{Topic: cfg.ProductsInputTopic, Key: []byte("p-00001"), Value: goodProduct},
+		{Topic: cfg.ProductsInputTopic, Key: []byte("p-00002"), Value: badProduct},
+		{Topic: cfg.ProductsInputTopic, Key: []byte("p-00003"), Value: deleted},
+		{Topic: cfg.CustomersInputTopic, Key: []byte("u-000001"), Value: goodCustomer},
+		{Topic: cfg.CustomersInputTopic, Key: []byte("u-000002"), Value: badCustomer},
+	}
+	if err := cl.ProduceSync(ctx, in...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	dlq, err := rt.DeadLetterCodec(ctx)
@@ -179,11 +240,13 @@ func TestRun(t *testing.T) {
 	}
 	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer pcancel()
-	got := map[string]string{} // topic -> key, or the dead letter's entity and rules
-	for len(got) < 3 && pctx.Err() == nil {
+	got := map[string][]string{} // topic -> keys, or the dead letters' entity, source and rules
+	n := 0
+	for n < len(in) && pctx.Err() == nil {
 		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			n++
 			if r.Topic != deadletter.Topic {
-				got[r.Topic] = string(r.Key)
+				got[r.Topic] = append(got[r.Topic], string(r.Key))
 				return
 			}
 			var dl events.DeadLetter
@@ -196,21 +259,33 @@ func TestRun(t *testing.T) {
 				if rs.RuleID != nil {
 					ids = append(ids, *rs.RuleID)
 				}
+				if strings.Contains(rs.Message, "ann.smith") {
+					t.Errorf("reason %q shows the email", rs.Message)
+				}
 			}
 			entity := ""
 			if dl.Entity != nil {
 				entity = *dl.Entity
 			}
-			got[r.Topic] = entity + " " + dl.SourceTopic + " " + strings.Join(ids, ",")
+			got[r.Topic] = append(got[r.Topic], entity+" "+dl.SourceTopic+" "+strings.Join(ids, ","))
 		})
 	}
-	want := map[string]string{
-		cfg.OutputTopic:       "s1",
-		cfg.OrdersOutputTopic: "o-good",
-		deadletter.Topic:      "order ecom.orders.v1 order.currency_iso4217,order.has_lines,order.lines_sum_to_subtotal",
+	for _, keys := range got {
+		slices.Sort(keys)
+	}
+	want := map[string][]string{
+		cfg.OutputTopic:          {"s1"},
+		cfg.OrdersOutputTopic:    {"o-good"},
+		cfg.ProductsOutputTopic:  {"p-00001", "p-00003"},
+		cfg.CustomersOutputTopic: {"u-000001"},
+		deadletter.Topic: {
+			"customer_change ecom.customers.v1 customer.email_valid,customer.country_iso3166",
+			"order ecom.orders.v1 order.currency_iso4217,order.has_lines,order.lines_sum_to_subtotal",
+			"product_change ecom.products.v1 product.name_present,product.price_range,product.category_known",
+		},
 	}
 	for topic, w := range want {
-		if got[topic] != w {
+		if !slices.Equal(got[topic], w) {
 			t.Errorf("%s: got %q, want %q", topic, got[topic], w)
 		}
 	}

@@ -255,6 +255,17 @@ func buildString(want string, test func(*field, value) bool) builder {
 	}
 }
 
+// buildEmail is the email check: its failure message never shows the
+// address (personal data).
+func buildEmail(p *parser, at *yaml.Node, fields []*field, ps *paramSet) (checker, error) {
+	c, err := buildString("an email address", isEmail)(p, at, fields, ps)
+	if err != nil {
+		return nil, err
+	}
+	c.(*perField).redact = true
+	return c, nil
+}
+
 func buildType(p *parser, at *yaml.Node, fields []*field, ps *paramSet) (checker, error) {
 	if err := needFields(p, at, fields, kString); err != nil {
 		return nil, err

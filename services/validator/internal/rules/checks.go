@@ -27,6 +27,10 @@ type perField struct {
 	fields []*field
 	test   func(f *field, v value) bool
 	want   string // what a passing value is, for messages: "is in [a b]"
+	// redact keeps the value out of the message (an email address): the
+	// reason travels in the dead letter, its metrics and traces, which must
+	// not carry personal data beyond the original bytes.
+	redact bool
 }
 
 func (c *perField) ok(rec reflect.Value, m Meta) bool {
@@ -41,6 +45,9 @@ func (c *perField) ok(rec reflect.Value, m Meta) bool {
 func (c *perField) explain(rec reflect.Value, m Meta) (string, string) {
 	for _, f := range c.fields {
 		if v := f.get(rec, m); !v.null && !c.test(f, v) {
+			if c.redact {
+				return f.name, fmt.Sprintf("%s (%d characters, not shown: personal data): want %s", f.name, utf8.RuneCountInString(v.s), c.want)
+			}
 			return f.name, fmt.Sprintf("%s %s: want %s", f.name, f.show(v), c.want)
 		}
 	}

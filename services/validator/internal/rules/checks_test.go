@@ -97,6 +97,10 @@ func TestChecks(t *testing.T) {
 		{name: "when expression", entity: "order", rule: "when: status == 'paid'\ncheck: length\nfield: items\nparams: {min: 1}", order: func(o *events.Order) { o.Items = nil }, want: Pass},
 		{name: "warn clause", rule: "all:\n- {check: required, field: order_id, severity: warn}", want: Warned},
 		{name: "error beats warn", rule: "all:\n- {check: required, field: order_id, severity: warn}\n- {check: required, field: referrer}", want: Fail},
+		// A when beside all restricts every clause (it was ignored).
+		{name: "when beside all skips", rule: "when: {event_type: [purchase]}\nall:\n- {check: required, field: order_id}", want: Pass},
+		{name: "when beside all applies", rule: "when: {event_type: [page_view]}\nall:\n- {check: required, field: order_id}", want: Fail},
+		{name: "when beside and in all", rule: "when: {event_type: [page_view]}\nall:\n- {when: {price_minor: present}, check: required, field: order_id}\n- {check: required, field: referrer, severity: warn}", want: Warned},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,6 +164,9 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown key", src: head + rule("c.k", "check: required\nfeild: event_id"), want: `t.yaml:8: rule c.k: unknown key "feild"`},
 		{name: "unknown entity", src: "entity: invoice\nversion: 1\nrules: []\n", want: `t.yaml:1: unknown entity "invoice"`},
 		{name: "missing version", src: "entity: click_event\nrules:\n" + ok, want: "t.yaml:1: missing version"},
+		{name: "field beside all", src: head + rule("c.a", "field: event_id\nall:\n- {check: required, field: session_id}"), want: "t.yaml:7: rule c.a: field belongs in a clause of all, not beside it"},
+		{name: "params beside all", src: head + rule("c.a", "params: {min: 1}\nall:\n- {check: required, field: session_id}"), want: "t.yaml:7: rule c.a: params belongs in a clause of all, not beside it"},
+		{name: "bad when beside all", src: head + rule("c.a", "when: {evnt: [x]}\nall:\n- {check: required, field: session_id}"), want: `rule c.a: click_event has no field "evnt"`},
 		{name: "entity mismatch", src: head + rule("c.e", "entity: order\ncheck: required\nfield: event_id"), want: `t.yaml:7: rule c.e: entity "order" in a file of entity click_event`},
 	}
 	for _, tt := range tests {
@@ -172,5 +179,22 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("error is not one line: %q", err)
 			}
 		})
+	}
+}
+
+// TestEmailNotShown: a failed email check names the field and the length,
+// never the address (personal data), in the reason's message.
+func TestEmailNotShown(t *testing.T) {
+	s := oneRule(t, "click_event", "check: email\nfield: search_query")
+	e := valid()
+	e.SearchQuery = ptr("ann.smith.42@example")
+	_, reasons := s.Evaluate(&e, now, nil)
+	if len(reasons) != 1 {
+		t.Fatalf("reasons %+v", reasons)
+	}
+	r := reasons[0]
+	if r.Field != "search_query" || strings.Contains(r.Message, "ann") || strings.Contains(r.Message, "example") ||
+		!strings.HasPrefix(r.Message, "search_query (20 characters, not shown: personal data): want an email address") {
+		t.Errorf("reason %+v", r)
 	}
 }

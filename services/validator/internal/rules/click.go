@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,16 +17,19 @@ type Config struct {
 	MaxEventAge       time.Duration // ${MAX_EVENT_AGE}: event_timestamp at most this far behind received_at
 	OrderMaxAhead     time.Duration // ${ORDER_MAX_AHEAD}: an order's updated_at at most this far ahead of received_at
 	OrderMaxLag       time.Duration // ${ORDER_MAX_LAG}: an order's updated_at at most this far behind received_at
+	// ${PRODUCT_MAX_PRICE_MINOR}: the highest list price (minor units) a product upsert may carry
+	ProductMaxPriceMinor int64
 }
 
 // Params returns the ${NAME} values of cfg.
 func (cfg Config) Params() Params {
 	return Params{
-		"ALLOWED_EVENT_TYPES": strings.Join(cfg.AllowedEventTypes, ","),
-		"MAX_FUTURE_SKEW":     cfg.MaxFutureSkew.String(),
-		"MAX_EVENT_AGE":       cfg.MaxEventAge.String(),
-		"ORDER_MAX_AHEAD":     cfg.OrderMaxAhead.String(),
-		"ORDER_MAX_LAG":       cfg.OrderMaxLag.String(),
+		"ALLOWED_EVENT_TYPES":     strings.Join(cfg.AllowedEventTypes, ","),
+		"MAX_FUTURE_SKEW":         cfg.MaxFutureSkew.String(),
+		"MAX_EVENT_AGE":           cfg.MaxEventAge.String(),
+		"ORDER_MAX_AHEAD":         cfg.OrderMaxAhead.String(),
+		"ORDER_MAX_LAG":           cfg.OrderMaxLag.String(),
+		"PRODUCT_MAX_PRICE_MINOR": strconv.FormatInt(cfg.ProductMaxPriceMinor, 10),
 	}
 }
 
@@ -37,6 +41,12 @@ func ClickEvents(cfg Config) (*Set, error) { return embeddedSet(cfg, "click_even
 
 // Orders returns the embedded order rule set under cfg.
 func Orders(cfg Config) (*Set, error) { return embeddedSet(cfg, "order") }
+
+// Products returns the embedded product_change rule set under cfg.
+func Products(cfg Config) (*Set, error) { return embeddedSet(cfg, "product_change") }
+
+// Customers returns the embedded customer_change rule set under cfg.
+func Customers(cfg Config) (*Set, error) { return embeddedSet(cfg, "customer_change") }
 
 func embeddedSet(cfg Config, entity string) (*Set, error) {
 	sets, err := Embedded(cfg.Params())

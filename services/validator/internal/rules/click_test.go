@@ -14,7 +14,7 @@ import (
 var defaults = Config{
 	AllowedEventTypes: strings.Split("page_view,product_view,search,add_to_cart,remove_from_cart,begin_checkout,purchase", ","),
 	MaxFutureSkew:     5 * time.Minute, MaxEventAge: 168 * time.Hour,
-	OrderMaxAhead: 5 * time.Minute, OrderMaxLag: time.Hour,
+	OrderMaxAhead: 5 * time.Minute, OrderMaxLag: time.Hour, ProductMaxPriceMinor: 10_000_000,
 }
 
 // seed is an event with only the fields of the course's example event.

@@ -23,6 +23,7 @@ var Entities = []Entity{
 	{Name: "click_event", Type: reflect.TypeFor[events.ClickEvent]()},
 	{Name: "order", Type: reflect.TypeFor[events.Order]()},
 	{Name: "product_change", Type: reflect.TypeFor[events.ProductChange]()},
+	{Name: "customer_change", Type: reflect.TypeFor[events.CustomerChange]()},
 }
 
 func entityNamed(name string) (Entity, bool) {

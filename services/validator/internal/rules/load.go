@@ -236,6 +236,18 @@ func (p *parser) rule(n *yaml.Node) (Rule, error) {
 		if all.Kind != yaml.SequenceNode || len(all.Content) == 0 {
 			return Rule{}, p.errf(all, "all must be a non-empty list of clauses")
 		}
+		for _, k := range []string{"field", "fields", "params"} {
+			if n := m[k]; n != nil {
+				return Rule{}, p.errf(n, "%s belongs in a clause of all, not beside it", k)
+			}
+		}
+		// A when beside all restricts every clause.
+		var when []condition
+		if w := m["when"]; w != nil {
+			if when, err = p.when(w); err != nil {
+				return Rule{}, err
+			}
+		}
 		for _, cn := range all.Content {
 			cm, err := p.mapping(cn, clauseKeys...)
 			if err != nil {
@@ -245,6 +257,7 @@ func (p *parser) rule(n *yaml.Node) (Rule, error) {
 			if err != nil {
 				return Rule{}, err
 			}
+			cl.when = append(slices.Clip(when), cl.when...)
 			r.clauses = append(r.clauses, cl)
 		}
 		return r, nil
@@ -582,7 +595,7 @@ var checkBuilders = map[string]builder{
 	"length":           buildLength,
 	"regex":            buildRegex,
 	"url":              buildURL,
-	"email":            buildString("is an email address", isEmail),
+	"email":            buildEmail,
 	"currency_iso4217": buildString("is an ISO 4217 currency code", func(_ *field, v value) bool { _, ok := iso4217[v.s]; return ok }),
 	"country_iso3166":  buildString("is an ISO 3166-1 alpha-2 country code", func(_ *field, v value) bool { _, ok := iso3166[v.s]; return ok }),
 	"type":             buildType,

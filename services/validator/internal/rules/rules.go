@@ -55,6 +55,32 @@ const (
 	OrderFreshness          = "order.freshness"
 )
 
+// Rule ids of the product rules (services/validator/rules/product.yaml).
+const (
+	ProductRequiredFields = "product.required_fields"
+	ProductIDFormat       = "product.product_id_format"
+	ProductOpKnown        = "product.op_known"
+	ProductSourceKnown    = "product.source_known"
+	ProductSourceSequence = "product.source_sequence"
+	ProductNamePresent    = "product.name_present"
+	ProductSKUFormat      = "product.sku_format"
+	ProductPriceRange     = "product.price_range"
+	ProductCurrency       = "product.currency_iso4217"
+	ProductCategoryKnown  = "product.category_known"
+	ProductSoftDelete     = "product.soft_delete_consistent"
+)
+
+// Rule ids of the customer rules (services/validator/rules/customer.yaml).
+const (
+	CustomerRequiredFields = "customer.required_fields"
+	CustomerIDFormat       = "customer.customer_id_format"
+	CustomerOpKnown        = "customer.op_known"
+	CustomerSourceKnown    = "customer.source_known"
+	CustomerSourceSequence = "customer.source_sequence"
+	CustomerEmailValid     = "customer.email_valid"
+	CustomerCountry        = "customer.country_iso3166"
+)
+
 // Severity says what a failed rule does to its record.
 type Severity uint8
 

@@ -19,12 +19,14 @@ import (
 )
 
 var ruleCfg = rules.Config{AllowedEventTypes: []string{"page_view"}, MaxFutureSkew: time.Minute, MaxEventAge: time.Hour,
-	OrderMaxAhead: 5 * time.Minute, OrderMaxLag: time.Hour}
+	OrderMaxAhead: 5 * time.Minute, OrderMaxLag: time.Hour, ProductMaxPriceMinor: 10_000_000}
 
 func table() []Entity {
 	return []Entity{
 		{Name: "click_event", Input: "clicks", Output: "clicks.valid", New: HandlerOf[events.ClickEvent]},
 		{Name: "order", Input: "orders", Output: "orders.valid", New: HandlerOf[events.Order]},
+		{Name: "product_change", Input: "products", Output: "products.valid", New: HandlerOf[events.ProductChange]},
+		{Name: "customer_change", Input: "customers", Output: "customers.valid", New: HandlerOf[events.CustomerChange]},
 	}
 }
 
@@ -53,7 +55,8 @@ func anOrder() events.Order {
 }
 
 // TestRouter: one batch of a click, a valid order, an order polled late (a
-// warning) and a broken order: each goes to its entity's output, flagged or
+// warning), a broken order, a product upsert, a product hard delete, a
+// product soft-deleted but active (a warning) and a broken customer: each goes to its entity's output, flagged or
 // dead-lettered with its entity's rules, and every entity's rules are
 // counted and its rule set reported.
 func TestRouter(t *testing.T) {
@@ -62,10 +65,10 @@ func TestRouter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(router.Inputs(), ","); got != "clicks,orders" {
+	if got := strings.Join(router.Inputs(), ","); got != "clicks,orders,products,customers" {
 		t.Errorf("inputs %s", got)
 	}
-	if got := strings.Join(router.Outputs(), ","); got != "clicks.valid,orders.valid" {
+	if got := strings.Join(router.Outputs(), ","); got != "clicks.valid,orders.valid,products.valid,customers.valid" {
 		t.Errorf("outputs %s", got)
 	}
 	ctx := context.Background()
@@ -77,6 +80,22 @@ func TestRouter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	products, err := reg.Codec(ctx, "products-value", protoavro.ProductChange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	customers, err := reg.Codec(ctx, "customers-value", protoavro.CustomerChange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str := func(s string) *string { return &s }
+	product := events.ProductChange{ProductID: "p-00007", Op: "upsert", Sku: str("HOM-00007"), Name: "Lumen Desk Lamp Eco", Category: str("home"),
+		PriceMinor: 4999, Currency: "USD", IsActive: true, UpdatedAt: now, SyncedAt: now, Source: "snapshot", SourceLsn: 77}
+	productDelete := events.ProductChange{ProductID: "p-00008", Op: "delete", UpdatedAt: now, SyncedAt: now, Source: "cdc", SourceLsn: 78, SourceOrdinal: 1}
+	halfDeleted := product
+	halfDeleted.DeletedAt = &now
+	customer := events.CustomerChange{CustomerID: "u-000009", Op: "upsert", Email: str("x"), Country: str("EU"), UpdatedAt: now, SyncedAt: now,
+		Source: "cdc", SourceLsn: 79, SourceOrdinal: 1}
 	anon := "a1"
 	click := events.ClickEvent{EventID: "e1", EventTimestamp: now, ReceivedAt: now, EventType: "page_view",
 		AnonymousID: &anon, SessionID: "s1", PageURL: "https://x.example/", Source: "kafka"}
@@ -105,7 +124,13 @@ func TestRouter(t *testing.T) {
 		{rec: &kgo.Record{Topic: "orders", Value: encode(orders, &broken), Timestamp: now}, wantEntity: "order",
 			wantRules: []string{rules.OrderCurrencyISO4217, rules.OrderTotalMatches, rules.OrderStatusConsistent, rules.OrderStageTimesOrdered}},
 		{rec: &kgo.Record{Topic: "orders", Value: encode(clicks, &click), Timestamp: now}, wantEntity: "order"}, // a click on the order topic
-		{rec: &kgo.Record{Topic: "products", Value: []byte("x")}},
+		{rec: &kgo.Record{Topic: "products", Value: encode(products, &product), Timestamp: now}, wantTopic: "products.valid"},
+		{rec: &kgo.Record{Topic: "products", Value: encode(products, &productDelete), Timestamp: now}, wantTopic: "products.valid"},
+		{rec: &kgo.Record{Topic: "products", Value: encode(products, &halfDeleted), Timestamp: now}, wantTopic: "products.valid", wantWarn: rules.ProductSoftDelete},
+		{rec: &kgo.Record{Topic: "customers", Value: encode(customers, &customer), Timestamp: now}, wantEntity: "customer_change",
+			wantRules: []string{rules.CustomerEmailValid, rules.CustomerCountry}},
+		{rec: &kgo.Record{Topic: "customers", Value: encode(products, &product), Timestamp: now}, wantEntity: "customer_change"}, // a product on the customer topic
+		{rec: &kgo.Record{Topic: "payments", Value: []byte("x")}},
 	}
 	for i, b := range batch {
 		outs, err := router.Handle(ctx, b.rec)
@@ -168,7 +193,9 @@ func TestRouter(t *testing.T) {
 		}
 	}
 	if counts[rules.PageURLValid+"/pass"] != 1 || counts[rules.OrderFreshness+"/warn"] != 1 || counts[rules.OrderFreshness+"/pass"] != 2 ||
-		counts[rules.OrderTotalMatches+"/fail"] != 1 || counts[rules.OrderHasLines+"/pass"] != 3 || !sets["click_event"] || !sets["order"] {
+		counts[rules.OrderTotalMatches+"/fail"] != 1 || counts[rules.OrderHasLines+"/pass"] != 3 || !sets["click_event"] || !sets["order"] ||
+		counts[rules.ProductNamePresent+"/pass"] != 3 || counts[rules.ProductSoftDelete+"/warn"] != 1 || counts[rules.CustomerEmailValid+"/fail"] != 1 ||
+		!sets["product_change"] || !sets["customer_change"] {
 		t.Errorf("metrics %v, rule sets reported %v", counts, sets)
 	}
 }
