@@ -65,6 +65,9 @@ type Topics struct {
 	// set with or without Options.Orders (a slice never reads the stack's own).
 	Orders, OrdersValid string
 	OrdersCursor        string // ingest-orders' cursor topic (with Options.Orders)
+	// Products, Customers and their valid topics: the catalog entities' topics,
+	// set always, for the same reason as Orders.
+	Products, ProductsValid, Customers, CustomersValid string
 }
 
 // Slice is a running slice.
@@ -99,7 +102,9 @@ func New(opts Options) (*Slice, error) {
 	s := &Slice{
 		Opts: opts,
 		Topics: Topics{Raw: opts.Prefix + "clickstream", Events: opts.Prefix + "ecom.events.v1", Valid: opts.Prefix + "ecom.events.valid.v1",
-			Orders: opts.Prefix + "ecom.orders.v1", OrdersValid: opts.Prefix + "ecom.orders.valid.v1"},
+			Orders: opts.Prefix + "ecom.orders.v1", OrdersValid: opts.Prefix + "ecom.orders.valid.v1",
+			Products: opts.Prefix + "ecom.products.v1", ProductsValid: opts.Prefix + "ecom.products.valid.v1",
+			Customers: opts.Prefix + "ecom.customers.v1", CustomersValid: opts.Prefix + "ecom.customers.valid.v1"},
 		Names:         append([]string{}, svcrun.Services...),
 		Procs:         map[string]*svcrun.Process{},
 		DuckDB:        filepath.Join(opts.RunDir, "warehouse.duckdb"),
@@ -134,9 +139,12 @@ func New(opts Options) (*Slice, error) {
 		"validator": {"INPUT_TOPIC=" + s.Topics.Events, "OUTPUT_TOPIC=" + s.Topics.Valid, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "validator",
 			"KAFKA_TRANSACTIONAL_ID=" + opts.Prefix + "validator-0",
 			// The validator also validates orders: keep the slice's off the stack's topics.
-			"ORDERS_INPUT_TOPIC=" + s.Topics.Orders, "ORDERS_OUTPUT_TOPIC=" + s.Topics.OrdersValid},
+			"ORDERS_INPUT_TOPIC=" + s.Topics.Orders, "ORDERS_OUTPUT_TOPIC=" + s.Topics.OrdersValid,
+			"PRODUCTS_INPUT_TOPIC=" + s.Topics.Products, "PRODUCTS_OUTPUT_TOPIC=" + s.Topics.ProductsValid,
+			"CUSTOMERS_INPUT_TOPIC=" + s.Topics.Customers, "CUSTOMERS_OUTPUT_TOPIC=" + s.Topics.CustomersValid},
 		"bq-writer": {"INPUT_TOPIC=" + s.Topics.Valid, "KAFKA_CONSUMER_GROUP=" + opts.Prefix + "bq-writer",
 			"ORDERS_INPUT_TOPIC=" + s.Topics.OrdersValid,
+			"PRODUCTS_INPUT_TOPIC=" + s.Topics.ProductsValid, "CUSTOMERS_INPUT_TOPIC=" + s.Topics.CustomersValid,
 			"DUCKDB_PATH=" + s.DuckDB, "WAREHOUSE_QUERY_TOKEN=" + opts.QueryToken, "WAREHOUSE_QUERY_MAX_ROWS=1000000"},
 	}
 	if opts.Orders != nil {
