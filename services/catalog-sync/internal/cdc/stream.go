@@ -242,12 +242,15 @@ func (s *Stream) receive(ctx context.Context, conn *pgconn.PgConn, queue chan<- 
 		s.mu.Lock()
 		s.cancelRecv = nil
 		s.mu.Unlock()
+		woken := recvCtx.Err() != nil // the status deadline, or a Confirm
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if pgconn.Timeout(err) {
+			// pgconn turns a context's end into a read deadline; a timed-out
+			// read leaves the connection usable.
+			if woken || pgconn.Timeout(err) {
 				continue
 			}
 			return fmt.Errorf("cdc: receive: %w", err)
