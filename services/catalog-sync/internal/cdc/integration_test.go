@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -447,5 +448,37 @@ func TestIntegrationSlot(t *testing.T) {
 	}
 	if err := DropSlot(ctx, db.cdc, db.slot); err != nil {
 		t.Errorf("DropSlot of a missing slot: %v", err)
+	}
+}
+
+// TestIntegrationHandlerError: a handler error (Kafka down) ends Run with
+// that error, and the next Run delivers the transaction again.
+func TestIntegrationHandlerError(t *testing.T) {
+	db := newLiveDB(t)
+	c1 := db.start(t)
+	c1.stop(t) // the slot exists now; the change below waits in it
+
+	db.exec(t, fmt.Sprintf(insertProduct, "p-1", "1", "Mug", 1299))
+	s, err := New(Config{URL: db.cdcURL, Slot: db.slot, Publication: db.publication(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errKafka := errors.New("kafka unavailable")
+	var seen Tx
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = s.Run(ctx, func(_ context.Context, txs []Tx) error {
+		seen = txs[0]
+		return errKafka
+	})
+	if !errors.Is(err, errKafka) {
+		t.Fatalf("Run = %v, want the handler's error", err)
+	}
+	if err := s.Run(ctx, nil); err == nil {
+		t.Error("a second Run of one Stream: no error")
+	}
+	c2 := db.start(t)
+	if again := c2.next(t); again.CommitLSN != seen.CommitLSN || again.Changes[0].Row["product_id"].Text != "p-1" {
+		t.Fatalf("after a handler error: got %+v, want the failed transaction at %s again", again, seen.CommitLSN)
 	}
 }
