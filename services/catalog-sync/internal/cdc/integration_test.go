@@ -347,9 +347,16 @@ func TestIntegrationStream(t *testing.T) {
 	if h := db.health(t); h.ConfirmedFlushLSN >= got[0].CommitLSN || h.RetainedWALBytes <= 0 || !h.Active || h.WALStatus == "lost" {
 		t.Fatalf("unconfirmed slot: %+v, want confirmed_flush_lsn < %s, retained WAL > 0, active", h, got[0].CommitLSN)
 	}
+	st := c1.s.Stats()
+	if !st.Streaming || st.Transactions != 3 || st.Changes != 8 || st.Unconfirmed != 3 || !st.LastCommitTime.Equal(got[2].CommitTime) || st.Flushed >= got[0].CommitLSN {
+		t.Errorf("Stats = %+v, want streaming, 3 transactions, 8 changes, 3 unconfirmed, flushed before tx 1", st)
+	}
+	if st.ToastFilled < 1 {
+		t.Errorf("unchanged TOAST values filled = %d, want >= 1 (the test did not exercise the 'u' path)", st.ToastFilled)
+	}
 	c1.stop(t)
-	if toast := c1.s.dec.toastFilled; toast < 1 {
-		t.Errorf("unchanged TOAST values filled = %d, want >= 1 (the test did not exercise the 'u' path)", toast)
+	if c1.s.Stats().Streaming {
+		t.Error("Stats().Streaming after Run returned")
 	}
 
 	// Restart without confirming: all three again, identical.

@@ -16,6 +16,13 @@ type txPos struct{ commit, end LSN }
 
 func newPositions(start LSN) *positions { return &positions{flushed: start} }
 
+// reset starts from the slot's confirmed position, nothing pending.
+func (p *positions) reset(start LSN) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.flushed, p.pending = start, nil
+}
+
 // received records a transaction handed to the consumer.
 func (p *positions) received(tx *Tx) {
 	p.mu.Lock()

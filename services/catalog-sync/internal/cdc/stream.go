@@ -100,6 +100,34 @@ type Stream struct {
 	cancelRecv context.CancelFunc // wakes the receiver to report a confirm
 	statusDue  bool
 	started    bool
+	stats      Stats
+}
+
+// Stats are the Stream's counters, for the service's metrics and readiness.
+type Stats struct {
+	// Streaming: START_REPLICATION succeeded and Run has not ended.
+	Streaming bool
+	// Transactions and Changes received (re-deliveries included).
+	Transactions, Changes int64
+	// ToastFilled counts unchanged TOASTed values taken from the old row.
+	ToastFilled int64
+	// LastCommitTime is the commit time of the last transaction received
+	// (now minus it is the replication lag while changes flow).
+	LastCommitTime time.Time
+	// Unconfirmed is how many received transactions wait for Confirm.
+	Unconfirmed int
+	// Flushed is the flush position reported to PostgreSQL.
+	Flushed LSN
+}
+
+// Stats returns a snapshot of the counters. Safe for concurrent use.
+func (s *Stream) Stats() Stats {
+	s.mu.Lock()
+	st := s.stats
+	s.mu.Unlock()
+	st.Unconfirmed = s.pos.unconfirmed()
+	st.Flushed = s.pos.position()
+	return st
 }
 
 // New checks cfg and returns a Stream; it connects in Run.
@@ -128,10 +156,6 @@ func (s *Stream) Confirm(lsn LSN) {
 	s.mu.Unlock()
 }
 
-// Flushed is the flush position reported (or about to be reported) to
-// PostgreSQL.
-func (s *Stream) Flushed() LSN { return s.pos.position() }
-
 // Run connects, creates the slot if missing, streams from the slot's
 // confirmed position and calls h until ctx ends (then it returns nil, after
 // a last status update) or an error stops it.
@@ -157,10 +181,12 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 	if err != nil {
 		return err
 	}
-	s.pos = newPositions(slot.ConfirmedFlushLSN)
+	s.pos.reset(slot.ConfirmedFlushLSN)
 	if err := s.start(ctx, conn); err != nil {
 		return err
 	}
+	s.setStreaming(true)
+	defer s.setStreaming(false)
 	s.cfg.Logger.Info("cdc: streaming", "slot", s.cfg.Slot, "publication", s.cfg.Publication,
 		"confirmed_flush_lsn", slot.ConfirmedFlushLSN.String(), "created", slot.Created)
 
@@ -179,6 +205,12 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		err = serr
 	}
 	return s.stopErr(ctx, err)
+}
+
+func (s *Stream) setStreaming(on bool) {
+	s.mu.Lock()
+	s.stats.Streaming = on
+	s.mu.Unlock()
 }
 
 func (s *Stream) stopErr(ctx context.Context, err error) error {
@@ -294,6 +326,14 @@ func (s *Stream) handleCopyData(ctx context.Context, conn *pgconn.PgConn, data [
 		if err != nil {
 			return err
 		}
+		s.mu.Lock()
+		s.stats.ToastFilled = int64(s.dec.toastFilled)
+		if tx != nil {
+			s.stats.Transactions++
+			s.stats.Changes += int64(len(tx.Changes))
+			s.stats.LastCommitTime = tx.CommitTime
+		}
+		s.mu.Unlock()
 		if tx != nil {
 			s.pos.received(tx)
 			return s.enqueue(ctx, conn, queue, *tx)
