@@ -1,6 +1,7 @@
 package cdc
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -153,7 +154,7 @@ type consumer struct {
 	done   chan error
 }
 
-func (db *liveDB) start(t *testing.T) *consumer {
+func (db *liveDB) start(t *testing.T, setup ...func(*Stream)) *consumer {
 	t.Helper()
 	s, err := New(Config{
 		URL: db.cdcURL, Slot: db.slot, Publication: db.publication(),
@@ -162,6 +163,9 @@ func (db *liveDB) start(t *testing.T) *consumer {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range setup {
+		f(s)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &consumer{s: s, txs: make(chan Tx, 100), cancel: cancel, done: make(chan error, 1)}
@@ -245,7 +249,14 @@ func TestIntegrationStream(t *testing.T) {
 	if h := db.health(t); h.Exists {
 		t.Fatalf("slot %s exists before the first Run", db.slot)
 	}
-	c1 := db.start(t)
+	// CDC_RECORD_TESTDATA=1 rewrites testdata/storefront.pgoutput with this
+	// test's messages for TestDecodeRecorded (the schema name is in them).
+	var recorded [][]byte
+	c1 := db.start(t, func(s *Stream) {
+		if os.Getenv("CDC_RECORD_TESTDATA") != "" {
+			s.onWAL = func(b []byte) { recorded = append(recorded, bytes.Clone(b)) }
+		}
+	})
 
 	// 8 kB of random hex compresses to well over the 2 kB TOAST threshold,
 	// so the value is stored out of line and an update of another column
@@ -357,6 +368,11 @@ func TestIntegrationStream(t *testing.T) {
 	c1.stop(t)
 	if c1.s.Stats().Streaming {
 		t.Error("Stats().Streaming after Run returned")
+	}
+	if recorded != nil {
+		if err := writeRecording("testdata/storefront.pgoutput", recorded); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Restart without confirming: all three again, identical.

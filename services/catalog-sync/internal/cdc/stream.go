@@ -101,6 +101,9 @@ type Stream struct {
 	statusDue  bool
 	started    bool
 	stats      Stats
+
+	// onWAL, if set, sees every pgoutput message (tests record testdata).
+	onWAL func([]byte)
 }
 
 // Stats are the Stream's counters, for the service's metrics and readiness.
@@ -321,6 +324,9 @@ func (s *Stream) handleCopyData(ctx context.Context, conn *pgconn.PgConn, data [
 		xld, err := pglogrepl.ParseXLogData(data[1:])
 		if err != nil {
 			return fmt.Errorf("cdc: XLogData: %w", err)
+		}
+		if s.onWAL != nil {
+			s.onWAL(xld.WALData)
 		}
 		tx, err := s.dec.decode(xld.WALData)
 		if err != nil {
