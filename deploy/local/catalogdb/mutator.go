@@ -19,7 +19,7 @@ const (
 )
 
 // MutatorConfig configures a Mutator. Zero values take the defaults; a
-// negative BurstEvery or BadFraction means never.
+// negative RatePerMinute, BurstEvery or BadFraction means none.
 type MutatorConfig struct {
 	Schema        string
 	RatePerMinute float64       // mean changes per minute (Poisson arrivals)
@@ -68,8 +68,8 @@ func NewMutator(ctx context.Context, db DB, cfg MutatorConfig) (*Mutator, error)
 	if cfg.BadFraction == 0 {
 		cfg.BadFraction = DefaultBadFraction
 	}
-	if cfg.RatePerMinute < 0 || cfg.BadFraction > 1 {
-		return nil, fmt.Errorf("catalogdb: mutator: rate %g must not be negative and bad fraction %g at most 1", cfg.RatePerMinute, cfg.BadFraction)
+	if cfg.BadFraction > 1 {
+		return nil, fmt.Errorf("catalogdb: mutator: bad fraction %g: must be at most 1", cfg.BadFraction)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
