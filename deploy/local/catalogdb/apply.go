@@ -49,6 +49,9 @@ func Apply(ctx context.Context, db DB, schema string, tx Tx) ([]Entry, error) {
 				e := base
 				p.CreatedAt, p.UpdatedAt, p.DeletedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC(), utcPtr(p.DeletedAt)
 				e.Key, e.Product = p.ProductID, p
+				if e.Op != "delete" {
+					e.Defects = ProductDefects(*p)
+				}
 				entries = append(entries, e)
 			}
 		} else {
@@ -60,6 +63,9 @@ func Apply(ctx context.Context, db DB, schema string, tx Tx) ([]Entry, error) {
 				e := base
 				u.CreatedAt, u.UpdatedAt, u.DeletedAt = u.CreatedAt.UTC(), u.UpdatedAt.UTC(), utcPtr(u.DeletedAt)
 				e.Key, e.Customer = u.CustomerID, u
+				if e.Op != "delete" {
+					e.Defects = CustomerDefects(*u)
+				}
 				entries = append(entries, e)
 			}
 		}

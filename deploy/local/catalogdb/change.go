@@ -189,7 +189,11 @@ type Entry struct {
 	Key   string `json:"key"`   // product_id | customer_id
 	Op    string `json:"op"`    // upsert | delete (hard delete)
 	Kind  Kind   `json:"kind"`
-	Bad   Bad    `json:"bad,omitempty"`
+	// Bad is the defect this change made on purpose; Defects every defect the
+	// row has after it (ProductDefects, CustomerDefects), also those an
+	// earlier change left. Neither is set on a delete.
+	Bad     Bad   `json:"bad,omitempty"`
+	Defects []Bad `json:"defects,omitempty"`
 	// Product or Customer is the row after the change; for a delete, the row deleted.
 	Product  *ProductRow  `json:"product,omitempty"`
 	Customer *CustomerRow `json:"customer,omitempty"`

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/ecomstream/platform/deploy/local/seed"
 )
 
@@ -78,6 +80,8 @@ func simulate(st *State, tx Tx) []Entry {
 	}
 	return out
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestGeneratorDeterministic(t *testing.T) {
 	run := func() []Tx {

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,6 +231,9 @@ func TestIntegrationMutatorLogMatchesTables(t *testing.T) {
 			t.Errorf("entry %s/%s committed at %s, before the previous transaction (%s)", e.Table, e.Key, e.CommitTime, lastCommit)
 		}
 		lastCommit = e.CommitTime
+		if e.Bad != "" && !slices.Contains(e.Defects, e.Bad) {
+			t.Errorf("bad change %s %s (%s): row defects %v lack it", e.Kind, e.Key, e.Bad, e.Defects)
+		}
 		if e.CommitTime.IsZero() || e.CommitLSNMin == "" || e.CommitLSNMax == "" || e.TxID == 0 || e.Ordinal < 1 || e.Ordinal > e.TxChanges {
 			t.Fatalf("incomplete entry %+v", e)
 		}
@@ -346,6 +350,15 @@ func TestIntegrationScript(t *testing.T) {
 	if got := p(8).PriceMinor; got != ids.Products[7].PriceMinor {
 		t.Errorf("p-00008 after the corrected bad price: %d, want %d", got, ids.Products[7].PriceMinor)
 	}
+	var last8 Entry
+	for _, e := range entries {
+		if e.Key == "p-00008" {
+			last8 = e
+		}
+	}
+	if last8.Kind != PriceChange || last8.Bad != "" || len(last8.Defects) != 0 {
+		t.Errorf("p-00008's last entry (the corrected price) %+v: want a good change and no defects left", last8)
+	}
 	if _, ok := st.Customers["u-000051"]; !ok {
 		t.Error("the new customer u-000051 is missing")
 	}
@@ -361,5 +374,65 @@ func TestIntegrationScript(t *testing.T) {
 	}
 	if len(p7) != 3 || p7[0].TxID != p7[2].TxID || p7[0].Ordinal != 1 || p7[2].Ordinal != 3 || !p7[2].Product.UpdatedAt.After(p7[0].Product.UpdatedAt) {
 		t.Errorf("p-00007's entries: %+v", p7)
+	}
+}
+
+// TestIntegrationApplyIsAtomic: a transaction whose second statement fails
+// (a new product with an existing key) changes nothing and logs nothing.
+func TestIntegrationApplyIsAtomic(t *testing.T) {
+	pool, schema, _ := testSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Init(ctx, pool, schema, WithProducts(20), WithCustomers(20)); err != nil {
+		t.Fatal(err)
+	}
+	dup := &ProductRow{ProductID: "p-00002", SKU: "X-1", Name: "Dup", Currency: "USD", PriceMinor: 100}
+	entries, err := Apply(ctx, pool, schema, Tx{Changes: []Change{
+		{Kind: PriceChange, Key: "p-00001", PriceMinor: 1},
+		{Kind: NewProduct, Key: "p-00002", Product: dup},
+	}})
+	if err == nil || entries != nil {
+		t.Fatalf("Apply with a duplicate key = %v, %v; want an error and no entries", entries, err)
+	}
+	var price int64
+	if err := pool.QueryRow(ctx, "SELECT price_minor FROM "+schema+".products WHERE product_id = 'p-00001'").Scan(&price); err != nil || price != seed.Default().Products[0].PriceMinor {
+		t.Errorf("p-00001 price %d, %v after the failed transaction; want the seed's %d", price, err, seed.Default().Products[0].PriceMinor)
+	}
+	// An update of a row that is gone commits and logs nothing.
+	if entries, err = Apply(ctx, pool, schema, Tx{Changes: []Change{{Kind: Rename, Key: "p-99999", Name: "x"}}}); err != nil || len(entries) != 0 {
+		t.Errorf("rename of a missing product: %v, %v; want no entries", entries, err)
+	}
+}
+
+// TestIntegrationMutatorRun: Run makes bursts on its schedule, stops after
+// MaxChanges, and writes the log.
+func TestIntegrationMutatorRun(t *testing.T) {
+	pool, schema, _ := testSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Init(ctx, pool, schema, WithProducts(100), WithCustomers(10)); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	m, err := NewMutator(ctx, pool, MutatorConfig{Schema: schema, RatePerMinute: -1, BurstEvery: 20 * time.Millisecond, MaxChanges: 3, Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := ReadLog(&log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txs := map[uint64]bool{}
+	for _, e := range entries {
+		txs[e.TxID] = true
+		if e.Kind != CategoryReprice {
+			t.Errorf("entry %+v: with -rate none only bursts run", e)
+		}
+	}
+	if st := m.Stats(); st.Bursts != 3 || st.Transactions != 3 || len(txs) != 3 {
+		t.Errorf("stats %+v, %d transactions in the log; want 3 bursts", st, len(txs))
 	}
 }
