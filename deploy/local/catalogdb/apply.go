@@ -74,7 +74,11 @@ func Apply(ctx context.Context, db DB, schema string, tx Tx) ([]Entry, error) {
 	if err := t.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsnMin); err != nil {
 		return nil, fmt.Errorf("catalogdb: wal position: %w", err)
 	}
-	if err := t.Commit(ctx); err != nil {
+	// From COMMIT on, an interrupt must not cut the log line of a committed
+	// transaction: finish without ctx's cancellation, within a bound.
+	done, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := t.Commit(done); err != nil {
 		return nil, fmt.Errorf("catalogdb: commit: %w", err)
 	}
 	// After COMMIT, from any session: the commit timestamp is recorded
@@ -83,7 +87,7 @@ func Apply(ctx context.Context, db DB, schema string, tx Tx) ([]Entry, error) {
 		commitTime *time.Time
 		lsnMax     string
 	)
-	if err := db.QueryRow(ctx, "SELECT pg_xact_commit_timestamp($1::xid8::xid), pg_current_wal_insert_lsn()::text", xid).Scan(&commitTime, &lsnMax); err != nil {
+	if err := db.QueryRow(done, "SELECT pg_xact_commit_timestamp($1::xid8::xid), pg_current_wal_insert_lsn()::text", xid).Scan(&commitTime, &lsnMax); err != nil {
 		return nil, fmt.Errorf("catalogdb: commit timestamp of %s: %w", xid, err)
 	}
 	if commitTime == nil {

@@ -436,3 +436,42 @@ func TestIntegrationMutatorRun(t *testing.T) {
 		t.Errorf("stats %+v, %d transactions in the log; want 3 bursts", st, len(txs))
 	}
 }
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, fmt.Errorf("disk full") }
+
+// TestIntegrationMutatorFailures: a failed change is counted and the run goes
+// on; a failed log write stops the run (a gap in the oracle would be silent).
+func TestIntegrationMutatorFailures(t *testing.T) {
+	pool, schema, _ := testSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Init(ctx, pool, schema, WithProducts(50), WithCustomers(50)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMutator(ctx, pool, MutatorConfig{Schema: schema, RatePerMinute: 600000, BurstEvery: -1, MaxChanges: 5, Log: failingWriter{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(ctx); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Run with a failing log = %v, want the write error", err)
+	}
+	if st := m.Stats(); st.Transactions != 1 {
+		t.Errorf("stats %+v: want the run stopped after the first change", st)
+	}
+
+	m, err = NewMutator(ctx, pool, MutatorConfig{Schema: schema, RatePerMinute: 600000, BurstEvery: -1, MaxChanges: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Drop(ctx, pool, schema); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(ctx); err != nil {
+		t.Fatalf("Run over failing changes = %v, want it to go on", err)
+	}
+	if st := m.Stats(); st.Failed != 4 || st.Transactions != 0 {
+		t.Errorf("stats %+v: want 4 failed changes", st)
+	}
+}
