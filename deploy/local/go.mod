@@ -42,6 +42,7 @@ require (
 	github.com/chromedp/chromedp v0.23.0
 	github.com/ecomstream/platform/pkg v0.0.0
 	github.com/ecomstream/platform/proto v0.0.0
+	github.com/ecomstream/platform/sql v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.2
 	github.com/twmb/franz-go v1.22.3
@@ -58,4 +59,5 @@ require (
 replace (
 	github.com/ecomstream/platform/pkg => ../../pkg
 	github.com/ecomstream/platform/proto => ../../proto
+	github.com/ecomstream/platform/sql => ../../sql
 )

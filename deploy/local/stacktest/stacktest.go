@@ -24,6 +24,8 @@ const (
 	DefaultKafkaBrokers      = "127.0.0.1:19092"
 	DefaultSchemaRegistryURL = "http://127.0.0.1:18081/apis/ccompat/v7"
 	DefaultDatabaseURL       = "postgres://ecom:ecom@127.0.0.1:15432/ecom?sslmode=disable"
+	// DefaultCatalogDatabaseURL is catalog-sync's replication role (stack.sh creates it).
+	DefaultCatalogDatabaseURL = "postgres://ecom_cdc:ecom_cdc@127.0.0.1:15432/ecom?sslmode=disable"
 )
 
 // StartHint is how to start the stack; it ends every failure message.
@@ -38,6 +40,8 @@ type Endpoints struct {
 	KafkaBrokers      []string // KAFKA_BROKERS, comma separated
 	SchemaRegistryURL string   // SCHEMA_REGISTRY_URL
 	DatabaseURL       string   // DATABASE_URL
+	// CatalogDatabaseURL logs in as the replication role ecom_cdc (CATALOG_DATABASE_URL).
+	CatalogDatabaseURL string
 }
 
 // FromEnv reads the endpoints from the environment, defaulting to the local
@@ -56,9 +60,10 @@ func FromEnv() Endpoints {
 		}
 	}
 	return Endpoints{
-		KafkaBrokers:      brokers,
-		SchemaRegistryURL: strings.TrimRight(get("SCHEMA_REGISTRY_URL", DefaultSchemaRegistryURL), "/"),
-		DatabaseURL:       get("DATABASE_URL", DefaultDatabaseURL),
+		KafkaBrokers:       brokers,
+		SchemaRegistryURL:  strings.TrimRight(get("SCHEMA_REGISTRY_URL", DefaultSchemaRegistryURL), "/"),
+		DatabaseURL:        get("DATABASE_URL", DefaultDatabaseURL),
+		CatalogDatabaseURL: get("CATALOG_DATABASE_URL", DefaultCatalogDatabaseURL),
 	}
 }
 

@@ -22,33 +22,37 @@ func TestFromEnv(t *testing.T) {
 		{
 			name: "defaults",
 			want: Endpoints{
-				KafkaBrokers:      []string{"127.0.0.1:19092"},
-				SchemaRegistryURL: "http://127.0.0.1:18081/apis/ccompat/v7",
-				DatabaseURL:       "postgres://ecom:ecom@127.0.0.1:15432/ecom?sslmode=disable",
+				KafkaBrokers:       []string{"127.0.0.1:19092"},
+				SchemaRegistryURL:  "http://127.0.0.1:18081/apis/ccompat/v7",
+				DatabaseURL:        "postgres://ecom:ecom@127.0.0.1:15432/ecom?sslmode=disable",
+				CatalogDatabaseURL: "postgres://ecom_cdc:ecom_cdc@127.0.0.1:15432/ecom?sslmode=disable",
 			},
 		},
 		{
 			name: "overrides",
 			env: map[string]string{
-				"KAFKA_BROKERS":       "a:1, b:2,",
-				"SCHEMA_REGISTRY_URL": "http://sr:8081/",
-				"DATABASE_URL":        "postgres://x@db/x",
+				"KAFKA_BROKERS":        "a:1, b:2,",
+				"SCHEMA_REGISTRY_URL":  "http://sr:8081/",
+				"DATABASE_URL":         "postgres://x@db/x",
+				"CATALOG_DATABASE_URL": "postgres://cdc@db/x",
 			},
 			want: Endpoints{
-				KafkaBrokers:      []string{"a:1", "b:2"},
-				SchemaRegistryURL: "http://sr:8081",
-				DatabaseURL:       "postgres://x@db/x",
+				KafkaBrokers:       []string{"a:1", "b:2"},
+				SchemaRegistryURL:  "http://sr:8081",
+				DatabaseURL:        "postgres://x@db/x",
+				CatalogDatabaseURL: "postgres://cdc@db/x",
 			},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, k := range []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL"} {
+			for _, k := range []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL", "CATALOG_DATABASE_URL"} {
 				t.Setenv(k, tt.env[k])
 			}
 			got := FromEnv()
 			if strings.Join(got.KafkaBrokers, ",") != strings.Join(tt.want.KafkaBrokers, ",") ||
-				got.SchemaRegistryURL != tt.want.SchemaRegistryURL || got.DatabaseURL != tt.want.DatabaseURL {
+				got.SchemaRegistryURL != tt.want.SchemaRegistryURL || got.DatabaseURL != tt.want.DatabaseURL ||
+				got.CatalogDatabaseURL != tt.want.CatalogDatabaseURL {
 				t.Errorf("FromEnv() = %+v, want %+v", got, tt.want)
 			}
 		})

@@ -1,0 +1,132 @@
+package catalogdb
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ecomstream/platform/deploy/local/seed"
+)
+
+// TestIntegrationCommitTimeIsLogicalReplications: the log's commit_time of
+// every entry equals the commit timestamp logical decoding reports for its
+// transaction (test_decoding's "COMMIT <xid> (at <time>)" with
+// include-timestamp: the same txn->xact_time.commit_time that pgoutput puts in
+// BEGIN), the commit LSN lies in [commit_lsn_min, commit_lsn_max], and each
+// transaction decodes to as many row changes of the schema as the log has
+// entries for it (a burst is one transaction).
+func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
+	pool, schema, eps := testSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ids := seed.Generate(seed.DefaultSeed, 50, 200)
+	if _, err := Init(ctx, pool, schema, WithProducts(200), WithCustomers(50)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The replication role creates and reads the slot (ecom may not).
+	cdc, err := pgx.Connect(ctx, eps.CatalogDatabaseURL)
+	if err != nil {
+		t.Fatalf("connect as the replication role (CATALOG_DATABASE_URL): %v", err)
+	}
+	t.Cleanup(func() { cdc.Close(context.Background()) }) // after the slot's drop below
+	slot := schema + "_td"
+	if _, err := cdc.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'test_decoding')", slot); err != nil {
+		t.Fatalf("create slot: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := cdc.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+			t.Errorf("drop slot %s (it holds WAL until dropped): %v", slot, err)
+		}
+	})
+
+	script, err := Script(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := ApplyScript(ctx, pool, schema, script, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type commit struct {
+		at      time.Time
+		lsn     uint64
+		changes int
+	}
+	commits := map[uint64]*commit{}
+	if _, err := cdc.Exec(ctx, "SET TimeZone = 'UTC'"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := cdc.Query(ctx, "SELECT lsn::text, xid::text, data FROM pg_logical_slot_get_changes($1, NULL, NULL, 'include-timestamp', 'on')", slot)
+	if err != nil {
+		t.Fatalf("read slot: %v", err)
+	}
+	commitRE := regexp.MustCompile(`^COMMIT \d+ \(at (.+)\)$`)
+	tablePrefix := "table " + schema + "."
+	for rows.Next() {
+		var lsnText, xidText, data string
+		if err := rows.Scan(&lsnText, &xidText, &data); err != nil {
+			t.Fatal(err)
+		}
+		xid, _ := strconv.ParseUint(xidText, 10, 64)
+		c := commits[xid]
+		if c == nil {
+			c = &commit{}
+			commits[xid] = c
+		}
+		if strings.HasPrefix(data, tablePrefix) {
+			c.changes++
+		}
+		if m := commitRE.FindStringSubmatch(data); m != nil {
+			if c.at, err = time.Parse("2006-01-02 15:04:05.999999-07", m[1]); err != nil {
+				t.Fatalf("commit time %q: %v", m[1], err)
+			}
+			c.lsn = parseLSN(t, lsnText)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	perTx := map[uint64]int{}
+	for _, e := range entries {
+		perTx[e.TxID]++
+		c := commits[e.TxID]
+		if c == nil || c.at.IsZero() {
+			t.Errorf("%s %s: transaction %d not decoded from the slot", e.Kind, e.Key, e.TxID)
+			continue
+		}
+		if !c.at.Equal(e.CommitTime) {
+			t.Errorf("%s %s: log commit_time %s, logical replication %s", e.Kind, e.Key, e.CommitTime.Format(time.RFC3339Nano), c.at.Format(time.RFC3339Nano))
+		}
+		if lo, hi := parseLSN(t, e.CommitLSNMin), parseLSN(t, e.CommitLSNMax); c.lsn < lo || c.lsn > hi {
+			t.Errorf("%s %s: commit LSN %X outside the log's [%s, %s]", e.Kind, e.Key, c.lsn, e.CommitLSNMin, e.CommitLSNMax)
+		}
+	}
+	for xid, n := range perTx {
+		if commits[xid].changes != n {
+			t.Errorf("transaction %d: %d entries in the log, %d row changes decoded", xid, n, commits[xid].changes)
+		}
+	}
+	if len(perTx) != len(script) {
+		t.Errorf("%d transactions in the log, the script has %d", len(perTx), len(script))
+	}
+}
+
+func parseLSN(t *testing.T, s string) uint64 {
+	t.Helper()
+	var hi, lo uint64
+	if _, err := fmt.Sscanf(s, "%X/%X", &hi, &lo); err != nil {
+		t.Fatalf("LSN %q: %v", s, err)
+	}
+	return hi<<32 | lo
+}
