@@ -250,11 +250,19 @@ func TestSnapshotResume(t *testing.T) {
 	}
 	now := map[string][]Row{Products: prods[1:], Customers: custs} // p-001 deleted
 	sentBefore := map[string][]Row{Products: prods[:1]}
-	for _, failAt := range []int{1, 2, 4, 6, 7} {
+	for _, tc := range []struct {
+		failAt int
+		full   bool
+	}{{1, false}, {2, false}, {4, false}, {6, false}, {7, false}, {2, true}, {3, true}, {5, true}, {7, true}} {
+		failAt, full := tc.failAt, tc.full
+		src := SourceSnapshot
+		if full {
+			src = SourceBackfill
+		}
 		st := stateOf(sentBefore)
 		rec := &recorder{failAt: failAt}
 		r := newRunner(&fakeSource{rows: now, lsn: 4242}, st, rec, 2)
-		err := r.Run(context.Background(), Start("run-1", "test", []string{Products, Customers}, false, readAt))
+		err := r.Run(context.Background(), Start("run-1", "test", []string{Products, Customers}, full, readAt))
 		if err == nil {
 			t.Fatalf("failAt %d: run did not fail", failAt)
 		}
@@ -272,28 +280,32 @@ func TestSnapshotResume(t *testing.T) {
 		if failAt > 1 && st2.Progress == nil {
 			t.Fatalf("failAt %d: no progress committed", failAt)
 		}
-		p := Start("run-2", "test", []string{Products, Customers}, false, readAt)
+		p := Start("run-2", "test", []string{Products, Customers}, full, readAt)
 		if st2.Progress != nil {
 			p = *st2.Progress
 		}
 		rec.failAt = 0
-		r2 := newRunner(&fakeSource{rows: now, lsn: 4242}, st2, rec, 2)
+		src2 := &fakeSource{rows: now, lsn: 4242}
+		r2 := newRunner(src2, st2, rec, 2)
 		if err := r2.Run(context.Background(), p); err != nil {
 			t.Fatal(err)
+		}
+		if failAt > 2 && src2.pages >= 11 { // 4 + 1 pages of products, 5 + 1 of customers
+			t.Errorf("failAt %d: the resumed run read %d pages: restarted, not resumed", failAt, src2.pages)
 		}
 		got := rec.changes(t)
 		sort.Slice(got, func(a, b int) bool { return got[a].key < got[b].key })
 		var want []sent
-		want = append(want, sent{Products, "p-001", OpDelete, SourceSnapshot})
+		want = append(want, sent{Products, "p-001", OpDelete, src})
 		for _, r := range prods[1:] {
-			want = append(want, sent{Products, r.Key, OpUpsert, SourceSnapshot})
+			want = append(want, sent{Products, r.Key, OpUpsert, src})
 		}
 		for _, r := range custs {
-			want = append(want, sent{Customers, r.Key, OpUpsert, SourceSnapshot})
+			want = append(want, sent{Customers, r.Key, OpUpsert, src})
 		}
 		sort.Slice(want, func(a, b int) bool { return want[a].key < want[b].key })
 		if !slices.Equal(got, want) {
-			t.Errorf("failAt %d: union of both attempts\n%v\nwant each change once\n%v", failAt, got, want)
+			t.Errorf("failAt %d full %v: union of both attempts\n%v\nwant each change once\n%v", failAt, full, got, want)
 		}
 	}
 }
