@@ -118,8 +118,8 @@ func (r *recorder) changes(t *testing.T) []sent {
 
 func newRunner(src Source, st *state.State, rec *recorder, pageSize int) *Runner {
 	return &Runner{Source: src, Commit: rec.commit, State: st, StateTopic: "state",
-		Topics: map[string]string{Products: "products-topic", Customers: "customers-topic"},
-		Codecs: map[string]stream.Encoder{Products: jsonCodec{}, Customers: jsonCodec{}},
+		Topics:   map[string]string{Products: "products-topic", Customers: "customers-topic"},
+		Codecs:   map[string]stream.Encoder{Products: jsonCodec{}, Customers: jsonCodec{}},
 		PageSize: pageSize, ProgressEvery: 10, Now: func() time.Time { return readAt.Add(time.Minute) }}
 }
 

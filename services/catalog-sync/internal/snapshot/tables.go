@@ -52,8 +52,8 @@ type Table struct {
 	Key     string // the primary key column (the natural key)
 	Columns string // the select list, in the order scan reads it
 	scan    func(pgx.CollectableRow) (Row, error)
-	stamp   func(v any, m Meta)                            // fills the record's source fields
-	deleted func(key string, e state.Entry, m Meta) any    // the record of a hard delete
+	stamp   func(v any, m Meta)                         // fills the record's source fields
+	deleted func(key string, e state.Entry, m Meta) any // the record of a hard delete
 }
 
 // Tables is every catalog table, in the order a run reads them.
