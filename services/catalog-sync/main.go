@@ -135,7 +135,7 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	runner := &snapshot.Runner{
 		Source: &snapshot.PG{Pool: pool, Schema: cfg.Schema}, Commit: snapshot.Transact(txn), State: st,
 		StateTopic: cfg.StateTopic, Topics: map[string]string{snapshot.Products: cfg.ProductsTopic, snapshot.Customers: cfg.CustomersTopic},
-		Codecs: codecs, PageSize: cfg.PageSize, ProgressEvery: 10,
+		Codecs: codecs, PageSize: cfg.PageSize, ProgressEvery: 10, Tracer: rt.Tel.Tracer,
 	}
 	mgr, err := runs.New(cfg.Runs, runs.Deps{
 		Run: func(ctx context.Context, p state.Progress, onPage func(snapshot.Page)) error {

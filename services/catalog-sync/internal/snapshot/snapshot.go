@@ -15,6 +15,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/ecomstream/platform/pkg/stream"
 	"github.com/ecomstream/platform/services/catalog-sync/internal/state"
@@ -96,11 +102,21 @@ type Runner struct {
 	// committing the progress: re-reading them after a crash sends nothing.
 	ProgressEvery int
 	Now           func() time.Time
+	// Tracer starts one span (SpanPage) per committed page, a trace of its
+	// own whose context every record of the page carries; nil = none.
+	Tracer trace.Tracer
 	OnPage        func(Page) // after each committed page; nil = none
 	// AfterCommit, when set, runs after each committed transaction; an
 	// error stops the run there (tests inject crashes with it).
 	AfterCommit func(p state.Progress) error
 }
+
+// SpanPage is the span of one page's transaction; its attributes name the
+// run (AttrRun), the table and the records sent.
+const (
+	SpanPage = "catalog.snapshot.page"
+	AttrRun  = "ecom.catalog.run_id"
+)
 
 // Start is the progress of a new run of tables from their first row.
 func Start(id, trigger string, tables []string, full bool, now time.Time) state.Progress {
@@ -232,8 +248,23 @@ func (r *Runner) deletes(ctx context.Context, tx Tx, t *Table, p *state.Progress
 
 // send commits changes of t with their state records and progress next in
 // one transaction, then applies them to the state.
-func (r *Runner) send(ctx context.Context, t *Table, changes []Change, next state.Progress, meta Meta) error {
+func (r *Runner) send(ctx context.Context, t *Table, changes []Change, next state.Progress, meta Meta) (err error) {
 	topic := r.Topics[t.Name]
+	tracer := r.Tracer
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("")
+	}
+	ctx, span := tracer.Start(ctx, SpanPage, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", topic), attribute.String(AttrRun, next.RunID),
+			attribute.String("ecom.catalog.table", t.Name), attribute.String("ecom.catalog.phase", next.Phase),
+			attribute.Int("messaging.batch.message_count", len(changes))))
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	codec := r.Codecs[t.Name]
 	meta.SyncedAt = r.now().UTC()
 	recs := make([]*kgo.Record, 0, 2*len(changes)+1)
@@ -249,7 +280,9 @@ func (r *Runner) send(ctx context.Context, t *Table, changes []Change, next stat
 		if err != nil {
 			return fmt.Errorf("snapshot: encode %s %s: %w", t.Name, c.Key, err)
 		}
-		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(c.Key), Value: b})
+		rec := &kgo.Record{Topic: topic, Key: []byte(c.Key), Value: b}
+		propagation.TraceContext{}.Inject(ctx, kotel.NewRecordCarrier(rec))
+		recs = append(recs, rec)
 		if c.Op == OpDelete {
 			recs = append(recs, state.Tombstone(r.StateTopic, t.Name, c.Key))
 		} else {

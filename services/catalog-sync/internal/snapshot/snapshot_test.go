@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/ecomstream/platform/pkg/events"
 	"github.com/ecomstream/platform/pkg/stream"
@@ -208,6 +209,9 @@ func TestSnapshotTransactions(t *testing.T) {
 	st := stateOf(sentRows)
 	rec := &recorder{}
 	r := newRunner(&fakeSource{rows: map[string][]Row{Products: {product("p-001", "Mug", 950)}}, lsn: 4242}, st, rec, 10)
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	r.Tracer = tp.Tracer("test")
 	if err := r.Run(context.Background(), Start("run-1", "test", []string{Products}, false, readAt)); err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +222,17 @@ func TestSnapshotTransactions(t *testing.T) {
 		txn := rec.txns[i]
 		if len(txn) != 3 || string(txn[0].Key) != want.key || string(txn[1].Key) != want.stateKey || string(txn[2].Key) != state.ProgressKey {
 			t.Fatalf("transaction %d = %v", i, keys(txn))
+		}
+	}
+	for i := range 2 {
+		var traceparent string
+		for _, h := range rec.txns[i][0].Headers {
+			if h.Key == "traceparent" {
+				traceparent = string(h.Value)
+			}
+		}
+		if len(traceparent) != 55 {
+			t.Errorf("change record %d carries no trace context: %v", i, rec.txns[i][0].Headers)
 		}
 	}
 	if rec.txns[1][1].Value != nil {
