@@ -105,7 +105,7 @@ type Runner struct {
 	// Tracer starts one span (SpanPage) per committed page, a trace of its
 	// own whose context every record of the page carries; nil = none.
 	Tracer trace.Tracer
-	OnPage        func(Page) // after each committed page; nil = none
+	OnPage func(Page) // after each committed page; nil = none
 	// AfterCommit, when set, runs after each committed transaction; an
 	// error stops the run there (tests inject crashes with it).
 	AfterCommit func(p state.Progress) error
