@@ -312,10 +312,21 @@ func TestIntegrationSnapshot(t *testing.T) {
 
 var errCrash = errors.New("injected crash")
 
-// TestIntegrationResumeAfterCrash: a run that dies between pages is resumed
-// by the next instance from the progress it committed, and the union of the
-// two attempts has each change once.
+// TestIntegrationResumeAfterCrash: a run that dies between pages (a crash
+// right after a commit, or a shutdown cancelling it while it reads the next
+// page) is resumed by the next instance from the progress it committed, and
+// the union of the two attempts has each change once.
 func TestIntegrationResumeAfterCrash(t *testing.T) {
+	for _, cancelRun := range []bool{false, true} {
+		name := "crash after a commit"
+		if cancelRun {
+			name = "shutdown cancels the run"
+		}
+		t.Run(name, func(t *testing.T) { resumeAfterCrash(t, cancelRun) })
+	}
+}
+
+func resumeAfterCrash(t *testing.T, cancelRun bool) {
 	l := newLive(t)
 	ctx := context.Background()
 	l.exec(`INSERT INTO $S.products (product_id, sku, name, price_minor, currency)
@@ -326,14 +337,21 @@ func TestIntegrationResumeAfterCrash(t *testing.T) {
 	offsets := map[string]map[int32]int64{}
 	r := l.instance(10)
 	commits := 0
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	r.AfterCommit = func(state.Progress) error {
 		if commits++; commits == 3 {
+			if cancelRun {
+				cancel() // SIGTERM: the next page's query fails
+				return nil
+			}
 			return errCrash // as if the process died right after its third transaction
 		}
 		return nil
 	}
-	if err := r.Run(ctx, Start("run-crash", "test", []string{Products, Customers}, false, time.Now())); !errors.Is(err, errCrash) {
-		t.Fatalf("run: %v", err)
+	err := r.Run(runCtx, Start("run-crash", "test", []string{Products, Customers}, false, time.Now()))
+	if want := map[bool]error{false: errCrash, true: context.Canceled}[cancelRun]; !errors.Is(err, want) {
+		t.Fatalf("run: %v, want %v", err, want)
 	}
 	before := l.read(offsets)
 	if len(before) != 30 {
