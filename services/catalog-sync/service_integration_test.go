@@ -19,8 +19,8 @@ import (
 
 	"github.com/ecomstream/platform/pkg/config"
 	"github.com/ecomstream/platform/pkg/service"
-	ddl "github.com/ecomstream/platform/sql"
 	"github.com/ecomstream/platform/services/catalog-sync/internal/runs"
+	ddl "github.com/ecomstream/platform/sql"
 )
 
 // TestIntegrationService runs the service as main wires it against the
