@@ -109,19 +109,41 @@ pg_psql() {
 	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres "$@"
 }
 
+# pg_hba_harden refuses physical replication (pg_basebackup: the whole cluster,
+# password hashes included) to ecom_cdc, whose REPLICATION attribute is meant
+# only for catalog-sync's logical slot; logical replication connections name a
+# database and match the ordinary lines. Returns 0 when it changed the file.
+PG_HBA_REJECT='host replication ecom_cdc all reject'
+pg_hba_harden() {
+	local hba=$PG_DATA/pg_hba.conf
+	[[ -f $hba ]] || return 1
+	grep -qxF -- "$PG_HBA_REJECT" "$hba" && return 1
+	{ printf '# stack.sh: ecom_cdc may stream logical changes only\n%s\n' "$PG_HBA_REJECT"; cat -- "$hba"; } >"$hba.new"
+	cat -- "$hba.new" >"$hba" # keep the file's owner and mode
+	rm -f -- "$hba.new"
+	return 0
+}
+
 # postgres_start returns once the server accepts connections (pg_ctl -w:
 # seconds at most); the role and the login are postgres_wait's.
 postgres_start() {
 	require_postgres
 	pg_prepare
-	if pg_is_running && [[ $(pg_psql -d postgres -At -c "SELECT current_setting('wal_level') || ',' || current_setting('track_commit_timestamp')" 2>/dev/null) != logical,on ]]; then
-		# A server started before catalog-sync's CDC: restart it with PG_SETTINGS.
-		say "postgres: restarting to turn on logical replication (wal_level=logical, track_commit_timestamp=on)"
+	local settings
+	# A server started before catalog-sync's CDC runs without PG_SETTINGS: restart
+	# it, but only when the query answered with other values (a server still
+	# starting or out of connections is not a reason to drop everyone's sessions).
+	if pg_is_running && settings=$(pg_psql -d postgres -At -c "SELECT current_setting('wal_level') || ',' || current_setting('track_commit_timestamp')" 2>/dev/null) &&
+		[[ $settings != logical,on ]]; then
+		say "postgres: restarting to turn on logical replication (was $settings; wal_level=logical, track_commit_timestamp=on)"
 		as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" stop -m fast -w -t "$STOP_TIMEOUT" >/dev/null 2>&1 ||
 			die "postgres: could not stop it to change wal_level; run stack.sh down postgres, then up"
 	fi
 	if pg_is_running; then
 		already_running postgres "$(pg_pid)"
+		if pg_hba_harden; then
+			as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" reload >/dev/null 2>&1 || die "postgres: reloading pg_hba.conf failed"
+		fi
 	else
 		check_ports_free postgres "$PG_PORT"
 		if [[ ! -f $PG_DATA/PG_VERSION ]]; then
@@ -138,6 +160,7 @@ postgres_start() {
 			mv -- "$tmp" "$PG_DATA"
 			say "postgres: initialised $PG_DATA"
 		fi
+		pg_hba_harden || true
 		say "postgres: starting"
 		mark_logs postgres "$LOG_DIR/postgres.log"
 		# pg_ctl detaches the server into its own session (setsid) itself.

@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -246,5 +248,56 @@ func TestIntegrationPostgresLogin(t *testing.T) {
 	table := "stacktest_" + fmt.Sprint(time.Now().UnixNano())
 	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE "+table+" (id int)"); err != nil {
 		t.Errorf("create table as ecom: %v", err)
+	}
+}
+
+// TestIntegrationCatalogRoleLeastPrivilege: ecom_cdc, catalog-sync's role, may
+// open a logical replication connection (replication=database: its slot) but
+// not a physical one (replication=true: pg_basebackup of the whole cluster,
+// password hashes included), and is no superuser; the server runs with the
+// settings logical decoding and the mutator's commit times need.
+func TestIntegrationCatalogRoleLeastPrivilege(t *testing.T) {
+	eps := integration(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg, err := pgconn.ParseConfig(eps.CatalogDatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"database", "true"} {
+		c := cfg.Copy()
+		c.RuntimeParams["replication"] = mode
+		conn, err := pgconn.ConnectConfig(ctx, c)
+		if mode == "true" {
+			if err == nil {
+				conn.Close(ctx)
+				t.Fatal("ecom_cdc opened a physical replication connection")
+			}
+			if !strings.Contains(err.Error(), "pg_hba.conf rejects replication connection") {
+				t.Fatalf("physical replication refused for another reason: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("logical replication connection as ecom_cdc: %v", err)
+		}
+		if _, err := conn.Exec(ctx, "IDENTIFY_SYSTEM").ReadAll(); err != nil {
+			t.Errorf("IDENTIFY_SYSTEM: %v", err)
+		}
+		conn.Close(ctx)
+	}
+	owner, err := pgx.Connect(ctx, eps.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close(context.Background())
+	var super, repl bool
+	var wal, commitTS string
+	if err := owner.QueryRow(ctx, `SELECT rolsuper, rolreplication, current_setting('wal_level'), current_setting('track_commit_timestamp')
+		FROM pg_roles WHERE rolname = 'ecom_cdc'`).Scan(&super, &repl, &wal, &commitTS); err != nil {
+		t.Fatal(err)
+	}
+	if super || !repl || wal != "logical" || commitTS != "on" {
+		t.Errorf("ecom_cdc superuser %v replication %v; wal_level %s, track_commit_timestamp %s", super, repl, wal, commitTS)
 	}
 }
