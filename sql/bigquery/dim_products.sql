@@ -1,5 +1,6 @@
 -- dim_products (BigQuery, production). Template: ${project} and ${dataset} are placeholders (see
--- fact_events.sql). SCD Type 2, as duckdb/dim_products.sql. Here written by MERGE from dim_products_changes (sql/README.md), not row by row.
+-- fact_events.sql). SCD Type 2, as duckdb/dim_products.sql. Here written by MERGE from
+-- dim_products_changes (sql/README.md), not row by row.
 CREATE TABLE IF NOT EXISTS `${project}.${dataset}.dim_products` (
     product_key    STRING    NOT NULL OPTIONS (description = 'Surrogate key of the version: first 16 hex of sha256(product_id|source_lsn|source_ordinal) of the change that started it.'),
     product_id     STRING    NOT NULL OPTIONS (description = 'Natural key: the storefront product id (fact_events.product_id, fact_order_items.product_id).'),

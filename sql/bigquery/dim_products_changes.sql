@@ -1,5 +1,7 @@
--- dim_products_changes (BigQuery, production). Template: ${project} and ${dataset} are placeholders (see
--- fact_events.sql). The append-only change log, as duckdb/dim_products_changes.sql: the raw appends bq-writer's BigQuery backend writes (sql/README.md).
+-- dim_products_changes (BigQuery, production). Template: ${project} and ${dataset} are
+-- placeholders (see fact_events.sql). The append-only change log, as
+-- duckdb/dim_products_changes.sql: the raw appends bq-writer's BigQuery backend writes
+-- (sql/README.md).
 CREATE TABLE IF NOT EXISTS `${project}.${dataset}.dim_products_changes` (
     product_id       STRING    NOT NULL,
     source_lsn       INT64     NOT NULL,

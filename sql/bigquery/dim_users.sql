@@ -1,5 +1,6 @@
 -- dim_users (BigQuery, production). Template: ${project} and ${dataset} are placeholders (see
--- fact_events.sql). SCD Type 2, as duckdb/dim_users.sql (no email in clear, no name). Written by MERGE from dim_users_changes (sql/README.md).
+-- fact_events.sql). SCD Type 2, as duckdb/dim_users.sql (no email in clear, no name). Written by
+-- MERGE from dim_users_changes (sql/README.md).
 CREATE TABLE IF NOT EXISTS `${project}.${dataset}.dim_users` (
     user_key       STRING    NOT NULL OPTIONS (description = 'Surrogate key of the version: first 16 hex of sha256(user_id|source_lsn|source_ordinal) of the change that started it.'),
     user_id        STRING    NOT NULL OPTIONS (description = 'Natural key: the storefront customer id (fact_events.user_id, fact_orders.user_id).'),

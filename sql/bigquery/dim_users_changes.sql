@@ -1,5 +1,6 @@
--- dim_users_changes (BigQuery, production). Template: ${project} and ${dataset} are placeholders (see
--- fact_events.sql). The append-only change log, as duckdb/dim_users_changes.sql (no email in clear, no name).
+-- dim_users_changes (BigQuery, production). Template: ${project} and ${dataset} are placeholders
+-- (see fact_events.sql). The append-only change log, as duckdb/dim_users_changes.sql (no email in
+-- clear, no name).
 CREATE TABLE IF NOT EXISTS `${project}.${dataset}.dim_users_changes` (
     user_id          STRING    NOT NULL,
     source_lsn       INT64     NOT NULL,
