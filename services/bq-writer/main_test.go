@@ -50,3 +50,15 @@ func TestConfigOrdersTopic(t *testing.T) {
 		})
 	}
 }
+
+// The default key is the one the loopback rule refuses elsewhere: were they to drift apart, a
+// public key would be accepted with a production Kafka.
+func TestDefaultEmailHashKeyIsTheDevKey(t *testing.T) {
+	var cfg Config
+	if err := config.LoadFrom(config.MapLookup(nil), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.EmailHashKey != DevEmailHashKey {
+		t.Fatalf("default USER_EMAIL_HASH_KEY %q is not DevEmailHashKey", cfg.EmailHashKey)
+	}
+}
