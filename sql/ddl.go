@@ -6,8 +6,8 @@
 //	import ddl "github.com/ecomstream/platform/sql"
 //
 // Files are returned in a deterministic apply order: lexical order of their file names. A table
-// that must exist before another (a foreign key, a view) gets a name that sorts first; today no
-// file depends on another.
+// that must exist before another (a foreign key, a view) gets a name that sorts first: the
+// point-in-time views (views_pit.sql) sort after the dim_ and fact_ tables they read.
 package ddl
 
 import (

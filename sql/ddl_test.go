@@ -14,12 +14,13 @@ func TestDuckDBOrderAndContent(t *testing.T) {
 	var names []string
 	for _, s := range stmts {
 		names = append(names, s.Name)
-		if !strings.Contains(s.SQL, "IF NOT EXISTS") {
+		if !strings.Contains(s.SQL, "IF NOT EXISTS") && !strings.HasPrefix(s.Name, "duckdb/views_") {
 			t.Errorf("%s: CREATE is not idempotent", s.Name)
 		}
 	}
-	want := []string{"duckdb/fact_events.sql", "duckdb/fact_events_duplicates.sql", "duckdb/fact_order_items.sql",
-		"duckdb/fact_orders.sql", "duckdb/stream_positions.sql"}
+	want := []string{"duckdb/dim_date.sql", "duckdb/dim_products.sql", "duckdb/dim_products_changes.sql", "duckdb/dim_users.sql",
+		"duckdb/dim_users_changes.sql", "duckdb/fact_events.sql", "duckdb/fact_events_duplicates.sql", "duckdb/fact_order_items.sql",
+		"duckdb/fact_orders.sql", "duckdb/stream_positions.sql", "duckdb/views_pit.sql"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("names = %v, want %v", names, want)
 	}
@@ -54,15 +55,15 @@ func TestBigQuery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(stmts) == 0 || stmts[0].Name != "bigquery/fact_events.sql" {
-				t.Fatalf("unexpected files %+v", stmts)
-			}
+			sql := ""
 			for _, s := range stmts {
 				if strings.Contains(s.SQL, "${") {
 					t.Errorf("%s: unresolved placeholder", s.Name)
 				}
+				if s.Name == "bigquery/fact_events.sql" {
+					sql = s.SQL
+				}
 			}
-			sql := stmts[0].SQL
 			for _, want := range []string{
 				"`" + tt.project + "." + tt.dataset + ".fact_events`",
 				"PARTITION BY DATE(event_timestamp)",
@@ -96,6 +97,11 @@ func TestDialectsHaveSameColumns(t *testing.T) {
 		return m
 	}
 	d, b := byName(duck), byName(bq)
+	for name := range d {
+		if _, ok := b[name]; !ok && name != "stream_positions" && name != "fact_events_duplicates" {
+			t.Errorf("duckdb/%s.sql has no BigQuery twin", name)
+		}
+	}
 	tests := []struct {
 		table string
 		cols  int
@@ -103,6 +109,11 @@ func TestDialectsHaveSameColumns(t *testing.T) {
 		{"fact_events", 33},
 		{"fact_orders", 29},
 		{"fact_order_items", 10},
+		{"dim_products", 18},
+		{"dim_products_changes", 21},
+		{"dim_users", 16},
+		{"dim_users_changes", 19},
+		{"dim_date", 9},
 	}
 	for _, tt := range tests {
 		t.Run(tt.table, func(t *testing.T) {
@@ -182,6 +193,41 @@ func TestStorefront(t *testing.T) {
 		}
 		if _, err := Storefront("sf", bad); err == nil {
 			t.Errorf("role %q accepted", bad)
+		}
+	}
+}
+
+// The point-in-time views resolve both dimensions by the half-open validity interval, in both
+// dialects, and no dimension keeps the email in clear.
+func TestDimensionsAndViews(t *testing.T) {
+	duck, err := DuckDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bq, err := BigQuery("ecom-test", "raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmts := range [][]Statement{duck, bq} {
+		for _, s := range stmts {
+			if strings.Contains(s.Name, "dim_users") {
+				for _, col := range columns(t, s.SQL) {
+					if col == "email" || col == "name" {
+						t.Errorf("%s has column %s", s.Name, col)
+					}
+				}
+			}
+			if !strings.HasSuffix(s.Name, "/views_pit.sql") {
+				continue
+			}
+			for _, want := range []string{"fact_events_pit", "fact_orders_pit", "fact_order_items_pit",
+				"p.valid_from <= e.event_timestamp AND (p.valid_to IS NULL OR e.event_timestamp < p.valid_to)",
+				"u.valid_from <= e.event_timestamp AND (u.valid_to IS NULL OR e.event_timestamp < u.valid_to)",
+				"u.valid_from <= o.order_timestamp AND (u.valid_to IS NULL OR o.order_timestamp < u.valid_to)"} {
+				if !strings.Contains(s.SQL, want) {
+					t.Errorf("%s lacks %q", s.Name, want)
+				}
+			}
 		}
 	}
 }

@@ -1,5 +1,6 @@
-// Package sink is bq-writer's consume loop: it reads valid ClickEvents
-// (read_committed), gathers polls into batches (closed when full or when
+// Package sink is bq-writer's consume loop: it reads valid ClickEvents (and,
+// from their own topics in the same group, Orders, ProductChanges and
+// CustomerChanges; read_committed), gathers polls into batches (closed when full or when
 // Kafka.CommitInterval has passed since their first record), writes each batch
 // to the warehouse together with the Kafka positions it covers, and resumes
 // from the positions stored in the warehouse. That makes the warehouse write
@@ -59,11 +60,20 @@ type Config struct {
 	// in the same warehouse transaction as Topic; OrderCodec decodes it.
 	OrdersTopic string
 	OrderCodec  *avroserde.Codec
-	Tracer      trace.Tracer
-	Meter       metric.Meter
-	Metrics     *stream.Metrics
-	Log         *slog.Logger
-	Prom        prometheus.Registerer
+	// ProductsTopic and CustomersTopic are the topics of valid ProductChanges and
+	// CustomerChanges ("" = none), read and written like OrdersTopic into dim_products and
+	// dim_users; ProductCodec and CustomerCodec decode them. EmailHashKey is the key of the
+	// customers' email hash (USER_EMAIL_HASH_KEY), required with CustomersTopic.
+	ProductsTopic  string
+	ProductCodec   *avroserde.Codec
+	CustomersTopic string
+	CustomerCodec  *avroserde.Codec
+	EmailHashKey   []byte
+	Tracer         trace.Tracer
+	Meter          metric.Meter
+	Metrics        *stream.Metrics
+	Log            *slog.Logger
+	Prom           prometheus.Registerer
 
 	// Recovery says what to do with a partition whose stored position does not fit the log
 	// ("" = RecoveryRefuse).
@@ -86,6 +96,8 @@ type Sink struct {
 	batch     warehouse.Batch // the batch under construction; only Run touches it
 	rowRecs   []*kgo.Record   // the record of each row of batch.Events, for dead-lettering a bad row
 	orderRecs []*kgo.Record   // the record of each row of batch.Orders
+	prodRecs  []*kgo.Record   // the record of each row of batch.Products
+	userRecs  []*kgo.Record   // the record of each row of batch.Users
 	links     []trace.Link    // the batch span's links: the process spans of (up to maxLinks) rows
 	dlqs      []*kgo.Record   // the batch's dead letters, produced before it is written
 	records   int             // records in the batch (rows and dead letters)
@@ -129,6 +141,11 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 		s.attrs[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("table", "fact_events"), attribute.String("result", r)))
 		s.attrs["order "+r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("table", "fact_orders"), attribute.String("result", r)))
 	}
+	for _, table := range []string{"dim_products", "dim_users"} {
+		for _, r := range []string{"logged", "duplicate", "stale", "version"} {
+			s.attrs[table+" "+r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("table", table), attribute.String("result", r)))
+		}
+	}
 	s.attrs["table"] = metric.WithAttributeSet(attribute.NewSet(attribute.String("table", "fact_events")))
 
 	s.entities = map[string]entity{cfg.Topic: {name: warehouse.EntityEvent, decode: s.decodeEvent}}
@@ -142,6 +159,29 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 		}
 		s.entities[cfg.OrdersTopic] = entity{name: warehouse.EntityOrder, decode: s.decodeOrder}
 		topics = append(topics, cfg.OrdersTopic)
+	}
+	for _, e := range []struct {
+		topic, what string
+		codec       *avroserde.Codec
+		ent         entity
+	}{
+		{cfg.ProductsTopic, "products", cfg.ProductCodec, entity{name: warehouse.EntityProduct, decode: s.decodeProduct}},
+		{cfg.CustomersTopic, "customers", cfg.CustomerCodec, entity{name: warehouse.EntityUser, decode: s.decodeCustomer}},
+	} {
+		if e.topic == "" {
+			continue
+		}
+		if _, ok := s.entities[e.topic]; ok {
+			return nil, fmt.Errorf("the %s topic %q is also another input topic", e.what, e.topic)
+		}
+		if e.codec == nil {
+			return nil, fmt.Errorf("%s topic without a codec", e.what)
+		}
+		s.entities[e.topic] = e.ent
+		topics = append(topics, e.topic)
+	}
+	if cfg.CustomersTopic != "" && len(cfg.EmailHashKey) == 0 {
+		return nil, errors.New("customers topic without an email hash key")
 	}
 	s.handler = stream.Chain(s.decode, stream.Standard(cfg.Stage, cfg.Group, cfg.Tracer, cfg.DLQ, stream.DeadLetterLimit(cfg.Kafka), cfg.Metrics, cfg.Log)...)
 
@@ -242,6 +282,30 @@ func (s *Sink) decodeOrder(ctx context.Context, rec *kgo.Record, meta rowMeta) e
 	s.batch.Orders = append(s.batch.Orders, warehouse.OrderRow{Order: o, TraceID: meta.traceID, DQWarnings: meta.dqWarnings,
 		SourceTopic: rec.Topic, SourcePartition: rec.Partition, SourceOffset: rec.Offset})
 	s.orderRecs = append(s.orderRecs, rec)
+	return nil
+}
+
+func (s *Sink) decodeProduct(ctx context.Context, rec *kgo.Record, _ rowMeta) error {
+	var p events.ProductChange
+	if _, err := s.cfg.ProductCodec.Decode(ctx, rec.Value, &p); err != nil {
+		return err
+	}
+	s.batch.Products = append(s.batch.Products, warehouse.ProductRow{ProductChange: p, SourceTopic: rec.Topic, SourcePartition: rec.Partition, SourceOffset: rec.Offset})
+	s.prodRecs = append(s.prodRecs, rec)
+	return nil
+}
+
+// decodeCustomer keeps only what dim_users may hold: the email becomes its keyed hash and
+// domain here, so it never reaches the warehouse.
+func (s *Sink) decodeCustomer(ctx context.Context, rec *kgo.Record, _ rowMeta) error {
+	var c events.CustomerChange
+	if _, err := s.cfg.CustomerCodec.Decode(ctx, rec.Value, &c); err != nil {
+		return err
+	}
+	u := warehouse.NewUserRow(&c, s.cfg.EmailHashKey)
+	u.SourceTopic, u.SourcePartition, u.SourceOffset = rec.Topic, rec.Partition, rec.Offset
+	s.batch.Users = append(s.batch.Users, u)
+	s.userRecs = append(s.userRecs, rec)
 	return nil
 }
 
@@ -377,8 +441,9 @@ func (s *Sink) Run(ctx context.Context) error {
 
 // reset empties the batch under construction.
 func (s *Sink) reset() {
-	s.batch = warehouse.Batch{Events: s.batch.Events[:0], Orders: s.batch.Orders[:0], Positions: map[warehouse.Partition]int64{}}
-	s.orderRecs = s.orderRecs[:0]
+	s.batch = warehouse.Batch{Events: s.batch.Events[:0], Orders: s.batch.Orders[:0], Products: s.batch.Products[:0], Users: s.batch.Users[:0],
+		Positions: map[warehouse.Partition]int64{}}
+	s.orderRecs, s.prodRecs, s.userRecs = s.orderRecs[:0], s.prodRecs[:0], s.userRecs[:0]
 	s.rowRecs, s.links, s.dlqs, s.records = s.rowRecs[:0], s.links[:0], s.dlqs[:0], 0
 }
 
@@ -388,11 +453,14 @@ func (s *Sink) add(ctx context.Context, recs []*kgo.Record) error {
 		var outs []*kgo.Record
 		err := retry(ctx, s.cfg.Kafka, func() error {
 			n, no, nl := len(s.batch.Events), len(s.batch.Orders), len(s.links)
+			np, nu := len(s.batch.Products), len(s.batch.Users)
 			var err error
 			outs, err = s.handler(ctx, rec)
 			if err != nil { // a transient error (Measure counted it): undo and retry
 				s.batch.Events, s.rowRecs = s.batch.Events[:n], s.rowRecs[:n]
 				s.batch.Orders, s.orderRecs = s.batch.Orders[:no], s.orderRecs[:no]
+				s.batch.Products, s.prodRecs = s.batch.Products[:np], s.prodRecs[:np]
+				s.batch.Users, s.userRecs = s.batch.Users[:nu], s.userRecs[:nu]
 				s.links = s.links[:nl]
 			}
 			return err
@@ -470,6 +538,13 @@ func (s *Sink) write(ctx context.Context) error {
 			s.rows.Add(ctx, int64(n), s.attrs["order "+r])
 		}
 	}
+	for table, d := range map[string]warehouse.DimResult{"dim_products": res.Products, "dim_users": res.Users} {
+		for r, n := range map[string]int{"logged": d.Logged, "duplicate": d.Duplicates, "stale": d.Stale, "version": d.Versions} {
+			if n > 0 {
+				s.rows.Add(ctx, int64(n), s.attrs[table+" "+r])
+			}
+		}
+	}
 	s.bytes.Add(ctx, res.Bytes, s.attrs["table"])
 	for i := range s.batch.Events {
 		s.latency.Record(ctx, now.Sub(s.batch.Events[i].ReceivedAt).Seconds())
@@ -500,16 +575,27 @@ func (s *Sink) write(ctx context.Context) error {
 // the row from the batch.
 func (s *Sink) deadLetterRow(ctx context.Context, rowErr *warehouse.RowError) error {
 	i := rowErr.Index
-	recs, schema, traceID := s.rowRecs, protoavro.ClickEvent, ""
-	if rowErr.Entity == warehouse.EntityOrder {
+	var recs []*kgo.Record
+	var schema string
+	switch rowErr.Entity {
+	case warehouse.EntityOrder:
 		recs, schema = s.orderRecs, protoavro.Order
+	case warehouse.EntityProduct:
+		recs, schema = s.prodRecs, protoavro.ProductChange
+	case warehouse.EntityUser:
+		recs, schema = s.userRecs, protoavro.CustomerChange
+	default:
+		recs, schema = s.rowRecs, protoavro.ClickEvent
 	}
 	if i < 0 || i >= len(recs) {
 		return permanent{fmt.Errorf("warehouse reported %s row %d of %d: %w", schema, i, len(recs), rowErr)}
 	}
-	if rowErr.Entity == warehouse.EntityOrder {
+	traceID := ""
+	switch rowErr.Entity {
+	case warehouse.EntityOrder:
 		traceID = s.batch.Orders[i].TraceID
-	} else {
+	case warehouse.EntityProduct, warehouse.EntityUser:
+	default:
 		traceID = s.batch.Events[i].TraceID
 	}
 	rec := recs[i]
@@ -525,13 +611,16 @@ func (s *Sink) deadLetterRow(ctx context.Context, rowErr *warehouse.RowError) er
 	s.cfg.Metrics.DeadLettered(ctx, s.cfg.Stage, rej)
 	s.cfg.Log.WarnContext(ctx, "row dead-lettered by the warehouse", "entity", schema, "reason", rowErr.Reason,
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
-	if rowErr.Entity == warehouse.EntityOrder {
-		s.batch.Orders = slices.Delete(s.batch.Orders, i, i+1)
-		s.orderRecs = slices.Delete(s.orderRecs, i, i+1)
-		return nil
+	switch rowErr.Entity {
+	case warehouse.EntityOrder:
+		s.batch.Orders, s.orderRecs = slices.Delete(s.batch.Orders, i, i+1), slices.Delete(s.orderRecs, i, i+1)
+	case warehouse.EntityProduct:
+		s.batch.Products, s.prodRecs = slices.Delete(s.batch.Products, i, i+1), slices.Delete(s.prodRecs, i, i+1)
+	case warehouse.EntityUser:
+		s.batch.Users, s.userRecs = slices.Delete(s.batch.Users, i, i+1), slices.Delete(s.userRecs, i, i+1)
+	default:
+		s.batch.Events, s.rowRecs = slices.Delete(s.batch.Events, i, i+1), slices.Delete(s.rowRecs, i, i+1)
 	}
-	s.batch.Events = slices.Delete(s.batch.Events, i, i+1)
-	s.rowRecs = slices.Delete(s.rowRecs, i, i+1)
 	return nil
 }
 

@@ -71,7 +71,8 @@ type DuckDB struct {
 	// Used only under wmu.
 	recent *recentIDs
 
-	// tables are the entities' writers (events here, orders in duckdb_orders.go), run in
+	// tables are the entities' writers (events here, orders in duckdb_orders.go, dimensions in
+	// duckdb_dims.go), run in
 	// Write's transaction in this order.
 	tables []tableWriter
 
@@ -236,7 +237,7 @@ func OpenDuckDB(path string, opts ...Option) (*DuckDB, error) {
 		cancelClose: cancel,
 		querySlots:  make(chan struct{}, o.maxQueries),
 	}
-	d.tables = []tableWriter{eventsWriter{d}, ordersWriter{d}}
+	d.tables = []tableWriter{eventsWriter{d}, ordersWriter{d}, dimWriter{d, productsDim}, dimWriter{d, usersDim}}
 	if o.dedupIndex > 0 {
 		d.recent = newRecentIDs(o.dedupWindow, o.dedupIndex)
 	}
@@ -462,7 +463,9 @@ func (d *DuckDB) lockWriter() (unlock func(), err error) {
 //     stored copies whose side changed between fact_events and fact_events_duplicates, and
 //     appends the kept rows and the duplicates with the DuckDB appender. Orders (ordersWriter):
 //     keeps the latest version of each order (orders.go has the rule), replacing a stored
-//     order's row and lines when a newer version came;
+//     order's row and lines when a newer version came. Dimensions (dimWriter, duckdb_dims.go):
+//     log the changes new to the change log and rewrite the versions of their keys that the
+//     SCD2 rule of dims.go changes;
 //  3. moves the positions forward (never back);
 //  4. commits;
 //  5. lets the writers update their in-memory state (the dedup index) with the committed rows.
@@ -778,6 +781,36 @@ func validateBatch(group string, b Batch) error {
 		if reason := invalidOrder(r); reason != "" {
 			return &RowError{Entity: EntityOrder, Index: i, Reason: reason}
 		}
+	}
+	for i := range b.Products {
+		r := &b.Products[i]
+		if err := checkCovered(b, "product", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
+			return err
+		}
+		if reason := invalidProduct(r); reason != "" {
+			return &RowError{Entity: EntityProduct, Index: i, Reason: reason}
+		}
+	}
+	for i := range b.Users {
+		r := &b.Users[i]
+		if err := checkCovered(b, "user", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
+			return err
+		}
+		if reason := invalidUser(r); reason != "" {
+			return &RowError{Entity: EntityUser, Index: i, Reason: reason}
+		}
+	}
+	return nil
+}
+
+// checkCovered checks that the batch's positions cover a row at off of p.
+func checkCovered(b Batch, what string, i int, p Partition, off int64) error {
+	next, ok := b.Positions[p]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %s row %d (%s/%d@%d) has no position in the batch", ErrInvalidBatch, what, i, p.Topic, p.Partition, off)
+	case off < 0 || off >= next:
+		return fmt.Errorf("%w: %s row %d offset %d is not below the batch position %d of %s/%d", ErrInvalidBatch, what, i, off, next, p.Topic, p.Partition)
 	}
 	return nil
 }

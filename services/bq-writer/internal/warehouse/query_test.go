@@ -116,7 +116,7 @@ func TestQueryReturnsRows(t *testing.T) {
 		{name: "line comment at the end", query: "SELECT 1 AS a -- trailing", maxRows: 5, wantCols: []string{"a"}, wantRows: 1, first: "[1]"},
 		{name: "cte", query: `WITH x AS (SELECT event_type, count(*) c FROM fact_events GROUP BY 1) SELECT * FROM x`, maxRows: 5, wantCols: []string{"event_type", "c"}, wantRows: 1, first: "[add_to_cart 30]"},
 		{name: "describe", query: `DESCRIBE fact_events`, maxRows: 100, wantRows: 33},
-		{name: "show tables", query: `SHOW TABLES`, maxRows: 100, wantCols: []string{"name"}, wantRows: 5},
+		{name: "show tables", query: `SHOW TABLES`, maxRows: 100, wantCols: []string{"name"}, wantRows: 13}, // 10 tables, 3 views,
 		{name: "orders", query: `SELECT order_id, order_version, status FROM fact_orders`, maxRows: 10, wantCols: []string{"order_id", "order_version", "status"}, wantRows: 1, first: "[o-1 2 paid]"},
 		{name: "order lines join", query: `SELECT o.order_id, sum(i.quantity) AS q FROM fact_orders o JOIN fact_order_items i USING (order_id) GROUP BY 1`, maxRows: 10, wantCols: []string{"order_id", "q"}, wantRows: 1, first: "[o-1 6]"},
 		{name: "from first", query: `FROM stream_positions SELECT next_offset WHERE topic = 'ecom.events.valid.v1'`, maxRows: 100, wantCols: []string{"next_offset"}, wantRows: 1, first: "[30]"},

@@ -79,6 +79,10 @@ type Batch struct {
 	// Orders are order versions, written to fact_orders and fact_order_items in the same
 	// transaction as Events and Positions.
 	Orders []OrderRow
+	// Products and Users are dimension changes, applied to dim_products and dim_users as SCD
+	// Type 2 (dims.go) in the same transaction.
+	Products []ProductRow
+	Users    []UserRow
 	// Positions holds, per partition, the next offset to consume: the last offset the batch covers
 	// plus one. Every row's partition must be present, with SourceOffset < Positions[p]. A partition
 	// may be present without rows (its records were all dead-lettered): its position still moves.
@@ -109,6 +113,8 @@ type WriteResult struct {
 	Bytes int64
 	// Orders counts what Write did with Batch.Orders.
 	Orders OrderResult
+	// Products and Users count what Write did with Batch.Products and Batch.Users.
+	Products, Users DimResult
 }
 
 // OrderResult counts what Write did with a batch's order versions.
@@ -170,10 +176,10 @@ var (
 
 // RowError is an ErrInvalidBatch caused by the content of one row (no event_id, a string that is
 // not UTF-8, a value out of range): no retry can store it. The caller dead-letters
-// Batch.Events[Index] (Batch.Orders[Index] when Entity is EntityOrder) with Reason — keeping its
+// Batch.Events[Index] (Batch.Orders, Products or Users[Index] by Entity) with Reason — keeping its
 // offset covered by Positions — and writes the rest.
 type RowError struct {
-	// Entity is the slice of the batch Index points into: EntityEvent or EntityOrder.
+	// Entity is the slice of the batch Index points into.
 	Entity Entity
 	Index  int
 	Reason string
@@ -187,6 +193,10 @@ const (
 	EntityEvent Entity = "event"
 	// EntityOrder rows are Batch.Orders.
 	EntityOrder Entity = "order"
+	// EntityProduct rows are Batch.Products.
+	EntityProduct Entity = "product"
+	// EntityUser rows are Batch.Users.
+	EntityUser Entity = "user"
 )
 
 func (e *RowError) Error() string {
