@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ecomstream/platform/deploy/local/seed"
@@ -473,5 +475,100 @@ func TestIntegrationMutatorFailures(t *testing.T) {
 	}
 	if st := m.Stats(); st.Failed != 4 || st.Transactions != 0 {
 		t.Errorf("stats %+v: want 4 failed changes", st)
+	}
+}
+
+// faultDB injects failures around COMMIT: commit replaces the transaction's
+// Commit; failCommitTime fails the commit-timestamp query that follows it.
+type faultDB struct {
+	DB
+	commit         func(ctx context.Context, tx pgx.Tx) error
+	failCommitTime bool
+}
+
+func (f faultDB) Begin(ctx context.Context) (pgx.Tx, error) {
+	tx, err := f.DB.Begin(ctx)
+	if err != nil || f.commit == nil {
+		return tx, err
+	}
+	return faultTx{Tx: tx, commit: f.commit}, nil
+}
+
+func (f faultDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if f.failCommitTime && strings.Contains(sql, "pg_xact_commit_timestamp") {
+		return errRow{errors.New("connection reset by peer")}
+	}
+	return f.DB.QueryRow(ctx, sql, args...)
+}
+
+type faultTx struct {
+	pgx.Tx
+	commit func(ctx context.Context, tx pgx.Tx) error
+}
+
+func (t faultTx) Commit(ctx context.Context) error { return t.commit(ctx, t.Tx) }
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// TestIntegrationMutatorUnloggedCommit: a transaction that committed, or
+// may have (COMMIT unanswered), but could not be logged stops Run with an
+// UnloggedCommitError (CDC has it, the log would not); a COMMIT the server
+// refused is an ordinary failed change and the run goes on.
+func TestIntegrationMutatorUnloggedCommit(t *testing.T) {
+	tests := []struct {
+		name          string
+		db            func(DB) DB
+		wantUnlogged  bool
+		wantCommitted bool
+		wantFailed    int
+	}{
+		{"commit timestamp unreadable", func(db DB) DB { return faultDB{DB: db, failCommitTime: true} }, true, true, 0},
+		{"commit unanswered", func(db DB) DB {
+			return faultDB{DB: db, commit: func(ctx context.Context, tx pgx.Tx) error {
+				if err := tx.Commit(ctx); err != nil {
+					return err
+				}
+				return fmt.Errorf("read tcp 127.0.0.1:15432: %w", context.DeadlineExceeded)
+			}}
+		}, true, false, 0},
+		{"commit refused", func(db DB) DB {
+			return faultDB{DB: db, commit: func(ctx context.Context, tx pgx.Tx) error {
+				_ = tx.Rollback(ctx)
+				return &pgconn.PgError{Code: "40001", Message: "could not serialize access"}
+			}}
+		}, false, false, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pool, schema, _ := testSchema(t)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := Init(ctx, pool, schema, WithProducts(50), WithCustomers(50)); err != nil {
+				t.Fatal(err)
+			}
+			var log bytes.Buffer
+			m, err := NewMutator(ctx, tt.db(pool), MutatorConfig{Schema: schema, RatePerMinute: 600000, BurstEvery: -1, MaxChanges: 3, Log: &log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = m.Run(ctx)
+			st := m.Stats()
+			var unlogged *UnloggedCommitError
+			if tt.wantUnlogged {
+				if !errors.As(err, &unlogged) || unlogged.Committed != tt.wantCommitted || unlogged.TxID == "" {
+					t.Fatalf("Run = %v, want an UnloggedCommitError (committed %v) with the txid", err, tt.wantCommitted)
+				}
+				if st.Unlogged != 1 || st.Failed != 0 || st.Transactions != 0 {
+					t.Errorf("stats %+v: want the run stopped at the first, unlogged, transaction", st)
+				}
+			} else if err != nil || st.Failed != tt.wantFailed || st.Unlogged != 0 {
+				t.Errorf("Run = %v, stats %+v: want the run to go on over %d failed changes", err, st, tt.wantFailed)
+			}
+			if log.Len() != 0 {
+				t.Errorf("log has %q, want nothing", log.String())
+			}
+		})
 	}
 }

@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 			"bad", cfg.bad, "log", cfg.logFile)
 		err = m.Run(ctx)
 		st := m.Stats()
-		log.Info("mutator stopped", "transactions", st.Transactions, "rows", st.Rows, "bursts", st.Bursts, "failed", st.Failed,
+		log.Info("mutator stopped", "transactions", st.Transactions, "rows", st.Rows, "bursts", st.Bursts, "failed", st.Failed, "unlogged", st.Unlogged,
 			"kinds", fmt.Sprint(st.Kinds), "bad", fmt.Sprint(st.Bad))
 		return err
 	}
