@@ -97,19 +97,48 @@ func TestIntegrationInitLoadsSeed(t *testing.T) {
 		t.Errorf("shoes' parent = %v, %v; want apparel", parent, err)
 	}
 
-	// A second Init inserts nothing; after a hard delete it puts back only the missing row.
+	// A second Init inserts nothing, also after hard deletes (a customer's
+	// erasure stays erased); a changed row is left as it is.
 	if res, err = Init(ctx, pool, schema); err != nil || res.Products+res.Customers+res.Categories != 0 {
 		t.Fatalf("second Init inserted %+v, %v; want nothing", res, err)
 	}
-	if _, err := pool.Exec(ctx, "DELETE FROM "+schema+".products WHERE product_id = 'p-00042'; UPDATE "+schema+".products SET name = 'Changed' WHERE product_id = 'p-00043'"); err != nil {
+	if _, err := pool.Exec(ctx, "DELETE FROM "+schema+".products WHERE product_id = 'p-00042'; DELETE FROM "+schema+".customers WHERE customer_id = 'u-000042'; UPDATE "+schema+".products SET name = 'Changed' WHERE product_id = 'p-00043'"); err != nil {
 		t.Fatal(err)
 	}
-	if res, err = Init(ctx, pool, schema); err != nil || res.Products != 1 || res.Customers != 0 {
-		t.Fatalf("Init after a delete inserted %+v, %v; want the one product", res, err)
+	if res, err = Init(ctx, pool, schema); err != nil || res.Products+res.Customers+res.Categories != 0 {
+		t.Fatalf("Init after hard deletes inserted %+v, %v; want nothing", res, err)
+	}
+	if n := count(t, pool, schema, "products"); n != int64(len(set.Products)-1) {
+		t.Errorf("%d products after Init, want the deleted one still gone", n)
+	}
+	if n := count(t, pool, schema, "customers"); n != int64(len(set.Customers)-1) {
+		t.Errorf("%d customers after Init, want the erased one still gone", n)
+	}
+	// WithReseed puts the missing rows back, stamped now(), not 2022-01-01.
+	var before time.Time
+	if err := pool.QueryRow(ctx, "SELECT now()").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = Init(ctx, pool, schema, WithReseed()); err != nil || res.Products != 1 || res.Customers != 1 || res.Categories != 0 {
+		t.Fatalf("Init WithReseed after deletes inserted %+v, %v; want the one product and the one customer", res, err)
+	}
+	for _, q := range []string{"SELECT created_at, updated_at FROM " + schema + ".products WHERE product_id = 'p-00042'",
+		"SELECT created_at, updated_at FROM " + schema + ".customers WHERE customer_id = 'u-000042'"} {
+		var created, updated time.Time
+		if err := pool.QueryRow(ctx, q).Scan(&created, &updated); err != nil || created.Before(before) || updated.Before(before) {
+			t.Errorf("%s: reseeded row stamped %s / %s, %v; want now() (after %s)", q, created, updated, err, before)
+		}
 	}
 	var name string
 	if err := pool.QueryRow(ctx, "SELECT name FROM "+schema+".products WHERE product_id = 'p-00043'").Scan(&name); err != nil || name != "Changed" {
 		t.Errorf("Init overwrote a changed row: name %q, %v", name, err)
+	}
+	// A table Init creates is loaded, also in an existing schema.
+	if _, err := pool.Exec(ctx, "DROP TABLE "+schema+".categories"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = Init(ctx, pool, schema); err != nil || res.Categories != int64(len(seed.Categories())) || res.Products+res.Customers != 0 {
+		t.Fatalf("Init after a table's drop inserted %+v, %v; want only the categories", res, err)
 	}
 	// The publication and the replication role's grants are there.
 	var tables int
