@@ -151,6 +151,51 @@ func TestIntegrationInitLoadsSeed(t *testing.T) {
 	}
 }
 
+// TestIntegrationInitRepairsPublication: after a manual drop of the schema
+// the publication survives without tables; Init sets them again (else CDC
+// would stream nothing from the re-created tables), and drops a stray one.
+func TestIntegrationInitRepairsPublication(t *testing.T) {
+	pool, schema, _ := testSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Init(ctx, pool, schema, WithProducts(10), WithCustomers(10)); err != nil {
+		t.Fatal(err)
+	}
+	published := func() []string {
+		rows, err := pool.Query(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1", schema+"_catalog")
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	want := []string{schema + ".customers", schema + ".products"}
+	if _, err := pool.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+		t.Fatal(err)
+	}
+	if got := published(); len(got) != 0 {
+		t.Fatalf("after DROP SCHEMA the publication has %v, want no tables", got)
+	}
+	if _, err := Init(ctx, pool, schema, WithProducts(10), WithCustomers(10)); err != nil {
+		t.Fatal(err)
+	}
+	if got := published(); !slices.Equal(got, want) {
+		t.Errorf("after Init the publication has %v, want %v", got, want)
+	}
+	if _, err := pool.Exec(ctx, "ALTER PUBLICATION "+schema+"_catalog ADD TABLE "+schema+".categories"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(ctx, pool, schema); err != nil {
+		t.Fatal(err)
+	}
+	if got := published(); !slices.Equal(got, want) {
+		t.Errorf("after Init the publication has %v, want %v", got, want)
+	}
+}
+
 // TestIntegrationInitProducts: WithProducts loads synthetic products past the seed's 2000.
 func TestIntegrationInitProducts(t *testing.T) {
 	pool, schema, _ := testSchema(t)
