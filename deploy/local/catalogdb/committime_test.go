@@ -35,18 +35,9 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connect as the replication role (CATALOG_DATABASE_URL): %v", err)
 	}
-	t.Cleanup(func() { cdc.Close(context.Background()) }) // after the slot's drop below
+	t.Cleanup(func() { cdc.Close(context.Background()) }) // drops the temporary slot
 	slot := schema + "_td"
-	if _, err := cdc.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'test_decoding')", slot); err != nil {
-		t.Fatalf("create slot: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := cdc.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
-			t.Errorf("drop slot %s (it holds WAL until dropped): %v", slot, err)
-		}
-	})
+	tempSlot(ctx, t, cdc, slot)
 
 	script, err := Script(ids)
 	if err != nil {
@@ -119,6 +110,57 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 	}
 	if len(perTx) != len(script) {
 		t.Errorf("%d transactions in the log, the script has %d", len(perTx), len(script))
+	}
+}
+
+// tempSlot creates a TEMPORARY test_decoding slot on conn: PostgreSQL drops it
+// when the session ends, also when the test run is killed (an abandoned slot
+// holds WAL forever, and the stack has 16). Only conn's session can read it.
+func tempSlot(ctx context.Context, t *testing.T, conn *pgx.Conn, name string) {
+	t.Helper()
+	if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'test_decoding', temporary => true)", name); err != nil {
+		t.Fatalf("create slot %s: %v", name, err)
+	}
+}
+
+// TestIntegrationTestSlotIsTemporary: the test's slot goes with its session.
+func TestIntegrationTestSlotIsTemporary(t *testing.T) {
+	_, schema, eps := testSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, eps.CatalogDatabaseURL)
+	if err != nil {
+		t.Fatalf("connect as the replication role (CATALOG_DATABASE_URL): %v", err)
+	}
+	defer admin.Close(context.Background())
+	slot := schema + "_td"
+	defer func() { // a slot left behind is dropped here, so even a failure leaves none
+		_, _ = admin.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+	}()
+	conn, err := pgx.Connect(ctx, eps.CatalogDatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tempSlot(ctx, t, conn, slot)
+	var temporary bool
+	if err := admin.QueryRow(ctx, "SELECT temporary FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&temporary); err != nil || !temporary {
+		t.Errorf("slot %s temporary = %v, %v; want true", slot, temporary, err)
+	}
+	conn.Close(ctx)
+	gone := time.After(5 * time.Second)
+	for {
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		select {
+		case <-gone:
+			t.Fatalf("slot %s still there 5 s after its session ended", slot)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
