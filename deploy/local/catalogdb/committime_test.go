@@ -18,9 +18,16 @@ import (
 // every entry equals the commit timestamp logical decoding reports for its
 // transaction (test_decoding's "COMMIT <xid> (at <time>)" with
 // include-timestamp: the same txn->xact_time.commit_time that pgoutput puts in
-// BEGIN), the commit LSN lies in [commit_lsn_min, commit_lsn_max], and each
+// BEGIN), the commit record lies in [commit_lsn_min, commit_lsn_max], and each
 // transaction decodes to as many row changes of the schema as the log has
 // entries for it (a burst is one transaction).
+//
+// test_decoding's COMMIT row carries the END LSN of the commit record, not the
+// commit LSN (the record's start) that pgoutput's BEGIN and source_lsn carry,
+// and no row carries the start. What the slot shows is checked: the end LSN
+// lies in (commit_lsn_min, commit_lsn_max] and every row change of the
+// transaction lies before commit_lsn_min; the commit record follows the last
+// change and ends at the end LSN, so it lies in the interval.
 func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 	pool, schema, eps := testSchema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -49,9 +56,10 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 	}
 
 	type commit struct {
-		at      time.Time
-		lsn     uint64
-		changes int
+		at         time.Time
+		endLSN     uint64 // the COMMIT row's: the end of the commit record
+		lastChange uint64 // the LSN of the transaction's last row change
+		changes    int
 	}
 	commits := map[uint64]*commit{}
 	if _, err := cdc.Exec(ctx, "SET TimeZone = 'UTC'"); err != nil {
@@ -76,12 +84,13 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 		}
 		if strings.HasPrefix(data, tablePrefix) {
 			c.changes++
+			c.lastChange = max(c.lastChange, parseLSN(t, lsnText))
 		}
 		if m := commitRE.FindStringSubmatch(data); m != nil {
 			if c.at, err = time.Parse("2006-01-02 15:04:05.999999-07", m[1]); err != nil {
 				t.Fatalf("commit time %q: %v", m[1], err)
 			}
-			c.lsn = parseLSN(t, lsnText)
+			c.endLSN = parseLSN(t, lsnText)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -99,13 +108,19 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 		if !c.at.Equal(e.CommitTime) {
 			t.Errorf("%s %s: log commit_time %s, logical replication %s", e.Kind, e.Key, e.CommitTime.Format(time.RFC3339Nano), c.at.Format(time.RFC3339Nano))
 		}
-		if lo, hi := parseLSN(t, e.CommitLSNMin), parseLSN(t, e.CommitLSNMax); c.lsn < lo || c.lsn > hi {
-			t.Errorf("%s %s: commit LSN %X outside the log's [%s, %s]", e.Kind, e.Key, c.lsn, e.CommitLSNMin, e.CommitLSNMax)
+		lo, hi := parseLSN(t, e.CommitLSNMin), parseLSN(t, e.CommitLSNMax)
+		if c.endLSN <= lo || c.endLSN > hi {
+			t.Errorf("%s %s: commit record's end LSN %s outside the log's (%s, %s]", e.Kind, e.Key, fmtLSN(c.endLSN), e.CommitLSNMin, e.CommitLSNMax)
+		}
+		if c.lastChange >= lo {
+			t.Errorf("%s %s: a row change at %s, not before the log's commit_lsn_min %s", e.Kind, e.Key, fmtLSN(c.lastChange), e.CommitLSNMin)
 		}
 	}
 	for xid, n := range perTx {
-		if commits[xid].changes != n {
-			t.Errorf("transaction %d: %d entries in the log, %d row changes decoded", xid, n, commits[xid].changes)
+		if c := commits[xid]; c == nil {
+			t.Errorf("transaction %d: %d entries in the log, not decoded from the slot", xid, n)
+		} else if c.changes != n {
+			t.Errorf("transaction %d: %d entries in the log, %d row changes decoded", xid, n, c.changes)
 		}
 	}
 	if len(perTx) != len(script) {
@@ -163,6 +178,8 @@ func TestIntegrationTestSlotIsTemporary(t *testing.T) {
 		}
 	}
 }
+
+func fmtLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
 
 func parseLSN(t *testing.T, s string) uint64 {
 	t.Helper()
