@@ -101,15 +101,25 @@ func Apply(ctx context.Context, db DB, schema string, tx Tx) ([]Entry, error) {
 	if commitTime == nil {
 		return nil, &UnloggedCommitError{TxID: xid, Committed: true, Err: errors.New("no commit timestamp: is track_commit_timestamp on?")}
 	}
-	id, err := strconv.ParseUint(xid, 10, 64)
+	id, xid32, err := parseTxID(xid)
 	if err != nil {
-		return nil, &UnloggedCommitError{TxID: xid, Committed: true, Err: fmt.Errorf("txid %q: %w", xid, err)}
+		return nil, &UnloggedCommitError{TxID: xid, Committed: true, Err: err}
 	}
 	for i := range entries {
-		entries[i].TxID, entries[i].Ordinal, entries[i].TxChanges = id, i+1, len(entries)
+		entries[i].TxID, entries[i].Xid, entries[i].Ordinal, entries[i].TxChanges = id, xid32, i+1, len(entries)
 		entries[i].CommitTime, entries[i].CommitLSNMin, entries[i].CommitLSNMax = commitTime.UTC(), lsnMin, lsnMax
 	}
 	return entries, nil
+}
+
+// parseTxID reads pg_current_xact_id()'s text: the 64-bit xid8 and its low
+// 32 bits, the xid logical replication reports.
+func parseTxID(s string) (uint64, uint32, error) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("txid %q: %w", s, err)
+	}
+	return id, uint32(id % (1 << 32)), nil
 }
 
 // UnloggedCommitError is Apply's error once COMMIT was sent and the

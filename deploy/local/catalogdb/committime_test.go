@@ -61,7 +61,7 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 		lastChange uint64 // the LSN of the transaction's last row change
 		changes    int
 	}
-	commits := map[uint64]*commit{}
+	commits := map[uint64]*commit{} // by the 32-bit xid
 	if _, err := cdc.Exec(ctx, "SET TimeZone = 'UTC'"); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,10 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 		if err := rows.Scan(&lsnText, &xidText, &data); err != nil {
 			t.Fatal(err)
 		}
-		xid, _ := strconv.ParseUint(xidText, 10, 64)
+		xid, err := strconv.ParseUint(xidText, 10, 32) // type xid: 32 bits
+		if err != nil {
+			t.Fatalf("xid %q: %v", xidText, err)
+		}
 		c := commits[xid]
 		if c == nil {
 			c = &commit{}
@@ -99,10 +102,13 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 
 	perTx := map[uint64]int{}
 	for _, e := range entries {
-		perTx[e.TxID]++
-		c := commits[e.TxID]
+		if uint64(e.Xid) != e.TxID%(1<<32) {
+			t.Errorf("%s %s: xid %d is not txid %d %% 2^32", e.Kind, e.Key, e.Xid, e.TxID)
+		}
+		perTx[uint64(e.Xid)]++
+		c := commits[uint64(e.Xid)]
 		if c == nil || c.at.IsZero() {
-			t.Errorf("%s %s: transaction %d not decoded from the slot", e.Kind, e.Key, e.TxID)
+			t.Errorf("%s %s: transaction %d (xid %d) not decoded from the slot", e.Kind, e.Key, e.TxID, e.Xid)
 			continue
 		}
 		if !c.at.Equal(e.CommitTime) {
