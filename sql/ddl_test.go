@@ -179,7 +179,8 @@ func TestStorefront(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"CREATE TABLE IF NOT EXISTS sf_e2e_1.products", "CREATE PUBLICATION sf_e2e_1_catalog", "REPLICA IDENTITY FULL", "TO ecom_cdc"} {
+	for _, want := range []string{"CREATE TABLE IF NOT EXISTS sf_e2e_1.products", "CREATE PUBLICATION sf_e2e_1_catalog",
+		"ALTER PUBLICATION sf_e2e_1_catalog SET TABLE sf_e2e_1.products, sf_e2e_1.customers", "REPLICA IDENTITY FULL", "TO ecom_cdc"} {
 		if !strings.Contains(st.SQL, want) {
 			t.Errorf("storefront DDL lacks %q", want)
 		}

@@ -62,10 +62,14 @@ ALTER TABLE ${schema}.customers REPLICA IDENTITY FULL;
 CREATE INDEX IF NOT EXISTS products_updated_at ON ${schema}.products (updated_at);
 CREATE INDEX IF NOT EXISTS customers_updated_at ON ${schema}.customers (updated_at);
 
+-- A publication outlives its tables (DROP SCHEMA ... CASCADE leaves it empty): when it exists,
+-- set its tables again, so re-created tables are published and nothing else is.
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = '${schema}_catalog') THEN
     CREATE PUBLICATION ${schema}_catalog FOR TABLE ${schema}.products, ${schema}.customers;
+  ELSE
+    ALTER PUBLICATION ${schema}_catalog SET TABLE ${schema}.products, ${schema}.customers;
   END IF;
 END $$;
 

@@ -3,12 +3,14 @@ package catalogdb
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Apply runs the changes of tx in one transaction and returns a log entry per
@@ -79,7 +81,13 @@ func Apply(ctx context.Context, db DB, schema string, tx Tx) ([]Entry, error) {
 	done, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := t.Commit(done); err != nil {
-		return nil, fmt.Errorf("catalogdb: commit: %w", err)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) {
+			// The server answered COMMIT with an error: it rolled back.
+			return nil, fmt.Errorf("catalogdb: commit: %w", err)
+		}
+		// No answer (a timeout, a broken connection): it may have committed.
+		return nil, &UnloggedCommitError{TxID: xid, Err: fmt.Errorf("commit: %w", err)}
 	}
 	// After COMMIT, from any session: the commit timestamp is recorded
 	// (track_commit_timestamp=on) with the commit record.
@@ -88,21 +96,52 @@ func Apply(ctx context.Context, db DB, schema string, tx Tx) ([]Entry, error) {
 		lsnMax     string
 	)
 	if err := db.QueryRow(done, "SELECT pg_xact_commit_timestamp($1::xid8::xid), pg_current_wal_insert_lsn()::text", xid).Scan(&commitTime, &lsnMax); err != nil {
-		return nil, fmt.Errorf("catalogdb: commit timestamp of %s: %w", xid, err)
+		return nil, &UnloggedCommitError{TxID: xid, Committed: true, Err: fmt.Errorf("commit timestamp: %w", err)}
 	}
 	if commitTime == nil {
-		return nil, fmt.Errorf("catalogdb: no commit timestamp for transaction %s: is track_commit_timestamp on?", xid)
+		return nil, &UnloggedCommitError{TxID: xid, Committed: true, Err: errors.New("no commit timestamp: is track_commit_timestamp on?")}
 	}
-	id, err := strconv.ParseUint(xid, 10, 64)
+	id, xid32, err := parseTxID(xid)
 	if err != nil {
-		return nil, fmt.Errorf("catalogdb: txid %q: %w", xid, err)
+		return nil, &UnloggedCommitError{TxID: xid, Committed: true, Err: err}
 	}
 	for i := range entries {
-		entries[i].TxID, entries[i].Ordinal, entries[i].TxChanges = id, i+1, len(entries)
+		entries[i].TxID, entries[i].Xid, entries[i].Ordinal, entries[i].TxChanges = id, xid32, i+1, len(entries)
 		entries[i].CommitTime, entries[i].CommitLSNMin, entries[i].CommitLSNMax = commitTime.UTC(), lsnMin, lsnMax
 	}
 	return entries, nil
 }
+
+// parseTxID reads pg_current_xact_id()'s text: the 64-bit xid8 and its low
+// 32 bits, the xid logical replication reports.
+func parseTxID(s string) (uint64, uint32, error) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("txid %q: %w", s, err)
+	}
+	return id, uint32(id % (1 << 32)), nil
+}
+
+// UnloggedCommitError is Apply's error once COMMIT was sent and the
+// transaction committed (Committed) or may have (no answer to COMMIT), but its
+// log entries could not be made: its changes reach CDC and are missing from
+// the log. A caller that keeps a log must stop (Mutator.Run does), not retry:
+// the log would silently differ from the database.
+type UnloggedCommitError struct {
+	TxID      string // pg_current_xact_id() of the transaction
+	Committed bool   // false: the outcome of COMMIT is unknown
+	Err       error
+}
+
+func (e *UnloggedCommitError) Error() string {
+	state := "may have committed"
+	if e.Committed {
+		state = "committed"
+	}
+	return fmt.Sprintf("catalogdb: transaction %s %s but is not logged: %v", e.TxID, state, e.Err)
+}
+
+func (e *UnloggedCommitError) Unwrap() error { return e.Err }
 
 // WriteLog appends entries to w as JSON Lines.
 func WriteLog(w io.Writer, entries []Entry) error {

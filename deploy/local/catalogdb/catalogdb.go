@@ -55,6 +55,7 @@ var categoryInfo = map[string]struct{ name, parent string }{
 type initOptions struct {
 	idSeed              uint64
 	customers, products int
+	reseed              bool
 }
 
 // InitOption changes what Init loads.
@@ -75,6 +76,13 @@ func WithCustomers(n int) InitOption { return optionFunc(func(o *initOptions) { 
 // WithIDSeed generates the rows from another seed number than seed.DefaultSeed.
 func WithIDSeed(s uint64) InitOption { return optionFunc(func(o *initOptions) { o.idSeed = s }) }
 
+// WithReseed also inserts, into tables that already existed, the seed rows
+// whose key is missing (a hard-deleted seed row comes back; changed rows stay
+// as they are), stamped created_at = updated_at = now() like an insert of the
+// shop's application: a re-created row is newer than its delete. The inserts
+// reach CDC but are in no mutator log; an explicit repair, never the default.
+func WithReseed() InitOption { return optionFunc(func(o *initOptions) { o.reseed = true }) }
+
 // InitResult says what Init did: rows inserted per table (0 for rows already there) and how long it took.
 type InitResult struct {
 	Categories, Products, Customers int64
@@ -82,11 +90,12 @@ type InitResult struct {
 }
 
 // Init creates the catalog schema (ddl.Storefront with the role ecom_cdc; run it
-// connected as the schema owner, ecom) and loads the id seed into it with COPY,
-// all in one transaction. It is idempotent: the DDL is, and rows are copied
-// into a staging table and inserted with ON CONFLICT DO NOTHING, so a second
-// Init only inserts rows whose key is missing (a hard-deleted seed row comes
-// back; a changed row is left as it is).
+// connected as the schema owner, ecom) and loads the id seed with COPY into
+// the tables it created, all in one transaction. It is idempotent: the DDL is,
+// and a table that existed before is not loaded (even if empty), so a second
+// Init inserts nothing: a hard-deleted row (a customer's erasure) stays
+// deleted and no insert reaches CDC that the mutator's log lacks. WithReseed
+// puts missing seed rows back explicitly.
 func Init(ctx context.Context, db DB, schema string, opts ...InitOption) (InitResult, error) {
 	o := initOptions{idSeed: seed.DefaultSeed, customers: seed.DefaultCustomers, products: seed.DefaultProducts}
 	for _, opt := range opts {
@@ -117,6 +126,14 @@ func Init(ctx context.Context, db DB, schema string, opts ...InitOption) (InitRe
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('catalogdb.init.' || $1))", schema); err != nil {
 		return InitResult{}, fmt.Errorf("catalogdb: init %s: lock: %w", schema, err)
 	}
+	existed := map[string]bool{}
+	for _, table := range []string{"categories", "products", "customers"} {
+		var ok bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{schema, table}.Sanitize()).Scan(&ok); err != nil {
+			return InitResult{}, fmt.Errorf("catalogdb: init %s: %s: %w", schema, table, err)
+		}
+		existed[table] = ok
+	}
 	if _, err := tx.Exec(ctx, st.SQL); err != nil {
 		return InitResult{}, fmt.Errorf("catalogdb: init %s: %s: %w", schema, st.Name, err)
 	}
@@ -133,14 +150,23 @@ func Init(ctx context.Context, db DB, schema string, opts ...InitOption) (InitRe
 		}
 		cats = append(cats, []any{slug, info.name, parent, ShopOpened})
 	}
-	if res.Categories, err = load(ctx, tx, schema, "categories", "slug", []string{"slug", "name", "parent_slug", "updated_at"}, pgx.CopyFromRows(cats)); err != nil {
+	mode := func(table string) loadMode {
+		switch {
+		case !existed[table]:
+			return loadNew
+		case o.reseed:
+			return loadMissing
+		}
+		return loadNone
+	}
+	if res.Categories, err = load(ctx, tx, schema, "categories", "slug", mode("categories"), []string{"slug", "name", "parent_slug", "updated_at"}, pgx.CopyFromRows(cats)); err != nil {
 		return InitResult{}, err
 	}
 	prods := pgx.CopyFromSlice(len(set.Products), func(i int) ([]any, error) {
 		p := set.Products[i]
 		return []any{p.ProductID, p.SKU, p.Name, p.Category, p.Brand, p.PriceMinor, p.Currency, ShopOpened, ShopOpened}, nil
 	})
-	if res.Products, err = load(ctx, tx, schema, "products", "product_id",
+	if res.Products, err = load(ctx, tx, schema, "products", "product_id", mode("products"),
 		[]string{"product_id", "sku", "name", "category", "brand", "price_minor", "currency", "created_at", "updated_at"}, prods); err != nil {
 		return InitResult{}, err
 	}
@@ -148,7 +174,7 @@ func Init(ctx context.Context, db DB, schema string, opts ...InitOption) (InitRe
 		c := set.Customers[i]
 		return []any{c.CustomerID, c.Email, c.Name, c.Country, c.CreatedAt, c.CreatedAt}, nil
 	})
-	if res.Customers, err = load(ctx, tx, schema, "customers", "customer_id",
+	if res.Customers, err = load(ctx, tx, schema, "customers", "customer_id", mode("customers"),
 		[]string{"customer_id", "email", "name", "country", "created_at", "updated_at"}, custs); err != nil {
 		return InitResult{}, err
 	}
@@ -159,16 +185,42 @@ func Init(ctx context.Context, db DB, schema string, opts ...InitOption) (InitRe
 	return res, nil
 }
 
-// load copies rows into a temporary staging table shaped like the target and
-// inserts those whose key is missing.
-func load(ctx context.Context, tx pgx.Tx, schema, table, key string, cols []string, rows pgx.CopyFromSource) (int64, error) {
-	stage := "catalogdb_stage_" + table
+type loadMode int
+
+const (
+	loadNone    loadMode = iota // the table existed: leave it as it is
+	loadNew                     // the table was just created: copy every row
+	loadMissing                 // reseed: insert rows whose key is missing, stamped now()
+)
+
+// load copies rows into a table Init created, or (reseed) into a temporary
+// staging table shaped like the target, stamps them now() and inserts those
+// whose key is missing.
+func load(ctx context.Context, tx pgx.Tx, schema, table, key string, mode loadMode, cols []string, rows pgx.CopyFromSource) (int64, error) {
 	target := pgx.Identifier{schema, table}.Sanitize()
+	switch mode {
+	case loadNone:
+		return 0, nil
+	case loadNew:
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{schema, table}, cols, rows)
+		if err != nil {
+			return 0, fmt.Errorf("catalogdb: init %s: copy %s: %w", schema, table, err)
+		}
+		return n, nil
+	}
+	stage := "catalogdb_stage_" + table
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE "+stage+" (LIKE "+target+" INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
 		return 0, fmt.Errorf("catalogdb: init %s: staging %s: %w", schema, table, err)
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, cols, rows); err != nil {
 		return 0, fmt.Errorf("catalogdb: init %s: copy %s: %w", schema, table, err)
+	}
+	stamp := "UPDATE " + stage + " SET updated_at = now()"
+	if table != "categories" {
+		stamp += ", created_at = now()"
+	}
+	if _, err := tx.Exec(ctx, stamp); err != nil {
+		return 0, fmt.Errorf("catalogdb: init %s: stamp %s: %w", schema, table, err)
 	}
 	tag, err := tx.Exec(ctx, "INSERT INTO "+target+" SELECT * FROM "+stage+" ON CONFLICT ("+key+") DO NOTHING")
 	if err != nil {

@@ -197,11 +197,16 @@ type Entry struct {
 	// Product or Customer is the row after the change; for a delete, the row deleted.
 	Product  *ProductRow  `json:"product,omitempty"`
 	Customer *CustomerRow `json:"customer,omitempty"`
-	// TxID is the transaction's id (pg_current_xact_id); Ordinal the row
+	// TxID is the transaction's id (pg_current_xact_id: the 64-bit xid8,
+	// epoch<<32 | xid); Xid its low 32 bits (TxID % 2^32), the xid logical
+	// replication reports (pgoutput's BEGIN, catalog-sync's cdc Tx.Xid,
+	// test_decoding): match CDC on Xid, not TxID (they differ once the epoch
+	// is not 0; Xid wraps around, TxID does not). Ordinal is the row
 	// change's 1-based position in the transaction (statement order, then
 	// the order of the statement's RETURNING rows, which is the order of the
 	// changes in the WAL); TxChanges the number of row changes in it.
 	TxID      uint64 `json:"txid"`
+	Xid       uint32 `json:"xid"`
 	Ordinal   int    `json:"ordinal"`
 	TxChanges int    `json:"tx_changes"`
 	TxName    string `json:"tx_name,omitempty"`

@@ -18,9 +18,16 @@ import (
 // every entry equals the commit timestamp logical decoding reports for its
 // transaction (test_decoding's "COMMIT <xid> (at <time>)" with
 // include-timestamp: the same txn->xact_time.commit_time that pgoutput puts in
-// BEGIN), the commit LSN lies in [commit_lsn_min, commit_lsn_max], and each
+// BEGIN), the commit record lies in [commit_lsn_min, commit_lsn_max], and each
 // transaction decodes to as many row changes of the schema as the log has
 // entries for it (a burst is one transaction).
+//
+// test_decoding's COMMIT row carries the END LSN of the commit record, not the
+// commit LSN (the record's start) that pgoutput's BEGIN and source_lsn carry,
+// and no row carries the start. What the slot shows is checked: the end LSN
+// lies in (commit_lsn_min, commit_lsn_max] and every row change of the
+// transaction lies before commit_lsn_min; the commit record follows the last
+// change and ends at the end LSN, so it lies in the interval.
 func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 	pool, schema, eps := testSchema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -35,18 +42,9 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connect as the replication role (CATALOG_DATABASE_URL): %v", err)
 	}
-	t.Cleanup(func() { cdc.Close(context.Background()) }) // after the slot's drop below
+	t.Cleanup(func() { cdc.Close(context.Background()) }) // drops the temporary slot
 	slot := schema + "_td"
-	if _, err := cdc.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'test_decoding')", slot); err != nil {
-		t.Fatalf("create slot: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := cdc.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
-			t.Errorf("drop slot %s (it holds WAL until dropped): %v", slot, err)
-		}
-	})
+	tempSlot(ctx, t, cdc, slot)
 
 	script, err := Script(ids)
 	if err != nil {
@@ -58,11 +56,12 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 	}
 
 	type commit struct {
-		at      time.Time
-		lsn     uint64
-		changes int
+		at         time.Time
+		endLSN     uint64 // the COMMIT row's: the end of the commit record
+		lastChange uint64 // the LSN of the transaction's last row change
+		changes    int
 	}
-	commits := map[uint64]*commit{}
+	commits := map[uint64]*commit{} // by the 32-bit xid
 	if _, err := cdc.Exec(ctx, "SET TimeZone = 'UTC'"); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +76,10 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 		if err := rows.Scan(&lsnText, &xidText, &data); err != nil {
 			t.Fatal(err)
 		}
-		xid, _ := strconv.ParseUint(xidText, 10, 64)
+		xid, err := strconv.ParseUint(xidText, 10, 32) // type xid: 32 bits
+		if err != nil {
+			t.Fatalf("xid %q: %v", xidText, err)
+		}
 		c := commits[xid]
 		if c == nil {
 			c = &commit{}
@@ -85,12 +87,13 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 		}
 		if strings.HasPrefix(data, tablePrefix) {
 			c.changes++
+			c.lastChange = max(c.lastChange, parseLSN(t, lsnText))
 		}
 		if m := commitRE.FindStringSubmatch(data); m != nil {
 			if c.at, err = time.Parse("2006-01-02 15:04:05.999999-07", m[1]); err != nil {
 				t.Fatalf("commit time %q: %v", m[1], err)
 			}
-			c.lsn = parseLSN(t, lsnText)
+			c.endLSN = parseLSN(t, lsnText)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -99,28 +102,90 @@ func TestIntegrationCommitTimeIsLogicalReplications(t *testing.T) {
 
 	perTx := map[uint64]int{}
 	for _, e := range entries {
-		perTx[e.TxID]++
-		c := commits[e.TxID]
+		if uint64(e.Xid) != e.TxID%(1<<32) {
+			t.Errorf("%s %s: xid %d is not txid %d %% 2^32", e.Kind, e.Key, e.Xid, e.TxID)
+		}
+		perTx[uint64(e.Xid)]++
+		c := commits[uint64(e.Xid)]
 		if c == nil || c.at.IsZero() {
-			t.Errorf("%s %s: transaction %d not decoded from the slot", e.Kind, e.Key, e.TxID)
+			t.Errorf("%s %s: transaction %d (xid %d) not decoded from the slot", e.Kind, e.Key, e.TxID, e.Xid)
 			continue
 		}
 		if !c.at.Equal(e.CommitTime) {
 			t.Errorf("%s %s: log commit_time %s, logical replication %s", e.Kind, e.Key, e.CommitTime.Format(time.RFC3339Nano), c.at.Format(time.RFC3339Nano))
 		}
-		if lo, hi := parseLSN(t, e.CommitLSNMin), parseLSN(t, e.CommitLSNMax); c.lsn < lo || c.lsn > hi {
-			t.Errorf("%s %s: commit LSN %X outside the log's [%s, %s]", e.Kind, e.Key, c.lsn, e.CommitLSNMin, e.CommitLSNMax)
+		lo, hi := parseLSN(t, e.CommitLSNMin), parseLSN(t, e.CommitLSNMax)
+		if c.endLSN <= lo || c.endLSN > hi {
+			t.Errorf("%s %s: commit record's end LSN %s outside the log's (%s, %s]", e.Kind, e.Key, fmtLSN(c.endLSN), e.CommitLSNMin, e.CommitLSNMax)
+		}
+		if c.lastChange >= lo {
+			t.Errorf("%s %s: a row change at %s, not before the log's commit_lsn_min %s", e.Kind, e.Key, fmtLSN(c.lastChange), e.CommitLSNMin)
 		}
 	}
 	for xid, n := range perTx {
-		if commits[xid].changes != n {
-			t.Errorf("transaction %d: %d entries in the log, %d row changes decoded", xid, n, commits[xid].changes)
+		if c := commits[xid]; c == nil {
+			t.Errorf("transaction %d: %d entries in the log, not decoded from the slot", xid, n)
+		} else if c.changes != n {
+			t.Errorf("transaction %d: %d entries in the log, %d row changes decoded", xid, n, c.changes)
 		}
 	}
 	if len(perTx) != len(script) {
 		t.Errorf("%d transactions in the log, the script has %d", len(perTx), len(script))
 	}
 }
+
+// tempSlot creates a TEMPORARY test_decoding slot on conn: PostgreSQL drops it
+// when the session ends, also when the test run is killed (an abandoned slot
+// holds WAL forever, and the stack has 16). Only conn's session can read it.
+func tempSlot(ctx context.Context, t *testing.T, conn *pgx.Conn, name string) {
+	t.Helper()
+	if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'test_decoding', temporary => true)", name); err != nil {
+		t.Fatalf("create slot %s: %v", name, err)
+	}
+}
+
+// TestIntegrationTestSlotIsTemporary: the test's slot goes with its session.
+func TestIntegrationTestSlotIsTemporary(t *testing.T) {
+	_, schema, eps := testSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, eps.CatalogDatabaseURL)
+	if err != nil {
+		t.Fatalf("connect as the replication role (CATALOG_DATABASE_URL): %v", err)
+	}
+	defer admin.Close(context.Background())
+	slot := schema + "_td"
+	defer func() { // a slot left behind is dropped here, so even a failure leaves none
+		_, _ = admin.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+	}()
+	conn, err := pgx.Connect(ctx, eps.CatalogDatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tempSlot(ctx, t, conn, slot)
+	var temporary bool
+	if err := admin.QueryRow(ctx, "SELECT temporary FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&temporary); err != nil || !temporary {
+		t.Errorf("slot %s temporary = %v, %v; want true", slot, temporary, err)
+	}
+	conn.Close(ctx)
+	gone := time.After(5 * time.Second)
+	for {
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		select {
+		case <-gone:
+			t.Fatalf("slot %s still there 5 s after its session ended", slot)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func fmtLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
 
 func parseLSN(t *testing.T, s string) uint64 {
 	t.Helper()

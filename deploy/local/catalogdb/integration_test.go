@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ecomstream/platform/deploy/local/seed"
@@ -95,19 +97,48 @@ func TestIntegrationInitLoadsSeed(t *testing.T) {
 		t.Errorf("shoes' parent = %v, %v; want apparel", parent, err)
 	}
 
-	// A second Init inserts nothing; after a hard delete it puts back only the missing row.
+	// A second Init inserts nothing, also after hard deletes (a customer's
+	// erasure stays erased); a changed row is left as it is.
 	if res, err = Init(ctx, pool, schema); err != nil || res.Products+res.Customers+res.Categories != 0 {
 		t.Fatalf("second Init inserted %+v, %v; want nothing", res, err)
 	}
-	if _, err := pool.Exec(ctx, "DELETE FROM "+schema+".products WHERE product_id = 'p-00042'; UPDATE "+schema+".products SET name = 'Changed' WHERE product_id = 'p-00043'"); err != nil {
+	if _, err := pool.Exec(ctx, "DELETE FROM "+schema+".products WHERE product_id = 'p-00042'; DELETE FROM "+schema+".customers WHERE customer_id = 'u-000042'; UPDATE "+schema+".products SET name = 'Changed' WHERE product_id = 'p-00043'"); err != nil {
 		t.Fatal(err)
 	}
-	if res, err = Init(ctx, pool, schema); err != nil || res.Products != 1 || res.Customers != 0 {
-		t.Fatalf("Init after a delete inserted %+v, %v; want the one product", res, err)
+	if res, err = Init(ctx, pool, schema); err != nil || res.Products+res.Customers+res.Categories != 0 {
+		t.Fatalf("Init after hard deletes inserted %+v, %v; want nothing", res, err)
+	}
+	if n := count(t, pool, schema, "products"); n != int64(len(set.Products)-1) {
+		t.Errorf("%d products after Init, want the deleted one still gone", n)
+	}
+	if n := count(t, pool, schema, "customers"); n != int64(len(set.Customers)-1) {
+		t.Errorf("%d customers after Init, want the erased one still gone", n)
+	}
+	// WithReseed puts the missing rows back, stamped now(), not 2022-01-01.
+	var before time.Time
+	if err := pool.QueryRow(ctx, "SELECT now()").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = Init(ctx, pool, schema, WithReseed()); err != nil || res.Products != 1 || res.Customers != 1 || res.Categories != 0 {
+		t.Fatalf("Init WithReseed after deletes inserted %+v, %v; want the one product and the one customer", res, err)
+	}
+	for _, q := range []string{"SELECT created_at, updated_at FROM " + schema + ".products WHERE product_id = 'p-00042'",
+		"SELECT created_at, updated_at FROM " + schema + ".customers WHERE customer_id = 'u-000042'"} {
+		var created, updated time.Time
+		if err := pool.QueryRow(ctx, q).Scan(&created, &updated); err != nil || created.Before(before) || updated.Before(before) {
+			t.Errorf("%s: reseeded row stamped %s / %s, %v; want now() (after %s)", q, created, updated, err, before)
+		}
 	}
 	var name string
 	if err := pool.QueryRow(ctx, "SELECT name FROM "+schema+".products WHERE product_id = 'p-00043'").Scan(&name); err != nil || name != "Changed" {
 		t.Errorf("Init overwrote a changed row: name %q, %v", name, err)
+	}
+	// A table Init creates is loaded, also in an existing schema.
+	if _, err := pool.Exec(ctx, "DROP TABLE "+schema+".categories"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = Init(ctx, pool, schema); err != nil || res.Categories != int64(len(seed.Categories())) || res.Products+res.Customers != 0 {
+		t.Fatalf("Init after a table's drop inserted %+v, %v; want only the categories", res, err)
 	}
 	// The publication and the replication role's grants are there.
 	var tables int
@@ -117,6 +148,51 @@ func TestIntegrationInitLoadsSeed(t *testing.T) {
 	var canRead bool
 	if err := pool.QueryRow(ctx, "SELECT has_table_privilege($1, $2, 'SELECT')", CDCRole, schema+".products").Scan(&canRead); err != nil || !canRead {
 		t.Errorf("%s cannot read %s.products: %v", CDCRole, schema, err)
+	}
+}
+
+// TestIntegrationInitRepairsPublication: after a manual drop of the schema
+// the publication survives without tables; Init sets them again (else CDC
+// would stream nothing from the re-created tables), and drops a stray one.
+func TestIntegrationInitRepairsPublication(t *testing.T) {
+	pool, schema, _ := testSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Init(ctx, pool, schema, WithProducts(10), WithCustomers(10)); err != nil {
+		t.Fatal(err)
+	}
+	published := func() []string {
+		rows, err := pool.Query(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1", schema+"_catalog")
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	want := []string{schema + ".customers", schema + ".products"}
+	if _, err := pool.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+		t.Fatal(err)
+	}
+	if got := published(); len(got) != 0 {
+		t.Fatalf("after DROP SCHEMA the publication has %v, want no tables", got)
+	}
+	if _, err := Init(ctx, pool, schema, WithProducts(10), WithCustomers(10)); err != nil {
+		t.Fatal(err)
+	}
+	if got := published(); !slices.Equal(got, want) {
+		t.Errorf("after Init the publication has %v, want %v", got, want)
+	}
+	if _, err := pool.Exec(ctx, "ALTER PUBLICATION "+schema+"_catalog ADD TABLE "+schema+".categories"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(ctx, pool, schema); err != nil {
+		t.Fatal(err)
+	}
+	if got := published(); !slices.Equal(got, want) {
+		t.Errorf("after Init the publication has %v, want %v", got, want)
 	}
 }
 
@@ -473,5 +549,100 @@ func TestIntegrationMutatorFailures(t *testing.T) {
 	}
 	if st := m.Stats(); st.Failed != 4 || st.Transactions != 0 {
 		t.Errorf("stats %+v: want 4 failed changes", st)
+	}
+}
+
+// faultDB injects failures around COMMIT: commit replaces the transaction's
+// Commit; failCommitTime fails the commit-timestamp query that follows it.
+type faultDB struct {
+	DB
+	commit         func(ctx context.Context, tx pgx.Tx) error
+	failCommitTime bool
+}
+
+func (f faultDB) Begin(ctx context.Context) (pgx.Tx, error) {
+	tx, err := f.DB.Begin(ctx)
+	if err != nil || f.commit == nil {
+		return tx, err
+	}
+	return faultTx{Tx: tx, commit: f.commit}, nil
+}
+
+func (f faultDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if f.failCommitTime && strings.Contains(sql, "pg_xact_commit_timestamp") {
+		return errRow{errors.New("connection reset by peer")}
+	}
+	return f.DB.QueryRow(ctx, sql, args...)
+}
+
+type faultTx struct {
+	pgx.Tx
+	commit func(ctx context.Context, tx pgx.Tx) error
+}
+
+func (t faultTx) Commit(ctx context.Context) error { return t.commit(ctx, t.Tx) }
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// TestIntegrationMutatorUnloggedCommit: a transaction that committed, or
+// may have (COMMIT unanswered), but could not be logged stops Run with an
+// UnloggedCommitError (CDC has it, the log would not); a COMMIT the server
+// refused is an ordinary failed change and the run goes on.
+func TestIntegrationMutatorUnloggedCommit(t *testing.T) {
+	tests := []struct {
+		name          string
+		db            func(DB) DB
+		wantUnlogged  bool
+		wantCommitted bool
+		wantFailed    int
+	}{
+		{"commit timestamp unreadable", func(db DB) DB { return faultDB{DB: db, failCommitTime: true} }, true, true, 0},
+		{"commit unanswered", func(db DB) DB {
+			return faultDB{DB: db, commit: func(ctx context.Context, tx pgx.Tx) error {
+				if err := tx.Commit(ctx); err != nil {
+					return err
+				}
+				return fmt.Errorf("read tcp 127.0.0.1:15432: %w", context.DeadlineExceeded)
+			}}
+		}, true, false, 0},
+		{"commit refused", func(db DB) DB {
+			return faultDB{DB: db, commit: func(ctx context.Context, tx pgx.Tx) error {
+				_ = tx.Rollback(ctx)
+				return &pgconn.PgError{Code: "40001", Message: "could not serialize access"}
+			}}
+		}, false, false, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pool, schema, _ := testSchema(t)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := Init(ctx, pool, schema, WithProducts(50), WithCustomers(50)); err != nil {
+				t.Fatal(err)
+			}
+			var log bytes.Buffer
+			m, err := NewMutator(ctx, tt.db(pool), MutatorConfig{Schema: schema, RatePerMinute: 600000, BurstEvery: -1, MaxChanges: 3, Log: &log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = m.Run(ctx)
+			st := m.Stats()
+			var unlogged *UnloggedCommitError
+			if tt.wantUnlogged {
+				if !errors.As(err, &unlogged) || unlogged.Committed != tt.wantCommitted || unlogged.TxID == "" {
+					t.Fatalf("Run = %v, want an UnloggedCommitError (committed %v) with the txid", err, tt.wantCommitted)
+				}
+				if st.Unlogged != 1 || st.Failed != 0 || st.Transactions != 0 {
+					t.Errorf("stats %+v: want the run stopped at the first, unlogged, transaction", st)
+				}
+			} else if err != nil || st.Failed != tt.wantFailed || st.Unlogged != 0 {
+				t.Errorf("Run = %v, stats %+v: want the run to go on over %d failed changes", err, st, tt.wantFailed)
+			}
+			if log.Len() != 0 {
+				t.Errorf("log has %q, want nothing", log.String())
+			}
+		})
 	}
 }

@@ -38,6 +38,7 @@ type Stats struct {
 	Rows         int          `json:"rows"`
 	Bursts       int          `json:"bursts"`
 	Failed       int          `json:"failed"`
+	Unlogged     int          `json:"unlogged"` // committed (or maybe) but not logged: stops Run
 	Kinds        map[Kind]int `json:"kinds"`
 	Bad          map[Bad]int  `json:"bad"`
 }
@@ -105,10 +106,14 @@ func (m *Mutator) Stats() Stats {
 
 func (m *Mutator) apply(ctx context.Context, tx Tx) ([]Entry, error) {
 	entries, err := Apply(ctx, m.db, m.cfg.Schema, tx)
+	var unlogged *UnloggedCommitError
 	m.mu.Lock()
-	if err != nil {
+	switch {
+	case errors.As(err, &unlogged):
+		m.stats.Unlogged++
+	case err != nil:
 		m.stats.Failed++
-	} else {
+	default:
 		m.stats.Transactions++
 		m.stats.Rows += len(entries)
 		for _, c := range tx.Changes {
@@ -140,8 +145,10 @@ func (m *Mutator) apply(ctx context.Context, tx Tx) ([]Entry, error) {
 }
 
 // Run changes the tables until ctx ends (or MaxChanges). A failed change is
-// logged and counted, and the run goes on; a failed log write stops it (the
-// log is the test oracle: a gap in it would be silent).
+// logged and counted, and the run goes on; a failed log write, or a
+// transaction that committed (or may have) but could not be logged
+// (UnloggedCommitError), stops it (the log is the test oracle: a gap in it
+// would be silent).
 func (m *Mutator) Run(ctx context.Context) error {
 	next := time.NewTimer(m.interval())
 	defer next.Stop()
@@ -166,13 +173,18 @@ func (m *Mutator) Run(ctx context.Context) error {
 		case <-burst:
 			entries, err = m.Burst(ctx)
 		}
+		var (
+			logErr   *logError
+			unlogged *UnloggedCommitError
+		)
+		// A gap in the log stops the run even when it coincides with the end of ctx.
+		if errors.As(err, &logErr) || errors.As(err, &unlogged) {
+			return err
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		var logErr *logError
 		switch {
-		case errors.As(err, &logErr):
-			return err
 		case err != nil:
 			m.cfg.Logger.Warn("catalog change failed", "err", err)
 		case len(entries) > 0 && entries[0].Bad != "":

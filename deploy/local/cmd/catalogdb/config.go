@@ -27,6 +27,7 @@ type config struct {
 	seed        uint64
 	logFile     string
 	maxChanges  int
+	reseed      bool
 }
 
 const commands = "init | mutate | script"
@@ -93,6 +94,13 @@ Flags:
 		}
 		fs.Uint64Var(p, name, v, help)
 	}
+	boolean := func(p *bool, name string, help string) {
+		v, err := strconv.ParseBool(env(name, "false"))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: not a boolean", envName(name)))
+		}
+		fs.BoolVar(p, name, v, help)
+	}
 	dur := func(p *time.Duration, name string, def time.Duration, help string) {
 		v, err := time.ParseDuration(env(name, def.String()))
 		if err != nil {
@@ -110,6 +118,9 @@ Flags:
 		u64(&c.idSeed, "id-seed", seed.DefaultSeed, "seed number of the shared customers and products")
 		integer(&c.products, "products", seed.DefaultProducts, "products to load (beyond the seed's 2000: synthetic ones of the same shape); script: the count init loaded")
 		integer(&c.customers, "customers", seed.DefaultCustomers, "customers to load; script: the count init loaded")
+	}
+	if c.cmd == "init" {
+		boolean(&c.reseed, "reseed", "also insert the seed rows missing from existing tables (hard-deleted ones come back), stamped now(); not in any mutator log")
 	}
 	switch c.cmd {
 	case "mutate":

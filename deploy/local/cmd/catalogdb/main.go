@@ -61,13 +61,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 
 	switch cfg.cmd {
 	case "init":
-		res, err := catalogdb.Init(ctx, pool, cfg.schema, catalogdb.WithIDSeed(cfg.idSeed),
-			catalogdb.WithProducts(cfg.products), catalogdb.WithCustomers(cfg.customers))
+		opts := []catalogdb.InitOption{catalogdb.WithIDSeed(cfg.idSeed),
+			catalogdb.WithProducts(cfg.products), catalogdb.WithCustomers(cfg.customers)}
+		if cfg.reseed {
+			opts = append(opts, catalogdb.WithReseed())
+		}
+		res, err := catalogdb.Init(ctx, pool, cfg.schema, opts...)
 		if err != nil {
 			return err
 		}
 		log.Info("catalog loaded", "schema", cfg.schema, "inserted_products", res.Products, "inserted_customers", res.Customers,
-			"inserted_categories", res.Categories, "took", res.Took.String())
+			"inserted_categories", res.Categories, "reseed", cfg.reseed, "took", res.Took.String())
 	case "script":
 		script, err := catalogdb.Script(seed.Generate(cfg.idSeed, cfg.customers, cfg.products))
 		if err != nil {
@@ -90,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, usage i
 			"bad", cfg.bad, "log", cfg.logFile)
 		err = m.Run(ctx)
 		st := m.Stats()
-		log.Info("mutator stopped", "transactions", st.Transactions, "rows", st.Rows, "bursts", st.Bursts, "failed", st.Failed,
+		log.Info("mutator stopped", "transactions", st.Transactions, "rows", st.Rows, "bursts", st.Bursts, "failed", st.Failed, "unlogged", st.Unlogged,
 			"kinds", fmt.Sprint(st.Kinds), "bad", fmt.Sprint(st.Bad))
 		return err
 	}

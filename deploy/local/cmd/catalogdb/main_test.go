@@ -48,6 +48,9 @@ func TestConfig(t *testing.T) {
 		{"mutate flag on init", []string{"init", "-rate", "5"}, nil, "flag provided but not defined"},
 		{"extra args", []string{"init", "x"}, nil, "unexpected"},
 		{"empty url", []string{"init", "-database-url", ""}, nil, "-database-url (DATABASE_URL) is empty"},
+		{"reseed", []string{"init", "-reseed"}, nil, ""},
+		{"bad env boolean", []string{"init"}, map[string]string{"CATALOGDB_RESEED": "maybe"}, "CATALOGDB_RESEED: not a boolean"},
+		{"reseed on mutate", []string{"mutate", "-reseed"}, nil, "flag provided but not defined"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
