@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -508,5 +509,37 @@ func TestIntegrationHandlerError(t *testing.T) {
 	c2 := db.start(t)
 	if again := c2.next(t); again.CommitLSN != seen.CommitLSN || again.Changes[0].Row["product_id"].Text != "p-1" {
 		t.Fatalf("after a handler error: got %+v, want the failed transaction at %s again", again, seen.CommitLSN)
+	}
+}
+
+// TestIntegrationPublicationMissing: Run refuses to stream (and creates no
+// slot) when the publication does not exist, with an error naming
+// CATALOG_PUBLICATION: a slot made before its publication could never
+// stream the WAL written before CREATE PUBLICATION.
+func TestIntegrationPublicationMissing(t *testing.T) {
+	db := newLiveDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := Connect(ctx, db.cdcURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if err := CheckPublication(ctx, conn, db.publication()); err != nil {
+		t.Fatalf("CheckPublication of an existing publication: %v", err)
+	}
+	if _, err := db.ecom.Exec(ctx, "DROP PUBLICATION "+db.publication()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{URL: db.cdcURL, Slot: db.slot, Publication: db.publication(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Run(ctx, func(context.Context, []Tx) error { return nil })
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "CATALOG_PUBLICATION") || !strings.Contains(err.Error(), db.publication()) {
+		t.Fatalf("Run without the publication = %v (context %v), want an error naming CATALOG_PUBLICATION and %s", err, ctx.Err(), db.publication())
+	}
+	if h := db.health(t); h.Exists {
+		t.Errorf("Run created slot %s although the publication is missing", db.slot)
 	}
 }

@@ -159,7 +159,9 @@ func (s *Stream) Confirm(lsn LSN) {
 	s.mu.Unlock()
 }
 
-// Run connects, creates the slot if missing, streams from the slot's
+// Run connects, checks the publication exists (an error naming
+// CATALOG_PUBLICATION otherwise, and no slot is created), creates the slot
+// if missing, streams from the slot's
 // confirmed position and calls h until ctx ends (then it returns nil, after
 // a last status update) or an error stops it.
 func (s *Stream) Run(ctx context.Context, h Handler) error {
@@ -180,6 +182,9 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
+	if err := CheckPublication(ctx, conn, s.cfg.Publication); err != nil {
+		return err
+	}
 	slot, err := EnsureSlot(ctx, conn, s.cfg.Slot)
 	if err != nil {
 		return err
