@@ -543,3 +543,24 @@ func TestIntegrationPublicationMissing(t *testing.T) {
 		t.Errorf("Run created slot %s although the publication is missing", db.slot)
 	}
 }
+
+// TestIntegrationKeyChange: an update of a product's key (REPLICA IDENTITY
+// FULL) arrives as a delete of the old row, then the upsert of the new one.
+func TestIntegrationKeyChange(t *testing.T) {
+	db := newLiveDB(t)
+	c := db.start(t)
+	db.exec(t, fmt.Sprintf(insertProduct, "p-1", "1", "Mug", 1299))
+	if tx := c.next(t); len(tx.Changes) != 1 {
+		t.Fatalf("insert: %+v", tx)
+	}
+	db.exec(t, `UPDATE %s.products SET product_id = 'p-9', price_minor = 999 WHERE product_id = 'p-1'`)
+	tx := c.next(t)
+	var got []string
+	for _, ch := range tx.Changes {
+		got = append(got, fmt.Sprintf("%d %s %s %s %s", ch.Ordinal, ch.Op, ch.Row["product_id"].Text, ch.Row["name"].Text, ch.Row["price_minor"].Text))
+	}
+	want := []string{"1 delete p-1 Mug 1299", "2 upsert p-9 Mug 999"}
+	if diff := gocmp.Diff(want, got); diff != "" {
+		t.Errorf("key-changing update (-want +got):\n%s", diff)
+	}
+}

@@ -185,6 +185,9 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 	if err := CheckPublication(ctx, conn, s.cfg.Publication); err != nil {
 		return err
 	}
+	if s.dec.keys, err = primaryKeys(ctx, conn, s.cfg.Publication); err != nil {
+		return err
+	}
 	slot, err := EnsureSlot(ctx, conn, s.cfg.Slot)
 	if err != nil {
 		return err
@@ -213,6 +216,32 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		err = serr
 	}
 	return s.stopErr(ctx, err)
+}
+
+// primaryKeys reads the primary key columns of the publication's tables
+// ("schema.table" -> columns): the decoder needs them to see a key-changing
+// update of a REPLICA IDENTITY FULL table, whose RELATION message flags every
+// column as identity.
+func primaryKeys(ctx context.Context, conn *pgconn.PgConn, publication string) (map[string][]string, error) {
+	// publication is a checked identifier (Validate).
+	res, err := conn.Exec(ctx, `SELECT pt.schemaname || '.' || pt.tablename, a.attname
+FROM pg_publication_tables pt
+JOIN pg_namespace n ON n.nspname = pt.schemaname
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
+WHERE pt.pubname = '`+publication+`'
+ORDER BY 1, 2`).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("cdc: read the primary keys of publication %s: %w", publication, err)
+	}
+	keys := map[string][]string{}
+	for _, r := range res {
+		for _, row := range r.Rows {
+			keys[string(row[0])] = append(keys[string(row[0])], string(row[1]))
+		}
+	}
+	return keys, nil
 }
 
 func (s *Stream) setStreaming(on bool) {
