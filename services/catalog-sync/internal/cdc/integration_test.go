@@ -280,8 +280,9 @@ func (db *liveDB) start(t *testing.T, setup ...func(*Stream)) *consumer {
 			t.Fatalf("Run: %v", err)
 		default:
 		}
+		// Active alone is also true while Run's CREATE_REPLICATION_SLOT runs.
 		h := db.health(t)
-		return h.Exists && h.Active
+		return s.Stats().Streaming && h.Exists && h.Active
 	})
 	return c
 }
