@@ -96,6 +96,10 @@ type Stream struct {
 	pos *positions
 	dec *decoder
 
+	// wake (one slot) tells a receiver waiting for room in the queue that a
+	// Confirm wants a status update.
+	wake chan struct{}
+
 	mu         sync.Mutex
 	cancelRecv context.CancelFunc // wakes the receiver to report a confirm
 	statusDue  bool
@@ -139,7 +143,7 @@ func New(cfg Config) (*Stream, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	return &Stream{cfg: cfg, pos: newPositions(0), dec: newDecoder()}, nil
+	return &Stream{cfg: cfg, pos: newPositions(0), dec: newDecoder(), wake: make(chan struct{}, 1)}, nil
 }
 
 // Confirm tells the Stream that every delivered transaction with a commit
@@ -157,6 +161,10 @@ func (s *Stream) Confirm(lsn LSN) {
 		s.cancelRecv()
 	}
 	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake is pending already
+	}
 }
 
 // Run connects, checks the publication exists (an error naming
@@ -383,7 +391,8 @@ func (s *Stream) handleCopyData(ctx context.Context, conn *pgconn.PgConn, data [
 }
 
 // enqueue hands a transaction to the deliverer; while the queue is full it
-// keeps sending status updates so the server does not time the session out.
+// keeps sending status updates so the server does not time the session out,
+// and sends one at once when a Confirm comes in.
 func (s *Stream) enqueue(ctx context.Context, conn *pgconn.PgConn, queue chan<- Tx, tx Tx) error {
 	tick := time.NewTicker(s.cfg.StatusInterval)
 	defer tick.Stop()
@@ -397,6 +406,10 @@ func (s *Stream) enqueue(ctx context.Context, conn *pgconn.PgConn, queue chan<- 
 			if err := s.sendStatus(conn); err != nil {
 				return err
 			}
+		case <-s.wake:
+			if err := s.sendStatus(conn); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -405,6 +418,10 @@ func (s *Stream) sendStatus(conn *pgconn.PgConn) error {
 	s.mu.Lock()
 	s.statusDue = false
 	s.mu.Unlock()
+	select {
+	case <-s.wake: // this update reports that Confirm too
+	default:
+	}
 	lsn := s.pos.position()
 	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: lsn, WALFlushPosition: lsn, WALApplyPosition: lsn,
