@@ -106,6 +106,10 @@ type Stream struct {
 	started    bool
 	stats      Stats
 
+	// statusTimeout bounds the write of one status update, so a stalled
+	// connection cannot block Run.
+	statusTimeout time.Duration
+
 	// onWAL, if set, sees every pgoutput message (tests record testdata).
 	onWAL func([]byte)
 }
@@ -143,7 +147,8 @@ func New(cfg Config) (*Stream, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	return &Stream{cfg: cfg, pos: newPositions(0), dec: newDecoder(), wake: make(chan struct{}, 1)}, nil
+	return &Stream{cfg: cfg, pos: newPositions(0), dec: newDecoder(), wake: make(chan struct{}, 1),
+		statusTimeout: 5 * time.Second}, nil
 }
 
 // Confirm tells the Stream that every delivered transaction with a commit
@@ -220,7 +225,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 	if conn.IsClosed() {
 		return s.stopErr(ctx, err)
 	}
-	if serr := s.sendStatus(conn); serr != nil && err == nil && ctx.Err() == nil {
+	if serr := s.lastStatus(ctx, conn); serr != nil && err == nil && ctx.Err() == nil {
 		err = serr
 	}
 	return s.stopErr(ctx, err)
@@ -302,7 +307,7 @@ func (s *Stream) receive(ctx context.Context, conn *pgconn.PgConn, queue chan<- 
 		due := s.statusDue
 		s.mu.Unlock()
 		if due || !time.Now().Before(next) {
-			if err := s.sendStatus(conn); err != nil {
+			if err := s.sendStatus(ctx, conn); err != nil {
 				return err
 			}
 			next = time.Now().Add(s.cfg.StatusInterval)
@@ -360,7 +365,7 @@ func (s *Stream) handleCopyData(ctx context.Context, conn *pgconn.PgConn, data [
 		}
 		s.pos.idle(ka.ServerWALEnd, s.dec.inTx())
 		if ka.ReplyRequested {
-			return s.sendStatus(conn)
+			return s.sendStatus(ctx, conn)
 		}
 	case pglogrepl.XLogDataByteID:
 		xld, err := pglogrepl.ParseXLogData(data[1:])
@@ -403,18 +408,28 @@ func (s *Stream) enqueue(ctx context.Context, conn *pgconn.PgConn, queue chan<- 
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			if err := s.sendStatus(conn); err != nil {
+			if err := s.sendStatus(ctx, conn); err != nil {
 				return err
 			}
 		case <-s.wake:
-			if err := s.sendStatus(conn); err != nil {
+			if err := s.sendStatus(ctx, conn); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-func (s *Stream) sendStatus(conn *pgconn.PgConn) error {
+// lastStatus sends the status update after streaming ended, usually
+// because ctx did: it is sent all the same, within statusTimeout.
+func (s *Stream) lastStatus(ctx context.Context, conn *pgconn.PgConn) error {
+	return s.sendStatus(context.WithoutCancel(ctx), conn)
+}
+
+// sendStatus sends a standby status update with the flush position. The
+// write gives up when ctx ends or after statusTimeout (pglogrepl ignores its
+// context, so the connection's write deadline does it); the connection is
+// unusable then and the error ends Run.
+func (s *Stream) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
 	s.mu.Lock()
 	s.statusDue = false
 	s.mu.Unlock()
@@ -423,9 +438,23 @@ func (s *Stream) sendStatus(conn *pgconn.PgConn) error {
 	default:
 	}
 	lsn := s.pos.position()
-	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), conn, pglogrepl.StandbyStatusUpdate{
+	ctx, cancel := context.WithTimeout(ctx, s.statusTimeout)
+	defer cancel()
+	nc := conn.Conn()
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetWriteDeadline(deadline)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = nc.SetWriteDeadline(time.Now())
+		close(fired)
+	})
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: lsn, WALFlushPosition: lsn, WALApplyPosition: lsn,
 	})
+	if !stop() {
+		<-fired
+	}
+	_ = nc.SetWriteDeadline(time.Time{})
 	if err != nil {
 		return fmt.Errorf("cdc: standby status update: %w", err)
 	}
