@@ -48,6 +48,7 @@ func TestDecode(t *testing.T) {
 	tests := []struct {
 		name       string
 		give       [][]byte
+		keys       map[string][]string // primary keys, as Run reads them
 		want       []Tx
 		wantToast  int
 		wantErr    error
@@ -100,6 +101,69 @@ func TestDecode(t *testing.T) {
 				msgUpdate(relProducts, nil, []col{txt("p-1"), toasted, txt("999"), txt("t"), null}),
 			},
 			wantErr: ErrUnchangedToast,
+		},
+		{
+			name: "unchanged TOASTed value with a key-only old tuple ('K') stops the stream instead of writing NULL",
+			give: [][]byte{
+				customers,
+				msgBegin(0x16B3748, commitAt, 771),
+				msgUpdateKind(relCustomers, 'K', []col{txt("u-1"), null}, []col{txt("u-2"), toasted}),
+			},
+			wantErr: ErrUnchangedToast,
+		},
+		{
+			name: "key-changing update with a key-only old tuple: delete of the old key, then the upsert",
+			give: [][]byte{
+				customers,
+				msgBegin(0x16B3748, commitAt, 771),
+				msgUpdateKind(relCustomers, 'K', []col{txt("u-1"), null}, []col{txt("u-2"), txt("FR")}),
+				msgInsert(relCustomers, txt("u-3"), txt("DE")),
+				msgCommit(0x16B3748, 0x16B3780, commitAt),
+			},
+			want: []Tx{{
+				Xid: 771, CommitLSN: 0x16B3748, EndLSN: 0x16B3780, CommitTime: commitAt,
+				Changes: []Change{
+					change(1, "sf.customers", OpDelete, Row{"customer_id": {Type: pgtype.TextOID, Text: "u-1"}, "country": {Type: pgtype.TextOID, Null: true}}),
+					change(2, "sf.customers", OpUpsert, Row{"customer_id": {Type: pgtype.TextOID, Text: "u-2"}, "country": {Type: pgtype.TextOID, Text: "FR"}}),
+					change(3, "sf.customers", OpUpsert, Row{"customer_id": {Type: pgtype.TextOID, Text: "u-3"}, "country": {Type: pgtype.TextOID, Text: "DE"}}),
+				},
+			}},
+		},
+		{
+			name: "key-changing update with the full old row (FULL, primary key known): delete of the old row, then the filled upsert",
+			keys: map[string][]string{"sf.products": {"product_id"}},
+			give: [][]byte{
+				products,
+				msgBegin(0x16B3748, commitAt, 771),
+				msgUpdate(relProducts,
+					[]col{txt("p-1"), txt(long), txt("1299"), txt("t"), null},
+					[]col{txt("p-9"), toasted, txt("999"), txt("t"), null}),
+				msgCommit(0x16B3748, 0x16B3780, commitAt),
+			},
+			want: []Tx{{
+				Xid: 771, CommitLSN: 0x16B3748, EndLSN: 0x16B3780, CommitTime: commitAt,
+				Changes: []Change{
+					change(1, "sf.products", OpDelete, productRow("p-1", long, "1299", "t", nil)),
+					change(2, "sf.products", OpUpsert, productRow("p-9", long, "999", "t", nil)),
+				},
+			}},
+			wantToast: 1,
+		},
+		{
+			name: "update keeping the key with the full old row (FULL, primary key known): the upsert only",
+			keys: map[string][]string{"sf.products": {"product_id"}},
+			give: [][]byte{
+				products,
+				msgBegin(0x16B3748, commitAt, 771),
+				msgUpdate(relProducts,
+					[]col{txt("p-1"), txt("Mug"), txt("1299"), txt("t"), null},
+					[]col{txt("p-1"), txt("Cup"), txt("999"), txt("f"), null}),
+				msgCommit(0x16B3748, 0x16B3780, commitAt),
+			},
+			want: []Tx{{
+				Xid: 771, CommitLSN: 0x16B3748, EndLSN: 0x16B3780, CommitTime: commitAt,
+				Changes: []Change{change(1, "sf.products", OpUpsert, productRow("p-1", "Cup", "999", "f", nil))},
+			}},
 		},
 		{
 			name: "delete with a key-only old tuple (identity DEFAULT) carries the key, the rest NULL",
@@ -168,6 +232,7 @@ func TestDecode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := newDecoder()
+			d.keys = tt.keys
 			var got []Tx
 			var err error
 			for _, m := range tt.give {

@@ -70,11 +70,16 @@ func msgCommit(commitLSN, end LSN, commit time.Time) []byte {
 
 func msgInsert(rel uint32, cols ...col) []byte { return enc{'I'}.u32(rel).u8('N').tuple(cols...) }
 
-// msgUpdate: old nil = no old tuple (identity DEFAULT, key unchanged).
-func msgUpdate(rel uint32, old, new []col) []byte {
+// msgUpdate: old nil = no old tuple (identity DEFAULT, key unchanged); else
+// the full old row ('O', REPLICA IDENTITY FULL).
+func msgUpdate(rel uint32, old, new []col) []byte { return msgUpdateKind(rel, 'O', old, new) }
+
+// msgUpdateKind: kind 'K' = a key-only old tuple (a key-changing update
+// under identity DEFAULT: the key columns, NULL for the others).
+func msgUpdateKind(rel uint32, kind byte, old, new []col) []byte {
 	e := enc{'U'}.u32(rel)
 	if old != nil {
-		e = e.u8('O').tuple(old...)
+		e = e.u8(kind).tuple(old...)
 	}
 	return e.u8('N').tuple(new...)
 }

@@ -39,9 +39,37 @@ type SlotInfo struct {
 	ConfirmedFlushLSN LSN
 }
 
+// CheckPublication returns an error naming CATALOG_PUBLICATION unless the
+// publication exists in the connection's database (a replication or a
+// normal connection). Call it before EnsureSlot: a slot created before its
+// publication can never stream, because pgoutput looks the publication up
+// as of each change's WAL position and fails with "publication does not
+// exist" for the WAL written before CREATE PUBLICATION, and every restart
+// replays that WAL (README.md: re-creating the publication means dropping
+// the slot).
+func CheckPublication(ctx context.Context, conn *pgconn.PgConn, publication string) error {
+	if !identRE.MatchString(publication) {
+		return fmt.Errorf("CATALOG_PUBLICATION: %q is not a publication name", publication)
+	}
+	// publication is a checked identifier; the replication protocol's
+	// simple queries take no parameters.
+	res, err := conn.Exec(ctx, `SELECT current_database(), EXISTS (SELECT 1 FROM pg_publication WHERE pubname = '`+publication+`')`).ReadAll()
+	if err != nil {
+		return fmt.Errorf("cdc: look up publication %s: %w", publication, err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 {
+		return fmt.Errorf("cdc: look up publication %s: unexpected result", publication)
+	}
+	if row := res[0].Rows[0]; string(row[1]) != "t" {
+		return fmt.Errorf("CATALOG_PUBLICATION: publication %q does not exist in database %s; create it before catalog-sync creates its slot", publication, row[0])
+	}
+	return nil
+}
+
 // EnsureSlot creates the logical slot (pgoutput, persistent, no exported
 // snapshot) on a replication connection unless it exists, and checks an
-// existing one is a pgoutput slot of this database.
+// existing one is a pgoutput slot of this database. Check the publication
+// first (CheckPublication; Run does).
 func EnsureSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (SlotInfo, error) {
 	if !identRE.MatchString(slot) {
 		return SlotInfo{}, fmt.Errorf("cdc: invalid slot name %q", slot)

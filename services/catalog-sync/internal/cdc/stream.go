@@ -96,11 +96,19 @@ type Stream struct {
 	pos *positions
 	dec *decoder
 
+	// wake (one slot) tells a receiver waiting for room in the queue that a
+	// Confirm wants a status update.
+	wake chan struct{}
+
 	mu         sync.Mutex
 	cancelRecv context.CancelFunc // wakes the receiver to report a confirm
 	statusDue  bool
 	started    bool
 	stats      Stats
+
+	// statusTimeout bounds the write of one status update, so a stalled
+	// connection cannot block Run.
+	statusTimeout time.Duration
 
 	// onWAL, if set, sees every pgoutput message (tests record testdata).
 	onWAL func([]byte)
@@ -139,7 +147,8 @@ func New(cfg Config) (*Stream, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	return &Stream{cfg: cfg, pos: newPositions(0), dec: newDecoder()}, nil
+	return &Stream{cfg: cfg, pos: newPositions(0), dec: newDecoder(), wake: make(chan struct{}, 1),
+		statusTimeout: 5 * time.Second}, nil
 }
 
 // Confirm tells the Stream that every delivered transaction with a commit
@@ -157,9 +166,15 @@ func (s *Stream) Confirm(lsn LSN) {
 		s.cancelRecv()
 	}
 	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake is pending already
+	}
 }
 
-// Run connects, creates the slot if missing, streams from the slot's
+// Run connects, checks the publication exists (an error naming
+// CATALOG_PUBLICATION otherwise, and no slot is created), creates the slot
+// if missing, streams from the slot's
 // confirmed position and calls h until ctx ends (then it returns nil, after
 // a last status update) or an error stops it.
 func (s *Stream) Run(ctx context.Context, h Handler) error {
@@ -180,6 +195,12 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
+	if err := CheckPublication(ctx, conn, s.cfg.Publication); err != nil {
+		return err
+	}
+	if s.dec.keys, err = primaryKeys(ctx, conn, s.cfg.Publication); err != nil {
+		return err
+	}
 	slot, err := EnsureSlot(ctx, conn, s.cfg.Slot)
 	if err != nil {
 		return err
@@ -204,10 +225,36 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 	if conn.IsClosed() {
 		return s.stopErr(ctx, err)
 	}
-	if serr := s.sendStatus(conn); serr != nil && err == nil && ctx.Err() == nil {
+	if serr := s.lastStatus(ctx, conn); serr != nil && err == nil && ctx.Err() == nil {
 		err = serr
 	}
 	return s.stopErr(ctx, err)
+}
+
+// primaryKeys reads the primary key columns of the publication's tables
+// ("schema.table" -> columns): the decoder needs them to see a key-changing
+// update of a REPLICA IDENTITY FULL table, whose RELATION message flags every
+// column as identity.
+func primaryKeys(ctx context.Context, conn *pgconn.PgConn, publication string) (map[string][]string, error) {
+	// publication is a checked identifier (Validate).
+	res, err := conn.Exec(ctx, `SELECT pt.schemaname || '.' || pt.tablename, a.attname
+FROM pg_publication_tables pt
+JOIN pg_namespace n ON n.nspname = pt.schemaname
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
+WHERE pt.pubname = '`+publication+`'
+ORDER BY 1, 2`).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("cdc: read the primary keys of publication %s: %w", publication, err)
+	}
+	keys := map[string][]string{}
+	for _, r := range res {
+		for _, row := range r.Rows {
+			keys[string(row[0])] = append(keys[string(row[0])], string(row[1]))
+		}
+	}
+	return keys, nil
 }
 
 func (s *Stream) setStreaming(on bool) {
@@ -260,7 +307,7 @@ func (s *Stream) receive(ctx context.Context, conn *pgconn.PgConn, queue chan<- 
 		due := s.statusDue
 		s.mu.Unlock()
 		if due || !time.Now().Before(next) {
-			if err := s.sendStatus(conn); err != nil {
+			if err := s.sendStatus(ctx, conn); err != nil {
 				return err
 			}
 			next = time.Now().Add(s.cfg.StatusInterval)
@@ -318,7 +365,7 @@ func (s *Stream) handleCopyData(ctx context.Context, conn *pgconn.PgConn, data [
 		}
 		s.pos.idle(ka.ServerWALEnd, s.dec.inTx())
 		if ka.ReplyRequested {
-			return s.sendStatus(conn)
+			return s.sendStatus(ctx, conn)
 		}
 	case pglogrepl.XLogDataByteID:
 		xld, err := pglogrepl.ParseXLogData(data[1:])
@@ -349,7 +396,8 @@ func (s *Stream) handleCopyData(ctx context.Context, conn *pgconn.PgConn, data [
 }
 
 // enqueue hands a transaction to the deliverer; while the queue is full it
-// keeps sending status updates so the server does not time the session out.
+// keeps sending status updates so the server does not time the session out,
+// and sends one at once when a Confirm comes in.
 func (s *Stream) enqueue(ctx context.Context, conn *pgconn.PgConn, queue chan<- Tx, tx Tx) error {
 	tick := time.NewTicker(s.cfg.StatusInterval)
 	defer tick.Stop()
@@ -360,21 +408,53 @@ func (s *Stream) enqueue(ctx context.Context, conn *pgconn.PgConn, queue chan<- 
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			if err := s.sendStatus(conn); err != nil {
+			if err := s.sendStatus(ctx, conn); err != nil {
+				return err
+			}
+		case <-s.wake:
+			if err := s.sendStatus(ctx, conn); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-func (s *Stream) sendStatus(conn *pgconn.PgConn) error {
+// lastStatus sends the status update after streaming ended, usually
+// because ctx did: it is sent all the same, within statusTimeout.
+func (s *Stream) lastStatus(ctx context.Context, conn *pgconn.PgConn) error {
+	return s.sendStatus(context.WithoutCancel(ctx), conn)
+}
+
+// sendStatus sends a standby status update with the flush position. The
+// write gives up when ctx ends or after statusTimeout (pglogrepl ignores its
+// context, so the connection's write deadline does it); the connection is
+// unusable then and the error ends Run.
+func (s *Stream) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
 	s.mu.Lock()
 	s.statusDue = false
 	s.mu.Unlock()
+	select {
+	case <-s.wake: // this update reports that Confirm too
+	default:
+	}
 	lsn := s.pos.position()
-	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), conn, pglogrepl.StandbyStatusUpdate{
+	ctx, cancel := context.WithTimeout(ctx, s.statusTimeout)
+	defer cancel()
+	nc := conn.Conn()
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetWriteDeadline(deadline)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = nc.SetWriteDeadline(time.Now())
+		close(fired)
+	})
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: lsn, WALFlushPosition: lsn, WALApplyPosition: lsn,
 	})
+	if !stop() {
+		<-fired
+	}
+	_ = nc.SetWriteDeadline(time.Time{})
 	if err != nil {
 		return fmt.Errorf("cdc: standby status update: %w", err)
 	}
