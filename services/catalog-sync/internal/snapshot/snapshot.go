@@ -198,7 +198,9 @@ func (r *Runner) Run(ctx context.Context, p state.Progress) (err error) {
 
 // rows sends the changed rows of t after p.After, a page per transaction.
 func (r *Runner) rows(ctx context.Context, tx Tx, t *Table, p *state.Progress, meta Meta) error {
-	st := r.State.Table(t.Name)
+	r.State.Mu.Lock()
+	st := r.State.Table(t.Name) // the map is read and written only under the lock
+	r.State.Mu.Unlock()
 	first := p.After == ""
 	unsaved := 0
 	for {
