@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -387,6 +388,19 @@ func TestIntegrationCDC(t *testing.T) {
 			t.Errorf("%s changed_at %v, want the commit time %v", c.id, c.r.changedAt, want)
 		}
 	}
+	resp, err := http.Get("http://" + p1.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`ecom_catalog_cdc_changes_total{op="upsert"`, "ecom_catalog_cdc_transactions_total",
+		"ecom_catalog_cdc_commit_latency_seconds_bucket", "ecom_catalog_cdc_lag_seconds", "ecom_catalog_cdc_slot_retained_wal_bytes",
+		"ecom_catalog_cdc_slot_active", "ecom_catalog_cdc_slot_wal_over_threshold", "ecom_catalog_cdc_unconfirmed"} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s:\n%s", m, grepLines(string(metrics), "ecom_catalog_cdc"))
+		}
+	}
 	// A snapshot after them sends nothing: the CDC state entries cover them.
 	if r := e.snapshot(p1); r.Outcome != runs.Succeeded || r.Changes != 0 {
 		t.Errorf("snapshot after CDC: %+v, want 0 changes", r)
@@ -441,4 +455,14 @@ func TestIntegrationCDC(t *testing.T) {
 	if e.count() != before {
 		t.Errorf("records after the last snapshot: %d more", e.count()-before)
 	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -69,7 +69,7 @@ func Upserts(rows []Row, st map[string]state.Entry, full bool, seq state.Seq) []
 	var out []Change
 	for i := range rows {
 		e, ok := st[rows[i].Key]
-		if !state.Replaces(seq, e, ok) {
+		if !state.Replaces(seq, e, ok) || staleView(rows[i], e, ok) {
 			continue
 		}
 		if full || !ok || e.Deleted || e.Hash != rows[i].Hash {
@@ -77,6 +77,16 @@ func Upserts(rows []Row, st map[string]state.Entry, full bool, seq state.Seq) []
 		}
 	}
 	return out
+}
+
+// staleView reports a row whose updated_at is older than the one of the
+// CDC change its entry records: the snapshot missed that change although its
+// LSN is newer (a transaction whose commit record precedes the LSN read but
+// which was still in progress when the snapshot was taken; design 4.16).
+// updated_at is set by the trigger on every write, so a later write of the
+// row never carries an earlier one.
+func staleView(r Row, e state.Entry, ok bool) bool {
+	return ok && e.Seq.Ordinal > 0 && !e.Deleted && r.UpdatedAt.Before(e.UpdatedAt)
 }
 
 // Deletes are the keys of st among keys that are no longer rows in a
