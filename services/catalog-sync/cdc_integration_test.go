@@ -54,6 +54,7 @@ type cdcEnv struct {
 	products, customer string
 	stateTopic, bin    string
 	dir, token         string
+	cdcURL             string
 
 	mu   sync.Mutex
 	recs []cdcRecord
@@ -64,11 +65,17 @@ func newCDCEnv(t *testing.T, ctx context.Context) *cdcEnv {
 	if ownerURL == "" || cdcURL == "" {
 		t.Fatal(`DATABASE_URL and CATALOG_DATABASE_URL are not set: start the local stack and eval "$(deploy/local/stack.sh env)"`)
 	}
+	return newCDCEnvAt(t, ctx, ownerURL, cdcURL)
+}
+
+// newCDCEnvAt is newCDCEnv on the database of ownerURL (a role that may run
+// the DDL) and cdcURL (the ecom_cdc role).
+func newCDCEnvAt(t *testing.T, ctx context.Context, ownerURL, cdcURL string) *cdcEnv {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	prefix := "it-cdcwire-" + id
-	e := &cdcEnv{t: t, ctx: ctx, schema: "sf_cdcw_" + id, slot: "it_cdcw_" + id, products: prefix + ".products",
+	e := &cdcEnv{t: t, ctx: ctx, cdcURL: cdcURL, schema: "sf_cdcw_" + id, slot: "it_cdcw_" + id, products: prefix + ".products",
 		customer: prefix + ".customers", stateTopic: prefix + ".state", dir: t.TempDir(), token: "integration-operator-token"}
 	var err error
 	if e.owner, err = pgxpool.New(ctx, ownerURL); err != nil {
@@ -230,7 +237,7 @@ func (e *cdcEnv) start(name string, extra ...string) *proc {
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"HTTP_ADDR=" + addr, "HTTP_OPERATOR_TOKEN=" + e.token, "CATALOG_SNAPSHOT_SCHEDULE=off",
-		"CATALOG_DATABASE_URL=" + os.Getenv("CATALOG_DATABASE_URL"), "CATALOG_SCHEMA=" + e.schema, "CATALOG_SLOT=" + e.slot,
+		"CATALOG_DATABASE_URL=" + e.cdcURL, "CATALOG_SCHEMA=" + e.schema, "CATALOG_SLOT=" + e.slot,
 		"PRODUCTS_TOPIC=" + e.products, "CUSTOMERS_TOPIC=" + e.customer, "CATALOG_STATE_TOPIC=" + e.stateTopic,
 		"KAFKA_BROKERS=" + cmp.Or(os.Getenv("KAFKA_BROKERS"), "127.0.0.1:19092"), "KAFKA_COMMIT_INTERVAL=0s",
 		"SCHEMA_REGISTRY_URL=" + cmp.Or(os.Getenv("SCHEMA_REGISTRY_URL"), "http://127.0.0.1:18081/apis/ccompat/v7"),

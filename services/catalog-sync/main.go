@@ -177,25 +177,26 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	// Change data capture beside the snapshots, on the same transactional
 	// producer: the state's lock (state.State.Mu) serialises the two, so a
 	// snapshot page and a CDC batch never share a transaction.
-	cs, err := cdc.New(cdc.Config{URL: replicationURL(cfg), Slot: cfg.CDC.Slot, Publication: cfg.CDC.PublicationFor(cfg.Schema),
-		StatusInterval: cfg.CDC.StatusInterval, MaxBatchChanges: cfg.Kafka.MaxPollRecords, Logger: rt.Log})
+	cdcCfg := cdc.Config{URL: replicationURL(cfg), Slot: cfg.CDC.Slot, Publication: cfg.CDC.PublicationFor(cfg.Schema),
+		StatusInterval: cfg.CDC.StatusInterval, MaxBatchChanges: cfg.Kafka.MaxPollRecords, Logger: rt.Log}
+	if _, err := cdc.New(cdcCfg); err != nil {
+		return err
+	}
+	sup := &capture.Supervisor{New: func() (*cdc.Stream, error) { return cdc.New(cdcCfg) }, Backoff: stream.NewBackoff(cfg.Kafka), Log: rt.Log}
+	cm, err := capture.NewMetrics(rt.Tel.Meter, sup.Stats)
 	if err != nil {
 		return err
 	}
-	cm, err := capture.NewMetrics(rt.Tel.Meter, cs.Stats)
-	if err != nil {
-		return err
-	}
-	sink := &capture.Sink{Schema: cfg.Schema, State: st, StateTopic: cfg.StateTopic, Topics: runner.Topics, Codecs: codecs,
-		Commit: runner.Commit, Confirm: cs.Confirm, Backoff: stream.NewBackoff(cfg.Kafka), ConfirmDelay: cfg.CDC.ConfirmDelay,
+	sup.Sink = &capture.Sink{Schema: cfg.Schema, State: st, StateTopic: cfg.StateTopic, Topics: runner.Topics, Codecs: codecs,
+		Commit: runner.Commit, Backoff: stream.NewBackoff(cfg.Kafka), ConfirmDelay: cfg.CDC.ConfirmDelay,
 		Metrics: cm, Tracer: rt.Tel.Tracer, Log: rt.Log}
 	mon := &capture.Monitor{DB: pool, Slot: cfg.CDC.Slot, WarnBytes: cfg.CDC.WALWarnBytes,
-		Streaming: func() bool { return cs.Stats().Streaming }, Log: rt.Log}
+		Streaming: func() bool { return sup.Stats().Streaming }, Log: rt.Log}
 	if err := mon.Register(rt.Tel.Meter); err != nil {
 		return err
 	}
 	rt.HTTP.AddCheck("cdc", mon.Ready)
-	return rt.Run(ctx, mgr.Run, mon.Run, func(ctx context.Context) error { return cs.Run(ctx, sink.Handle) })
+	return rt.Run(ctx, mgr.Run, mon.Run, sup.Run)
 }
 
 // replicationURL is CATALOG_DATABASE_URL with CATALOG_DATABASE_PASSWORD,

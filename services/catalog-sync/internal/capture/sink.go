@@ -41,9 +41,7 @@ type Sink struct {
 	Codecs     map[string]stream.Encoder // table -> Avro codec
 	// Commit is the state's transactional Committer, shared with the
 	// snapshots; Sink calls it holding State.Mu.
-	Commit snapshot.Committer
-	// Confirm tells the stream a commit LSN is durable (Stream.Confirm).
-	Confirm func(cdc.LSN)
+	Commit  snapshot.Committer
 	Backoff *stream.Backoff // between attempts of a failed commit
 	// ConfirmDelay holds each batch this long between its Kafka commit and
 	// its Confirm (CATALOG_CDC_CONFIRM_DELAY; tests widen the crash window
@@ -64,19 +62,28 @@ type change struct {
 	tx    *cdc.Tx
 }
 
+// ErrFatal marks an error a new stream cannot cure: the producer is fenced,
+// a transaction is stuck, or a change cannot be mapped.
+var ErrFatal = errors.New("fatal")
+
+// Handler is the cdc.Handler of one stream: it confirms to that stream.
+func (s *Sink) Handler(confirm func(cdc.LSN)) cdc.Handler {
+	return func(ctx context.Context, txs []cdc.Tx) error { return s.Handle(ctx, txs, confirm) }
+}
+
 // Handle commits txs in one Kafka transaction, retrying a failed commit with
 // backoff (nothing is confirmed meanwhile), then confirms the last
 // transaction's commit LSN. A fenced producer or a transaction that could not
 // be ended stops it with the error (the service exits; a restart re-delivers
 // from the last confirmed position). A change it cannot map stops it too:
 // skipping it would lose a change.
-func (s *Sink) Handle(ctx context.Context, txs []cdc.Tx) error {
+func (s *Sink) Handle(ctx context.Context, txs []cdc.Tx, confirm func(cdc.LSN)) error {
 	if len(txs) == 0 {
 		return nil
 	}
 	changes, err := s.decode(txs)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrFatal, err)
 	}
 	for _, tx := range txs {
 		if len(tx.Truncated) > 0 {
@@ -90,7 +97,7 @@ func (s *Sink) Handle(ctx context.Context, txs []cdc.Tx) error {
 			break
 		}
 		if stream.IsFatal(err) || errors.Is(err, snapshot.ErrTransactionStuck) {
-			return fmt.Errorf("capture: %w", err)
+			return fmt.Errorf("capture: %w: %w", ErrFatal, err)
 		}
 		s.Log.WarnContext(ctx, "cdc: Kafka commit failed; retrying, nothing confirmed", "err", err,
 			"transactions", len(txs), "first_commit_lsn", txs[0].CommitLSN.String())
@@ -115,7 +122,7 @@ func (s *Sink) Handle(ctx context.Context, txs []cdc.Tx) error {
 		case <-t.C:
 		}
 	}
-	s.Confirm(txs[len(txs)-1].CommitLSN)
+	confirm(txs[len(txs)-1].CommitLSN)
 	return nil
 }
 

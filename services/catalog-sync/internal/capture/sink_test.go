@@ -102,11 +102,11 @@ type confirms struct {
 
 func (c *confirms) confirm(l cdc.LSN) { c.mu.Lock(); c.got = append(c.got, l); c.mu.Unlock() }
 
-func newSink(st *state.State, rec *recorder, conf *confirms) *Sink {
+func newSink(st *state.State, rec *recorder, _ *confirms) *Sink {
 	return &Sink{Schema: "sf", State: st, StateTopic: "state",
-		Topics: map[string]string{snapshot.Products: "products", snapshot.Customers: "customers"},
-		Codecs: map[string]stream.Encoder{snapshot.Products: jsonCodec{}, snapshot.Customers: jsonCodec{}},
-		Commit: rec.commit, Confirm: conf.confirm,
+		Topics:  map[string]string{snapshot.Products: "products", snapshot.Customers: "customers"},
+		Codecs:  map[string]stream.Encoder{snapshot.Products: jsonCodec{}, snapshot.Customers: jsonCodec{}},
+		Commit:  rec.commit,
 		Backoff: stream.NewBackoff(stream.Config{RetryBackoffMin: time.Millisecond, RetryBackoffMax: 2 * time.Millisecond}),
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return syncedAt }}
 }
@@ -127,7 +127,7 @@ func TestMapping(t *testing.T) {
 			cdc.Change{Table: "sf.products", Op: cdc.OpDelete, Row: productRow("p-2", "Cup", 5, true)},
 			cdc.Change{Table: "other.products", Op: cdc.OpUpsert, Row: productRow("p-9", "X", 1, true)}),
 	}
-	if err := s.Handle(context.Background(), txs); err != nil {
+	if err := s.Handle(context.Background(), txs, conf.confirm); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.txns) != 1 {
@@ -199,7 +199,7 @@ func TestLateChange(t *testing.T) {
 	newer := state.Entry{Hash: state.Hash{7}, Seq: state.Seq{LSN: 5000}}
 	st.Table(snapshot.Products)["p-1"] = newer
 	rec, conf := &recorder{}, &confirms{}
-	if err := newSink(st, rec, conf).Handle(context.Background(), []cdc.Tx{
+	if err := newSink(st, rec, conf).handleWith(conf, []cdc.Tx{
 		tx(4000, cdc.Change{Table: "sf.products", Op: cdc.OpUpsert, Row: productRow("p-1", "Mug", 900, true)})}); err != nil {
 		t.Fatal(err)
 	}
@@ -234,9 +234,9 @@ func TestCommitFailures(t *testing.T) {
 	for _, tt := range tests {
 		st := state.New()
 		rec, conf := &recorder{fail: tt.fail}, &confirms{}
-		err := newSink(st, rec, conf).Handle(context.Background(), []cdc.Tx{
+		err := newSink(st, rec, conf).handleWith(conf, []cdc.Tx{
 			tx(1000, cdc.Change{Table: "sf.products", Op: cdc.OpUpsert, Row: productRow("p-1", "Mug", 900, true)})})
-		if (err != nil) != tt.wantErr || rec.calls != tt.wantCalls || (len(conf.got) > 0) != tt.wantConfirm {
+		if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrFatal)) || rec.calls != tt.wantCalls || (len(conf.got) > 0) != tt.wantConfirm {
 			t.Errorf("%s: err %v, %d calls, confirmed %v", tt.name, err, rec.calls, conf.got)
 		}
 		if _, ok := st.Table(snapshot.Products)["p-1"]; ok != tt.wantConfirm {
@@ -254,7 +254,7 @@ func TestUnmappable(t *testing.T) {
 	delete(noCol, "updated_at")
 	for _, r := range []cdc.Row{row, noCol} {
 		rec, conf := &recorder{}, &confirms{}
-		err := newSink(state.New(), rec, conf).Handle(context.Background(), []cdc.Tx{tx(1000, cdc.Change{Table: "sf.products", Op: cdc.OpUpsert, Row: r})})
+		err := newSink(state.New(), rec, conf).handleWith(conf, []cdc.Tx{tx(1000, cdc.Change{Table: "sf.products", Op: cdc.OpUpsert, Row: r})})
 		if err == nil || rec.calls != 0 || len(conf.got) != 0 {
 			t.Errorf("err %v, %d commits, confirmed %v", err, rec.calls, conf.got)
 		}
@@ -316,7 +316,7 @@ func TestSerialised(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := range 20 {
-			if err := sink.Handle(context.Background(), []cdc.Tx{tx(cdc.LSN(100+i),
+			if err := sink.handleWith(conf, []cdc.Tx{tx(cdc.LSN(100+i),
 				cdc.Change{Table: "sf.products", Op: cdc.OpUpsert, Row: productRow(fmt.Sprintf("p-%03d", 100+i), "Mug", 1, true)})}); err != nil {
 				cdcErr = err
 				return
@@ -354,4 +354,8 @@ func TestSerialised(t *testing.T) {
 	if snap != 10 || cdcTxns != 20 {
 		t.Errorf("%d snapshot and %d CDC transactions, want 10 and 20", snap, cdcTxns)
 	}
+}
+
+func (s *Sink) handleWith(c *confirms, txs []cdc.Tx) error {
+	return s.Handle(context.Background(), txs, c.confirm)
 }
