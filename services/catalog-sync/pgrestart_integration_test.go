@@ -95,7 +95,9 @@ func (p *privatePG) ctlArgs(action string, extra ...string) []string {
 	return append(args, extra...)
 }
 
-func (p *privatePG) ctl(action string, extra ...string) { p.run("pg_ctl", p.ctlArgs(action, extra...)...) }
+func (p *privatePG) ctl(action string, extra ...string) {
+	p.run("pg_ctl", p.ctlArgs(action, extra...)...)
+}
 
 func (p *privatePG) ctlQuiet(action string, extra ...string) {
 	c := p.cmd("pg_ctl", p.ctlArgs(action, extra...)...)
