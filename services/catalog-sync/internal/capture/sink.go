@@ -202,7 +202,7 @@ func (s *Sink) attempt(ctx context.Context, changes []change) (err error) {
 	s.State.Mu.Lock()
 	defer s.State.Mu.Unlock()
 	// The state entries this batch writes, last per key: an entry is
-	// replaced only by a newer sequence (a snapshot taken after a change
+	// replaced only by a sequence not older than its own (a snapshot taken after a change
 	// that CDC delivers late keeps its entry).
 	type key struct{ table, key string }
 	next := map[key]state.Entry{}

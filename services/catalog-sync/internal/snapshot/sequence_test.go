@@ -37,6 +37,7 @@ func TestSequenceRule(t *testing.T) {
 			UpdatedAt: row.UpdatedAt.Add(time.Millisecond), Seq: state.Seq{LSN: 99, Ordinal: 1}}), inTable: true},
 		{name: "older snapshot entry with a newer updated_at does not block", entry: ptr(state.Entry{Hash: other.Hash,
 			UpdatedAt: row.UpdatedAt.Add(time.Millisecond), Seq: state.Seq{LSN: 99}}), inTable: true, wantOp: OpUpsert},
+		{name: "the last snapshot at the same LSN (no WAL between)", entry: ptr(entry(other, 100, 0, false)), inTable: true, wantOp: OpUpsert},
 		{name: "CDC at the snapshot's LSN wins the tie", entry: ptr(entry(other, 100, 1, false)), inTable: true},
 		{name: "backfill still skips a newer CDC entry", entry: ptr(entry(other, 120, 1, false)), inTable: true, full: true},
 		{name: "backfill re-sends an older one", entry: ptr(entry(row, 50, 0, false)), inTable: true, full: true, wantOp: OpUpsert},

@@ -37,8 +37,8 @@ type Entry struct {
 	Hash      Hash
 	UpdatedAt time.Time // the row's updated_at when it was sent: a delete carries it
 	// Seq is the source sequence of what was sent: a snapshot's (LSN, 0),
-	// a CDC change's (commit LSN, ordinal). An entry is only ever replaced by
-	// a newer sequence (Newer), so a snapshot that read the row before a CDC
+	// a CDC change's (commit LSN, ordinal). An entry is never replaced by an
+	// older sequence (Replaces), so a snapshot that read the row before a CDC
 	// change committed cannot overwrite that change's entry with its view.
 	Seq Seq
 	// Deleted marks a row CDC saw hard-deleted (its delete is sent): kept,
@@ -60,8 +60,11 @@ func (s Seq) Newer(o Seq) bool {
 }
 
 // Replaces reports whether a write with sequence s may replace the entry e
-// (ok false: there is none).
-func Replaces(s Seq, e Entry, ok bool) bool { return !ok || s.Newer(e.Seq) }
+// (ok false: there is none): unless e is newer. The same sequence may
+// rewrite its entry: two snapshots with no WAL written between them read
+// the same LSN (a read-only transaction writes none), and the later one's
+// view is as new; a CDC re-delivery carries the same content.
+func Replaces(s Seq, e Entry, ok bool) bool { return !ok || !e.Seq.Newer(s) }
 
 // ProgressKey is the key of the progress record (no table is named so).
 const ProgressKey = "_progress"

@@ -125,7 +125,7 @@ func TestEntryRoundTrip(t *testing.T) {
 	}
 }
 
-// TestReplaces: an entry is replaced only by a newer sequence; a snapshot
+// TestReplaces: an entry is never replaced by an older sequence; a snapshot
 // (ordinal 0) loses the tie to a CDC change at the same LSN.
 func TestReplaces(t *testing.T) {
 	entry := func(lsn int64, ord int) Entry { return Entry{Seq: Seq{LSN: lsn, Ordinal: ord}} }
@@ -141,7 +141,8 @@ func TestReplaces(t *testing.T) {
 		{name: "older LSN", seq: Seq{LSN: 5, Ordinal: 9}, e: entry(10, 3), ok: true},
 		{name: "same LSN, later ordinal", seq: Seq{LSN: 10, Ordinal: 4}, e: entry(10, 3), ok: true, want: true},
 		{name: "snapshot loses the tie to CDC", seq: Seq{LSN: 10}, e: entry(10, 1), ok: true},
-		{name: "the same sequence again", seq: Seq{LSN: 10, Ordinal: 3}, e: entry(10, 3), ok: true},
+		{name: "the same sequence again", seq: Seq{LSN: 10, Ordinal: 3}, e: entry(10, 3), ok: true, want: true},
+		{name: "a snapshot at the LSN of the last one", seq: Seq{LSN: 10}, e: entry(10, 0), ok: true, want: true},
 		{name: "entry from before sequences", seq: Seq{LSN: 1}, e: entry(0, 0), ok: true, want: true},
 	}
 	for _, tt := range tests {
