@@ -215,7 +215,9 @@ func replicationURL(cfg *Config) string {
 }
 
 // connect opens a small pool (a snapshot holds one connection; /readyz
-// pings with another) and checks the database answers.
+// pings with another and reads the slot with a third; the slot monitor
+// uses one every 30 s) and checks the database answers. The replication
+// stream has a connection of its own.
 func connect(ctx context.Context, cfg *Config) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
@@ -224,7 +226,7 @@ func connect(ctx context.Context, cfg *Config) (*pgxpool.Pool, error) {
 	if cfg.DatabasePass != "" {
 		pc.ConnConfig.Password = cfg.DatabasePass
 	}
-	pc.MaxConns = 3
+	pc.MaxConns = 4
 	pc.ConnConfig.RuntimeParams["application_name"] = name
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
