@@ -91,7 +91,7 @@ func (s *Sink) Handle(ctx context.Context, txs []cdc.Tx, confirm func(cdc.LSN)) 
 				"commit_lsn", tx.CommitLSN.String())
 		}
 	}
-	for {
+	for len(changes) > 0 { // a batch of truncates only (or other tables) has nothing to commit
 		err := s.attempt(ctx, changes)
 		if err == nil {
 			break

@@ -359,3 +359,17 @@ func TestSerialised(t *testing.T) {
 func (s *Sink) handleWith(c *confirms, txs []cdc.Tx) error {
 	return s.Handle(context.Background(), txs, c.confirm)
 }
+
+// TestNothingToCommit: a batch without catalog changes (a truncate, another
+// schema) commits nothing and is confirmed.
+func TestNothingToCommit(t *testing.T) {
+	rec, conf := &recorder{}, &confirms{}
+	trunc := cdc.Tx{CommitLSN: 700, CommitTime: commitTime, Truncated: []string{"sf.products"}}
+	other := tx(800, cdc.Change{Table: "other.products", Op: cdc.OpUpsert, Row: productRow("p-1", "Mug", 1, true)})
+	if err := newSink(state.New(), rec, conf).handleWith(conf, []cdc.Tx{trunc, other}); err != nil {
+		t.Fatal(err)
+	}
+	if rec.calls != 0 || !slices.Equal(conf.got, []cdc.LSN{800}) {
+		t.Errorf("%d commits, confirmed %v; want none and [800]", rec.calls, conf.got)
+	}
+}
