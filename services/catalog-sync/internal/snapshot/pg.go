@@ -74,8 +74,23 @@ func (t *pgTx) Page(ctx context.Context, tb *Table, after string, first bool, li
 }
 
 func (t *pgTx) Existing(ctx context.Context, tb *Table, keys []string) (map[string]bool, error) {
+	return existing(ctx, t.tx, t.schema, tb, keys)
+}
+
+var _ Rechecker = (*PG)(nil)
+
+// ExistingNow is Existing outside the snapshot (a statement of its own).
+func (s *PG) ExistingNow(ctx context.Context, tb *Table, keys []string) (map[string]bool, error) {
+	return existing(ctx, s.Pool, s.Schema, tb, keys)
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func existing(ctx context.Context, db querier, schema string, tb *Table, keys []string) (map[string]bool, error) {
 	key := pgx.Identifier{tb.Key}.Sanitize()
-	rows, err := t.tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE %s = ANY($1)`, key, pgx.Identifier{t.schema, tb.Name}.Sanitize(), key), keys)
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE %s = ANY($1)`, key, pgx.Identifier{schema, tb.Name}.Sanitize(), key), keys)
 	if err != nil {
 		return nil, err
 	}

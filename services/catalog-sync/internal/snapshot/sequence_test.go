@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -134,4 +135,62 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// recheckSource is a fakeSource that also answers ExistingNow.
+type recheckSource struct {
+	fakeSource
+	now   map[string]bool
+	asked []string
+}
+
+func (s *recheckSource) Begin(context.Context) (Tx, error) { return &fakeTx{s: &s.fakeSource}, nil }
+
+func (s *recheckSource) ExistingNow(_ context.Context, _ *Table, keys []string) (map[string]bool, error) {
+	s.asked = append(s.asked, keys...)
+	out := map[string]bool{}
+	for _, k := range keys {
+		out[k] = s.now[k]
+	}
+	return out, nil
+}
+
+// TestRecheckBeforeDelete: a key the snapshot does not see, whose entry
+// CDC wrote at an LSN before the snapshot's (a transaction the snapshot
+// missed), is deleted only if it is not a row now either; entries a
+// snapshot wrote are not rechecked.
+func TestRecheckBeforeDelete(t *testing.T) {
+	tests := []struct {
+		name       string
+		entry      state.Entry
+		rowNow     bool
+		wantDelete bool
+		wantAsked  bool
+	}{
+		{name: "CDC insert the snapshot missed", entry: state.Entry{Seq: state.Seq{LSN: 90, Ordinal: 1}}, rowNow: true, wantAsked: true},
+		{name: "CDC row gone now too", entry: state.Entry{Seq: state.Seq{LSN: 90, Ordinal: 1}}, wantDelete: true, wantAsked: true},
+		{name: "snapshot entry", entry: state.Entry{Seq: state.Seq{LSN: 90}}, rowNow: true, wantDelete: true},
+	}
+	for _, tt := range tests {
+		st := state.New()
+		st.Table(Products)["p-9"] = tt.entry
+		src := &recheckSource{fakeSource: fakeSource{rows: map[string][]Row{Products: {product("p-1", "Mug", 900)}}, lsn: 100},
+			now: map[string]bool{"p-9": tt.rowNow}}
+		rec := &recorder{}
+		r := newRunner(src, st, rec, 10)
+		if err := r.Run(context.Background(), Start("r", "test", []string{Products}, false, readAt)); err != nil {
+			t.Fatal(err)
+		}
+		deleted := false
+		for _, txn := range rec.txns {
+			for _, rc := range txn {
+				if rc.Topic == "products-topic" && string(rc.Key) == "p-9" {
+					deleted = true
+				}
+			}
+		}
+		if deleted != tt.wantDelete || (len(src.asked) > 0) != tt.wantAsked {
+			t.Errorf("%s: deleted %v (want %v), rechecked %v", tt.name, deleted, tt.wantDelete, src.asked)
+		}
+	}
 }

@@ -44,6 +44,17 @@ type Tx interface {
 	Close(ctx context.Context) error
 }
 
+// Rechecker is a Source that can also tell which keys are rows now,
+// outside any snapshot. The delete pass asks it about the keys whose entry
+// CDC wrote and that the snapshot does not see: a transaction whose commit
+// record precedes the snapshot's LSN but which was still in progress when
+// the snapshot was taken is invisible to it (design 4.16), and a row it
+// inserted must not be deleted. A row that exists now is left to CDC, which
+// delivers every change after its entry.
+type Rechecker interface {
+	ExistingNow(ctx context.Context, t *Table, keys []string) (map[string]bool, error)
+}
+
 // Committer produces recs in one Kafka transaction and commits it; nothing
 // of recs is visible when it fails.
 type Committer func(ctx context.Context, recs []*kgo.Record) error
@@ -268,6 +279,9 @@ func (r *Runner) deletes(ctx context.Context, tx Tx, t *Table, p *state.Progress
 		if err != nil {
 			return fmt.Errorf("snapshot: check %s keys: %w", t.Name, err)
 		}
+		if err := r.recheck(ctx, t, st, batch, existing); err != nil {
+			return err
+		}
 		next := *p
 		next.After = batch[n-1]
 		// The entries are compared again under the lock: CDC may have
@@ -290,6 +304,36 @@ func (r *Runner) deletes(ctx context.Context, tx Tx, t *Table, p *state.Progress
 		}
 		if r.OnPage != nil && deletes > 0 {
 			r.OnPage(Page{Table: t.Name, Deletes: deletes})
+		}
+	}
+	return nil
+}
+
+// recheck adds to existing the keys of batch whose entry CDC wrote, that
+// the snapshot does not see and that are rows now (Rechecker).
+func (r *Runner) recheck(ctx context.Context, t *Table, st map[string]state.Entry, batch []string, existing map[string]bool) error {
+	rc, ok := r.Source.(Rechecker)
+	if !ok {
+		return nil
+	}
+	var keys []string
+	r.State.Mu.Lock()
+	for _, k := range batch {
+		if e, ok := st[k]; ok && !existing[k] && !e.Deleted && e.Seq.Ordinal > 0 {
+			keys = append(keys, k)
+		}
+	}
+	r.State.Mu.Unlock()
+	if len(keys) == 0 {
+		return nil
+	}
+	now, err := rc.ExistingNow(ctx, t, keys)
+	if err != nil {
+		return fmt.Errorf("snapshot: recheck %s keys: %w", t.Name, err)
+	}
+	for k, ok := range now {
+		if ok {
+			existing[k] = true
 		}
 	}
 	return nil
