@@ -2,7 +2,9 @@
 // customers in PostgreSQL) into Kafka as ProductChange and CustomerChange
 // records: scheduled and on-demand snapshots that send only what changed
 // since the last run, exactly once at the source (the changes, the state of
-// what was sent and the run's progress commit in one Kafka transaction).
+// what was sent and the run's progress commit in one Kafka transaction), and
+// change data capture by logical replication beside them, on the same
+// transactional producer.
 package main
 
 import (
@@ -20,6 +22,8 @@ import (
 	"github.com/ecomstream/platform/pkg/service"
 	"github.com/ecomstream/platform/pkg/stream"
 	protoavro "github.com/ecomstream/platform/proto/avro"
+	"github.com/ecomstream/platform/services/catalog-sync/internal/capture"
+	"github.com/ecomstream/platform/services/catalog-sync/internal/cdc"
 	"github.com/ecomstream/platform/services/catalog-sync/internal/runs"
 	"github.com/ecomstream/platform/services/catalog-sync/internal/snapshot"
 	"github.com/ecomstream/platform/services/catalog-sync/internal/state"
@@ -44,6 +48,7 @@ type Config struct {
 	Schema         string `env:"CATALOG_SCHEMA" default:"storefront" usage:"PostgreSQL schema of the products and customers tables"`
 	PageSize       int    `env:"CATALOG_SNAPSHOT_PAGE_SIZE" default:"1000" usage:"rows per keyset page; a page's changes, state and progress commit in one Kafka transaction"`
 	Runs           runs.Config
+	CDC            capture.Config
 }
 
 // Validate implements config.Validator.
@@ -55,7 +60,21 @@ func (c *Config) Validate() error {
 		c.validateDatabase(),
 		config.NotEmpty("CATALOG_SCHEMA", c.Schema),
 		config.Between("CATALOG_SNAPSHOT_PAGE_SIZE", c.PageSize, 1, 10_000),
+		c.validatePublication(),
 	) // nested configs validate themselves
+}
+
+// validatePublication checks the publication derived from the schema (an
+// explicit CATALOG_PUBLICATION is checked by capture.Config).
+func (c *Config) validatePublication() error {
+	if !c.CDC.Enabled || c.CDC.Publication != "" {
+		return nil
+	}
+	probe := capture.Config{Slot: "x", Publication: c.CDC.PublicationFor(c.Schema), WALWarnBytes: 1, StatusInterval: 1}
+	if probe.Validate() != nil {
+		return config.Errorf("CATALOG_PUBLICATION", "the default <CATALOG_SCHEMA>_catalog (%q) is not a publication name; set CATALOG_PUBLICATION", probe.Publication)
+	}
+	return nil
 }
 
 func (c *Config) validateDatabase() error {
@@ -152,14 +171,53 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	rt.HTTP.AddCheck("kafka", txn.Ping)
 	rt.HTTP.AddCheck("postgres", pool.Ping)
 	rt.HTTP.AddCheck("last_run", mgr.Ready)
-	// Change data capture (internal/cdc, logical replication from the
-	// publication) is the second part of this service: its stream will run
-	// here beside the run manager, producing with a client of its own.
-	return rt.Run(ctx, mgr.Run)
+	if !cfg.CDC.Enabled {
+		return rt.Run(ctx, mgr.Run)
+	}
+	// Change data capture beside the snapshots, on the same transactional
+	// producer: the state's lock (state.State.Mu) serialises the two, so a
+	// snapshot page and a CDC batch never share a transaction.
+	cdcCfg := cdc.Config{URL: replicationURL(cfg), Slot: cfg.CDC.Slot, Publication: cfg.CDC.PublicationFor(cfg.Schema),
+		StatusInterval: cfg.CDC.StatusInterval, MaxBatchChanges: cfg.Kafka.MaxPollRecords, Logger: rt.Log}
+	if _, err := cdc.New(cdcCfg); err != nil {
+		return err
+	}
+	sup := &capture.Supervisor{New: func() (*cdc.Stream, error) { return cdc.New(cdcCfg) }, Backoff: stream.NewBackoff(cfg.Kafka), Log: rt.Log}
+	cm, err := capture.NewMetrics(rt.Tel.Meter, sup.Stats)
+	if err != nil {
+		return err
+	}
+	sup.Sink = &capture.Sink{Schema: cfg.Schema, State: st, StateTopic: cfg.StateTopic, Topics: runner.Topics, Codecs: codecs,
+		Commit: runner.Commit, Backoff: stream.NewBackoff(cfg.Kafka), ConfirmDelay: cfg.CDC.ConfirmDelay,
+		Metrics: cm, Tracer: rt.Tel.Tracer, Log: rt.Log}
+	mon := &capture.Monitor{DB: pool, Slot: cfg.CDC.Slot, WarnBytes: cfg.CDC.WALWarnBytes,
+		Streaming: func() bool { return sup.Stats().Streaming }, Log: rt.Log}
+	if err := mon.Register(rt.Tel.Meter); err != nil {
+		return err
+	}
+	rt.HTTP.AddCheck("cdc", mon.Ready)
+	return rt.Run(ctx, mgr.Run, mon.Run, sup.Run)
+}
+
+// replicationURL is CATALOG_DATABASE_URL with CATALOG_DATABASE_PASSWORD,
+// when set, in place of the URL's password (the replication connection
+// takes a URL; it is never logged).
+func replicationURL(cfg *Config) string {
+	if cfg.DatabasePass == "" {
+		return cfg.DatabaseURL
+	}
+	u, err := url.Parse(cfg.DatabaseURL)
+	if err != nil { // Validate parsed it already
+		return cfg.DatabaseURL
+	}
+	u.User = url.UserPassword(u.User.Username(), cfg.DatabasePass)
+	return u.String()
 }
 
 // connect opens a small pool (a snapshot holds one connection; /readyz
-// pings with another) and checks the database answers.
+// pings with another and reads the slot with a third; the slot monitor
+// uses one every 30 s) and checks the database answers. The replication
+// stream has a connection of its own.
 func connect(ctx context.Context, cfg *Config) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
@@ -168,7 +226,7 @@ func connect(ctx context.Context, cfg *Config) (*pgxpool.Pool, error) {
 	if cfg.DatabasePass != "" {
 		pc.ConnConfig.Password = cfg.DatabasePass
 	}
-	pc.MaxConns = 3
+	pc.MaxConns = 4
 	pc.ConnConfig.RuntimeParams["application_name"] = name
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

@@ -28,6 +28,11 @@ func TestInvalidConfig(t *testing.T) {
 			wantVar: "CATALOG_DATABASE_PASSWORD"},
 		{name: "empty history", env: map[string]string{"CATALOG_RUN_HISTORY": "0"}, wantVar: "CATALOG_RUN_HISTORY"},
 		{name: "no state topic", env: map[string]string{"CATALOG_STATE_TOPIC": ""}, wantVar: "CATALOG_STATE_TOPIC"},
+		{name: "slot name with a dash", env: map[string]string{"CATALOG_SLOT": "catalog-sync"}, wantVar: "CATALOG_SLOT"},
+		{name: "publication in upper case", env: map[string]string{"CATALOG_PUBLICATION": "Catalog"}, wantVar: "CATALOG_PUBLICATION"},
+		{name: "schema whose default publication is no name", env: map[string]string{"CATALOG_SCHEMA": "Store-Front"}, wantVar: "CATALOG_PUBLICATION"},
+		{name: "no WAL threshold", env: map[string]string{"CATALOG_SLOT_WAL_WARN_BYTES": "0"}, wantVar: "CATALOG_SLOT_WAL_WARN_BYTES"},
+		{name: "negative confirm delay", env: map[string]string{"CATALOG_CDC_CONFIRM_DELAY": "-1s"}, wantVar: "CATALOG_CDC_CONFIRM_DELAY"},
 	}
 	for _, tt := range tests {
 		var cfg Config
@@ -50,10 +55,26 @@ func TestValidConfig(t *testing.T) {
 		{"CATALOG_SNAPSHOT_SCHEDULE": "@daily"},
 		{"CATALOG_DATABASE_URL": "postgres://ecom_cdc@db.internal:5432/ecom?sslmode=verify-full", "CATALOG_DATABASE_PASSWORD": "from-a-secret"},
 		{"CATALOG_DATABASE_URL": "postgres://ecom_cdc:ecom_cdc@localhost:15432/ecom"},
+		{"CATALOG_SCHEMA": "Store-Front", "CATALOG_CDC_ENABLED": "false"},
+		{"CATALOG_SCHEMA": "Store-Front", "CATALOG_PUBLICATION": "storefront_catalog"},
 	} {
 		var cfg Config
 		if err := config.LoadFrom(config.MapLookup(env), &cfg); err != nil {
 			t.Errorf("%v: %v", env, err)
+		}
+	}
+}
+
+// TestReplicationURL: the secret password replaces the URL's, for the
+// replication connection too.
+func TestReplicationURL(t *testing.T) {
+	tests := []struct{ url, pass, want string }{
+		{"postgres://ecom_cdc:ecom_cdc@127.0.0.1:15432/ecom?sslmode=disable", "", "postgres://ecom_cdc:ecom_cdc@127.0.0.1:15432/ecom?sslmode=disable"},
+		{"postgres://ecom_cdc@db.internal:5432/ecom?sslmode=verify-full", "s3cr:t", "postgres://ecom_cdc:s3cr%3At@db.internal:5432/ecom?sslmode=verify-full"},
+	}
+	for _, tt := range tests {
+		if got := replicationURL(&Config{DatabaseURL: tt.url, DatabasePass: tt.pass}); got != tt.want {
+			t.Errorf("replicationURL(%s) = %s, want %s", tt.url, got, tt.want)
 		}
 	}
 }

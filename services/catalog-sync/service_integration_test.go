@@ -19,6 +19,7 @@ import (
 
 	"github.com/ecomstream/platform/pkg/config"
 	"github.com/ecomstream/platform/pkg/service"
+	"github.com/ecomstream/platform/services/catalog-sync/internal/cdc"
 	"github.com/ecomstream/platform/services/catalog-sync/internal/runs"
 	ddl "github.com/ecomstream/platform/sql"
 )
@@ -50,7 +51,11 @@ func TestIntegrationService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	slot := "it_catsvc_" + id
 	defer func() {
+		if err := dropSlot(cdcURL, slot); err != nil {
+			t.Errorf("drop slot %s: %v", slot, err)
+		}
 		if _, err := owner.Exec(context.Background(), fmt.Sprintf("DROP PUBLICATION IF EXISTS %s_catalog; DROP SCHEMA IF EXISTS %s CASCADE", schema, schema)); err != nil {
 			t.Errorf("drop %s: %v", schema, err)
 		}
@@ -67,7 +72,7 @@ func TestIntegrationService(t *testing.T) {
 	const token = "integration-operator-token"
 	env := map[string]string{
 		"HTTP_ADDR": "127.0.0.1:0", "HTTP_OPERATOR_TOKEN": token, "CATALOG_SNAPSHOT_SCHEDULE": "off",
-		"CATALOG_DATABASE_URL": cdcURL, "CATALOG_SCHEMA": schema, "CATALOG_SNAPSHOT_PAGE_SIZE": "500",
+		"CATALOG_DATABASE_URL": cdcURL, "CATALOG_SCHEMA": schema, "CATALOG_SNAPSHOT_PAGE_SIZE": "500", "CATALOG_SLOT": slot,
 		"PRODUCTS_TOPIC": prefix + ".products", "CUSTOMERS_TOPIC": prefix + ".customers", "CATALOG_STATE_TOPIC": prefix + ".state",
 		"KAFKA_BROKERS":       cmp.Or(os.Getenv("KAFKA_BROKERS"), "127.0.0.1:19092"),
 		"SCHEMA_REGISTRY_URL": cmp.Or(os.Getenv("SCHEMA_REGISTRY_URL"), "http://127.0.0.1:18081/apis/ccompat/v7"),
@@ -145,4 +150,14 @@ func TestIntegrationService(t *testing.T) {
 		t.Errorf("/readyz: %d %+v", status, ready)
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// dropSlot drops a test's replication slot (an abandoned one holds WAL).
+func dropSlot(url, slot string) error {
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return cdc.DropSlot(context.Background(), pool, slot)
 }

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,22 +49,48 @@ func (t *pgTx) ReadAt() time.Time { return t.readAt }
 func (t *pgTx) Page(ctx context.Context, tb *Table, after string, first bool, limit int) ([]Row, error) {
 	from := pgx.Identifier{t.schema, tb.Name}.Sanitize()
 	key := pgx.Identifier{tb.Key}.Sanitize()
+	quoted := make([]string, len(tb.Columns))
+	for i, c := range tb.Columns {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+	}
+	cols := strings.Join(quoted, ", ")
 	var rows pgx.Rows
 	var err error
 	if first {
-		rows, err = t.tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s ORDER BY %s LIMIT $1`, tb.Columns, from, key), limit)
+		rows, err = t.tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s ORDER BY %s LIMIT $1`, cols, from, key), limit)
 	} else {
-		rows, err = t.tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE %s > $1 ORDER BY %s LIMIT $2`, tb.Columns, from, key, key), after, limit)
+		rows, err = t.tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE %s > $1 ORDER BY %s LIMIT $2`, cols, from, key, key), after, limit)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, tb.scan)
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Row, error) {
+		vals, err := r.Values()
+		if err != nil {
+			return Row{}, err
+		}
+		return tb.RowOf(vals)
+	})
 }
 
 func (t *pgTx) Existing(ctx context.Context, tb *Table, keys []string) (map[string]bool, error) {
+	return existing(ctx, t.tx, t.schema, tb, keys)
+}
+
+var _ Rechecker = (*PG)(nil)
+
+// ExistingNow is Existing outside the snapshot (a statement of its own).
+func (s *PG) ExistingNow(ctx context.Context, tb *Table, keys []string) (map[string]bool, error) {
+	return existing(ctx, s.Pool, s.Schema, tb, keys)
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func existing(ctx context.Context, db querier, schema string, tb *Table, keys []string) (map[string]bool, error) {
 	key := pgx.Identifier{tb.Key}.Sanitize()
-	rows, err := t.tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE %s = ANY($1)`, key, pgx.Identifier{t.schema, tb.Name}.Sanitize(), key), keys)
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE %s = ANY($1)`, key, pgx.Identifier{schema, tb.Name}.Sanitize(), key), keys)
 	if err != nil {
 		return nil, err
 	}

@@ -44,6 +44,17 @@ type Tx interface {
 	Close(ctx context.Context) error
 }
 
+// Rechecker is a Source that can also tell which keys are rows now,
+// outside any snapshot. The delete pass asks it about the keys whose entry
+// CDC wrote and that the snapshot does not see: a transaction whose commit
+// record precedes the snapshot's LSN but which was still in progress when
+// the snapshot was taken is invisible to it (design 4.16), and a row it
+// inserted must not be deleted. A row that exists now is left to CDC, which
+// delivers every change after its entry.
+type Rechecker interface {
+	ExistingNow(ctx context.Context, t *Table, keys []string) (map[string]bool, error)
+}
+
 // Committer produces recs in one Kafka transaction and commits it; nothing
 // of recs is visible when it fails.
 type Committer func(ctx context.Context, recs []*kgo.Record) error
@@ -51,31 +62,60 @@ type Committer func(ctx context.Context, recs []*kgo.Record) error
 // Change is one record to send.
 type Change struct {
 	Key   string
-	Op    string
+	Op    string      // OpUpsert, OpDelete, or OpForget (no record: the state entry goes)
 	Row   *Row        // an upsert's row
 	Entry state.Entry // a delete's last state
 }
 
-// Upserts are the rows of a page that differ from what st says was last
-// sent (every row when full).
-func Upserts(rows []Row, st map[string]state.Entry, full bool) []Change {
+// OpForget removes a deleted marker (state.Entry.Deleted) from the state
+// without sending anything: the delete was sent by CDC, and this snapshot,
+// newer than it, confirms the row is gone.
+const OpForget = "forget"
+
+// Upserts are the rows of a page, read in a snapshot with sequence seq,
+// that differ from what st says was last sent (every row when full). A row
+// whose entry is newer than seq (a CDC change committed after the snapshot
+// was taken) is left alone: the snapshot's view of it is older.
+func Upserts(rows []Row, st map[string]state.Entry, full bool, seq state.Seq) []Change {
 	var out []Change
 	for i := range rows {
 		e, ok := st[rows[i].Key]
-		if full || !ok || e.Hash != rows[i].Hash {
+		if !state.Replaces(seq, e, ok) || staleView(rows[i], e, ok) {
+			continue
+		}
+		if full || !ok || e.Deleted || e.Hash != rows[i].Hash {
 			out = append(out, Change{Key: rows[i].Key, Op: OpUpsert, Row: &rows[i]})
 		}
 	}
 	return out
 }
 
-// Deletes are the keys of st among keys that are no longer rows.
-func Deletes(keys []string, existing map[string]bool, st map[string]state.Entry) []Change {
+// staleView reports a row whose updated_at is older than the one of the
+// CDC change its entry records: the snapshot missed that change although its
+// LSN is newer (a transaction whose commit record precedes the LSN read but
+// which was still in progress when the snapshot was taken; design 4.16).
+// updated_at is set by the trigger on every write, so a later write of the
+// row never carries an earlier one.
+func staleView(r Row, e state.Entry, ok bool) bool {
+	return ok && e.Seq.Ordinal > 0 && !e.Deleted && r.UpdatedAt.Before(e.UpdatedAt)
+}
+
+// Deletes are the keys of st among keys that are no longer rows in a
+// snapshot with sequence seq: a delete for a row that was sent, a forget
+// for a deleted marker. Entries newer than seq are left alone (a row CDC
+// inserted after the snapshot was taken is not in it, yet exists).
+func Deletes(keys []string, existing map[string]bool, st map[string]state.Entry, seq state.Seq) []Change {
 	var out []Change
 	for _, k := range keys {
-		if e, ok := st[k]; ok && !existing[k] {
-			out = append(out, Change{Key: k, Op: OpDelete, Entry: e})
+		e, ok := st[k]
+		if !ok || existing[k] || !state.Replaces(seq, e, ok) {
+			continue
 		}
+		op := OpDelete
+		if e.Deleted {
+			op = OpForget
+		}
+		out = append(out, Change{Key: k, Op: op, Entry: e})
 	}
 	return out
 }
@@ -168,6 +208,8 @@ func (r *Runner) Run(ctx context.Context, p state.Progress) (err error) {
 			return err
 		}
 	}
+	r.State.Mu.Lock()
+	defer r.State.Mu.Unlock()
 	if err := r.commit(ctx, []*kgo.Record{state.ProgressRecord(r.StateTopic, nil)}, p); err != nil {
 		return err
 	}
@@ -177,7 +219,9 @@ func (r *Runner) Run(ctx context.Context, p state.Progress) (err error) {
 
 // rows sends the changed rows of t after p.After, a page per transaction.
 func (r *Runner) rows(ctx context.Context, tx Tx, t *Table, p *state.Progress, meta Meta) error {
-	st := r.State.Table(t.Name)
+	r.State.Mu.Lock()
+	st := r.State.Table(t.Name) // the map is read and written only under the lock
+	r.State.Mu.Unlock()
 	first := p.After == ""
 	unsaved := 0
 	for {
@@ -189,16 +233,19 @@ func (r *Runner) rows(ctx context.Context, tx Tx, t *Table, p *state.Progress, m
 			return nil
 		}
 		first = false
-		changes := Upserts(rows, st, p.Full)
 		next := *p
 		next.After = rows[len(rows)-1].Key
 		unsaved++
+		r.State.Mu.Lock()
+		changes := Upserts(rows, st, p.Full, meta.Seq())
 		if len(changes) > 0 || unsaved >= max(r.ProgressEvery, 1) {
 			if err := r.send(ctx, t, changes, next, meta); err != nil {
+				r.State.Mu.Unlock()
 				return err
 			}
 			unsaved = 0
 		}
+		r.State.Mu.Unlock()
 		*p = next
 		if r.OnPage != nil {
 			r.OnPage(Page{Table: t.Name, RowsRead: len(rows), Upserts: len(changes)})
@@ -214,6 +261,7 @@ func (r *Runner) rows(ctx context.Context, tx Tx, t *Table, p *state.Progress, m
 // resuming). The check is by key equality, so it does not depend on the
 // column's collation.
 func (r *Runner) deletes(ctx context.Context, tx Tx, t *Table, p *state.Progress, meta Meta, resume bool) error {
+	r.State.Mu.Lock()
 	st := r.State.Table(t.Name)
 	keys := make([]string, 0, len(st))
 	for k := range st {
@@ -221,6 +269,7 @@ func (r *Runner) deletes(ctx context.Context, tx Tx, t *Table, p *state.Progress
 			keys = append(keys, k)
 		}
 	}
+	r.State.Mu.Unlock()
 	slices.Sort(keys)
 	for len(keys) > 0 {
 		n := min(len(keys), r.PageSize)
@@ -230,24 +279,69 @@ func (r *Runner) deletes(ctx context.Context, tx Tx, t *Table, p *state.Progress
 		if err != nil {
 			return fmt.Errorf("snapshot: check %s keys: %w", t.Name, err)
 		}
-		changes := Deletes(batch, existing, st)
+		if err := r.recheck(ctx, t, st, batch, existing); err != nil {
+			return err
+		}
 		next := *p
 		next.After = batch[n-1]
+		// The entries are compared again under the lock: CDC may have
+		// changed them since the keys were listed.
+		r.State.Mu.Lock()
+		changes := Deletes(batch, existing, st, meta.Seq())
 		if len(changes) > 0 {
 			if err := r.send(ctx, t, changes, next, meta); err != nil {
+				r.State.Mu.Unlock()
 				return err
 			}
 		}
+		r.State.Mu.Unlock()
 		*p = next
-		if r.OnPage != nil && len(changes) > 0 {
-			r.OnPage(Page{Table: t.Name, Deletes: len(changes)})
+		deletes := 0
+		for _, c := range changes {
+			if c.Op == OpDelete {
+				deletes++
+			}
+		}
+		if r.OnPage != nil && deletes > 0 {
+			r.OnPage(Page{Table: t.Name, Deletes: deletes})
+		}
+	}
+	return nil
+}
+
+// recheck adds to existing the keys of batch whose entry CDC wrote, that
+// the snapshot does not see and that are rows now (Rechecker).
+func (r *Runner) recheck(ctx context.Context, t *Table, st map[string]state.Entry, batch []string, existing map[string]bool) error {
+	rc, ok := r.Source.(Rechecker)
+	if !ok {
+		return nil
+	}
+	var keys []string
+	r.State.Mu.Lock()
+	for _, k := range batch {
+		if e, ok := st[k]; ok && !existing[k] && !e.Deleted && e.Seq.Ordinal > 0 {
+			keys = append(keys, k)
+		}
+	}
+	r.State.Mu.Unlock()
+	if len(keys) == 0 {
+		return nil
+	}
+	now, err := rc.ExistingNow(ctx, t, keys)
+	if err != nil {
+		return fmt.Errorf("snapshot: recheck %s keys: %w", t.Name, err)
+	}
+	for k, ok := range now {
+		if ok {
+			existing[k] = true
 		}
 	}
 	return nil
 }
 
 // send commits changes of t with their state records and progress next in
-// one transaction, then applies them to the state.
+// one transaction, then applies them to the state. The caller holds
+// r.State.Mu.
 func (r *Runner) send(ctx context.Context, t *Table, changes []Change, next state.Progress, meta Meta) (err error) {
 	topic := r.Topics[t.Name]
 	tracer := r.Tracer
@@ -269,14 +363,11 @@ func (r *Runner) send(ctx context.Context, t *Table, changes []Change, next stat
 	meta.SyncedAt = r.now().UTC()
 	recs := make([]*kgo.Record, 0, 2*len(changes)+1)
 	for _, c := range changes {
-		var v any
-		if c.Op == OpDelete {
-			v = t.deleted(c.Key, c.Entry, meta)
-		} else {
-			v = c.Row.Value
-			t.stamp(v, meta)
+		if c.Op == OpForget {
+			recs = append(recs, state.Tombstone(r.StateTopic, t.Name, c.Key))
+			continue
 		}
-		b, err := codec.Encode(v)
+		b, err := codec.Encode(t.Record(c, meta))
 		if err != nil {
 			return fmt.Errorf("snapshot: encode %s %s: %w", t.Name, c.Key, err)
 		}
@@ -286,7 +377,7 @@ func (r *Runner) send(ctx context.Context, t *Table, changes []Change, next stat
 		if c.Op == OpDelete {
 			recs = append(recs, state.Tombstone(r.StateTopic, t.Name, c.Key))
 		} else {
-			recs = append(recs, state.EntryRecord(r.StateTopic, t.Name, c.Key, state.Entry{Hash: c.Row.Hash, UpdatedAt: c.Row.UpdatedAt}))
+			recs = append(recs, state.EntryRecord(r.StateTopic, t.Name, c.Key, state.Entry{Hash: c.Row.Hash, UpdatedAt: c.Row.UpdatedAt, Seq: meta.Seq()}))
 		}
 	}
 	next.Committed = meta.SyncedAt
@@ -296,10 +387,10 @@ func (r *Runner) send(ctx context.Context, t *Table, changes []Change, next stat
 	r.State.Progress = &next
 	st := r.State.Table(t.Name)
 	for _, c := range changes {
-		if c.Op == OpDelete {
-			delete(st, c.Key)
+		if c.Op == OpUpsert {
+			st[c.Key] = state.Entry{Hash: c.Row.Hash, UpdatedAt: c.Row.UpdatedAt, Seq: meta.Seq()}
 		} else {
-			st[c.Key] = state.Entry{Hash: c.Row.Hash, UpdatedAt: c.Row.UpdatedAt}
+			delete(st, c.Key)
 		}
 	}
 	return nil

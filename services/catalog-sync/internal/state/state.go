@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -30,12 +31,40 @@ const HashLen = 16
 // Hash is a row's content hash.
 type Hash [HashLen]byte
 
-// Entry is what was last sent for one row. Memory: about 100 bytes per row
-// with the map's overhead and a short key, so 100k products take ~10 MB.
+// Entry is what was last sent for one row. Memory: about 120 bytes per row
+// with the map's overhead and a short key, so 100k products take ~12 MB.
 type Entry struct {
 	Hash      Hash
 	UpdatedAt time.Time // the row's updated_at when it was sent: a delete carries it
+	// Seq is the source sequence of what was sent: a snapshot's (LSN, 0),
+	// a CDC change's (commit LSN, ordinal). An entry is never replaced by an
+	// older sequence (Replaces), so a snapshot that read the row before a CDC
+	// change committed cannot overwrite that change's entry with its view.
+	Seq Seq
+	// Deleted marks a row CDC saw hard-deleted (its delete is sent): kept,
+	// with the delete's sequence, so a snapshot that still saw the row does
+	// not send it again; the first snapshot newer than the delete that finds
+	// the row gone removes the marker.
+	Deleted bool
 }
+
+// Seq is a source sequence, ordered (LSN, Ordinal) lexicographically.
+type Seq struct {
+	LSN     int64
+	Ordinal int
+}
+
+// Newer reports whether s comes after o.
+func (s Seq) Newer(o Seq) bool {
+	return s.LSN > o.LSN || (s.LSN == o.LSN && s.Ordinal > o.Ordinal)
+}
+
+// Replaces reports whether a write with sequence s may replace the entry e
+// (ok false: there is none): unless e is newer. The same sequence may
+// rewrite its entry: two snapshots with no WAL written between them read
+// the same LSN (a read-only transaction writes none), and the later one's
+// view is as new; a CDC re-delivery carries the same content.
+func Replaces(s Seq, e Entry, ok bool) bool { return !ok || !e.Seq.Newer(s) }
 
 // ProgressKey is the key of the progress record (no table is named so).
 const ProgressKey = "_progress"
@@ -65,6 +94,11 @@ const (
 // State is the whole state topic as loaded: rows by table and natural key,
 // and the progress of an interrupted run (nil = none).
 type State struct {
+	// Mu serialises the writers of the state (the snapshot runner and the
+	// CDC sink): each holds it from reading the entries it compares through
+	// its Kafka transaction to applying the result, so the two never share
+	// a transaction and never decide on a stale view of each other's writes.
+	Mu       sync.Mutex
 	Rows     map[string]map[string]Entry
 	Progress *Progress
 }
@@ -98,11 +132,15 @@ func Key(table, key string) string { return table + "/" + key }
 type entryValue struct {
 	Hash      string    `json:"hash"`
 	UpdatedAt time.Time `json:"updated_at"`
+	LSN       int64     `json:"lsn,omitempty"`
+	Ordinal   int       `json:"ordinal,omitempty"`
+	Deleted   bool      `json:"deleted,omitempty"`
 }
 
 // EntryRecord is e as a record of topic.
 func EntryRecord(topic, table, key string, e Entry) *kgo.Record {
-	v, _ := json.Marshal(entryValue{Hash: hex.EncodeToString(e.Hash[:]), UpdatedAt: e.UpdatedAt.UTC()}) // cannot fail
+	v, _ := json.Marshal(entryValue{Hash: hex.EncodeToString(e.Hash[:]), UpdatedAt: e.UpdatedAt.UTC(),
+		LSN: e.Seq.LSN, Ordinal: e.Seq.Ordinal, Deleted: e.Deleted}) // cannot fail
 	return &kgo.Record{Topic: topic, Key: []byte(Key(table, key)), Value: v}
 }
 
@@ -154,7 +192,7 @@ func (s *State) Apply(key, value []byte) error {
 	} else {
 		copy(e.Hash[:], b)
 	}
-	e.UpdatedAt = v.UpdatedAt
+	e.UpdatedAt, e.Seq, e.Deleted = v.UpdatedAt, Seq{LSN: v.LSN, Ordinal: v.Ordinal}, v.Deleted
 	s.Table(table)[nk] = e
 	return nil
 }

@@ -106,3 +106,48 @@ func TestLoadReadsCommittedOnly(t *testing.T) {
 		t.Errorf("progress = %+v, want the committed one", s.Progress)
 	}
 }
+
+// TestEntryRoundTrip: the sequence and the deleted marker survive the topic.
+func TestEntryRoundTrip(t *testing.T) {
+	for _, e := range []Entry{
+		{Hash: Hash{1}, UpdatedAt: at},
+		{Hash: Hash{2}, UpdatedAt: at, Seq: Seq{LSN: 1 << 40, Ordinal: 7}},
+		{UpdatedAt: at, Seq: Seq{LSN: 99, Ordinal: 1}, Deleted: true},
+	} {
+		s := New()
+		r := EntryRecord("s", "products", "p-1", e)
+		if err := s.Apply(r.Key, r.Value); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Table("products")["p-1"]; got != e {
+			t.Errorf("round trip of %+v = %+v", e, got)
+		}
+	}
+}
+
+// TestReplaces: an entry is never replaced by an older sequence; a snapshot
+// (ordinal 0) loses the tie to a CDC change at the same LSN.
+func TestReplaces(t *testing.T) {
+	entry := func(lsn int64, ord int) Entry { return Entry{Seq: Seq{LSN: lsn, Ordinal: ord}} }
+	tests := []struct {
+		name string
+		seq  Seq
+		e    Entry
+		ok   bool
+		want bool
+	}{
+		{name: "no entry", seq: Seq{LSN: 1}, want: true},
+		{name: "newer LSN", seq: Seq{LSN: 20}, e: entry(10, 3), ok: true, want: true},
+		{name: "older LSN", seq: Seq{LSN: 5, Ordinal: 9}, e: entry(10, 3), ok: true},
+		{name: "same LSN, later ordinal", seq: Seq{LSN: 10, Ordinal: 4}, e: entry(10, 3), ok: true, want: true},
+		{name: "snapshot loses the tie to CDC", seq: Seq{LSN: 10}, e: entry(10, 1), ok: true},
+		{name: "the same sequence again", seq: Seq{LSN: 10, Ordinal: 3}, e: entry(10, 3), ok: true, want: true},
+		{name: "a snapshot at the LSN of the last one", seq: Seq{LSN: 10}, e: entry(10, 0), ok: true, want: true},
+		{name: "entry from before sequences", seq: Seq{LSN: 1}, e: entry(0, 0), ok: true, want: true},
+	}
+	for _, tt := range tests {
+		if got := Replaces(tt.seq, tt.e, tt.ok); got != tt.want {
+			t.Errorf("%s: Replaces = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
