@@ -220,36 +220,11 @@ func (p *Poller) commit(ctx context.Context, page *storefront.Page) error {
 	return nil
 }
 
-// ErrTransactionStuck is a transaction that could be neither committed nor
-// aborted: the producer cannot begin another, so the poller stops; a
-// restarted instance's initialisation aborts the transaction.
-var ErrTransactionStuck = errors.New("transaction neither committed nor aborted")
+// ErrTransactionStuck is stream.ErrTransactionStuck: a transaction that could
+// be neither committed nor aborted; the poller stops.
+var ErrTransactionStuck = stream.ErrTransactionStuck
 
-// Transact produces recs in one transaction of cl and commits it; on any
-// error the transaction is aborted and nothing of it becomes visible.
+// Transact produces recs in one transaction of cl and commits it (stream.Transact).
 func Transact(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
-	if err := cl.BeginTransaction(); err != nil {
-		return fmt.Errorf("%w: begin: %w", ErrTransactionStuck, err)
-	}
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return errors.Join(fmt.Errorf("produce: %w", err), abort(cl))
-	}
-	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return errors.Join(fmt.Errorf("commit transaction: %w", err), abort(cl))
-	}
-	return nil
-}
-
-// abort ends a failed transaction under its own short deadline (ctx may be
-// the one that ended).
-func abort(cl *kgo.Client) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := cl.AbortBufferedRecords(ctx); err != nil {
-		return fmt.Errorf("%w: abort buffered records: %w", ErrTransactionStuck, err)
-	}
-	if err := cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
-		return fmt.Errorf("%w: abort: %w", ErrTransactionStuck, err)
-	}
-	return nil
+	return stream.Transact(ctx, cl, recs)
 }
