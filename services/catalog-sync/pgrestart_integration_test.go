@@ -72,9 +72,23 @@ func startPrivatePG(t *testing.T) *privatePG {
 func (p *privatePG) cmd(name string, args ...string) *exec.Cmd {
 	bin := filepath.Join(pgBin, name)
 	if p.osUser != "" {
-		return exec.Command("runuser", append([]string{"-u", p.osUser, "--", bin}, args...)...)
+		return exec.Command(runuser(), append([]string{"-u", p.osUser, "--", bin}, args...)...)
 	}
 	return exec.Command(bin, args...)
+}
+
+// runuser finds util-linux's runuser, which lives in /usr/sbin: a non-login
+// root shell's PATH (env -i, some CI runners) may lack it.
+func runuser() string {
+	if p, err := exec.LookPath("runuser"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/usr/sbin/runuser", "/sbin/runuser"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "runuser"
 }
 
 func (p *privatePG) run(name string, args ...string) {
