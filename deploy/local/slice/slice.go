@@ -47,6 +47,9 @@ type Options struct {
 	// Orders adds the orders path (the storefront simulator and ingest-orders in
 	// front of the validator and bq-writer); nil = clickstream only.
 	Orders *OrdersOptions
+	// Catalog adds the catalog path (a PostgreSQL schema of the slice's own,
+	// loaded at Start, and catalog-sync in front of the validator); nil = off.
+	Catalog *CatalogOptions
 }
 
 // WriteKey is one entry of the collector's write-keys file (COLLECTOR_WRITE_KEYS_FILE).
@@ -76,9 +79,9 @@ type Slice struct {
 	Topics Topics
 	Procs  map[string]*svcrun.Process
 	// Names are the processes of Procs in pipeline order (upstream first):
-	// svcrun.Services, with "storefront" and "ingest-orders" (in that order)
-	// in front when Options.Orders is set. Start goes backwards through it,
-	// Stop forwards.
+	// svcrun.Services, with "catalog-sync" in front when Options.Catalog is
+	// set, and "storefront" and "ingest-orders" (in that order) in front of
+	// all when Options.Orders is. Start goes backwards through it, Stop forwards.
 	Names  []string
 	DuckDB string
 	// CollectorAddr is ingest-clickstream's HTTP collector (host:port); POST /v1/events there.
@@ -89,6 +92,8 @@ type Slice struct {
 	WriteKeysFile string
 	// Storefront is the simulator's API (with Options.Orders).
 	Storefront *Storefront
+	// Catalog is the catalog path (with Options.Catalog).
+	Catalog *Catalog
 }
 
 // New prepares the processes without starting them.
@@ -147,6 +152,9 @@ func New(opts Options) (*Slice, error) {
 			"PRODUCTS_INPUT_TOPIC=" + s.Topics.ProductsValid, "CUSTOMERS_INPUT_TOPIC=" + s.Topics.CustomersValid,
 			"DUCKDB_PATH=" + s.DuckDB, "WAREHOUSE_QUERY_TOKEN=" + opts.QueryToken, "WAREHOUSE_QUERY_MAX_ROWS=1000000"},
 	}
+	if opts.Catalog != nil {
+		s.Names = append(append([]string{}, svcrun.CatalogServices...), s.Names...)
+	}
 	if opts.Orders != nil {
 		s.Names = append([]string{"storefront", "ingest-orders"}, s.Names...)
 	}
@@ -161,6 +169,9 @@ func New(opts Options) (*Slice, error) {
 	}
 	if opts.Orders != nil {
 		s.addOrders(env, addrs)
+	}
+	if opts.Catalog != nil {
+		s.addCatalog(env)
 	}
 	for _, name := range s.Names {
 		s.Procs[name] = &svcrun.Process{
@@ -199,7 +210,11 @@ func randomHex(n int) string {
 }
 
 // Start starts every service in StartOrder and waits until each is ready.
+// With Options.Catalog it first creates and loads the slice's catalog schema.
 func (s *Slice) Start(ctx context.Context) error {
+	if err := s.initCatalog(ctx); err != nil {
+		return err
+	}
 	for _, name := range s.StartOrder() {
 		if err := s.StartOne(ctx, name); err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,10 @@ var Services = []string{"ingest-clickstream", "validator", "bq-writer"}
 // OrderServices are the services the orders path adds in front of the
 // validator and bq-writer.
 var OrderServices = []string{"ingest-orders"}
+
+// CatalogServices are the services the catalog path adds in front of the
+// validator and bq-writer.
+var CatalogServices = []string{"catalog-sync"}
 
 // Tools are the local stack's own programs the slice runs next to the
 // services, by name: the package folder (from the repository root) they build from.
@@ -57,7 +62,7 @@ func BuildTree(ctx context.Context) (root, binDir string, bins map[string]string
 		return "", "", nil, err
 	}
 	binDir = filepath.Join(root, ".cache", "bin")
-	if bins, err = Build(ctx, root, binDir, append(append([]string{}, Services...), OrderServices...)...); err != nil {
+	if bins, err = Build(ctx, root, binDir, slices.Concat(Services, OrderServices, CatalogServices)...); err != nil {
 		return root, binDir, nil, err
 	}
 	for name, dir := range Tools {
