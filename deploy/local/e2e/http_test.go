@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/deploy/local/clickgen"
@@ -787,7 +788,9 @@ func interleave(good, broken []clickgen.Record) []clickgen.Record {
 	return out
 }
 
-// endOffsets are topic's partitions' end offsets now: this run's records come after.
+// endOffsets are topic's partitions' end offsets now: this run's records come
+// after. A topic that does not exist yet (a fresh stack, before any service
+// created it) is nil: read it from the start.
 func endOffsets(ctx context.Context, t *testing.T, brokers []string, topic string) map[int32]kgo.Offset {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -800,12 +803,20 @@ func endOffsets(ctx context.Context, t *testing.T, brokers []string, topic strin
 		t.Fatal(err)
 	}
 	out := map[int32]kgo.Offset{}
+	missing := false
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
+		switch {
+		case errors.Is(o.Err, kerr.UnknownTopicOrPartition):
+			missing = true
+		case o.Err != nil:
 			t.Fatalf("end offset of %s/%d: %v", o.Topic, o.Partition, o.Err)
+		default:
+			out[o.Partition] = kgo.NewOffset().At(o.Offset)
 		}
-		out[o.Partition] = kgo.NewOffset().At(o.Offset)
 	})
+	if missing {
+		return nil
+	}
 	return out
 }
 
