@@ -758,12 +758,8 @@ func validateBatch(group string, b Batch) error {
 	}
 	for i := range b.Events {
 		r := &b.Events[i]
-		next, ok := b.Positions[Partition{r.SourceTopic, r.SourcePartition}]
-		switch {
-		case !ok:
-			return fmt.Errorf("%w: row %d (%s/%d@%d) has no position in the batch", ErrInvalidBatch, i, r.SourceTopic, r.SourcePartition, r.SourceOffset)
-		case r.SourceOffset < 0 || r.SourceOffset >= next:
-			return fmt.Errorf("%w: row %d offset %d is not below the batch position %d of %s/%d", ErrInvalidBatch, i, r.SourceOffset, next, r.SourceTopic, r.SourcePartition)
+		if err := checkCovered(b, "event", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
+			return err
 		}
 		if reason := invalidRow(r); reason != "" {
 			return &RowError{Entity: EntityEvent, Index: i, Reason: reason}
@@ -771,12 +767,8 @@ func validateBatch(group string, b Batch) error {
 	}
 	for i := range b.Orders {
 		r := &b.Orders[i]
-		next, ok := b.Positions[Partition{r.SourceTopic, r.SourcePartition}]
-		switch {
-		case !ok:
-			return fmt.Errorf("%w: order row %d (%s/%d@%d) has no position in the batch", ErrInvalidBatch, i, r.SourceTopic, r.SourcePartition, r.SourceOffset)
-		case r.SourceOffset < 0 || r.SourceOffset >= next:
-			return fmt.Errorf("%w: order row %d offset %d is not below the batch position %d of %s/%d", ErrInvalidBatch, i, r.SourceOffset, next, r.SourceTopic, r.SourcePartition)
+		if err := checkCovered(b, "order", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
+			return err
 		}
 		if reason := invalidOrder(r); reason != "" {
 			return &RowError{Entity: EntityOrder, Index: i, Reason: reason}
