@@ -257,3 +257,34 @@ func rows(t *testing.T, path string) int {
 }
 
 func tempFile(t *testing.T, name string) string { return filepath.Join(t.TempDir(), name) }
+
+// waitMirrored waits until the group's committed offsets in Kafka equal the warehouse's positions
+// (the sink mirrors them asynchronously after each write), or fails after 10s.
+func (e *env) waitMirrored(t *testing.T, group string, wh warehouse.Warehouse) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		positions, err := wh.Positions(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed, err := e.adm.FetchOffsets(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		behind := 0
+		for p, pos := range positions {
+			if o, ok := committed.Lookup(p.Topic, p.Partition); !ok || o.At != pos.Next {
+				behind++
+			}
+		}
+		if len(positions) > 0 && behind == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kafka's committed offsets of group %s do not mirror the warehouse's %d positions (%d behind)", group, len(positions), behind)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

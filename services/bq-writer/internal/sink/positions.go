@@ -211,6 +211,15 @@ func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Off
 	if err := s.failed(); err != nil {
 		return nil, err // the membership check failed: assign nothing
 	}
+	// franz-go runs onAssigned and this concurrently: check the membership here too, first, so
+	// that a second writer on a new file is told about the other member (the cause), not that
+	// its empty file does not fit the group's offsets (a consequence).
+	if err := s.soleMember(ctx); err != nil {
+		if ctx.Err() == nil {
+			s.fail(err)
+		}
+		return nil, err
+	}
 	var pos map[warehouse.Partition]warehouse.Position
 	var l *logState
 	err := retry(ctx, s.cfg.Kafka, func() error {
@@ -293,7 +302,14 @@ func (s *Sink) onAssigned(ctx context.Context, _ *kgo.Client, _ map[string][]int
 	if s.failed() != nil {
 		return
 	}
-	err := retry(ctx, s.cfg.Kafka, func() error {
+	if err := s.soleMember(ctx); err != nil && ctx.Err() == nil {
+		s.fail(err)
+	}
+}
+
+// soleMember runs checkSoleMember, retrying failed requests; a *MemberError is final.
+func (s *Sink) soleMember(ctx context.Context) error {
+	return retry(ctx, s.cfg.Kafka, func() error {
 		err := s.checkSoleMember(ctx)
 		var me *MemberError
 		if errors.As(err, &me) {
@@ -304,9 +320,6 @@ func (s *Sink) onAssigned(ctx context.Context, _ *kgo.Client, _ map[string][]int
 		}
 		return err
 	})
-	if err != nil && ctx.Err() == nil {
-		s.fail(err)
-	}
 }
 
 // checkSoleMember returns a *MemberError when the group has a member other than this client
