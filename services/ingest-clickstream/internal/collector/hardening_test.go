@@ -483,6 +483,48 @@ func TestIdleConnectionsMakeRoomAtTheCap(t *testing.T) {
 	}
 }
 
+// TestIdleConnectionMadeRoomForAWaitingClient: the connection that reached
+// the cap was not idle then (it had not sent its request yet), and another
+// went idle after it; a new client must still get an idle one's place, not
+// wait in the backlog until the idle timeout. (Reaping only when a connection
+// reached the cap missed this; under CPU load a keep-alive connection is
+// often marked idle only after the next client connected.)
+func TestIdleConnectionMadeRoomForAWaitingClient(t *testing.T) {
+	e := newEnv(t, nil)
+	cfg := e.cfg
+	cfg.MaxConcurrent, cfg.MaxConnections = 2, 2
+	addr, stop := e.serve(cfg)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	quiet, err := net.Dial("tcp", addr) // open, never sends: not idle, not closable
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	rq := func() *http.Request {
+		r, _ := http.NewRequest(http.MethodGet, "http://"+addr+Path, nil)
+		return r
+	}
+	first := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
+	resp, err := first.Do(rq()) // the second connection: the cap is reached, nothing idle yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close() // idle now, kept open by its client
+	next := &http.Client{Transport: &http.Transport{}, Timeout: 3 * time.Second}
+	resp, err = next.Do(rq())
+	if err != nil {
+		t.Fatalf("a new client with one idle keep-alive connection at COLLECTOR_MAX_CONNECTIONS=2: %v", err)
+	}
+	resp.Body.Close()
+	first.CloseIdleConnections()
+	next.CloseIdleConnections()
+}
+
 // TestDeliveryTimeoutCoversTheUpload: the producer's record timeout counts
 // from received_at, the request's arrival, so it must cover the longest body
 // upload as well as the produce: a slow upload's records would otherwise

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
-	"golang.org/x/net/netutil"
 
 	"github.com/ecomstream/platform/pkg/httpserver"
 	"github.com/ecomstream/platform/pkg/stream"
@@ -118,8 +117,8 @@ func (s *Server) Run(ctx context.Context) error {
 	// Connections beyond the cap wait in the kernel's backlog: each open one
 	// costs a goroutine and buffers whether or not it sends a request. At
 	// the cap, idle keep-alive connections are closed to make room.
-	ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
-	reaper := newIdleReaper(s.cfg.MaxConnections)
+	reaper := newIdleReaper()
+	ln = newCapListener(ln, s.cfg.MaxConnections, reaper)
 	srv := &http.Server{
 		ConnState:         reaper.connState,
 		Handler:           s.c,
