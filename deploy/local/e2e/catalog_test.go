@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"os"
 	"path/filepath"
@@ -34,14 +35,19 @@ const (
 	catalogProducts  = 400
 	catalogCustomers = 600
 	catalogRandom    = 60
+	// minOvertaken is the fewest held changes a newer change of their key
+	// must overtake: the script changes more than a dozen keys twice or more.
+	minOvertaken = 5
 )
 
 // TestE2ECatalog runs the catalog path on the real stack (a schema of its
 // own, catalog-sync, validator and bq-writer as processes): an initial
 // snapshot of the seed (POST /v1/sync), the scripted history and random
-// mutator changes (bad ones among them) through CDC, a duplicate path
-// (the products topic's records re-sent: replays must be no-ops), and a
-// second, incremental snapshot that must send nothing. Then it proves
+// mutator changes (bad ones among them) through CDC, a delayed path (a relay
+// between catalog-sync and the validator holds back the first change of some
+// keys until bq-writer has applied the rest: late and out of order), a
+// duplicate path (the products topic's records re-sent: replays must be
+// no-ops), and a second, incremental snapshot that must send nothing. Then it proves
 // against the seed and the mutator's own log:
 //   - dim_products and dim_users hold exactly the expected versions, key by
 //     key, version by version: valid_from (commit time, or updated_at for the
@@ -73,7 +79,8 @@ func TestE2ECatalog(t *testing.T) {
 		BinDir: binDir, RunDir: runDir, Brokers: eps.KafkaBrokers, Registry: eps.SchemaRegistryURL,
 		Prefix: prefix, QueryToken: token,
 		Catalog: &slice.CatalogOptions{DatabaseURL: eps.DatabaseURL, CDCDatabaseURL: eps.CatalogDatabaseURL,
-			Init: []catalogdb.InitOption{catalogdb.WithProducts(catalogProducts), catalogdb.WithCustomers(catalogCustomers)}},
+			Init:  []catalogdb.InitOption{catalogdb.WithProducts(catalogProducts), catalogdb.WithCustomers(catalogCustomers)},
+			Relay: true},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +106,25 @@ func TestE2ECatalog(t *testing.T) {
 			sl.Catalog.Init.Products, sl.Catalog.Init.Customers, catalogProducts, catalogCustomers)
 	}
 
+	// The delayed path: the first change of every key the script changes more
+	// than once (so a newer one overtakes it), and of a seventh of the others.
+	ids := seed.Generate(seed.DefaultSeed, catalogCustomers, catalogProducts)
+	script, err := catalogdb.Script(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := map[string]string{sl.Topics.SyncProducts: sl.Topics.Products, sl.Topics.SyncCustomers: sl.Topics.Customers}
+	rl, err := startRelay(ctx, eps.KafkaBrokers, prefix+"relay", routes, holdPicker(script, sl.Topics.SyncProducts, sl.Topics.SyncCustomers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := rl.stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	relayCaughtUp := []groupTopic{{prefix + "relay", sl.Topics.SyncProducts}, {prefix + "relay", sl.Topics.SyncCustomers}}
+
 	// 1. The initial snapshot of the seed.
 	run, joined, err := sl.CatalogSync(ctx, "", false)
 	if err != nil || joined {
@@ -112,8 +138,10 @@ func TestE2ECatalog(t *testing.T) {
 		t.Fatalf("initial snapshot read %d rows and sent %d changes, want %d and %d", run.RowsRead, run.ChangesSent, want, want)
 	}
 
+	waitCaughtUp(ctx, t, eps.KafkaBrokers, rl, "the relay, after the snapshot", relayCaughtUp...)
+	rl.arm() // from here on, changes of picked keys are held back
+
 	// A product view and a customer before any change: resolves to the seed's versions.
-	ids := seed.Generate(seed.DefaultSeed, catalogCustomers, catalogProducts)
 	pitProduct, pitUser := ids.Products[0].ProductID, ids.Customers[2].CustomerID // the script changes both
 	beforeAt := time.Now().UTC().Add(-time.Second)
 
@@ -128,10 +156,6 @@ func TestE2ECatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	script, err := catalogdb.Script(ids)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log, err := catalogdb.ApplyScript(ctx, conn, schema, script, logFile)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +196,22 @@ func TestE2ECatalog(t *testing.T) {
 		}
 	}
 
-	// 3. The duplicate path: every record of the products topic so far, re-sent.
+	// 3. The delayed path delivers: once the pipeline has applied everything
+	// else, the held changes arrive, most of them after a newer change of
+	// their key.
+	waitCaughtUp(ctx, t, eps.KafkaBrokers, rl, "the relay and bq-writer, before the release", append(relayCaughtUp,
+		groupTopic{prefix + "validator", sl.Topics.Products}, groupTopic{prefix + "validator", sl.Topics.Customers},
+		groupTopic{prefix + "bq-writer", sl.Topics.ProductsValid}, groupTopic{prefix + "bq-writer", sl.Topics.CustomersValid})...)
+	held, overtaken, err := rl.release(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress("delayed path: released %d held changes, %d of them overtaken by a newer change of their key", held, overtaken)
+	if overtaken < minOvertaken {
+		t.Fatalf("delayed path: %d held changes were overtaken, want at least %d (the script changes keys more than once)", overtaken, minOvertaken)
+	}
+
+	// 4. The duplicate path: every record of the products topic so far, re-sent.
 	replayed := replayTopic(ctx, t, eps.KafkaBrokers, sl.Topics.Products)
 	progress("re-sent %d product records (replays: no-ops downstream)", replayed)
 
@@ -181,15 +220,15 @@ func TestE2ECatalog(t *testing.T) {
 	wantProducts, wantUsers, wantDead := expectedDims(ids, emailKey, log)
 	progress("expected: %d product versions, %d user versions, %d dead letters", countVersions(wantProducts), countVersions(wantUsers), len(wantDead))
 
-	// 4. Wait for the warehouse: caught up, and the dimensions as expected.
+	// 5. Wait for the warehouse: caught up, and the dimensions as expected.
 	var diffs []string
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		ok, line, err := groupsCaughtUp(ctx, eps.KafkaBrokers,
+		ok, line, err := groupsCaughtUp(ctx, eps.KafkaBrokers, append(relayCaughtUp,
 			groupTopic{prefix + "validator", sl.Topics.Products}, groupTopic{prefix + "validator", sl.Topics.Customers},
 			groupTopic{prefix + "ingest-clickstream", sl.Topics.Raw}, groupTopic{prefix + "validator", sl.Topics.Events},
 			groupTopic{prefix + "bq-writer", sl.Topics.ProductsValid}, groupTopic{prefix + "bq-writer", sl.Topics.CustomersValid},
-			groupTopic{prefix + "bq-writer", sl.Topics.Valid})
+			groupTopic{prefix + "bq-writer", sl.Topics.Valid})...)
 		if err == nil && ok {
 			gotP, errP := warehouseDims(ctx, sl, "dim_products", "product_id", "product_key")
 			gotU, errU := warehouseDims(ctx, sl, "dim_users", "user_id", "user_key")
@@ -214,7 +253,7 @@ func TestE2ECatalog(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 
-	// 5. A second, incremental snapshot finds nothing CDC did not send.
+	// 6. A second, incremental snapshot finds nothing CDC did not send.
 	run2, _, err := sl.CatalogSync(ctx, "", false)
 	if err == nil {
 		run2, err = sl.CatalogWait(ctx, run2.ID)
@@ -415,5 +454,51 @@ func checkCatalogDeadLetters(ctx context.Context, t *testing.T, brokers []string
 	}
 	if len(diffs) == 0 {
 		t.Logf("dead letters: %d bad changes, each with its rules", len(want))
+	}
+}
+
+// holdPicker picks the keys whose first change the relay holds back: every
+// key the script changes more than once, and a seventh of the others (by a
+// hash of the key: late, but maybe not overtaken).
+func holdPicker(script []catalogdb.Tx, productsTopic, customersTopic string) func(topic string, key []byte) bool {
+	changes := map[string]int{}
+	for _, tx := range script {
+		for _, c := range tx.Changes {
+			if c.Kind == catalogdb.CategoryReprice { // its key is a category
+				continue
+			}
+			topic := productsTopic
+			if c.Kind.Table() == "customers" {
+				topic = customersTopic
+			}
+			changes[topic+"\x00"+c.Key]++
+		}
+	}
+	return func(topic string, key []byte) bool {
+		k := topic + "\x00" + string(key)
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(k))
+		return changes[k] > 1 || h.Sum32()%7 == 0
+	}
+}
+
+// waitCaughtUp waits until every group has consumed its topic to the end
+// (or fails after 90s).
+// A relay that stopped on an error fails the wait at once.
+func waitCaughtUp(ctx context.Context, t *testing.T, brokers []string, rl *relay, what string, gts ...groupTopic) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ok, line, err := groupsCaughtUp(ctx, brokers, gts...)
+		if err == nil && ok {
+			return
+		}
+		if err := rl.err(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not caught up after 90s: %s (%v)", what, line, err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }

@@ -31,6 +31,14 @@ type CatalogOptions struct {
 	Init []catalogdb.InitOption
 	// SnapshotSchedule is CATALOG_SNAPSHOT_SCHEDULE; "" = off (runs start with CatalogSync).
 	SnapshotSchedule string
+	// Relay puts a path of the caller's between catalog-sync and the
+	// validator: catalog-sync writes to Topics.SyncProducts and
+	// Topics.SyncCustomers (its own topics, "<prefix>ecom.products.sync.v1"
+	// and "<prefix>ecom.customers.sync.v1"), and the caller moves their
+	// records to Topics.Products and Topics.Customers, the validator's input,
+	// as it likes (the end-to-end test holds some back: late, out-of-order
+	// delivery). Without it the Sync topics are the validator's input.
+	Relay bool
 }
 
 // CatalogRun is one run of catalog-sync as GET /v1/runs shows it.
@@ -107,6 +115,10 @@ func (s *Slice) addCatalog(env map[string][]string) {
 	if prefix == "" {
 		c.Slot = "ecom_catalog_sync" // catalog-sync's default: the stack's own
 	}
+	s.Topics.SyncProducts, s.Topics.SyncCustomers = s.Topics.Products, s.Topics.Customers
+	if o.Relay {
+		s.Topics.SyncProducts, s.Topics.SyncCustomers = prefix+"ecom.products.sync.v1", prefix+"ecom.customers.sync.v1"
+	}
 	sched := o.SnapshotSchedule
 	if sched == "" {
 		sched = "off"
@@ -116,7 +128,7 @@ func (s *Slice) addCatalog(env map[string][]string) {
 		"CATALOG_DATABASE_URL=" + c.CDCDatabaseURL, "CATALOG_SCHEMA=" + c.Schema,
 		"CATALOG_SLOT=" + c.Slot, "CATALOG_PUBLICATION=" + c.Publication,
 		"CATALOG_STATE_TOPIC=" + c.StateTopic,
-		"PRODUCTS_TOPIC=" + s.Topics.Products, "CUSTOMERS_TOPIC=" + s.Topics.Customers,
+		"PRODUCTS_TOPIC=" + s.Topics.SyncProducts, "CUSTOMERS_TOPIC=" + s.Topics.SyncCustomers,
 		"CATALOG_SNAPSHOT_SCHEDULE=" + sched, "HTTP_OPERATOR_TOKEN=" + c.OperatorToken,
 	}
 	// A key of the slice's own, so a test can compute email_hash (and the

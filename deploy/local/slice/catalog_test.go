@@ -39,9 +39,12 @@ func TestCatalogEnv(t *testing.T) {
 		name      string
 		opts      CatalogOptions
 		wantSched string
+		// catalog-sync's topics; the validator reads t-1.ecom.products.v1 and t-1.ecom.customers.v1 always.
+		wantProducts, wantCustomers string
 	}{
-		{"defaults", CatalogOptions{}, "off"},
-		{"scheduled, own schema", CatalogOptions{Schema: "sf_mine", SnapshotSchedule: "@every 1m"}, "@every 1m"},
+		{"defaults", CatalogOptions{}, "off", "t-1.ecom.products.v1", "t-1.ecom.customers.v1"},
+		{"scheduled, own schema", CatalogOptions{Schema: "sf_mine", SnapshotSchedule: "@every 1m"}, "@every 1m", "t-1.ecom.products.v1", "t-1.ecom.customers.v1"},
+		{"relay", CatalogOptions{Relay: true}, "off", "t-1.ecom.products.sync.v1", "t-1.ecom.customers.sync.v1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,7 +63,7 @@ func TestCatalogEnv(t *testing.T) {
 			want := map[string]string{
 				"CATALOG_SCHEMA": schema, "CATALOG_SLOT": schema + "_slot", "CATALOG_PUBLICATION": schema + "_catalog",
 				"CATALOG_STATE_TOPIC": "t-1.ecom.catalog-sync.state.v1",
-				"PRODUCTS_TOPIC":      "t-1.ecom.products.v1", "CUSTOMERS_TOPIC": "t-1.ecom.customers.v1",
+				"PRODUCTS_TOPIC":      tt.wantProducts, "CUSTOMERS_TOPIC": tt.wantCustomers,
 				"CATALOG_SNAPSHOT_SCHEDULE": tt.wantSched, "HTTP_OPERATOR_TOKEN": s.Catalog.OperatorToken,
 				"CATALOG_DATABASE_URL": s.Catalog.CDCDatabaseURL,
 			}
@@ -73,9 +76,13 @@ func TestCatalogEnv(t *testing.T) {
 			if len(s.Catalog.OperatorToken) < 16 {
 				t.Errorf("operator token %q: catalog-sync wants at least 16 characters", s.Catalog.OperatorToken)
 			}
-			if s.Topics.Products != got["PRODUCTS_TOPIC"] || envMap(s.Procs["validator"].Env)["PRODUCTS_INPUT_TOPIC"] != s.Topics.Products {
-				t.Errorf("products topic: catalog-sync %q, validator %q, slice %q", got["PRODUCTS_TOPIC"],
-					envMap(s.Procs["validator"].Env)["PRODUCTS_INPUT_TOPIC"], s.Topics.Products)
+			val := envMap(s.Procs["validator"].Env)
+			if s.Topics.SyncProducts != got["PRODUCTS_TOPIC"] || s.Topics.SyncCustomers != got["CUSTOMERS_TOPIC"] ||
+				val["PRODUCTS_INPUT_TOPIC"] != "t-1.ecom.products.v1" || val["CUSTOMERS_INPUT_TOPIC"] != "t-1.ecom.customers.v1" ||
+				s.Topics.Products != val["PRODUCTS_INPUT_TOPIC"] || s.Topics.Customers != val["CUSTOMERS_INPUT_TOPIC"] {
+				t.Errorf("topics: catalog-sync %q %q (slice %q %q), validator %q %q (slice %q %q)",
+					got["PRODUCTS_TOPIC"], got["CUSTOMERS_TOPIC"], s.Topics.SyncProducts, s.Topics.SyncCustomers,
+					val["PRODUCTS_INPUT_TOPIC"], val["CUSTOMERS_INPUT_TOPIC"], s.Topics.Products, s.Topics.Customers)
 			}
 			if k := envMap(s.Procs["bq-writer"].Env)["USER_EMAIL_HASH_KEY"]; k != s.Catalog.EmailHashKey || len(k) < 32 {
 				t.Errorf("bq-writer USER_EMAIL_HASH_KEY %q, want the slice's key of at least 32 bytes %q", k, s.Catalog.EmailHashKey)

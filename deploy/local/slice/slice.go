@@ -71,6 +71,10 @@ type Topics struct {
 	// Products, Customers and their valid topics: the catalog entities' topics,
 	// set always, for the same reason as Orders.
 	Products, ProductsValid, Customers, CustomersValid string
+	// SyncProducts and SyncCustomers are catalog-sync's output (with
+	// Options.Catalog): Products and Customers, or with CatalogOptions.Relay
+	// topics of their own that the caller relays to those.
+	SyncProducts, SyncCustomers string
 }
 
 // Slice is a running slice.
