@@ -17,10 +17,11 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
-//go:embed duckdb/*.sql bigquery/*.sql postgres/*.sql
+//go:embed duckdb/*.sql bigquery/*.sql postgres/*.sql postgres/dlq/*.sql
 var files embed.FS
 
 // Statement is one DDL file. SQL may hold several statements separated by semicolons (DuckDB runs
@@ -83,7 +84,53 @@ func Storefront(schema, cdcRole string) (Statement, error) {
 	return Statement{Name: "postgres/storefront.sql", SQL: text}, nil
 }
 
+// Migration is one versioned schema change of dlq-handler's store.
+type Migration struct {
+	Version int    // from the file name's leading number: 1, 2, ...
+	Name    string // the file's path in this module, e.g. "postgres/dlq/0001_init.sql"
+	SQL     string
+}
+
+// DLQMigrations returns dlq-handler's store migrations (postgres/dlq/NNNN_name.sql) in version
+// order. The versions must run 1, 2, 3, ... without a gap or a repeat, so that a file added on two
+// branches at once is caught here rather than applied in an order that depends on the merge. The
+// SQL names no schema: it runs with the store's schema as search_path.
+func DLQMigrations() ([]Migration, error) { return migrations(files, "postgres/dlq") }
+
+func migrations(fsys fs.FS, dir string) ([]Migration, error) {
+	names, err := fs.Glob(fsys, dir+"/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("ddl: list postgres/dlq: %w", err)
+	}
+	sort.Strings(names)
+	out := make([]Migration, 0, len(names))
+	for i, name := range names {
+		m := migrationRE.FindStringSubmatch(path.Base(name))
+		if m == nil {
+			return nil, fmt.Errorf("ddl: %s: want a name like 0001_init.sql", name)
+		}
+		v, _ := strconv.Atoi(m[1])
+		if v != i+1 {
+			return nil, fmt.Errorf("ddl: %s has version %d, want %d (versions run 1, 2, 3, ... without gaps or repeats)", name, v, i+1)
+		}
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, fmt.Errorf("ddl: read %s: %w", name, err)
+		}
+		text := strings.TrimSpace(string(b))
+		if text == "" {
+			return nil, fmt.Errorf("ddl: %s is empty", name)
+		}
+		out = append(out, Migration{Version: v, Name: name, SQL: text})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("ddl: no %s migrations embedded", dir)
+	}
+	return out, nil
+}
+
 var (
+	migrationRE = regexp.MustCompile(`^([0-9]{4})_[a-z0-9_]+\.sql$`)
 	// PostgreSQL identifiers pasted unquoted: lower case, short enough that
 	// "<schema>_catalog" stays within the 63-byte limit.
 	pgIdentRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,50}$`)

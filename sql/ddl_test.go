@@ -1,9 +1,11 @@
 package ddl
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 func TestDuckDBOrderAndContent(t *testing.T) {
@@ -230,5 +232,53 @@ func TestDimensionsAndViews(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestDLQMigrations(t *testing.T) {
+	ms, err := DLQMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms[0].Version != 1 || ms[0].Name != "postgres/dlq/0001_init.sql" || !strings.Contains(ms[0].SQL, "CREATE TABLE dead_letters") {
+		t.Errorf("first migration = %d %s, want 1 postgres/dlq/0001_init.sql creating dead_letters", ms[0].Version, ms[0].Name)
+	}
+	for _, m := range ms {
+		if qualifiedRE.MatchString(m.SQL) || strings.Contains(m.SQL, "${") {
+			t.Errorf("%s names a schema or a placeholder: migrations run with the store's schema as search_path", m.Name)
+		}
+	}
+}
+
+// qualifiedRE finds a schema-qualified name after the keywords that take a table.
+var qualifiedRE = regexp.MustCompile(`(?i)\b(TABLE|INDEX|ON|REFERENCES|INTO|FROM|UPDATE)\s+[a-z_][a-z0-9_]*\.[a-z_]`)
+
+func TestMigrationVersions(t *testing.T) {
+	file := &fstest.MapFile{Data: []byte("SELECT 1;")}
+	tests := []struct {
+		name  string
+		files []string
+		want  string // "" = ok
+	}{
+		{"in order", []string{"0001_a.sql", "0002_b.sql"}, ""},
+		{"gap", []string{"0001_a.sql", "0003_c.sql"}, "has version 3, want 2"},
+		{"repeat", []string{"0001_a.sql", "0001_b.sql"}, "has version 1, want 2"},
+		{"bad name", []string{"0001_a.sql", "2_b.sql"}, "want a name like"},
+		{"none", nil, "no m migrations"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fsys := fstest.MapFS{}
+			for _, f := range tt.files {
+				fsys["m/"+f] = file
+			}
+			ms, err := migrations(fsys, "m")
+			switch {
+			case tt.want == "" && (err != nil || len(ms) != len(tt.files)):
+				t.Errorf("migrations = %d, %v; want %d", len(ms), err, len(tt.files))
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("migrations: %v, want an error containing %q", err, tt.want)
+			}
+		})
 	}
 }
