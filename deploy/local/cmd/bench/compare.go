@@ -96,7 +96,7 @@ func runCompare(ctx context.Context, o options, args []string) error {
 			return fmt.Errorf("%s: %w", b.rev.label, err)
 		}
 		if len(missing) > 0 {
-			fmt.Printf("  %s has no %s: its runs skip the orders phase\n", b.rev.label, strings.Join(missing, ", "))
+			fmt.Printf("  %s has no %s: its runs skip the phases that need them (orders, catalog)\n", b.rev.label, strings.Join(missing, ", "))
 		}
 		// The storefront simulator is the orders phase's load, like this
 		// bench is the clickstream's: this tree's for both revisions.
@@ -137,11 +137,12 @@ func runCompare(ctx context.Context, o options, args []string) error {
 }
 
 // servicesIn are the services a revision's source tree has: always
-// svcrun.Services, and those of svcrun.OrderServices it has (a revision
-// before the orders path has none; missing lists them).
+// svcrun.Services, and those of svcrun.OrderServices and
+// svcrun.CatalogServices it has (a revision before the orders or the catalog
+// path has none of them; missing lists them).
 func servicesIn(src string) (names, missing []string) {
 	names = slices.Clone(svcrun.Services)
-	for _, n := range svcrun.OrderServices {
+	for _, n := range slices.Concat(svcrun.OrderServices, svcrun.CatalogServices) {
 		if _, err := os.Stat(filepath.Join(src, "services", n, "main.go")); err == nil {
 			names = append(names, n)
 		} else {

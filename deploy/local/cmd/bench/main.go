@@ -16,8 +16,12 @@
 // and bq-writer, and reports orders and versions per second made, produced and
 // landed in fact_orders, the latency of each version from its updated_at to
 // the warehouse by the source that won, the drain after the burst, the cursor
-// lag and CPU (ordersphase.go). -phases picks the phases. It prints figures;
-// it asserts nothing.
+// lag and CPU (ordersphase.go). Phase 5 (catalog) runs catalog-sync on a
+// slice and a PostgreSQL schema of its own: the snapshot of 100k products
+// (run time, rows/s, until the dimensions hold every row) and the latency of
+// CDC changes from their commit in PostgreSQL to the dimension at p50/p99
+// (catalogphase.go). -phases picks the phases. It prints figures; it asserts
+// nothing.
 //
 // With -compare REF it measures two revisions instead: REF's service binaries
 // and this tree's, alternately, with this bench as the driver (see compare.go).
@@ -85,10 +89,16 @@ type options struct {
 	ordersPoll     time.Duration // ingest-orders' ORDERS_POLL_INTERVAL
 	ordersWebhooks bool
 	ordersFaults   float64 // the storefront's -fault-rate
+	// The catalog phase (catalogphase.go).
+	catalogProducts  int           // products loaded into the slice's schema
+	catalogCustomers int           // customers loaded
+	catalogRate      float64       // the mutator's transactions per second
+	catalogDuration  time.Duration // how long the mutator runs
+	catalogBad       float64       // share of the mutator's changes bad on purpose
 }
 
 // phaseNames are the phases -phases may name, in the order they run.
-var phaseNames = []string{"throughput", "latency", "http", "orders"}
+var phaseNames = []string{"throughput", "latency", "http", "orders", "catalog"}
 
 // parsePhases reads -phases: a comma list of phaseNames.
 func parsePhases(s string) (map[string]bool, error) {
@@ -127,7 +137,7 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.maxPoll, "max-poll", 0, "KAFKA_MAX_POLL_RECORDS for the services (0 = their default)")
 	flag.IntVar(&o.warmup, "warmup", 50_000, "events pushed through first, not measured (JIT-warms the broker, fills caches)")
 	flag.StringVar(&o.profileDir, "profile", "", "write 10 s CPU profiles of each service, taken during the phase -profile-phase names, into this folder")
-	flag.IntVar(&o.profPhase, "profile-phase", 1, "with -profile: 1 profiles the throughput phase, 2 the steady-rate phase, 3 the HTTP phase's largest batch, 4 the orders burst")
+	flag.IntVar(&o.profPhase, "profile-phase", 1, "with -profile: 1 profiles the throughput phase, 2 the steady-rate phase, 3 the HTTP phase's largest batch, 4 the orders burst, 5 the catalog snapshot")
 	flag.StringVar(&o.binDir, "bin-dir", "", "run the service binaries in this folder instead of building this tree's")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
 	flag.StringVar(&o.compare, "compare", "", "compare with this git revision: run the bench alternately on its services and this tree's")
@@ -142,6 +152,11 @@ func run(ctx context.Context) error {
 	flag.DurationVar(&o.ordersPoll, "orders-poll", 15*time.Second, "orders phase: ingest-orders' ORDERS_POLL_INTERVAL (15s is the service's default)")
 	flag.BoolVar(&o.ordersWebhooks, "orders-webhooks", true, "orders phase: the storefront's webhooks to ingest-orders (false = poll only)")
 	flag.Float64Var(&o.ordersFaults, "orders-fault-rate", 0, "orders phase: the storefront's -fault-rate (its default is 0.02)")
+	flag.IntVar(&o.catalogProducts, "catalog-products", 100_000, "catalog phase: products loaded into the slice's schema, all sent by the snapshot")
+	flag.IntVar(&o.catalogCustomers, "catalog-customers", 1000, "catalog phase: customers loaded into the slice's schema")
+	flag.Float64Var(&o.catalogRate, "catalog-cdc-rate", 20, "catalog phase: the mutator's transactions per second during the CDC run")
+	flag.DurationVar(&o.catalogDuration, "catalog-cdc-duration", 30*time.Second, "catalog phase: length of the CDC run")
+	flag.Float64Var(&o.catalogBad, "catalog-cdc-bad", 0, "catalog phase: share of the mutator's changes bad on purpose (dead-lettered, not measured)")
 	flag.Parse()
 	phases, err := parsePhases(o.phases)
 	if err != nil {
@@ -154,6 +169,9 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("-http-clients %d: want at least 1", o.httpClients)
 	}
 	if err := validateOrders(o); err != nil {
+		return err
+	}
+	if err := validateCatalog(o); err != nil {
 		return err
 	}
 	if o.compare != "" {
@@ -187,6 +205,13 @@ func run(ctx context.Context) error {
 			return err
 		}
 		figs = append(figs, of...)
+	}
+	if phases["catalog"] {
+		cf, err := catalogPhase(ctx, prep, otlp, o)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, cf...)
 	}
 	if o.jsonOut != "" {
 		b, _ := json.MarshalIndent(map[string]any{"figures": figs}, "", "  ")
@@ -499,7 +524,7 @@ func printStages(ctx context.Context, sl *slice.Slice) {
 func profile(sl *slice.Slice, dir string) {
 	_ = os.MkdirAll(dir, 0o755)
 	for _, name := range sl.Names {
-		if !slices.Contains(svcrun.Services, name) && !slices.Contains(svcrun.OrderServices, name) {
+		if !slices.Contains(svcrun.Services, name) && !slices.Contains(svcrun.OrderServices, name) && !slices.Contains(svcrun.CatalogServices, name) {
 			continue // the storefront is the load, not a service
 		}
 		go func() {

@@ -76,18 +76,20 @@ func TestOrdersMissing(t *testing.T) {
 
 func TestServicesIn(t *testing.T) {
 	old, cur := t.TempDir(), t.TempDir()
-	if err := os.MkdirAll(filepath.Join(cur, "services", "ingest-orders"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(cur, "services", "ingest-orders", "main.go"), []byte("package main"), 0o644); err != nil {
-		t.Fatal(err)
+	for _, svc := range []string{"ingest-orders", "catalog-sync"} {
+		if err := os.MkdirAll(filepath.Join(cur, "services", svc), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cur, "services", svc, "main.go"), []byte("package main"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	names, missing := servicesIn(old)
-	if !slices.Equal(names, []string{"ingest-clickstream", "validator", "bq-writer"}) || !slices.Equal(missing, []string{"ingest-orders"}) {
+	if !slices.Equal(names, []string{"ingest-clickstream", "validator", "bq-writer"}) || !slices.Equal(missing, []string{"ingest-orders", "catalog-sync"}) {
 		t.Errorf("servicesIn(old) = %v, %v", names, missing)
 	}
 	names, missing = servicesIn(cur)
-	if !slices.Equal(names, []string{"ingest-clickstream", "validator", "bq-writer", "ingest-orders"}) || len(missing) != 0 {
+	if !slices.Equal(names, []string{"ingest-clickstream", "validator", "bq-writer", "ingest-orders", "catalog-sync"}) || len(missing) != 0 {
 		t.Errorf("servicesIn(current) = %v, %v", names, missing)
 	}
 }
