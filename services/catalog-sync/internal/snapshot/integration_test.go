@@ -140,7 +140,7 @@ func (l *live) instance(pageSize int) *Runner {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	return &Runner{Source: &PG{Pool: l.cdc, Schema: l.schema}, Commit: Transact(txn), State: st, StateTopic: l.stTopic,
+	return &Runner{Source: l.source(), Commit: Transact(txn), State: st, StateTopic: l.stTopic,
 		Topics: map[string]string{Products: l.products, Customers: l.customers},
 		Codecs: map[string]stream.Encoder{Products: l.codecs[Products], Customers: l.codecs[Customers]}, PageSize: pageSize, ProgressEvery: 10}
 }
@@ -441,4 +441,9 @@ func BenchmarkIntegrationSnapshot100k(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 	})
+}
+
+// source is the catalog-sync role's snapshot source on the test schema.
+func (l *live) source() *PG {
+	return &PG{Pool: l.cdc, Schema: l.schema, ReplicationURL: os.Getenv("CATALOG_DATABASE_URL"), SlotPrefix: l.schema}
 }
