@@ -12,15 +12,25 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/goleak"
 )
 
 // fakeReplication is a PG whose replication connection goes to an
 // in-memory server that answers the one command it receives with reply
 // (after delay), and reports that command on got.
+// TestMain checks no test leaves a goroutine behind, except the idle
+// keep-alive connections of the integration tests' registry client.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
+}
+
 func fakeReplication(t *testing.T, delay time.Duration, reply ...pgproto3.BackendMessage) (*PG, <-chan string) {
 	t.Helper()
 	got := make(chan string, 1)
 	src := &PG{SlotPrefix: "ecom_catalog_sync"}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
 	src.dial = func(ctx context.Context) (*pgconn.PgConn, error) {
 		client, server := net.Pipe()
 		t.Cleanup(func() {
@@ -44,7 +54,11 @@ func fakeReplication(t *testing.T, delay time.Duration, reply ...pgproto3.Backen
 			if q, ok := msg.(*pgproto3.Query); ok {
 				got <- q.String
 			}
-			time.Sleep(delay)
+			select {
+			case <-time.After(delay):
+			case <-stop:
+				return
+			}
 			for _, m := range reply {
 				be.Send(m)
 			}
