@@ -205,7 +205,7 @@ func (s *PG) Begin(ctx context.Context) (Tx, error) {
 	defer e.release(context.WithoutCancel(ctx))
 	tx, err := s.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("begin the snapshot's transaction: %w", err)
 	}
 	t := &pgTx{tx: tx, schema: s.Schema, lsn: int64(e.lsn)}
 	if _, err := tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+e.name+`'`); err != nil {
