@@ -152,7 +152,8 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	rt.Log.InfoContext(ctx, "state loaded", "products", len(st.Table(snapshot.Products)),
 		"customers", len(st.Table(snapshot.Customers)), "interrupted_run", st.Progress != nil)
 	runner := &snapshot.Runner{
-		Source: &snapshot.PG{Pool: pool, Schema: cfg.Schema}, Commit: snapshot.Transact(txn), State: st,
+		Source: &snapshot.PG{Pool: pool, Schema: cfg.Schema, ReplicationURL: replicationURL(cfg), SlotPrefix: cfg.CDC.Slot, Log: rt.Log},
+		Commit: snapshot.Transact(txn), State: st,
 		StateTopic: cfg.StateTopic, Topics: map[string]string{snapshot.Products: cfg.ProductsTopic, snapshot.Customers: cfg.CustomersTopic},
 		Codecs: codecs, PageSize: cfg.PageSize, ProgressEvery: 10, Tracer: rt.Tel.Tracer,
 	}

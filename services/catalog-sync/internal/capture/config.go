@@ -10,7 +10,7 @@ import (
 // Config is the CDC part's configuration.
 type Config struct {
 	Enabled        bool          `env:"CATALOG_CDC_ENABLED" default:"true" usage:"stream changes by logical replication beside the snapshots; false = snapshots only"`
-	Slot           string        `env:"CATALOG_SLOT" default:"ecom_catalog_sync" usage:"logical replication slot (pgoutput, persistent), created at start if missing; one per deployment"`
+	Slot           string        `env:"CATALOG_SLOT" default:"ecom_catalog_sync" usage:"logical replication slot (pgoutput, persistent), created at start if missing; one per deployment; also the prefix of each snapshot's temporary slot (<CATALOG_SLOT>_snap_<unix>_<hex>)"`
 	Publication    string        `env:"CATALOG_PUBLICATION" default:"" usage:"publication streamed; empty = <CATALOG_SCHEMA>_catalog (what ddl.Storefront creates)"`
 	WALWarnBytes   int64         `env:"CATALOG_SLOT_WAL_WARN_BYTES" default:"1073741824" usage:"retained WAL of the slot above which the slot is flagged (ecom_catalog_cdc_slot_wal_over_threshold, a warning in the log); alert on it"`
 	StatusInterval time.Duration `env:"CATALOG_CDC_STATUS_INTERVAL" default:"10s" usage:"standby status interval of the replication session (keepalive; a confirm is reported at once)"`

@@ -731,3 +731,25 @@ func TestIntegrationSweepStale(t *testing.T) {
 	}
 	c.stop(t)
 }
+
+// TestStaleNames: the sweep matches the test objects' names only, never the
+// temporary slot a snapshot names after a test slot (it goes with its
+// session, and dropping one in use would break that snapshot).
+func TestStaleNames(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"cdc_test_1796136960_0a1b2c3d", true},
+		{"sf_cdc_1796136960_0a1b2c3d", true},
+		{"sf_cdc_1796136960_0a1b2c3d_catalog", true},
+		{"cdc_test_1796136960_0a1b2c3d_snap_1796136961_deadbeef", false},
+		{"ecom_catalog_sync", false},
+		{"ecom_catalog_sync_snap_1796136961_deadbeef", false},
+	}
+	for _, tt := range tests {
+		if got := staleRE.MatchString(tt.name); got != tt.want {
+			t.Errorf("staleRE.MatchString(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -140,7 +141,7 @@ func (l *live) instance(pageSize int) *Runner {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	return &Runner{Source: &PG{Pool: l.cdc, Schema: l.schema}, Commit: Transact(txn), State: st, StateTopic: l.stTopic,
+	return &Runner{Source: l.source(), Commit: Transact(txn), State: st, StateTopic: l.stTopic,
 		Topics: map[string]string{Products: l.products, Customers: l.customers},
 		Codecs: map[string]stream.Encoder{Products: l.codecs[Products], Customers: l.codecs[Customers]}, PageSize: pageSize, ProgressEvery: 10}
 }
@@ -394,8 +395,13 @@ func resumeAfterCrash(t *testing.T, cancelRun bool) {
 
 // BenchmarkIntegrationSnapshot100k measures snapshots of 100k products
 // (page size 1000) on the local stack: the first run, which sends every row;
-// a run over the unchanged table, which sends nothing; and loading the state
-// of 100k rows at start. Run with -bench Snapshot100k -benchtime 1x.
+// a run over the unchanged table, which sends nothing; loading the state of
+// 100k rows at start; and opening a snapshot alone. The runs and the open
+// are measured with the source the service uses (the exported snapshot of a
+// temporary slot, begin=slot) and with the former one (pg_current_wal_lsn()
+// read inside the transaction, begin=wal_lsn, wrong under concurrent
+// commits: TestIntegrationSnapshotLSNBoundary) for comparison. Run with
+// -bench Snapshot100k -benchtime 1x (the open: -benchtime 20x).
 func BenchmarkIntegrationSnapshot100k(b *testing.B) {
 	const n = 100_000
 	l := newLive(b)
@@ -414,16 +420,43 @@ func BenchmarkIntegrationSnapshot100k(b *testing.B) {
 			b.Fatalf("sent %d changes, want %d", sent, wantSent)
 		}
 	}
-	b.Run("first_run_all_sent", func(b *testing.B) {
-		for b.Loop() {
-			b.StopTimer()
-			r := l.instance(1000)
-			r.State = state.New()
-			b.StartTimer()
-			run(b, r, n)
-		}
-		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-	})
+	sources := []struct {
+		name string
+		src  Source
+	}{{"begin=slot", l.source()}, {"begin=wal_lsn", &walLSNSource{pool: l.cdc, schema: l.schema}}}
+	for _, s := range sources {
+		b.Run(s.name+"/open", func(b *testing.B) {
+			for b.Loop() {
+				tx, err := s.src.Begin(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := tx.Close(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(s.name+"/first_run_all_sent", func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				r := l.instance(1000)
+				r.Source, r.State = s.src, state.New()
+				b.StartTimer()
+				run(b, r, n)
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+		b.Run(s.name+"/unchanged_none_sent", func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				r := l.instance(1000)
+				r.Source = s.src
+				b.StartTimer()
+				run(b, r, 0)
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
 	b.Run("load_state", func(b *testing.B) {
 		for b.Loop() {
 			st, err := state.Load(ctx, l.opts, l.stTopic)
@@ -432,13 +465,30 @@ func BenchmarkIntegrationSnapshot100k(b *testing.B) {
 			}
 		}
 	})
-	b.Run("unchanged_none_sent", func(b *testing.B) {
-		for b.Loop() {
-			b.StopTimer()
-			r := l.instance(1000)
-			b.StartTimer()
-			run(b, r, 0)
-		}
-		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-	})
+}
+
+// walLSNSource is the snapshot source catalog-sync had before the exported
+// snapshot (a REPEATABLE READ transaction whose first statement reads
+// pg_current_wal_lsn()), kept here only for the benchmark's comparison.
+type walLSNSource struct {
+	pool   *pgxpool.Pool
+	schema string
+}
+
+func (s *walLSNSource) Begin(ctx context.Context) (Tx, error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	t := &pgTx{tx: tx, schema: s.schema}
+	if err := tx.QueryRow(ctx, `SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint, now()`).Scan(&t.lsn, &t.readAt); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return t, nil
+}
+
+// source is the catalog-sync role's snapshot source on the test schema.
+func (l *live) source() *PG {
+	return &PG{Pool: l.cdc, Schema: l.schema, ReplicationURL: os.Getenv("CATALOG_DATABASE_URL"), SlotPrefix: l.schema}
 }

@@ -28,13 +28,17 @@ import (
 
 // Source is the database side of a run.
 type Source interface {
-	// Begin opens the run's snapshot (REPEATABLE READ, read only).
+	// Begin opens the run's snapshot (REPEATABLE READ, read only), a new
+	// one for every run and every resumed run.
 	Begin(ctx context.Context) (Tx, error)
 }
 
 // Tx is one snapshot of the catalog tables.
 type Tx interface {
-	LSN() int64        // pg_current_wal_lsn(), read first in the transaction
+	// LSN is the snapshot's boundary in the WAL, its records' source_lsn:
+	// every transaction whose commit record precedes it is visible, none
+	// after (PG: the consistent point of the slot that exported it).
+	LSN() int64
 	ReadAt() time.Time // the transaction's now()
 	// Page returns up to limit rows of t with a key after after (all rows
 	// from the first when first), in key order.
@@ -46,11 +50,11 @@ type Tx interface {
 
 // Rechecker is a Source that can also tell which keys are rows now,
 // outside any snapshot. The delete pass asks it about the keys whose entry
-// CDC wrote and that the snapshot does not see: a transaction whose commit
-// record precedes the snapshot's LSN but which was still in progress when
-// the snapshot was taken is invisible to it (design 4.16), and a row it
-// inserted must not be deleted. A row that exists now is left to CDC, which
-// delivers every change after its entry.
+// CDC wrote and that the snapshot does not see. A snapshot whose LSN is its
+// exact boundary (PG's) never misses such a row; the recheck stays as a
+// second guard, because a row wrongly deleted is a wrong current version
+// downstream, and it costs a query only for those few keys. A row that
+// exists now is left to CDC, which delivers every change after its entry.
 type Rechecker interface {
 	ExistingNow(ctx context.Context, t *Table, keys []string) (map[string]bool, error)
 }
@@ -92,10 +96,10 @@ func Upserts(rows []Row, st map[string]state.Entry, full bool, seq state.Seq) []
 
 // staleView reports a row whose updated_at is older than the one of the
 // CDC change its entry records: the snapshot missed that change although its
-// LSN is newer (a transaction whose commit record precedes the LSN read but
-// which was still in progress when the snapshot was taken; design 4.16).
-// updated_at is set by the trigger on every write, so a later write of the
-// row never carries an earlier one.
+// LSN is newer. A snapshot whose LSN is its exact boundary (PG's) cannot;
+// the check stays as a second guard (it costs a comparison). updated_at is
+// set by the trigger on every write, so a later write of the row never
+// carries an earlier one.
 func staleView(r Row, e state.Entry, ok bool) bool {
 	return ok && e.Seq.Ordinal > 0 && !e.Deleted && r.UpdatedAt.Before(e.UpdatedAt)
 }

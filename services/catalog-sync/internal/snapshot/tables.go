@@ -40,7 +40,7 @@ type Row struct {
 // Meta is what a snapshot or a CDC batch stamps on every record it sends.
 type Meta struct {
 	Source  string
-	LSN     int64 // a snapshot: pg_current_wal_lsn() read first in its transaction; CDC: the commit LSN
+	LSN     int64 // a snapshot: its boundary (Tx.LSN, the exporting slot's consistent point); CDC: the commit LSN
 	Ordinal int   // a snapshot: 0; CDC: the change's ordinal in its transaction
 	// ReadAt is a delete's changed_at: the snapshot transaction's now() (the
 	// earliest time the row is known gone), or CDC's commit time.
