@@ -433,8 +433,8 @@ func (c catalogStatus) lines() string {
 	for _, n := range c.mutator.Bad {
 		bad += n
 	}
-	fmt.Fprintf(&b, "      catalog: mutator %d changes (%d rows, %d bursts), %d bad on purpose, %d failed",
-		c.mutator.Transactions, c.mutator.Rows, c.mutator.Bursts, bad, c.mutator.Failed)
+	fmt.Fprintf(&b, "      catalog: mutator %s (%s, %s), %d bad on purpose, %d failed",
+		plural(c.mutator.Transactions, "change"), plural(c.mutator.Rows, "row"), plural(c.mutator.Bursts, "burst"), bad, c.mutator.Failed)
 	if c.warehouseE != nil {
 		fmt.Fprintf(&b, " | warehouse: %v", c.warehouseE)
 	} else {
@@ -461,13 +461,21 @@ func (c catalogStatus) lines() string {
 			c.latest.CommitTime.Local().Format("15:04:05.000"))
 	}
 	if l := c.landed; len(l.latencies) > 0 {
-		fmt.Fprintf(&b, " | this run %d changes landed: p50 %s, max %s", len(l.latencies),
+		fmt.Fprintf(&b, " | this run %s landed: p50 %s, max %s", plural(len(l.latencies), "change"),
 			seconds(percentile(l.latencies, 0.5)), seconds(percentile(l.latencies, 1)))
 	}
 	if c.landed.pending > 0 {
 		fmt.Fprintf(&b, " | %d on the way", c.landed.pending)
 	}
 	return b.String()
+}
+
+// plural is n and the noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // seconds shows a latency in seconds with two decimals.

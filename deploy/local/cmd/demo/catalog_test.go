@@ -267,7 +267,7 @@ func TestCatalogLines(t *testing.T) {
 				latestLatency: 420 * time.Millisecond, latestLoaded: true,
 				landed: landed{latencies: []time.Duration{300 * time.Millisecond, 420 * time.Millisecond, 1500 * time.Millisecond}}}),
 			want: []string{
-				"      catalog: mutator 9 changes (260 rows, 1 bursts), 3 bad on purpose, 1 failed | dim_products 2010 versions (2001 current, 9 this run) | dim_users 20004 versions (20000 current, 4 this run) | dead-lettered customer_change 2, product_change 1\n",
+				"      catalog: mutator 9 changes (260 rows, 1 burst), 3 bad on purpose, 1 failed | dim_products 2010 versions (2001 current, 9 this run) | dim_users 20004 versions (20000 current, 4 this run) | dead-lettered customer_change 2, product_change 1\n",
 				"      catalog latency, commit in PostgreSQL -> dimension row: latest 0.42s (products p-00042 price_change at " + at0.Local().Format("15:04:05.000") + ")",
 				" | this run 3 changes landed: p50 0.42s, max 1.50s",
 			},
@@ -284,6 +284,13 @@ func TestCatalogLines(t *testing.T) {
 			give:      dims(catalogStatus{}),
 			want:      []string{"mutator 0 changes (0 rows, 0 bursts), 0 bad on purpose, 0 failed", "dimension row: no change yet"},
 			wantNotIn: []string{"landed", "on the way"},
+		},
+		{
+			name: "one of each",
+			give: dims(catalogStatus{mutator: catalogdb.Stats{Transactions: 1, Rows: 1}, latest: &latest, latestLoaded: true, latestLatency: time.Second,
+				landed: landed{latencies: []time.Duration{time.Second}}}),
+			want:      []string{"mutator 1 change (1 row, 0 bursts)", " | this run 1 change landed: p50 1.00s, max 1.00s"},
+			wantNotIn: []string{"on the way"},
 		},
 		{
 			name:      "warehouse down",

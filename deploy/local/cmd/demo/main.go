@@ -67,7 +67,7 @@ func run(ctx context.Context) error {
 	var cf catalogFlags
 	flag.Float64Var(&cf.rate, "catalog-rate", catalogdb.DefaultRatePerMinute, "catalog changes the mutator makes per minute (0 = none)")
 	flag.DurationVar(&cf.burst, "catalog-burst", time.Minute, "how often the mutator re-prices a whole category in one transaction (0 = never)")
-	flag.Float64Var(&cf.bad, "catalog-bad", catalogdb.DefaultBadFraction, "fraction of catalog changes bad on purpose (dead-lettered by the validator)")
+	flag.Float64Var(&cf.bad, "catalog-bad", 0.1, "fraction of catalog changes bad on purpose (dead-lettered by the validator)")
 	flag.Parse()
 	if err := cf.check(); err != nil {
 		return err
