@@ -583,28 +583,42 @@ func repriceNote(entries []catalogdb.Entry, product string) string {
 	return strings.Join(parts, ", ")
 }
 
+const pitTitle = "\n  Point in time: product views with the price valid when viewed (fact_events_pit -> dim_products) and the current price:"
+
 // printPIT prints and runs the example point-in-time query for a product
-// the mutator re-priced this run, the one viewed at the most prices.
-func (c *catalogDemo) printPIT(ctx context.Context, since time.Time) {
+// the mutator re-priced this run, the one viewed at the most prices, and
+// says whether it was viewed at two or more. Unless final, it prints nothing
+// until there is such a product (a view before the change and one after).
+func (c *catalogDemo) printPIT(ctx context.Context, since time.Time, final bool) bool {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	fmt.Println("\n  Point in time: product views with the price valid when viewed (fact_events_pit -> dim_products) and the current price:")
 	entries, _ := c.log.read()
 	products := repricedProducts(entries)
 	if len(products) == 0 {
-		fmt.Println("    (the mutator has re-priced no product yet)")
-		return
+		if final {
+			fmt.Println(pitTitle)
+			fmt.Println("    (the mutator re-priced no product this run)")
+		}
+		return false
 	}
 	from := since.UTC().Format(time.RFC3339Nano)
 	_, rows, err := c.sl.Query(ctx, fmt.Sprintf(pickSQL, from, quoteList(products)))
-	if err != nil {
-		fmt.Println("    ", err)
-		return
+	if err != nil || len(rows) == 0 || len(rows[0]) != 3 {
+		if final {
+			fmt.Println(pitTitle)
+			if err != nil {
+				fmt.Println("    ", err)
+			} else {
+				fmt.Printf("    (none of the %d products the mutator re-priced has a view in the warehouse yet)\n", len(products))
+			}
+		}
+		return false
 	}
-	if len(rows) == 0 {
-		fmt.Printf("    (none of the %d products the mutator re-priced has a view in the warehouse yet)\n", len(products))
-		return
+	twoPrices := cell(rows[0][1]) != "1"
+	if !twoPrices && !final {
+		return false
 	}
+	fmt.Println(pitTitle)
 	product := cell(rows[0][0])
 	fmt.Printf("    %s, re-priced by the mutator: %s\n", product, repriceNote(entries, product))
 	q := fmt.Sprintf(pitSQL, product, from)
@@ -612,7 +626,8 @@ func (c *catalogDemo) printPIT(ctx context.Context, since time.Time) {
 	cols, rows, err := c.sl.Query(ctx, q)
 	if err != nil {
 		fmt.Println("    ", err)
-		return
+		return twoPrices
 	}
 	fmt.Print(indent(formatTable(cols, rows), "    "))
+	return twoPrices
 }

@@ -221,6 +221,7 @@ func run(ctx context.Context) error {
 	gen := clickgen.New(clickgen.WithBrokenFraction(*broken))
 	sent := 0
 	joined := false // the example join is printed once after 30 s, and at the end
+	pit := false    // the point-in-time example: from 30 s on once a product has views at two prices, and at the end
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -238,14 +239,19 @@ func run(ctx context.Context) error {
 			time.Sleep(3 * time.Second)
 			printStatus(sl, sink, placer, cat, sent, before, start, writerLog)
 			printJoin(context.Background(), sl, start)
-			cat.printPIT(context.Background(), start)
+			cat.printPIT(context.Background(), start, true)
 			return nil
 		case <-report.C:
 			printStatus(sl, sink, placer, cat, sent, before, start, writerLog)
 			if !joined && time.Since(start) >= 30*time.Second {
 				printJoin(ctx, sl, start)
-				cat.printPIT(ctx, start)
 				joined = true
+				if pit = cat.printPIT(ctx, start, false); !pit {
+					fmt.Println(pitTitle)
+					fmt.Println("    (shown once a product the mutator re-prices has views before and after the change, and at the end)")
+				}
+			} else if joined && !pit {
+				pit = cat.printPIT(ctx, start, false)
 			}
 		case <-tick.C:
 			want := int(time.Since(start).Seconds() * float64(*rate))
