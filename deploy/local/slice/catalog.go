@@ -189,6 +189,18 @@ func (s *Slice) DropCatalog(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// DropSlot drops catalog-sync's replication slot (stop catalog-sync first)
+// and leaves the schema and the publication: for a caller that keeps its
+// catalog across runs (the demo's is the stack's own) but must not leave an
+// unread slot holding WAL. catalog-sync creates the slot again at its next
+// start; the next snapshot sends whatever changed in between.
+func (s *Slice) DropSlot(ctx context.Context) error {
+	if s.Catalog == nil {
+		return nil
+	}
+	return dropSlot(ctx, s.Catalog.CDCDatabaseURL, s.Catalog.Slot)
+}
+
 // dropSlot drops a replication slot if it exists, waiting a little for the
 // walsender of a just-stopped catalog-sync to let go of it.
 func dropSlot(ctx context.Context, url, slot string) error {

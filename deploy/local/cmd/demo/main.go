@@ -32,6 +32,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ecomstream/platform/deploy/local/catalogdb"
 	"github.com/ecomstream/platform/deploy/local/clickgen"
 	"github.com/ecomstream/platform/deploy/local/otlpsink"
 	"github.com/ecomstream/platform/deploy/local/slice"
@@ -62,7 +63,15 @@ func run(ctx context.Context) error {
 	ordersAddr := flag.String("ingest-orders", "127.0.0.1:8088", "HTTP address of ingest-orders (webhooks, metrics, readyz)")
 	poll := flag.Duration("orders-poll", 5*time.Second, "how often ingest-orders polls the storefront's API")
 	ordersBroken := flag.Float64("orders-broken", 0.01, "fraction of the storefront's own orders broken on purpose (dead-lettered by the validator)")
+	catalogAddr := flag.String("catalog-sync", "127.0.0.1:8089", "HTTP address of catalog-sync (runs API, metrics, readyz)")
+	var cf catalogFlags
+	flag.Float64Var(&cf.rate, "catalog-rate", catalogdb.DefaultRatePerMinute, "catalog changes the mutator makes per minute (0 = none)")
+	flag.DurationVar(&cf.burst, "catalog-burst", time.Minute, "how often the mutator re-prices a whole category in one transaction (0 = never)")
+	flag.Float64Var(&cf.bad, "catalog-bad", 0.1, "fraction of catalog changes bad on purpose (dead-lettered by the validator)")
 	flag.Parse()
+	if err := cf.check(); err != nil {
+		return err
+	}
 
 	// Taken first, so a busy port fails before anything starts.
 	shopLn, collectorLn, err := takePorts(*shopAddr, *collectorAddr)
@@ -70,8 +79,8 @@ func run(ctx context.Context) error {
 		return err
 	}
 	addrs := map[string]string{"ingest-clickstream": "127.0.0.1:8081", "validator": "127.0.0.1:8084", "bq-writer": "127.0.0.1:8086",
-		"storefront": *storefrontAddr, "ingest-orders": *ordersAddr}
-	if err := portsFree(addrs, map[string]string{"storefront": "-storefront", "ingest-orders": "-ingest-orders"}); err != nil {
+		"storefront": *storefrontAddr, "ingest-orders": *ordersAddr, "catalog-sync": *catalogAddr}
+	if err := portsFree(addrs, map[string]string{"storefront": "-storefront", "ingest-orders": "-ingest-orders", "catalog-sync": "-catalog-sync"}); err != nil {
 		shopLn.Close()
 		collectorLn.Close()
 		return err
@@ -109,6 +118,10 @@ func run(ctx context.Context) error {
 		// order ids, which the warehouse file of an earlier run already holds.
 		Orders: &slice.OrdersOptions{PollInterval: *poll, Args: []string{"-seed=" + strconv.FormatUint(randomUint64(), 10),
 			"-broken=" + strconv.FormatFloat(*ordersBroken, 'g', -1, 64)}},
+		// The stack's own catalog: schema storefront (created and loaded at the
+		// first Start, kept across runs), slot ecom_catalog_sync, CDC on and
+		// the service's hourly snapshot as the reconciliation.
+		Catalog: &slice.CatalogOptions{SnapshotSchedule: "0 * * * *"},
 		// The consumer groups are the stack's, shared by every checkout's demo, and
 		// the warehouse file is this checkout's: a new file (or one from before the
 		// orders tables) has no position where the group has committed offsets.
@@ -119,17 +132,31 @@ func run(ctx context.Context) error {
 		return err
 	}
 	writerLog := logMark(sl.Procs["bq-writer"].LogPath)
-	fmt.Println("starting bq-writer, validator, ingest-clickstream, the storefront simulator and ingest-orders…")
+	fmt.Println("starting bq-writer, validator, catalog-sync, ingest-clickstream, the storefront simulator and ingest-orders…")
 	collectorLn.Close() // held until now; ingest-clickstream listens there next
+	// The slot goes with the services: PostgreSQL's data outlives the demo
+	// (and stack.sh down), and a slot nobody reads holds WAL forever.
+	// catalog-sync creates it again at the next start, and that run's
+	// snapshot sends whatever changed in between.
+	stopServices := func() {
+		if err := sl.Stop(); err != nil {
+			fmt.Println("  ", err)
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := sl.DropSlot(dctx); err != nil {
+			fmt.Println("  ", err)
+		} else {
+			fmt.Printf("dropped the replication slot %s (catalog-sync creates it again at the next start)\n", sl.Catalog.Slot)
+		}
+	}
 	if err := sl.Start(ctx); err != nil {
-		_ = sl.Stop()
+		stopServices()
 		return err
 	}
 	defer func() {
 		fmt.Println("\nstopping services…")
-		if err := sl.Stop(); err != nil {
-			fmt.Println("  ", err)
-		}
+		stopServices()
 		if !*keepStack {
 			fmt.Println("stopping the local stack…")
 			cmd := exec.Command(filepath.Join(root, "deploy/local/stack.sh"), "down")
@@ -150,7 +177,16 @@ func run(ctx context.Context) error {
 			fmt.Println("  demo shop:", err)
 		}
 	}()
-	printWhereToLook(sl, eps, token, runDir, origins[0], collectorURL+"/v1/events")
+	fmt.Println(initLine(sl.Catalog))
+	if err := initialSnapshot(ctx, sl); err != nil {
+		return err
+	}
+	cat, err := startCatalog(ctx, sl, cf, runDir, randomUint64())
+	if err != nil {
+		return err
+	}
+	defer cat.stop()
+	printWhereToLook(sl, eps, token, runDir, origins[0], collectorURL+"/v1/events", cat.log.path)
 	// The warehouse file outlives a demo run; count this run's rows apart.
 	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
 	var before counts
@@ -185,6 +221,7 @@ func run(ctx context.Context) error {
 	gen := clickgen.New(clickgen.WithBrokenFraction(*broken))
 	sent := 0
 	joined := false // the example join is printed once after 30 s, and at the end
+	pit := false    // the point-in-time example: from 30 s on once a product has views at two prices, and at the end
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -197,16 +234,24 @@ func run(ctx context.Context) error {
 			_ = prod.Flush(fctx)
 			cancel()
 			closePlacer() // after the flush: every purchase in Kafka is given to the placer by now
+			cat.stop()
 			fmt.Printf("\nsent %d events in %s; letting the pipeline drain…\n", sent, time.Since(start).Round(time.Second))
 			time.Sleep(3 * time.Second)
-			printStatus(sl, sink, placer, sent, before, start, writerLog)
+			printStatus(sl, sink, placer, cat, sent, before, start, writerLog)
 			printJoin(context.Background(), sl, start)
+			cat.printPIT(context.Background(), start, true)
 			return nil
 		case <-report.C:
-			printStatus(sl, sink, placer, sent, before, start, writerLog)
+			printStatus(sl, sink, placer, cat, sent, before, start, writerLog)
 			if !joined && time.Since(start) >= 30*time.Second {
 				printJoin(ctx, sl, start)
 				joined = true
+				if pit = cat.printPIT(ctx, start, false); !pit {
+					fmt.Println(pitTitle)
+					fmt.Println("    (shown once a product the mutator re-prices has views before and after the change, and at the end)")
+				}
+			} else if joined && !pit {
+				pit = cat.printPIT(ctx, start, false)
 			}
 		case <-tick.C:
 			want := int(time.Since(start).Seconds() * float64(*rate))
@@ -302,6 +347,8 @@ type where struct {
 	Shop, Collector, WriteKey, WriteKeys    string
 	Storefront                              *slice.Storefront
 	Topics                                  slice.Topics
+	CatalogSync, MutatorLog                 string
+	Catalog                                 *slice.Catalog
 }
 
 var whereText = template.Must(template.New("where").Parse(`
@@ -318,12 +365,18 @@ The platform is running. Where to look:
               curl -s -H 'Authorization: Bearer {{.Storefront.Token}}' '{{.Storefront.URL}}/v1/orders?limit=2'
               curl -s -H 'Authorization: Bearer {{.Storefront.Token}}' {{.Storefront.URL}}/v1/admin/stats
               (every version it made: {{.Storefront.VersionsFile}})
+  Catalog     PostgreSQL schema {{.Catalog.Schema}}, changed by the mutator (every row it changed, with its commit time: {{.MutatorLog}});
+              catalog-sync streams it (CDC: slot {{.Catalog.Slot}}, publication {{.Catalog.Publication}}) into dim_products and dim_users:
+              curl -s -H 'Authorization: Bearer {{.Catalog.OperatorToken}}' http://{{.CatalogSync}}/v1/runs
+              curl -s -H 'Authorization: Bearer {{.Catalog.OperatorToken}}' -X POST http://{{.CatalogSync}}/v1/sync   (a snapshot now)
   Health      curl -s http://{{.Ingest}}/readyz   (ingest-clickstream)
               curl -s http://{{.IngestOrders}}/readyz   (ingest-orders)
+              curl -s http://{{.CatalogSync}}/readyz   (catalog-sync)
               curl -s http://{{.Validator}}/readyz   (validator)
               curl -s http://{{.Writer}}/readyz   (bq-writer)
   Metrics     curl -s http://{{.Ingest}}/metrics | grep ^ecom_
               curl -s http://{{.IngestOrders}}/metrics | grep ^ecom_orders   (cursor lag, produced by source)
+              curl -s http://{{.CatalogSync}}/metrics | grep ^ecom_catalog   (runs, CDC commit latency, the slot's retained WAL)
               (same path on {{.Validator}} and {{.Writer}})
   Warehouse   curl -s -H 'Authorization: Bearer {{.QueryToken}}' \
                 --data 'SELECT event_type, count(*) AS n FROM fact_events GROUP BY 1 ORDER BY 2 DESC' \
@@ -331,17 +384,21 @@ The platform is running. Where to look:
               curl -s -H 'Authorization: Bearer {{.QueryToken}}' \
                 --data 'SELECT status, count(*) AS n, sum(total_minor) AS total_minor FROM fact_orders GROUP BY 1 ORDER BY 2 DESC' \
                 http://{{.Writer}}/v1/warehouse/query
+              curl -s -H 'Authorization: Bearer {{.QueryToken}}' \
+                --data 'SELECT product_id, price_minor, valid_from, valid_to, source FROM dim_products WHERE valid_from > now() - INTERVAL 10 MINUTE ORDER BY valid_from DESC LIMIT 10' \
+                http://{{.Writer}}/v1/warehouse/query
               (DuckDB file {{.DuckDB}}; open it with any DuckDB client after Ctrl-C)
   Logs        {{.RunDir}}/<service>.log   and the stack's in .run/logs/
   Kafka       {{.Brokers}}   topics {{.Topics.Raw}}, {{.Topics.Events}}, {{.Topics.Valid}},
-              {{.Topics.Orders}}, {{.Topics.OrdersValid}}, {{.Topics.OrdersCursor}}, ecom.dlq.v1
+              {{.Topics.Orders}}, {{.Topics.OrdersValid}}, {{.Topics.OrdersCursor}},
+              {{.Topics.Products}}, {{.Topics.ProductsValid}}, {{.Topics.Customers}}, {{.Topics.CustomersValid}}, {{.Catalog.StateTopic}}, ecom.dlq.v1
   Registry    {{.Registry}}/subjects
 
 Progress is printed every few seconds. Ctrl-C stops everything.
 
 `))
 
-func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, shop, collector string) {
+func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, shop, collector, mutatorLog string) {
 	addr := func(n string) string { return sl.Procs[n].HTTPAddr }
 	_ = whereText.Execute(os.Stdout, where{
 		Ingest: addr("ingest-clickstream"), Validator: addr("validator"), Writer: addr("bq-writer"), IngestOrders: addr("ingest-orders"),
@@ -349,6 +406,7 @@ func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, s
 		Brokers: strings.Join(eps.KafkaBrokers, ","), Registry: eps.SchemaRegistryURL,
 		Shop: shop, Collector: collector, WriteKey: sl.WriteKey, WriteKeys: sl.WriteKeysFile,
 		Storefront: sl.Storefront, Topics: sl.Topics,
+		CatalogSync: addr("catalog-sync"), MutatorLog: mutatorLog, Catalog: sl.Catalog,
 	})
 }
 
@@ -376,7 +434,7 @@ func statusLine(at time.Time, sent int, elapsed, dead float64, before, now count
 	return s
 }
 
-func printStatus(sl *slice.Slice, sink *otlpsink.Sink, placer *storefront.Placer, sent int, before counts, start time.Time, writerLog *logCursor) {
+func printStatus(sl *slice.Slice, sink *otlpsink.Sink, placer *storefront.Placer, cat *catalogDemo, sent int, before counts, start time.Time, writerLog *logCursor) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if rs := writerLog.recoveries(); len(rs) > 0 {
@@ -425,6 +483,10 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, placer *storefront.Placer
 	o.now, o.warehouseE = queryOrderCounts(ctx, sl)
 	fmt.Println(o.lines())
 	printReasons(dead.orderReasons)
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ccancel()
+	fmt.Println(cat.status(cctx, dead.catalog).lines())
+	printReasons(dead.catalogReasons)
 }
 
 func randomUint64() uint64 {

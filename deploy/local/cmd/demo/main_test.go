@@ -159,7 +159,11 @@ func TestWhereToLook(t *testing.T) {
 		WriteKey: "wk_web_1", WriteKeys: "/r/.run/demo/write-keys.json",
 		Storefront: &slice.Storefront{URL: "http://127.0.0.1:8097", Token: "sf_tok", VersionsFile: "/r/.run/demo/storefront-versions.jsonl"},
 		Topics: slice.Topics{Raw: "clickstream", Events: "ecom.events.v1", Valid: "ecom.events.valid.v1",
-			Orders: "ecom.orders.v1", OrdersValid: "ecom.orders.valid.v1", OrdersCursor: "ecom.ingest-orders.cursor.v1"},
+			Orders: "ecom.orders.v1", OrdersValid: "ecom.orders.valid.v1", OrdersCursor: "ecom.ingest-orders.cursor.v1",
+			Products: "ecom.products.v1", ProductsValid: "ecom.products.valid.v1", Customers: "ecom.customers.v1", CustomersValid: "ecom.customers.valid.v1"},
+		CatalogSync: "127.0.0.1:8089", MutatorLog: "/r/.run/demo/catalog-mutator.jsonl",
+		Catalog: &slice.Catalog{Schema: "storefront", Slot: "ecom_catalog_sync", Publication: "storefront_catalog",
+			StateTopic: "ecom.catalog-sync.state.v1", OperatorToken: "op_tok"},
 	}
 	var b strings.Builder
 	if err := whereText.Execute(&b, w); err != nil {
@@ -175,6 +179,14 @@ func TestWhereToLook(t *testing.T) {
 		"ecom.orders.v1, ecom.orders.valid.v1, ecom.ingest-orders.cursor.v1",
 		"curl -s -H 'Authorization: Bearer qtok' \\\n",
 		"open http://127.0.0.1:8095",
+		"PostgreSQL schema storefront, changed by the mutator (every row it changed, with its commit time: /r/.run/demo/catalog-mutator.jsonl)",
+		"(CDC: slot ecom_catalog_sync, publication storefront_catalog)",
+		"curl -s -H 'Authorization: Bearer op_tok' http://127.0.0.1:8089/v1/runs\n",
+		"curl -s -H 'Authorization: Bearer op_tok' -X POST http://127.0.0.1:8089/v1/sync",
+		"curl -s http://127.0.0.1:8089/readyz   (catalog-sync)",
+		"curl -s http://127.0.0.1:8089/metrics | grep ^ecom_catalog",
+		"FROM dim_products WHERE valid_from",
+		"ecom.products.v1, ecom.products.valid.v1, ecom.customers.v1, ecom.customers.valid.v1, ecom.catalog-sync.state.v1, ecom.dlq.v1",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("where to look lacks %q:\n%s", want, got)

@@ -83,11 +83,14 @@ func scrapeAll(ctx context.Context, sl *slice.Slice) metrics {
 	return m
 }
 
-// deadLetters are the dead letters of the clickstream and of the orders,
-// apart: totals and the reasons ("stage code [rule_id]").
+// deadLetters are the dead letters of the clickstream, of the orders and of
+// the catalog, apart: totals and the reasons ("stage code [rule_id]").
 type deadLetters struct {
 	clicks, orders             float64
 	clickReasons, orderReasons map[string]float64
+	// catalog counts change records by entity (product_change, customer_change).
+	catalog        map[string]float64
+	catalogReasons map[string]float64
 }
 
 // splitDeadLetters reads ecom_dead_letters_total (one increment per reason)
@@ -96,9 +99,12 @@ type deadLetters struct {
 // is neither (a handler panic: "unknown") is listed with the clicks' under
 // its entity. Clicks count reasons, as the demo always has. Orders count order versions: the validator's and
 // bq-writer's records of the order topics dead-lettered, and ingest-orders'
-// webhook bodies (one reason each).
+// webhook bodies (one reason each). The catalog's reasons are those of the
+// entities product_change and customer_change; its counts are change
+// records, the validator's and bq-writer's of the catalog topics.
 func splitDeadLetters(m metrics, t slice.Topics) deadLetters {
-	d := deadLetters{clickReasons: map[string]float64{}, orderReasons: map[string]float64{}}
+	d := deadLetters{clickReasons: map[string]float64{}, orderReasons: map[string]float64{},
+		catalog: map[string]float64{protoavro.ProductChange: 0, protoavro.CustomerChange: 0}, catalogReasons: map[string]float64{}}
 	for _, n := range slices.Sorted(maps.Keys(m)) {
 		for _, s := range m[n] {
 			if s.Name != "ecom_dead_letters_total" {
@@ -111,6 +117,12 @@ func splitDeadLetters(m metrics, t slice.Topics) deadLetters {
 			switch e := s.Labels["entity"]; e {
 			case protoavro.Order:
 				d.orderReasons[key] += s.Value
+				continue
+			case protoavro.ProductChange, protoavro.CustomerChange:
+				if s.Labels["rule_id"] == "" {
+					key += " (" + e + ")"
+				}
+				d.catalogReasons[key] += s.Value
 				continue
 			case protoavro.ClickEvent:
 			default:
@@ -126,6 +138,12 @@ func splitDeadLetters(m metrics, t slice.Topics) deadLetters {
 		d.orders += slice.Sum(m["validator"], "ecom_records_processed_total", dead) + slice.Sum(m["bq-writer"], "ecom_records_processed_total", dead)
 	}
 	d.orders += slice.Sum(m["ingest-orders"], "ecom_dead_letters_total", nil)
+	for entity, topics := range map[string][2]string{protoavro.ProductChange: {t.Products, t.ProductsValid}, protoavro.CustomerChange: {t.Customers, t.CustomersValid}} {
+		dead["topic"] = topics[0]
+		d.catalog[entity] += slice.Sum(m["validator"], "ecom_records_processed_total", dead)
+		dead["topic"] = topics[1]
+		d.catalog[entity] += slice.Sum(m["bq-writer"], "ecom_records_processed_total", dead)
+	}
 	return d
 }
 

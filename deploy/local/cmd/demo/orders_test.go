@@ -58,7 +58,8 @@ func series(name string, v float64, kv ...string) slice.Series {
 }
 
 func TestSplitDeadLetters(t *testing.T) {
-	topics := slice.Topics{Raw: "clickstream", Events: "ecom.events.v1", Valid: "ecom.events.valid.v1", Orders: "ecom.orders.v1", OrdersValid: "ecom.orders.valid.v1"}
+	topics := slice.Topics{Raw: "clickstream", Events: "ecom.events.v1", Valid: "ecom.events.valid.v1", Orders: "ecom.orders.v1", OrdersValid: "ecom.orders.valid.v1",
+		Products: "ecom.products.v1", ProductsValid: "ecom.products.valid.v1", Customers: "ecom.customers.v1", CustomersValid: "ecom.customers.valid.v1"}
 	m := metrics{
 		"ingest-clickstream": {
 			series("ecom_dead_letters_total", 4, "stage", "ingest-clickstream", "entity", "click_event", "code", "MALFORMED_JSON", "rule_id", ""),
@@ -75,12 +76,21 @@ func TestSplitDeadLetters(t *testing.T) {
 			series("ecom_records_processed_total", 2, "stage", "validator", "topic", "ecom.orders.v1", "outcome", "dead_lettered"),
 			series("ecom_records_processed_total", 50, "stage", "validator", "topic", "ecom.orders.v1", "outcome", "ok"),
 			series("ecom_records_processed_total", 3, "stage", "validator", "topic", "ecom.events.v1", "outcome", "dead_lettered"),
+			// a product change with a negative price and an empty name: two reasons, one record
+			series("ecom_dead_letters_total", 1, "stage", "validator", "entity", "product_change", "code", "RULE_FAILED", "rule_id", "product.price_range"),
+			series("ecom_dead_letters_total", 1, "stage", "validator", "entity", "product_change", "code", "RULE_FAILED", "rule_id", "product.name_present"),
+			series("ecom_dead_letters_total", 2, "stage", "validator", "entity", "customer_change", "code", "RULE_FAILED", "rule_id", "customer.email_valid"),
+			series("ecom_dead_letters_total", 1, "stage", "validator", "entity", "customer_change", "code", "UNDECODABLE", "rule_id", ""),
+			series("ecom_records_processed_total", 1, "stage", "validator", "topic", "ecom.products.v1", "outcome", "dead_lettered"),
+			series("ecom_records_processed_total", 40, "stage", "validator", "topic", "ecom.products.v1", "outcome", "ok"),
+			series("ecom_records_processed_total", 3, "stage", "validator", "topic", "ecom.customers.v1", "outcome", "dead_lettered"),
 		},
 		"bq-writer": {
 			series("ecom_dead_letters_total", 2, "stage", "bq-writer", "entity", "order", "code", "INVALID_VALUE", "rule_id", ""),
 			series("ecom_dead_letters_total", 1, "stage", "bq-writer", "entity", "click_event", "code", "INVALID_VALUE", "rule_id", ""),
 			series("ecom_records_processed_total", 2, "stage", "bq-writer", "topic", "ecom.orders.valid.v1", "outcome", "dead_lettered"),
 			series("ecom_records_processed_total", 1, "stage", "bq-writer", "topic", "ecom.events.valid.v1", "outcome", "dead_lettered"),
+			series("ecom_records_processed_total", 1, "stage", "bq-writer", "topic", "ecom.products.valid.v1", "outcome", "dead_lettered"),
 		},
 		"ingest-orders": {
 			series("ecom_dead_letters_total", 1, "stage", "ingest-orders", "entity", "order", "code", "MALFORMED_JSON", "rule_id", ""),
@@ -103,7 +113,17 @@ func TestSplitDeadLetters(t *testing.T) {
 	if !maps.Equal(d.orderReasons, wantOrders) {
 		t.Errorf("orderReasons = %v, want %v", d.orderReasons, wantOrders)
 	}
-	if e := splitDeadLetters(metrics{}, topics); e.clicks != 0 || e.orders != 0 || len(e.clickReasons)+len(e.orderReasons) != 0 {
+	wantCatalog := map[string]float64{"product_change": 2, "customer_change": 3} // validator + bq-writer records of the catalog topics
+	if !maps.Equal(d.catalog, wantCatalog) {
+		t.Errorf("catalog = %v, want %v", d.catalog, wantCatalog)
+	}
+	wantCatalogReasons := map[string]float64{"validator RULE_FAILED product.price_range": 1, "validator RULE_FAILED product.name_present": 1,
+		"validator RULE_FAILED customer.email_valid": 2, "validator UNDECODABLE (customer_change)": 1}
+	if !maps.Equal(d.catalogReasons, wantCatalogReasons) {
+		t.Errorf("catalogReasons = %v, want %v", d.catalogReasons, wantCatalogReasons)
+	}
+	if e := splitDeadLetters(metrics{}, topics); e.clicks != 0 || e.orders != 0 || len(e.clickReasons)+len(e.orderReasons)+len(e.catalogReasons) != 0 ||
+		!maps.Equal(e.catalog, map[string]float64{"product_change": 0, "customer_change": 0}) {
 		t.Errorf("splitDeadLetters of no scrape = %+v, want zeros", e)
 	}
 }
