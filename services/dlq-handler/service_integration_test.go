@@ -32,7 +32,7 @@ import (
 // svcEnv is the local stack with a topic, schema and group of the test's own,
 // and the built binary.
 type svcEnv struct {
-	t                           *testing.T
+	t                           testing.TB
 	ctx                         context.Context
 	dir, bin                    string
 	dbURL, brokers, registryURL string
@@ -42,7 +42,7 @@ type svcEnv struct {
 	codec                       *avroserde.Codec
 }
 
-func newSvcEnv(t *testing.T) *svcEnv {
+func newSvcEnv(t testing.TB) *svcEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs the local stack; skipped under -short")
@@ -106,7 +106,8 @@ type proc struct {
 	done chan error
 }
 
-func (e *svcEnv) start(name string) *proc {
+// start runs a process; extra (NAME=value) override the test's settings.
+func (e *svcEnv) start(name string, extra ...string) *proc {
 	e.t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -125,6 +126,7 @@ func (e *svcEnv) start(name string) *proc {
 		"DLQ_DATABASE_URL=" + e.dbURL, "DLQ_SCHEMA=" + e.schema, "DLQ_TOPIC=" + e.topic, "KAFKA_CONSUMER_GROUP=" + e.group,
 		"KAFKA_BROKERS=" + e.brokers, "SCHEMA_REGISTRY_URL=" + e.registryURL, "KAFKA_TRANSACTIONAL_ID=" + e.group,
 		"KAFKA_COMMIT_INTERVAL=20ms", "KAFKA_MAX_POLL_RECORDS=50", "DLQ_RETENTION_SCHEDULE=off", "LAG_REFRESH_INTERVAL=1s"}
+	p.cmd.Env = append(p.cmd.Env, extra...)
 	if err := p.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -361,6 +363,48 @@ func TestIntegrationExactlyOnce(t *testing.T) {
 		t.Errorf("/readyz: %d %s", status, body)
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// BenchmarkIntegrationCatchUp measures how fast dlq-handler stores a
+// backlog: 20,000 dead letters on 3 partitions, produced before it starts,
+// until its positions reach the log end. Run with -benchtime 1x (stack env set).
+func BenchmarkIntegrationCatchUp(b *testing.B) {
+	e := newSvcEnv(b)
+	const n = 20_000
+	prod, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...), kgo.DefaultProduceTopic(e.topic))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close()
+	var batch []*kgo.Record
+	for i := range n {
+		batch = append(batch, &kgo.Record{Key: fmt.Appendf(nil, "k-%d", i), Value: e.envelope(i)})
+		if len(batch) == 1000 {
+			if err := prod.ProduceSync(e.ctx, batch...).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		// The defaults: batches of up to 5,000 dead letters, 100ms.
+		p := e.start(fmt.Sprintf("bench-%d", time.Now().UnixNano()), "KAFKA_MAX_POLL_RECORDS=5000", "KAFKA_COMMIT_INTERVAL=100ms")
+		for e.count("SELECT coalesce(sum(next_offset), 0) FROM "+e.schema+".consumer_positions") < n {
+			time.Sleep(10 * time.Millisecond)
+		}
+		took := time.Since(start)
+		b.ReportMetric(float64(n)/took.Seconds(), "dead_letters/s")
+		b.ReportMetric(took.Seconds(), "s/catch-up")
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		b.StopTimer()
+		if _, err := e.pool.Exec(e.ctx, "TRUNCATE "+e.schema+".dead_letters CASCADE; TRUNCATE "+e.schema+".consumer_positions"); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }
 
 func grep(s, sub string) string {
