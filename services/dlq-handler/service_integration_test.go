@@ -201,7 +201,7 @@ func (e *svcEnv) envelope(i int) []byte {
 
 // TestIntegrationExactlyOnce: dead letters produced while dlq-handler runs,
 // some twice (a producer retry), and one record that is not a dead letter;
-// the process is killed with SIGKILL mid-stream and started again. At the
+// the process is killed with SIGKILL mid-stream, twice, and started again. At the
 // end every dead letter is one row, the undecodable record one more, and
 // the stored positions are the log end offsets.
 func TestIntegrationExactlyOnce(t *testing.T) {
@@ -249,26 +249,29 @@ func TestIntegrationExactlyOnce(t *testing.T) {
 	}()
 	defer wg.Wait()
 
-	p1 := e.start("first")
-	// Kill -9 once part of the stream is stored.
-	deadline := time.Now().Add(60 * time.Second)
-	for e.count("SELECT count(*) FROM "+e.schema+".dead_letters") < n/5 {
-		if time.Now().After(deadline) {
-			t.Fatal("fewer than n/5 dead letters stored after 60s")
+	// Kill -9 twice while the stream flows: once a fifth of it is stored,
+	// and again (in the restarted process) at half.
+	for i, at := range []int{n / 5, n / 2} {
+		p := e.start(fmt.Sprintf("killed-%d", i))
+		deadline := time.Now().Add(60 * time.Second)
+		for e.count("SELECT count(*) FROM "+e.schema+".dead_letters") < at {
+			if time.Now().After(deadline) {
+				t.Fatalf("fewer than %d dead letters stored after 60s", at)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-p.done
+		atKill := e.count("SELECT count(*) FROM " + e.schema + ".dead_letters")
+		t.Logf("kill %d with %d of %d dead letters stored", i+1, atKill, n+1)
+		if atKill >= n+1 {
+			t.Fatalf("kill %d came after everything was stored (%d rows): not mid-stream", i+1, atKill)
+		}
 	}
-	if err := p1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-p1.done
-	atKill := e.count("SELECT count(*) FROM " + e.schema + ".dead_letters")
-	t.Logf("killed with %d of %d dead letters stored", atKill, n+1)
 	if err := <-produced; err != nil {
 		t.Fatal(err)
-	}
-	if atKill >= n+1 {
-		t.Fatalf("the kill came after everything was stored (%d rows): not mid-stream", atKill)
 	}
 
 	p2 := e.start("second")
@@ -299,7 +302,7 @@ func TestIntegrationExactlyOnce(t *testing.T) {
 		}
 		return got
 	}
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for fmt.Sprint(positions()) != fmt.Sprint(want) {
 		if time.Now().After(deadline) {
 			t.Fatalf("positions %v after 60s, want the end offsets %v", positions(), want)
