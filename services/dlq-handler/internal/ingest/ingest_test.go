@@ -171,8 +171,27 @@ func (e *env) produce(partition int32, values ...[]byte) {
 	}
 }
 
+// flakyDecoder fails its first failures decodes with a transient error
+// (the registry unreachable), then decodes with d.
+type flakyDecoder struct {
+	d        Decoder
+	mu       sync.Mutex
+	failures int
+}
+
+func (f *flakyDecoder) Decode(ctx context.Context, b []byte, v any) (int, error) {
+	f.mu.Lock()
+	fail := f.failures > 0
+	f.failures--
+	f.mu.Unlock()
+	if fail {
+		return 0, errors.New("schema registry: dial tcp 127.0.0.1:18081: connection refused")
+	}
+	return f.d.Decode(ctx, b, v)
+}
+
 // start runs a consumer on st until the test ends; its Run's result is sent on the channel.
-func (e *env) start(st Store) <-chan error {
+func (e *env) start(st Store, dec Decoder) <-chan error {
 	e.t.Helper()
 	var kc stream.Config
 	if err := config.LoadFrom(config.MapLookup(map[string]string{"KAFKA_BROKERS": strings.Join(e.brokers, ","),
@@ -185,7 +204,7 @@ func (e *env) start(st Store) <-chan error {
 		e.t.Fatal(err)
 	}
 	c, err := New(Config{Kafka: kc, Service: "dlq-handler", Group: "g", Topic: topic, PIIEntities: store.DefaultPIIEntities,
-		Codec: e.codec, Meter: noop.NewMeterProvider().Meter(""), Metrics: m, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, st)
+		Codec: dec, Meter: noop.NewMeterProvider().Meter(""), Metrics: m, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, st)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -221,14 +240,15 @@ func waitPositions(t *testing.T, st *fakeStore, want map[store.Partition]int64, 
 }
 
 // TestConsumer: every record is stored (a re-delivered envelope once, a
-// record that is not a DeadLetter as undecodable), transient store failures
-// are retried without skipping, and a consumer resumes at the stored
+// record that is not a DeadLetter as undecodable), transient store and
+// registry failures are retried without skipping, and a consumer resumes at the stored
 // positions, not Kafka's.
 func TestConsumer(t *testing.T) {
 	transient := errors.New("write tcp: connection reset by peer")
 	tests := []struct {
 		name      string
 		failures  []error
+		decodes   int                       // transient decode failures
 		stored    map[store.Partition]int64 // positions stored before the start
 		wantIDs   []string
 		wantWrite int // at least this many writes
@@ -236,6 +256,7 @@ func TestConsumer(t *testing.T) {
 		{name: "everything from the log start", wantIDs: []string{"a", "b", "c", "dlq-undecodable:1:1"}, wantWrite: 1},
 		{name: "transient store errors are retried", failures: []error{transient, &pgconn.PgError{Code: "57P01"}},
 			wantIDs: []string{"a", "b", "c", "dlq-undecodable:1:1"}, wantWrite: 3},
+		{name: "transient decode errors are retried", decodes: 3, wantIDs: []string{"a", "b", "c", "dlq-undecodable:1:1"}, wantWrite: 1},
 		{name: "resume at the stored positions", stored: map[store.Partition]int64{{Topic: topic, Partition: 0}: 3},
 			wantIDs: []string{"b", "c", "dlq-undecodable:1:1"}, wantWrite: 1}, // p0 from 3: c; p1 from 0
 	}
@@ -248,7 +269,7 @@ func TestConsumer(t *testing.T) {
 			st := newFakeStore()
 			st.failures = tt.failures
 			maps.Copy(st.pos, tt.stored)
-			done := e.start(st)
+			done := e.start(st, &flakyDecoder{d: e.codec, failures: tt.decodes})
 			waitPositions(t, st, map[store.Partition]int64{{Topic: topic, Partition: 0}: 4, {Topic: topic, Partition: 1}: 2}, done)
 			rows, _ := st.snapshot()
 			var ids []string
@@ -290,7 +311,7 @@ func TestConsumerStops(t *testing.T) {
 			st.failures = tt.failures
 			maps.Copy(st.pos, tt.stored)
 			select {
-			case err := <-e.start(st):
+			case err := <-e.start(st, e.codec):
 				if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), runbook) {
 					t.Errorf("Run = %v, want an error saying %q with the runbook", err, tt.want)
 				}

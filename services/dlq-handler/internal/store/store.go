@@ -57,7 +57,8 @@ SELECT (SELECT count(*) FROM dl), (SELECT count(*) FROM rp)`
 
 const upsertPosition = `INSERT INTO consumer_positions (consumer_group, topic, partition, next_offset, updated_at)
 VALUES ($1, $2, $3, $4, now())
-ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()`
+ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()
+WHERE consumer_positions.next_offset <= excluded.next_offset`
 
 // Write stores rows and moves group's positions to next in one transaction:
 // after a crash either both are stored or neither, so the rows a restarted
@@ -65,7 +66,9 @@ ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = exclu
 // dead_letter_id is stored already is skipped (ON CONFLICT DO NOTHING): a
 // dead letter delivered twice, by a stage's retry or a replay of the topic,
 // is one row. An inserted row that rejects a replay (ReplayOf) links back to
-// the replayed dead letter and makes it failed_again.
+// the replayed dead letter and makes it failed_again. A position never moves
+// back: a member that lost its partition in a rebalance while writing (a
+// paused process whose session expired) cannot make the new owner re-read.
 func (s *Store) Write(ctx context.Context, group string, rows []Row, next map[Partition]int64) (WriteResult, error) {
 	var res WriteResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

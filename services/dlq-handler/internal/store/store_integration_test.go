@@ -92,6 +92,13 @@ func TestIntegrationWrite(t *testing.T) {
 	if want := map[Partition]int64{p0: 4, p1: 1}; !reflect.DeepEqual(pos, want) {
 		t.Errorf("positions %v, want %v", pos, want)
 	}
+	// A late write of an earlier batch (a former owner of the partition) does not move it back.
+	if _, err := s.Write(ctx, "g", []Row{row("a", 1, nil)}, map[Partition]int64{p0: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if pos, _ := s.Positions(ctx, "g"); pos[p0] != 4 {
+		t.Errorf("position after an earlier batch %d, want it kept at 4", pos[p0])
+	}
 	if other, err := s.Positions(ctx, "other"); err != nil || len(other) != 0 {
 		t.Errorf("another group's positions = %v, %v; want none", other, err)
 	}
