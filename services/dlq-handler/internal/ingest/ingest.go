@@ -67,8 +67,6 @@ type Config struct {
 	Metrics     *stream.Metrics
 	Tracer      trace.Tracer // nil = no spans
 	Log         *slog.Logger
-	// Opts are extra client options (tests: a fake cluster's seeds).
-	Opts []kgo.Opt
 }
 
 // runbook explains every stop of the consumer.
@@ -151,7 +149,6 @@ func New(cfg Config, st Store) (*Consumer, error) {
 	)
 	opts = append(opts, cfg.Kafka.FetchCadenceOpts()...)
 	opts = append(opts, cfg.Kafka.GroupOpts(cfg.Kafka.DefaultTransactionalID(cfg.Service))...)
-	opts = append(opts, cfg.Opts...)
 	if c.cl, err = kgo.NewClient(opts...); err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
