@@ -1,0 +1,185 @@
+// Command dlq-handler stores every dead letter of the platform (the
+// ecom.dlq.v1 topic) in PostgreSQL exactly once, keeps them under a
+// retention policy, and reports what is stored; the API and console for
+// inspecting, replaying and discarding them mount on its HTTP server.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ecomstream/platform/pkg/avroserde"
+	"github.com/ecomstream/platform/pkg/config"
+	"github.com/ecomstream/platform/pkg/httpserver"
+	"github.com/ecomstream/platform/pkg/service"
+	"github.com/ecomstream/platform/pkg/stream"
+	protoavro "github.com/ecomstream/platform/proto/avro"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/ingest"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/monitor"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/retention"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/store"
+)
+
+const name = "dlq-handler"
+
+var version = "dev" // set with -ldflags "-X main.version=..."
+
+// localPassword is the local stack's password of the ecom role: the default
+// URL's, accepted only for a database on a loopback address.
+const localPassword = "ecom"
+
+// Config is dlq-handler's configuration.
+type Config struct {
+	service.Base
+	DatabaseURL   string        `env:"DLQ_DATABASE_URL" default:"postgres://ecom:ecom@127.0.0.1:15432/ecom?sslmode=disable" usage:"PostgreSQL URL of the dead-letter store; put the password in DLQ_DATABASE_PASSWORD outside the local stack"`
+	DatabasePass  string        `env:"DLQ_DATABASE_PASSWORD" default:"" secret:"true" usage:"password of the URL's role (inject from a secret); overrides a password in DLQ_DATABASE_URL"`
+	Schema        string        `env:"DLQ_SCHEMA" default:"dlq" usage:"PostgreSQL schema of the store (created and migrated at start; the connections' search_path)"`
+	Topic         string        `env:"DLQ_TOPIC" default:"ecom.dlq.v1" usage:"dead-letter topic consumed (Avro DeadLetter envelopes)"`
+	ConsumerGroup string        `env:"KAFKA_CONSUMER_GROUP" default:"dlq-handler" usage:"consumer group (positions are stored per group in PostgreSQL; Kafka's offsets only mirror them)"`
+	PIIEntities   []string      `env:"DLQ_PII_ENTITIES" default:"customer_change,order" usage:"entities whose dead letters hold personal data (pii: shown redacted, originals purged after DLQ_RETENTION_PII); a dead letter whose original holds an email-like string is pii too"`
+	DBMaxConns    int           `env:"DLQ_DATABASE_MAX_CONNS" default:"8" usage:"PostgreSQL connections of the pool (consumer, retention, stats, readiness and the API share it)"`
+	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag and the store's gauges (counts by state and reason, oldest unresolved age) are refreshed"`
+	Retention     retention.Config
+}
+
+// entityRE is what a DLQ_PII_ENTITIES item may be (an entity name).
+var entityRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// Validate implements config.Validator.
+func (c *Config) Validate() error {
+	errs := []error{
+		c.validateDatabase(),
+		config.NotEmpty("DLQ_TOPIC", c.Topic),
+		config.NotEmpty("KAFKA_CONSUMER_GROUP", c.ConsumerGroup),
+		config.Between("DLQ_DATABASE_MAX_CONNS", c.DBMaxConns, 2, 1000),
+		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
+	}
+	if !store.ValidSchema(c.Schema) {
+		errs = append(errs, config.Errorf("DLQ_SCHEMA", "%q is not a schema name (lower case letters, digits and _, at most 51, not starting with a digit)", c.Schema))
+	}
+	for _, e := range c.PIIEntities {
+		if !entityRE.MatchString(e) {
+			errs = append(errs, config.Errorf("DLQ_PII_ENTITIES", "%q is not an entity name (e.g. customer_change)", e))
+			break
+		}
+	}
+	return config.First(errs...) // nested configs validate themselves
+}
+
+func (c *Config) validateDatabase() error {
+	u, err := url.Parse(c.DatabaseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return config.Errorf("DLQ_DATABASE_URL", "must be a postgres:// URL with a host")
+	}
+	if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+		return config.Errorf("DLQ_DATABASE_URL", "cannot be parsed as a PostgreSQL URL")
+	}
+	pw, _ := u.User.Password()
+	if c.DatabasePass == "" && pw == localPassword && !loopback(u.Hostname()) {
+		return config.Errorf("DLQ_DATABASE_PASSWORD", "the local stack's password is only for a database on a loopback address; set DLQ_DATABASE_PASSWORD from a secret")
+	}
+	return nil
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func main() {
+	var cfg Config
+	service.Main(name, version, &cfg, func(ctx context.Context, rt *service.Runtime) error { return run(ctx, rt, &cfg) })
+}
+
+func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
+	pool, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	mres, err := store.Migrate(ctx, pool, cfg.Schema)
+	if err != nil {
+		return err
+	}
+	rt.Log.InfoContext(ctx, "store ready", "schema", cfg.Schema, "version", mres.Version, "applied", mres.Applied)
+	st := store.New(pool)
+
+	codec, err := rt.Registry.Codec(ctx, avroserde.SubjectFor(cfg.Topic), protoavro.DeadLetter)
+	if err != nil {
+		return err
+	}
+	consumer, err := ingest.New(ingest.Config{Kafka: cfg.Kafka, Service: name, Group: cfg.ConsumerGroup, Topic: cfg.Topic,
+		PIIEntities: cfg.PIIEntities, Codec: codec, Meter: rt.Tel.Meter, Metrics: rt.Metrics, Tracer: rt.Tel.Tracer, Log: rt.Log}, st)
+	if err != nil {
+		return err
+	}
+	ret, err := retention.New(cfg.Retention, st.Purge, rt.Tel.Meter, rt.Log, nil)
+	if err != nil {
+		return err
+	}
+	mon, err := monitor.New(st.Stats, cfg.LagInterval, rt.Tel.Meter, rt.Log, nil)
+	if err != nil {
+		return err
+	}
+	routes(rt.HTTP, deps{pool: pool, store: st, registry: rt.Registry, retention: ret, log: rt.Log})
+	// The dead-letter topic as the stages create it (long retention), under
+	// this service's name for it.
+	dlq := stream.DeadLetterTopic(cfg.Kafka)
+	dlq.Name = cfg.Topic
+	return rt.RunConsumer(ctx, service.Consumer{Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, LagInterval: cfg.LagInterval,
+		Admin: consumer.Admin(), Ping: consumer.Ping, Run: consumer.Run, Topics: []stream.TopicSpec{dlq},
+		Parts: []func(context.Context) error{ret.Run, mon.Run}})
+}
+
+// deps are what the HTTP routes are built from.
+type deps struct {
+	pool      *pgxpool.Pool
+	store     *store.Store
+	registry  *avroserde.Registry
+	retention *retention.Runner
+	log       *slog.Logger
+}
+
+// routes mounts dlq-handler's own HTTP surface on srv, beside the
+// /healthz, /readyz and /metrics every service has (httpserver.New; /readyz
+// also checks schema_registry, added by service.Start, and kafka, added by
+// RunConsumer).
+//
+// API SEAM: the API and console (internal/api) mount here, e.g.
+//
+//	srv.Router.Mount("/", api.New(api.Config{Pool: d.pool, Registry: d.registry, Log: d.log, Now: time.Now,
+//		Retention: func(ctx context.Context) (any, error) { return d.retention.Purge(ctx, retention.TriggerAPI) }, ...}))
+func routes(srv *httpserver.Server, d deps) {
+	srv.AddCheck("postgres", d.store.Ping)
+}
+
+// connect opens the store's pool: every connection's search_path is the
+// store's schema (its SQL is unqualified), and DLQ_DATABASE_PASSWORD, when
+// set, replaces the URL's password.
+func connect(ctx context.Context, cfg *Config) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, config.Errorf("DLQ_DATABASE_URL", "cannot be parsed as a PostgreSQL URL")
+	}
+	if cfg.DatabasePass != "" {
+		pc.ConnConfig.Password = cfg.DatabasePass
+	}
+	pc.MaxConns = int32(cfg.DBMaxConns)
+	pc.ConnConfig.RuntimeParams["application_name"] = name
+	pc.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return pool, nil
+}
