@@ -9,6 +9,7 @@ replace (
 )
 
 require (
+	github.com/ecomstream/platform/pkg v0.0.0
 	github.com/ecomstream/platform/sql v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
 )
@@ -17,6 +18,6 @@ require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
-	golang.org/x/sync v0.22.0 // indirect
-	golang.org/x/text v0.41.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
 )
