@@ -105,7 +105,9 @@ func TestIntegrationList(t *testing.T) {
 		{"q phrase", Filter{Q: `"value 7"`}, func(r fixture.Row) bool { return r.ID == "dl-07" }},
 		{"q not", Filter{Q: "range -positive"}, func(r fixture.Row) bool { return !hasCode(r, "RULE_FAILED") }},
 		{"combined", Filter{Stage: []string{"validator"}, Code: []string{"RULE_FAILED"}, State: []string{"new"}},
-			func(r fixture.Row) bool { return r.Stage == "validator" && hasCode(r, "RULE_FAILED") && r.State == "new" }},
+			func(r fixture.Row) bool {
+				return r.Stage == "validator" && hasCode(r, "RULE_FAILED") && r.State == "new"
+			}},
 		{"nothing", Filter{Stage: []string{"nobody"}}, func(fixture.Row) bool { return false }},
 	}
 	for _, tt := range tests {
@@ -173,7 +175,7 @@ func TestIntegrationGet(t *testing.T) {
 	pool := fixture.Pool(t)
 	ctx := context.Background()
 	row := fixture.Row{ID: "dl-get", Stage: "validator", Entity: "customer_change", Key: []byte("c-1"), Value: []byte(`{"email":"a@b.example"}`),
-		Headers: []fixture.Header{{Key: "traceparent", Value: []byte("00-abc-def-01")}, {Key: "bin", Value: []byte{0, 1, 2}}},
+		Headers:  []fixture.Header{{Key: "traceparent", Value: []byte("00-abc-def-01")}, {Key: "bin", Value: []byte{0, 1, 2}}},
 		SchemaID: ptr(int32(7)), TraceID: "abc", PII: true, State: "discarded", DiscardReason: "noise", DiscardedBy: "alice",
 		FailedAt: base, Reasons: []fixture.Reason{{Code: "RULE_FAILED", RuleID: fixture.Rule("r1"), Field: fixture.Rule("email"), Message: "bad email a@b.example"}}}
 	fixture.Insert(t, pool, row, fixture.Row{ID: "dl-purged", PII: true, Purged: true})
