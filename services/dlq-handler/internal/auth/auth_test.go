@@ -310,3 +310,20 @@ func TestSessionIdentity(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadConfig: the Config loads from the environment as part of a
+// service config, and an invalid one stops with the variable's name and
+// without the token's value.
+func TestLoadConfig(t *testing.T) {
+	var cfg struct{ API Config }
+	if err := config.LoadFrom(config.MapLookup(map[string]string{"DLQ_OPERATOR_TOKEN": opTok}), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API.OperatorToken != opTok || cfg.API.TokensFile != "" {
+		t.Errorf("loaded %+v", cfg.API)
+	}
+	err := config.LoadFrom(config.MapLookup(map[string]string{"DLQ_VIEWER_TOKEN": "short-secret"}), &cfg)
+	if err == nil || !strings.Contains(err.Error(), "DLQ_VIEWER_TOKEN") || strings.Contains(err.Error(), "short-secret") {
+		t.Errorf("short token: %v", err)
+	}
+}
