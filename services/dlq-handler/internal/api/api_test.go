@@ -84,6 +84,8 @@ func TestErrors(t *testing.T) {
 		{"wrong method", "DELETE", "/v1/stats", viewerTok, "", "", 405, "method_not_allowed", ""},
 		{"bad filter", "GET", "/v1/dead-letters?state=gone", viewerTok, "", "", 400, "invalid_argument", "state"},
 		{"unknown parameter", "GET", "/v1/dead-letters?stagee=x", viewerTok, "", "", 400, "invalid_argument", "stagee"},
+		{"email search without pii", "GET", "/v1/dead-letters?q=ann@shop.example", viewerTok, "", "", 400, "invalid_argument", "pii right"},
+		{"email search in stats", "GET", "/v1/stats?q=ann@shop.example", operatorTok, "", "", 400, "invalid_argument", "pii right"},
 		{"bad limit", "GET", "/v1/dead-letters?limit=9999", viewerTok, "", "", 400, "invalid_argument", "limit"},
 		{"bad cursor", "GET", "/v1/dead-letters?cursor=zzz", viewerTok, "", "", 400, "invalid_argument", "cursor"},
 		{"bad window", "GET", "/v1/stats?window=1x", viewerTok, "", "", 400, "invalid_argument", "window"},

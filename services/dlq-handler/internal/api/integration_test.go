@@ -143,6 +143,12 @@ func TestIntegrationListAndStats(t *testing.T) {
 		t.Errorf("pii viewer, validator: %+v", page.Items)
 	}
 
+	// Searching for an address: the pii viewer finds it.
+	it.call(t, "GET", "/v1/dead-letters?q="+url.QueryEscape("u3@shop.example"), carolTok, nil, &page)
+	if len(page.Items) != 1 || page.Items[0].ID != "dl-3" {
+		t.Errorf("pii viewer's email search: %+v", page.Items)
+	}
+
 	var st query.Stats
 	if code := it.call(t, "GET", "/v1/stats?window=5m&buckets=2", bobTok, nil, &st); code != 200 {
 		t.Fatalf("stats: %d", code)
@@ -366,6 +372,19 @@ func TestIntegrationDiscard(t *testing.T) {
 	if *res.AuditID != audit.Items[0].ID {
 		t.Errorf("audit_id %d, newest entry %d", *res.AuditID, audit.Items[0].ID)
 	}
+	// A reason typed with an address is redacted for viewers without pii.
+	it.call(t, "POST", "/v1/dead-letters/discard", opTok, map[string]any{"ids": []string{"e"}, "reason": "asked by ann@shop.example"}, &res)
+	var bobD, carolD Detail
+	it.call(t, "GET", "/v1/dead-letters/e", bobTok, nil, &bobD)
+	it.call(t, "GET", "/v1/dead-letters/e", carolTok, nil, &carolD)
+	if *bobD.DeadLetter.DiscardReason != "asked by [redacted]" || *carolD.DeadLetter.DiscardReason != "asked by ann@shop.example" {
+		t.Errorf("discard reason: bob %q, carol %q", *bobD.DeadLetter.DiscardReason, *carolD.DeadLetter.DiscardReason)
+	}
+	it.call(t, "GET", "/v1/audit?action=discard&limit=1", bobTok, nil, &audit)
+	if strings.Contains(string(audit.Items[0].Detail), "ann@") || !strings.Contains(string(audit.Items[0].Detail), "[redacted]") {
+		t.Errorf("audit detail for bob: %s", audit.Items[0].Detail)
+	}
+
 	var e apiError
 	if st := it.call(t, "POST", "/v1/dead-letters/discard", bobTok, body, &e); st != 403 {
 		t.Errorf("viewer discard: %d", st)

@@ -31,6 +31,10 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "list", err)
 		return
 	}
+	if err := searchAllowed(f, identity(r)); err != nil {
+		s.fail(w, r, "list", err)
+		return
+	}
 	res, err := query.List(r.Context(), s.cfg.Pool, f, p)
 	if err != nil {
 		s.fail(w, r, "list", err)
@@ -43,6 +47,15 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// searchAllowed refuses a search for an email address to a caller without
+// the PII right: the answer would confirm the address is in the store.
+func searchAllowed(f query.Filter, id auth.Identity) error {
+	if !id.PII && redact.HasEmail(f.Q) {
+		return &query.Error{Param: "q", Msg: "searching for an email address needs the pii right"}
+	}
+	return nil
+}
+
 // redactMeta hides the email-like substrings of the messages from callers
 // without the PII right.
 func redactMeta(d *query.DeadLetter, id auth.Identity) {
@@ -50,6 +63,10 @@ func redactMeta(d *query.DeadLetter, id auth.Identity) {
 		return
 	}
 	d.Message = redact.Text(d.Message)
+	if d.DiscardReason != nil {
+		r := redact.Text(*d.DiscardReason)
+		d.DiscardReason = &r
+	}
 	for i := range d.Reasons {
 		d.Reasons[i].Message = redact.Text(d.Reasons[i].Message)
 	}
@@ -221,6 +238,9 @@ func printable(b []byte) bool {
 
 func (s *server) stats(w http.ResponseWriter, r *http.Request) {
 	req, err := query.ParseStats(r.URL.Query())
+	if err == nil {
+		err = searchAllowed(req.Filter, identity(r))
+	}
 	if err != nil {
 		s.fail(w, r, "stats", err)
 		return
