@@ -5,7 +5,10 @@
 package redact
 
 import (
+	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -41,13 +44,23 @@ func Value(v any) (any, bool) {
 	case map[string]any:
 		out := make(map[string]any, len(v))
 		changed := false
-		for k, x := range v {
+		// In key order, so colliding redacted keys are numbered the same way every time.
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			x, key := v[k], k
+			if t := Text(k); t != k {
+				// An email as a map key (an Avro map keyed by address): keep
+				// the entries apart.
+				key, changed = t, true
+				for i := 2; hasKey(out, key); i++ {
+					key = fmt.Sprintf("%s#%d", t, i)
+				}
+			}
 			if Field(k) && x != nil {
-				out[k], changed = Mask, true
+				out[key], changed = Mask, true
 				continue
 			}
 			y, c := Value(x)
-			out[k], changed = y, changed || c
+			out[key], changed = y, changed || c
 		}
 		return out, changed
 	case []any:
@@ -63,4 +76,9 @@ func Value(v any) (any, bool) {
 		return s, s != v
 	}
 	return v, false
+}
+
+func hasKey(m map[string]any, k string) bool {
+	_, ok := m[k]
+	return ok
 }

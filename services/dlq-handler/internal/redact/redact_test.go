@@ -22,6 +22,7 @@ func TestValue(t *testing.T) {
 			`{"note": "mail [redacted] now", "list": ["[redacted]"]}`, true},
 		{"a null personal field stays null", `{"email": null}`, `{"email": null}`, false},
 		{"not an email", `{"handle": "@ann", "at": "a@b"}`, `{"handle": "@ann", "at": "a@b"}`, false},
+		{"email keys", `{"by_address": {"a@b.example": 1, "c@d.example": 2}}`, `{"by_address": {"[redacted]": 1, "[redacted]#2": 2}}`, true},
 		{"top-level string", `"x@y.example"`, `"[redacted]"`, true},
 	}
 	for _, tt := range tests {
