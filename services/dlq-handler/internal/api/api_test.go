@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ecomstream/platform/pkg/config"
@@ -282,6 +283,30 @@ func TestRedactJSON(t *testing.T) {
 	for _, tt := range tests {
 		if got := string(redactJSON(json.RawMessage(tt.give))); got != tt.want {
 			t.Errorf("redactJSON(%s) = %s, want %s", tt.give, got, tt.want)
+		}
+	}
+}
+
+// TestMounted: main mounts the API on the service router beside /healthz
+// with Handle("/v1/*", ...); routes and path parameters work through it.
+func TestMounted(t *testing.T) {
+	outer := chi.NewRouter()
+	outer.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	outer.Handle("/v1/*", unitServer(t, Config{}))
+	tests := []struct {
+		method, path, token string
+		want                int
+	}{
+		{"GET", "/healthz", "", 204},
+		{"GET", "/v1/dead-letters", "", 401},
+		{"GET", "/v1/dead-letters?limit=0", viewerTok, 400},
+		{"POST", "/v1/retention", viewerTok, 403},
+		{"POST", "/v1/retention", operatorTok, 503},
+		{"GET", "/v1/nothing", viewerTok, 404},
+	}
+	for _, tt := range tests {
+		if rec := do(outer, tt.method, tt.path, tt.token, "", ""); rec.Code != tt.want {
+			t.Errorf("%s %s: %d, want %d (%s)", tt.method, tt.path, rec.Code, tt.want, rec.Body)
 		}
 	}
 }

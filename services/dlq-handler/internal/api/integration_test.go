@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
@@ -59,7 +60,10 @@ func newITest(t *testing.T, cfg Config) *itest {
 	}
 	it := &itest{pool: pool, now: time.Date(2026, 3, 4, 10, 0, 30, 0, time.UTC)}
 	cfg.Pool, cfg.Auth, cfg.Now = pool, tk, func() time.Time { return it.now }
-	it.srv = httptest.NewServer(New(cfg))
+	// Mounted as main mounts it, beside the service's own routes.
+	outer := chi.NewRouter()
+	outer.Handle("/v1/*", New(cfg))
+	it.srv = httptest.NewServer(outer)
 	t.Cleanup(it.srv.Close)
 	return it
 }
