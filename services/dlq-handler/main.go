@@ -21,6 +21,8 @@ import (
 	"github.com/ecomstream/platform/pkg/service"
 	"github.com/ecomstream/platform/pkg/stream"
 	protoavro "github.com/ecomstream/platform/proto/avro"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/api"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/ingest"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/monitor"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/retention"
@@ -46,7 +48,9 @@ type Config struct {
 	PIIEntities   []string      `env:"DLQ_PII_ENTITIES" default:"customer_change,order" usage:"entities whose dead letters hold personal data (pii: shown redacted, originals purged after DLQ_RETENTION_PII); a dead letter whose original holds an email-like string is pii too"`
 	DBMaxConns    int           `env:"DLQ_DATABASE_MAX_CONNS" default:"8" usage:"PostgreSQL connections of the pool (consumer, retention, stats, readiness and the API share it)"`
 	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag and the store's gauges (counts by state and reason, oldest unresolved age) are refreshed"`
+	TraceURL      string        `env:"DLQ_TRACE_URL_TEMPLATE" default:"" usage:"link to a dead letter's trace, {trace_id} replaced, e.g. http://127.0.0.1:16686/trace/{trace_id} (Jaeger); empty = no link"`
 	Retention     retention.Config
+	Auth          auth.Config
 }
 
 // entityRE is what a DLQ_PII_ENTITIES item may be (an entity name).
@@ -60,6 +64,7 @@ func (c *Config) Validate() error {
 		config.NotEmpty("KAFKA_CONSUMER_GROUP", c.ConsumerGroup),
 		config.Between("DLQ_DATABASE_MAX_CONNS", c.DBMaxConns, 2, 1000),
 		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
+		api.CheckTraceTemplate("DLQ_TRACE_URL_TEMPLATE", c.TraceURL),
 	}
 	if !store.ValidSchema(c.Schema) {
 		errs = append(errs, config.Errorf("DLQ_SCHEMA", "%q is not a schema name (lower case letters, digits and _, at most 51, not starting with a digit)", c.Schema))
@@ -111,7 +116,7 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	rt.Log.InfoContext(ctx, "store ready", "schema", cfg.Schema, "version", mres.Version, "applied", mres.Applied)
+	rt.Log.InfoContext(ctx, "store ready", "schema", cfg.Schema, "schema_version", mres.Version, "applied", mres.Applied)
 	st := store.New(pool)
 
 	codec, err := rt.Registry.Codec(ctx, avroserde.SubjectFor(cfg.Topic), protoavro.DeadLetter)
@@ -131,7 +136,14 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	routes(rt.HTTP, deps{pool: pool, store: st, registry: rt.Registry, retention: ret, log: rt.Log})
+	tokens, err := auth.New(cfg.Auth, auth.WithLogger(rt.Log))
+	if err != nil {
+		return err
+	}
+	if !tokens.Configured() {
+		rt.Log.WarnContext(ctx, "no API token configured (DLQ_TOKENS_FILE, DLQ_OPERATOR_TOKEN, DLQ_VIEWER_TOKEN): dead letters are stored, but the API refuses every request")
+	}
+	routes(rt.HTTP, deps{pool: pool, store: st, registry: rt.Registry, retention: ret, log: rt.Log, tokens: tokens, traceURL: cfg.TraceURL})
 	// The dead-letter topic as the stages create it (long retention), under
 	// this service's name for it.
 	dlq := stream.DeadLetterTopic(cfg.Kafka)
@@ -148,19 +160,20 @@ type deps struct {
 	registry  *avroserde.Registry
 	retention *retention.Runner
 	log       *slog.Logger
+	tokens    *auth.Tokens
+	traceURL  string
 }
 
 // routes mounts dlq-handler's own HTTP surface on srv, beside the
 // /healthz, /readyz and /metrics every service has (httpserver.New; /readyz
 // also checks schema_registry, added by service.Start, and kafka, added by
 // RunConsumer).
-//
-// API SEAM: the API and console (internal/api) mount here, e.g.
-//
-//	srv.Router.Mount("/", api.New(api.Config{Pool: d.pool, Registry: d.registry, Log: d.log, Now: time.Now,
-//		Retention: func(ctx context.Context) (any, error) { return d.retention.Purge(ctx, retention.TriggerAPI) }, ...}))
+// The API (internal/api) serves /v1/*.
 func routes(srv *httpserver.Server, d deps) {
 	srv.AddCheck("postgres", d.store.Ping)
+	srv.Router.Handle("/v1/*", api.New(api.Config{Pool: d.pool, Auth: d.tokens, Registry: d.registry.Generic(), Log: d.log,
+		TraceURLTemplate: d.traceURL,
+		Retention:        func(ctx context.Context) (any, error) { return d.retention.Purge(ctx, retention.TriggerAPI) }}))
 }
 
 // connect opens the store's pool: every connection's search_path is the
