@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/services/dlq-handler/internal/store"
@@ -74,6 +75,9 @@ func (k *Kafka) Committed(ctx context.Context, group string) (map[store.Partitio
 	resp, err := k.adm.FetchOffsets(ctx, group)
 	if err == nil {
 		err = resp.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[store.Partition]int64{}, nil // never committed
 	}
 	if err != nil {
 		return nil, fmt.Errorf("offsets of group %s: %w", group, err)
