@@ -149,7 +149,7 @@ func TestIntegrationReplay(t *testing.T) {
 	for i := range 20 {
 		rows = append(rows, fixture.Row{ID: fmt.Sprintf("v-%02d", i), Topic: e.src, Partition: int32(i % 3), Offset: int64(i), Reasons: reasons,
 			Key: fmt.Appendf(nil, "k-%d", i), Value: fmt.Appendf(nil, `{"event_id":"e-%d"}`, i),
-			Headers: []fixture.Header{{Key: "traceparent", Value: []byte("tp")}, {Key: stream.ReplayAttemptHeader, Value: []byte("0")}},
+			Headers:  []fixture.Header{{Key: "traceparent", Value: []byte("tp")}, {Key: stream.ReplayAttemptHeader, Value: []byte("0")}},
 			FailedAt: time.Now().Add(time.Duration(i-100) * time.Second)})
 	}
 	rows = append(rows,
