@@ -36,6 +36,9 @@ func TestInvalidConfig(t *testing.T) {
 		{name: "schedule minute out of range", env: map[string]string{"DLQ_RETENTION_SCHEDULE": "75 * * * *"}, wantVar: "DLQ_RETENTION_SCHEDULE"},
 		{name: "one connection", env: map[string]string{"DLQ_DATABASE_MAX_CONNS": "1"}, wantVar: "DLQ_DATABASE_MAX_CONNS"},
 		{name: "no lag interval", env: map[string]string{"LAG_REFRESH_INTERVAL": "0s"}, wantVar: "LAG_REFRESH_INTERVAL"},
+		{name: "zero replay rate", env: map[string]string{"DLQ_REPLAY_RATE": "0"}, wantVar: "DLQ_REPLAY_RATE"},
+		{name: "replay topic without target", env: map[string]string{"DLQ_REPLAY_TOPICS": "http:/v1/events"}, wantVar: "DLQ_REPLAY_TOPICS"},
+		{name: "stage group twice", env: map[string]string{"DLQ_STAGE_GROUPS": "validator=a,validator=b"}, wantVar: "DLQ_STAGE_GROUPS"},
 	}
 	for _, tt := range tests {
 		var cfg Config
@@ -61,6 +64,7 @@ func TestValidConfig(t *testing.T) {
 		{"DLQ_SCHEMA": "dlq_test_1", "DLQ_TOPIC": "it.ecom.dlq.v1", "KAFKA_CONSUMER_GROUP": "it-dlq"},
 		{"DLQ_PII_ENTITIES": ""},
 		{"DLQ_PII_ENTITIES": "customer_change"},
+		{"DLQ_REPLAY_RATE": "1000000", "DLQ_REPLAY_TOPICS": "http:/v1/events=it-x.clickstream", "DLQ_STAGE_GROUPS": "validator=it-x-validator"},
 	} {
 		var cfg Config
 		if err := config.LoadFrom(config.MapLookup(env), &cfg); err != nil {

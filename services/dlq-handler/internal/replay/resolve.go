@@ -131,6 +131,11 @@ func (l *leader) resolve(ctx context.Context) error {
 	}
 	var n int
 	err = pgx.BeginFunc(ctx, l.conn, func(tx pgx.Tx) error {
+		// Lock the dead letters first, in id order: the order the planner
+		// and store.Write (failed_again) lock dead_letters before replays.
+		if _, err := tx.Exec(ctx, "SELECT 1 FROM dead_letters WHERE dead_letter_id = ANY($1) ORDER BY dead_letter_id FOR UPDATE", ids); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `UPDATE replays r SET outcome = 'resolved', outcome_at = now()
 			FROM unnest($1::text[], $2::int[]) AS u(id, attempt)
 			WHERE r.dead_letter_id = u.id AND r.attempt = u.attempt AND r.outcome = 'sent'

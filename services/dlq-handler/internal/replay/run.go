@@ -306,10 +306,11 @@ func (l *leader) withdraw(ctx context.Context, r outRow, why string) error {
 	msg := fmt.Sprintf("%s (attempt %d) not replayed: %s", r.id, r.attempt, why)
 	l.s.log.WarnContext(ctx, "replay withdrawn", "dead_letter_id", r.id, "attempt", r.attempt, "reason", why)
 	err := pgx.BeginFunc(ctx, l.conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "DELETE FROM replays WHERE dead_letter_id = $1 AND attempt = $2 AND sent_at IS NULL", r.id, r.attempt); err != nil {
+		// dead_letters before replays, the order every writer locks them in.
+		if _, err := tx.Exec(ctx, "UPDATE dead_letters SET state = 'new', state_changed_at = now() WHERE dead_letter_id = $1 AND state = 'replayed'", r.id); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "UPDATE dead_letters SET state = 'new', state_changed_at = now() WHERE dead_letter_id = $1 AND state = 'replayed'", r.id); err != nil {
+		if _, err := tx.Exec(ctx, "DELETE FROM replays WHERE dead_letter_id = $1 AND attempt = $2 AND sent_at IS NULL", r.id, r.attempt); err != nil {
 			return err
 		}
 		if r.job == nil {
