@@ -136,7 +136,8 @@ func header(r *kgo.Record, k string) string {
 // a repeat plans nothing); two senders (replicas) produce each record once,
 // with the original key, value and headers plus the replay headers, to the
 // source topic or, for the HTTP ingress, the mapped topic; a dead letter
-// purged after planning is withdrawn with the job's error; a new dead
+// purged after planning, or whose topic does not exist, is withdrawn with
+// the job's error (the service goes on); a new dead
 // letter of a replay makes it failed_again; the stage's group committing
 // past the records resolves the others, but only once the store has read
 // the dead-letter topic to its end. A job that could not replay all it
@@ -158,6 +159,7 @@ func TestIntegrationReplay(t *testing.T) {
 		fixture.Row{ID: "h-1", Stage: "ingest-clickstream", Topic: "http:/v1/events", Value: []byte(`{"event_id":"h1"}`)},
 		fixture.Row{ID: "h-2", Stage: "ingest-clickstream", Topic: "http:/v1/events", Value: []byte(`{"event_id":"h2"}`)},
 		fixture.Row{ID: "h-3", Stage: "ingest-clickstream", Topic: "http:/v2/other"},
+		fixture.Row{ID: "v-missing", Topic: e.src + ".missing"}, // a topic that does not exist
 	)
 	fixture.Insert(t, e.pool, rows...)
 	s := e.service(1000)
@@ -176,8 +178,8 @@ func TestIntegrationReplay(t *testing.T) {
 	if err != nil || res.Planned != 20 || res.JobID == "" || res.AuditID == nil {
 		t.Fatalf("replay by filter = %+v, %v", res, err)
 	}
-	ids, err := s.Replay(e.ctx, op, Request{IDs: []string{"h-1", "h-2", "h-3", "v-03", "nope"}})
-	if err != nil || ids.Planned != 2 || ids.Unreplayable != 1 || !strings.Contains(ids.Refused[0].Reason, "DLQ_REPLAY_TOPICS") ||
+	ids, err := s.Replay(e.ctx, op, Request{IDs: []string{"h-1", "h-2", "h-3", "v-03", "v-missing", "nope"}})
+	if err != nil || ids.Planned != 3 || ids.Unreplayable != 1 || !strings.Contains(ids.Refused[0].Reason, "DLQ_REPLAY_TOPICS") ||
 		len(ids.SkippedIDs) != 1 || ids.SkippedIDs[0] != (Skipped{ID: "v-03", State: "replayed"}) || !slices.Equal(ids.NotFound, []string{"nope"}) {
 		t.Fatalf("replay of ids = %+v, %v", ids, err)
 	}
@@ -185,11 +187,11 @@ func TestIntegrationReplay(t *testing.T) {
 	if err != nil || again.Planned != 0 || again.Matched != 0 || again.JobID != "" || again.Skipped != 21 {
 		t.Fatalf("repeated replay = %+v, %v", again, err)
 	}
-	if n := e.count("SELECT count(*) FROM replays"); n != 22 {
-		t.Fatalf("%d replays rows, want 22", n)
+	if n := e.count("SELECT count(*) FROM replays"); n != 23 {
+		t.Fatalf("%d replays rows, want 23", n)
 	}
-	if n := e.count("SELECT count(*) FROM dead_letters WHERE state = 'replayed'"); n != 22 {
-		t.Fatalf("%d dead letters replayed, want 22", n)
+	if n := e.count("SELECT count(*) FROM dead_letters WHERE state = 'replayed'"); n != 23 {
+		t.Fatalf("%d dead letters replayed, want 23", n)
 	}
 	if n := e.count("SELECT count(*) FROM audit_log WHERE action = 'replay' AND actor = 'alice'"); n != 3 {
 		t.Fatalf("%d audit rows, want 3", n)
@@ -208,7 +210,9 @@ func TestIntegrationReplay(t *testing.T) {
 		go func() { defer wg.Done(); _ = r.Run(ctx) }()
 	}
 	defer func() { cancel(); wg.Wait() }()
-	e.waitFor("21 replays sent", func() bool { return e.count("SELECT count(*) FROM replays WHERE sent_at IS NOT NULL") == 21 })
+	e.waitFor("21 replays sent, 2 withdrawn", func() bool {
+		return e.count("SELECT count(*) FROM replays WHERE sent_at IS NOT NULL") == 21 && e.count("SELECT count(*) FROM replays") == 21
+	})
 
 	got := e.read(e.src, 20)
 	seen := map[string]bool{}
@@ -238,11 +242,12 @@ func TestIntegrationReplay(t *testing.T) {
 		t.Errorf("filter job = %+v, %v", job, err)
 	}
 	job2, err := s.Job(e.ctx, ids.JobID)
-	if err != nil || job2.State != "failed" || job2.Total != 1 || job2.Sent != 1 || !strings.Contains(job2.Error, "h-2 (attempt 1) not replayed: its original was purged") {
+	if err != nil || job2.State != "failed" || job2.Total != 1 || job2.Sent != 1 || !strings.Contains(job2.Error, "h-2 (attempt 1) not replayed: its original was purged") ||
+		!strings.Contains(job2.Error, "v-missing (attempt 1) not replayed: topic "+e.src+".missing refused it: UNKNOWN_TOPIC_OR_PARTITION") {
 		t.Errorf("ids job = %+v, %v", job2, err)
 	}
-	if n := e.count("SELECT count(*) FROM dead_letters WHERE dead_letter_id = 'h-2' AND state = 'new'"); n != 1 {
-		t.Errorf("the withdrawn dead letter is not new again")
+	if n := e.count("SELECT count(*) FROM dead_letters WHERE dead_letter_id IN ('h-2', 'v-missing') AND state = 'new'"); n != 2 {
+		t.Errorf("the withdrawn dead letters are not new again")
 	}
 	if _, err := s.Job(e.ctx, "rj-none"); err != ErrNotFound {
 		t.Errorf("Job(unknown) = %v, want ErrNotFound", err)

@@ -25,6 +25,9 @@ type Cluster interface {
 	Committed(ctx context.Context, group string) (map[store.Partition]int64, error)
 	// Ends returns topic's end offsets (high watermarks) by partition.
 	Ends(ctx context.Context, topic string) (map[int32]int64, error)
+	// Stable returns topic's last stable offsets by partition: below them
+	// every transaction is decided.
+	Stable(ctx context.Context, topic string) (map[int32]int64, error)
 	// HasRecords reports whether topic holds a record a read_committed
 	// reader sees at an offset in [from[p], to[p]) of some partition p (the
 	// offsets between may be transaction markers and aborted records only).
@@ -102,6 +105,20 @@ func (k *Kafka) Ends(ctx context.Context, topic string) (map[int32]int64, error)
 	}
 	out := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out, nil
+}
+
+// Stable implements Cluster.
+func (k *Kafka) Stable(ctx context.Context, topic string) (map[int32]int64, error) {
+	lso, err := k.adm.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = lso.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stable offsets of %s: %w", topic, err)
+	}
+	out := map[int32]int64{}
+	lso.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out, nil
 }
 

@@ -258,6 +258,72 @@ func TestGaps(t *testing.T) {
 	}
 }
 
+// TestUnprobed: a gap found empty is not read again while it stays the
+// same; one that moved is.
+func TestUnprobed(t *testing.T) {
+	rv := &resolver{clean: map[int32][2]int64{0: {5, 6}, 1: {3, 4}}}
+	from, to := rv.unprobed(map[int32]int64{0: 5, 1: 3, 2: 0}, map[int32]int64{0: 6, 1: 7, 2: 2})
+	if len(from) != 2 || from[1] != 3 || to[1] != 7 || from[2] != 0 || to[2] != 2 {
+		t.Errorf("unprobed = %v %v, want partitions 1 and 2", from, to)
+	}
+}
+
+// fakeCluster answers the resolver's offset questions from fields.
+type fakeCluster struct {
+	Cluster
+	stable map[int32]int64
+	has    bool
+	probes int
+}
+
+func (f *fakeCluster) Stable(context.Context, string) (map[int32]int64, error) { return f.stable, nil }
+
+func (f *fakeCluster) HasRecords(context.Context, string, map[int32]int64, map[int32]int64) (bool, error) {
+	f.probes++
+	return f.has, nil
+}
+
+// TestCovered: the store covers the dead-letter topic's ends when its
+// positions reach them, or the offsets between hold no record a
+// read_committed reader sees, which is only known below the last stable
+// offset (an open transaction's dead letters are not visible yet).
+func TestCovered(t *testing.T) {
+	const topic = "dlq"
+	ends := map[int32]int64{0: 10, 1: 4}
+	at := func(p0, p1 int64) map[store.Partition]int64 {
+		return map[store.Partition]int64{{Topic: topic, Partition: 0}: p0, {Topic: topic, Partition: 1}: p1}
+	}
+	tests := []struct {
+		name       string
+		positions  map[store.Partition]int64
+		stable     map[int32]int64
+		has        bool
+		want       bool
+		wantProbes int
+	}{
+		{name: "caught up", positions: at(10, 4), want: true},
+		{name: "behind, records there", positions: at(8, 4), stable: map[int32]int64{0: 10, 1: 4}, has: true, wantProbes: 1},
+		{name: "only a marker left", positions: at(9, 4), stable: map[int32]int64{0: 10, 1: 4}, want: true, wantProbes: 1},
+		{name: "an open transaction in the gap", positions: at(9, 4), stable: map[int32]int64{0: 9, 1: 4}},
+		{name: "no positions yet", positions: map[store.Partition]int64{}, stable: map[int32]int64{0: 10, 1: 4}, has: true, wantProbes: 1},
+	}
+	for _, tt := range tests {
+		f := &fakeCluster{stable: tt.stable, has: tt.has}
+		rv := &resolver{s: &Service{kafka: f, dlq: DLQ{Topic: topic}}, clean: map[int32][2]int64{},
+			pos: func(context.Context) (map[store.Partition]int64, error) { return tt.positions, nil }}
+		got, err := rv.covered(context.Background(), ends)
+		if err != nil || got != tt.want || f.probes != tt.wantProbes {
+			t.Errorf("%s: covered = %v, %v with %d probes; want %v with %d", tt.name, got, err, f.probes, tt.want, tt.wantProbes)
+		}
+		if tt.want && tt.wantProbes > 0 {
+			// The same gap again: known clean, not read again.
+			if got, _ := rv.covered(context.Background(), ends); !got || f.probes != tt.wantProbes {
+				t.Errorf("%s: again = %v with %d probes", tt.name, got, f.probes)
+			}
+		}
+	}
+}
+
 // TestKafka: the cluster side on kfake: produce, a group's committed
 // offsets, end offsets, and whether a range holds a record a
 // read_committed reader sees (a transaction marker is none).
@@ -311,6 +377,9 @@ func TestKafka(t *testing.T) {
 	if err != nil || ends[0] != 2 || ends[1] != 0 {
 		t.Fatalf("Ends = %v, %v; want 0:2 1:0", ends, err)
 	}
+	if stable, err := k.Stable(ctx, "dlq"); err != nil || stable[0] != 2 {
+		t.Fatalf("Stable = %v, %v; want 0:2", stable, err)
+	}
 	tests := []struct {
 		name     string
 		from, to map[int32]int64
@@ -325,6 +394,22 @@ func TestKafka(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("%s: HasRecords = %v, %v; want %v", tt.name, got, err, tt.want)
 		}
+	}
+	// An open transaction: its record is below the end, not below the
+	// stable offset.
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Partition: 0, Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ends, _ = k.Ends(ctx, "dlq")
+	stable, err := k.Stable(ctx, "dlq")
+	if err != nil || ends[0] != 3 || stable[0] != 2 {
+		t.Errorf("with an open transaction: ends %v, stable %v, %v; want 3 and 2", ends, stable, err)
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
 	}
 
 	// A group that committed offset 1 past the produced record.

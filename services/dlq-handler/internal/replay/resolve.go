@@ -3,8 +3,10 @@ package replay
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ecomstream/platform/services/dlq-handler/internal/store"
 )
@@ -61,10 +63,10 @@ func gaps(ends map[int32]int64, positions map[store.Partition]int64, topic strin
 // transaction that commits its offset, so a dead letter of the replay is
 // at an offset below that end, and stored once the store got there).
 // failed_again is set by store.Write when such a dead letter arrives.
-func (l *leader) resolve(ctx context.Context) error {
-	s := l.s
-	defer l.gauges(ctx)
-	rows, err := l.conn.Query(ctx, `SELECT r.dead_letter_id, r.attempt, d.stage, r.target_topic, r.target_partition, r.target_offset
+func (rv *resolver) resolve(ctx context.Context) error {
+	s := rv.s
+	defer rv.gauges(ctx)
+	rows, err := rv.q.Query(ctx, `SELECT r.dead_letter_id, r.attempt, d.stage, r.target_topic, r.target_partition, r.target_offset
 		FROM replays r JOIN dead_letters d USING (dead_letter_id) WHERE r.outcome = 'sent' ORDER BY r.sent_at LIMIT $1`, resolveBatch)
 	if err != nil {
 		return fmt.Errorf("read the sent replays: %w", err)
@@ -108,20 +110,19 @@ func (l *leader) resolve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	positions, err := l.positions(ctx)
-	if err != nil {
-		return err
-	}
-	if from, to := gaps(ends, positions, s.dlq.Topic); len(from) > 0 {
-		// Behind, or only transaction markers / aborted records past the
-		// last stored dead letter (a read_committed reader never sees those,
-		// so a position stays below them).
-		has, err := s.kafka.HasRecords(ctx, s.dlq.Topic, from, to)
+	// The store catches up to those ends within a batch or two; wait for
+	// it a little, else the next round tries again.
+	deadline := time.Now().Add(coverWait)
+	for {
+		ok, err := rv.covered(ctx, ends)
 		if err != nil {
 			return err
 		}
-		if has {
-			return nil // the store has not read every dead letter yet: next round
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) || sleep(ctx, coverPoll) != nil {
+			return nil
 		}
 	}
 	ids := make([]string, len(ready))
@@ -130,7 +131,7 @@ func (l *leader) resolve(ctx context.Context) error {
 		ids[i], attempts[i] = r.id, r.attempt
 	}
 	var n int
-	err = pgx.BeginFunc(ctx, l.conn, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, rv.q, func(tx pgx.Tx) error {
 		// Lock the dead letters first, in id order: the order the planner
 		// and store.Write (failed_again) lock dead_letters before replays.
 		if _, err := tx.Exec(ctx, "SELECT 1 FROM dead_letters WHERE dead_letter_id = ANY($1) ORDER BY dead_letter_id FOR UPDATE", ids); err != nil {
@@ -160,11 +161,11 @@ func (l *leader) resolve(ctx context.Context) error {
 }
 
 // positions are the store's next offsets of dlq-handler's group (what
-// store.Positions reads, on the leader's connection).
-func (l *leader) positions(ctx context.Context) (map[store.Partition]int64, error) {
-	rows, err := l.conn.Query(ctx, "SELECT topic, partition, next_offset FROM consumer_positions WHERE consumer_group = $1", l.s.dlq.Group)
+// store.Positions reads).
+func (rv *resolver) positions(ctx context.Context) (map[store.Partition]int64, error) {
+	rows, err := rv.q.Query(ctx, "SELECT topic, partition, next_offset FROM consumer_positions WHERE consumer_group = $1", rv.s.dlq.Group)
 	if err != nil {
-		return nil, fmt.Errorf("stored positions of %s: %w", l.s.dlq.Group, err)
+		return nil, fmt.Errorf("stored positions of %s: %w", rv.s.dlq.Group, err)
 	}
 	out := map[store.Partition]int64{}
 	var p store.Partition
@@ -173,19 +174,19 @@ func (l *leader) positions(ctx context.Context) (map[store.Partition]int64, erro
 		out[p] = n
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("stored positions of %s: %w", l.s.dlq.Group, err)
+		return nil, fmt.Errorf("stored positions of %s: %w", rv.s.dlq.Group, err)
 	}
 	return out, nil
 }
 
 // gauges refreshes the outbox gauges (replays by outcome, jobs by state).
-func (l *leader) gauges(ctx context.Context) {
+func (rv *resolver) gauges(ctx context.Context) {
 	count := func(sql string, zero ...string) map[string]int64 {
 		out := map[string]int64{}
 		for _, z := range zero {
 			out[z] = 0
 		}
-		rows, err := l.conn.Query(ctx, sql)
+		rows, err := rv.q.Query(ctx, sql)
 		if err != nil {
 			return nil
 		}
@@ -199,6 +200,90 @@ func (l *leader) gauges(ctx context.Context) {
 	o := count("SELECT outcome, count(*) FROM replays GROUP BY outcome", "pending", "sent", "resolved", "failed_again")
 	j := count("SELECT state, count(*) FROM replay_jobs GROUP BY state", "running", "succeeded", "failed", "cancelled")
 	if o != nil && j != nil {
-		l.s.m.set(o, j)
+		rv.s.m.set(o, j)
+	}
+}
+
+// unprobed drops the gaps found empty before (the same range: no dead
+// letter stored or written since), so a tail of transaction markers is
+// read once, not every round.
+func (rv *resolver) unprobed(from, to map[int32]int64) (map[int32]int64, map[int32]int64) {
+	for p := range from {
+		if rv.clean[p] == [2]int64{from[p], to[p]} {
+			delete(from, p)
+			delete(to, p)
+		}
+	}
+	return from, to
+}
+
+// covered reports whether the store holds every dead letter below ends:
+// its position reaches the end, or the offsets between are transaction
+// markers and aborted records only. That is only known for offsets below
+// the last stable offset (an open transaction's records are not visible
+// yet), so a gap with an open transaction is not covered yet.
+func (rv *resolver) covered(ctx context.Context, ends map[int32]int64) (bool, error) {
+	s := rv.s
+	positions, err := rv.pos(ctx)
+	if err != nil {
+		return false, err
+	}
+	from, to := gaps(ends, positions, s.dlq.Topic)
+	if len(from) == 0 {
+		return true, nil
+	}
+	stable, err := s.kafka.Stable(ctx, s.dlq.Topic)
+	if err != nil {
+		return false, err
+	}
+	for p := range from {
+		if stable[p] < to[p] {
+			return false, nil
+		}
+	}
+	if from, to = rv.unprobed(from, to); len(from) == 0 {
+		return true, nil
+	}
+	has, err := s.kafka.HasRecords(ctx, s.dlq.Topic, from, to)
+	if err != nil || has {
+		return false, err
+	}
+	for p := range from {
+		rv.clean[p] = [2]int64{from[p], to[p]}
+	}
+	return true, nil
+}
+
+// Timings of the resolver's wait for the store.
+var (
+	coverWait = 2 * time.Second
+	coverPoll = 100 * time.Millisecond
+)
+
+// resolver settles outcomes; it runs beside the sender while this replica
+// holds the lock (on the pool: its updates are conditional, so a former
+// leader's last round racing the new one's changes nothing twice).
+type resolver struct {
+	s     *Service
+	q     *pgxpool.Pool
+	clean map[int32][2]int64                                       // dead-letter topic ranges [from, to) found without records
+	pos   func(context.Context) (map[store.Partition]int64, error) // the store's positions (rv.positions)
+}
+
+// resolveLoop runs a round every ResolveInterval until ctx ends.
+func (s *Service) resolveLoop(ctx context.Context) {
+	rv := &resolver{s: s, q: s.pool, clean: map[int32][2]int64{}}
+	rv.pos = rv.positions
+	t := time.NewTicker(s.cfg.ResolveInterval)
+	defer t.Stop()
+	for {
+		if err := rv.resolve(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "replay resolver round failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

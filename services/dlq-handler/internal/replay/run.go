@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,8 +55,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// lead takes the lock and, holding it, sends and resolves; it returns nil
-// at once when another replica holds the lock.
+// lead takes the lock and, holding it, sends (on the locked connection)
+// and resolves (beside it, on the pool); it returns nil at once when
+// another replica holds the lock.
 func (s *Service) lead(ctx context.Context) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -75,23 +77,20 @@ func (s *Service) lead(ctx context.Context) error {
 	defer func() { _ = conn.Conn().Close(context.WithoutCancel(ctx)); conn.Release() }()
 	s.log.InfoContext(ctx, "replay sender leads (advisory lock taken): sending what is recorded and unsent")
 	l := &leader{s: s, conn: conn, buckets: map[string]*bucket{}}
-	nextResolve := time.Now()
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.resolveLoop(rctx) }()
+	defer func() { stop(); wg.Wait() }()
 	for {
 		sent, err := l.sendBatch(ctx)
 		if err != nil {
 			return err
 		}
-		if !time.Now().Before(nextResolve) {
-			if err := l.resolve(ctx); err != nil {
-				s.log.WarnContext(ctx, "replay resolver round failed", "err", err)
-			}
-			nextResolve = time.Now().Add(s.cfg.ResolveInterval)
-		}
 		if sent > 0 {
 			continue
 		}
-		wait := min(idlePoll, time.Until(nextResolve))
-		t := time.NewTimer(max(wait, 0))
+		t := time.NewTimer(idlePoll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
