@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ecomstream/platform/pkg/events"
 	"github.com/ecomstream/platform/pkg/stream"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/fixture"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/replay"
@@ -211,5 +212,106 @@ func TestIntegrationReplayThroughput(t *testing.T) {
 				t.Errorf("%.0f records/s above the cap of 200", perSec)
 			}
 		})
+	}
+}
+
+// TestIntegrationReplayOutcomes: the whole loop through the binary. Ten
+// dead letters are replayed to their source topic; the stage rejects the
+// replay of one again (its new dead letter, attempt 2, carries the replay
+// headers in its original's headers and arrives on the dead-letter topic),
+// and the stage's group commits past all of them: that one becomes
+// failed_again (linked by replay_of), the nine others resolved.
+func TestIntegrationReplayOutcomes(t *testing.T) {
+	e := newReplayEnv(t)
+	const n = 10
+	group := e.group + "-validator"
+	t.Cleanup(func() { _, _ = e.adm.DeleteGroup(context.Background(), group) })
+	p := e.start("outcomes", "DLQ_OPERATOR_TOKEN="+itOperatorToken, "DLQ_STAGE_GROUPS=validator="+group, "DLQ_REPLAY_RESOLVE_INTERVAL=200ms")
+	e.seed(n)
+	if res := e.replay(p, 0); res.Planned != n {
+		t.Fatalf("planned %d", res.Planned)
+	}
+	// The stage: reads the replays, rejects the one of record 3 with a
+	// dead letter (as stream.DeadLetterRecord builds it), commits past all.
+	g, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(e.src),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	var rejected *kgo.Record
+	for seen := 0; seen < n; {
+		fs := g.PollFetches(e.ctx)
+		if e.ctx.Err() != nil {
+			t.Fatalf("the stage read %d of %d replays", seen, n)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			seen++
+			if string(r.Value) == `{"event_id":"e-3"}` {
+				rejected = r
+			}
+		})
+	}
+	if rejected == nil {
+		t.Fatal("no replay of record 3")
+	}
+	replayOf := ""
+	var hs []events.Header
+	for _, h := range rejected.Headers {
+		hs = append(hs, events.Header{Key: h.Key, Value: h.Value})
+		if h.Key == stream.ReplayOfHeader {
+			replayOf = string(h.Value)
+		}
+	}
+	now := time.Now().UTC()
+	dl, err := e.codec.Encode(&events.DeadLetter{DeadLetterID: "validator:again:3", Stage: "validator", SourceTopic: e.src,
+		SourcePartition: int(rejected.Partition), SourceOffset: rejected.Offset, SourceTimestamp: now, OriginalValue: rejected.Value,
+		OriginalHeaders: hs, Reasons: []events.Reason{{Code: "RULE_FAILED", Message: "still wrong"}}, Attempt: 2, FailedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ProduceSync(e.ctx, &kgo.Record{Topic: e.topic, Key: rejected.Key, Value: dl}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.CommitUncommittedOffsets(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	q := "SELECT count(*) FROM " + e.svcEnv.schema + ".dead_letters WHERE state = $1"
+	for e.count(q, "resolved") < n-1 || e.count(q, "failed_again") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s: %d resolved, %d failed_again", e.count(q, "resolved"), e.count(q, "failed_again"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c := e.count("SELECT count(*) FROM "+e.svcEnv.schema+".dead_letters WHERE dead_letter_id = 'validator:again:3' AND replay_of = $1 AND attempt = 2", replayOf); c != 1 {
+		t.Errorf("the new dead letter is not linked to %s", replayOf)
+	}
+	if c := e.count("SELECT count(*) FROM "+e.svcEnv.schema+".replays WHERE dead_letter_id = $1 AND outcome = 'failed_again'", replayOf); c != 1 {
+		t.Errorf("the replay of %s is not failed_again", replayOf)
+	}
+	// The gauges of the next resolver round: 9 resolved, 1 failed_again.
+	want := map[string]bool{`outcome="resolved"` + " 9": false, `outcome="failed_again"` + " 1": false}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		_, body := e.get(p, "/metrics")
+		all := true
+		for w := range want {
+			k, v, _ := strings.Cut(w, " ")
+			want[w] = false
+			for _, l := range strings.Split(body, "\n") {
+				if strings.HasPrefix(l, "ecom_dlq_replays{") && strings.Contains(l, k) && strings.HasSuffix(l, " "+v) {
+					want[w] = true
+				}
+			}
+			all = all && want[w]
+		}
+		if all {
+			break
+		}
+	}
+	for w, ok := range want {
+		if !ok {
+			t.Errorf("metrics: no ecom_dlq_replays{%s}", w)
+		}
 	}
 }
