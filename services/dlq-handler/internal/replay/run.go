@@ -121,8 +121,12 @@ type outRow struct {
 	rate    float64
 }
 
-// batchSize is how many unsent rows one query reads.
-const batchSize = 500
+// batchSize is how many unsent rows one query reads; maxBuckets bounds
+// the jobs' buckets kept.
+const (
+	batchSize  = 500
+	maxBuckets = 1000
+)
 
 // sendBatch sends up to batchSize unsent rows, in the order recorded, and
 // returns how many it took.
@@ -216,6 +220,9 @@ func (l *leader) bucket(r outRow) *bucket {
 		key = *r.job
 	}
 	b, ok := l.buckets[key]
+	if !ok && len(l.buckets) >= maxBuckets {
+		clear(l.buckets) // jobs are sent one after the other: the old ones are done
+	}
 	if !ok || b.rate != r.rate {
 		b = newBucket(r.rate, time.Now())
 		l.buckets[key] = b
