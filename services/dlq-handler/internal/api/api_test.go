@@ -189,7 +189,7 @@ func TestOriginal(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &server{cfg: Config{Registry: tt.registry, MaxHexBytes: 16}}
 			req := httptest.NewRequest("GET", "/", nil)
-			o := s.original(req, tt.rec, tt.id)
+			o := s.original(req.Context(), tt.rec, tt.id)
 			if o.Format != tt.wantFormat || o.Hex != tt.wantHex || o.Redacted != tt.wantRedacted || o.Truncated != tt.wantTrunc ||
 				(o.DecodeError != "") != tt.wantDecErr || o.Size != len(tt.rec.Value) {
 				t.Fatalf("got %+v", o)
