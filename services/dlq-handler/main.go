@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"regexp"
 	"time"
@@ -23,6 +24,7 @@ import (
 	protoavro "github.com/ecomstream/platform/proto/avro"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/api"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/console"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/ingest"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/monitor"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/retention"
@@ -168,12 +170,22 @@ type deps struct {
 // /healthz, /readyz and /metrics every service has (httpserver.New; /readyz
 // also checks schema_registry, added by service.Start, and kafka, added by
 // RunConsumer).
-// The API (internal/api) serves /v1/*.
+// The API (internal/api) serves /v1/*, the console (internal/console)
+// /console/, and / redirects to the console.
 func routes(srv *httpserver.Server, d deps) {
 	srv.AddCheck("postgres", d.store.Ping)
-	srv.Router.Handle("/v1/*", api.New(api.Config{Pool: d.pool, Auth: d.tokens, Registry: d.registry.Generic(), Log: d.log,
+	detail := api.Config{Pool: d.pool, Auth: d.tokens, Registry: d.registry.Generic(), Log: d.log,
 		TraceURLTemplate: d.traceURL,
-		Retention:        func(ctx context.Context) (any, error) { return d.retention.Purge(ctx, retention.TriggerAPI) }}))
+		Retention:        func(ctx context.Context) (any, error) { return d.retention.Purge(ctx, retention.TriggerAPI) }}
+	srv.Router.Handle("/v1/*", api.New(detail))
+	// Replay: nil until the replay engine is wired; the console then shows
+	// replay as unavailable.
+	ui := console.New(console.Config{Store: console.PGStore{Pool: d.pool}, Tokens: d.tokens, Detail: detail, Log: d.log})
+	srv.Router.Handle(console.Prefix, ui)
+	srv.Router.Handle(console.Prefix+"/*", ui)
+	srv.Router.Get("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, console.Prefix+"/", http.StatusSeeOther)
+	})
 }
 
 // connect opens the store's pool: every connection's search_path is the

@@ -310,3 +310,18 @@ func TestMounted(t *testing.T) {
 		}
 	}
 }
+
+// TestDescribeLeavesRecord: describing a record for an identity without the
+// PII right redacts the copy it returns, never the caller's record (the
+// console describes a record it also lists).
+func TestDescribeLeavesRecord(t *testing.T) {
+	msg := "no customer for ann@example.com"
+	rec := query.Record{DeadLetter: query.DeadLetter{ID: "dl", Message: msg, Reasons: []query.Reason{{Code: "X", Message: msg}}}}
+	d := Describe(context.Background(), Config{}, rec, auth.Identity{Name: "v", Role: auth.Viewer})
+	if strings.Contains(d.DeadLetter.Reasons[0].Message, "ann@example.com") || strings.Contains(d.DeadLetter.Message, "ann@example.com") {
+		t.Fatalf("not redacted: %+v", d.DeadLetter)
+	}
+	if rec.Reasons[0].Message != msg || rec.Message != msg {
+		t.Fatalf("the caller's record was changed: %+v", rec)
+	}
+}

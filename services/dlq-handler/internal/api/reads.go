@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -139,6 +140,7 @@ func Describe(ctx context.Context, cfg Config, rec query.Record, id auth.Identit
 
 func (s *server) describe(ctx context.Context, rec query.Record, id auth.Identity) Detail {
 	d := Detail{DeadLetter: rec.DeadLetter, Headers: []HeaderView{}}
+	d.DeadLetter.Reasons = slices.Clone(rec.Reasons) // redacted below; rec stays as it is
 	RedactMeta(&d.DeadLetter, id)
 	d.Original = s.original(ctx, rec, id)
 	if rec.Key != nil {
