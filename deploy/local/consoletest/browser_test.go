@@ -37,6 +37,11 @@ const chromiumPath = "/usr/bin/chromium"
 // operatorToken is the test's DLQ_OPERATOR_TOKEN.
 const operatorToken = "console-test-operator-token"
 
+// replayWired says whether this build's main passes the replay engine to
+// the console: false, the test wants replay shown as unavailable; true, it
+// replays a dead letter from the console and wants it replayed.
+const replayWired = false
+
 // letter is one dead letter the test produces.
 type letter struct {
 	stage, entity, rule, code, value string
@@ -88,6 +93,7 @@ func TestIntegrationConsoleBrowser(t *testing.T) {
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	topic, schema, group := "it-console-"+id+".ecom.dlq.v1", "dlq_console_"+id, "it-console-"+id
+	source := "it-console-" + id + ".ecom.test.v1" // the stages' input a replay goes back to
 
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
@@ -105,11 +111,11 @@ func TestIntegrationConsoleBrowser(t *testing.T) {
 	}
 	t.Cleanup(cl.Close)
 	adm := kadm.NewClient(cl)
-	if err := stream.EnsureTopics(ctx, adm, stream.Config{TopicPartitions: 2, TopicReplication: 1}, stream.TopicSpec{Name: topic}); err != nil {
+	if err := stream.EnsureTopics(ctx, adm, stream.Config{TopicPartitions: 2, TopicReplication: 1}, stream.TopicSpec{Name: topic}, stream.TopicSpec{Name: source}); err != nil {
 		t.Fatalf("kafka (KAFKA_BROKERS): %v", err)
 	}
 	t.Cleanup(func() {
-		_, _ = adm.DeleteTopics(context.Background(), topic)
+		_, _ = adm.DeleteTopics(context.Background(), topic, source)
 		_, _ = adm.DeleteGroup(context.Background(), group)
 	})
 
@@ -147,14 +153,14 @@ func TestIntegrationConsoleBrowser(t *testing.T) {
 	ids := make([]string, len(letters))
 	var recs []*kgo.Record
 	for i, l := range letters {
-		ids[i] = fmt.Sprintf("%s:ecom.test.v1:0:%d", l.stage, i)
+		ids[i] = fmt.Sprintf("%s:%s:0:%d", l.stage, source, i)
 		entity, trace := l.entity, fmt.Sprintf("%032x", i+1)
 		reason := events.Reason{Code: l.code, Message: fmt.Sprintf("%s failed on record %d", cmp.Or(l.rule, l.code), i)}
 		if l.rule != "" {
 			rule := l.rule
 			reason.RuleID = &rule
 		}
-		v, err := codec.Encode(&events.DeadLetter{DeadLetterID: ids[i], Stage: l.stage, Entity: &entity, SourceTopic: "ecom.test.v1",
+		v, err := codec.Encode(&events.DeadLetter{DeadLetterID: ids[i], Stage: l.stage, Entity: &entity, SourceTopic: source,
 			SourceOffset: int64(i), SourceTimestamp: now.Add(-time.Duration(len(letters)-i) * time.Minute), OriginalValue: []byte(l.value),
 			OriginalHeaders: []events.Header{{Key: "source", Value: []byte("consoletest")}}, Reasons: []events.Reason{reason},
 			Attempt: 1, TraceID: &trace, FailedAt: now.Add(-time.Duration(len(letters)-i) * time.Minute)})
@@ -221,8 +227,10 @@ func TestIntegrationConsoleBrowser(t *testing.T) {
 	if got := br.eval(`document.querySelector("#trace-link").href`); got != "http://127.0.0.1:16686/trace/"+fmt.Sprintf("%032x", 1) {
 		t.Errorf("trace link = %q", got)
 	}
-	if got := br.text("#replay-unavailable"); !strings.Contains(got, "unavailable") {
-		t.Errorf("replay note = %q, want replay shown as unavailable", got)
+	if !replayWired {
+		if got := br.text("#replay-unavailable"); !strings.Contains(got, "unavailable") {
+			t.Errorf("replay note = %q, want replay shown as unavailable", got)
+		}
 	}
 	br.shot("4-detail")
 
@@ -251,6 +259,36 @@ func TestIntegrationConsoleBrowser(t *testing.T) {
 	}
 	if n := count("SELECT count(*) FROM $schema.audit_log WHERE action = 'discard' AND actor = 'operator'"); n != 1 {
 		t.Errorf("%d discard audit rows, want 1", n)
+	}
+
+	if replayWired {
+		// Replay the other one of the rule: one affected, a job, and its state.
+		br.do("open "+ids[1], chromedp.Navigate(base+"/console/dead-letters/"+ids[1]), chromedp.WaitVisible(chromedp.CSS("#replay")))
+		br.follow("#replay", "#affected")
+		if got := br.eval(`document.querySelector("#affected").dataset.matched`); got != "1" {
+			t.Fatalf("the replay confirmation counts %s, want 1", got)
+		}
+		br.shot("7a-confirm-replay")
+		br.follow("#confirm", "#done")
+		if got := br.eval(`document.querySelector("#done").dataset.done`); got != "1" {
+			t.Fatalf("planned %s for replay, want 1", got)
+		}
+		br.shot("7b-replayed")
+		br.follow("#job-link", "#job-state")
+		br.shot("7c-replay-job")
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			br.do("open "+ids[1], chromedp.Navigate(base+"/console/dead-letters/"+ids[1]), chromedp.WaitVisible(chromedp.CSS("#state")))
+			if got := br.text("#state"); got != "new" {
+				if got != "replayed" && got != "resolved" {
+					t.Fatalf("state after the replay = %q", got)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("still new 30s after the replay")
+			}
+		}
+		br.shot("7d-detail-replayed")
 	}
 
 	// Personal data: the operator token has no pii right.
