@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"regexp"
 	"time"
@@ -24,6 +25,7 @@ import (
 	protoavro "github.com/ecomstream/platform/proto/avro"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/api"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/console"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/ingest"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/monitor"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/replay"
@@ -186,15 +188,24 @@ type deps struct {
 // /healthz, /readyz and /metrics every service has (httpserver.New; /readyz
 // also checks schema_registry, added by service.Start, and kafka, added by
 // RunConsumer).
-// The API (internal/api) serves /v1/*.
+// The API (internal/api) serves /v1/*, the console (internal/console)
+// /console/, and / redirects to the console.
 func routes(srv *httpserver.Server, d deps) {
 	srv.AddCheck("postgres", d.store.Ping)
-	cfg := api.Config{Pool: d.pool, Auth: d.tokens, Registry: d.registry.Generic(), Log: d.log, TraceURLTemplate: d.traceURL,
-		Retention: func(ctx context.Context) (any, error) { return d.retention.Purge(ctx, retention.TriggerAPI) }}
-	if d.replay != nil {
-		cfg.Replay = d.replay
+	detail := api.Config{Pool: d.pool, Auth: d.tokens, Registry: d.registry.Generic(), Log: d.log,
+		TraceURLTemplate: d.traceURL,
+		Retention:        func(ctx context.Context) (any, error) { return d.retention.Purge(ctx, retention.TriggerAPI) }}
+	ccfg := console.Config{Store: console.PGStore{Pool: d.pool}, Tokens: d.tokens, Detail: detail, Log: d.log}
+	if d.replay != nil { // nil: the API answers 503 and the console shows replay as unavailable
+		detail.Replay, ccfg.Replay = d.replay, d.replay
 	}
-	srv.Router.Handle("/v1/*", api.New(cfg))
+	srv.Router.Handle("/v1/*", api.New(detail))
+	ui := console.New(ccfg)
+	srv.Router.Handle(console.Prefix, ui)
+	srv.Router.Handle(console.Prefix+"/*", ui)
+	srv.Router.Get("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, console.Prefix+"/", http.StatusSeeOther)
+	})
 }
 
 // connect opens the store's pool: every connection's search_path is the

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/query"
@@ -83,19 +84,30 @@ func (s *server) discard(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req, false) {
 		return
 	}
-	if err := req.validate(); err != nil {
+	res, err := Discard(r.Context(), s.cfg.Pool, identity(r), req)
+	if err != nil {
 		s.fail(w, r, "discard", err)
 		return
 	}
-	id := identity(r)
-	ctx := r.Context()
+	writeJSON(w, http.StatusOK, res)
+}
+
+// Discard validates req (a *query.Error for a bad request) and discards
+// the dead letters it names as who, with the audit row, in one
+// transaction; a dry run only counts them. The API's POST
+// /v1/dead-letters/discard and the console both call it. pool's search_path
+// is the store's schema.
+func Discard(ctx context.Context, pool *pgxpool.Pool, who auth.Identity, req DiscardRequest) (DiscardResponse, error) {
+	if err := req.validate(); err != nil {
+		return DiscardResponse{}, err
+	}
 	var res DiscardResponse
-	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var err error
 		if req.Filter != nil {
-			res, err = discardFilter(ctx, tx, *req.Filter, req, id)
+			res, err = discardFilter(ctx, tx, *req.Filter, req, who)
 		} else {
-			res, err = discardIDs(ctx, tx, req, id)
+			res, err = discardIDs(ctx, tx, req, who)
 		}
 		if err != nil || req.DryRun {
 			return err
@@ -104,17 +116,16 @@ func (s *server) discard(w http.ResponseWriter, r *http.Request) {
 		if req.Filter != nil {
 			target = map[string]any{"filter": req.Filter}
 		}
-		aid, err := insertAudit(ctx, tx, id, "discard", target, map[string]any{
+		aid, err := insertAudit(ctx, tx, who, "discard", target, map[string]any{
 			"reason": req.Reason, "discarded": res.Discarded, "skipped": res.Skipped, "not_found": len(res.NotFound)})
 		res.AuditID = &aid
 		return err
 	})
 	if err != nil {
-		s.fail(w, r, "discard", err)
-		return
+		return DiscardResponse{}, err
 	}
 	res.DryRun = req.DryRun
-	writeJSON(w, http.StatusOK, res)
+	return res, nil
 }
 
 func discardFilter(ctx context.Context, tx pgx.Tx, f query.Filter, req DiscardRequest, id auth.Identity) (DiscardResponse, error) {

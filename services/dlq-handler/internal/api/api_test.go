@@ -189,7 +189,7 @@ func TestOriginal(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &server{cfg: Config{Registry: tt.registry, MaxHexBytes: 16}}
 			req := httptest.NewRequest("GET", "/", nil)
-			o := s.original(req, tt.rec, tt.id)
+			o := s.original(req.Context(), tt.rec, tt.id)
 			if o.Format != tt.wantFormat || o.Hex != tt.wantHex || o.Redacted != tt.wantRedacted || o.Truncated != tt.wantTrunc ||
 				(o.DecodeError != "") != tt.wantDecErr || o.Size != len(tt.rec.Value) {
 				t.Fatalf("got %+v", o)
@@ -308,5 +308,20 @@ func TestMounted(t *testing.T) {
 		if rec := do(outer, tt.method, tt.path, tt.token, "", ""); rec.Code != tt.want {
 			t.Errorf("%s %s: %d, want %d (%s)", tt.method, tt.path, rec.Code, tt.want, rec.Body)
 		}
+	}
+}
+
+// TestDescribeLeavesRecord: describing a record for an identity without the
+// PII right redacts the copy it returns, never the caller's record (the
+// console describes a record it also lists).
+func TestDescribeLeavesRecord(t *testing.T) {
+	msg := "no customer for ann@example.com"
+	rec := query.Record{DeadLetter: query.DeadLetter{ID: "dl", Message: msg, Reasons: []query.Reason{{Code: "X", Message: msg}}}}
+	d := Describe(context.Background(), Config{}, rec, auth.Identity{Name: "v", Role: auth.Viewer})
+	if strings.Contains(d.DeadLetter.Reasons[0].Message, "ann@example.com") || strings.Contains(d.DeadLetter.Message, "ann@example.com") {
+		t.Fatalf("not redacted: %+v", d.DeadLetter)
+	}
+	if rec.Reasons[0].Message != msg || rec.Message != msg {
+		t.Fatalf("the caller's record was changed: %+v", rec)
 	}
 }

@@ -2,11 +2,13 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -31,7 +33,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "list", err)
 		return
 	}
-	if err := searchAllowed(f, identity(r)); err != nil {
+	if err := SearchAllowed(f, identity(r)); err != nil {
 		s.fail(w, r, "list", err)
 		return
 	}
@@ -42,23 +44,23 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	id := identity(r)
 	for i := range res.Items {
-		redactMeta(&res.Items[i], id)
+		RedactMeta(&res.Items[i], id)
 	}
 	writeJSON(w, http.StatusOK, res)
 }
 
-// searchAllowed refuses a search for an email address to a caller without
+// SearchAllowed refuses a search for an email address to a caller without
 // the PII right: the answer would confirm the address is in the store.
-func searchAllowed(f query.Filter, id auth.Identity) error {
+func SearchAllowed(f query.Filter, id auth.Identity) error {
 	if !id.PII && redact.HasEmail(f.Q) {
 		return &query.Error{Param: "q", Msg: "searching for an email address needs the pii right"}
 	}
 	return nil
 }
 
-// redactMeta hides the email-like substrings of the messages from callers
+// RedactMeta hides the email-like substrings of the messages from callers
 // without the PII right.
-func redactMeta(d *query.DeadLetter, id auth.Identity) {
+func RedactMeta(d *query.DeadLetter, id auth.Identity) {
 	if id.PII {
 		return
 	}
@@ -121,10 +123,26 @@ func (s *server) get(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "get", err)
 		return
 	}
-	id := identity(r)
+	writeJSON(w, http.StatusOK, s.describe(r.Context(), rec, identity(r)))
+}
+
+// Describe is rec as GET /v1/dead-letters/{id} shows it to id: the
+// original decoded (cfg.Registry, cfg.MaxHexBytes) and redacted for an
+// identity without the PII right, the trace link from
+// cfg.TraceURLTemplate. The console shows the same.
+func Describe(ctx context.Context, cfg Config, rec query.Record, id auth.Identity) Detail {
+	if cfg.MaxHexBytes <= 0 {
+		cfg.MaxHexBytes = DefaultMaxHexBytes
+	}
+	s := &server{cfg: cfg}
+	return s.describe(ctx, rec, id)
+}
+
+func (s *server) describe(ctx context.Context, rec query.Record, id auth.Identity) Detail {
 	d := Detail{DeadLetter: rec.DeadLetter, Headers: []HeaderView{}}
-	redactMeta(&d.DeadLetter, id)
-	d.Original = s.original(r, rec, id)
+	d.DeadLetter.Reasons = slices.Clone(rec.Reasons) // redacted below; rec stays as it is
+	RedactMeta(&d.DeadLetter, id)
+	d.Original = s.original(ctx, rec, id)
 	if rec.Key != nil {
 		k := s.bytesView(rec.Key, rec.PII, id)
 		d.Key = &k
@@ -135,12 +153,12 @@ func (s *server) get(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.TraceURLTemplate != "" && rec.TraceID != nil && *rec.TraceID != "" {
 		d.TraceURL = strings.ReplaceAll(s.cfg.TraceURLTemplate, "{trace_id}", url.PathEscape(*rec.TraceID))
 	}
-	writeJSON(w, http.StatusOK, d)
+	return d
 }
 
 // original renders rec's value: Avro through the registry, else JSON, else
 // hex; redacted for callers without the PII right.
-func (s *server) original(r *http.Request, rec query.Record, id auth.Identity) Original {
+func (s *server) original(ctx context.Context, rec query.Record, id auth.Identity) Original {
 	o := Original{Size: len(rec.Value)}
 	switch {
 	case rec.Value == nil && rec.PIIPurgedAt != nil:
@@ -156,7 +174,7 @@ func (s *server) original(r *http.Request, rec query.Record, id auth.Identity) O
 		o.SchemaID = &sid
 		if s.cfg.Registry == nil {
 			o.DecodeError = "no schema registry configured"
-		} else if _, v, err := s.cfg.Registry.Decode(r.Context(), rec.Value); err != nil {
+		} else if _, v, err := s.cfg.Registry.Decode(ctx, rec.Value); err != nil {
 			o.DecodeError = err.Error()
 		} else if decoded, err = normalise(v); err != nil {
 			o.DecodeError = "the decoded value has no JSON form: " + err.Error()
@@ -239,7 +257,7 @@ func printable(b []byte) bool {
 func (s *server) stats(w http.ResponseWriter, r *http.Request) {
 	req, err := query.ParseStats(r.URL.Query())
 	if err == nil {
-		err = searchAllowed(req.Filter, identity(r))
+		err = SearchAllowed(req.Filter, identity(r))
 	}
 	if err != nil {
 		s.fail(w, r, "stats", err)

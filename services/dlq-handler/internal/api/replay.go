@@ -54,7 +54,7 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request) {
 	}
 	id := identity(r)
 	if req.Filter != nil {
-		if err := searchAllowed(*req.Filter, id); err != nil {
+		if err := SearchAllowed(*req.Filter, id); err != nil {
 			s.fail(w, r, "replay", err)
 			return
 		}
