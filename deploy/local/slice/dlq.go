@@ -263,8 +263,18 @@ type DeadLetter struct {
 	FailedAt        time.Time `json:"failed_at"`
 	ReplayOf        *string   `json:"replay_of"`
 	State           string    `json:"state"`
-	// Original is the decoded original (GET /v1/dead-letters/{id} only).
-	Original json.RawMessage `json:"original,omitempty"`
+}
+
+// DeadLetterDetail is GET /v1/dead-letters/{id}'s answer: the dead letter
+// and its original shown for reading.
+type DeadLetterDetail struct {
+	DeadLetter DeadLetter `json:"dead_letter"`
+	Original   struct {
+		Format  string          `json:"format"` // avro, json, hex, empty, purged, hidden
+		Size    int             `json:"size"`
+		Decoded json.RawMessage `json:"decoded,omitempty"`
+		Hex     string          `json:"hex,omitempty"`
+	} `json:"original"`
 }
 
 // Reason is one reason of a dead letter.
@@ -344,9 +354,9 @@ func (d *DLQ) List(ctx context.Context, filter url.Values) ([]DeadLetter, error)
 	}
 }
 
-// Get returns one dead letter with its decoded original.
-func (d *DLQ) Get(ctx context.Context, id string) (DeadLetter, error) {
-	var dl DeadLetter
+// Get returns one dead letter with its original shown for reading.
+func (d *DLQ) Get(ctx context.Context, id string) (DeadLetterDetail, error) {
+	var dl DeadLetterDetail
 	err := d.do(ctx, d.ViewerToken, http.MethodGet, "/v1/dead-letters/"+url.PathEscape(id), nil, &dl)
 	return dl, err
 }

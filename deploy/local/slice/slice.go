@@ -285,6 +285,22 @@ func (s *Slice) StartOne(ctx context.Context, name string) error {
 	return p.WaitReady(ctx, 60*time.Second)
 }
 
+// Restart stops one service gracefully and starts it again with env added
+// to its environment (a later KEY=VALUE wins over an earlier one): a
+// changed setting, such as a relaxed validator rule. It waits until the
+// service is ready.
+func (s *Slice) Restart(ctx context.Context, name string, env ...string) error {
+	p, ok := s.Procs[name]
+	if !ok {
+		return fmt.Errorf("slice: no process %s", name)
+	}
+	if err := p.Stop(30 * time.Second); err != nil {
+		return fmt.Errorf("slice: stop %s: %w", name, err)
+	}
+	p.Env = append(p.Env, env...)
+	return s.StartOne(ctx, name)
+}
+
 // Stop stops every service gracefully, upstream first (Names' order): the
 // storefront before ingest-orders, so no webhook is posted to a receiver
 // that is gone, and each service before the ones reading its output.
