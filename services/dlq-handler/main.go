@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
 	"github.com/ecomstream/platform/pkg/config"
@@ -25,6 +26,7 @@ import (
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/ingest"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/monitor"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/replay"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/retention"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/store"
 )
@@ -51,6 +53,7 @@ type Config struct {
 	TraceURL      string        `env:"DLQ_TRACE_URL_TEMPLATE" default:"" usage:"link to a dead letter's trace, {trace_id} replaced, e.g. http://127.0.0.1:16686/trace/{trace_id} (Jaeger); empty = no link"`
 	Retention     retention.Config
 	Auth          auth.Config
+	Replay        replay.Config
 }
 
 // entityRE is what a DLQ_PII_ENTITIES item may be (an entity name).
@@ -143,14 +146,28 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	if !tokens.Configured() {
 		rt.Log.WarnContext(ctx, "no API token configured (DLQ_TOKENS_FILE, DLQ_OPERATOR_TOKEN, DLQ_VIEWER_TOKEN): dead letters are stored, but the API refuses every request")
 	}
-	routes(rt.HTTP, deps{pool: pool, store: st, registry: rt.Registry, retention: ret, log: rt.Log, tokens: tokens, traceURL: cfg.TraceURL})
+	kopts, err := cfg.Kafka.ClientOpts(name)
+	if err != nil {
+		return err
+	}
+	rk, err := replay.NewKafka(append(kopts, kgo.WithLogger(stream.Logger(rt.Log))))
+	if err != nil {
+		return err
+	}
+	defer rk.Close()
+	rep, err := replay.New(cfg.Replay, replay.Deps{Pool: pool, Kafka: rk, DLQ: replay.DLQ{Topic: cfg.Topic, Group: cfg.ConsumerGroup},
+		Meter: rt.Tel.Meter, Log: rt.Log})
+	if err != nil {
+		return err
+	}
+	routes(rt.HTTP, deps{pool: pool, store: st, registry: rt.Registry, retention: ret, log: rt.Log, tokens: tokens, traceURL: cfg.TraceURL, replay: rep})
 	// The dead-letter topic as the stages create it (long retention), under
 	// this service's name for it.
 	dlq := stream.DeadLetterTopic(cfg.Kafka)
 	dlq.Name = cfg.Topic
 	return rt.RunConsumer(ctx, service.Consumer{Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, LagInterval: cfg.LagInterval,
 		Admin: consumer.Admin(), Ping: consumer.Ping, Run: consumer.Run, Topics: []stream.TopicSpec{dlq},
-		Parts: []func(context.Context) error{ret.Run, mon.Run}})
+		Parts: []func(context.Context) error{ret.Run, mon.Run, rep.Run}})
 }
 
 // deps are what the HTTP routes are built from.
@@ -162,6 +179,7 @@ type deps struct {
 	log       *slog.Logger
 	tokens    *auth.Tokens
 	traceURL  string
+	replay    *replay.Service
 }
 
 // routes mounts dlq-handler's own HTTP surface on srv, beside the
@@ -171,9 +189,12 @@ type deps struct {
 // The API (internal/api) serves /v1/*.
 func routes(srv *httpserver.Server, d deps) {
 	srv.AddCheck("postgres", d.store.Ping)
-	srv.Router.Handle("/v1/*", api.New(api.Config{Pool: d.pool, Auth: d.tokens, Registry: d.registry.Generic(), Log: d.log,
-		TraceURLTemplate: d.traceURL,
-		Retention:        func(ctx context.Context) (any, error) { return d.retention.Purge(ctx, retention.TriggerAPI) }}))
+	cfg := api.Config{Pool: d.pool, Auth: d.tokens, Registry: d.registry.Generic(), Log: d.log, TraceURLTemplate: d.traceURL,
+		Retention: func(ctx context.Context) (any, error) { return d.retention.Purge(ctx, retention.TriggerAPI) }}
+	if d.replay != nil {
+		cfg.Replay = d.replay
+	}
+	srv.Router.Handle("/v1/*", api.New(cfg))
 }
 
 // connect opens the store's pool: every connection's search_path is the

@@ -1,6 +1,6 @@
 // Package api is dlq-handler's HTTP API (JSON, under /v1): list, count and
-// inspect dead letters, discard them, read the audit log and run the
-// retention on demand. Every route takes a bearer token (internal/auth);
+// inspect dead letters, replay and discard them, follow replay jobs, read
+// the audit log and run the retention on demand. Every route takes a bearer token (internal/auth);
 // reads need the viewer role, actions the operator role, and personal data
 // is redacted for identities without the PII right (internal/redact).
 // proto/openapi/dlq.v1.yaml documents it.
@@ -44,6 +44,7 @@ type Config struct {
 	Registry  Decoder // decodes Avro originals; nil = shown as hex
 	Log       *slog.Logger
 	Retention func(ctx context.Context) (any, error) // POST /v1/retention; nil = 503
+	Replay    Replayer                               // POST /v1/dead-letters/replay, GET /v1/replay-jobs[/{id}]; nil = 503
 	Now       func() time.Time
 	// TraceURLTemplate (DLQ_TRACE_URL_TEMPLATE) makes a dead letter's
 	// trace link: {trace_id} is replaced; "" = no link.
@@ -123,11 +124,14 @@ func New(cfg Config) http.Handler {
 			r.Get(DeadLettersPath+"/{id}", s.get)
 			r.Get(StatsPath, s.stats)
 			r.Get(AuditPath, s.audit)
+			r.Get(ReplayJobsPath, s.replayJobs)
+			r.Get(ReplayJobsPath+"/{id}", s.replayJob)
 		})
 		r.Group(func(r chi.Router) {
 			r.Use(auth.Require(auth.Operator))
 			r.Post(DiscardPath, s.discard)
 			r.Post(RetentionPath, s.retention)
+			r.Post(ReplayPath, s.replay)
 		})
 	})
 	return r

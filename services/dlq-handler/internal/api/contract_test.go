@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/ecomstream/platform/services/dlq-handler/internal/query"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/replay"
 )
 
 // TestOpenAPIMatches keeps proto/openapi/dlq.v1.yaml and the code in step:
@@ -59,6 +60,12 @@ func TestOpenAPIMatches(t *testing.T) {
 		{"RetentionResponse", list("\n    RetentionResponse:\n", "required: "), requiredKeys(RetentionResponse{})},
 		{"Filter", propertyKeys(t, spec, "\n    Filter:\n"), allKeys(query.Filter{})},
 		{"DiscardRequest", propertyKeys(t, spec, "\n    DiscardRequest:\n"), allKeys(DiscardRequest{})},
+		{"ReplayRequest", propertyKeys(t, spec, "\n    ReplayRequest:\n"), allKeys(replay.Request{})},
+		{"ReplayResult", list("\n    ReplayResult:\n", "required: "), requiredKeys(replay.Result{})},
+		{"ReplayResult properties", propertyKeys(t, spec, "\n    ReplayResult:\n"), allKeys(replay.Result{})},
+		{"ReplayJob", list("\n    ReplayJob:\n", "required: "), requiredKeys(replay.Job{})},
+		{"ReplayJob properties", propertyKeys(t, spec, "\n    ReplayJob:\n"), allKeys(replay.Job{})},
+		{"ReplayJobList", list("\n    ReplayJobList:\n", "required: "), requiredKeys(JobList{})},
 		{"State", list("\n    State:\n", "enum: "), query.States},
 	}
 	for _, tt := range tests {

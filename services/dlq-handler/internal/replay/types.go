@@ -46,14 +46,26 @@ type Result struct {
 	Skipped    int       `json:"skipped"`
 	SkippedIDs []Skipped `json:"skipped_ids,omitempty"`
 	NotFound   []string  `json:"not_found,omitempty"`
-	JobID      string    `json:"job_id,omitempty"`
-	AuditID    *int64    `json:"audit_id,omitempty"`
+	// Unreplayable counts the dead letters in a replayable state that
+	// cannot be replayed (a purged pii original, an HTTP source without a
+	// DLQ_REPLAY_TOPICS target, an undecodable record); Refused lists the
+	// first MaxRefused with why. They are left as they are.
+	Unreplayable int       `json:"unreplayable,omitempty"`
+	Refused      []Refused `json:"refused,omitempty"`
+	JobID        string    `json:"job_id,omitempty"`
+	AuditID      *int64    `json:"audit_id,omitempty"`
 }
 
 // Skipped is a listed dead letter a replay left alone.
 type Skipped struct {
 	ID    string `json:"dead_letter_id"`
 	State string `json:"state"`
+}
+
+// Refused is a dead letter a replay cannot send, and why.
+type Refused struct {
+	ID     string `json:"dead_letter_id"`
+	Reason string `json:"reason"`
 }
 
 // Job is a replay job as GET /v1/replay-jobs/{id} shows it (a row of

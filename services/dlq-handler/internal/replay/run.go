@@ -1,0 +1,360 @@
+package replay
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ecomstream/platform/pkg/stream"
+)
+
+// Timings of Run.
+var (
+	lockRetry = 2 * time.Second        // a standby replica tries the lock this often
+	idlePoll  = 500 * time.Millisecond // the leader looks for rows planned by other replicas this often
+	errPause  = time.Second            // after a failed round
+)
+
+// lockSQL takes the sender's advisory lock, one per store schema: only
+// the replica holding it sends and resolves.
+const lockSQL = "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.dlq-replay-sender'))"
+
+// Run sends the outbox and settles outcomes until ctx ends. Only one
+// replica does it at a time: Run holds a session advisory lock on a
+// connection of its own and does all its work on that connection, so a
+// lost connection (and with it the lock, which another replica may then
+// take) also stops this one's work. A standby retries the lock every
+// lockRetry. Errors of a round are logged and the round retried.
+func (s *Service) Run(ctx context.Context) error {
+	if s.kafka == nil {
+		return errors.New("replay: Run needs a Kafka cluster (Deps.Kafka)")
+	}
+	for {
+		err := s.lead(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		pause := lockRetry
+		if err != nil {
+			s.log.WarnContext(ctx, "replay sender stopped; retrying", "err", err)
+			pause = errPause
+		}
+		if sleep(ctx, pause) != nil {
+			return nil
+		}
+	}
+}
+
+// lead takes the lock and, holding it, sends and resolves; it returns nil
+// at once when another replica holds the lock.
+func (s *Service) lead(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire a connection: %w", err)
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, lockSQL).Scan(&got); err != nil {
+		conn.Release()
+		return fmt.Errorf("advisory lock: %w", err)
+	}
+	if !got {
+		conn.Release()
+		return nil
+	}
+	// Closing the connection releases the lock; it is never handed back to
+	// the pool holding it.
+	defer func() { _ = conn.Conn().Close(context.WithoutCancel(ctx)); conn.Release() }()
+	s.log.InfoContext(ctx, "replay sender leads (advisory lock taken): sending what is recorded and unsent")
+	l := &leader{s: s, conn: conn, buckets: map[string]*bucket{}}
+	nextResolve := time.Now()
+	for {
+		sent, err := l.sendBatch(ctx)
+		if err != nil {
+			return err
+		}
+		if !time.Now().Before(nextResolve) {
+			if err := l.resolve(ctx); err != nil {
+				s.log.WarnContext(ctx, "replay resolver round failed", "err", err)
+			}
+			nextResolve = time.Now().Add(s.cfg.ResolveInterval)
+		}
+		if sent > 0 {
+			continue
+		}
+		wait := min(idlePoll, time.Until(nextResolve))
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-s.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+type leader struct {
+	s       *Service
+	conn    *pgxpool.Conn
+	buckets map[string]*bucket // by job
+}
+
+// outRow is a recorded, unsent replay.
+type outRow struct {
+	id      string
+	attempt int32
+	job     *string
+	topic   string
+	key     []byte
+	value   []byte
+	headers []byte
+	purged  bool
+	rate    float64
+}
+
+// batchSize is how many unsent rows one query reads.
+const batchSize = 500
+
+// sendBatch sends up to batchSize unsent rows, in the order recorded, and
+// returns how many it took.
+func (l *leader) sendBatch(ctx context.Context) (int, error) {
+	s := l.s
+	rows, err := l.conn.Query(ctx, `SELECT r.dead_letter_id, r.attempt, r.job_id, r.target_topic, d.original_key, d.original_value,
+		d.original_headers, d.pii_purged_at IS NOT NULL, coalesce(j.rate_limit, $1)
+		FROM replays r JOIN dead_letters d USING (dead_letter_id) LEFT JOIN replay_jobs j USING (job_id)
+		WHERE r.sent_at IS NULL ORDER BY r.requested_at, r.job_id, r.dead_letter_id LIMIT $2`, s.cfg.Rate, batchSize)
+	if err != nil {
+		return 0, fmt.Errorf("read the outbox: %w", err)
+	}
+	var out []outRow
+	var r outRow
+	_, err = pgx.ForEachRow(rows, []any{&r.id, &r.attempt, &r.job, &r.topic, &r.key, &r.value, &r.headers, &r.purged, &r.rate}, func() error {
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read the outbox: %w", err)
+	}
+	var inflight []*flight
+	flushMark := func() error {
+		if len(inflight) == 0 {
+			return nil
+		}
+		err := l.flushAndMark(ctx, inflight)
+		inflight = inflight[:0]
+		return err
+	}
+	// At the end (ctx cancelled) what was produced is still marked.
+	defer func() {
+		if len(inflight) > 0 {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_ = l.flushAndMark(ctx, inflight)
+		}
+	}()
+	for _, r := range out {
+		if r.purged {
+			if err := flushMark(); err != nil {
+				return 0, err
+			}
+			if err := l.withdraw(ctx, r, "its original was purged by the pii retention before it was sent"); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		rec, err := Record(r.topic, r.key, r.value, r.headers, r.id, r.attempt)
+		if err != nil {
+			if err := flushMark(); err != nil {
+				return 0, err
+			}
+			if err := l.withdraw(ctx, r, err.Error()); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		b := l.bucket(r)
+		if b.wouldWait(time.Now()) {
+			// Mark what is produced before waiting: at a slow rate, at most
+			// the one in flight is unmarked.
+			if err := flushMark(); err != nil {
+				return 0, err
+			}
+		}
+		if err := sleep(ctx, b.reserve(time.Now())); err != nil {
+			return 0, nil
+		}
+		f := &flight{row: r, done: make(chan struct{})}
+		s.kafka.Produce(ctx, rec, func(got *kgo.Record, err error) {
+			f.rec, f.err = got, err
+			close(f.done)
+		})
+		inflight = append(inflight, f)
+		if len(inflight) >= s.cfg.InFlight {
+			if err := flushMark(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if err := flushMark(); err != nil {
+		return 0, err
+	}
+	return len(out), nil
+}
+
+func (l *leader) bucket(r outRow) *bucket {
+	key := ""
+	if r.job != nil {
+		key = *r.job
+	}
+	b, ok := l.buckets[key]
+	if !ok || b.rate != r.rate {
+		b = newBucket(r.rate, time.Now())
+		l.buckets[key] = b
+	}
+	return b
+}
+
+// flight is a produced record awaiting its ack.
+type flight struct {
+	row  outRow
+	rec  *kgo.Record
+	err  error
+	done chan struct{}
+}
+
+// flushAndMark waits for the acks and marks the sent rows in one
+// transaction; a record the cluster refuses for good is withdrawn, one
+// that failed otherwise (the brokers are away) stays unsent and the round
+// fails (retried).
+func (l *leader) flushAndMark(ctx context.Context, fs []*flight) error {
+	_ = l.s.kafka.Flush(ctx)
+	for _, f := range fs {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var sent []*flight
+	var firstErr error
+	for _, f := range fs {
+		switch {
+		case f.err == nil:
+			sent = append(sent, f)
+		case permanent(f.err):
+			if err := l.withdraw(ctx, f.row, fmt.Sprintf("topic %s refused it: %v", f.row.topic, f.err)); err != nil {
+				return err
+			}
+		case firstErr == nil:
+			firstErr = fmt.Errorf("produce %s to %s: %w", f.row.id, f.row.topic, f.err)
+		}
+	}
+	if len(sent) > 0 {
+		if err := l.mark(ctx, sent); err != nil {
+			return err
+		}
+	}
+	return firstErr
+}
+
+// permanent reports whether a produce error repeats on retry.
+func permanent(err error) bool {
+	return errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.MessageTooLarge) ||
+		errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.TopicAuthorizationFailed) ||
+		errors.Is(err, kerr.InvalidTopicException) || errors.Is(err, kerr.InvalidRecord)
+}
+
+func (l *leader) mark(ctx context.Context, fs []*flight) error {
+	jobs := map[string]int{}
+	err := pgx.BeginFunc(ctx, l.conn, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, f := range fs {
+			b.Queue(`UPDATE replays SET sent_at = now(), target_partition = $3, target_offset = $4, outcome = 'sent'
+				WHERE dead_letter_id = $1 AND attempt = $2 AND sent_at IS NULL`, f.row.id, f.row.attempt, f.rec.Partition, f.rec.Offset)
+			if f.row.job != nil {
+				jobs[*f.row.job]++
+			}
+		}
+		for job, n := range jobs {
+			b.Queue(`UPDATE replay_jobs SET sent = sent + $2,
+				state = CASE WHEN state = 'running' AND sent + $2 >= total THEN (CASE WHEN error IS NULL THEN 'succeeded' ELSE 'failed' END) ELSE state END,
+				finished_at = CASE WHEN state = 'running' AND sent + $2 >= total THEN now() ELSE finished_at END
+				WHERE job_id = $1`, job, n)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("mark %d replays sent: %w", len(fs), err)
+	}
+	l.s.m.sent(ctx, len(fs))
+	return nil
+}
+
+// withdraw takes back a replay that cannot be sent: its row goes, the dead
+// letter is new again, and the job records why (and counts one less).
+func (l *leader) withdraw(ctx context.Context, r outRow, why string) error {
+	msg := fmt.Sprintf("%s (attempt %d) not replayed: %s", r.id, r.attempt, why)
+	l.s.log.WarnContext(ctx, "replay withdrawn", "dead_letter_id", r.id, "attempt", r.attempt, "reason", why)
+	err := pgx.BeginFunc(ctx, l.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DELETE FROM replays WHERE dead_letter_id = $1 AND attempt = $2 AND sent_at IS NULL", r.id, r.attempt); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "UPDATE dead_letters SET state = 'new', state_changed_at = now() WHERE dead_letter_id = $1 AND state = 'replayed'", r.id); err != nil {
+			return err
+		}
+		if r.job == nil {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `UPDATE replay_jobs SET total = total - 1,
+			error = left(coalesce(error || E'\n', '') || $2, $3),
+			state = CASE WHEN state = 'running' AND sent >= total - 1 THEN 'failed' ELSE state END,
+			finished_at = CASE WHEN state = 'running' AND sent >= total - 1 THEN now() ELSE finished_at END
+			WHERE job_id = $1`, *r.job, msg, maxError)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("withdraw the replay of %s: %w", r.id, err)
+	}
+	l.s.m.withdrawn(ctx)
+	return nil
+}
+
+// Record builds the replayed record: the original key, value and headers
+// (stored as [{"key", "value": base64}]) with ReplayOfHeader = id and
+// ReplayAttemptHeader = attempt, replacing headers of those names.
+func Record(topic string, key, value, headersJSON []byte, id string, attempt int32) (*kgo.Record, error) {
+	var hs []struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
+	}
+	if len(headersJSON) > 0 {
+		if err := json.Unmarshal(headersJSON, &hs); err != nil {
+			return nil, fmt.Errorf("its original headers cannot be read: %w", err)
+		}
+	}
+	rec := &kgo.Record{Topic: topic, Key: key, Value: value}
+	for _, h := range hs {
+		if h.Key == stream.ReplayOfHeader || h.Key == stream.ReplayAttemptHeader {
+			continue
+		}
+		v, err := base64.StdEncoding.DecodeString(h.Value)
+		if err != nil {
+			return nil, fmt.Errorf("its original header %q is not base64: %w", h.Key, err)
+		}
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: v})
+	}
+	rec.Headers = append(rec.Headers,
+		kgo.RecordHeader{Key: stream.ReplayOfHeader, Value: []byte(id)},
+		kgo.RecordHeader{Key: stream.ReplayAttemptHeader, Value: []byte(strconv.Itoa(int(attempt)))})
+	return rec, nil
+}
