@@ -57,7 +57,8 @@ type DLQ struct {
 	// OperatorToken and ViewerToken are DLQ_OPERATOR_TOKEN and DLQ_VIEWER_TOKEN.
 	OperatorToken, ViewerToken string
 
-	relay *dlqRelay
+	relay   *dlqRelay
+	relayed atomic.Int64
 }
 
 // DLQSchema names a prefix's dead-letter store schema: "dlq_" and the
@@ -107,7 +108,7 @@ func (s *Slice) DropDLQ(ctx context.Context) error {
 	if err := s.Procs["dlq-handler"].Stop(30 * time.Second); err != nil {
 		errs = append(errs, fmt.Errorf("stop dlq-handler: %w", err))
 	}
-	errs = append(errs, d.relay.stop())
+	errs = append(errs, d.stopRelay(ctx))
 	conn, err := pgx.Connect(ctx, d.DatabaseURL)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("slice: dlq database: %w", err))...)
@@ -120,14 +121,43 @@ func (s *Slice) DropDLQ(ctx context.Context) error {
 }
 
 // dlqRelay copies a slice's dead letters from the shared dead-letter topic
-// to the slice's own (see DLQOptions).
+// to the slice's own (see DLQOptions). One runs from Start to Stop; the
+// next Start runs a new one from where the topic ends then (the stages were
+// stopped in between, and Stop drained what they had written).
 type dlqRelay struct {
+	brokers []string
 	from    map[int32]kgo.Offset
 	cancel  context.CancelFunc
 	done    chan struct{}
 	err     error
-	relayed atomic.Int64
 	once    sync.Once
+	stopErr error
+
+	mu   sync.Mutex
+	next map[int32]int64 // per partition: every offset below was relayed or passed over
+}
+
+// drainTimeout bounds how long Stop waits for the relay to copy what the
+// stages wrote before they stopped.
+const drainTimeout = 15 * time.Second
+
+// endOffsets lists where the shared dead-letter topic ends now.
+func endOffsets(ctx context.Context, brokers []string) (map[int32]int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, deadletter.Topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("slice: end offsets of %s: %w", deadletter.Topic, err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out, nil
 }
 
 // prepareRelay notes where the shared topic ends now, before any stage of
@@ -136,31 +166,20 @@ func (s *Slice) prepareRelay(ctx context.Context) error {
 	if s.DLQ == nil || s.Opts.Prefix == "" || s.DLQ.relay != nil {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Opts.Brokers...))
+	ends, err := endOffsets(ctx, s.Opts.Brokers)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, deadletter.Topic)
-	if err != nil {
-		return fmt.Errorf("slice: end offsets of %s: %w", deadletter.Topic, err)
-	}
-	from := map[int32]kgo.Offset{}
-	var lerr error
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			lerr = o.Err
-		}
-		from[o.Partition] = kgo.NewOffset().At(o.Offset)
-	})
-	if lerr != nil {
-		return fmt.Errorf("slice: end offsets of %s: %w", deadletter.Topic, lerr)
-	}
+	r := &dlqRelay{brokers: s.Opts.Brokers, next: map[int32]int64{}}
 	// A topic that does not exist yet has no partitions: read it from the start.
-	if len(from) == 0 {
-		from = nil
+	if len(ends) > 0 {
+		r.from = map[int32]kgo.Offset{}
+		for p, o := range ends {
+			r.from[p] = kgo.NewOffset().At(o)
+			r.next[p] = o
+		}
 	}
-	s.DLQ.relay = &dlqRelay{from: from}
+	s.DLQ.relay = r
 	return nil
 }
 
@@ -182,23 +201,26 @@ func (s *Slice) startRelay(ctx context.Context) error {
 	if r.from != nil {
 		consume = kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{deadletter.Topic: r.from})
 	}
+	// Control records are kept (and passed over) so that the progress
+	// reaches the topic's end offsets, which count the transaction markers.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Opts.Brokers...), consume, kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(time.Millisecond), kgo.FetchMaxWait(200*time.Millisecond))
+		kgo.KeepControlRecords(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ProducerLinger(time.Millisecond), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		return err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel, r.done = cancel, make(chan struct{})
-	prefix, topic := s.Opts.Prefix, s.DLQ.Topic
+	prefix, topic, n := s.Opts.Prefix, s.DLQ.Topic, &s.DLQ.relayed
 	go func() {
 		defer close(r.done)
 		defer cl.Close()
-		r.err = relay(rctx, cl, codec, prefix, topic, &r.relayed)
+		r.err = r.run(rctx, cl, codec, prefix, topic, n)
 	}()
 	return nil
 }
 
-func relay(ctx context.Context, cl *kgo.Client, codec *avroserde.Codec, prefix, topic string, n *atomic.Int64) error {
+func (r *dlqRelay) run(ctx context.Context, cl *kgo.Client, codec *avroserde.Codec, prefix, topic string, n *atomic.Int64) error {
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -208,43 +230,93 @@ func relay(ctx context.Context, cl *kgo.Client, codec *avroserde.Codec, prefix, 
 			return fmt.Errorf("slice: dlq relay: fetch: %w", err)
 		}
 		var out []*kgo.Record
-		for _, r := range fs.Records() {
-			var dl events.DeadLetter
-			// Not a DeadLetter: nothing says whose it is, so it is not the slice's.
-			if _, err := codec.Decode(ctx, r.Value, &dl); err != nil || !strings.HasPrefix(dl.SourceTopic, prefix) {
+		next := map[int32]int64{}
+		for _, rec := range fs.Records() {
+			next[rec.Partition] = rec.Offset + 1
+			if rec.Attrs.IsControl() {
 				continue
 			}
-			out = append(out, &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp})
-		}
-		if len(out) == 0 {
-			continue
-		}
-		if err := cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
-			if ctx.Err() != nil {
-				return nil
+			var dl events.DeadLetter
+			// Not a DeadLetter: nothing says whose it is, so it is not the slice's.
+			if _, err := codec.Decode(ctx, rec.Value, &dl); err != nil || !strings.HasPrefix(dl.SourceTopic, prefix) {
+				continue
 			}
-			return fmt.Errorf("slice: dlq relay: produce: %w", err)
+			out = append(out, &kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Headers: rec.Headers, Timestamp: rec.Timestamp})
 		}
-		n.Add(int64(len(out)))
+		if len(out) > 0 {
+			if err := cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("slice: dlq relay: produce: %w", err)
+			}
+			n.Add(int64(len(out)))
+		}
+		r.mu.Lock()
+		for p, o := range next {
+			r.next[p] = max(r.next[p], o)
+		}
+		r.mu.Unlock()
 	}
 }
 
-// stop ends the relay and returns why it stopped early, if it did.
-func (r *dlqRelay) stop() error {
+// drained reports whether everything below ends was relayed or passed over.
+func (r *dlqRelay) drained(ends map[int32]int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p, end := range ends {
+		if r.next[p] < end {
+			return false
+		}
+	}
+	return true
+}
+
+// stop waits until the relay has copied what the shared topic holds now
+// (call it once the stages have stopped), then ends it; it returns why the
+// relay stopped early or could not drain, if it did.
+func (r *dlqRelay) stop(ctx context.Context) error {
 	if r == nil || r.done == nil {
 		return nil
 	}
-	r.once.Do(func() { r.cancel(); <-r.done })
-	return r.err
+	r.once.Do(func() {
+		defer func() { r.cancel(); <-r.done }()
+		ends, err := endOffsets(ctx, r.brokers)
+		if err != nil {
+			r.stopErr = err
+			return
+		}
+		deadline := time.Now().Add(drainTimeout)
+		for !r.drained(ends) {
+			select {
+			case <-r.done:
+				return // r.err says why
+			case <-ctx.Done():
+				r.stopErr = fmt.Errorf("slice: dlq relay: drain: %w", ctx.Err())
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				r.stopErr = fmt.Errorf("slice: dlq relay: not drained within %s", drainTimeout)
+				return
+			}
+		}
+	})
+	return errors.Join(r.err, r.stopErr)
 }
 
-// Relayed is how many dead letters the relay copied to the slice's topic.
-func (d *DLQ) Relayed() int64 {
-	if d.relay == nil {
-		return 0
+// stopRelay drains and ends the running relay; the next Start runs a new one.
+func (d *DLQ) stopRelay(ctx context.Context) error {
+	if d == nil || d.relay == nil {
+		return nil
 	}
-	return d.relay.relayed.Load()
+	err := d.relay.stop(ctx)
+	d.relay = nil
+	return err
 }
+
+// Relayed is how many dead letters the relays copied to the slice's topic.
+func (d *DLQ) Relayed() int64 { return d.relayed.Load() }
 
 // DeadLetter is one dead letter as dlq-handler's API lists it.
 type DeadLetter struct {

@@ -96,7 +96,8 @@ func TestDLQEnv(t *testing.T) {
 // TestDLQRelay: the relay copies the slice's dead letters (source topic
 // with its prefix) from where the shared topic ended at Start, with key,
 // value and headers, and nothing else: not other slices', not the stack's,
-// not records that are no DeadLetter, not what was there before.
+// not records that are no DeadLetter, not what was there before. Stopping
+// drains what the topic holds; the next start relays from its end then.
 func TestDLQRelay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -185,10 +186,43 @@ func TestDLQRelay(t *testing.T) {
 	if !slices.Equal(got, []string{"mine-1", "mine-2"}) {
 		t.Errorf("relayed %v, want [mine-1 mine-2]", got)
 	}
-	if err := s.DLQ.relay.stop(); err != nil {
+	// Stop drains: what reached the shared topic before is copied first.
+	send("mine-3", prefix+"ecom.events.v1")
+	if err := s.DLQ.stopRelay(ctx); err != nil {
 		t.Errorf("relay stopped with %v", err)
 	}
-	if n := s.DLQ.Relayed(); n != 2 {
-		t.Errorf("Relayed() = %d, want 2", n)
+	if n := s.DLQ.Relayed(); n != 3 {
+		t.Errorf("Relayed() = %d after the drain, want 3", n)
+	}
+	// The next Start relays from where the topic ends then.
+	send("between", prefix+"ecom.events.v1")
+	if err := s.prepareRelay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.startRelay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	send("mine-4", prefix+"ecom.events.v1")
+	for deadline := time.Now().Add(10 * time.Second); s.DLQ.Relayed() < 4 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.DLQ.stopRelay(ctx); err != nil {
+		t.Errorf("second relay stopped with %v", err)
+	}
+	var rest []string
+	pctx, pcancel = context.WithTimeout(ctx, 2*time.Second)
+	for len(rest) < 2 {
+		fs := cons.PollFetches(pctx)
+		if pctx.Err() != nil {
+			break
+		}
+		for _, rec := range fs.Records() {
+			rest = append(rest, strings.TrimPrefix(string(rec.Key), "k-"))
+		}
+	}
+	pcancel()
+	slices.Sort(rest)
+	if !slices.Equal(rest, []string{"mine-3", "mine-4"}) || s.DLQ.Relayed() != 4 {
+		t.Errorf("after the restart: relayed %v (%d in all), want [mine-3 mine-4] (4)", rest, s.DLQ.Relayed())
 	}
 }

@@ -308,8 +308,8 @@ func (s *Slice) Stop() error {
 	var errs []string
 	for _, name := range s.Names {
 		if name == "dlq-handler" {
-			// Every stage has stopped: nothing more to relay.
-			if err := s.DLQ.relay.stop(); err != nil {
+			// Every stage has stopped: relay what they wrote, then stop.
+			if err := s.DLQ.stopRelay(context.Background()); err != nil {
 				errs = append(errs, err.Error())
 			}
 		}
