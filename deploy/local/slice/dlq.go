@@ -59,6 +59,7 @@ type DLQ struct {
 
 	relay   *dlqRelay
 	relayed atomic.Int64
+	resume  map[int32]int64 // where the next relay starts: where the last one stopped
 }
 
 // DLQSchema names a prefix's dead-letter store schema: "dlq_" and the
@@ -122,8 +123,7 @@ func (s *Slice) DropDLQ(ctx context.Context) error {
 
 // dlqRelay copies a slice's dead letters from the shared dead-letter topic
 // to the slice's own (see DLQOptions). One runs from Start to Stop; the
-// next Start runs a new one from where the topic ends then (the stages were
-// stopped in between, and Stop drained what they had written).
+// next Start runs a new one from where it stopped.
 type dlqRelay struct {
 	brokers []string
 	from    map[int32]kgo.Offset
@@ -141,14 +141,21 @@ type dlqRelay struct {
 // stages wrote before they stopped.
 const drainTimeout = 15 * time.Second
 
-// endOffsets lists where the shared dead-letter topic ends now.
-func endOffsets(ctx context.Context, brokers []string) (map[int32]int64, error) {
+// endOffsets lists where the shared dead-letter topic ends now: its high
+// watermark, or with committed its last stable offset (what read_committed
+// can read: a transaction still open, another run's stage killed mid-batch,
+// holds it back).
+func endOffsets(ctx context.Context, brokers []string, committed bool) (map[int32]int64, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, deadletter.Topic)
+	list := kadm.NewClient(cl).ListEndOffsets
+	if committed {
+		list = kadm.NewClient(cl).ListCommittedOffsets
+	}
+	ends, err := list(ctx, deadletter.Topic)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -161,14 +168,18 @@ func endOffsets(ctx context.Context, brokers []string) (map[int32]int64, error) 
 }
 
 // prepareRelay notes where the shared topic ends now, before any stage of
-// the slice runs: every dead letter of the slice comes after.
+// the slice runs: every dead letter of the slice comes after. After a Stop
+// it resumes where the last relay stopped.
 func (s *Slice) prepareRelay(ctx context.Context) error {
 	if s.DLQ == nil || s.Opts.Prefix == "" || s.DLQ.relay != nil {
 		return nil
 	}
-	ends, err := endOffsets(ctx, s.Opts.Brokers)
-	if err != nil {
-		return err
+	ends := s.DLQ.resume
+	if ends == nil {
+		var err error
+		if ends, err = endOffsets(ctx, s.Opts.Brokers, false); err != nil {
+			return err
+		}
 	}
 	r := &dlqRelay{brokers: s.Opts.Brokers, next: map[int32]int64{}}
 	// A topic that does not exist yet has no partitions: read it from the start.
@@ -273,15 +284,16 @@ func (r *dlqRelay) drained(ends map[int32]int64) bool {
 }
 
 // stop waits until the relay has copied what the shared topic holds now
-// (call it once the stages have stopped), then ends it; it returns why the
-// relay stopped early or could not drain, if it did.
+// and read_committed can read (call it once the stages have stopped), then
+// ends it; it returns why the relay stopped early or could not drain, if it
+// did.
 func (r *dlqRelay) stop(ctx context.Context) error {
 	if r == nil || r.done == nil {
 		return nil
 	}
 	r.once.Do(func() {
 		defer func() { r.cancel(); <-r.done }()
-		ends, err := endOffsets(ctx, r.brokers)
+		ends, err := endOffsets(ctx, r.brokers, true)
 		if err != nil {
 			r.stopErr = err
 			return
@@ -305,12 +317,16 @@ func (r *dlqRelay) stop(ctx context.Context) error {
 	return errors.Join(r.err, r.stopErr)
 }
 
-// stopRelay drains and ends the running relay; the next Start runs a new one.
+// stopRelay drains and ends the running relay; the next Start runs a new
+// one from where this one stopped.
 func (d *DLQ) stopRelay(ctx context.Context) error {
 	if d == nil || d.relay == nil {
 		return nil
 	}
 	err := d.relay.stop(ctx)
+	d.relay.mu.Lock()
+	d.resume = d.relay.next
+	d.relay.mu.Unlock()
 	d.relay = nil
 	return err
 }
