@@ -41,7 +41,9 @@ const (
 //   - every bad event is in the dead-letter topic once, from the right stage,
 //     with the right reason code and rule id, and its original bytes;
 //   - one trace id links the three services for an event, and the same id is
-//     stored in fact_events and in the dead letter.
+//     stored in fact_events and in the dead letter;
+//   - dlq-handler stored each of those dead letters exactly once, and its
+//     API's filters find them (checkDeadLetterStore).
 func TestE2EClickstreamSlice(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")
@@ -64,7 +66,7 @@ func TestE2EClickstreamSlice(t *testing.T) {
 	prefix := "e2e-" + stacktest.UniqueName(t, "") + "."
 	sl, err := slice.New(slice.Options{
 		BinDir: binDir, RunDir: runDir, Brokers: eps.KafkaBrokers, Registry: eps.SchemaRegistryURL,
-		OTLP: traces.URL, Prefix: prefix, QueryToken: token,
+		OTLP: traces.URL, Prefix: prefix, QueryToken: token, DLQ: &slice.DLQOptions{},
 		// Small polls so a kill lands between, and inside, many transactions.
 		Env: map[string][]string{
 			"validator": {"KAFKA_MAX_POLL_RECORDS=200"},
@@ -79,6 +81,11 @@ func TestE2EClickstreamSlice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sl.Stop()
+	defer func() {
+		if err := sl.DropDLQ(context.WithoutCancel(ctx)); err != nil {
+			t.Errorf("drop the dead-letter store: %v", err)
+		}
+	}()
 
 	prod, err := kgo.NewClient(kgo.SeedBrokers(eps.KafkaBrokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
@@ -257,6 +264,13 @@ func TestE2EClickstreamSlice(t *testing.T) {
 			t.Errorf("broken record (%s, want %s %s %s) was not dead-lettered: %.80q", exp.Kind, exp.Stage, exp.Code, exp.RuleID, key)
 		}
 	}
+	onTopic := map[string]events.DeadLetter{}
+	for _, dls := range got {
+		for _, dl := range dls {
+			onTopic[dl.DeadLetterID] = dl
+		}
+	}
+	checkDeadLetterStore(ctx, t, sl, onTopic)
 
 	// Stop gracefully so every service flushes its spans, then check traces.
 	if err := sl.Stop(); err != nil {

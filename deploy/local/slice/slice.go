@@ -22,6 +22,7 @@ import (
 
 	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
+	"github.com/ecomstream/platform/pkg/deadletter"
 )
 
 // Options configure a slice.
@@ -50,6 +51,10 @@ type Options struct {
 	// Catalog adds the catalog path (a PostgreSQL schema of the slice's own,
 	// loaded at Start, and catalog-sync in front of the validator); nil = off.
 	Catalog *CatalogOptions
+	// DLQ adds the dead-letter store (dlq-handler, see DLQOptions); nil = off:
+	// the tests that do not read the store, and the benchmark, do without
+	// its process and its PostgreSQL schema.
+	DLQ *DLQOptions
 }
 
 // WriteKey is one entry of the collector's write-keys file (COLLECTOR_WRITE_KEYS_FILE).
@@ -75,6 +80,10 @@ type Topics struct {
 	// Options.Catalog): Products and Customers, or with CatalogOptions.Relay
 	// topics of their own that the caller relays to those.
 	SyncProducts, SyncCustomers string
+	// DLQ is what the slice's dlq-handler reads (with Options.DLQ): the
+	// shared deadletter.Topic without a prefix, else "<prefix>ecom.dlq.v1",
+	// fed by the slice's relay (DLQOptions).
+	DLQ string
 }
 
 // Slice is a running slice.
@@ -85,7 +94,8 @@ type Slice struct {
 	// Names are the processes of Procs in pipeline order (upstream first):
 	// svcrun.Services, with "catalog-sync" in front when Options.Catalog is
 	// set, and "storefront" and "ingest-orders" (in that order) in front of
-	// all when Options.Orders is. Start goes backwards through it, Stop forwards.
+	// all when Options.Orders is, and "dlq-handler" last when Options.DLQ is
+	// (it reads what every stage dead-letters: started first, stopped last). Start goes backwards through it, Stop forwards.
 	Names  []string
 	DuckDB string
 	// CollectorAddr is ingest-clickstream's HTTP collector (host:port); POST /v1/events there.
@@ -98,6 +108,8 @@ type Slice struct {
 	Storefront *Storefront
 	// Catalog is the catalog path (with Options.Catalog).
 	Catalog *Catalog
+	// DLQ is the dead-letter store (with Options.DLQ).
+	DLQ *DLQ
 }
 
 // New prepares the processes without starting them.
@@ -162,6 +174,13 @@ func New(opts Options) (*Slice, error) {
 	if opts.Orders != nil {
 		s.Names = append([]string{"storefront", "ingest-orders"}, s.Names...)
 	}
+	if opts.DLQ != nil {
+		s.Names = append(s.Names, svcrun.DLQServices...)
+		s.Topics.DLQ = deadletter.Topic
+		if opts.Prefix != "" {
+			s.Topics.DLQ = opts.Prefix + deadletter.Topic
+		}
+	}
 	addrs := map[string]string{}
 	for _, name := range s.Names {
 		if addrs[name] = opts.Addrs[name]; addrs[name] == "" {
@@ -176,6 +195,9 @@ func New(opts Options) (*Slice, error) {
 	}
 	if opts.Catalog != nil {
 		s.addCatalog(env)
+	}
+	if opts.DLQ != nil {
+		s.addDLQ(env, addrs)
 	}
 	for _, name := range s.Names {
 		s.Procs[name] = &svcrun.Process{
@@ -214,14 +236,24 @@ func randomHex(n int) string {
 }
 
 // Start starts every service in StartOrder and waits until each is ready.
-// With Options.Catalog it first creates and loads the slice's catalog schema.
+// With Options.Catalog it first creates and loads the slice's catalog schema;
+// with Options.DLQ and a prefix it starts the dead-letter relay once
+// dlq-handler is ready, from where the shared topic ended before.
 func (s *Slice) Start(ctx context.Context) error {
 	if err := s.initCatalog(ctx); err != nil {
+		return err
+	}
+	if err := s.prepareRelay(ctx); err != nil {
 		return err
 	}
 	for _, name := range s.StartOrder() {
 		if err := s.StartOne(ctx, name); err != nil {
 			return err
+		}
+		if name == "dlq-handler" {
+			if err := s.startRelay(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -253,12 +285,34 @@ func (s *Slice) StartOne(ctx context.Context, name string) error {
 	return p.WaitReady(ctx, 60*time.Second)
 }
 
+// Restart stops one service gracefully and starts it again with env added
+// to its environment (a later KEY=VALUE wins over an earlier one): a
+// changed setting, such as a relaxed validator rule. It waits until the
+// service is ready.
+func (s *Slice) Restart(ctx context.Context, name string, env ...string) error {
+	p, ok := s.Procs[name]
+	if !ok {
+		return fmt.Errorf("slice: no process %s", name)
+	}
+	if err := p.Stop(30 * time.Second); err != nil {
+		return fmt.Errorf("slice: stop %s: %w", name, err)
+	}
+	p.Env = append(p.Env, env...)
+	return s.StartOne(ctx, name)
+}
+
 // Stop stops every service gracefully, upstream first (Names' order): the
 // storefront before ingest-orders, so no webhook is posted to a receiver
 // that is gone, and each service before the ones reading its output.
 func (s *Slice) Stop() error {
 	var errs []string
 	for _, name := range s.Names {
+		if name == "dlq-handler" {
+			// Every stage has stopped: relay what they wrote, then stop.
+			if err := s.DLQ.stopRelay(context.Background()); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
 		if err := s.Procs[name].Stop(30 * time.Second); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
 		}

@@ -31,6 +31,10 @@ var OrderServices = []string{"ingest-orders"}
 // validator and bq-writer.
 var CatalogServices = []string{"catalog-sync"}
 
+// DLQServices are the services the dead-letter store adds beside the slice
+// (downstream of every stage: it reads what they dead-letter).
+var DLQServices = []string{"dlq-handler"}
+
 // Tools are the local stack's own programs the slice runs next to the
 // services, by name: the package folder (from the repository root) they build from.
 var Tools = map[string]string{"storefront": "deploy/local/cmd/storefront"}
@@ -62,7 +66,7 @@ func BuildTree(ctx context.Context) (root, binDir string, bins map[string]string
 		return "", "", nil, err
 	}
 	binDir = filepath.Join(root, ".cache", "bin")
-	if bins, err = Build(ctx, root, binDir, slices.Concat(Services, OrderServices, CatalogServices)...); err != nil {
+	if bins, err = Build(ctx, root, binDir, slices.Concat(Services, OrderServices, CatalogServices, DLQServices)...); err != nil {
 		return root, binDir, nil, err
 	}
 	for name, dir := range Tools {

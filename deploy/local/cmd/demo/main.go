@@ -19,6 +19,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -64,6 +65,7 @@ func run(ctx context.Context) error {
 	poll := flag.Duration("orders-poll", 5*time.Second, "how often ingest-orders polls the storefront's API")
 	ordersBroken := flag.Float64("orders-broken", 0.01, "fraction of the storefront's own orders broken on purpose (dead-lettered by the validator)")
 	catalogAddr := flag.String("catalog-sync", "127.0.0.1:8089", "HTTP address of catalog-sync (runs API, metrics, readyz)")
+	dlqAddr := flag.String("dlq-handler", "127.0.0.1:8091", "HTTP address of dlq-handler (the dead-letter console and API)")
 	var cf catalogFlags
 	flag.Float64Var(&cf.rate, "catalog-rate", catalogdb.DefaultRatePerMinute, "catalog changes the mutator makes per minute (0 = none)")
 	flag.DurationVar(&cf.burst, "catalog-burst", time.Minute, "how often the mutator re-prices a whole category in one transaction (0 = never)")
@@ -79,8 +81,9 @@ func run(ctx context.Context) error {
 		return err
 	}
 	addrs := map[string]string{"ingest-clickstream": "127.0.0.1:8081", "validator": "127.0.0.1:8084", "bq-writer": "127.0.0.1:8086",
-		"storefront": *storefrontAddr, "ingest-orders": *ordersAddr, "catalog-sync": *catalogAddr}
-	if err := portsFree(addrs, map[string]string{"storefront": "-storefront", "ingest-orders": "-ingest-orders", "catalog-sync": "-catalog-sync"}); err != nil {
+		"storefront": *storefrontAddr, "ingest-orders": *ordersAddr, "catalog-sync": *catalogAddr, "dlq-handler": *dlqAddr}
+	if err := portsFree(addrs, map[string]string{"storefront": "-storefront", "ingest-orders": "-ingest-orders", "catalog-sync": "-catalog-sync",
+		"dlq-handler": "-dlq-handler"}); err != nil {
 		shopLn.Close()
 		collectorLn.Close()
 		return err
@@ -122,6 +125,10 @@ func run(ctx context.Context) error {
 		// first Start, kept across runs), slot ecom_catalog_sync, CDC on and
 		// the service's hourly snapshot as the reconciliation.
 		Catalog: &slice.CatalogOptions{SnapshotSchedule: "0 * * * *"},
+		// The stack's own dead-letter store: schema dlq and group dlq-handler,
+		// kept across runs (the first run stores the topic's backlog), tokens
+		// new each run.
+		DLQ: &slice.DLQOptions{},
 		// The consumer groups are the stack's, shared by every checkout's demo, and
 		// the warehouse file is this checkout's: a new file (or one from before the
 		// orders tables) has no position where the group has committed offsets.
@@ -132,7 +139,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	writerLog := logMark(sl.Procs["bq-writer"].LogPath)
-	fmt.Println("starting bq-writer, validator, catalog-sync, ingest-clickstream, the storefront simulator and ingest-orders…")
+	fmt.Println("starting dlq-handler, bq-writer, validator, catalog-sync, ingest-clickstream, the storefront simulator and ingest-orders…")
 	collectorLn.Close() // held until now; ingest-clickstream listens there next
 	// The slot goes with the services: PostgreSQL's data outlives the demo
 	// (and stack.sh down), and a slot nobody reads holds WAL forever.
@@ -349,6 +356,7 @@ type where struct {
 	Topics                                  slice.Topics
 	CatalogSync, MutatorLog                 string
 	Catalog                                 *slice.Catalog
+	DLQ                                     *slice.DLQ
 }
 
 var whereText = template.Must(template.New("where").Parse(`
@@ -369,11 +377,16 @@ The platform is running. Where to look:
               catalog-sync streams it (CDC: slot {{.Catalog.Slot}}, publication {{.Catalog.Publication}}) into dim_products and dim_users:
               curl -s -H 'Authorization: Bearer {{.Catalog.OperatorToken}}' http://{{.CatalogSync}}/v1/runs
               curl -s -H 'Authorization: Bearer {{.Catalog.OperatorToken}}' -X POST http://{{.CatalogSync}}/v1/sync   (a snapshot now)
+  Dead letters the console: open {{.DLQ.URL}}/console/   login: {{.DLQ.OperatorToken}}   (the operator token)
+              the API:     curl -s -H 'Authorization: Bearer {{.DLQ.OperatorToken}}' '{{.DLQ.URL}}/v1/dead-letters?stage=validator&limit=5'
+                           curl -s -H 'Authorization: Bearer {{.DLQ.OperatorToken}}' '{{.DLQ.URL}}/v1/stats?window=1h'
+              (PostgreSQL schema {{.DLQ.Schema}}; every dead letter of ecom.dlq.v1, the stack's earlier ones too; viewer token {{.DLQ.ViewerToken}})
   Health      curl -s http://{{.Ingest}}/readyz   (ingest-clickstream)
               curl -s http://{{.IngestOrders}}/readyz   (ingest-orders)
               curl -s http://{{.CatalogSync}}/readyz   (catalog-sync)
               curl -s http://{{.Validator}}/readyz   (validator)
               curl -s http://{{.Writer}}/readyz   (bq-writer)
+              curl -s {{.DLQ.URL}}/readyz   (dlq-handler)
   Metrics     curl -s http://{{.Ingest}}/metrics | grep ^ecom_
               curl -s http://{{.IngestOrders}}/metrics | grep ^ecom_orders   (cursor lag, produced by source)
               curl -s http://{{.CatalogSync}}/metrics | grep ^ecom_catalog   (runs, CDC commit latency, the slot's retained WAL)
@@ -406,7 +419,7 @@ func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, s
 		Brokers: strings.Join(eps.KafkaBrokers, ","), Registry: eps.SchemaRegistryURL,
 		Shop: shop, Collector: collector, WriteKey: sl.WriteKey, WriteKeys: sl.WriteKeysFile,
 		Storefront: sl.Storefront, Topics: sl.Topics,
-		CatalogSync: addr("catalog-sync"), MutatorLog: mutatorLog, Catalog: sl.Catalog,
+		CatalogSync: addr("catalog-sync"), MutatorLog: mutatorLog, Catalog: sl.Catalog, DLQ: sl.DLQ,
 	})
 }
 
@@ -487,6 +500,29 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, placer *storefront.Placer
 	defer ccancel()
 	fmt.Println(cat.status(cctx, dead.catalog).lines())
 	printReasons(dead.catalogReasons)
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	fmt.Println(dlqLine(sl.DLQ.Stats(dctx, url.Values{"window": {"1h"}, "buckets": {"1"}})))
+}
+
+// dlqLine is the dead-letter store's status: what it holds by state (all
+// time), and what failed in the last hour.
+func dlqLine(st slice.DLQStats, err error) string {
+	if err != nil {
+		return "  dead-letter store: " + err.Error()
+	}
+	total := 0
+	var parts []string
+	for _, state := range []string{"new", "replayed", "failed_again", "resolved", "discarded"} {
+		total += st.ByState[state]
+		if n := st.ByState[state]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", state, n))
+		}
+	}
+	if len(parts) == 0 {
+		parts = []string{"empty"}
+	}
+	return fmt.Sprintf("  dead-letter store: %d stored (%s) | %d failed in the last hour", total, strings.Join(parts, ", "), st.Total)
 }
 
 func randomUint64() uint64 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"slices"
 	"strings"
@@ -164,6 +165,7 @@ func TestWhereToLook(t *testing.T) {
 		CatalogSync: "127.0.0.1:8089", MutatorLog: "/r/.run/demo/catalog-mutator.jsonl",
 		Catalog: &slice.Catalog{Schema: "storefront", Slot: "ecom_catalog_sync", Publication: "storefront_catalog",
 			StateTopic: "ecom.catalog-sync.state.v1", OperatorToken: "op_tok"},
+		DLQ: &slice.DLQ{URL: "http://127.0.0.1:8091", Schema: "dlq", OperatorToken: "dlqop_tok", ViewerToken: "dlqview_tok"},
 	}
 	var b strings.Builder
 	if err := whereText.Execute(&b, w); err != nil {
@@ -187,6 +189,9 @@ func TestWhereToLook(t *testing.T) {
 		"curl -s http://127.0.0.1:8089/metrics | grep ^ecom_catalog",
 		"FROM dim_products WHERE valid_from",
 		"ecom.products.v1, ecom.products.valid.v1, ecom.customers.v1, ecom.customers.valid.v1, ecom.catalog-sync.state.v1, ecom.dlq.v1",
+		"open http://127.0.0.1:8091/console/   login: dlqop_tok   (the operator token)",
+		"curl -s -H 'Authorization: Bearer dlqop_tok' 'http://127.0.0.1:8091/v1/dead-letters?stage=validator&limit=5'",
+		"curl -s http://127.0.0.1:8091/readyz   (dlq-handler)",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("where to look lacks %q:\n%s", want, got)
@@ -194,5 +199,28 @@ func TestWhereToLook(t *testing.T) {
 	}
 	if strings.Contains(got, "<no value>") {
 		t.Errorf("where to look has an unset field:\n%s", got)
+	}
+}
+
+// TestDLQLine: the store's counts by state, in a fixed order, zeros left
+// out; an unreachable API says so.
+func TestDLQLine(t *testing.T) {
+	tests := []struct {
+		name string
+		st   slice.DLQStats
+		err  error
+		want string
+	}{
+		{"empty", slice.DLQStats{}, nil, "  dead-letter store: 0 stored (empty) | 0 failed in the last hour"},
+		{"states", slice.DLQStats{Total: 7, ByState: map[string]int{"resolved": 3, "new": 10, "discarded": 0, "failed_again": 1}}, nil,
+			"  dead-letter store: 14 stored (new 10, failed_again 1, resolved 3) | 7 failed in the last hour"},
+		{"down", slice.DLQStats{}, errors.New("dlq-handler: connection refused"), "  dead-letter store: dlq-handler: connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := dlqLine(tt.st, tt.err); got != tt.want {
+				t.Errorf("dlqLine() = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
