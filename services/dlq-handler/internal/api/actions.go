@@ -101,6 +101,19 @@ func Discard(ctx context.Context, pool *pgxpool.Pool, who auth.Identity, req Dis
 	if err := req.validate(); err != nil {
 		return DiscardResponse{}, err
 	}
+	if req.Filter != nil {
+		// A dry run's count would confirm a searched email address or a
+		// hidden name as well as a list does.
+		f, err := Scope(*req.Filter, who)
+		var qe *query.Error
+		if errors.As(err, &qe) {
+			return DiscardResponse{}, &query.Error{Param: "filter." + qe.Param, Msg: qe.Msg}
+		}
+		if err != nil {
+			return DiscardResponse{}, err
+		}
+		req.Filter = &f
+	}
 	var res DiscardResponse
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var err error

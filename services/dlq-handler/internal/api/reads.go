@@ -33,7 +33,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "list", err)
 		return
 	}
-	if err := SearchAllowed(f, identity(r)); err != nil {
+	if f, err = Scope(f, identity(r)); err != nil {
 		s.fail(w, r, "list", err)
 		return
 	}
@@ -58,19 +58,51 @@ func SearchAllowed(f query.Filter, id auth.Identity) error {
 	return nil
 }
 
-// RedactMeta hides the email-like substrings of the messages from callers
-// without the PII right.
+// Scope is f as id may search it: a q for an email address is refused
+// (SearchAllowed), and without the PII right q searches the messages as
+// RedactMeta shows them (query.Filter.Redacted), so a hit cannot confirm a
+// hidden name either.
+func Scope(f query.Filter, id auth.Identity) (query.Filter, error) {
+	if err := SearchAllowed(f, id); err != nil {
+		return f, err
+	}
+	f.Redacted = !id.PII
+	return f, nil
+}
+
+// RedactMeta hides personal data in the messages from callers without the
+// PII right (redact.Message): email-like substrings always, and the quoted
+// values (the validator quotes the values it names) of every reason of a
+// pii dead letter and of a reason whose field is personal on any dead
+// letter. The joined message is rebuilt from the redacted reasons. It
+// changes d.Reasons in place: give it a copy to keep the original.
 func RedactMeta(d *query.DeadLetter, id auth.Identity) {
 	if id.PII {
 		return
 	}
-	d.Message = redact.Text(d.Message)
 	if d.DiscardReason != nil {
 		r := redact.Text(*d.DiscardReason)
 		d.DiscardReason = &r
 	}
-	for i := range d.Reasons {
-		d.Reasons[i].Message = redact.Text(d.Reasons[i].Message)
+	msgs := make([]string, len(d.Reasons))
+	personal := false
+	for i, r := range d.Reasons {
+		msgs[i] = r.Message
+		field := ""
+		if r.Field != nil {
+			field = *r.Field
+		}
+		personal = personal || redact.Field(field)
+		d.Reasons[i].Message = redact.Message(r.Message, field, d.PII)
+	}
+	switch {
+	case len(d.Reasons) > 0 && d.Message == strings.Join(msgs, "\n"):
+		for i := range d.Reasons {
+			msgs[i] = d.Reasons[i].Message
+		}
+		d.Message = strings.Join(msgs, "\n")
+	default: // not the reasons' messages: redact it whole
+		d.Message = redact.Message(d.Message, "", d.PII || personal)
 	}
 }
 
@@ -257,7 +289,7 @@ func printable(b []byte) bool {
 func (s *server) stats(w http.ResponseWriter, r *http.Request) {
 	req, err := query.ParseStats(r.URL.Query())
 	if err == nil {
-		err = SearchAllowed(req.Filter, identity(r))
+		req.Filter, err = Scope(req.Filter, identity(r))
 	}
 	if err != nil {
 		s.fail(w, r, "stats", err)

@@ -54,10 +54,12 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request) {
 	}
 	id := identity(r)
 	if req.Filter != nil {
-		if err := SearchAllowed(*req.Filter, id); err != nil {
+		f, err := Scope(*req.Filter, id)
+		if err != nil {
 			s.fail(w, r, "replay", err)
 			return
 		}
+		req.Filter = &f
 	}
 	res, err := s.cfg.Replay.Replay(r.Context(), id, req)
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/ecomstream/platform/services/dlq-handler/internal/api"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/query"
-	"github.com/ecomstream/platform/services/dlq-handler/internal/redact"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/replay"
 )
 
@@ -214,8 +213,8 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	f, ff, err := readFilter(v)
 	d := listData{Filter: ff}
 	id := current(r).id
-	if err == nil && !id.PII && redact.HasEmail(f.Q) {
-		err = &query.Error{Param: "q", Msg: "searching for an email address needs the pii right"}
+	if err == nil {
+		f, err = api.Scope(f, id)
 	}
 	var qe *query.Error
 	if errors.As(err, &qe) {
@@ -342,6 +341,16 @@ func (s *server) readAction(r *http.Request) (action, *query.Filter, error) {
 // run performs a (a dry run when dryRun) and fills in its counts.
 func (s *server) run(r *http.Request, a *action, f *query.Filter, dryRun bool) error {
 	who := current(r).id
+	if f != nil {
+		// As the list: no email search without the pii right, and a q
+		// matches only what the caller may see (the dry run's counts
+		// would confirm a hidden value otherwise).
+		sf, err := api.Scope(*f, who)
+		if err != nil {
+			return err
+		}
+		f = &sf
+	}
 	if a.Kind == "replay" {
 		if s.cfg.Replay == nil {
 			return errReplayUnavailable
