@@ -331,8 +331,10 @@ func (s *server) audit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// redactJSON redacts a stored JSON document; one that does not parse is
-// replaced whole.
+// redactJSON redacts a stored JSON document (an audit entry's target or
+// detail, a replay job's filter) for a caller without the PII right: as
+// redact.Value, and every non-empty "q" (a filter's search text) whole;
+// one that does not parse is replaced whole.
 func redactJSON(raw json.RawMessage) json.RawMessage {
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -340,10 +342,49 @@ func redactJSON(raw json.RawMessage) json.RawMessage {
 	if err := dec.Decode(&v); err != nil {
 		return json.RawMessage(`"` + redact.Mask + `"`)
 	}
-	v, changed := redact.Value(v)
+	v, changed := redact.Value(maskQ(v))
+	changed = changed || qMasked(v)
 	if !changed {
 		return raw
 	}
 	out, _ := json.Marshal(v)
 	return out
+}
+
+// maskQ replaces the value of every non-empty string "q" in v (in place).
+func maskQ(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if q, ok := x.(string); ok && k == "q" && q != "" {
+				v[k] = redact.Mask
+				continue
+			}
+			v[k] = maskQ(x)
+		}
+	case []any:
+		for i, x := range v {
+			v[i] = maskQ(x)
+		}
+	}
+	return v
+}
+
+// qMasked reports whether v holds a masked "q".
+func qMasked(v any) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if k == "q" && x == redact.Mask || qMasked(x) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if qMasked(x) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -278,6 +278,9 @@ func (s *server) jobs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	for i := range jobs {
+		api.RedactJob(&jobs[i], current(r).id)
+	}
 	s.render(w, r, http.StatusOK, "jobs", page{Title: "Replay jobs", Nav: "jobs", Data: jobs})
 }
 
@@ -291,6 +294,7 @@ func (s *server) job(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "replay job", err)
 		return
 	}
+	api.RedactJob(&j, current(r).id)
 	s.render(w, r, http.StatusOK, "job", page{Title: "Replay job", Nav: "jobs", Data: j})
 }
 
