@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/url"
 	"strings"
 	"testing"
@@ -79,11 +80,24 @@ func TestIntegrationMessageRedaction(t *testing.T) {
 			t.Errorf("q=%s: viewer finds %d, pii viewer %d; want %d, %d", tt.q, len(p.Items), len(pp.Items), tt.bob, tt.pii)
 		}
 		var st query.Stats
-		it.call(t, "GET", "/v1/stats?window=1h&buckets=1&q="+url.QueryEscape(tt.q), bobTok, nil, &st)
-		if st.Total != tt.bob {
+		if code := it.call(t, "GET", "/v1/stats?window=1h&buckets=1&q="+url.QueryEscape(tt.q), bobTok, nil, &st); code != 200 || st.Total != tt.bob {
 			t.Errorf("stats q=%s: viewer counts %d, want %d", tt.q, st.Total, tt.bob)
 		}
 	}
+
+	// The replay planner's statement shape (FOR UPDATE over the filter)
+	// takes the redacted search too.
+	tx, err := it.pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cond, args := query.Filter{Q: "Checkout", Redacted: true}.Where([]any{[]string{"new"}})
+	var n int
+	if err := tx.QueryRow(context.Background(), "SELECT count(*) FROM (SELECT dead_letter_id FROM dead_letters WHERE state = ANY($1) AND "+cond+
+		" ORDER BY failed_at, dead_letter_id FOR UPDATE) l", args...).Scan(&n); err != nil || n != 1 {
+		t.Errorf("redacted search under FOR UPDATE: %d, %v; want 1", n, err)
+	}
+	_ = tx.Rollback(context.Background())
 
 	// Discard: a dry run's count is the search's.
 	var res DiscardResponse
