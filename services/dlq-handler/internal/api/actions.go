@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
@@ -101,25 +103,41 @@ func Discard(ctx context.Context, pool *pgxpool.Pool, who auth.Identity, req Dis
 	if err := req.validate(); err != nil {
 		return DiscardResponse{}, err
 	}
+	if req.Filter != nil {
+		// A dry run's count would confirm a searched email address or a
+		// hidden name as well as a list does.
+		f, err := Scope(*req.Filter, who)
+		var qe *query.Error
+		if errors.As(err, &qe) {
+			return DiscardResponse{}, &query.Error{Param: "filter." + qe.Param, Msg: qe.Msg}
+		}
+		if err != nil {
+			return DiscardResponse{}, err
+		}
+		req.Filter = &f
+	}
 	var res DiscardResponse
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		var err error
-		if req.Filter != nil {
-			res, err = discardFilter(ctx, tx, *req.Filter, req, who)
-		} else {
-			res, err = discardIDs(ctx, tx, req, who)
-		}
-		if err != nil || req.DryRun {
+	err := retryConflicts(ctx, func() error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			var err error
+			res = DiscardResponse{}
+			if req.Filter != nil {
+				res, err = discardFilter(ctx, tx, *req.Filter, req, who)
+			} else {
+				res, err = discardIDs(ctx, tx, req, who)
+			}
+			if err != nil || req.DryRun {
+				return err
+			}
+			target := map[string]any{"ids": req.IDs}
+			if req.Filter != nil {
+				target = map[string]any{"filter": req.Filter}
+			}
+			aid, err := insertAudit(ctx, tx, who, "discard", target, map[string]any{
+				"reason": req.Reason, "discarded": res.Discarded, "skipped": res.Skipped, "not_found": len(res.NotFound)})
+			res.AuditID = &aid
 			return err
-		}
-		target := map[string]any{"ids": req.IDs}
-		if req.Filter != nil {
-			target = map[string]any{"filter": req.Filter}
-		}
-		aid, err := insertAudit(ctx, tx, who, "discard", target, map[string]any{
-			"reason": req.Reason, "discarded": res.Discarded, "skipped": res.Skipped, "not_found": len(res.NotFound)})
-		res.AuditID = &aid
-		return err
+		})
 	})
 	if err != nil {
 		return DiscardResponse{}, err
@@ -139,15 +157,65 @@ func discardFilter(ctx context.Context, tx pgx.Tx, f query.Filter, req DiscardRe
 	if req.DryRun {
 		return res, nil
 	}
-	cond, args = f.Where([]any{Discardable, req.Reason, id.Name})
+	// Lock the matching rows in dead_letter_id order first, as every other
+	// writer of dead_letters does (the replay planner and resolver,
+	// store.Write): an unordered UPDATE could take them in another order
+	// and deadlock with a replay or a resolution.
+	cond, args = f.Where([]any{Discardable})
+	ids, err := lockedIDs(ctx, tx, "SELECT dead_letter_id FROM dead_letters WHERE state = ANY($1) AND "+cond+
+		" ORDER BY dead_letter_id FOR UPDATE", args...)
+	if err != nil {
+		return res, fmt.Errorf("lock the filter's dead letters: %w", err)
+	}
 	tag, err := tx.Exec(ctx, "UPDATE dead_letters SET state = 'discarded', state_changed_at = now(), discard_reason = $2, discarded_by = $3 "+
-		"WHERE state = ANY($1) AND "+cond, args...)
+		"WHERE dead_letter_id = ANY($1)", ids, req.Reason, id.Name)
 	if err != nil {
 		return res, fmt.Errorf("discard by filter: %w", err)
 	}
 	res.Discarded = int(tag.RowsAffected())
 	res.Matched = res.Discarded // what was discardable when the rows were locked
 	return res, nil
+}
+
+// lockedIDs runs a SELECT dead_letter_id ... FOR UPDATE and returns the ids.
+func lockedIDs(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]string, error) {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// maxConflictAttempts bounds how often a transaction that PostgreSQL
+// aborted for a serialisation failure or a deadlock is run again.
+const maxConflictAttempts = 5
+
+// retryConflicts runs fn again (at most maxConflictAttempts times, with a
+// short growing pause) while it fails with SQLSTATE 40001
+// (serialization_failure) or 40P01 (deadlock_detected): the transaction
+// was rolled back whole, so running it again is safe.
+func retryConflicts(ctx context.Context, fn func() error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = fn(); err == nil || !conflict(err) || attempt == maxConflictAttempts {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt*attempt) * 10 * time.Millisecond):
+		}
+	}
+}
+
+// conflict reports a serialisation failure or a deadlock.
+func conflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
 
 func discardIDs(ctx context.Context, tx pgx.Tx, req DiscardRequest, id auth.Identity) (DiscardResponse, error) {

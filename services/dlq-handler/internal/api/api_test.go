@@ -279,6 +279,8 @@ func TestRedactJSON(t *testing.T) {
 		{`{"reason": "asked by a@b.example"}`, `{"reason":"asked by [redacted]"}`},
 		{`{"ids": ["x"]}`, `{"ids": ["x"]}`},
 		{`not json`, `"[redacted]"`},
+		{`{"filter": {"q": "John Smith", "stage": ["validator"]}}`, `{"filter":{"q":"[redacted]","stage":["validator"]}}`},
+		{`{"filter": {"q": ""}}`, `{"filter": {"q": ""}}`},
 	}
 	for _, tt := range tests {
 		if got := string(redactJSON(json.RawMessage(tt.give))); got != tt.want {

@@ -33,7 +33,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "list", err)
 		return
 	}
-	if err := SearchAllowed(f, identity(r)); err != nil {
+	if f, err = Scope(f, identity(r)); err != nil {
 		s.fail(w, r, "list", err)
 		return
 	}
@@ -58,19 +58,51 @@ func SearchAllowed(f query.Filter, id auth.Identity) error {
 	return nil
 }
 
-// RedactMeta hides the email-like substrings of the messages from callers
-// without the PII right.
+// Scope is f as id may search it: a q for an email address is refused
+// (SearchAllowed), and without the PII right q searches the messages as
+// RedactMeta shows them (query.Filter.Redacted), so a hit cannot confirm a
+// hidden name either.
+func Scope(f query.Filter, id auth.Identity) (query.Filter, error) {
+	if err := SearchAllowed(f, id); err != nil {
+		return f, err
+	}
+	f.Redacted = !id.PII
+	return f, nil
+}
+
+// RedactMeta hides personal data in the messages from callers without the
+// PII right (redact.Message): email-like substrings always, and the quoted
+// values (the validator quotes the values it names) of every reason of a
+// pii dead letter and of a reason whose field is personal on any dead
+// letter. The joined message is rebuilt from the redacted reasons. It
+// changes d.Reasons in place: give it a copy to keep the original.
 func RedactMeta(d *query.DeadLetter, id auth.Identity) {
 	if id.PII {
 		return
 	}
-	d.Message = redact.Text(d.Message)
 	if d.DiscardReason != nil {
 		r := redact.Text(*d.DiscardReason)
 		d.DiscardReason = &r
 	}
-	for i := range d.Reasons {
-		d.Reasons[i].Message = redact.Text(d.Reasons[i].Message)
+	msgs := make([]string, len(d.Reasons))
+	personal := false
+	for i, r := range d.Reasons {
+		msgs[i] = r.Message
+		field := ""
+		if r.Field != nil {
+			field = *r.Field
+		}
+		personal = personal || redact.Field(field)
+		d.Reasons[i].Message = redact.Message(r.Message, field, d.PII)
+	}
+	switch {
+	case len(d.Reasons) > 0 && d.Message == strings.Join(msgs, "\n"):
+		for i := range d.Reasons {
+			msgs[i] = d.Reasons[i].Message
+		}
+		d.Message = strings.Join(msgs, "\n")
+	default: // not the reasons' messages: redact it whole
+		d.Message = redact.Message(d.Message, "", d.PII || personal)
 	}
 }
 
@@ -257,7 +289,7 @@ func printable(b []byte) bool {
 func (s *server) stats(w http.ResponseWriter, r *http.Request) {
 	req, err := query.ParseStats(r.URL.Query())
 	if err == nil {
-		err = SearchAllowed(req.Filter, identity(r))
+		req.Filter, err = Scope(req.Filter, identity(r))
 	}
 	if err != nil {
 		s.fail(w, r, "stats", err)
@@ -299,8 +331,10 @@ func (s *server) audit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// redactJSON redacts a stored JSON document; one that does not parse is
-// replaced whole.
+// redactJSON redacts a stored JSON document (an audit entry's target or
+// detail, a replay job's filter) for a caller without the PII right: as
+// redact.Value, and every non-empty "q" (a filter's search text) whole;
+// one that does not parse is replaced whole.
 func redactJSON(raw json.RawMessage) json.RawMessage {
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -308,10 +342,49 @@ func redactJSON(raw json.RawMessage) json.RawMessage {
 	if err := dec.Decode(&v); err != nil {
 		return json.RawMessage(`"` + redact.Mask + `"`)
 	}
-	v, changed := redact.Value(v)
+	v, changed := redact.Value(maskQ(v))
+	changed = changed || qMasked(v)
 	if !changed {
 		return raw
 	}
 	out, _ := json.Marshal(v)
 	return out
+}
+
+// maskQ replaces the value of every non-empty string "q" in v (in place).
+func maskQ(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if q, ok := x.(string); ok && k == "q" && q != "" {
+				v[k] = redact.Mask
+				continue
+			}
+			v[k] = maskQ(x)
+		}
+	case []any:
+		for i, x := range v {
+			v[i] = maskQ(x)
+		}
+	}
+	return v
+}
+
+// qMasked reports whether v holds a masked "q".
+func qMasked(v any) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if k == "q" && x == redact.Mask || qMasked(x) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if qMasked(x) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -54,10 +54,12 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request) {
 	}
 	id := identity(r)
 	if req.Filter != nil {
-		if err := SearchAllowed(*req.Filter, id); err != nil {
+		f, err := Scope(*req.Filter, id)
+		if err != nil {
 			s.fail(w, r, "replay", err)
 			return
 		}
+		req.Filter = &f
 	}
 	res, err := s.cfg.Replay.Replay(r.Context(), id, req)
 	if err != nil {
@@ -97,7 +99,7 @@ func (s *server) replayJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	id := identity(r)
 	for i := range jobs {
-		redactJob(&jobs[i], id)
+		RedactJob(&jobs[i], id)
 	}
 	writeJSON(w, http.StatusOK, JobList{Items: jobs})
 }
@@ -115,13 +117,15 @@ func (s *server) replayJob(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "replay job", err)
 		return
 	}
-	redactJob(&job, identity(r))
+	RedactJob(&job, identity(r))
 	writeJSON(w, http.StatusOK, job)
 }
 
-// redactJob masks email-like strings of a job's filter and error (a q
-// search, a dead letter id) for a caller without the PII right.
-func redactJob(j *replay.Job, id auth.Identity) {
+// RedactJob hides personal data of a job from a caller without the PII
+// right: email-like strings of its filter and error (a dead letter id) and
+// the filter's q whole (free text someone with the PII right may have
+// searched a name with). The API and the console show jobs through it.
+func RedactJob(j *replay.Job, id auth.Identity) {
 	if id.PII {
 		return
 	}

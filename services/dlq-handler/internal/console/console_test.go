@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -669,4 +670,140 @@ func TestDetailNotFound(t *testing.T) {
 	if m == nil || json.Unmarshal([]byte(strings.ReplaceAll(m[1], "&#34;", `"`)), &decoded) != nil || decoded["order_id"] != "o-1" {
 		t.Fatalf("the decoded original is not shown: %v", m)
 	}
+}
+
+// jobReplayer answers jobs whose filter and error hold personal data.
+type jobReplayer struct{ fakeReplayer }
+
+func (*jobReplayer) job(id string) replay.Job {
+	return replay.Job{ID: id, RequestedBy: "petra", State: "failed", Total: 1, Error: "cannot send dl-ann@example.com",
+		Filter: map[string]any{"q": "John Smith", "stage": []any{"validator"}, "entity": []any{"x@example.org"}}}
+}
+
+func (r *jobReplayer) Job(_ context.Context, id string) (replay.Job, error) { return r.job(id), nil }
+
+func (r *jobReplayer) Jobs(context.Context, int) ([]replay.Job, error) {
+	return []replay.Job{r.job("job-1")}, nil
+}
+
+// TestJobPagesRedacted: the replay-job pages hide a job's q and the emails
+// of its filter and error from an identity without the PII right, as the
+// API does (api.RedactJob).
+func TestJobPagesRedacted(t *testing.T) {
+	e := newEnv(t, false, func(c *Config) { c.Replay = &jobReplayer{} })
+	for _, tt := range []struct {
+		token string
+		pii   bool
+	}{{viewerToken, false}, {operatorToken, false}, {piiToken, true}} {
+		b := e.browser()
+		b.login(tt.token)
+		for _, path := range []string{"/console/replay-jobs", "/console/replay-jobs/job-1"} {
+			st, body := b.get(path)
+			if st != http.StatusOK {
+				t.Fatalf("%s: %d", path, st)
+			}
+			for _, secret := range []string{"John Smith", "ann@example.com", "x@example.org"} {
+				// The list does not show filters or errors; the job page does.
+				want := tt.pii && path != "/console/replay-jobs"
+				if got := strings.Contains(body, secret); got != want && (got || path != "/console/replay-jobs") {
+					t.Errorf("%s %s: shows %q = %v, want %v", tt.token, path, secret, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestConsoleSearchScope: the console's list and the confirmation of a
+// discard or replay by filter search as the caller may: an email q is
+// refused without the PII right, and the filter handed on is marked
+// Redacted (q matches only what the caller sees).
+func TestConsoleSearchScope(t *testing.T) {
+	e := newEnv(t, true)
+	b := e.browser()
+	b.login(operatorToken)
+	for _, kind := range []string{"discard", "replay"} {
+		if st, body := b.post("/console/confirm", url.Values{"action": {kind}, "q": {"ann@example.com"}}); st != http.StatusBadRequest {
+			t.Errorf("%s confirmation searching an email: %d, want 400\n%s", kind, st, body)
+		}
+		if st, body := b.post("/console/confirm", url.Values{"action": {kind}, "q": {"Smith"}}); st != http.StatusOK {
+			t.Fatalf("%s confirmation: %d\n%s", kind, st, body)
+		}
+	}
+	e.store.mu.Lock()
+	d := e.store.discards
+	e.store.mu.Unlock()
+	e.rep.mu.Lock()
+	rp := e.rep.reqs
+	e.rep.mu.Unlock()
+	if len(d) != 1 || d[0].Filter == nil || !d[0].Filter.Redacted || len(rp) != 1 || rp[0].Filter == nil || !rp[0].Filter.Redacted {
+		t.Errorf("discards %+v, replays %+v: want one each with a Redacted filter", d, rp)
+	}
+}
+
+// TestSecureCookieRule: Secure unless plain HTTP to a loopback listener
+// naming a loopback host; behind a TLS-terminating proxy (a non-loopback
+// listener, or the public Host forwarded to a loopback one) Secure.
+func TestSecureCookieRule(t *testing.T) {
+	s := New(Config{Store: &fakeStore{}, Tokens: newTokens()})
+	tests := []struct {
+		name, host, local string // local "" = no local address known
+		want              bool
+	}{
+		{"local browser", "127.0.0.1:8080", "127.0.0.1:8080", false},
+		{"localhost", "localhost:8080", "[::1]:8080", false},
+		{"proxy to a pod address", "dlq.example.com", "10.1.2.3:8080", true},
+		{"proxy on loopback forwarding the public host", "dlq.example.com", "127.0.0.1:8080", true},
+		{"loopback host on a public listener", "127.0.0.1:8080", "10.1.2.3:8080", true},
+		{"unknown listener", "127.0.0.1:8080", "", true},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest(http.MethodGet, "http://"+tt.host+"/console/login", nil)
+		if tt.local != "" {
+			la, err := net.ResolveTCPAddr("tcp", tt.local)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, la))
+		}
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		cs := w.Result().Cookies()
+		if len(cs) != 1 || cs[0].Secure != tt.want {
+			t.Errorf("%s: cookies %+v, want one with Secure %v", tt.name, cs, tt.want)
+		}
+	}
+}
+
+// TestSessionIdentityRace: requests of one session while its token's pii
+// right changes (run with -race: the identity is updated under the lock
+// and each request reads its own copy).
+func TestSessionIdentityRace(t *testing.T) {
+	e := newEnv(t, false)
+	b := e.browser()
+	b.login(viewerToken)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 10 {
+				resp, err := b.c.Get(e.srv.URL + "/console/dead-letters/dl-pii") // the browser's jar: the same session
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("detail: %d", resp.StatusCode)
+				}
+				if i == 0 {
+					e.tokens.mu.Lock()
+					e.tokens.m[viewerToken] = auth.Identity{Name: "victor", Role: auth.Viewer, PII: j%2 == 0}
+					e.tokens.mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

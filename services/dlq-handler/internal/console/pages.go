@@ -18,7 +18,6 @@ import (
 	"github.com/ecomstream/platform/services/dlq-handler/internal/api"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/query"
-	"github.com/ecomstream/platform/services/dlq-handler/internal/redact"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/replay"
 )
 
@@ -214,8 +213,8 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	f, ff, err := readFilter(v)
 	d := listData{Filter: ff}
 	id := current(r).id
-	if err == nil && !id.PII && redact.HasEmail(f.Q) {
-		err = &query.Error{Param: "q", Msg: "searching for an email address needs the pii right"}
+	if err == nil {
+		f, err = api.Scope(f, id)
 	}
 	var qe *query.Error
 	if errors.As(err, &qe) {
@@ -279,6 +278,9 @@ func (s *server) jobs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	for i := range jobs {
+		api.RedactJob(&jobs[i], current(r).id)
+	}
 	s.render(w, r, http.StatusOK, "jobs", page{Title: "Replay jobs", Nav: "jobs", Data: jobs})
 }
 
@@ -292,6 +294,7 @@ func (s *server) job(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "replay job", err)
 		return
 	}
+	api.RedactJob(&j, current(r).id)
 	s.render(w, r, http.StatusOK, "job", page{Title: "Replay job", Nav: "jobs", Data: j})
 }
 
@@ -342,6 +345,16 @@ func (s *server) readAction(r *http.Request) (action, *query.Filter, error) {
 // run performs a (a dry run when dryRun) and fills in its counts.
 func (s *server) run(r *http.Request, a *action, f *query.Filter, dryRun bool) error {
 	who := current(r).id
+	if f != nil {
+		// As the list: no email search without the pii right, and a q
+		// matches only what the caller may see (the dry run's counts
+		// would confirm a hidden value otherwise).
+		sf, err := api.Scope(*f, who)
+		if err != nil {
+			return err
+		}
+		f = &sf
+	}
 	if a.Kind == "replay" {
 		if s.cfg.Replay == nil {
 			return errReplayUnavailable

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -76,7 +77,8 @@ func (ss *sessions) create(token string, id auth.Identity) *session {
 	return s
 }
 
-// get returns the live session sid; an expired one is removed.
+// get returns a copy of the live session sid (a request may change its
+// copy without a lock); an expired one is removed.
 func (ss *sessions) get(sid string) (*session, bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -88,7 +90,17 @@ func (ss *sessions) get(sid string) (*session, bool) {
 		delete(ss.m, sid)
 		return nil, false
 	}
-	return s, true
+	c := *s
+	return &c, true
+}
+
+// setIdentity records the identity the session's token maps to now.
+func (ss *sessions) setIdentity(sid string, id auth.Identity) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if s, ok := ss.m[sid]; ok {
+		s.id = id
+	}
 }
 
 func (ss *sessions) remove(sid string) {
@@ -113,7 +125,41 @@ func current(r *http.Request) *session {
 
 func cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: name, Value: value, Path: Prefix + "/", MaxAge: maxAge,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil}
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secureCookie(r)}
+}
+
+// secureCookie: the cookies are Secure unless the request came over plain
+// HTTP to a loopback listener and names a loopback host (a browser on the
+// same machine, http://127.0.0.1:8080/: the local stack). Behind a
+// TLS-terminating proxy the request arrives in plain HTTP, but on a
+// non-loopback listener or with the public Host the proxy forwards, so the
+// cookie stays Secure without trusting any X-Forwarded-Proto; a browser
+// reaching a non-loopback listener over plain HTTP gets no session, which
+// is right (the token would cross the network in clear).
+func secureCookie(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok || !loopback(la.String()) {
+		return true
+	}
+	return !loopback(r.Host)
+}
+
+// loopback reports whether hostport (host or host:port) is a loopback
+// address or localhost.
+func loopback(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // authenticate lets through requests with a live session whose token is
@@ -130,7 +176,11 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		if ok {
 			var id auth.Identity
 			if id, ok = s.cfg.Tokens.Lookup(sess.token); ok {
-				sess.id = id // a changed role or pii right applies at once
+				// A changed role or pii right applies at once; the request
+				// reads its own copy (get returned one), other requests of
+				// the session theirs.
+				sess.id = id
+				s.sessions.setIdentity(sess.sid, id)
 			} else {
 				s.sessions.remove(sess.sid)
 			}

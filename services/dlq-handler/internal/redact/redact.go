@@ -15,18 +15,69 @@ import (
 // Mask replaces what is hidden.
 const Mask = "[redacted]"
 
-// fields are the names (lower case) whose values are personal data.
-var fields = map[string]bool{
-	"email": true, "name": true, "phone": true, "address": true, "first_name": true, "last_name": true,
-	"street": true, "city": true, "postcode": true, "zip": true, "ip": true,
+// Segments are the name segments (lower case) that make a field personal
+// data: a field is personal when one of the segments of its name (split at
+// anything but letters and digits, and between a lower-case letter or digit
+// and an upper-case letter: client_ip, billing_email, customer.first_name,
+// clientIP, shippingAddress) is one of them.
+var Segments = []string{
+	"email", "emailaddress", "mail",
+	"name", "firstname", "lastname", "fullname", "surname", "username",
+	"phone", "telephone", "mobile",
+	"address", "street", "city", "postcode", "postal", "postalcode", "zip", "zipcode",
+	"ip", "ipv4", "ipv6", "ipaddress",
 }
 
-// Field reports whether a field named name holds personal data
-// (case-insensitive).
-func Field(name string) bool { return fields[strings.ToLower(name)] }
+// FieldPattern matches a personal field's name after CamelPattern's
+// segments were split with "_" and the name lower-cased. It and the other
+// patterns are written so that Go's regexp and PostgreSQL's ~ /
+// regexp_replace read them the same (the API's q search for callers
+// without the PII right and the retention redact in SQL).
+var FieldPattern = `(^|[^a-z0-9])(` + strings.Join(Segments, "|") + `)([^a-z0-9]|$)`
 
-// emailRE matches email-like strings: a local part, @, a dotted domain.
-var emailRE = regexp.MustCompile(`[A-Za-z0-9.!#$%&'*+/=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+`)
+// CamelPattern finds the segment boundaries inside camelCase names
+// (replaced by "${1}_${2}", in SQL '\1_\2').
+const CamelPattern = `([a-z0-9])([A-Z])`
+
+// QuotedPattern matches a double-quoted value as fmt's %q writes it (the
+// validator quotes the string values it names in its messages).
+const QuotedPattern = `"([^"\\]|\\.)*"`
+
+// QuotedMask replaces a quoted value.
+const QuotedMask = `"` + Mask + `"`
+
+var (
+	fieldRE  = regexp.MustCompile(FieldPattern)
+	camelRE  = regexp.MustCompile(CamelPattern)
+	quotedRE = regexp.MustCompile(QuotedPattern)
+)
+
+// Field reports whether a field named name holds personal data: one of
+// its segments is in Segments (case-insensitive). name may be a path
+// (customer.email).
+func Field(name string) bool {
+	return fieldRE.MatchString(strings.ToLower(camelRE.ReplaceAllString(name, "${1}_${2}")))
+}
+
+// Message redacts a reason's message for a caller without the PII right:
+// the email-like substrings always, and every quoted value when the dead
+// letter is pii or the reason's field is personal (the validator writes
+// `name "John Smith": want ...`).
+func Message(msg, field string, pii bool) string {
+	s := Text(msg)
+	if pii || Field(field) {
+		s = quotedRE.ReplaceAllString(s, QuotedMask)
+	}
+	return s
+}
+
+// Quoted replaces the quoted values of s.
+func Quoted(s string) string { return quotedRE.ReplaceAllString(s, QuotedMask) }
+
+// EmailPattern matches email-like strings: a local part, @, a dotted domain.
+const EmailPattern = `[A-Za-z0-9.!#$%&'*+/=?^_{|}~-]+@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+`
+
+var emailRE = regexp.MustCompile(EmailPattern)
 
 // HasEmail reports whether s holds an email-like string.
 func HasEmail(s string) bool { return emailRE.MatchString(s) }

@@ -22,7 +22,9 @@ func TestValue(t *testing.T) {
 			`{"note": "mail [redacted] now", "list": ["[redacted]"]}`, true},
 		{"a null personal field stays null", `{"email": null}`, `{"email": null}`, false},
 		{"not an email", `{"handle": "@ann", "at": "a@b"}`, `{"handle": "@ann", "at": "a@b"}`, false},
-		{"email keys", `{"by_address": {"a@b.example": 1, "c@d.example": 2}}`, `{"by_address": {"[redacted]": 1, "[redacted]#2": 2}}`, true},
+		{"email keys", `{"by_account": {"a@b.example": 1, "c@d.example": 2}}`, `{"by_account": {"[redacted]": 1, "[redacted]#2": 2}}`, true},
+		{"name segments", `{"client_ip": "10.0.0.9", "billing_email": "x", "clientIP": "::1", "shippingAddress": {"line": "Main 1"}, "customer_name": "Ann", "ip_address": "10.1.1.1", "zipcode": "3000", "sku_id": "p-1", "shipping_country": "CH", "tip": 2}`,
+			`{"client_ip": "[redacted]", "billing_email": "[redacted]", "clientIP": "[redacted]", "shippingAddress": "[redacted]", "customer_name": "[redacted]", "ip_address": "[redacted]", "zipcode": "[redacted]", "sku_id": "p-1", "shipping_country": "CH", "tip": 2}`, true},
 		{"top-level string", `"x@y.example"`, `"[redacted]"`, true},
 	}
 	for _, tt := range tests {
@@ -58,6 +60,43 @@ func TestText(t *testing.T) {
 		}
 		if HasEmail(tt.give) != (tt.give != tt.want) {
 			t.Errorf("HasEmail(%q) disagrees with Text", tt.give)
+		}
+	}
+}
+
+func TestField(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"email", true}, {"EMAIL", true}, {"client_ip", true}, {"billing_email", true}, {"first_name", true},
+		{"customer.first_name", true}, {"customer.email", true}, {"clientIP", true}, {"clientIp", true},
+		{"shippingAddress", true}, {"IPAddress", true}, {"postal-code", true}, {"postalCode", true}, {"phone_number", true},
+		{"sku", false}, {"zip_count", true}, {"tip", false}, {"ship", false}, {"shipping_country", false}, {"unzipped", false},
+		{"currency", false}, {"", false}, {"names", false},
+	}
+	for _, tt := range tests {
+		if got := Field(tt.name); got != tt.want {
+			t.Errorf("Field(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestMessage(t *testing.T) {
+	tests := []struct {
+		name, msg, field string
+		pii              bool
+		want             string
+	}{
+		{"personal field, not pii", `name "John Smith": want matches "^[A-Z]"`, "name", false, `name "[redacted]": want matches "[redacted]"`},
+		{"pii row, other field", `currency "J\"S": want is in [CHF EUR]`, "currency", true, `currency "[redacted]": want is in [CHF EUR]`},
+		{"no pii, other field", `currency "XXX": want is in [CHF EUR]`, "currency", false, `currency "XXX": want is in [CHF EUR]`},
+		{"emails always", `note "a@b.example" bad`, "note", false, `note "[redacted]" bad`},
+		{"segment field", `client_ip "10.0.0.1": want an address`, "client_ip", false, `client_ip "[redacted]": want an address`},
+	}
+	for _, tt := range tests {
+		if got := Message(tt.msg, tt.field, tt.pii); got != tt.want {
+			t.Errorf("%s: Message = %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }
