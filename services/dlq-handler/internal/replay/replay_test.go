@@ -97,10 +97,10 @@ func TestRecord(t *testing.T) {
 		{name: "no headers", headers: `[]`, want: []string{"ecom-replay-of=dl-1", "ecom-replay-attempt=2"}},
 		{name: "null column", headers: ``, want: []string{"ecom-replay-of=dl-1", "ecom-replay-attempt=2"}},
 		{name: "originals kept in order", headers: `[{"key":"traceparent","value":"dHA="},{"key":"a","value":""}]`,
-			want: []string{"traceparent=tp", "a=", "ecom-replay-of=dl-1", "ecom-replay-attempt=2"}},
+			want: []string{"ecom-replay-of=dl-1", "ecom-replay-attempt=2", "traceparent=tp", "a="}},
 		{name: "an earlier replay's headers replaced",
 			headers: `[{"key":"ecom-replay-attempt","value":"MQ=="},{"key":"x","value":"eQ=="},{"key":"ecom-replay-of","value":"b2xk"}]`,
-			want:    []string{"x=y", "ecom-replay-of=dl-1", "ecom-replay-attempt=2"}},
+			want:    []string{"ecom-replay-of=dl-1", "ecom-replay-attempt=2", "x=y"}},
 		{name: "not base64", headers: `[{"key":"x","value":"!!"}]`, wantErr: "not base64"},
 		{name: "not json", headers: `{`, wantErr: "cannot be read"},
 	}

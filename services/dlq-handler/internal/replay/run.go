@@ -337,8 +337,8 @@ func (l *leader) withdraw(ctx context.Context, r outRow, why string) error {
 }
 
 // Record builds the replayed record: the original key, value and headers
-// (stored as [{"key", "value": base64}]) with ReplayOfHeader = id and
-// ReplayAttemptHeader = attempt, replacing headers of those names.
+// (stored as [{"key", "value": base64}]) after ReplayOfHeader = id and
+// ReplayAttemptHeader = attempt, which replace headers of those names.
 func Record(topic string, key, value, headersJSON []byte, id string, attempt int32) (*kgo.Record, error) {
 	var hs []struct {
 		Key   string `json:"key"`
@@ -349,7 +349,12 @@ func Record(topic string, key, value, headersJSON []byte, id string, attempt int
 			return nil, fmt.Errorf("its original headers cannot be read: %w", err)
 		}
 	}
-	rec := &kgo.Record{Topic: topic, Key: key, Value: value}
+	// The replay headers first: a stage's dead letter of this record keeps
+	// them whole (deadletter.Envelope, Minimal), and they are what makes its
+	// rejection failed_again rather than resolved.
+	rec := &kgo.Record{Topic: topic, Key: key, Value: value, Headers: []kgo.RecordHeader{
+		{Key: stream.ReplayOfHeader, Value: []byte(id)},
+		{Key: stream.ReplayAttemptHeader, Value: []byte(strconv.Itoa(int(attempt)))}}}
 	for _, h := range hs {
 		if h.Key == stream.ReplayOfHeader || h.Key == stream.ReplayAttemptHeader {
 			continue
@@ -360,8 +365,5 @@ func Record(topic string, key, value, headersJSON []byte, id string, attempt int
 		}
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: v})
 	}
-	rec.Headers = append(rec.Headers,
-		kgo.RecordHeader{Key: stream.ReplayOfHeader, Value: []byte(id)},
-		kgo.RecordHeader{Key: stream.ReplayAttemptHeader, Value: []byte(strconv.Itoa(int(attempt)))})
 	return rec, nil
 }
