@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ecomstream/platform/pkg/deadletter"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/query"
 )
@@ -128,6 +129,7 @@ type candidate struct {
 	stage   string
 	source  string
 	purged  bool
+	cut     string // the original's parts cut to fit the dead-letter topic (truncatedSQL), "" when whole
 	target  string
 	refusal error
 }
@@ -137,6 +139,9 @@ type candidate struct {
 func (s *Service) plan(cs []candidate) (send []candidate, refused []Refused, n int) {
 	for _, c := range cs {
 		t, err := Target(s.topics, c.stage, c.source, c.purged)
+		if err == nil && c.cut != "" {
+			err = truncatedError(c.cut)
+		}
 		if err != nil {
 			n++
 			if len(refused) < MaxRefused {
@@ -150,12 +155,30 @@ func (s *Service) plan(cs []candidate) (send []candidate, refused []Refused, n i
 	return send, refused, n
 }
 
-const candidateCols = "dead_letter_id, state, attempt, stage, source_topic, pii_purged_at IS NOT NULL"
+// truncatedSQL names the parts of a dead letter's original its envelope
+// cut (deadletter.Truncated: an OVERSIZED reason whose field is an
+// original's part, or "original" for the minimal envelope), comma-separated,
+// "" when it holds the original whole. Such a dead letter cannot be
+// replayed from the store: a cut value is a different record, a cut key
+// routes it to another partition, cut headers lose the trace and the
+// replay headers.
+var truncatedSQL = fmt.Sprintf(`coalesce((SELECT string_agg(DISTINCT e->>'field', ',' ORDER BY e->>'field') FROM jsonb_array_elements(reasons) e
+	WHERE e->>'code' = '%s' AND e->>'field' IN ('%s', '%s', '%s', '%s')), '')`,
+	deadletter.Oversized, deadletter.FieldOriginalValue, deadletter.FieldOriginalKey, deadletter.FieldOriginalHeaders, deadletter.FieldOriginal)
+
+// truncatedError is why a dead letter whose original was cut (cut: its
+// parts) is not replayed.
+func truncatedError(cut string) error {
+	return fmt.Errorf("its original was cut to fit the dead-letter topic (OVERSIZED: %s): the dead letter does not hold the record to replay; "+
+		"re-send it from its source topic at source_partition/source_offset, or discard it", cut)
+}
+
+var candidateCols = "dead_letter_id, state, attempt, stage, source_topic, pii_purged_at IS NOT NULL, " + truncatedSQL
 
 func scanCandidates(rows pgx.Rows) ([]candidate, error) {
 	var out []candidate
 	var c candidate
-	_, err := pgx.ForEachRow(rows, []any{&c.id, &c.state, &c.attempt, &c.stage, &c.source, &c.purged}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&c.id, &c.state, &c.attempt, &c.stage, &c.source, &c.purged, &c.cut}, func() error {
 		out = append(out, c)
 		return nil
 	})

@@ -206,6 +206,7 @@ func TestPlan(t *testing.T) {
 		{id: "a", stage: "validator", source: "ecom.events.v1"},
 		{id: "b", stage: "ingest-clickstream", source: "http:/v1/events"},
 		{id: "c", stage: "validator", source: "ecom.customers.v1", purged: true},
+		{id: "d", stage: "validator", source: "ecom.events.v1", cut: "original_key,original_value"},
 	}
 	for i := range MaxRefused + 5 {
 		cs = append(cs, candidate{id: "u" + string(rune('a'+i%26)), stage: "unknown", source: "ecom.dlq.v1"})
@@ -214,10 +215,13 @@ func TestPlan(t *testing.T) {
 	if len(send) != 2 || send[0].target != "ecom.events.v1" || send[1].target != "clickstream" {
 		t.Errorf("send = %+v", send)
 	}
-	if n != MaxRefused+6 || len(refused) != MaxRefused || refused[0].ID != "c" || !strings.Contains(refused[0].Reason, "purged") {
+	if n != MaxRefused+7 || len(refused) != MaxRefused || refused[0].ID != "c" || !strings.Contains(refused[0].Reason, "purged") {
 		t.Errorf("refused %d listed %d, first %+v", n, len(refused), refused[0])
 	}
-	if sum := refusedSummary(refused, n); !strings.HasPrefix(sum, "106 dead letters not replayable\nc: its original was purged") || !strings.HasSuffix(sum, "and 96 more") {
+	if refused[1].ID != "d" || !strings.Contains(refused[1].Reason, "cut to fit the dead-letter topic (OVERSIZED: original_key,original_value)") {
+		t.Errorf("truncated original refused with %+v", refused[1])
+	}
+	if sum := refusedSummary(refused, n); !strings.HasPrefix(sum, "107 dead letters not replayable\nc: its original was purged") || !strings.HasSuffix(sum, "and 97 more") {
 		t.Errorf("summary %q", sum)
 	}
 }

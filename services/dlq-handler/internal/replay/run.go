@@ -118,6 +118,7 @@ type outRow struct {
 	value   []byte
 	headers []byte
 	purged  bool
+	cut     string // truncatedSQL
 	rate    float64
 }
 
@@ -133,7 +134,7 @@ const (
 func (l *leader) sendBatch(ctx context.Context) (int, error) {
 	s := l.s
 	rows, err := l.conn.Query(ctx, `SELECT r.dead_letter_id, r.attempt, r.job_id, r.target_topic, d.original_key, d.original_value,
-		d.original_headers, d.pii_purged_at IS NOT NULL, coalesce(j.rate_limit, $1)
+		d.original_headers, d.pii_purged_at IS NOT NULL, `+truncatedSQL+`, coalesce(j.rate_limit, $1)
 		FROM replays r JOIN dead_letters d USING (dead_letter_id) LEFT JOIN replay_jobs j USING (job_id)
 		WHERE r.sent_at IS NULL ORDER BY r.requested_at, r.job_id, r.dead_letter_id LIMIT $2`, s.cfg.Rate, batchSize)
 	if err != nil {
@@ -141,7 +142,7 @@ func (l *leader) sendBatch(ctx context.Context) (int, error) {
 	}
 	var out []outRow
 	var r outRow
-	_, err = pgx.ForEachRow(rows, []any{&r.id, &r.attempt, &r.job, &r.topic, &r.key, &r.value, &r.headers, &r.purged, &r.rate}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&r.id, &r.attempt, &r.job, &r.topic, &r.key, &r.value, &r.headers, &r.purged, &r.cut, &r.rate}, func() error {
 		out = append(out, r)
 		return nil
 	})
@@ -176,6 +177,10 @@ func (l *leader) sendBatch(ctx context.Context) (int, error) {
 			continue
 		}
 		rec, err := Record(r.topic, r.key, r.value, r.headers, r.id, r.attempt)
+		if err == nil && r.cut != "" {
+			// Planned before the planner refused cut originals.
+			rec, err = nil, truncatedError(r.cut)
+		}
 		if err != nil {
 			if err := flushMark(); err != nil {
 				return 0, err
