@@ -12,6 +12,7 @@ import (
 
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/fixture"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/store"
 )
 
 // noProduce is a cluster the test expects no record of.
@@ -103,5 +104,115 @@ func TestIntegrationTruncatedNotReplayed(t *testing.T) {
 	_ = pool.QueryRow(ctx, "SELECT state || '/' || (SELECT count(*) FROM replays) FROM dead_letters WHERE dead_letter_id = 't-old'").Scan(&state)
 	if state != "new/0" {
 		t.Errorf("t-old after the sender: state/replays %s, want new/0 (withdrawn)", state)
+	}
+}
+
+// offsets is a cluster whose groups committed the given offsets and whose
+// dead-letter topic is empty (the store covers it).
+type offsets struct {
+	Cluster
+	committed map[string]map[store.Partition]int64
+}
+
+func (o offsets) Committed(_ context.Context, g string) (map[store.Partition]int64, error) {
+	return o.committed[g], nil
+}
+
+func (offsets) Ends(context.Context, string) (map[int32]int64, error) { return map[int32]int64{}, nil }
+
+// TestIntegrationFailedAgainStays: store.Write finds the stage's new dead
+// letter of a replay before the sender marks it sent; the mark keeps
+// failed_again (it does not flip it back to sent). After a crash between
+// produce and mark, the sender does not send such a row again: it marks
+// it sent, keeps its outcome, and the job finishes.
+func TestIntegrationFailedAgainStays(t *testing.T) {
+	pool := fixture.Pool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fixture.Insert(t, pool, fixture.Row{ID: "a"}, fixture.Row{ID: "b"})
+	s := pgService(t, pool, noProduce{t: t})
+	res, err := s.Replay(ctx, auth.Identity{Name: "alice", Role: auth.Operator}, Request{IDs: []string{"a", "b"}})
+	if err != nil || res.Planned != 2 {
+		t.Fatalf("replay = %+v, %v", res, err)
+	}
+	// Both rejected again before the sender marked them.
+	again := func(id string) store.Row {
+		return store.Row{DeadLetterID: id + "-again", Stage: "validator", SourceTopic: "ecom.events.v1", SourceTimestamp: time.Now(),
+			OriginalValue: []byte("{}"), Reasons: []store.Reason{{Code: "RULE_FAILED", Message: "again"}}, Codes: []string{"RULE_FAILED"},
+			RuleIDs: []string{}, Attempt: 2, FailedAt: time.Now(), ReplayOf: id, ReplayedAttempt: 1}
+	}
+	if w, err := store.New(pool).Write(ctx, "dlq-handler", []store.Row{again("a"), again("b")}, nil); err != nil || w.FailedAgain != 2 {
+		t.Fatalf("store.Write = %+v, %v", w, err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	l := &leader{s: s, conn: conn, buckets: map[string]*bucket{}}
+	// a: produced, acked, marked now.
+	job := res.JobID
+	if err := l.mark(ctx, []*flight{{row: outRow{id: "a", attempt: 1, job: &job}, rec: &kgo.Record{Partition: 1, Offset: 7}}}); err != nil {
+		t.Fatal(err)
+	}
+	// b: produced before a crash, never marked: the restarted sender.
+	if _, err := l.sendBatch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := pool.QueryRow(ctx, `SELECT string_agg(dead_letter_id || ':' || outcome || ':' || (sent_at IS NOT NULL), ',' ORDER BY dead_letter_id)
+		FROM replays`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "a:failed_again:true,b:failed_again:true" {
+		t.Errorf("replays %s, want both failed_again and sent", got)
+	}
+	if j, err := s.Job(ctx, job); err != nil || j.Sent != 2 || j.State != "succeeded" || j.Outcomes["failed_again"] != 2 {
+		t.Errorf("job = %+v, %v", j, err)
+	}
+}
+
+// TestIntegrationResolverPages: sent replays of a stage without a group and
+// of a group that has not committed past them, more than one page of them
+// and older, do not hold back a newer one whose group committed past it; a
+// sent replay that a stored dead letter rejects again (left sent by an old
+// mark) becomes failed_again.
+func TestIntegrationResolverPages(t *testing.T) {
+	pool := fixture.Pool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	defer func(n int) { resolveBatch = n }(resolveBatch)
+	resolveBatch = 2
+	const topic = "ecom.events.v1"
+	type sent struct {
+		id, stage string
+		partition int32
+	}
+	rows := []sent{{"u1", "catalog-sync", 0}, {"u2", "catalog-sync", 0}, {"u3", "catalog-sync", 0},
+		{"w1", "validator", 1}, {"w2", "validator", 1}, {"w3", "validator", 1}, {"stuck", "validator", 0}, {"done", "validator", 0}}
+	for i, r := range rows {
+		fixture.Insert(t, pool, fixture.Row{ID: r.id, Stage: r.stage, Topic: topic, State: "replayed"})
+		if _, err := pool.Exec(ctx, `INSERT INTO replays (dead_letter_id, attempt, requested_by, target_topic, sent_at, target_partition, target_offset, outcome)
+			VALUES ($1, 1, 'alice', $2, now() - $3 * interval '1 minute', $4, $5, 'sent')`, r.id, topic, len(rows)-i, r.partition, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fixture.Insert(t, pool, fixture.Row{ID: "stuck-again", Attempt: 2})
+	if _, err := pool.Exec(ctx, "UPDATE dead_letters SET replay_of = 'stuck' WHERE dead_letter_id = 'stuck-again'"); err != nil {
+		t.Fatal(err)
+	}
+	s := pgService(t, pool, offsets{committed: map[string]map[store.Partition]int64{
+		"validator": {{Topic: topic, Partition: 0}: 100}}}) // partition 1: nothing committed
+	rv := &resolver{s: s, q: pool, clean: map[int32][2]int64{}}
+	rv.pos = rv.positions
+	if err := rv.resolve(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := pool.QueryRow(ctx, `SELECT string_agg(dead_letter_id || ':' || outcome, ',' ORDER BY dead_letter_id) FROM replays`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "done:resolved,stuck:failed_again,u1:sent,u2:sent,u3:sent,w1:sent,w2:sent,w3:sent"; got != want {
+		t.Errorf("replays %s, want %s", got, want)
 	}
 }

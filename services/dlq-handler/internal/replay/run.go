@@ -120,6 +120,7 @@ type outRow struct {
 	purged  bool
 	cut     string // truncatedSQL
 	rate    float64
+	outcome string
 }
 
 // batchSize is how many unsent rows one query reads; maxBuckets bounds
@@ -134,7 +135,7 @@ const (
 func (l *leader) sendBatch(ctx context.Context) (int, error) {
 	s := l.s
 	rows, err := l.conn.Query(ctx, `SELECT r.dead_letter_id, r.attempt, r.job_id, r.target_topic, d.original_key, d.original_value,
-		d.original_headers, d.pii_purged_at IS NOT NULL, `+truncatedSQL+`, coalesce(j.rate_limit, $1)
+		d.original_headers, d.pii_purged_at IS NOT NULL, `+truncatedSQL+`, coalesce(j.rate_limit, $1), r.outcome
 		FROM replays r JOIN dead_letters d USING (dead_letter_id) LEFT JOIN replay_jobs j USING (job_id)
 		WHERE r.sent_at IS NULL ORDER BY r.requested_at, r.job_id, r.dead_letter_id LIMIT $2`, s.cfg.Rate, batchSize)
 	if err != nil {
@@ -142,7 +143,7 @@ func (l *leader) sendBatch(ctx context.Context) (int, error) {
 	}
 	var out []outRow
 	var r outRow
-	_, err = pgx.ForEachRow(rows, []any{&r.id, &r.attempt, &r.job, &r.topic, &r.key, &r.value, &r.headers, &r.purged, &r.cut, &r.rate}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&r.id, &r.attempt, &r.job, &r.topic, &r.key, &r.value, &r.headers, &r.purged, &r.cut, &r.rate, &r.outcome}, func() error {
 		out = append(out, r)
 		return nil
 	})
@@ -167,6 +168,20 @@ func (l *leader) sendBatch(ctx context.Context) (int, error) {
 		}
 	}()
 	for _, r := range out {
+		if r.outcome != "pending" {
+			// Produced before a crash and settled since (store.Write found
+			// the stage's new dead letter of it: failed_again): sending it
+			// again would replay a record already rejected again. It is
+			// marked sent (with no position: that was not recorded) and
+			// keeps its outcome.
+			if err := flushMark(); err != nil {
+				return 0, err
+			}
+			if err := l.mark(ctx, []*flight{{row: r}}); err != nil {
+				return 0, err
+			}
+			continue
+		}
 		if r.purged {
 			if err := flushMark(); err != nil {
 				return 0, err
@@ -290,8 +305,17 @@ func (l *leader) mark(ctx context.Context, fs []*flight) error {
 	err := pgx.BeginFunc(ctx, l.conn, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, f := range fs {
-			b.Queue(`UPDATE replays SET sent_at = now(), target_partition = $3, target_offset = $4, outcome = 'sent'
-				WHERE dead_letter_id = $1 AND attempt = $2 AND sent_at IS NULL`, f.row.id, f.row.attempt, f.rec.Partition, f.rec.Offset)
+			var partition *int32
+			var offset *int64
+			if f.rec != nil {
+				partition, offset = &f.rec.Partition, &f.rec.Offset
+			}
+			// Only a pending replay becomes sent: store.Write may have set
+			// failed_again already (the stage rejected the record again
+			// before this mark), which must stay.
+			b.Queue(`UPDATE replays SET sent_at = now(), target_partition = $3, target_offset = $4,
+				outcome = CASE WHEN outcome = 'pending' THEN 'sent' ELSE outcome END
+				WHERE dead_letter_id = $1 AND attempt = $2 AND sent_at IS NULL`, f.row.id, f.row.attempt, partition, offset)
 			if f.row.job != nil {
 				jobs[*f.row.job]++
 			}
