@@ -3,13 +3,16 @@ package replay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ecomstream/platform/pkg/config"
 	"github.com/ecomstream/platform/pkg/stream"
@@ -277,6 +280,7 @@ type fakeCluster struct {
 	Cluster
 	stable map[int32]int64
 	has    bool
+	err    error
 	probes int
 }
 
@@ -284,7 +288,7 @@ func (f *fakeCluster) Stable(context.Context, string) (map[int32]int64, error) {
 
 func (f *fakeCluster) HasRecords(context.Context, string, map[int32]int64, map[int32]int64) (bool, error) {
 	f.probes++
-	return f.has, nil
+	return f.has, f.err
 }
 
 // TestCovered: the store covers the dead-letter topic's ends when its
@@ -302,6 +306,7 @@ func TestCovered(t *testing.T) {
 		positions  map[store.Partition]int64
 		stable     map[int32]int64
 		has        bool
+		err        error
 		want       bool
 		wantProbes int
 	}{
@@ -309,10 +314,11 @@ func TestCovered(t *testing.T) {
 		{name: "behind, records there", positions: at(8, 4), stable: map[int32]int64{0: 10, 1: 4}, has: true, wantProbes: 1},
 		{name: "only a marker left", positions: at(9, 4), stable: map[int32]int64{0: 10, 1: 4}, want: true, wantProbes: 1},
 		{name: "an open transaction in the gap", positions: at(9, 4), stable: map[int32]int64{0: 9, 1: 4}},
+		{name: "the gap could not be read", positions: at(9, 4), stable: map[int32]int64{0: 10, 1: 4}, err: fmt.Errorf("x: %w", errUnread), wantProbes: 1},
 		{name: "no positions yet", positions: map[store.Partition]int64{}, stable: map[int32]int64{0: 10, 1: 4}, has: true, wantProbes: 1},
 	}
 	for _, tt := range tests {
-		f := &fakeCluster{stable: tt.stable, has: tt.has}
+		f := &fakeCluster{stable: tt.stable, has: tt.has, err: tt.err}
 		rv := &resolver{s: &Service{kafka: f, dlq: DLQ{Topic: topic}}, clean: map[int32][2]int64{},
 			pos: func(context.Context) (map[store.Partition]int64, error) { return tt.positions, nil }}
 		got, err := rv.covered(context.Background(), ends)
@@ -415,6 +421,34 @@ func TestKafka(t *testing.T) {
 	if err := tx.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		t.Fatal(err)
 	}
+	// Offsets now: 0 the record, 1 its commit marker, 2 the aborted record,
+	// 3 its abort marker.
+	for _, tt := range []struct {
+		name     string
+		from, to map[int32]int64
+	}{
+		{name: "an aborted record and its marker", from: map[int32]int64{0: 1}, to: map[int32]int64{0: 4}},
+		{name: "an aborted record, its marker past the range", from: map[int32]int64{0: 2}, to: map[int32]int64{0: 3}},
+	} {
+		if got, err := k.HasRecords(ctx, "dlq", tt.from, tt.to); err != nil || got {
+			t.Errorf("%s: HasRecords = %v, %v; want false", tt.name, got, err)
+		}
+	}
+	// Fetches not answered: a range not read is not known clean.
+	var block atomic.Bool
+	block.Store(true)
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if !block.Load() {
+			c.DropControl()
+			return nil, nil, false
+		}
+		c.KeepControl()
+		return nil, nil, true // no answer
+	})
+	if got, err := k.HasRecords(ctx, "dlq", map[int32]int64{0: 1}, map[int32]int64{0: 2}); !errors.Is(err, errUnread) || got {
+		t.Errorf("unanswered: HasRecords = %v, %v; want errUnread", got, err)
+	}
+	block.Store(false)
 
 	// A group that committed offset 1 past the produced record.
 	g, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("in"), kgo.DisableAutoCommit())

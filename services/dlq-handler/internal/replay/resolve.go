@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -320,6 +321,9 @@ func (rv *resolver) covered(ctx context.Context, ends map[int32]int64) (bool, er
 		return true, nil
 	}
 	has, err := s.kafka.HasRecords(ctx, s.dlq.Topic, from, to)
+	if errors.Is(err, errUnread) {
+		return false, nil // not known yet: not covered
+	}
 	if err != nil || has {
 		return false, err
 	}
