@@ -165,6 +165,45 @@ func TestBucket(t *testing.T) {
 	}
 }
 
+// TestLeaderBuckets: the sender's rate limit is per target topic, shared
+// by the jobs: many single-id jobs to one topic get DLQ_REPLAY_RATE
+// together, not each; another topic has its own; a slower job is held to
+// its own rate as well.
+func TestLeaderBuckets(t *testing.T) {
+	const rate = 10 // burst 1
+	job := func(i int) *string { s := fmt.Sprintf("rj-%d", i); return &s }
+	tests := []struct {
+		name     string
+		rows     []outRow
+		wantWait time.Duration // total over the rows, all asked at one instant
+	}{
+		{name: "50 single-id jobs to one topic", rows: func() []outRow {
+			var rs []outRow
+			for i := range 50 {
+				rs = append(rs, outRow{topic: "t", job: job(i), rate: rate})
+			}
+			return rs
+		}(), wantWait: 49 * 50 / 2 * time.Second / rate},
+		{name: "two topics", rows: []outRow{{topic: "t", job: job(1), rate: rate}, {topic: "u", job: job(2), rate: rate}}},
+		{name: "a job at 1/s", rows: []outRow{{topic: "t", job: job(1), rate: 1}, {topic: "t", job: job(1), rate: 1}}, wantWait: time.Second},
+		{name: "unlisted rows (no job)", rows: []outRow{{topic: "t", rate: rate}, {topic: "t", rate: rate}}, wantWait: time.Second / rate},
+	}
+	for _, tt := range tests {
+		l := newLeader(&Service{cfg: Config{Rate: rate}}, nil)
+		now := time.Unix(1000, 0)
+		var total time.Duration
+		for i, r := range tt.rows {
+			if w := l.wouldWait(r, now); w != (i > 0 && tt.wantWait > 0) {
+				t.Errorf("%s: row %d wouldWait = %v", tt.name, i, w)
+			}
+			total += l.reserve(r, now)
+		}
+		if d := total - tt.wantWait; d < -time.Millisecond || d > time.Millisecond {
+			t.Errorf("%s: waits %v, want %v", tt.name, total, tt.wantWait)
+		}
+	}
+}
+
 func TestRequestValidate(t *testing.T) {
 	f := &query.Filter{RuleID: []string{"r1"}}
 	many := make([]string, MaxIDs+1)

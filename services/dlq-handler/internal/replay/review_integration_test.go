@@ -3,6 +3,7 @@ package replay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/fixture"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/query"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/store"
 )
 
@@ -96,7 +98,7 @@ func TestIntegrationTruncatedNotReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	l := &leader{s: s, conn: conn, buckets: map[string]*bucket{}}
+	l := newLeader(s, conn)
 	if _, err := l.sendBatch(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func TestIntegrationFailedAgainStays(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	l := &leader{s: s, conn: conn, buckets: map[string]*bucket{}}
+	l := newLeader(s, conn)
 	// a: produced, acked, marked now.
 	job := res.JobID
 	if err := l.mark(ctx, []*flight{{row: outRow{id: "a", attempt: 1, job: &job}, rec: &kgo.Record{Partition: 1, Offset: 7}}}); err != nil {
@@ -214,5 +216,142 @@ func TestIntegrationResolverPages(t *testing.T) {
 	}
 	if want := "done:resolved,stuck:failed_again,u1:sent,u2:sent,u3:sent,w1:sent,w2:sent,w3:sent"; got != want {
 		t.Errorf("replays %s, want %s", got, want)
+	}
+}
+
+// interleave runs op on a pool of its own while tx1 holds a lock on the
+// dead letter first: once op waits for a lock, tx1 locks second too. With
+// every transaction locking dead letters in dead_letter_id order (first <
+// second), op waits on first holding nothing, and tx1 gets second at once;
+// with another order op would hold second and tx1 wait for it (lock_timeout
+// 500ms: an error). reverse = tx1 locks them the other way round (a real
+// deadlock, which PostgreSQL breaks by failing op, the first to wait).
+func interleave(t *testing.T, pool *pgxpool.Pool, first, second string, reverse bool, op func(*pgxpool.Pool) error) (tx1Err, opErr error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	app := "dlq-lock-" + first + "-" + time.Now().Format("150405.000000")
+	cfg := pool.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
+	opPool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opPool.Close()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	lock := func(id string) error {
+		_, err := tx.Exec(ctx, "SELECT 1 FROM dead_letters WHERE dead_letter_id = $1 FOR UPDATE", id)
+		return err
+	}
+	if err := lock(first); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- op(opPool) }()
+	for waiting := 0; waiting == 0; {
+		select {
+		case err := <-done:
+			t.Fatalf("op ended (%v) without waiting for %s", err, first)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", app).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !reverse {
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '500ms'"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx1Err = lock(second)
+	if tx1Err == nil {
+		tx1Err = tx.Commit(ctx)
+	} else {
+		_ = tx.Rollback(ctx)
+	}
+	return tx1Err, <-done
+}
+
+// TestIntegrationLockOrder: the planner and store.Write lock the dead
+// letters in dead_letter_id order, whatever their failed_at or DLQ offset
+// order, so a transaction locking in that order (the resolver, discard)
+// never deadlocks with them; a replay request that does lose a deadlock (a
+// transaction locking in another order) is tried again and succeeds.
+func TestIntegrationLockOrder(t *testing.T) {
+	pool := fixture.Pool(t)
+	ctx := context.Background()
+	now := time.Now()
+	// b failed before a: the old planner locked b, then a.
+	fixture.Insert(t, pool, fixture.Row{ID: "a", FailedAt: now}, fixture.Row{ID: "b", FailedAt: now.Add(-time.Minute)},
+		fixture.Row{ID: "c", FailedAt: now}, fixture.Row{ID: "d", FailedAt: now.Add(-time.Minute)},
+		fixture.Row{ID: "e", FailedAt: now.Add(-time.Minute)}, fixture.Row{ID: "f", FailedAt: now}) // e, f: in either order
+	op := auth.Identity{Name: "alice", Role: auth.Operator}
+	var res Result
+	replay := func(ids ...string) func(p *pgxpool.Pool) error {
+		return func(p *pgxpool.Pool) error {
+			var err error
+			res, err = pgService(t, p, nil).Replay(ctx, op, Request{IDs: ids})
+			return err
+		}
+	}
+	t.Run("planner", func(t *testing.T) {
+		tx1, err := interleave(t, pool, "a", "b", false, replay("b", "a"))
+		if tx1 != nil || err != nil || res.Planned != 2 {
+			t.Errorf("locking a then b beside a replay: %v; replay %+v, %v", tx1, res, err)
+		}
+	})
+	t.Run("store.Write", func(t *testing.T) {
+		// DLQ offset order: the rejection of d's replay before c's.
+		again := func(id, of string) store.Row {
+			return store.Row{DeadLetterID: id, Stage: "validator", SourceTopic: "ecom.events.v1", SourceTimestamp: now,
+				OriginalValue: []byte("{}"), Reasons: []store.Reason{{Code: "RULE_FAILED", Message: "again"}}, Codes: []string{"RULE_FAILED"},
+				RuleIDs: []string{}, Attempt: 2, FailedAt: now, ReplayOf: of, ReplayedAttempt: 1}
+		}
+		var w store.WriteResult
+		tx1, err := interleave(t, pool, "c", "d", false, func(p *pgxpool.Pool) error {
+			var err error
+			w, err = store.New(p).Write(ctx, "dlq-handler", []store.Row{again("d-again", "d"), again("c-again", "c")}, nil)
+			return err
+		})
+		if tx1 != nil || err != nil || w.FailedAgain != 2 {
+			t.Errorf("locking c then d beside store.Write: %v; write %+v, %v", tx1, w, err)
+		}
+	})
+	t.Run("retried after a deadlock", func(t *testing.T) {
+		tx1, err := interleave(t, pool, "f", "e", true, replay("e", "f"))
+		if tx1 != nil || err != nil || res.Planned != 2 {
+			t.Errorf("a deadlock: tx1 %v; replay %+v, %v (want it tried again)", tx1, res, err)
+		}
+	})
+}
+
+// TestIntegrationFilterCap: a replay by filter plans at most
+// MaxFilterReplay dead letters in its request; one matching more is
+// refused (a *query.Error naming the filter and the count) and plans
+// nothing; narrowed, it plans.
+func TestIntegrationFilterCap(t *testing.T) {
+	pool := fixture.Pool(t)
+	ctx := context.Background()
+	defer func(n int) { MaxFilterReplay = n }(MaxFilterReplay)
+	MaxFilterReplay = 3
+	for i := range 5 {
+		fixture.Insert(t, pool, fixture.Row{ID: fmt.Sprintf("f-%d", i), Stage: []string{"validator", "bq-writer"}[i%2]})
+	}
+	s := pgService(t, pool, nil)
+	op := auth.Identity{Name: "alice", Role: auth.Operator}
+	for _, dry := range []bool{true, false} {
+		_, err := s.Replay(ctx, op, Request{Filter: &query.Filter{State: []string{"new"}}, DryRun: dry})
+		var qe *query.Error
+		if !errors.As(err, &qe) || qe.Param != "filter" || !strings.Contains(qe.Msg, "matches 5 dead letters to replay, more than 3 per request") {
+			t.Errorf("dry run %v: err = %v, want the cap refused", dry, err)
+		}
+	}
+	res, err := s.Replay(ctx, op, Request{Filter: &query.Filter{Stage: []string{"validator"}}})
+	if err != nil || res.Planned != 3 {
+		t.Errorf("narrowed: %+v, %v", res, err)
 	}
 }
