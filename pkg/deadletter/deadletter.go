@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -124,6 +125,33 @@ const (
 	FieldOriginal        = "original" // the minimal envelope: the whole original dropped
 )
 
+// Replay headers, set by the dead-letter handler on a replayed record
+// (stream.ReplayOfHeader and stream.ReplayAttemptHeader are these names).
+// They link a new dead letter to the replay it rejects again, so Envelope
+// and Minimal keep them whole whatever else is cut: without them a replay
+// rejected again would pass for resolved. A value longer than
+// maxReplayHeader is no handler's and counts as an ordinary header.
+const (
+	ReplayOfHeader      = "ecom-replay-of"
+	ReplayAttemptHeader = "ecom-replay-attempt"
+	maxReplayHeader     = 256
+)
+
+// replayHeaders splits hs into the replay headers, kept first and whole,
+// and the others, in order.
+func replayHeaders(hs []kgo.RecordHeader) (pinned []events.Header, rest []events.Header) {
+	pinned, rest = []events.Header{}, make([]events.Header, 0, len(hs))
+	for _, h := range hs {
+		hd := events.Header{Key: h.Key, Value: nonNil(h.Value)}
+		if (h.Key == ReplayOfHeader || h.Key == ReplayAttemptHeader) && len(h.Value) <= maxReplayHeader {
+			pinned = append(pinned, hd)
+			continue
+		}
+		rest = append(rest, hd)
+	}
+	return pinned, rest
+}
+
 // Truncated reports whether dl lost part of its original to fit its budget.
 func Truncated(dl *events.DeadLetter) bool {
 	for _, r := range dl.Reasons {
@@ -161,10 +189,9 @@ func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, att
 	dl := metadata(rec, stage, rej, traceID, attempt, now)
 	reasons, cutMessages := reasonsOf(rej.Reasons, maxReasonMessage)
 	value, key := nonNil(rec.Value), rec.Key
-	headers := make([]events.Header, 0, len(rec.Headers))
-	for _, h := range rec.Headers {
-		headers = append(headers, events.Header{Key: h.Key, Value: nonNil(h.Value)})
-	}
+	// The replay headers are metadata: counted with it, never cut.
+	pinned, headers := replayHeaders(rec.Headers)
+	dl.OriginalHeaders = pinned
 	needR, needK, needH, needV := reasonsSize(reasons), keySize(rec.Key), headersSize(headers), bytesSize(len(value))
 	var notes []events.Reason
 	if cutMessages > 0 {
@@ -195,14 +222,23 @@ func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, att
 			var kept, bytes int
 			headers, kept, bytes = fitHeaders(headers, gotH)
 			all := headerBytes(rec.Headers)
+			for _, h := range pinned {
+				bytes += len(h.Key) + len(h.Value)
+			}
 			notes = append(notes, note(FieldOriginalHeaders, fmt.Sprintf("original_headers truncated to %d of %d bytes (%d of %d headers whole) to fit the dead-letter topic",
-				bytes, all, kept, len(rec.Headers))))
+				bytes, all, kept+len(pinned), len(rec.Headers))))
+			// The replay headers first, then what fitted of the others.
+			headers = append(slices.Clip(pinned), headers...)
+		} else {
+			headers = allHeaders(rec.Headers)
 		}
 		if gotV < needV {
 			n := max(gotV-bytesSize(0), 0)
 			notes = append(notes, note(FieldOriginalValue, fmt.Sprintf("original_value truncated to its first %d of %d bytes to fit the dead-letter topic", n, len(value))))
 			value = value[:n]
 		}
+	} else {
+		headers = allHeaders(rec.Headers)
 	}
 	dl.Reasons = append(reasons, notes...)
 	dl.OriginalValue = value
@@ -213,13 +249,24 @@ func Envelope(rec *kgo.Record, stage string, rej *Rejection, traceID string, att
 	return dl
 }
 
+// allHeaders is hs as envelope headers, in order.
+func allHeaders(hs []kgo.RecordHeader) []events.Header {
+	out := make([]events.Header, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, events.Header{Key: h.Key, Value: nonNil(h.Value)})
+	}
+	return out
+}
+
 // Minimal is the smallest useful dead letter of rec: its metadata, the
-// rejection's first reasons with short messages, and an OVERSIZED reason
+// replay headers (whole), the rejection's first reasons with short
+// messages, and an OVERSIZED reason
 // (field "original") giving the original's sizes and SHA-256 hashes, so it
 // can still be found in, and checked against, its source topic. It is
 // written when even the budgeted envelope is refused as too large.
 func Minimal(rec *kgo.Record, stage string, rej *Rejection, traceID string, attempt int, now time.Time) events.DeadLetter {
 	dl := metadata(rec, stage, rej, traceID, attempt, now)
+	dl.OriginalHeaders, _ = replayHeaders(rec.Headers)
 	reasons, _ := reasonsOf(rej.Reasons[:min(len(rej.Reasons), 4)], 128)
 	hbytes := headerBytes(rec.Headers)
 	keySum, valueSum := sha256.Sum256(rec.Key), sha256.Sum256(rec.Value)

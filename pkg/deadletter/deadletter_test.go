@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,69 @@ func TestMinimal(t *testing.T) {
 		!strings.Contains(last.Message, "key 1048576 bytes") || !strings.Contains(last.Message, "1 headers 101 bytes") ||
 		dl.Reasons[0].Code != string(InvalidValue) || len(dl.Reasons[0].Message) > 128 {
 		t.Errorf("minimal envelope (%d bytes): %+v", len(b), dl)
+	}
+}
+
+// TestReplayHeadersKeptWhole: the replay headers link a dead letter to the
+// replay it rejects again; however the original's headers are cut (many
+// before them, one huge one, the minimal envelope), both are kept whole,
+// and first once headers are cut. An overlong one is an ordinary header.
+func TestReplayHeadersKeptWhole(t *testing.T) {
+	const budget = 100 << 10
+	replay := []kgo.RecordHeader{{Key: ReplayOfHeader, Value: []byte("validator-0-7-abcdef012345")}, {Key: ReplayAttemptHeader, Value: []byte("3")}}
+	many := make([]kgo.RecordHeader, 5000)
+	for i := range many {
+		many[i] = kgo.RecordHeader{Key: fmt.Sprintf("h%d", i), Value: bytes.Repeat([]byte("x"), 100)}
+	}
+	huge := []kgo.RecordHeader{{Key: "huge", Value: make([]byte, 500<<10)}}
+	long := kgo.RecordHeader{Key: ReplayOfHeader, Value: bytes.Repeat([]byte("o"), 300<<10)}
+	tests := []struct {
+		name    string
+		headers []kgo.RecordHeader
+		minimal bool
+		want    []string // the first headers' keys
+		wantLen int      // bytes of the first header's value
+	}{
+		{name: "fits: order kept", headers: append([]kgo.RecordHeader{{Key: "a", Value: []byte("b")}}, replay...),
+			want: []string{"a", ReplayOfHeader, ReplayAttemptHeader}, wantLen: 1},
+		{name: "many headers before them", headers: append(slices.Clone(many), replay...), want: []string{ReplayOfHeader, ReplayAttemptHeader}, wantLen: 26},
+		{name: "a huge header before them", headers: append(slices.Clone(huge), replay...), want: []string{ReplayOfHeader, ReplayAttemptHeader}, wantLen: 26},
+		{name: "minimal envelope", headers: append(slices.Clone(many), replay...), minimal: true, want: []string{ReplayOfHeader, ReplayAttemptHeader}, wantLen: 26},
+		{name: "an overlong one is cut like any", headers: []kgo.RecordHeader{long}, want: []string{ReplayOfHeader}, wantLen: -1},
+		{name: "an overlong one is not kept by the minimal envelope", headers: []kgo.RecordHeader{long}, minimal: true},
+	}
+	for _, tt := range tests {
+		rec := &kgo.Record{Topic: "ecom.events.v1", Offset: 3, Value: []byte("v"), Headers: tt.headers}
+		rej := Reject(Reason{Code: RuleFailed, Message: "again"})
+		var dl events.DeadLetter
+		if tt.minimal {
+			dl = Minimal(rec, "validator", rej, "", 4, time.Now())
+		} else {
+			dl = Envelope(rec, "validator", rej, "", 4, time.Now(), budget)
+		}
+		if Size(&dl) > budget {
+			t.Errorf("%s: envelope bound %d over the budget", tt.name, Size(&dl))
+		}
+		var got []string
+		for _, h := range dl.OriginalHeaders[:min(len(tt.want), len(dl.OriginalHeaders))] {
+			got = append(got, h.Key)
+		}
+		if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+			t.Errorf("%s: first headers %v, want %v", tt.name, got, tt.want)
+			continue
+		}
+		if len(tt.want) == 0 {
+			if len(dl.OriginalHeaders) != 0 {
+				t.Errorf("%s: headers %d, want none", tt.name, len(dl.OriginalHeaders))
+			}
+			continue
+		}
+		if n := len(dl.OriginalHeaders[0].Value); tt.wantLen >= 0 && n != tt.wantLen || tt.wantLen < 0 && n >= len(long.Value) {
+			t.Errorf("%s: first header value %d bytes, want %d", tt.name, n, tt.wantLen)
+		}
+		if tt.wantLen == 26 && string(dl.OriginalHeaders[1].Value) != "3" {
+			t.Errorf("%s: attempt header %q", tt.name, dl.OriginalHeaders[1].Value)
+		}
 	}
 }
 

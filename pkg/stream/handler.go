@@ -44,12 +44,12 @@ func Chain(h Handler, mws ...Middleware) Handler {
 
 // ReplayAttemptHeader is set by the dead-letter handler on replayed records;
 // a record rejected again is dead-lettered with attempt = value + 1.
-const ReplayAttemptHeader = "ecom-replay-attempt"
+const ReplayAttemptHeader = deadletter.ReplayAttemptHeader
 
 // ReplayOfHeader is set by the dead-letter handler on replayed records: the
 // replayed dead_letter_id. A dead letter whose original carries it rejects
 // that replay again (the replayed one becomes failed_again).
-const ReplayOfHeader = "ecom-replay-of"
+const ReplayOfHeader = deadletter.ReplayOfHeader
 
 // DQWarningsHeader is set by the validator on a valid record that failed
 // warn-severity rules: their ids, comma-separated. bq-writer stores it in

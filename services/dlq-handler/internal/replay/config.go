@@ -11,7 +11,7 @@ import (
 
 // Config is the replay's configuration.
 type Config struct {
-	Rate            float64       `env:"DLQ_REPLAY_RATE" default:"200" usage:"most records per second a replay job produces (a token bucket per job); a request's rate may only lower it"`
+	Rate            float64       `env:"DLQ_REPLAY_RATE" default:"200" usage:"most records per second the replays produce to one target topic, whatever the jobs (a token bucket per topic); a request's rate may only lower its job's"`
 	Topics          []string      `env:"DLQ_REPLAY_TOPICS" default:"http:/v1/events=clickstream" usage:"source=target pairs: where dead letters of an HTTP ingress (source_topic http:<path>) are replayed; other dead letters go back to their source_topic"`
 	StageGroups     []string      `env:"DLQ_STAGE_GROUPS" default:"ingest-clickstream=ingest-clickstream,validator=validator,bq-writer=bq-writer" usage:"stage=consumer group pairs: the group whose committed offset past a replayed record makes its dead letter resolved (set the prefixed names when the stages run with a topic/group prefix)"`
 	InFlight        int           `env:"DLQ_REPLAY_IN_FLIGHT" default:"16" usage:"most replayed records produced and not yet marked sent: a crash re-sends at most this many (downstream removes the copies by natural key); 1 = at most the one in flight"`

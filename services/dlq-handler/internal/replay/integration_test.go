@@ -229,7 +229,7 @@ func TestIntegrationReplay(t *testing.T) {
 			hs = append(hs, h.Key+"="+string(h.Value))
 		}
 		if string(r.Key) != string(want.Key) || string(r.Value) != string(want.Value) ||
-			strings.Join(hs, ",") != "traceparent=tp,ecom-replay-of="+of+",ecom-replay-attempt=1" {
+			strings.Join(hs, ",") != "ecom-replay-of="+of+",ecom-replay-attempt=1,traceparent=tp" {
 			t.Errorf("replay of %s: key %s value %s headers %v", of, r.Key, r.Value, hs)
 		}
 	}

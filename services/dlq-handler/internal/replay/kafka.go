@@ -122,8 +122,19 @@ func (k *Kafka) Stable(ctx context.Context, topic string) (map[int32]int64, erro
 	return out, nil
 }
 
-// HasRecords implements Cluster: it reads the ranges with read_committed
-// and stops at the first record, or after Idle without one.
+// errUnread is HasRecords' error when it could not read a range to its end
+// (no answer within Idle): what it did not read may hold a dead letter.
+var errUnread = errors.New("not read to the end")
+
+// HasRecords implements Cluster: it reads the ranges with read_committed,
+// keeping the transaction markers, and stops at the first record in a
+// range, or once every range was read to its end: a record (or marker) at
+// to-1 or beyond was seen. Only an answered fetch counts as having seen
+// the offsets: a read that gets nothing within Idle returns errUnread, not
+// "only markers" (a slow or absent broker would otherwise pass for an
+// empty tail). Each range must be below the last stable offset (every
+// transaction in it decided, so the marker of an aborted record at to-1
+// is written, at to or beyond).
 func (k *Kafka) HasRecords(ctx context.Context, topic string, from, to map[int32]int64) (bool, error) {
 	parts := map[int32]kgo.Offset{}
 	for p, f := range from {
@@ -137,11 +148,13 @@ func (k *Kafka) HasRecords(ctx context.Context, topic string, from, to map[int32
 	cl, err := kgo.NewClient(append(k.opts[:len(k.opts):len(k.opts)],
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(200*time.Millisecond))...)
 	if err != nil {
 		return false, fmt.Errorf("read the tail of %s: %w", topic, err)
 	}
 	defer cl.Close()
+	reached := map[int32]bool{}
 	for {
 		pctx, cancel := context.WithTimeout(ctx, k.Idle)
 		fs := cl.PollFetches(pctx)
@@ -156,15 +169,25 @@ func (k *Kafka) HasRecords(ctx context.Context, topic string, from, to map[int32
 		}
 		found := false
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset < to[r.Partition] {
+			end, ok := to[r.Partition]
+			if !ok {
+				return
+			}
+			if r.Offset >= end-1 {
+				reached[r.Partition] = true
+			}
+			if !r.Attrs.IsControl() && r.Offset >= from[r.Partition] && r.Offset < end {
 				found = true
 			}
 		})
 		if found {
 			return true, nil
 		}
+		if len(reached) == len(parts) {
+			return false, nil // only markers or aborted records up to the ends
+		}
 		if fs.NumRecords() == 0 {
-			return false, nil // idle: only markers or aborted records up to the end
+			return false, fmt.Errorf("read the tail of %s: %d of %d partitions %w within %s", topic, len(parts)-len(reached), len(parts), errUnread, k.Idle)
 		}
 	}
 }

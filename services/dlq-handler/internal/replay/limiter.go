@@ -7,8 +7,9 @@ import (
 )
 
 // bucket is a token bucket: rate tokens a second, at most burst saved up.
-// A replay job takes one token per record, so it never produces more than
-// burst at once nor more than rate a second on average. Not safe for
+// The sender takes one token per record of the target topic's bucket (and
+// of a slower job's), so a topic never gets more than burst at once nor
+// more than rate a second on average. Not safe for
 // concurrent use (the sender is one goroutine).
 type bucket struct {
 	rate   float64
@@ -18,7 +19,7 @@ type bucket struct {
 }
 
 // newBucket returns a full bucket of rate/s; the burst is a tenth of a
-// second's worth (at least 1), so a job starts promptly but cannot flood.
+// second's worth (at least 1), so a replay starts promptly but cannot flood.
 func newBucket(rate float64, now time.Time) *bucket {
 	burst := math.Max(1, math.Floor(rate/10))
 	return &bucket{rate: rate, burst: burst, tokens: burst, last: now}

@@ -9,13 +9,16 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ecomstream/platform/pkg/deadletter"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/query"
 )
@@ -122,14 +125,16 @@ func (req *Request) validate(maxRate float64) (float64, error) {
 
 // candidate is a dead letter a replay considers.
 type candidate struct {
-	id      string
-	state   string
-	attempt int32
-	stage   string
-	source  string
-	purged  bool
-	target  string
-	refusal error
+	id       string
+	state    string
+	attempt  int32
+	stage    string
+	source   string
+	purged   bool
+	failedAt time.Time
+	cut      string // the original's parts cut to fit the dead-letter topic (truncatedSQL), "" when whole
+	target   string
+	refusal  error
 }
 
 // plan splits replayable candidates into those to send (target set) and
@@ -137,6 +142,9 @@ type candidate struct {
 func (s *Service) plan(cs []candidate) (send []candidate, refused []Refused, n int) {
 	for _, c := range cs {
 		t, err := Target(s.topics, c.stage, c.source, c.purged)
+		if err == nil && c.cut != "" {
+			err = truncatedError(c.cut)
+		}
 		if err != nil {
 			n++
 			if len(refused) < MaxRefused {
@@ -150,17 +158,59 @@ func (s *Service) plan(cs []candidate) (send []candidate, refused []Refused, n i
 	return send, refused, n
 }
 
-const candidateCols = "dead_letter_id, state, attempt, stage, source_topic, pii_purged_at IS NOT NULL"
+// truncatedSQL names the parts of a dead letter's original its envelope
+// cut (deadletter.Truncated: an OVERSIZED reason whose field is an
+// original's part, or "original" for the minimal envelope), comma-separated,
+// "" when it holds the original whole. Such a dead letter cannot be
+// replayed from the store: a cut value is a different record, a cut key
+// routes it to another partition, cut headers lose the trace and the
+// replay headers.
+var truncatedSQL = fmt.Sprintf(`coalesce((SELECT string_agg(DISTINCT e->>'field', ',' ORDER BY e->>'field') FROM jsonb_array_elements(reasons) e
+	WHERE e->>'code' = '%s' AND e->>'field' IN ('%s', '%s', '%s', '%s')), '')`,
+	deadletter.Oversized, deadletter.FieldOriginalValue, deadletter.FieldOriginalKey, deadletter.FieldOriginalHeaders, deadletter.FieldOriginal)
+
+// truncatedError is why a dead letter whose original was cut (cut: its
+// parts) is not replayed.
+func truncatedError(cut string) error {
+	return fmt.Errorf("its original was cut to fit the dead-letter topic (OVERSIZED: %s): the dead letter does not hold the record to replay; "+
+		"re-send it from its source topic at source_partition/source_offset, or discard it", cut)
+}
+
+var candidateCols = "dead_letter_id, state, attempt, stage, source_topic, pii_purged_at IS NOT NULL, failed_at, " + truncatedSQL
 
 func scanCandidates(rows pgx.Rows) ([]candidate, error) {
 	var out []candidate
 	var c candidate
-	_, err := pgx.ForEachRow(rows, []any{&c.id, &c.state, &c.attempt, &c.stage, &c.source, &c.purged}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&c.id, &c.state, &c.attempt, &c.stage, &c.source, &c.purged, &c.failedAt, &c.cut}, func() error {
 		out = append(out, c)
 		return nil
 	})
+	// Locked in dead_letter_id order; planned (sent) oldest first.
+	slices.SortStableFunc(out, func(a, b candidate) int { return a.failedAt.Compare(b.failedAt) })
 	return out, err
 }
+
+// lockOrder is how every transaction that locks several dead_letters rows
+// orders them (the planner here, the resolver, the sender, store.Write,
+// discard): by dead_letter_id, and dead_letters before replays. Two
+// transactions locking overlapping sets in different orders deadlock.
+const lockOrder = " ORDER BY dead_letter_id FOR UPDATE"
+
+// maxAttempts bounds the tries of a replay request that lost a
+// serialisation or deadlock race (40001, 40P01).
+const maxAttempts = 4
+
+// retryable reports whether err is a transaction PostgreSQL rolled back
+// for a race another transaction won: trying again can succeed.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// MaxFilterReplay is the most dead letters one replay by filter plans (all
+// in the request's transaction); a filter matching more is refused, to be
+// narrowed (from/to, stage, rule_id) and replayed in parts.
+var MaxFilterReplay = 10000
 
 // Replay plans the replay of req's dead letters in one transaction: a
 // replay_jobs row, one replays row per dead letter in a Replayable state
@@ -173,7 +223,37 @@ func (s *Service) Replay(ctx context.Context, who auth.Identity, req Request) (R
 		return Result{}, err
 	}
 	var res Result
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	for try := 1; ; try++ {
+		res, err = s.replay(ctx, who, req, rate)
+		if err == nil || !retryable(err) || try == maxAttempts {
+			break
+		}
+		s.log.InfoContext(ctx, "replay request lost a race to another transaction; trying again", "err", err, "attempt", try)
+		if sleep(ctx, time.Duration(try)*(20*time.Millisecond+time.Duration(mrand.N(int64(20*time.Millisecond))))) != nil {
+			break
+		}
+	}
+	if err != nil {
+		var qe *query.Error
+		if errors.As(err, &qe) {
+			return Result{}, err
+		}
+		return Result{}, fmt.Errorf("replay: %w", err)
+	}
+	if res.Planned > 0 {
+		s.m.planned(ctx, res.Planned)
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return res, nil
+}
+
+// replay is one try of Replay's transaction.
+func (s *Service) replay(ctx context.Context, who auth.Identity, req Request, rate float64) (Result, error) {
+	var res Result
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		res = Result{DryRun: req.DryRun}
 		var cs []candidate
 		var err error
@@ -208,21 +288,7 @@ func (s *Service) Replay(ctx context.Context, who auth.Identity, req Request) (R
 		res.AuditID = &aid
 		return err
 	})
-	if err != nil {
-		var qe *query.Error
-		if errors.As(err, &qe) {
-			return Result{}, err
-		}
-		return Result{}, fmt.Errorf("replay: %w", err)
-	}
-	if res.Planned > 0 {
-		s.m.planned(ctx, res.Planned)
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-	}
-	return res, nil
+	return res, err
 }
 
 func filterCandidates(ctx context.Context, tx pgx.Tx, f query.Filter, res *Result) ([]candidate, error) {
@@ -231,13 +297,21 @@ func filterCandidates(ctx context.Context, tx pgx.Tx, f query.Filter, res *Resul
 		return nil, fmt.Errorf("count the filter's dead letters: %w", err)
 	}
 	rows, err := tx.Query(ctx, "SELECT "+candidateCols+" FROM dead_letters WHERE state = ANY($1) AND "+cond+
-		" ORDER BY failed_at, dead_letter_id FOR UPDATE", args...)
+		fmt.Sprintf(" ORDER BY dead_letter_id LIMIT %d FOR UPDATE", MaxFilterReplay+1), args...)
 	if err != nil {
 		return nil, fmt.Errorf("lock the filter's dead letters: %w", err)
 	}
 	cs, err := scanCandidates(rows)
 	if err != nil {
 		return nil, fmt.Errorf("lock the filter's dead letters: %w", err)
+	}
+	if len(cs) > MaxFilterReplay {
+		var n int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM dead_letters WHERE state = ANY($1) AND "+cond, args...).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count the filter's dead letters: %w", err)
+		}
+		return nil, &query.Error{Param: "filter", Msg: fmt.Sprintf("matches %d dead letters to replay, more than %d per request: narrow it (from/to, stage, rule_id) and replay in parts",
+			n, MaxFilterReplay)}
 	}
 	return cs, nil
 }
@@ -246,7 +320,7 @@ func idCandidates(ctx context.Context, tx pgx.Tx, ids []string, res *Result) ([]
 	ids = slices.Clone(ids)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	rows, err := tx.Query(ctx, "SELECT "+candidateCols+" FROM dead_letters WHERE dead_letter_id = ANY($1) ORDER BY failed_at, dead_letter_id FOR UPDATE", ids)
+	rows, err := tx.Query(ctx, "SELECT "+candidateCols+" FROM dead_letters WHERE dead_letter_id = ANY($1)"+lockOrder, ids)
 	if err != nil {
 		return nil, fmt.Errorf("lock the listed dead letters: %w", err)
 	}

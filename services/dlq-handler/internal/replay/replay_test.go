@@ -3,13 +3,16 @@ package replay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ecomstream/platform/pkg/config"
 	"github.com/ecomstream/platform/pkg/stream"
@@ -97,10 +100,10 @@ func TestRecord(t *testing.T) {
 		{name: "no headers", headers: `[]`, want: []string{"ecom-replay-of=dl-1", "ecom-replay-attempt=2"}},
 		{name: "null column", headers: ``, want: []string{"ecom-replay-of=dl-1", "ecom-replay-attempt=2"}},
 		{name: "originals kept in order", headers: `[{"key":"traceparent","value":"dHA="},{"key":"a","value":""}]`,
-			want: []string{"traceparent=tp", "a=", "ecom-replay-of=dl-1", "ecom-replay-attempt=2"}},
+			want: []string{"ecom-replay-of=dl-1", "ecom-replay-attempt=2", "traceparent=tp", "a="}},
 		{name: "an earlier replay's headers replaced",
 			headers: `[{"key":"ecom-replay-attempt","value":"MQ=="},{"key":"x","value":"eQ=="},{"key":"ecom-replay-of","value":"b2xk"}]`,
-			want:    []string{"x=y", "ecom-replay-of=dl-1", "ecom-replay-attempt=2"}},
+			want:    []string{"ecom-replay-of=dl-1", "ecom-replay-attempt=2", "x=y"}},
 		{name: "not base64", headers: `[{"key":"x","value":"!!"}]`, wantErr: "not base64"},
 		{name: "not json", headers: `{`, wantErr: "cannot be read"},
 	}
@@ -162,6 +165,45 @@ func TestBucket(t *testing.T) {
 	}
 }
 
+// TestLeaderBuckets: the sender's rate limit is per target topic, shared
+// by the jobs: many single-id jobs to one topic get DLQ_REPLAY_RATE
+// together, not each; another topic has its own; a slower job is held to
+// its own rate as well.
+func TestLeaderBuckets(t *testing.T) {
+	const rate = 10 // burst 1
+	job := func(i int) *string { s := fmt.Sprintf("rj-%d", i); return &s }
+	tests := []struct {
+		name     string
+		rows     []outRow
+		wantWait time.Duration // total over the rows, all asked at one instant
+	}{
+		{name: "50 single-id jobs to one topic", rows: func() []outRow {
+			var rs []outRow
+			for i := range 50 {
+				rs = append(rs, outRow{topic: "t", job: job(i), rate: rate})
+			}
+			return rs
+		}(), wantWait: 49 * 50 / 2 * time.Second / rate},
+		{name: "two topics", rows: []outRow{{topic: "t", job: job(1), rate: rate}, {topic: "u", job: job(2), rate: rate}}},
+		{name: "a job at 1/s", rows: []outRow{{topic: "t", job: job(1), rate: 1}, {topic: "t", job: job(1), rate: 1}}, wantWait: time.Second},
+		{name: "unlisted rows (no job)", rows: []outRow{{topic: "t", rate: rate}, {topic: "t", rate: rate}}, wantWait: time.Second / rate},
+	}
+	for _, tt := range tests {
+		l := newLeader(&Service{cfg: Config{Rate: rate}}, nil)
+		now := time.Unix(1000, 0)
+		var total time.Duration
+		for i, r := range tt.rows {
+			if w := l.wouldWait(r, now); w != (i > 0 && tt.wantWait > 0) {
+				t.Errorf("%s: row %d wouldWait = %v", tt.name, i, w)
+			}
+			total += l.reserve(r, now)
+		}
+		if d := total - tt.wantWait; d < -time.Millisecond || d > time.Millisecond {
+			t.Errorf("%s: waits %v, want %v", tt.name, total, tt.wantWait)
+		}
+	}
+}
+
 func TestRequestValidate(t *testing.T) {
 	f := &query.Filter{RuleID: []string{"r1"}}
 	many := make([]string, MaxIDs+1)
@@ -206,6 +248,7 @@ func TestPlan(t *testing.T) {
 		{id: "a", stage: "validator", source: "ecom.events.v1"},
 		{id: "b", stage: "ingest-clickstream", source: "http:/v1/events"},
 		{id: "c", stage: "validator", source: "ecom.customers.v1", purged: true},
+		{id: "d", stage: "validator", source: "ecom.events.v1", cut: "original_key,original_value"},
 	}
 	for i := range MaxRefused + 5 {
 		cs = append(cs, candidate{id: "u" + string(rune('a'+i%26)), stage: "unknown", source: "ecom.dlq.v1"})
@@ -214,10 +257,13 @@ func TestPlan(t *testing.T) {
 	if len(send) != 2 || send[0].target != "ecom.events.v1" || send[1].target != "clickstream" {
 		t.Errorf("send = %+v", send)
 	}
-	if n != MaxRefused+6 || len(refused) != MaxRefused || refused[0].ID != "c" || !strings.Contains(refused[0].Reason, "purged") {
+	if n != MaxRefused+7 || len(refused) != MaxRefused || refused[0].ID != "c" || !strings.Contains(refused[0].Reason, "purged") {
 		t.Errorf("refused %d listed %d, first %+v", n, len(refused), refused[0])
 	}
-	if sum := refusedSummary(refused, n); !strings.HasPrefix(sum, "106 dead letters not replayable\nc: its original was purged") || !strings.HasSuffix(sum, "and 96 more") {
+	if refused[1].ID != "d" || !strings.Contains(refused[1].Reason, "cut to fit the dead-letter topic (OVERSIZED: original_key,original_value)") {
+		t.Errorf("truncated original refused with %+v", refused[1])
+	}
+	if sum := refusedSummary(refused, n); !strings.HasPrefix(sum, "107 dead letters not replayable\nc: its original was purged") || !strings.HasSuffix(sum, "and 97 more") {
 		t.Errorf("summary %q", sum)
 	}
 }
@@ -273,6 +319,7 @@ type fakeCluster struct {
 	Cluster
 	stable map[int32]int64
 	has    bool
+	err    error
 	probes int
 }
 
@@ -280,7 +327,7 @@ func (f *fakeCluster) Stable(context.Context, string) (map[int32]int64, error) {
 
 func (f *fakeCluster) HasRecords(context.Context, string, map[int32]int64, map[int32]int64) (bool, error) {
 	f.probes++
-	return f.has, nil
+	return f.has, f.err
 }
 
 // TestCovered: the store covers the dead-letter topic's ends when its
@@ -298,6 +345,7 @@ func TestCovered(t *testing.T) {
 		positions  map[store.Partition]int64
 		stable     map[int32]int64
 		has        bool
+		err        error
 		want       bool
 		wantProbes int
 	}{
@@ -305,10 +353,11 @@ func TestCovered(t *testing.T) {
 		{name: "behind, records there", positions: at(8, 4), stable: map[int32]int64{0: 10, 1: 4}, has: true, wantProbes: 1},
 		{name: "only a marker left", positions: at(9, 4), stable: map[int32]int64{0: 10, 1: 4}, want: true, wantProbes: 1},
 		{name: "an open transaction in the gap", positions: at(9, 4), stable: map[int32]int64{0: 9, 1: 4}},
+		{name: "the gap could not be read", positions: at(9, 4), stable: map[int32]int64{0: 10, 1: 4}, err: fmt.Errorf("x: %w", errUnread), wantProbes: 1},
 		{name: "no positions yet", positions: map[store.Partition]int64{}, stable: map[int32]int64{0: 10, 1: 4}, has: true, wantProbes: 1},
 	}
 	for _, tt := range tests {
-		f := &fakeCluster{stable: tt.stable, has: tt.has}
+		f := &fakeCluster{stable: tt.stable, has: tt.has, err: tt.err}
 		rv := &resolver{s: &Service{kafka: f, dlq: DLQ{Topic: topic}}, clean: map[int32][2]int64{},
 			pos: func(context.Context) (map[store.Partition]int64, error) { return tt.positions, nil }}
 		got, err := rv.covered(context.Background(), ends)
@@ -411,6 +460,34 @@ func TestKafka(t *testing.T) {
 	if err := tx.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		t.Fatal(err)
 	}
+	// Offsets now: 0 the record, 1 its commit marker, 2 the aborted record,
+	// 3 its abort marker.
+	for _, tt := range []struct {
+		name     string
+		from, to map[int32]int64
+	}{
+		{name: "an aborted record and its marker", from: map[int32]int64{0: 1}, to: map[int32]int64{0: 4}},
+		{name: "an aborted record, its marker past the range", from: map[int32]int64{0: 2}, to: map[int32]int64{0: 3}},
+	} {
+		if got, err := k.HasRecords(ctx, "dlq", tt.from, tt.to); err != nil || got {
+			t.Errorf("%s: HasRecords = %v, %v; want false", tt.name, got, err)
+		}
+	}
+	// Fetches not answered: a range not read is not known clean.
+	var block atomic.Bool
+	block.Store(true)
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if !block.Load() {
+			c.DropControl()
+			return nil, nil, false
+		}
+		c.KeepControl()
+		return nil, nil, true // no answer
+	})
+	if got, err := k.HasRecords(ctx, "dlq", map[int32]int64{0: 1}, map[int32]int64{0: 2}); !errors.Is(err, errUnread) || got {
+		t.Errorf("unanswered: HasRecords = %v, %v; want errUnread", got, err)
+	}
+	block.Store(false)
 
 	// A group that committed offset 1 past the produced record.
 	g, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("in"), kgo.DisableAutoCommit())

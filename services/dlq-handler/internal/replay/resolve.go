@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,10 +20,12 @@ type sentReplay struct {
 	topic     string
 	partition int32
 	offset    int64
+	sentAt    time.Time
 }
 
-// resolveBatch bounds the sent replays one round looks at (oldest first).
-const resolveBatch = 10000
+// resolveBatch is how many sent replays one query of a round reads (oldest
+// first); a round pages through all of them.
+var resolveBatch = 10000
 
 // passed returns the replays whose stage's group (groups) has committed
 // past them, and the stages without a configured group.
@@ -63,78 +66,151 @@ func gaps(ends map[int32]int64, positions map[store.Partition]int64, topic strin
 // transaction that commits its offset, so a dead letter of the replay is
 // at an offset below that end, and stored once the store got there).
 // failed_again is set by store.Write when such a dead letter arrives.
+// Only replays of stages with a group (DLQ_STAGE_GROUPS) are read, and a
+// round pages through all of them (resolveBatch at a time, oldest first):
+// neither those of a stage without a group nor a lagging group's hold the
+// others back.
 func (rv *resolver) resolve(ctx context.Context) error {
 	s := rv.s
 	defer rv.gauges(ctx)
-	rows, err := rv.q.Query(ctx, `SELECT r.dead_letter_id, r.attempt, d.stage, r.target_topic, r.target_partition, r.target_offset
-		FROM replays r JOIN dead_letters d USING (dead_letter_id) WHERE r.outcome = 'sent' ORDER BY r.sent_at LIMIT $1`, resolveBatch)
+	rv.warnUngrouped(ctx)
+	stages := make([]string, 0, len(s.groups))
+	for st := range s.groups {
+		stages = append(stages, st)
+	}
+	if len(stages) == 0 {
+		return nil
+	}
+	var committed map[string]map[store.Partition]int64
+	checked := false // the store covers the dead-letter topic's ends
+	var after sentReplay
+	for first := true; ; first = false {
+		rs, err := rv.sentPage(ctx, stages, after, first)
+		if err != nil {
+			return err
+		}
+		if len(rs) == 0 {
+			return nil
+		}
+		if committed == nil {
+			// Every group's offsets once, before the dead-letter topic's
+			// ends are read (below): they hold for every page.
+			committed = map[string]map[store.Partition]int64{}
+			for _, g := range s.groups {
+				if _, done := committed[g]; done {
+					continue
+				}
+				c, err := s.kafka.Committed(ctx, g)
+				if err != nil {
+					return err
+				}
+				committed[g] = c
+			}
+		}
+		ready, _ := passed(rs, s.groups, committed)
+		if len(ready) > 0 && !checked {
+			ok, err := rv.waitCovered(ctx)
+			if err != nil || !ok {
+				return err
+			}
+			checked = true
+		}
+		if len(ready) > 0 {
+			if err := rv.settle(ctx, ready); err != nil {
+				return err
+			}
+		}
+		if len(rs) < resolveBatch {
+			return nil
+		}
+		after = rs[len(rs)-1]
+	}
+}
+
+// sentPage reads the next resolveBatch sent replays of stages after the
+// cursor (sent_at, dead_letter_id, attempt); first = from the start.
+func (rv *resolver) sentPage(ctx context.Context, stages []string, after sentReplay, first bool) ([]sentReplay, error) {
+	rows, err := rv.q.Query(ctx, `SELECT r.dead_letter_id, r.attempt, d.stage, r.target_topic, r.target_partition, r.target_offset, r.sent_at
+		FROM replays r JOIN dead_letters d USING (dead_letter_id)
+		WHERE r.outcome = 'sent' AND d.stage = ANY($1) AND ($2 OR (r.sent_at, r.dead_letter_id, r.attempt) > ($3, $4, $5))
+		ORDER BY r.sent_at, r.dead_letter_id, r.attempt LIMIT $6`, stages, first, after.sentAt, after.id, after.attempt, resolveBatch)
 	if err != nil {
-		return fmt.Errorf("read the sent replays: %w", err)
+		return nil, fmt.Errorf("read the sent replays: %w", err)
 	}
 	var rs []sentReplay
 	var r sentReplay
-	if _, err := pgx.ForEachRow(rows, []any{&r.id, &r.attempt, &r.stage, &r.topic, &r.partition, &r.offset}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&r.id, &r.attempt, &r.stage, &r.topic, &r.partition, &r.offset, &r.sentAt}, func() error {
 		rs = append(rs, r)
 		return nil
 	}); err != nil {
-		return fmt.Errorf("read the sent replays: %w", err)
+		return nil, fmt.Errorf("read the sent replays: %w", err)
 	}
-	if len(rs) == 0 {
-		return nil
+	return rs, nil
+}
+
+// warnUngrouped logs the sent replays of stages without a group: they stay
+// sent until DLQ_STAGE_GROUPS names one.
+func (rv *resolver) warnUngrouped(ctx context.Context) {
+	stages := make([]string, 0, len(rv.s.groups))
+	for st := range rv.s.groups {
+		stages = append(stages, st)
 	}
-	committed := map[string]map[store.Partition]int64{}
-	for _, r := range rs {
-		g, ok := s.groups[r.stage]
-		if !ok {
-			continue
-		}
-		if _, done := committed[g]; done {
-			continue
-		}
-		c, err := s.kafka.Committed(ctx, g)
-		if err != nil {
-			return err
-		}
-		committed[g] = c
-	}
-	ready, unknown := passed(rs, s.groups, committed)
-	for stage, n := range unknown {
-		s.log.WarnContext(ctx, "sent replays of a stage without a group in DLQ_STAGE_GROUPS stay sent", "stage", stage, "replays", n)
-	}
-	if len(ready) == 0 {
-		return nil
-	}
-	// Read after the groups' offsets: the ends cover every dead letter
-	// written in a transaction that committed those offsets.
-	ends, err := s.kafka.Ends(ctx, s.dlq.Topic)
+	rows, err := rv.q.Query(ctx, `SELECT d.stage, count(*) FROM replays r JOIN dead_letters d USING (dead_letter_id)
+		WHERE r.outcome = 'sent' AND NOT d.stage = ANY($1) GROUP BY d.stage ORDER BY d.stage`, stages)
 	if err != nil {
-		return err
+		return
 	}
-	// The store catches up to those ends within a batch or two; wait for
-	// it a little, else the next round tries again.
+	var stage string
+	var n int
+	_, _ = pgx.ForEachRow(rows, []any{&stage, &n}, func() error {
+		rv.s.log.WarnContext(ctx, "sent replays of a stage without a group in DLQ_STAGE_GROUPS stay sent", "stage", stage, "replays", n)
+		return nil
+	})
+}
+
+// waitCovered reads the dead-letter topic's ends (after the groups'
+// offsets: the ends cover every dead letter written in a transaction that
+// committed those offsets) and waits a little for the store to cover them
+// (it catches up within a batch or two); false = not yet, the next round
+// tries again.
+func (rv *resolver) waitCovered(ctx context.Context) (bool, error) {
+	ends, err := rv.s.kafka.Ends(ctx, rv.s.dlq.Topic)
+	if err != nil {
+		return false, err
+	}
 	deadline := time.Now().Add(coverWait)
 	for {
 		ok, err := rv.covered(ctx, ends)
-		if err != nil {
-			return err
-		}
-		if ok {
-			break
+		if err != nil || ok {
+			return ok, err
 		}
 		if time.Now().After(deadline) || sleep(ctx, coverPoll) != nil {
-			return nil
+			return false, nil
 		}
 	}
+}
+
+// settle resolves the ready replays in one transaction, those a dead
+// letter rejects again failed_again (a mark that overwrote failed_again
+// before the sender kept pending rows only left such rows sent).
+func (rv *resolver) settle(ctx context.Context, ready []sentReplay) error {
 	ids := make([]string, len(ready))
 	attempts := make([]int32, len(ready))
 	for i, r := range ready {
 		ids[i], attempts[i] = r.id, r.attempt
 	}
 	var n int
-	err = pgx.BeginFunc(ctx, rv.q, func(tx pgx.Tx) error {
-		// Lock the dead letters first, in id order: the order the planner
-		// and store.Write (failed_again) lock dead_letters before replays.
+	err := pgx.BeginFunc(ctx, rv.q, func(tx pgx.Tx) error {
+		// Lock the dead letters first, in dead_letter_id order: the order
+		// every writer (planner, sender, store.Write, discard) locks
+		// dead_letters in, before replays.
 		if _, err := tx.Exec(ctx, "SELECT 1 FROM dead_letters WHERE dead_letter_id = ANY($1) ORDER BY dead_letter_id FOR UPDATE", ids); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE replays r SET outcome = 'failed_again', outcome_at = now()
+			FROM unnest($1::text[], $2::int[]) AS u(id, attempt)
+			WHERE r.dead_letter_id = u.id AND r.attempt = u.attempt AND r.outcome = 'sent'
+			AND EXISTS (SELECT 1 FROM dead_letters n WHERE n.replay_of = r.dead_letter_id)`, ids, attempts); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `UPDATE replays r SET outcome = 'resolved', outcome_at = now()
@@ -156,7 +232,7 @@ func (rv *resolver) resolve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolve %d replays: %w", len(ready), err)
 	}
-	s.m.resolved(ctx, n)
+	rv.s.m.resolved(ctx, n)
 	return nil
 }
 
@@ -245,6 +321,9 @@ func (rv *resolver) covered(ctx context.Context, ends map[int32]int64) (bool, er
 		return true, nil
 	}
 	has, err := s.kafka.HasRecords(ctx, s.dlq.Topic, from, to)
+	if errors.Is(err, errUnread) {
+		return false, nil // not known yet: not covered
+	}
 	if err != nil || has {
 		return false, err
 	}

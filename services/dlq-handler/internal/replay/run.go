@@ -1,12 +1,16 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,7 +80,7 @@ func (s *Service) lead(ctx context.Context) error {
 	// the pool holding it.
 	defer func() { _ = conn.Conn().Close(context.WithoutCancel(ctx)); conn.Release() }()
 	s.log.InfoContext(ctx, "replay sender leads (advisory lock taken): sending what is recorded and unsent")
-	l := &leader{s: s, conn: conn, buckets: map[string]*bucket{}}
+	l := newLeader(s, conn)
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -102,10 +106,20 @@ func (s *Service) lead(ctx context.Context) error {
 	}
 }
 
+// leader is the sender of the replica holding the lock. Its rate limit is
+// a token bucket per target topic at DLQ_REPLAY_RATE, shared by every job
+// sending to the topic (jobs are no way around it: a thousand single-id
+// requests get no more than one), and, for a job whose rate is lower, a
+// bucket of the job's as well.
 type leader struct {
-	s       *Service
-	conn    *pgxpool.Conn
-	buckets map[string]*bucket // by job
+	s      *Service
+	conn   *pgxpool.Conn
+	topics map[string]*bucket // by target topic, at DLQ_REPLAY_RATE
+	jobs   map[string]*bucket // by job, for a job rate below DLQ_REPLAY_RATE
+}
+
+func newLeader(s *Service, conn *pgxpool.Conn) *leader {
+	return &leader{s: s, conn: conn, topics: map[string]*bucket{}, jobs: map[string]*bucket{}}
 }
 
 // outRow is a recorded, unsent replay.
@@ -118,7 +132,9 @@ type outRow struct {
 	value   []byte
 	headers []byte
 	purged  bool
+	cut     string // truncatedSQL
 	rate    float64
+	outcome string
 }
 
 // batchSize is how many unsent rows one query reads; maxBuckets bounds
@@ -133,7 +149,7 @@ const (
 func (l *leader) sendBatch(ctx context.Context) (int, error) {
 	s := l.s
 	rows, err := l.conn.Query(ctx, `SELECT r.dead_letter_id, r.attempt, r.job_id, r.target_topic, d.original_key, d.original_value,
-		d.original_headers, d.pii_purged_at IS NOT NULL, coalesce(j.rate_limit, $1)
+		d.original_headers, d.pii_purged_at IS NOT NULL, `+truncatedSQL+`, coalesce(j.rate_limit, $1), r.outcome
 		FROM replays r JOIN dead_letters d USING (dead_letter_id) LEFT JOIN replay_jobs j USING (job_id)
 		WHERE r.sent_at IS NULL ORDER BY r.requested_at, r.job_id, r.dead_letter_id LIMIT $2`, s.cfg.Rate, batchSize)
 	if err != nil {
@@ -141,7 +157,7 @@ func (l *leader) sendBatch(ctx context.Context) (int, error) {
 	}
 	var out []outRow
 	var r outRow
-	_, err = pgx.ForEachRow(rows, []any{&r.id, &r.attempt, &r.job, &r.topic, &r.key, &r.value, &r.headers, &r.purged, &r.rate}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&r.id, &r.attempt, &r.job, &r.topic, &r.key, &r.value, &r.headers, &r.purged, &r.cut, &r.rate, &r.outcome}, func() error {
 		out = append(out, r)
 		return nil
 	})
@@ -166,6 +182,20 @@ func (l *leader) sendBatch(ctx context.Context) (int, error) {
 		}
 	}()
 	for _, r := range out {
+		if r.outcome != "pending" {
+			// Produced before a crash and settled since (store.Write found
+			// the stage's new dead letter of it: failed_again): sending it
+			// again would replay a record already rejected again. It is
+			// marked sent (with no position: that was not recorded) and
+			// keeps its outcome.
+			if err := flushMark(); err != nil {
+				return 0, err
+			}
+			if err := l.mark(ctx, []*flight{{row: r}}); err != nil {
+				return 0, err
+			}
+			continue
+		}
 		if r.purged {
 			if err := flushMark(); err != nil {
 				return 0, err
@@ -176,6 +206,10 @@ func (l *leader) sendBatch(ctx context.Context) (int, error) {
 			continue
 		}
 		rec, err := Record(r.topic, r.key, r.value, r.headers, r.id, r.attempt)
+		if err == nil && r.cut != "" {
+			// Planned before the planner refused cut originals.
+			rec, err = nil, truncatedError(r.cut)
+		}
 		if err != nil {
 			if err := flushMark(); err != nil {
 				return 0, err
@@ -185,15 +219,14 @@ func (l *leader) sendBatch(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		b := l.bucket(r)
-		if b.wouldWait(time.Now()) {
+		if l.wouldWait(r, time.Now()) {
 			// Mark what is produced before waiting: at a slow rate, at most
 			// the one in flight is unmarked.
 			if err := flushMark(); err != nil {
 				return 0, err
 			}
 		}
-		if err := sleep(ctx, b.reserve(time.Now())); err != nil {
+		if err := sleep(ctx, l.reserve(r, time.Now())); err != nil {
 			return 0, nil
 		}
 		f := &flight{row: r, done: make(chan struct{})}
@@ -214,20 +247,49 @@ func (l *leader) sendBatch(ctx context.Context) (int, error) {
 	return len(out), nil
 }
 
-func (l *leader) bucket(r outRow) *bucket {
-	key := ""
-	if r.job != nil {
-		key = *r.job
+// buckets returns r's buckets: its topic's and, when its job's rate is
+// below DLQ_REPLAY_RATE, its job's.
+func (l *leader) buckets(r outRow, now time.Time) []*bucket {
+	t, ok := l.topics[r.topic]
+	if !ok {
+		if len(l.topics) >= maxBuckets {
+			clear(l.topics) // a full bucket again is at most one burst more
+		}
+		t = newBucket(l.s.cfg.Rate, now)
+		l.topics[r.topic] = t
 	}
-	b, ok := l.buckets[key]
-	if !ok && len(l.buckets) >= maxBuckets {
-		clear(l.buckets) // jobs are sent one after the other: the old ones are done
+	if r.job == nil || r.rate >= l.s.cfg.Rate {
+		return []*bucket{t}
 	}
-	if !ok || b.rate != r.rate {
-		b = newBucket(r.rate, time.Now())
-		l.buckets[key] = b
+	j, ok := l.jobs[*r.job]
+	if !ok || j.rate != r.rate {
+		if len(l.jobs) >= maxBuckets {
+			clear(l.jobs) // jobs are sent one after the other: the old ones are done
+		}
+		j = newBucket(r.rate, now)
+		l.jobs[*r.job] = j
 	}
-	return b
+	return []*bucket{t, j}
+}
+
+// reserve takes a token of each of r's buckets and returns how long to
+// wait before producing r.
+func (l *leader) reserve(r outRow, now time.Time) time.Duration {
+	var d time.Duration
+	for _, b := range l.buckets(r, now) {
+		d = max(d, b.reserve(now))
+	}
+	return d
+}
+
+// wouldWait reports whether r would wait for a token.
+func (l *leader) wouldWait(r outRow, now time.Time) bool {
+	for _, b := range l.buckets(r, now) {
+		if b.wouldWait(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // flight is a produced record awaiting its ack.
@@ -282,16 +344,33 @@ func permanent(err error) bool {
 
 func (l *leader) mark(ctx context.Context, fs []*flight) error {
 	jobs := map[string]int{}
+	// replays rows in (dead_letter_id, attempt) order, then the jobs in id
+	// order: the lock order of store.Write (dead_letters, then each one's
+	// replays row, by dead_letter_id) and the resolver.
+	fs = slices.Clone(fs)
+	slices.SortFunc(fs, func(a, b *flight) int {
+		return cmp.Or(strings.Compare(a.row.id, b.row.id), cmp.Compare(a.row.attempt, b.row.attempt))
+	})
 	err := pgx.BeginFunc(ctx, l.conn, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, f := range fs {
-			b.Queue(`UPDATE replays SET sent_at = now(), target_partition = $3, target_offset = $4, outcome = 'sent'
-				WHERE dead_letter_id = $1 AND attempt = $2 AND sent_at IS NULL`, f.row.id, f.row.attempt, f.rec.Partition, f.rec.Offset)
+			var partition *int32
+			var offset *int64
+			if f.rec != nil {
+				partition, offset = &f.rec.Partition, &f.rec.Offset
+			}
+			// Only a pending replay becomes sent: store.Write may have set
+			// failed_again already (the stage rejected the record again
+			// before this mark), which must stay.
+			b.Queue(`UPDATE replays SET sent_at = now(), target_partition = $3, target_offset = $4,
+				outcome = CASE WHEN outcome = 'pending' THEN 'sent' ELSE outcome END
+				WHERE dead_letter_id = $1 AND attempt = $2 AND sent_at IS NULL`, f.row.id, f.row.attempt, partition, offset)
 			if f.row.job != nil {
 				jobs[*f.row.job]++
 			}
 		}
-		for job, n := range jobs {
+		for _, job := range slices.Sorted(maps.Keys(jobs)) {
+			n := jobs[job]
 			b.Queue(`UPDATE replay_jobs SET sent = sent + $2,
 				state = CASE WHEN state = 'running' AND sent + $2 >= total THEN (CASE WHEN error IS NULL THEN 'succeeded' ELSE 'failed' END) ELSE state END,
 				finished_at = CASE WHEN state = 'running' AND sent + $2 >= total THEN now() ELSE finished_at END
@@ -312,7 +391,8 @@ func (l *leader) withdraw(ctx context.Context, r outRow, why string) error {
 	msg := fmt.Sprintf("%s (attempt %d) not replayed: %s", r.id, r.attempt, why)
 	l.s.log.WarnContext(ctx, "replay withdrawn", "dead_letter_id", r.id, "attempt", r.attempt, "reason", why)
 	err := pgx.BeginFunc(ctx, l.conn, func(tx pgx.Tx) error {
-		// dead_letters before replays, the order every writer locks them in.
+		// dead_letters before replays, the order every writer locks them in
+		// (several rows: by dead_letter_id; here one).
 		if _, err := tx.Exec(ctx, "UPDATE dead_letters SET state = 'new', state_changed_at = now() WHERE dead_letter_id = $1 AND state = 'replayed'", r.id); err != nil {
 			return err
 		}
@@ -337,8 +417,8 @@ func (l *leader) withdraw(ctx context.Context, r outRow, why string) error {
 }
 
 // Record builds the replayed record: the original key, value and headers
-// (stored as [{"key", "value": base64}]) with ReplayOfHeader = id and
-// ReplayAttemptHeader = attempt, replacing headers of those names.
+// (stored as [{"key", "value": base64}]) after ReplayOfHeader = id and
+// ReplayAttemptHeader = attempt, which replace headers of those names.
 func Record(topic string, key, value, headersJSON []byte, id string, attempt int32) (*kgo.Record, error) {
 	var hs []struct {
 		Key   string `json:"key"`
@@ -349,7 +429,12 @@ func Record(topic string, key, value, headersJSON []byte, id string, attempt int
 			return nil, fmt.Errorf("its original headers cannot be read: %w", err)
 		}
 	}
-	rec := &kgo.Record{Topic: topic, Key: key, Value: value}
+	// The replay headers first: a stage's dead letter of this record keeps
+	// them whole (deadletter.Envelope, Minimal), and they are what makes its
+	// rejection failed_again rather than resolved.
+	rec := &kgo.Record{Topic: topic, Key: key, Value: value, Headers: []kgo.RecordHeader{
+		{Key: stream.ReplayOfHeader, Value: []byte(id)},
+		{Key: stream.ReplayAttemptHeader, Value: []byte(strconv.Itoa(int(attempt)))}}}
 	for _, h := range hs {
 		if h.Key == stream.ReplayOfHeader || h.Key == stream.ReplayAttemptHeader {
 			continue
@@ -360,8 +445,5 @@ func Record(topic string, key, value, headersJSON []byte, id string, attempt int
 		}
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: v})
 	}
-	rec.Headers = append(rec.Headers,
-		kgo.RecordHeader{Key: stream.ReplayOfHeader, Value: []byte(id)},
-		kgo.RecordHeader{Key: stream.ReplayAttemptHeader, Value: []byte(strconv.Itoa(int(attempt)))})
 	return rec, nil
 }

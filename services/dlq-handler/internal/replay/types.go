@@ -47,8 +47,9 @@ type Result struct {
 	SkippedIDs []Skipped `json:"skipped_ids,omitempty"`
 	NotFound   []string  `json:"not_found,omitempty"`
 	// Unreplayable counts the dead letters in a replayable state that
-	// cannot be replayed (a purged pii original, an HTTP source without a
-	// DLQ_REPLAY_TOPICS target, an undecodable record); Refused lists the
+	// cannot be replayed (a purged pii original, an original cut to fit the
+	// dead-letter topic, an HTTP source without a DLQ_REPLAY_TOPICS target,
+	// an undecodable record); Refused lists the
 	// first MaxRefused with why. They are left as they are.
 	Unreplayable int       `json:"unreplayable,omitempty"`
 	Refused      []Refused `json:"refused,omitempty"`

@@ -1,9 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -104,16 +108,37 @@ func (s *Store) Write(ctx context.Context, group string, rows []Row, next map[Pa
 		if err := br.Close(); err != nil {
 			return fmt.Errorf("insert dead letters: %w", err)
 		}
-		b = &pgx.Batch{}
+		// The replayed dead letters are locked first, in dead_letter_id
+		// order, then each is made failed_again with its replays row: the
+		// order the planner, the resolver and discard lock them in (the DLQ
+		// offset order of the rows would deadlock with them). Positions go
+		// in (topic, partition) order, for a writer of the same group
+		// racing this one in a rebalance.
 		var links []*Row
 		for _, r := range res.Inserted {
 			if r.ReplayOf != "" {
-				b.Queue(failAgain, r.ReplayOf, r.ReplayedAttempt)
 				links = append(links, r)
 			}
 		}
-		for p, n := range next {
-			b.Queue(upsertPosition, group, p.Topic, p.Partition, n)
+		slices.SortStableFunc(links, func(a, b *Row) int { return strings.Compare(a.ReplayOf, b.ReplayOf) })
+		if len(links) > 0 {
+			ids := make([]string, len(links))
+			for i, r := range links {
+				ids[i] = r.ReplayOf
+			}
+			if _, err := tx.Exec(ctx, "SELECT 1 FROM dead_letters WHERE dead_letter_id = ANY($1) ORDER BY dead_letter_id FOR UPDATE", ids); err != nil {
+				return fmt.Errorf("lock the replayed dead letters: %w", err)
+			}
+		}
+		b = &pgx.Batch{}
+		for _, r := range links {
+			b.Queue(failAgain, r.ReplayOf, r.ReplayedAttempt)
+		}
+		parts := slices.SortedFunc(maps.Keys(next), func(a, b Partition) int {
+			return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+		})
+		for _, p := range parts {
+			b.Queue(upsertPosition, group, p.Topic, p.Partition, next[p])
 		}
 		br = tx.SendBatch(ctx, b)
 		for _, r := range links {
