@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/ecomstream/platform/pkg/deadletter"
 	"github.com/ecomstream/platform/pkg/events"
 	"github.com/ecomstream/platform/pkg/stream"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/redact"
 )
 
 // Partition is one partition of a consumed topic.
@@ -132,7 +134,8 @@ func FromDeadLetter(dl *events.DeadLetter, dlqPartition int32, dlqOffset int64, 
 		r.Reasons = append(r.Reasons, Reason{Code: text(rs.Code), RuleID: textPtr(rs.RuleID), Field: textPtr(rs.Field), Message: text(rs.Message)})
 	}
 	r.summarise()
-	r.PII = r.Entity != nil && slices.Contains(piiEntities, *r.Entity) || HasEmail(r.OriginalValue) || HasEmail(r.OriginalKey)
+	r.PII = r.Entity != nil && slices.Contains(piiEntities, *r.Entity) || HasEmail(r.OriginalValue) || HasEmail(r.OriginalKey) ||
+		r.personal()
 	return r
 }
 
@@ -161,8 +164,35 @@ func Undecodable(topic string, partition int32, offset int64, ts time.Time, key,
 		r.OriginalHeaders = []Header{}
 	}
 	r.summarise()
-	r.PII = HasEmail(r.OriginalValue) || HasEmail(r.OriginalKey)
+	r.PII = HasEmail(r.OriginalValue) || HasEmail(r.OriginalKey) || r.personal()
 	return r
+}
+
+// personal reports whether the row names personal data the API redacts
+// (redact.Field: client_ip, email, name, ...) whatever its entity: a
+// reason's field, or a top-level field with a value of a JSON original (no
+// writer schema: an HTTP ingress's body). Such a row is pii, so that the
+// retention purges its original and masks its messages like any other
+// (a click_event rejected for its client_ip).
+func (r *Row) personal() bool {
+	for _, rs := range r.Reasons {
+		if rs.Field != nil && redact.Field(*rs.Field) {
+			return true
+		}
+	}
+	if v := bytes.TrimLeft(r.OriginalValue, " \t\r\n"); r.SchemaID != nil || len(v) == 0 || v[0] != '{' {
+		return false
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(r.OriginalValue, &top) != nil {
+		return false
+	}
+	for k, v := range top {
+		if redact.Field(k) && string(v) != "null" {
+			return true
+		}
+	}
+	return false
 }
 
 // UndecodableID is the dead_letter_id of an undecodable record on the DLQ

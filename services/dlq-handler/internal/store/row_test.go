@@ -183,6 +183,45 @@ func TestFromDeadLetterPIIEntities(t *testing.T) {
 	}
 }
 
+// TestFromDeadLetterPersonal: a dead letter of an entity not in
+// DLQ_PII_ENTITIES is pii when it names personal data the API redacts: a
+// reason's field (a click_event rejected for its client_ip), or a
+// top-level field with a value of a JSON original.
+func TestFromDeadLetterPersonal(t *testing.T) {
+	tests := []struct {
+		name  string
+		field *string
+		value []byte
+		json  bool // no writer schema: the original is an HTTP ingress's JSON
+		want  bool
+	}{
+		{name: "a reason names client_ip", field: ptr("client_ip"), want: true},
+		{name: "a reason names a camelCase personal field", field: ptr("shippingAddress"), want: true},
+		{name: "a reason names a plain field", field: ptr("page_url")},
+		{name: "json original with client_ip", value: []byte(` {"event_id": "e1", "client_ip": "10.9.8.0"}`), json: true, want: true},
+		{name: "json original with a null client_ip", value: []byte(`{"event_id": "e1", "client_ip": null}`), json: true},
+		{name: "json original, personal field only nested", value: []byte(`{"event_id": "e1", "ctx": {"ip": "10.0.0.1"}}`), json: true},
+		{name: "not json", value: []byte("client_ip=10.0.0.1"), json: true},
+		{name: "avro original is not read as json", value: []byte(`{"client_ip": "10.0.0.1"}`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dl := deadLetter()
+			dl.Entity = ptr("click_event")
+			dl.Reasons = append(dl.Reasons, events.Reason{Code: "RULE_FAILED", Field: tt.field, Message: "bad"})
+			if tt.value != nil {
+				dl.OriginalValue = tt.value
+			}
+			if tt.json {
+				dl.SchemaID = nil
+			}
+			if got := FromDeadLetter(&dl, 0, 0, DefaultPIIEntities).PII; got != tt.want {
+				t.Errorf("pii %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestUndecodable: a record on the DLQ topic that is not a DeadLetter keeps
 // its own coordinates, its raw bytes and one UNDECODABLE reason.
 func TestUndecodable(t *testing.T) {
@@ -197,6 +236,7 @@ func TestUndecodable(t *testing.T) {
 		{name: "garbage", value: []byte("not avro")},
 		{name: "a tombstone", value: nil},
 		{name: "json with an email", key: []byte("k"), value: []byte(`{"email":"x@y.com"}`), headers: []Header{{Key: "h", Value: "dg=="}}, wantPII: true},
+		{name: "json with a client_ip", value: []byte(`{"event_id":"e1","client_ip":"10.9.8.0"}`), wantPII: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
