@@ -1,9 +1,15 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ecomstream/platform/services/dlq-handler/internal/redact"
 )
@@ -46,17 +52,16 @@ const deleteResolved = `DELETE FROM dead_letters WHERE dead_letter_id IN (
 // purgePII purges the originals of pii rows past the PII retention and
 // masks their messages as redact.Message does for a pii row (quoted values,
 // email-like strings; the patterns are parameters $4..$7): reasons one by
-// one, message (the reasons' messages joined) as a whole. Rows purged
-// before messages were masked too (pii_purged_at set, a message the masks
-// still change) are taken again; masking is idempotent, so a purged row is
-// taken once.
+// one, message (the reasons' messages joined) as a whole. It takes only
+// rows not purged yet, through the dead_letters_pii partial index, so a
+// run reads what is new since the last one; migration 0002 masked the
+// messages of rows purged before the retention masked them.
 const purgePII = `WITH picked AS (
 	SELECT dead_letter_id FROM dead_letters
-	WHERE pii AND failed_at < $1 AND (pii_purged_at IS NULL OR
-		message <> regexp_replace(regexp_replace(message, $4, $5, 'g'), $6, $7, 'g'))
+	WHERE pii AND pii_purged_at IS NULL AND failed_at < $1
 	LIMIT $3 FOR UPDATE SKIP LOCKED)
 UPDATE dead_letters d SET original_key = NULL, original_value = NULL, original_headers = '[]',
-	pii_purged_at = coalesce(d.pii_purged_at, $2),
+	pii_purged_at = $2,
 	message = regexp_replace(regexp_replace(d.message, $4, $5, 'g'), $6, $7, 'g'),
 	reasons = coalesce((SELECT jsonb_agg(CASE WHEN jsonb_typeof(x.r->'message') = 'string'
 			THEN jsonb_set(x.r, '{message}', to_jsonb(regexp_replace(regexp_replace(x.r->>'message', $4, $5, 'g'), $6, $7, 'g')))
@@ -64,35 +69,31 @@ UPDATE dead_letters d SET original_key = NULL, original_value = NULL, original_h
 		FROM jsonb_array_elements(d.reasons) WITH ORDINALITY AS x(r, n)), '[]')
 FROM picked WHERE d.dead_letter_id = picked.dead_letter_id`
 
-// redactAudit masks, in audit entries older than the PII retention, a
-// filter's q (target.filter.q) whole and the email-like strings of target
-// and detail ($3 the email pattern, $4 the mask). Inside JSON text an
-// email-like match never crosses a string's quotes, so the text stays
-// JSON.
-const redactAudit = `WITH picked AS (
-	SELECT id, new_target, new_detail FROM (
-		SELECT id, target, detail,
-			regexp_replace((CASE WHEN jsonb_typeof(target->'filter'->'q') = 'string' AND target->'filter'->>'q' <> ''
-				THEN jsonb_set(target, '{filter,q}', to_jsonb($4::text)) ELSE target END)::text, $3, $4, 'g')::jsonb AS new_target,
-			regexp_replace(detail::text, $3, $4, 'g')::jsonb AS new_detail
-		FROM audit_log WHERE at < $1) c
-	WHERE new_target <> target OR new_detail <> detail
-	LIMIT $2)
-UPDATE audit_log a SET target = picked.new_target, detail = picked.new_detail
-FROM picked WHERE a.id = picked.id`
+// pickAudit takes the audit entries older than the PII retention that no
+// run masked yet (redacted_at, the audit_log_unredacted partial index).
+const pickAudit = `SELECT id, target, detail FROM audit_log
+	WHERE redacted_at IS NULL AND at < $1
+	ORDER BY at, id LIMIT $2 FOR UPDATE SKIP LOCKED`
 
-// redactJobs does the same to replay jobs' filter (q at the top) and error.
-const redactJobs = `WITH picked AS (
-	SELECT job_id, new_filter, new_error FROM (
-		SELECT job_id, filter, error,
-			regexp_replace((CASE WHEN jsonb_typeof(filter->'q') = 'string' AND filter->>'q' <> ''
-				THEN jsonb_set(filter, '{q}', to_jsonb($4::text)) ELSE filter END)::text, $3, $4, 'g')::jsonb AS new_filter,
-			regexp_replace(error, $3, $4, 'g') AS new_error
-		FROM replay_jobs WHERE requested_at < $1) c
-	WHERE new_filter <> filter OR new_error IS DISTINCT FROM error
-	LIMIT $2)
-UPDATE replay_jobs j SET filter = picked.new_filter, error = picked.new_error
-FROM picked WHERE j.job_id = picked.job_id`
+// markAudit stores the masked entries, each marked masked at $4.
+const markAudit = `UPDATE audit_log a SET target = m.target, detail = m.detail, redacted_at = $4
+	FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[]) AS m(id, target, detail)
+	WHERE a.id = m.id`
+
+// pickJobs takes the replay jobs older than the PII retention that no run
+// masked yet, after the cursor ($3, $4): a running job is masked but not
+// marked (its error may still come), and the cursor keeps one run from
+// taking it again.
+const pickJobs = `SELECT job_id, requested_at, filter, error, state = 'running' FROM replay_jobs
+	WHERE redacted_at IS NULL AND requested_at < $1 AND (requested_at, job_id) > ($3, $4)
+	ORDER BY requested_at, job_id LIMIT $2 FOR UPDATE SKIP LOCKED`
+
+// markJobs stores the masked jobs, the finished ones marked masked at $5
+// (a running job unchanged is not written at all).
+const markJobs = `UPDATE replay_jobs j SET filter = m.filter, error = m.error,
+		redacted_at = CASE WHEN m.running THEN NULL ELSE $5::timestamptz END
+	FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::bool[]) AS m(job_id, filter, error, running)
+	WHERE j.job_id = m.job_id`
 
 // Purge applies p as of now: deletes the resolved and discarded rows past
 // p.Resolved (their replays go with them) and purges the originals of pii
@@ -115,10 +116,10 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p RetentionPolicy) (Re
 		if err != nil {
 			return res, fmt.Errorf("store: retention of personal data: %w", err)
 		}
-		if res.AuditRedacted, err = s.chunked(ctx, redactAudit, cut, purgeChunk, redact.EmailPattern, redact.Mask); err != nil {
+		if res.AuditRedacted, err = s.redactAudit(ctx, cut, now); err != nil {
 			return res, fmt.Errorf("store: retention of personal data in the audit log: %w", err)
 		}
-		if res.JobsRedacted, err = s.chunked(ctx, redactJobs, cut, purgeChunk, redact.EmailPattern, redact.Mask); err != nil {
+		if res.JobsRedacted, err = s.redactJobs(ctx, cut, now); err != nil {
 			return res, fmt.Errorf("store: retention of personal data in replay jobs: %w", err)
 		}
 	}
@@ -139,4 +140,181 @@ func (s *Store) chunked(ctx context.Context, stmt string, args ...any) (int, err
 			return total, nil
 		}
 	}
+}
+
+// redactAudit masks, in the audit entries older than cut, every non-empty
+// "q" (a filter's search text) whole and every email-like string (values
+// and keys) of target and detail, one JSON string at a time (redactDoc),
+// and marks them masked. It returns the entries it changed.
+func (s *Store) redactAudit(ctx context.Context, cut, now time.Time) (int, error) {
+	changed := 0
+	for {
+		var picked int
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, pickAudit, cut, purgeChunk)
+			if err != nil {
+				return err
+			}
+			var ids []int64
+			var targets, details [][]byte
+			for rows.Next() {
+				var id int64
+				var target, detail []byte
+				if err := rows.Scan(&id, &target, &detail); err != nil {
+					rows.Close()
+					return err
+				}
+				t, ct := redactDoc(target)
+				d, cd := redactDoc(detail)
+				if ct || cd {
+					changed++
+				}
+				ids, targets, details = append(ids, id), append(targets, t), append(details, d)
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			picked = len(ids)
+			if picked == 0 {
+				return nil
+			}
+			_, err = tx.Exec(ctx, markAudit, ids, targets, details, now)
+			return err
+		})
+		if err != nil {
+			return changed, err
+		}
+		if picked < purgeChunk {
+			return changed, nil
+		}
+	}
+}
+
+// redactJobs does the same to the replay jobs' filter and error. It
+// returns the jobs it changed.
+func (s *Store) redactJobs(ctx context.Context, cut, now time.Time) (int, error) {
+	changed := 0
+	afterAt, afterID := time.Time{}, ""
+	for {
+		var picked int
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, pickJobs, cut, purgeChunk, afterAt, afterID)
+			if err != nil {
+				return err
+			}
+			var ids []string
+			var filters [][]byte
+			var errs []*string
+			var running []bool
+			for rows.Next() {
+				var id string
+				var at time.Time
+				var filter []byte
+				var jobErr *string
+				var run bool
+				if err := rows.Scan(&id, &at, &filter, &jobErr, &run); err != nil {
+					rows.Close()
+					return err
+				}
+				f, c := redactDoc(filter)
+				if jobErr != nil {
+					if m := redact.Text(*jobErr); m != *jobErr {
+						jobErr, c = &m, true
+					}
+				}
+				afterAt, afterID = at, id
+				picked++
+				if c {
+					changed++
+				} else if run {
+					// Nothing to store and not to be marked yet.
+					continue
+				}
+				ids, filters, errs, running = append(ids, id), append(filters, f), append(errs, jobErr), append(running, run)
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				return nil
+			}
+			_, err = tx.Exec(ctx, markJobs, ids, filters, errs, running, now)
+			return err
+		})
+		if err != nil {
+			return changed, err
+		}
+		if picked < purgeChunk {
+			return changed, nil
+		}
+	}
+}
+
+// redactDoc masks a stored JSON document (an audit entry's target or
+// detail, a replay job's filter) for the PII retention: every non-empty
+// string "q" whole, and the email-like substrings of every other string
+// and of every key, each JSON string on its own, so that what is left is
+// always JSON whatever the strings hold (escapes, line breaks before an
+// email). It reports whether anything changed; a document that does not
+// parse (jsonb always does) is replaced whole.
+func redactDoc(raw []byte) ([]byte, bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return []byte(`"` + redact.Mask + `"`), true
+	}
+	v, changed := maskStrings(v)
+	if !changed {
+		return raw, false
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return []byte(`"` + redact.Mask + `"`), true
+	}
+	return out, true
+}
+
+// maskStrings returns v with every non-empty "q" masked and the email-like
+// substrings of the other strings and of the keys replaced (colliding keys
+// numbered, in key order, as redact.Value numbers them).
+func maskStrings(v any) (any, bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		changed := false
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			x, key := v[k], k
+			if t := redact.Text(k); t != k {
+				key, changed = t, true
+				for i := 2; hasKey(out, key); i++ {
+					key = fmt.Sprintf("%s#%d", t, i)
+				}
+			}
+			if q, ok := x.(string); ok && k == "q" && q != "" {
+				out[key], changed = redact.Mask, changed || q != redact.Mask
+				continue
+			}
+			y, c := maskStrings(x)
+			out[key], changed = y, changed || c
+		}
+		return out, changed
+	case []any:
+		out := make([]any, len(v))
+		changed := false
+		for i, x := range v {
+			y, c := maskStrings(x)
+			out[i], changed = y, changed || c
+		}
+		return out, changed
+	case string:
+		s := redact.Text(v)
+		return s, s != v
+	}
+	return v, false
+}
+
+func hasKey(m map[string]any, k string) bool {
+	_, ok := m[k]
+	return ok
 }
