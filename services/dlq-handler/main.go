@@ -49,7 +49,7 @@ type Config struct {
 	Schema        string        `env:"DLQ_SCHEMA" default:"dlq" usage:"PostgreSQL schema of the store (created and migrated at start; the connections' search_path)"`
 	Topic         string        `env:"DLQ_TOPIC" default:"ecom.dlq.v1" usage:"dead-letter topic consumed (Avro DeadLetter envelopes)"`
 	ConsumerGroup string        `env:"KAFKA_CONSUMER_GROUP" default:"dlq-handler" usage:"consumer group (positions are stored per group in PostgreSQL; Kafka's offsets only mirror them)"`
-	PIIEntities   []string      `env:"DLQ_PII_ENTITIES" default:"customer_change,order" usage:"entities whose dead letters hold personal data (pii: shown redacted, originals purged after DLQ_RETENTION_PII); a dead letter whose original holds an email-like string is pii too"`
+	PIIEntities   []string      `env:"DLQ_PII_ENTITIES" default:"customer_change,order" usage:"entities whose dead letters hold personal data (pii: shown redacted, originals purged after DLQ_RETENTION_PII); a dead letter whose original holds an email-like string, or that names a personal field (a reason's field such as client_ip, a top-level field of a JSON original), is pii too"`
 	DBMaxConns    int           `env:"DLQ_DATABASE_MAX_CONNS" default:"8" usage:"PostgreSQL connections of the pool (consumer, retention, stats, readiness and the API share it)"`
 	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag and the store's gauges (counts by state and reason, oldest unresolved age) are refreshed"`
 	TraceURL      string        `env:"DLQ_TRACE_URL_TEMPLATE" default:"" usage:"link to a dead letter's trace, {trace_id} replaced, e.g. http://127.0.0.1:16686/trace/{trace_id} (Jaeger); empty = no link"`

@@ -22,7 +22,7 @@ import (
 // Config is the retention's configuration.
 type Config struct {
 	Resolved time.Duration `env:"DLQ_RETENTION_RESOLVED" default:"2160h" usage:"resolved and discarded dead letters are deleted this long after their state last changed (default 90 days); new, replayed and failed_again ones are kept forever"`
-	PII      time.Duration `env:"DLQ_RETENTION_PII" default:"720h" usage:"dead letters holding personal data (pii: an entity of DLQ_PII_ENTITIES or an email-like string in the original) lose their original key, value and headers, and their messages are masked, this long after they failed (default 30 days), whatever their state; audit entries and replay jobs older than it lose searched text and email-like strings"`
+	PII      time.Duration `env:"DLQ_RETENTION_PII" default:"720h" usage:"dead letters holding personal data (pii: an entity of DLQ_PII_ENTITIES, an email-like string in the original or a personal field named) lose their original key, value and headers, and their messages are masked, this long after they failed (default 30 days), whatever their state; audit entries and replay jobs older than it lose searched text and email-like strings"`
 	Schedule string        `env:"DLQ_RETENTION_SCHEDULE" default:"@every 1h" usage:"when the retention runs: a cron expression (UTC; 5 fields or @hourly, @daily, @every 30m); off = only on demand (POST /v1/retention)"`
 }
 
