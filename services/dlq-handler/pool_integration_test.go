@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ecomstream/platform/services/dlq-handler/internal/store"
 )
 
 // TestIntegrationAPIPool: the API's pool (DLQ_API_MAX_CONNS,
@@ -70,4 +75,48 @@ func TestIntegrationAPIPool(t *testing.T) {
 		t.Fatalf("with the API's connections busy the store's pool gives none: %v", err)
 	}
 	c.Release()
+}
+
+// TestIntegrationBackfillPart: the part main runs beside the consumer
+// fills message_redacted of a row stored without it (an older version's)
+// and ends.
+func TestIntegrationBackfillPart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs without -short, against the local stack")
+	}
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		t.Fatal(`DATABASE_URL is not set: start the local stack and eval "$(deploy/local/stack.sh env)"`)
+	}
+	ctx := context.Background()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	cfg := Config{DatabaseURL: url, Schema: "dlq_test_" + hex.EncodeToString(b)}
+	pool, err := connect(ctx, &cfg, name, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	defer func() { _, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+cfg.Schema+" CASCADE") }()
+	if _, err := store.Migrate(ctx, pool, cfg.Schema); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO dead_letters (dead_letter_id, stage, source_topic, source_partition, source_offset,
+		source_timestamp, reasons, codes, rule_ids, message, attempt, failed_at, dlq_partition, dlq_offset)
+		VALUES ('old', 'validator', 't', 0, 0, now(), '[{"code": "X", "rule_id": null, "field": "note", "message": "to ann@shop.example"}]',
+		'{X}', '{}', 'to ann@shop.example', 1, now(), 0, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	done, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := backfill(store.New(pool), slog.New(slog.DiscardHandler))(done); err != nil || done.Err() != nil {
+		t.Fatalf("backfill part: %v (ctx %v)", err, done.Err())
+	}
+	var got *string
+	if err := pool.QueryRow(ctx, "SELECT message_redacted FROM dead_letters WHERE dead_letter_id = 'old'").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || *got != "to [redacted]" {
+		t.Errorf("message_redacted after the backfill part = %v, want %q", got, "to [redacted]")
+	}
 }
