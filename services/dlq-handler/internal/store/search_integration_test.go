@@ -23,8 +23,11 @@ func TestIntegrationSearchColumn(t *testing.T) {
 			dl.Reasons = []events.Reason{{Code: "RULE_FAILED", Field: ptr("client_ip"), Message: `client_ip "10.9.8.7": want public`}}
 		}),
 	}
-	if rows[0].PII || rows[1].PII {
-		t.Fatalf("the rows must not be pii for this test: %v %v", rows[0].PII, rows[1].PII)
+	// dl-mail must not be pii (its email is in a reason, not the original):
+	// its message is masked all the same. dl-ip's quoted value is masked
+	// for its personal field, pii or not.
+	if rows[0].PII {
+		t.Fatal("dl-mail must not be pii for this test")
 	}
 	if _, err := st.Write(ctx, "g", rows, nil); err != nil {
 		t.Fatal(err)
