@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,7 +51,9 @@ type Config struct {
 	Topic         string        `env:"DLQ_TOPIC" default:"ecom.dlq.v1" usage:"dead-letter topic consumed (Avro DeadLetter envelopes)"`
 	ConsumerGroup string        `env:"KAFKA_CONSUMER_GROUP" default:"dlq-handler" usage:"consumer group (positions are stored per group in PostgreSQL; Kafka's offsets only mirror them)"`
 	PIIEntities   []string      `env:"DLQ_PII_ENTITIES" default:"customer_change,order" usage:"entities whose dead letters hold personal data (pii: shown redacted, originals purged after DLQ_RETENTION_PII); a dead letter whose original holds an email-like string, or that names a personal field (a reason's field such as client_ip, a top-level field of a JSON original), is pii too"`
-	DBMaxConns    int           `env:"DLQ_DATABASE_MAX_CONNS" default:"8" usage:"PostgreSQL connections of the pool (consumer, retention, stats, readiness and the API share it)"`
+	DBMaxConns    int           `env:"DLQ_DATABASE_MAX_CONNS" default:"8" usage:"PostgreSQL connections of the store's pool (consumer, replay, retention, gauges and readiness; the API and console have a pool of their own, DLQ_API_MAX_CONNS)"`
+	APIMaxConns   int           `env:"DLQ_API_MAX_CONNS" default:"4" usage:"PostgreSQL connections the API and the console may hold, a pool of their own beside DLQ_DATABASE_MAX_CONNS: however many searches run at once, the consumer always gets a connection"`
+	APITimeout    time.Duration `env:"DLQ_API_STATEMENT_TIMEOUT" default:"15s" usage:"statement_timeout of the API's and the console's connections: a query (a search, stats, a discard waiting for locks) running longer is cancelled and answered 503 timeout"`
 	LagInterval   time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag and the store's gauges (counts by state and reason, oldest unresolved age) are refreshed"`
 	TraceURL      string        `env:"DLQ_TRACE_URL_TEMPLATE" default:"" usage:"link to a dead letter's trace, {trace_id} replaced, e.g. http://127.0.0.1:16686/trace/{trace_id} (Jaeger); empty = no link"`
 	Retention     retention.Config
@@ -68,6 +71,8 @@ func (c *Config) Validate() error {
 		config.NotEmpty("DLQ_TOPIC", c.Topic),
 		config.NotEmpty("KAFKA_CONSUMER_GROUP", c.ConsumerGroup),
 		config.Between("DLQ_DATABASE_MAX_CONNS", c.DBMaxConns, 2, 1000),
+		config.Between("DLQ_API_MAX_CONNS", c.APIMaxConns, 1, 1000),
+		config.Between("DLQ_API_STATEMENT_TIMEOUT", c.APITimeout, time.Millisecond, 24*time.Hour),
 		config.Positive("LAG_REFRESH_INTERVAL", c.LagInterval),
 		api.CheckTraceTemplate("DLQ_TRACE_URL_TEMPLATE", c.TraceURL),
 	}
@@ -112,11 +117,16 @@ func main() {
 }
 
 func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
-	pool, err := connect(ctx, cfg)
+	pool, err := connect(ctx, cfg, name, cfg.DBMaxConns, 0)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	apiPool, err := connect(ctx, cfg, name+"-api", cfg.APIMaxConns, cfg.APITimeout)
+	if err != nil {
+		return err
+	}
+	defer apiPool.Close()
 	mres, err := store.Migrate(ctx, pool, cfg.Schema)
 	if err != nil {
 		return err
@@ -162,19 +172,47 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	routes(rt.HTTP, deps{pool: pool, store: st, registry: rt.Registry, retention: ret, log: rt.Log, tokens: tokens, traceURL: cfg.TraceURL, replay: rep})
+	routes(rt.HTTP, deps{pool: apiPool, store: st, registry: rt.Registry, retention: ret, log: rt.Log, tokens: tokens, traceURL: cfg.TraceURL, replay: rep})
 	// The dead-letter topic as the stages create it (long retention), under
 	// this service's name for it.
 	dlq := stream.DeadLetterTopic(cfg.Kafka)
 	dlq.Name = cfg.Topic
 	return rt.RunConsumer(ctx, service.Consumer{Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, LagInterval: cfg.LagInterval,
 		Admin: consumer.Admin(), Ping: consumer.Ping, Run: consumer.Run, Topics: []stream.TopicSpec{dlq},
-		Parts: []func(context.Context) error{ret.Run, mon.Run, rep.Run}})
+		Parts: []func(context.Context) error{ret.Run, mon.Run, rep.Run, backfill(st, rt.Log)}})
+}
+
+// backfill fills message_redacted of rows stored before it existed
+// (store.BackfillSearch) beside the consumer, so an upgrade on a large
+// store does not hold up ingestion; until it is done a search by a caller
+// without the PII right misses those rows (never shows more). A failure is
+// retried a minute later.
+func backfill(st *store.Store, log *slog.Logger) func(context.Context) error {
+	return func(ctx context.Context) error {
+		for {
+			n, err := st.BackfillSearch(ctx)
+			if err == nil {
+				if n > 0 {
+					log.InfoContext(ctx, "search column backfilled", "rows", n)
+				}
+				return nil
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.WarnContext(ctx, "search column backfill failed; retrying in 1m", "rows", n, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Minute):
+			}
+		}
+	}
 }
 
 // deps are what the HTTP routes are built from.
 type deps struct {
-	pool      *pgxpool.Pool
+	pool      *pgxpool.Pool // the API's and console's (DLQ_API_MAX_CONNS, DLQ_API_STATEMENT_TIMEOUT)
 	store     *store.Store
 	registry  *avroserde.Registry
 	retention *retention.Runner
@@ -208,10 +246,14 @@ func routes(srv *httpserver.Server, d deps) {
 	})
 }
 
-// connect opens the store's pool: every connection's search_path is the
-// store's schema (its SQL is unqualified), and DLQ_DATABASE_PASSWORD, when
-// set, replaces the URL's password.
-func connect(ctx context.Context, cfg *Config) (*pgxpool.Pool, error) {
+// connect opens a pool of at most maxConns connections to the store, named
+// app in pg_stat_activity: every
+// connection's search_path is the store's schema (its SQL is unqualified),
+// its statement_timeout timeout (0 = the server's), and
+// DLQ_DATABASE_PASSWORD, when set, replaces the URL's password. The store
+// and the API get one each, so the API cannot take the consumer's
+// connections.
+func connect(ctx context.Context, cfg *Config, app string, maxConns int, timeout time.Duration) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		return nil, config.Errorf("DLQ_DATABASE_URL", "cannot be parsed as a PostgreSQL URL")
@@ -219,9 +261,12 @@ func connect(ctx context.Context, cfg *Config) (*pgxpool.Pool, error) {
 	if cfg.DatabasePass != "" {
 		pc.ConnConfig.Password = cfg.DatabasePass
 	}
-	pc.MaxConns = int32(cfg.DBMaxConns)
-	pc.ConnConfig.RuntimeParams["application_name"] = name
+	pc.MaxConns = int32(maxConns)
+	pc.ConnConfig.RuntimeParams["application_name"] = app
 	pc.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
+	if timeout > 0 {
+		pc.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(timeout.Milliseconds(), 1), 10)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)

@@ -35,6 +35,8 @@ func TestInvalidConfig(t *testing.T) {
 		{name: "bad schedule", env: map[string]string{"DLQ_RETENTION_SCHEDULE": "hourly"}, wantVar: "DLQ_RETENTION_SCHEDULE"},
 		{name: "schedule minute out of range", env: map[string]string{"DLQ_RETENTION_SCHEDULE": "75 * * * *"}, wantVar: "DLQ_RETENTION_SCHEDULE"},
 		{name: "one connection", env: map[string]string{"DLQ_DATABASE_MAX_CONNS": "1"}, wantVar: "DLQ_DATABASE_MAX_CONNS"},
+		{name: "no API connection", env: map[string]string{"DLQ_API_MAX_CONNS": "0"}, wantVar: "DLQ_API_MAX_CONNS"},
+		{name: "zero API statement timeout", env: map[string]string{"DLQ_API_STATEMENT_TIMEOUT": "0s"}, wantVar: "DLQ_API_STATEMENT_TIMEOUT"},
 		{name: "no lag interval", env: map[string]string{"LAG_REFRESH_INTERVAL": "0s"}, wantVar: "LAG_REFRESH_INTERVAL"},
 		{name: "zero replay rate", env: map[string]string{"DLQ_REPLAY_RATE": "0"}, wantVar: "DLQ_REPLAY_RATE"},
 		{name: "replay topic without target", env: map[string]string{"DLQ_REPLAY_TOPICS": "http:/v1/events"}, wantVar: "DLQ_REPLAY_TOPICS"},
@@ -63,6 +65,7 @@ func TestValidConfig(t *testing.T) {
 		{"DLQ_DATABASE_URL": "postgres://ecom:ecom@localhost:15432/ecom"},
 		{"DLQ_SCHEMA": "dlq_test_1", "DLQ_TOPIC": "it.ecom.dlq.v1", "KAFKA_CONSUMER_GROUP": "it-dlq"},
 		{"DLQ_PII_ENTITIES": ""},
+		{"DLQ_API_MAX_CONNS": "1", "DLQ_API_STATEMENT_TIMEOUT": "2m"},
 		{"DLQ_PII_ENTITIES": "customer_change"},
 		{"DLQ_REPLAY_RATE": "1000000", "DLQ_REPLAY_TOPICS": "http:/v1/events=it-x.clickstream", "DLQ_STAGE_GROUPS": "validator=it-x-validator"},
 	} {

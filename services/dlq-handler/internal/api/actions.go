@@ -146,6 +146,22 @@ func Discard(ctx context.Context, pool *pgxpool.Pool, who auth.Identity, req Dis
 	return res, nil
 }
 
+// MaxFilterDiscard is the most dead letters one discard by filter changes
+// (in one transaction, like replay.MaxFilterReplay); a filter matching more
+// is refused, to be narrowed (from/to, stage, rule_id) and discarded in
+// parts. A dry run counts them all.
+var MaxFilterDiscard = 10000
+
+// discardByFilter discards the filter's rows in one statement: the
+// subquery locks them in dead_letter_id order, as every other writer of
+// dead_letters does (the replay planner and resolver, store.Write; an
+// unordered UPDATE could take them in another order and deadlock with a
+// replay or a resolution), and no id leaves the database. Its LIMIT holds
+// the cap also against rows stored after the count.
+const discardByFilter = `UPDATE dead_letters SET state = 'discarded', state_changed_at = now(), discard_reason = $2, discarded_by = $3
+WHERE dead_letter_id IN (SELECT dead_letter_id FROM dead_letters WHERE state = ANY($1) AND %s
+	ORDER BY dead_letter_id LIMIT %d FOR UPDATE)`
+
 func discardFilter(ctx context.Context, tx pgx.Tx, f query.Filter, req DiscardRequest, id auth.Identity) (DiscardResponse, error) {
 	var res DiscardResponse
 	cond, args := f.Where([]any{Discardable})
@@ -157,37 +173,18 @@ func discardFilter(ctx context.Context, tx pgx.Tx, f query.Filter, req DiscardRe
 	if req.DryRun {
 		return res, nil
 	}
-	// Lock the matching rows in dead_letter_id order first, as every other
-	// writer of dead_letters does (the replay planner and resolver,
-	// store.Write): an unordered UPDATE could take them in another order
-	// and deadlock with a replay or a resolution.
-	cond, args = f.Where([]any{Discardable})
-	ids, err := lockedIDs(ctx, tx, "SELECT dead_letter_id FROM dead_letters WHERE state = ANY($1) AND "+cond+
-		" ORDER BY dead_letter_id FOR UPDATE", args...)
-	if err != nil {
-		return res, fmt.Errorf("lock the filter's dead letters: %w", err)
+	if res.Matched > MaxFilterDiscard {
+		return res, &query.Error{Param: "filter", Msg: fmt.Sprintf("matches %d dead letters to discard, more than %d per request: narrow it (from/to, stage, rule_id) and discard in parts",
+			res.Matched, MaxFilterDiscard)}
 	}
-	tag, err := tx.Exec(ctx, "UPDATE dead_letters SET state = 'discarded', state_changed_at = now(), discard_reason = $2, discarded_by = $3 "+
-		"WHERE dead_letter_id = ANY($1)", ids, req.Reason, id.Name)
+	cond, args = f.Where([]any{Discardable, req.Reason, id.Name})
+	tag, err := tx.Exec(ctx, fmt.Sprintf(discardByFilter, cond, MaxFilterDiscard), args...)
 	if err != nil {
 		return res, fmt.Errorf("discard by filter: %w", err)
 	}
 	res.Discarded = int(tag.RowsAffected())
 	res.Matched = res.Discarded // what was discardable when the rows were locked
 	return res, nil
-}
-
-// lockedIDs runs a SELECT dead_letter_id ... FOR UPDATE and returns the ids.
-func lockedIDs(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]string, error) {
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	return ids, nil
 }
 
 // maxConflictAttempts bounds how often a transaction that PostgreSQL

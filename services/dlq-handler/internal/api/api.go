@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
@@ -167,11 +168,22 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, what string, err e
 		writeError(w, http.StatusBadRequest, "invalid_argument", qe.Error())
 	case errors.Is(err, context.Canceled):
 		// The caller went away; nobody reads an answer.
+	case timedOut(err):
+		s.log.WarnContext(r.Context(), "API request hit the statement timeout", "what", what, "path", r.URL.Path,
+			"request_id", middleware.GetReqID(r.Context()))
+		writeError(w, http.StatusServiceUnavailable, "timeout", what+" took longer than the statement timeout (DLQ_API_STATEMENT_TIMEOUT); narrow the filter (from/to, stage, code) or try again")
 	default:
 		s.log.ErrorContext(r.Context(), "API request failed", "what", what, "path", r.URL.Path,
 			"request_id", middleware.GetReqID(r.Context()), "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", what+" failed; see the service log")
 	}
+}
+
+// timedOut reports a statement cancelled by statement_timeout (SQLSTATE
+// 57014, query_canceled; the caller's own cancel is context.Canceled).
+func timedOut(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57014"
 }
 
 // decodeBody reads a JSON body of at most maxBodyBytes into v; an empty

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/ecomstream/platform/services/dlq-handler/internal/redact"
 )
 
 // States of a dead letter (sql/postgres/dlq/0001_init.sql).
@@ -58,8 +56,9 @@ type Filter struct {
 	To     *time.Time `json:"to,omitempty"`
 	Q      string     `json:"q,omitempty"`
 	// Redacted makes Q search the messages as a caller without the PII
-	// right sees them (redact.Message: quoted values of pii rows and of
-	// reasons on a personal field masked), so a search cannot confirm a
+	// right sees them (message_redacted, store.SearchMessage: email-like
+	// strings, and quoted values of pii rows and of reasons on a personal
+	// field, masked; its own GIN index), so a search cannot confirm a
 	// hidden value. Set by the API and the console, never stored.
 	Redacted bool `json:"-"`
 }
@@ -224,19 +223,11 @@ func (f Filter) apply(w *where) {
 		w.add("failed_at < %s", *f.To)
 	}
 	if q := strings.TrimSpace(f.Q); q != "" && f.Redacted {
-		w.add(redactedSearch, redact.FieldPattern, redact.CamelPattern, redact.QuotedPattern, redact.QuotedMask, q)
+		w.add("message_redacted_tsv @@ websearch_to_tsquery('simple', %s)", q)
 	} else if q != "" {
 		w.add("message_tsv @@ websearch_to_tsquery('simple', %s)", q)
 	}
 }
-
-// redactedSearch searches the reasons' messages redacted as redact.Message
-// does (the patterns are parameters; Go and PostgreSQL read them alike): no
-// index, a scan of what the other conditions leave.
-const redactedSearch = `to_tsvector('simple', (SELECT coalesce(string_agg(CASE
-  WHEN pii OR lower(regexp_replace(coalesce(x.r->>'field', ''), %[2]s, '\1_\2', 'g')) ~ %[1]s
-  THEN regexp_replace(x.r->>'message', %[3]s, %[4]s, 'g') ELSE x.r->>'message' END, E'\n' ORDER BY x.n), '')
-  FROM jsonb_array_elements(reasons) WITH ORDINALITY AS x(r, n))) @@ websearch_to_tsquery('simple', %[5]s)`
 
 // Where returns f as a condition on dead_letters whose parameters start at
 // $(len(args)+1), and the arguments extended with f's: for statements

@@ -31,8 +31,9 @@ var Segments = []string{
 // FieldPattern matches a personal field's name after CamelPattern's
 // segments were split with "_" and the name lower-cased. It and the other
 // patterns are written so that Go's regexp and PostgreSQL's ~ /
-// regexp_replace read them the same (the API's q search for callers
-// without the PII right and the retention redact in SQL).
+// regexp_replace read them alike for the retention's masking in SQL (the
+// q search of callers without the PII right reads message_redacted,
+// computed here in Go at ingest: store.SearchMessage).
 var FieldPattern = `(^|[^a-z0-9])(` + strings.Join(Segments, "|") + `)([^a-z0-9]|$)`
 
 // CamelPattern finds the segment boundaries inside camelCase names

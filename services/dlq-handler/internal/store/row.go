@@ -275,3 +275,30 @@ func nonNil(b []byte) []byte {
 	}
 	return b
 }
+
+// SearchMessage is a dead letter's message as a caller without the PII
+// right sees it (the API's RedactMeta): when message is the reasons'
+// messages joined, each reason's message passed through redact.Message (its
+// field, pii) and joined again; otherwise message redacted whole, as pii
+// when a reason's field is personal. Write stores it in message_redacted,
+// the column that caller's q search reads, so a hit never confirms what
+// that caller cannot see.
+func SearchMessage(message string, reasons []Reason, pii bool) string {
+	msgs := make([]string, len(reasons))
+	personal := false
+	for i, r := range reasons {
+		msgs[i] = r.Message
+		personal = personal || r.Field != nil && redact.Field(*r.Field)
+	}
+	if len(reasons) == 0 || message != strings.Join(msgs, "\n") {
+		return redact.Message(message, "", pii || personal)
+	}
+	for i, r := range reasons {
+		field := ""
+		if r.Field != nil {
+			field = *r.Field
+		}
+		msgs[i] = redact.Message(r.Message, field, pii)
+	}
+	return strings.Join(msgs, "\n")
+}

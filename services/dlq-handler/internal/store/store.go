@@ -41,8 +41,8 @@ type WriteResult struct {
 
 const insertRow = `INSERT INTO dead_letters (dead_letter_id, stage, entity, source_topic, source_partition, source_offset,
 	source_timestamp, original_key, original_value, original_headers, schema_id, reasons, codes, rule_ids, message,
-	attempt, trace_id, failed_at, dlq_partition, dlq_offset, replay_of, pii)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, NULLIF($21, ''), $22)
+	attempt, trace_id, failed_at, dlq_partition, dlq_offset, replay_of, pii, message_redacted)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, NULLIF($21, ''), $22, $23)
 ON CONFLICT (dead_letter_id) DO NOTHING`
 
 // failAgain marks the replayed dead letter failed_again (a discarded one
@@ -73,6 +73,7 @@ WHERE consumer_positions.next_offset <= excluded.next_offset`
 // the replayed dead letter and makes it failed_again. A position never moves
 // back: a member that lost its partition in a rebalance while writing (a
 // paused process whose session expired) cannot make the new owner re-read.
+// Each row's message_redacted (SearchMessage) is written with it.
 func (s *Store) Write(ctx context.Context, group string, rows []Row, next map[Partition]int64) (WriteResult, error) {
 	var res WriteResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -90,7 +91,8 @@ func (s *Store) Write(ctx context.Context, group string, rows []Row, next map[Pa
 			}
 			b.Queue(insertRow, r.DeadLetterID, r.Stage, r.Entity, r.SourceTopic, r.SourcePartition, r.SourceOffset,
 				r.SourceTimestamp, r.OriginalKey, r.OriginalValue, string(hdrs), r.SchemaID, string(reasons), r.Codes, r.RuleIDs,
-				r.Message, r.Attempt, r.TraceID, r.FailedAt, r.DLQPartition, r.DLQOffset, r.ReplayOf, r.PII)
+				r.Message, r.Attempt, r.TraceID, r.FailedAt, r.DLQPartition, r.DLQOffset, r.ReplayOf, r.PII,
+				SearchMessage(r.Message, r.Reasons, r.PII))
 		}
 		br := tx.SendBatch(ctx, b)
 		for i := range rows {
