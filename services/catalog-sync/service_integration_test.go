@@ -141,6 +141,20 @@ func TestIntegrationService(t *testing.T) {
 			t.Fatalf("run = %+v, want succeeded, 1700 rows read, %d changes", r, wantChanges)
 		}
 	}
+	// The HTTP server is up before the run manager accepts runs: wait for
+	// /readyz, as a caller must (POST /v1/sync answers 503 until then).
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		var rz struct {
+			Status string `json:"status"`
+		}
+		if status := call(http.MethodGet, "/readyz", "", &rz); status == http.StatusOK && rz.Status == "ready" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz not ready after 15s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	sync(1700)
 	sync(0)
 	var ready struct {

@@ -77,6 +77,7 @@ func (m *Manager) sync(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrBusy):
 		writeJSON(w, http.StatusConflict, map[string]any{"error": "a run is active that does not cover this request; retry when it ends", "run": run})
 	case err != nil:
+		w.Header().Set("Retry-After", "1") // starting (or stopping): /readyz says when it accepts runs
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case joined:
 		writeJSON(w, http.StatusOK, SyncResponse{Run: run, Joined: true})

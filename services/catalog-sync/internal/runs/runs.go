@@ -279,6 +279,11 @@ func (m *Manager) List() []Run {
 func (m *Manager) Ready(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.ctx == nil || m.ctx.Err() != nil {
+		// POST /v1/sync answers 503 now: not ready, so that a caller (a
+		// probe, an Airflow task) waits for /readyz instead of failing.
+		return ErrStopped
+	}
 	if age := m.d.Now().Sub(m.lastOK); m.lastBad && age > m.cfg.StaleAfter {
 		return fmt.Errorf("last snapshot run failed, none succeeded for %v", age.Round(time.Second))
 	}

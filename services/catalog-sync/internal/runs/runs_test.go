@@ -352,3 +352,47 @@ func TestAPI(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// TestNotReadyBeforeRun: the HTTP server is up before Run takes its
+// context; until then /readyz must say not ready (a caller waits for it)
+// and POST /v1/sync answers 503 with Retry-After, not a run. Before this,
+// Ready said ready while the sync was refused.
+func TestNotReadyBeforeRun(t *testing.T) {
+	const token = "operator-token-0123456789"
+	m, err := New(Config{History: 10, StaleAfter: time.Hour, Schedule: "off"}, Deps{
+		Run:     func(context.Context, state.Progress, func(snapshot.Page)) error { return nil },
+		Pending: func() *state.Progress { return nil },
+		Meter:   noop.NewMeterProvider().Meter("test"), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Ready(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Errorf("Ready before Run = %v, want ErrStopped", err)
+	}
+	r := chi.NewRouter()
+	m.Routes(r, token)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, SyncPath, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	r.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("POST /v1/sync before Run: %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Ready(context.Background()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Ready still fails 5s after Run started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Ready(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Errorf("Ready after Run ended = %v, want ErrStopped", err)
+	}
+}
