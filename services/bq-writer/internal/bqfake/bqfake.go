@@ -88,6 +88,20 @@ type Hooks struct {
 	// in the stream) and before its acknowledgement is sent: a fault here
 	// is an acknowledgement lost after the write became durable.
 	AfterAppend func(Append) *Fault
+	// Acked runs after the acknowledgement of a successful append was sent:
+	// the point where a writer may crash before committing its Kafka offset.
+	Acked func(Append)
+}
+
+// OnNth returns a hook that injects f into the n-th append (Append.Seq == n)
+// and lets every other append through.
+func OnNth(n int, f *Fault) func(Append) *Fault {
+	return func(a Append) *Fault {
+		if a.Seq == n {
+			return f
+		}
+		return nil
+	}
 }
 
 // Server is the fake. Create it with New and stop it with Close.
@@ -196,6 +210,18 @@ func (s *Server) Schema(path string) *storagepb.TableSchema {
 		return proto.CloneOf(t.schema)
 	}
 	return nil
+}
+
+// StreamEnd returns the number of rows appended to a stream (its next
+// offset) and whether the stream exists.
+func (s *Server) StreamEnd(name string) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.streams[name]
+	if !ok {
+		return 0, false
+	}
+	return st.end, true
 }
 
 // Rows returns the rows visible in a table (committed), in append order.
@@ -388,7 +414,7 @@ func (s *Server) AppendRows(srv storagepb.BigQueryWrite_AppendRowsServer) error 
 		if err != nil {
 			return err
 		}
-		resp, drop, fatal := s.append(&c, req)
+		resp, acked, drop, fatal := s.append(&c, req)
 		if fatal != nil {
 			return fatal
 		}
@@ -397,6 +423,9 @@ func (s *Server) AppendRows(srv storagepb.BigQueryWrite_AppendRowsServer) error 
 		}
 		if err := srv.Send(resp); err != nil {
 			return err
+		}
+		if acked != nil {
+			acked()
 		}
 	}
 }
@@ -414,26 +443,27 @@ func faultResp(name string, f *Fault) *storagepb.AppendRowsResponse {
 
 // append handles one request. A fatal error ends the connection, as the real
 // service does for a first request without stream or schema.
-func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) (resp *storagepb.AppendRowsResponse, drop bool, fatal error) {
+// acked, when not nil, is to be called once the response was sent.
+func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) (resp *storagepb.AppendRowsResponse, acked func(), drop bool, fatal error) {
 	if name := req.GetWriteStream(); name != "" && name != c.stream {
 		pr := req.GetProtoRows()
 		if pr.GetWriterSchema() == nil {
-			return nil, false, status.Errorf(codes.InvalidArgument, "the first request for stream %s must carry the writer schema", name)
+			return nil, nil, false, status.Errorf(codes.InvalidArgument, "the first request for stream %s must carry the writer schema", name)
 		}
 		c.stream = name
 		c.desc = nil
 	}
 	if c.stream == "" {
-		return nil, false, status.Error(codes.InvalidArgument, "the first request must name the write stream")
+		return nil, nil, false, status.Error(codes.InvalidArgument, "the first request must name the write stream")
 	}
 	pr := req.GetProtoRows()
 	if pr == nil {
-		return nil, false, status.Error(codes.InvalidArgument, "bqfake supports proto_rows only")
+		return nil, nil, false, status.Error(codes.InvalidArgument, "bqfake supports proto_rows only")
 	}
 	if ws := pr.GetWriterSchema(); ws != nil {
 		d, err := messageDescriptor(ws.GetProtoDescriptor())
 		if err != nil {
-			return errResp(c.stream, status.New(codes.InvalidArgument, "Invalid proto schema: "+err.Error())), false, nil
+			return errResp(c.stream, status.New(codes.InvalidArgument, "Invalid proto schema: "+err.Error())), nil, false, nil
 		}
 		c.desc = d
 	}
@@ -446,7 +476,7 @@ func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) (resp *storag
 	st, t, serr := s.lookupStream(c.stream)
 	s.mu.Unlock()
 	if serr != nil {
-		return errResp(c.stream, serr), false, nil
+		return errResp(c.stream, serr), nil, false, nil
 	}
 	a := Append{Seq: seq, Stream: c.stream, Offset: -1, Rows: len(raw)}
 	if o := req.GetOffset(); o != nil {
@@ -458,20 +488,20 @@ func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) (resp *storag
 		s.mu.Unlock()
 		if f := hooks.BeforeAppend(a); f != nil {
 			if f.Drop {
-				return nil, true, nil
+				return nil, nil, true, nil
 			}
-			return faultResp(c.stream, f), false, nil
+			return faultResp(c.stream, f), nil, false, nil
 		}
 	}
 
 	rows, rowErrs, err := decodeRows(c.desc, raw, t.schema)
 	if err != nil {
-		return errResp(c.stream, storageErr(codes.InvalidArgument, storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS, c.stream, err.Error())), false, nil
+		return errResp(c.stream, storageErr(codes.InvalidArgument, storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS, c.stream, err.Error())), nil, false, nil
 	}
 	if len(rowErrs) > 0 {
 		r := errResp(c.stream, status.New(codes.InvalidArgument, "Errors found while processing rows. Please refer to the row_errors field for details."))
 		r.RowErrors = rowErrs
-		return r, false, nil
+		return r, nil, false, nil
 	}
 
 	s.mu.Lock()
@@ -481,12 +511,15 @@ func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) (resp *storag
 	if ok && hooks.AfterAppend != nil {
 		if f := hooks.AfterAppend(a); f != nil {
 			if f.Drop {
-				return nil, true, nil
+				return nil, nil, true, nil
 			}
-			return faultResp(c.stream, f), false, nil
+			return faultResp(c.stream, f), nil, false, nil
 		}
 	}
-	return resp, false, nil
+	if ok && hooks.Acked != nil {
+		acked = func() { hooks.Acked(a) }
+	}
+	return resp, acked, false, nil
 }
 
 // applyLocked checks the offset and stores the rows. It reports whether the

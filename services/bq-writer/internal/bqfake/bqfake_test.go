@@ -331,12 +331,13 @@ func TestFaults(t *testing.T) {
 // before injects f into the first append before it is applied.
 func before(f *bqfake.Fault) func(*int) bqfake.Hooks {
 	return func(fails *int) bqfake.Hooks {
+		nth := bqfake.OnNth(1, f)
 		return bqfake.Hooks{BeforeAppend: func(a bqfake.Append) *bqfake.Fault {
-			if a.Seq != 1 {
-				return nil
+			got := nth(a)
+			if got != nil {
+				*fails++
 			}
-			*fails++
-			return f
+			return got
 		}}
 	}
 }
@@ -344,12 +345,13 @@ func before(f *bqfake.Fault) func(*int) bqfake.Hooks {
 // after injects f into the first append after it is applied, before the ack.
 func after(f *bqfake.Fault) func(*int) bqfake.Hooks {
 	return func(fails *int) bqfake.Hooks {
+		nth := bqfake.OnNth(1, f)
 		return bqfake.Hooks{AfterAppend: func(a bqfake.Append) *bqfake.Fault {
-			if a.Seq != 1 {
-				return nil
+			got := nth(a)
+			if got != nil {
+				*fails++
 			}
-			*fails++
-			return f
+			return got
 		}}
 	}
 }
@@ -440,4 +442,78 @@ func TestUnknownTableAndStream(t *testing.T) {
 		t.Fatalf("append on the reopened stream = %d, %v", off, err)
 	}
 	wantIDs(t, e.fake.Rows(tablePath), 0, 2)
+}
+
+// TestHookPoints checks what each hook sees: before the append nothing is
+// stored, after it the rows are in the stream, and Acked runs once the
+// acknowledgement went out.
+func TestHookPoints(t *testing.T) {
+	e := newEnv(t)
+	type seen struct {
+		point string
+		a     bqfake.Append
+	}
+	ch := make(chan seen, 3)
+	e.fake.SetHooks(bqfake.Hooks{
+		BeforeAppend: func(a bqfake.Append) *bqfake.Fault { ch <- seen{"before", a}; return nil },
+		AfterAppend:  func(a bqfake.Append) *bqfake.Fault { ch <- seen{"after", a}; return nil },
+		Acked:        func(a bqfake.Append) { ch <- seen{"acked", a} },
+	})
+	ms := e.stream(t, managedwriter.CommittedStream, false)
+	if _, err := result(t, ms, e.rows(t, 0, 2), managedwriter.WithOffset(0)); err != nil {
+		t.Fatal(err)
+	}
+	want := []seen{
+		{"before", bqfake.Append{Seq: 1, Stream: ms.StreamName(), Offset: 0, Rows: 2, End: 0}},
+		{"after", bqfake.Append{Seq: 1, Stream: ms.StreamName(), Offset: 0, Rows: 2, End: 2}},
+		{"acked", bqfake.Append{Seq: 1, Stream: ms.StreamName(), Offset: 0, Rows: 2, End: 2}},
+	}
+	for _, w := range want {
+		select {
+		case got := <-ch:
+			if got != w {
+				t.Fatalf("hook %+v, want %+v", got, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("hook %s not called", w.point)
+		}
+	}
+	if end, ok := e.fake.StreamEnd(ms.StreamName()); !ok || end != 2 {
+		t.Fatalf("stream end %d, %v; want 2", end, ok)
+	}
+	// A rejected append runs no after/acked hook.
+	if _, err := result(t, ms, e.rows(t, 0, 1), managedwriter.WithOffset(0)); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("replay: %v", err)
+	}
+	if got := <-ch; got.point != "before" || got.a.Seq != 2 {
+		t.Fatalf("hook %+v, want before of append 2", got)
+	}
+	select {
+	case got := <-ch:
+		t.Fatalf("hook %+v ran for a rejected append", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestZombieWriter: after a rebalance the new owner reopens the stream and
+// continues at its end; the old owner's late append at the offset it
+// believed next is answered ALREADY_EXISTS and writes nothing.
+func TestZombieWriter(t *testing.T) {
+	e := newEnv(t)
+	old := e.stream(t, managedwriter.CommittedStream, false)
+	if _, err := result(t, old, e.rows(t, 0, 2), managedwriter.WithOffset(0)); err != nil {
+		t.Fatal(err)
+	}
+	owner, err := e.client.NewManagedStream(context.Background(), managedwriter.WithStreamName(old.StreamName()), managedwriter.WithSchemaDescriptor(e.dp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = owner.Close() })
+	if _, err := result(t, owner, e.rows(t, 2, 2), managedwriter.WithOffset(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := result(t, old, e.rows(t, 2, 2), managedwriter.WithOffset(2)); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("zombie append: %v, want AlreadyExists", err)
+	}
+	wantIDs(t, e.fake.Rows(tablePath), 0, 4)
 }
