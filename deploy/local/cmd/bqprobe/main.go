@@ -23,6 +23,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
@@ -141,11 +142,21 @@ func row(feature string, ok bool, evidence string) {
 	if ok {
 		mark = "yes"
 	}
-	evidence = strings.ReplaceAll(strings.ReplaceAll(evidence, "\n", " "), "|", "\\|")
-	if len(evidence) > 300 {
-		evidence = evidence[:300] + "…"
+	fmt.Printf("| %s | %s | %s |\n", feature, mark, cell(evidence))
+}
+
+// cell makes s one Markdown table cell: one line, "|" escaped, at most
+// 300 bytes (cut on a rune boundary).
+func cell(s string) string {
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "\n", " "), "|", "\\|")
+	if len(s) > 300 {
+		cut := 300
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
-	fmt.Printf("| %s | %s | %s |\n", feature, mark, evidence)
+	return s
 }
 
 // errText names the gRPC code of err where it has one.
@@ -290,6 +301,8 @@ func (p *prober) ddlFiles(ctx context.Context) {
 		row("DDL: fact_events partitioning/clustering read back", md.TimePartitioning != nil && md.Clustering != nil,
 			fmt.Sprintf("timePartitioning=%s clustering=%s, %d columns", describePartitioning(md.TimePartitioning), describeClustering(md.Clustering), len(md.Schema)))
 	}
+	days := p.countAll(ctx, "dim_date")
+	row("DDL: dim_date.sql filled the calendar", !strings.HasPrefix(days, "COUNT(*)") && !strings.HasSuffix(days, " 0 rows"), days)
 	err = p.exec(ctx, fmt.Sprintf("ALTER TABLE `%s.%s.fact_events` ADD COLUMN IF NOT EXISTS probe_extra STRING", p.project, p.dataset))
 	if err == nil {
 		err = p.exec(ctx, fmt.Sprintf("ALTER TABLE `%s.%s.fact_events` ADD COLUMN IF NOT EXISTS probe_extra STRING", p.project, p.dataset))
@@ -300,18 +313,25 @@ func (p *prober) ddlFiles(ctx context.Context) {
 // splitApply runs a file's statements one job each (split at ";" ending a
 // line, which holds for the files in sql/bigquery) and says how that went.
 func (p *prober) splitApply(ctx context.Context, sql string) string {
-	var stmts []string
-	for _, part := range strings.Split(sql, ";\n") {
-		if strings.TrimSpace(stripComments(part)) != "" {
-			stmts = append(stmts, part)
-		}
-	}
+	stmts := splitStatements(sql)
 	for i, st := range stmts {
 		if err := p.exec(ctx, st); err != nil {
 			return fmt.Sprintf("split into %d statements: statement %d: %s", len(stmts), i+1, errText(err))
 		}
 	}
 	return fmt.Sprintf("split into %d statements, one job each: all ok", len(stmts))
+}
+
+// splitStatements cuts a file at ";" ending a line and drops the parts
+// that hold only comments.
+func splitStatements(sql string) []string {
+	var stmts []string
+	for _, part := range strings.Split(sql, ";\n") {
+		if strings.TrimSpace(stripComments(part)) != "" {
+			stmts = append(stmts, part)
+		}
+	}
+	return stmts
 }
 
 func stripComments(s string) string {
@@ -405,6 +425,19 @@ func (p *prober) count(ctx context.Context, table, kind string) (int64, error) {
 		return 0, fmt.Errorf("COUNT(*) came back as %T", r[0])
 	}
 	return n, nil
+}
+
+// countAll says how many rows table holds.
+func (p *prober) countAll(ctx context.Context, table string) string {
+	it, err := p.bq.Query(fmt.Sprintf("SELECT COUNT(*) AS n FROM `%s.%s.%s`", p.project, p.dataset, table)).Read(ctx)
+	var r []bigquery.Value
+	if err == nil {
+		err = it.Next(&r)
+	}
+	if err != nil {
+		return fmt.Sprintf("COUNT(*) of %s: %s", table, errText(err))
+	}
+	return fmt.Sprintf("%s holds %v rows", table, r[0])
 }
 
 func (p *prober) visible(ctx context.Context, kind string) string {
@@ -577,13 +610,8 @@ func (p *prober) finalize(ctx context.Context, stream string) (int64, error) {
 // sqlBehaviour checks the query-job features a DDL applier relies on.
 func (p *prober) sqlBehaviour(ctx context.Context) {
 	t := fmt.Sprintf("`%s.%s.script_probe`", p.project, p.dataset)
-	err := p.exec(ctx, "CREATE TABLE IF NOT EXISTS "+t+" (a INT64);\nALTER TABLE "+t+" ADD COLUMN IF NOT EXISTS b STRING;")
-	md, merr := p.bq.Dataset(p.dataset).Table("script_probe").Metadata(ctx)
-	cols := "table missing: " + errText(merr)
-	if merr == nil {
-		cols = "table has columns: " + schemaNames(md.Schema)
-	}
-	row("SQL: two-statement script as one query job (Job.Wait)", err == nil, fmt.Sprintf("%s; %s", errText(err), cols))
+	err := p.exec(ctx, "CREATE TABLE IF NOT EXISTS "+t+" (a INT64, b STRING);\nINSERT INTO "+t+" (a, b) VALUES (1, 'x'), (2, 'y');")
+	row("SQL: two-statement script (CREATE; INSERT) as one query job", err == nil, fmt.Sprintf("%s; %s", errText(err), p.countAll(ctx, "script_probe")))
 	err = p.exec(ctx, "CREATE TABLE IF NOT EXISTS "+t+" (a INT64)")
 	row("SQL: single DDL statement as a query job", err == nil, errText(err))
 	err = p.exec(ctx, fmt.Sprintf("CREATE OR REPLACE VIEW `%s.%s.script_view` AS SELECT a FROM %s QUALIFY ROW_NUMBER() OVER (PARTITION BY a ORDER BY b DESC) = 1", p.project, p.dataset, t))
