@@ -73,14 +73,7 @@ func (c *Config) TLS() bool { return c.TLSCertFile != "" }
 // counts as reachable from the network.
 func (c *Config) Loopback() bool {
 	host, _, err := net.SplitHostPort(c.Addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && config.LoopbackHost(host)
 }
 
 // CheckToken validates a bearer token that this server will accept, as the

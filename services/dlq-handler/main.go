@@ -8,9 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"time"
@@ -89,26 +87,8 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) validateDatabase() error {
-	u, err := url.Parse(c.DatabaseURL)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
-		return config.Errorf("DLQ_DATABASE_URL", "must be a postgres:// URL with a host")
-	}
-	if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
-		return config.Errorf("DLQ_DATABASE_URL", "cannot be parsed as a PostgreSQL URL")
-	}
-	pw, _ := u.User.Password()
-	if c.DatabasePass == "" && pw == localPassword && !loopback(u.Hostname()) {
-		return config.Errorf("DLQ_DATABASE_PASSWORD", "the local stack's password is only for a database on a loopback address; set DLQ_DATABASE_PASSWORD from a secret")
-	}
-	return nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return config.PostgresURL("DLQ_DATABASE_URL", "DLQ_DATABASE_PASSWORD", c.DatabaseURL, c.DatabasePass, localPassword,
+		func(u string) error { _, err := pgxpool.ParseConfig(u); return err })
 }
 
 func main() {

@@ -342,49 +342,10 @@ func redactJSON(raw json.RawMessage) json.RawMessage {
 	if err := dec.Decode(&v); err != nil {
 		return json.RawMessage(`"` + redact.Mask + `"`)
 	}
-	v, changed := redact.Value(maskQ(v))
-	changed = changed || qMasked(v)
+	v, changed := redact.Walk(v, func(k string, x any) bool { return redact.SearchText(k, x) || redact.PersonalValue(k, x) })
 	if !changed {
 		return raw
 	}
 	out, _ := json.Marshal(v)
 	return out
-}
-
-// maskQ replaces the value of every non-empty string "q" in v (in place).
-func maskQ(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if q, ok := x.(string); ok && k == "q" && q != "" {
-				v[k] = redact.Mask
-				continue
-			}
-			v[k] = maskQ(x)
-		}
-	case []any:
-		for i, x := range v {
-			v[i] = maskQ(x)
-		}
-	}
-	return v
-}
-
-// qMasked reports whether v holds a masked "q".
-func qMasked(v any) bool {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if k == "q" && x == redact.Mask || qMasked(x) {
-				return true
-			}
-		}
-	case []any:
-		for _, x := range v {
-			if qMasked(x) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ecomstream/platform/pkg/config"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 )
 
@@ -154,12 +155,7 @@ func loopback(hostport string) bool {
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return config.LoopbackHost(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
 }
 
 // authenticate lets through requests with a live session whose token is

@@ -91,12 +91,28 @@ func Text(s string) string { return emailRE.ReplaceAllString(s, Mask) }
 // value of a personal field replaced by Mask, whatever it holds, and every
 // email-like substring of the other strings replaced. It reports whether
 // anything was replaced.
-func Value(v any) (any, bool) {
+func Value(v any) (any, bool) { return Walk(v, PersonalValue) }
+
+// PersonalValue is Walk's rule of Value: a non-null value of a personal field.
+func PersonalValue(key string, x any) bool { return Field(key) && x != nil }
+
+// SearchText is a Walk rule: a non-empty string under the key "q" (a
+// filter's search text), masked whole.
+func SearchText(key string, x any) bool {
+	q, ok := x.(string)
+	return ok && key == "q" && q != ""
+}
+
+// Walk returns a copy of a decoded JSON value with every map value whose
+// (key, value) whole selects replaced by Mask, and every email-like
+// substring of the other strings and of the map keys replaced (keys that
+// collide once redacted are numbered, in key order, so the same input
+// always gives the same output). It reports whether anything changed.
+func Walk(v any, whole func(key string, x any) bool) (any, bool) {
 	switch v := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(v))
 		changed := false
-		// In key order, so colliding redacted keys are numbered the same way every time.
 		for _, k := range slices.Sorted(maps.Keys(v)) {
 			x, key := v[k], k
 			if t := Text(k); t != k {
@@ -107,11 +123,11 @@ func Value(v any) (any, bool) {
 					key = fmt.Sprintf("%s#%d", t, i)
 				}
 			}
-			if Field(k) && x != nil {
-				out[key], changed = Mask, true
+			if whole(k, x) {
+				out[key], changed = Mask, changed || x != Mask
 				continue
 			}
-			y, c := Value(x)
+			y, c := Walk(x, whole)
 			out[key], changed = y, changed || c
 		}
 		return out, changed
@@ -119,7 +135,7 @@ func Value(v any) (any, bool) {
 		out := make([]any, len(v))
 		changed := false
 		for i, x := range v {
-			y, c := Value(x)
+			y, c := Walk(x, whole)
 			out[i], changed = y, changed || c
 		}
 		return out, changed

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -264,7 +262,7 @@ func redactDoc(raw []byte) ([]byte, bool) {
 	if err := dec.Decode(&v); err != nil {
 		return []byte(`"` + redact.Mask + `"`), true
 	}
-	v, changed := maskStrings(v)
+	v, changed := redact.Walk(v, redact.SearchText)
 	if !changed {
 		return raw, false
 	}
@@ -273,48 +271,4 @@ func redactDoc(raw []byte) ([]byte, bool) {
 		return []byte(`"` + redact.Mask + `"`), true
 	}
 	return out, true
-}
-
-// maskStrings returns v with every non-empty "q" masked and the email-like
-// substrings of the other strings and of the keys replaced (colliding keys
-// numbered, in key order, as redact.Value numbers them).
-func maskStrings(v any) (any, bool) {
-	switch v := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		changed := false
-		for _, k := range slices.Sorted(maps.Keys(v)) {
-			x, key := v[k], k
-			if t := redact.Text(k); t != k {
-				key, changed = t, true
-				for i := 2; hasKey(out, key); i++ {
-					key = fmt.Sprintf("%s#%d", t, i)
-				}
-			}
-			if q, ok := x.(string); ok && k == "q" && q != "" {
-				out[key], changed = redact.Mask, changed || q != redact.Mask
-				continue
-			}
-			y, c := maskStrings(x)
-			out[key], changed = y, changed || c
-		}
-		return out, changed
-	case []any:
-		out := make([]any, len(v))
-		changed := false
-		for i, x := range v {
-			y, c := maskStrings(x)
-			out[i], changed = y, changed || c
-		}
-		return out, changed
-	case string:
-		s := redact.Text(v)
-		return s, s != v
-	}
-	return v, false
-}
-
-func hasKey(m map[string]any, k string) bool {
-	_, ok := m[k]
-	return ok
 }
