@@ -183,9 +183,15 @@ func (l *live) read(from map[string]map[int32]int64) []got {
 			from[topic][o.Partition] = o.Offset
 		})
 		cl.AddConsumePartitions(offs)
+		// Every record here is written in a transaction, so the end offset
+		// of a partition is one past its last commit marker, which
+		// read_committed never returns: a partition is done at its record
+		// end-2. A partition whose last transaction aborted never gets
+		// there; that is what the idle stop is for, and it waits long
+		// enough that a slow first fetch on a loaded machine (a new
+		// client's metadata, connections) is not mistaken for idleness.
+		start := time.Now()
 		for len(want) > 0 {
-			// The end offset of a partition is past its last transaction's
-			// marker, which read_committed never returns: stop once idle.
 			pctx, pcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 			fs := cl.PollFetches(pctx)
 			pcancel()
@@ -195,7 +201,7 @@ func (l *live) read(from map[string]map[int32]int64) []got {
 				}
 			}
 			fs.EachRecord(func(r *kgo.Record) {
-				if r.Offset+1 >= want[r.Partition] {
+				if r.Offset+2 >= want[r.Partition] {
 					delete(want, r.Partition)
 				}
 				g := got{table: table, key: string(r.Key)}
@@ -212,7 +218,7 @@ func (l *live) read(from map[string]map[int32]int64) []got {
 				}
 				out = append(out, g)
 			})
-			if fs.NumRecords() == 0 {
+			if fs.NumRecords() == 0 && time.Since(start) > 10*time.Second {
 				break
 			}
 		}
