@@ -1,22 +1,17 @@
 package warehouse
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"math"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
@@ -314,17 +309,12 @@ func scanPositions(rows *sql.Rows) (map[Partition]Position, error) {
 // ResetPositions replaces the given positions of the group in one transaction.
 func (d *DuckDB) ResetPositions(ctx context.Context, group string, positions map[Partition]Position) (err error) {
 	defer func() { err = wrap("reset positions", err) }()
-	if group == "" {
-		return fmt.Errorf("%w: empty consumer group", ErrInvalidBatch)
-	}
-	for p, pos := range positions {
-		if err := checkPosition(p, pos.Next); err != nil {
-			return err
-		}
+	if err := ValidatePositions(group, positions); err != nil {
+		return err
 	}
 	now := time.Now().UTC()
 	return d.writerTx(ctx, func(tx *sql.Tx) error {
-		for _, p := range sortedPartitions(positions) {
+		for _, p := range SortedPartitions(positions) {
 			pos := positions[p]
 			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO stream_positions
 			(consumer_group, topic, "partition", next_offset, updated_at, topic_id, cluster_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -355,14 +345,6 @@ func (d *DuckDB) writerTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return tx.Commit()
 }
 
-// checkPosition refuses a position no Kafka partition can have.
-func checkPosition(p Partition, next int64) error {
-	if p.Topic == "" || p.Partition < 0 || next < 0 {
-		return fmt.Errorf("%w: bad position %s/%d -> %d", ErrInvalidBatch, p.Topic, p.Partition, next)
-	}
-	return nil
-}
-
 // storedPositions reads the group's positions inside the write transaction and checks that the
 // batch was read from the same logs (topic incarnation, cluster) as the stored positions of its
 // partitions. It returns the stored next offsets.
@@ -375,18 +357,7 @@ func storedPositions(ctx context.Context, tx *sql.Tx, group string, b Batch) (ma
 	if err != nil {
 		return nil, fmt.Errorf("read positions: %w", err)
 	}
-	next := make(map[Partition]int64, len(stored))
-	for p, pos := range stored {
-		next[p] = pos.Next
-		if _, ok := b.Positions[p]; !ok {
-			continue
-		}
-		if topicID := b.TopicIDs[p.Topic]; !pos.SameLog(topicID, b.ClusterID) {
-			return nil, fmt.Errorf("%w: %s/%d: the stored position %d was read from topic id %q on cluster %q, this batch from topic id %q on cluster %q",
-				ErrPositionConflict, p.Topic, p.Partition, pos.Next, pos.TopicID, pos.ClusterID, topicID, b.ClusterID)
-		}
-	}
-	return next, nil
+	return CheckSameLog(stored, b)
 }
 
 func nullIfEmpty(s string) any {
@@ -394,15 +365,6 @@ func nullIfEmpty(s string) any {
 		return nil
 	}
 	return s
-}
-
-func sortedPartitions[V any](m map[Partition]V) []Partition {
-	return slices.SortedFunc(maps.Keys(m), func(a, b Partition) int {
-		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Partition, b.Partition)
-	})
 }
 
 // Ping checks that a pooled connection can run a statement.
@@ -478,7 +440,7 @@ func (d *DuckDB) Write(ctx context.Context, group string, b Batch) (res WriteRes
 			err = wrap("write batch", err)
 		}
 	}()
-	if err := validateBatch(group, b); err != nil {
+	if err := ValidateBatch(group, b); err != nil {
 		return res, err
 	}
 	if len(b.Events) == 0 && len(b.Orders) == 0 && len(b.Positions) == 0 {
@@ -552,15 +514,8 @@ type eventsWriter struct{ d *DuckDB }
 // enter it.
 func (w eventsWriter) write(ctx context.Context, tx *sql.Tx, b Batch, stored map[Partition]int64, now time.Time, res *WriteResult) (func(), error) {
 	d := w.d
-	fresh := make([]int, 0, len(b.Events)) // indexes into b.Events
-	for i := range b.Events {
-		r := &b.Events[i]
-		if next, ok := stored[Partition{r.SourceTopic, r.SourcePartition}]; ok && r.SourceOffset < next {
-			res.Stale++
-			continue
-		}
-		fresh = append(fresh, i)
-	}
+	fresh, stale := FreshRows(len(b.Events), EventAt(&b), stored) // indexes into b.Events
+	res.Stale += stale
 	plan, err := d.dedup(ctx, tx, b.Events, fresh)
 	if err != nil {
 		return nil, fmt.Errorf("dedup: %w", err)
@@ -673,7 +628,7 @@ func rowValues(vals []driver.Value, r *EventRow, loadedAt time.Time) int64 {
 	vals[18] = opt(e.SearchQuery)
 	vals[19] = nil
 	if e.Quantity != nil {
-		vals[19] = int32(*e.Quantity) // range checked by validateBatch
+		vals[19] = int32(*e.Quantity) // range checked by ValidateBatch
 	}
 	vals[20] = nil
 	if e.PriceMinor != nil {
@@ -710,7 +665,7 @@ func positionStatements(group string, b Batch, stored map[Partition]int64, now t
 	var upd, ins strings.Builder
 	var updArgs, insArgs []any
 	cluster := nullIfEmpty(b.ClusterID)
-	for _, p := range sortedPartitions(b.Positions) {
+	for _, p := range SortedPartitions(b.Positions) {
 		next := b.Positions[p]
 		topicID := nullIfEmpty(b.TopicIDs[p.Topic])
 		if old, ok := stored[p]; ok {
@@ -742,108 +697,6 @@ WHERE s.consumer_group = ? AND s.topic = v.topic AND s."partition" = v."partitio
 		args = append(args, insArgs)
 	}
 	return stmts, args
-}
-
-// validateBatch checks the invariants Write relies on. A broken batch invariant is a bug in the
-// caller; a bad row is reported as a *RowError so the caller can dead-letter it. Neither is
-// transient.
-func validateBatch(group string, b Batch) error {
-	if group == "" {
-		return fmt.Errorf("%w: empty consumer group", ErrInvalidBatch)
-	}
-	for p, next := range b.Positions {
-		if err := checkPosition(p, next); err != nil {
-			return err
-		}
-	}
-	for i := range b.Events {
-		r := &b.Events[i]
-		if err := checkCovered(b, "event", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
-			return err
-		}
-		if reason := invalidRow(r); reason != "" {
-			return &RowError{Entity: EntityEvent, Index: i, Reason: reason}
-		}
-	}
-	for i := range b.Orders {
-		r := &b.Orders[i]
-		if err := checkCovered(b, "order", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
-			return err
-		}
-		if reason := invalidOrder(r); reason != "" {
-			return &RowError{Entity: EntityOrder, Index: i, Reason: reason}
-		}
-	}
-	for i := range b.Products {
-		r := &b.Products[i]
-		if err := checkCovered(b, "product", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
-			return err
-		}
-		if reason := invalidProduct(r); reason != "" {
-			return &RowError{Entity: EntityProduct, Index: i, Reason: reason}
-		}
-	}
-	for i := range b.Users {
-		r := &b.Users[i]
-		if err := checkCovered(b, "user", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
-			return err
-		}
-		if reason := invalidUser(r); reason != "" {
-			return &RowError{Entity: EntityUser, Index: i, Reason: reason}
-		}
-	}
-	return nil
-}
-
-// checkCovered checks that the batch's positions cover a row at off of p.
-func checkCovered(b Batch, what string, i int, p Partition, off int64) error {
-	next, ok := b.Positions[p]
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: %s row %d (%s/%d@%d) has no position in the batch", ErrInvalidBatch, what, i, p.Topic, p.Partition, off)
-	case off < 0 || off >= next:
-		return fmt.Errorf("%w: %s row %d offset %d is not below the batch position %d of %s/%d", ErrInvalidBatch, what, i, off, next, p.Topic, p.Partition)
-	}
-	return nil
-}
-
-// invalidRow returns why the row cannot be stored faithfully, or "". Strings must be UTF-8: the
-// DuckDB appender silently stores NULL for one that is not (duckdb-go v2.10506.0; seen in
-// testing), bound parameters refuse it, and the JSON-encoded dedup ids must round-trip exactly.
-func invalidRow(r *EventRow) string {
-	e := &r.ClickEvent
-	if e.EventID == "" {
-		return "empty event_id"
-	}
-	if e.Quantity != nil && (*e.Quantity > math.MaxInt32 || *e.Quantity < math.MinInt32) {
-		return fmt.Sprintf("quantity %d overflows INTEGER", *e.Quantity)
-	}
-	for _, f := range [...]struct {
-		name string
-		v    string
-	}{
-		{"event_id", e.EventID}, {"event_type", e.EventType}, {"session_id", e.SessionID},
-		{"page_url", e.PageURL}, {"source", e.Source}, {"trace_id", r.TraceID}, {"source_topic", r.SourceTopic}, {"dq_warnings", r.DQWarnings},
-	} {
-		if !utf8.ValidString(f.v) {
-			return f.name + " is not valid UTF-8"
-		}
-	}
-	for _, f := range [...]struct {
-		name string
-		v    *string
-	}{
-		{"user_id", e.UserID}, {"anonymous_id", e.AnonymousID}, {"referrer", e.Referrer},
-		{"user_agent", e.UserAgent}, {"device_type", e.DeviceType}, {"os", e.Os}, {"browser", e.Browser},
-		{"country", e.Country}, {"region", e.Region}, {"city", e.City}, {"product_id", e.ProductID},
-		{"search_query", e.SearchQuery}, {"currency", e.Currency}, {"order_id", e.OrderID},
-		{"client_ip", e.ClientIP}, {"collector_source", e.CollectorSource},
-	} {
-		if f.v != nil && !utf8.ValidString(*f.v) {
-			return f.name + " is not valid UTF-8"
-		}
-	}
-	return ""
 }
 
 func rollback(tx *sql.Tx) {

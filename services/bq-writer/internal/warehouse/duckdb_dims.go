@@ -113,12 +113,10 @@ func (w dimWriter) write(ctx context.Context, tx *sql.Tx, b Batch, stored map[Pa
 	// Fresh changes by key, in batch order; keys in first-seen order.
 	batchChanges := map[string][]int{}
 	var keys []string
-	for i := range n {
-		key, p, off, _ := s.row(&b, i)
-		if next, ok := stored[p]; ok && off < next {
-			out.Stale++
-			continue
-		}
+	fresh, stale := FreshRows(n, func(i int) (Partition, int64) { _, p, off, _ := s.row(&b, i); return p, off }, stored)
+	out.Stale += stale
+	for _, i := range fresh {
+		key, _, _, _ := s.row(&b, i)
 		if _, ok := batchChanges[key]; !ok {
 			keys = append(keys, key)
 		}

@@ -32,16 +32,7 @@ func (w ordersWriter) write(ctx context.Context, tx *sql.Tx, b Batch, stored map
 	if len(b.Orders) == 0 {
 		return nil, nil
 	}
-	fresh := make([]int, 0, len(b.Orders))
-	stale := 0
-	for i := range b.Orders {
-		r := &b.Orders[i]
-		if next, ok := stored[Partition{r.SourceTopic, r.SourcePartition}]; ok && r.SourceOffset < next {
-			stale++
-			continue
-		}
-		fresh = append(fresh, i)
-	}
+	fresh, stale := FreshRows(len(b.Orders), OrderAt(&b), stored)
 	ids := make([]string, 0, len(fresh))
 	seen := make(map[string]bool, len(fresh))
 	for _, i := range fresh {

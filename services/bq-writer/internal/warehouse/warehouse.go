@@ -2,8 +2,12 @@
 // warehouse together with the Kafka positions they cover, so that every event lands exactly once.
 //
 // Warehouse is the seam between the consumer loop and a concrete store. DuckDB (one embedded file,
-// the default and the one `make demo` uses) is implemented here; a BigQuery Storage Write API
-// implementation will fit the same interface (see sql/README.md for its exactly-once design).
+// the default and the one `make demo` uses) is implemented here; the BigQuery Storage Write API
+// backend (package bqwh) implements it too, and Committer, because its positions are the group's
+// Kafka commits (see sql/README.md for its exactly-once design). What every backend decides the
+// same way (batch invariants, row validity, replays below a stored position, the log a position
+// belongs to, the dedup, order-version and SCD2 rules) lives in the neutral files (batch.go,
+// dedup.go, orders.go, dims.go); the duckdb*.go files hold only DuckDB.
 package warehouse
 
 import (
@@ -115,6 +119,9 @@ type WriteResult struct {
 	Orders OrderResult
 	// Products and Users count what Write did with Batch.Products and Batch.Users.
 	Products, Users DimResult
+	// Commits is, for a Committer, the metadata the sink must commit with Batch.Positions
+	// (Kafka's committed_metadata, via kgo.PreCommitFnContext), by partition; nil for DuckDB.
+	Commits map[Partition]string
 }
 
 // OrderResult counts what Write did with a batch's order versions.
