@@ -76,7 +76,10 @@ type logState struct {
 	topicIDs  map[string]string
 	start     map[warehouse.Partition]int64
 	end       map[warehouse.Partition]int64
-	committed map[warehouse.Partition]int64 // the group's Kafka commits (the mirror)
+	committed map[warehouse.Partition]int64  // the group's Kafka commits (the mirror; a Committer's positions)
+	metadata  map[warehouse.Partition]string // their committed_metadata
+	// committer: the positions are a warehouse.Committer's, claimed from the Kafka commits.
+	committer bool
 }
 
 // startOf decides where partition p starts, given its stored position (ok: one is stored) and its
@@ -101,6 +104,9 @@ func (l *logState) startOf(p warehouse.Partition, st warehouse.Position, ok bool
 			st.Next, start, st.Next, start-1)
 	case ok:
 		return st.Next, false, ""
+	case hasCommit && committed > 0 && l.committer:
+		problem = fmt.Sprintf("the warehouse claimed no position but the group has committed offset %d in Kafka (a commit it cannot resume from), and everything before offset %d would be missing from it",
+			committed, committed)
 	case hasCommit && committed > 0:
 		problem = fmt.Sprintf("the warehouse holds no position but the group has committed offset %d in Kafka: the DuckDB file is new, empty or replaced, and everything before offset %d would be missing from it",
 			committed, committed)
@@ -125,7 +131,8 @@ func (l *logState) startOf(p warehouse.Partition, st warehouse.Position, ok bool
 func (s *Sink) readLog(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (*logState, error) {
 	topics := slices.Sorted(maps.Keys(assigned))
 	l := &logState{topicIDs: map[string]string{}, start: map[warehouse.Partition]int64{},
-		end: map[warehouse.Partition]int64{}, committed: map[warehouse.Partition]int64{}}
+		end: map[warehouse.Partition]int64{}, committed: map[warehouse.Partition]int64{},
+		metadata: map[warehouse.Partition]string{}, committer: s.committer != nil}
 
 	// A direct request, not kadm's cached metadata: after a topic was recreated the cache can
 	// still hold the old id.
@@ -183,7 +190,8 @@ func (s *Sink) readLog(ctx context.Context, assigned map[string]map[int32]kgo.Of
 	}
 	commits.Each(func(o kadm.OffsetResponse) {
 		if o.Err == nil && o.At >= 0 {
-			l.committed[warehouse.Partition{Topic: o.Topic, Partition: o.Partition}] = o.At
+			p := warehouse.Partition{Topic: o.Topic, Partition: o.Partition}
+			l.committed[p], l.metadata[p] = o.At, o.Metadata
 		}
 	})
 	return l, nil
@@ -201,7 +209,9 @@ func topicID(id [16]byte) string {
 // resume is called on every assignment of new partitions, before any of their records is fetched.
 // It checks the warehouse's positions against the logs, stops the sink when they do not fit (or
 // re-anchors them as Config.Recovery allows), and replaces the group's Kafka offsets with the
-// positions: the warehouse, not Kafka, is the source of truth of what was written.
+// positions: the warehouse, not Kafka, is the source of truth of what was written. A
+// warehouse.Committer's positions are claimed from the group's Kafka commits (their metadata
+// names its streams): Claim fences the partitions' earlier writers first.
 func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	select {
 	case <-s.ready:
@@ -213,16 +223,22 @@ func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Off
 	}
 	// franz-go runs onAssigned and this concurrently: check the membership here too, first, so
 	// that a second writer on a new file is told about the other member (the cause), not that
-	// its empty file does not fit the group's offsets (a consequence).
-	if err := s.soleMember(ctx); err != nil {
-		if ctx.Err() == nil {
-			s.fail(err)
+	// its empty file does not fit the group's offsets (a consequence). A Committer allows
+	// several members: each writes its own partitions' streams.
+	if s.committer == nil {
+		if err := s.soleMember(ctx); err != nil {
+			if ctx.Err() == nil {
+				s.fail(err)
+			}
+			return nil, err
 		}
-		return nil, err
 	}
 	var pos map[warehouse.Partition]warehouse.Position
 	var l *logState
 	err := retry(ctx, s.cfg.Kafka, func() error {
+		if s.committer != nil {
+			return s.claim(ctx, assigned, &pos, &l)
+		}
 		var err error
 		if pos, err = s.wh.Positions(ctx, s.cfg.Group); err != nil {
 			if !warehouse.IsTransient(err) {
@@ -276,6 +292,10 @@ func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Off
 			}
 			return err
 		})
+		if err == nil && s.committer != nil {
+			// The Kafka commit is a Committer's position: the reset holds once it is committed.
+			err = s.commitResets(ctx, resets)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				s.fail(fmt.Errorf("reset positions: %w", err))
@@ -292,14 +312,14 @@ func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Off
 // onAssigned runs after every join of the group (every assignment, even an empty one), before
 // the offsets of new partitions are fetched and, with BlockRebalanceOnPoll, never while a batch
 // is being built or written. It stops the sink when the group has another member (one writer
-// per DuckDB file).
+// per DuckDB file); a Committer allows several.
 func (s *Sink) onAssigned(ctx context.Context, _ *kgo.Client, _ map[string][]int32) {
 	select {
 	case <-s.ready:
 	case <-ctx.Done():
 		return
 	}
-	if s.failed() != nil {
+	if s.failed() != nil || s.committer != nil {
 		return
 	}
 	if err := s.soleMember(ctx); err != nil && ctx.Err() == nil {

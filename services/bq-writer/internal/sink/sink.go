@@ -14,6 +14,12 @@
 // skipping them. With an exclusive warehouse (one DuckDB file) it also stops
 // with a *MemberError when its group has another member.
 //
+// A warehouse that is a warehouse.Committer (BigQuery) keeps its positions in
+// the group's Kafka commits instead: the sink claims the assigned partitions
+// with their commits (offset and committed_metadata), commits every written
+// batch's positions with the metadata Write returned, and releases revoked or
+// lost partitions. Its group may have several members (committer.go).
+//
 // Records that cannot be decoded are dead-lettered (produced and acknowledged)
 // before the batch that covers their offsets is committed, so nothing is
 // lost; after a crash in between, the same dead letter (same deterministic
@@ -82,11 +88,13 @@ type Config struct {
 
 // Sink is the consume-and-write loop.
 type Sink struct {
-	cfg     Config
-	wh      warehouse.Warehouse
-	cl      *kgo.Client
-	adm     *kadm.Client
-	handler stream.Handler
+	cfg Config
+	wh  warehouse.Warehouse
+	// committer is wh as a warehouse.Committer, nil when wh stores its own positions (DuckDB).
+	committer warehouse.Committer
+	cl        *kgo.Client
+	adm       *kadm.Client
+	handler   stream.Handler
 
 	instanceID string        // the static group.instance.id, "" without static membership
 	ready      chan struct{} // closed once cl and adm are set: group callbacks can run before New returns
@@ -114,12 +122,15 @@ type Sink struct {
 	bytes    metric.Int64Counter
 	writeDur metric.Float64Histogram
 	latency  metric.Float64Histogram
-	attrs    map[string]metric.AddOption
+	// commitFailures counts a Committer's partition commits that failed (committer.go).
+	commitFailures metric.Int64Counter
+	attrs          map[string]metric.AddOption
 }
 
 // New builds the sink; it does not connect until Run.
 func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 	s := &Sink{cfg: cfg, wh: wh, attrs: map[string]metric.AddOption{}, ready: make(chan struct{})}
+	s.committer, _ = wh.(warehouse.Committer)
 	var err error
 	if s.rows, err = cfg.Meter.Int64Counter("ecom.warehouse.rows", metric.WithDescription("Rows handed to the warehouse, by table and result (inserted, duplicate, stale), and stored rows that changed table because a preferred copy arrived (replaced).")); err != nil {
 		return nil, err
@@ -135,6 +146,9 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 	if s.latency, err = cfg.Meter.Float64Histogram("ecom.event.latency", metric.WithUnit("s"),
 		metric.WithDescription("From the event reaching the platform (received_at: the raw record's Kafka timestamp) to its warehouse commit."),
 		metric.WithExplicitBucketBoundaries(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)); err != nil {
+		return nil, err
+	}
+	if s.commitFailures, err = cfg.Meter.Int64Counter("ecom.warehouse.commit.failures", metric.WithDescription("Partition commits to Kafka that failed with a warehouse whose positions are the group's Kafka commits (BigQuery): fenced by a rebalance or refused; the partition's next owner resumes from the previous commit.")); err != nil {
 		return nil, err
 	}
 	for _, r := range []string{"inserted", "duplicate", "stale", "replaced"} {
@@ -203,6 +217,9 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 		// Dead letters: idempotent, acknowledged by all in-sync replicas.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	)
+	if s.committer != nil {
+		opts = append(opts, kgo.OnPartitionsRevoked(s.release), kgo.OnPartitionsLost(s.release))
+	}
 	opts = append(opts, cfg.Kafka.FetchCadenceOpts()...)
 	if cfg.Kafka.StaticMembership {
 		s.instanceID = cfg.Kafka.DefaultTransactionalID(cfg.Stage)
@@ -553,6 +570,11 @@ func (s *Sink) write(ctx context.Context) error {
 		attribute.Int("ecom.rows.stale", res.Stale), attribute.Int("ecom.orders.written", res.Orders.Inserted+res.Orders.Replaced))
 	s.cfg.Metrics.Batch(ctx, s.cfg.Stage, s.records, true, time.Since(start))
 
+	if s.committer != nil {
+		s.commitBatch(ctx, res.Commits)
+		s.reset()
+		return nil
+	}
 	// Kafka's committed offsets only mirror the warehouse (for lag
 	// monitoring); losing this commit loses nothing.
 	offsets := make(map[string]map[int32]kgo.EpochOffset)
