@@ -1,15 +1,22 @@
 // Command bq-writer writes valid ClickEvents (and Orders, ProductChanges and
 // CustomerChanges from their own topics) to the warehouse exactly once:
 // the embedded DuckDB file by default (BigQuery in production, behind the
-// same warehouse interface).
+// same warehouse interface; its configuration is the BIGQUERY_* variables).
 package main
 
 import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"time"
+
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
 	"github.com/ecomstream/platform/pkg/config"
@@ -34,7 +41,7 @@ type Config struct {
 	CustomersTopic string        `env:"CUSTOMERS_INPUT_TOPIC" default:"ecom.customers.valid.v1" usage:"topic of valid CustomerChanges, written likewise into dim_users (email only as USER_EMAIL_HASH_KEY's HMAC and domain, no name); empty: customers are not read"`
 	EmailHashKey   string        `env:"USER_EMAIL_HASH_KEY" default:"dev-only-user-email-hash-key-not-secret" secret:"true" usage:"key of dim_users.email_hash = HMAC-SHA256(key, lower(trim(email))), at least 32 bytes (inject from a secret; changing it changes every hash); required with CUSTOMERS_INPUT_TOPIC; the default, a public development key, is refused unless every KAFKA_BROKERS host is a loopback address"`
 	ConsumerGroup  string        `env:"KAFKA_CONSUMER_GROUP" default:"bq-writer" usage:"consumer group (positions are stored per group in the warehouse)"`
-	Warehouse      string        `env:"WAREHOUSE" default:"duckdb" usage:"warehouse backend: duckdb"`
+	Warehouse      string        `env:"WAREHOUSE" default:"duckdb" usage:"warehouse backend: duckdb (the BIGQUERY_* variables configure bigquery)"`
 	DuckDBPath     string        `env:"DUCKDB_PATH" default:"warehouse.duckdb" usage:"DuckDB database file"`
 	DuckDBMemory   string        `env:"DUCKDB_MEMORY_LIMIT" default:"1GB" usage:"DuckDB memory limit"`
 	DuckDBThreads  int           `env:"DUCKDB_THREADS" default:"2" usage:"DuckDB worker threads"`
@@ -45,6 +52,138 @@ type Config struct {
 	QueryMaxConc   int           `env:"WAREHOUSE_QUERY_MAX_CONCURRENT" default:"2" usage:"queries that may run at once; another is answered 429 with Retry-After"`
 	LagInterval    time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
 	Recovery       string        `env:"POSITION_RECOVERY" default:"refuse" usage:"what to do with a partition whose warehouse position does not fit the Kafka log: refuse (stop), earliest (start from the log start) or committed (start from the group's committed Kafka offset)"`
+	BigQuery       BigQueryConfig
+}
+
+// BigQueryConfig is the BigQuery backend's configuration (WAREHOUSE=bigquery). Credentials are
+// Application Default Credentials (workload identity in GKE): there is no key file variable.
+type BigQueryConfig struct {
+	Project         string  `env:"BIGQUERY_PROJECT" default:"" usage:"Google Cloud project id of the datasets and of the jobs; required with WAREHOUSE=bigquery"`
+	DatasetPrefix   string  `env:"BIGQUERY_DATASET_PREFIX" default:"ecom" usage:"datasets <prefix>_raw, <prefix>_staging and <prefix>_prod"`
+	Location        string  `env:"BIGQUERY_LOCATION" default:"US" usage:"location of the datasets bq-writer creates (US, EU, a region)"`
+	ApplyDDL        bool    `env:"BIGQUERY_APPLY_DDL" default:"true" usage:"create the datasets and apply sql/bigquery at start (idempotent); false where Terraform applies them"`
+	APIEndpoint     string  `env:"BIGQUERY_API_ENDPOINT" default:"" usage:"BigQuery REST root URL (bq-writer adds /bigquery/v2/); empty = Google's"`
+	StorageEndpoint string  `env:"BIGQUERY_STORAGE_ENDPOINT" default:"" usage:"Storage Write API gRPC host:port; empty = Google's"`
+	Emulator        bool    `env:"BIGQUERY_EMULATOR" default:"false" usage:"talk to a local emulator: plaintext gRPC and no credentials; requires both endpoints, on loopback"`
+	MaxAppendBytes  int     `env:"BIGQUERY_MAX_APPEND_BYTES" default:"8388608" usage:"most bytes of rows in one append request (1 MiB..9 MiB; the request limit is 10 MB)"`
+	PricePerGiB     float64 `env:"BIGQUERY_PRICE_PER_GIB" default:"0.025" usage:"Storage Write API price per GiB appended, for the estimated cost metric"`
+}
+
+// Warehouse backends (WAREHOUSE).
+const (
+	warehouseDuckDB   = "duckdb"
+	warehouseBigQuery = "bigquery"
+)
+
+// projectID is a Google Cloud project id: 6 to 30 lower-case letters, digits and hyphens,
+// starting with a letter and not ending with a hyphen; a legacy domain-scoped id has the domain
+// and a colon before it.
+var projectID = regexp.MustCompile(`^([a-z0-9][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+
+// datasetPrefix leaves room for the longest suffix (_staging) in BigQuery's 1024-character
+// dataset names, of letters, digits and underscores.
+var datasetPrefix = regexp.MustCompile(`^[A-Za-z0-9_]{1,1000}$`)
+
+// location is a BigQuery location: a multi-region (US, EU) or a region (europe-west3).
+var location = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{1,62}$`)
+
+const (
+	mib = 1 << 20
+	// minAppendBytes and maxAppendBytes bound BIGQUERY_MAX_APPEND_BYTES: appends of 1-10 MB
+	// are what the Storage Write API is sized for, and 9 MiB of rows leaves room for the
+	// request's other fields under its 10 MB limit.
+	minAppendBytes = 1 * mib
+	maxAppendBytes = 9 * mib
+)
+
+// validate checks the BigQuery settings; Config.Validate calls it with WAREHOUSE=bigquery only
+// (not named Validate: the loader would call that whatever the backend).
+func (b *BigQueryConfig) validate() error {
+	errs := []error{config.NotEmpty("BIGQUERY_PROJECT", b.Project)}
+	if b.Project != "" && !projectID.MatchString(b.Project) {
+		errs = append(errs, config.Errorf("BIGQUERY_PROJECT", "%q is not a project id (6-30 lower-case letters, digits and hyphens, starting with a letter)", b.Project))
+	}
+	if !datasetPrefix.MatchString(b.DatasetPrefix) {
+		errs = append(errs, config.Errorf("BIGQUERY_DATASET_PREFIX", "%q must be 1-1000 letters, digits and underscores", b.DatasetPrefix))
+	}
+	if !location.MatchString(b.Location) {
+		errs = append(errs, config.Errorf("BIGQUERY_LOCATION", "%q is not a BigQuery location (e.g. US, EU, europe-west3)", b.Location))
+	}
+	errs = append(errs, b.checkEndpoints(),
+		config.Between("BIGQUERY_MAX_APPEND_BYTES", b.MaxAppendBytes, minAppendBytes, maxAppendBytes),
+		config.Between("BIGQUERY_PRICE_PER_GIB", b.PricePerGiB, 0, 1000))
+	return config.First(errs...)
+}
+
+// checkEndpoints: an endpoint must be an http(s) URL (REST) or host:port (gRPC). With the
+// emulator both are required and must be on loopback, because credentials are switched off and
+// gRPC is plaintext; without it the REST endpoint must be https, because the requests carry
+// credentials.
+func (b *BigQueryConfig) checkEndpoints() error {
+	var apiHost string
+	if b.APIEndpoint != "" {
+		if err := config.HTTPURL("BIGQUERY_API_ENDPOINT", b.APIEndpoint); err != nil {
+			return err
+		}
+		u, _ := url.Parse(b.APIEndpoint)
+		apiHost = u.Hostname()
+		if !b.Emulator && u.Scheme != "https" {
+			return config.Errorf("BIGQUERY_API_ENDPOINT", "must be https (requests carry credentials); plain http only with BIGQUERY_EMULATOR=true")
+		}
+	}
+	var storageHost string
+	if b.StorageEndpoint != "" {
+		if err := config.HostPort("BIGQUERY_STORAGE_ENDPOINT", b.StorageEndpoint); err != nil {
+			return err
+		}
+		storageHost, _, _ = net.SplitHostPort(b.StorageEndpoint)
+	}
+	if !b.Emulator {
+		return nil
+	}
+	switch {
+	case b.APIEndpoint == "":
+		return config.Errorf("BIGQUERY_API_ENDPOINT", "is required with BIGQUERY_EMULATOR=true (e.g. http://127.0.0.1:19050)")
+	case b.StorageEndpoint == "":
+		return config.Errorf("BIGQUERY_STORAGE_ENDPOINT", "is required with BIGQUERY_EMULATOR=true (e.g. 127.0.0.1:19060)")
+	case !config.LoopbackHost(apiHost):
+		return config.Errorf("BIGQUERY_API_ENDPOINT", "must be on a loopback address with BIGQUERY_EMULATOR=true (no credentials are sent)")
+	case !config.LoopbackHost(storageHost):
+		return config.Errorf("BIGQUERY_STORAGE_ENDPOINT", "must be on a loopback address with BIGQUERY_EMULATOR=true (plaintext gRPC, no credentials)")
+	}
+	return nil
+}
+
+// restEndpoint is the BigQuery client's endpoint for BIGQUERY_API_ENDPOINT: its REST root with
+// the API's base path, /bigquery/v2/, added unless it is there.
+func restEndpoint(api string) string {
+	api = strings.TrimRight(api, "/")
+	if !strings.HasSuffix(api, "/bigquery/v2") {
+		api += "/bigquery/v2"
+	}
+	return api + "/"
+}
+
+// bigQueryOptions returns the client options of the BigQuery REST client (DDL, reads; for
+// bqcatalog) and of the Storage Write API client (managedwriter; for bqwh). With the emulator:
+// its endpoints, no credentials and plaintext gRPC. Otherwise only the endpoints that are set:
+// the clients find Application Default Credentials (workload identity in GKE) themselves.
+func bigQueryOptions(b *BigQueryConfig) (rest, grpcOpts []option.ClientOption, err error) {
+	if err := b.validate(); err != nil {
+		return nil, nil, err
+	}
+	if b.APIEndpoint != "" {
+		rest = append(rest, option.WithEndpoint(restEndpoint(b.APIEndpoint)))
+	}
+	if b.StorageEndpoint != "" {
+		grpcOpts = append(grpcOpts, option.WithEndpoint(b.StorageEndpoint))
+	}
+	if b.Emulator {
+		rest = append(rest, option.WithoutAuthentication())
+		grpcOpts = append(grpcOpts, option.WithoutAuthentication(),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	}
+	return rest, grpcOpts, nil
 }
 
 // Validate implements config.Validator.
@@ -52,7 +191,7 @@ func (c *Config) Validate() error {
 	errs := []error{
 		config.NotEmpty("INPUT_TOPIC", c.InputTopic),
 		config.NotEmpty("KAFKA_CONSUMER_GROUP", c.ConsumerGroup),
-		config.OneOf("WAREHOUSE", c.Warehouse, "duckdb"),
+		config.OneOf("WAREHOUSE", c.Warehouse, warehouseDuckDB),
 		config.NotEmpty("DUCKDB_PATH", c.DuckDBPath),
 		config.Between("DUCKDB_THREADS", c.DuckDBThreads, 1, 256),
 		config.Positive("DEDUP_WINDOW", c.DedupWindow),
@@ -75,6 +214,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CustomersTopic != "" {
 		errs = append(errs, checkEmailHashKey(c.EmailHashKey, c.Kafka.Brokers))
+	}
+	if c.Warehouse == warehouseBigQuery {
+		errs = append(errs, c.BigQuery.validate())
 	}
 	errs = append(errs, c.HTTP.CheckToken("WAREHOUSE_QUERY_TOKEN", c.QueryToken))
 	return config.First(errs...)
@@ -181,9 +323,22 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	}
 	rt.HTTP.AddCheck("warehouse", wh.Ping)
 	if cfg.QueryToken != "" {
-		rt.HTTP.Router.Method("POST", "/v1/warehouse/query", &queryapi.Handler{Q: wh, Token: cfg.QueryToken, MaxRows: cfg.QueryMaxRows, Timeout: cfg.QueryTimeout})
+		rt.HTTP.Router.Method("POST", "/v1/warehouse/query", queryHandler(cfg, wh))
 	}
 	return rt.RunConsumer(ctx, service.Consumer{Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, LagInterval: cfg.LagInterval,
 		Admin: s.Admin(), Ping: s.Ping, Run: s.Run,
 		Topics: append(topics, stream.DeadLetterTopic(cfg.Kafka))})
+}
+
+// queryHandler serves POST /v1/warehouse/query: read-only SQL over DuckDB. With BigQuery it
+// answers 501: analysts query BigQuery directly, with their own identity and its access control.
+func queryHandler(cfg *Config, q queryapi.Querier) http.Handler {
+	if cfg.Warehouse == warehouseBigQuery {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotImplemented)
+			_, _ = w.Write([]byte(`{"error":"the warehouse is BigQuery: query it directly (datasets ` + cfg.BigQuery.DatasetPrefix + `_prod and ` + cfg.BigQuery.DatasetPrefix + `_staging)"}` + "\n"))
+		})
+	}
+	return &queryapi.Handler{Q: q, Token: cfg.QueryToken, MaxRows: cfg.QueryMaxRows, Timeout: cfg.QueryTimeout}
 }

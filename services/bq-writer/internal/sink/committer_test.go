@@ -174,7 +174,9 @@ func (e *env) committedOf(t *testing.T, group string) map[warehouse.Partition]wa
 
 // The metadata Write returns is what Kafka holds after the batch, and what the next writer's
 // Claim gets after a restart; the next writer resumes at the committed offsets.
-func TestCommitterMetadataRoundTripsThroughKafka(t *testing.T) { committerRoundTrip(t, newEnv(t), "bq") }
+func TestCommitterMetadataRoundTripsThroughKafka(t *testing.T) {
+	committerRoundTrip(t, newEnv(t), "bq")
+}
 
 // On the real broker, whose OffsetCommit answers may name topics by id only.
 func TestIntegrationCommitterMetadataRoundTripsThroughKafka(t *testing.T) {
