@@ -143,3 +143,17 @@ func TestStopErrorsAreOneLine(t *testing.T) {
 		t.Fatalf("error = %q", err)
 	}
 }
+
+// A Committer's missing position is reported as a claim the backend could not make, not as a
+// lost DuckDB file.
+func TestStartOfCommitter(t *testing.T) {
+	p := warehouse.Partition{Topic: "t", Partition: 0}
+	l := &logState{topicIDs: map[string]string{}, start: map[warehouse.Partition]int64{p: 0}, end: map[warehouse.Partition]int64{p: 50},
+		committed: map[warehouse.Partition]int64{p: 40}, committer: true}
+	if _, _, problem := l.startOf(p, warehouse.Position{}, false, RecoveryRefuse); !strings.Contains(problem, "claimed no position") || strings.Contains(problem, "DuckDB") {
+		t.Fatalf("problem = %q", problem)
+	}
+	if next, _, _ := l.startOf(p, warehouse.Position{Next: 40}, true, RecoveryRefuse); next != 40 {
+		t.Fatalf("claimed position 40 starts at %d", next)
+	}
+}
