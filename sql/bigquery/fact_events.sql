@@ -56,7 +56,7 @@ OPTIONS (
 
 -- Columns added after the first release, for tables created before it (a new table has them
 -- already; IF NOT EXISTS makes these no-ops there).
--- One ADD COLUMN per ALTER: the BigQuery emulator refuses several in one statement.
+-- One column per ALTER: the BigQuery emulator refuses several in one statement.
 ALTER TABLE `${project}.${dataset}.fact_events`
     ADD COLUMN IF NOT EXISTS client_ip STRING OPTIONS (description = 'Client IP truncated for privacy (IPv4 /24, IPv6 /48) when the HTTP collector keeps it; NULL otherwise.');
 ALTER TABLE `${project}.${dataset}.fact_events`
