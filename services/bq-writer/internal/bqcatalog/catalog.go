@@ -14,9 +14,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
@@ -45,10 +47,13 @@ type Catalog struct {
 	bq  *bigquery.Client
 	// statements is the DDL Migrate applies; ddl.BigQuery outside tests.
 	statements func(project string, ds ddl.Datasets) ([]ddl.Statement, error)
+	// retryBase is the first backoff of a retried query job.
+	retryBase time.Duration
 }
 
 var (
-	// Dataset ids are pasted into backquoted identifiers; table and column names too.
+	// Project and dataset ids are pasted into backquoted identifiers; table and column names too.
+	projectRE = regexp.MustCompile(`^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
 	datasetRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 	identRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,299}$`)
 )
@@ -57,6 +62,9 @@ var (
 func New(ctx context.Context, cfg Config) (*Catalog, error) {
 	if cfg.Project == "" {
 		return nil, errors.New("bqcatalog: project is empty")
+	}
+	if !projectRE.MatchString(cfg.Project) {
+		return nil, fmt.Errorf("bqcatalog: project id %q: want lower-case letters, digits and hyphens (optionally domain:project)", cfg.Project)
 	}
 	for _, d := range []struct{ name, id string }{
 		{"raw", cfg.Datasets.Raw}, {"staging", cfg.Datasets.Staging}, {"prod", cfg.Datasets.Prod},
@@ -73,7 +81,7 @@ func New(ctx context.Context, cfg Config) (*Catalog, error) {
 		return nil, fmt.Errorf("bqcatalog: BigQuery client: %w", err)
 	}
 	bq.Location = cfg.Location
-	return &Catalog{cfg: cfg, bq: bq, statements: ddl.BigQuery}, nil
+	return &Catalog{cfg: cfg, bq: bq, statements: ddl.BigQuery, retryBase: time.Second}, nil
 }
 
 // Close releases the client.
@@ -133,22 +141,73 @@ func (c *Catalog) ensureDataset(ctx context.Context, id string) error {
 	return nil
 }
 
-// exec runs one query job (a statement or a script) and waits for it. A job's failure is in its
-// status, not in Wait's error; the emulator may also report errors without an errorResult, so
-// both are checked.
+// Query jobs that fail for a reason that passes (quota on table updates when several writers
+// evolve one table at once, concurrent DDL on one table, a backend error) are run again, up to
+// maxJobAttempts times with capped, jittered backoff: every statement the catalog runs is
+// idempotent.
+const maxJobAttempts = 5
+
+var transientReasons = map[string]bool{
+	"backendError": true, "internalError": true, "rateLimitExceeded": true, "jobRateLimitExceeded": true,
+}
+
+// exec runs one query job (a statement or a script) and waits for it.
 func (c *Catalog) exec(ctx context.Context, sql string) error {
-	job, err := c.bq.Query(sql).Run(ctx)
-	if err != nil {
-		return fmt.Errorf("start query job: %w", err)
+	_, err := c.run(ctx, sql)
+	return err
+}
+
+// run starts a query job and waits until it is done, retrying transient failures. The wait
+// polls jobs.get rather than using Job.Wait: Wait polls jobs.getQueryResults, which the client
+// retries on a job failed with rateLimitExceeded until the context ends, and a job's failure is
+// in its status anyway. The emulator may report errors without an errorResult, so both are
+// checked.
+func (c *Catalog) run(ctx context.Context, sql string) (*bigquery.Job, error) {
+	backoff := c.retryBase
+	for attempt := 1; ; attempt++ {
+		job, err := c.bq.Query(sql).Run(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("start query job: %w", err)
+		}
+		err = c.await(ctx, job)
+		if err == nil {
+			return job, nil
+		}
+		if attempt == maxJobAttempts || !transientJobErr(err) {
+			return nil, err
+		}
+		d := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (retry abandoned: %w)", err, ctx.Err())
+		case <-time.After(d):
+		}
+		backoff = min(2*backoff, maxBackoff)
 	}
-	st, err := job.Wait(ctx)
-	if err != nil {
-		return fmt.Errorf("query job %s: %w", job.ID(), err)
+}
+
+const maxBackoff = 8 * time.Second
+
+func (c *Catalog) await(ctx context.Context, job *bigquery.Job) error {
+	poll := 20 * time.Millisecond
+	for {
+		st, err := job.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("query job %s: %w", job.ID(), err)
+		}
+		if st.Done() {
+			if err := jobErr(st); err != nil {
+				return fmt.Errorf("query job %s: %w", job.ID(), err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("query job %s: %w", job.ID(), ctx.Err())
+		case <-time.After(poll):
+		}
+		poll = min(2*poll, time.Second)
 	}
-	if err := jobErr(st); err != nil {
-		return fmt.Errorf("query job %s: %w", job.ID(), err)
-	}
-	return nil
 }
 
 func jobErr(st *bigquery.JobStatus) error {
@@ -156,28 +215,29 @@ func jobErr(st *bigquery.JobStatus) error {
 		return err
 	}
 	if len(st.Errors) > 0 {
-		msgs := make([]string, len(st.Errors))
+		errs := make([]error, len(st.Errors))
 		for i, e := range st.Errors {
-			msgs[i] = e.Error()
+			errs[i] = e
 		}
-		return fmt.Errorf("job finished with errors: %s", strings.Join(msgs, "; "))
+		return fmt.Errorf("job finished with errors: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+func transientJobErr(err error) bool {
+	var e *bigquery.Error
+	if errors.As(err, &e) {
+		return transientReasons[e.Reason] || strings.Contains(e.Message, "concurrent update")
+	}
+	return false
 }
 
 // Query runs sql (a SELECT) as a query job and returns its rows as column-name maps. The job's
 // status is checked before rows are read, so a failed query is an error, never an empty result.
 func (c *Catalog) Query(ctx context.Context, sql string) ([]map[string]bigquery.Value, error) {
-	job, err := c.bq.Query(sql).Run(ctx)
+	job, err := c.run(ctx, sql)
 	if err != nil {
 		return nil, fmt.Errorf("bqcatalog: query: %w", err)
-	}
-	st, err := job.Wait(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("bqcatalog: query job %s: %w", job.ID(), err)
-	}
-	if err := jobErr(st); err != nil {
-		return nil, fmt.Errorf("bqcatalog: query job %s: %w", job.ID(), err)
 	}
 	it, err := job.Read(ctx)
 	if err != nil {

@@ -29,6 +29,7 @@ func newCatalog(t *testing.T, alterHidden bool) (*Catalog, *bqfake.REST) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.retryBase = time.Millisecond
 	t.Cleanup(func() { _ = c.Close() })
 	return c, f
 }
@@ -57,6 +58,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		want string
 	}{
 		{name: "no project", cfg: Config{Datasets: datasets}, want: "project is empty"},
+		{name: "backquote in project", cfg: Config{Project: "ecom`x", Datasets: datasets}, want: "project id"},
 		{name: "empty raw", cfg: Config{Project: project, Datasets: ddl.Datasets{Staging: "s", Prod: "p"}}, want: "raw dataset id"},
 		{name: "backquote in prod", cfg: Config{Project: project, Datasets: ddl.Datasets{Raw: "r", Staging: "s", Prod: "p`x"}}, want: "prod dataset id"},
 	}
@@ -143,15 +145,49 @@ func TestMigrateFailures(t *testing.T) {
 		{
 			name: "a failed statement names its file",
 			hooks: func(*atomic.Int32) bqfake.RESTHooks {
-				return bqfake.RESTHooks{FailJob: func(sql string) string {
+				return bqfake.RESTHooks{FailJob: func(sql string) *bq.ErrorProto {
 					if strings.Contains(sql, "t_staging") && strings.HasPrefix(sql, "CREATE") {
-						return "Syntax error: Unexpected keyword VIEW at [1:19]"
+						return bqfake.JobError("invalidQuery", "Syntax error: Unexpected keyword VIEW at [1:19]")
 					}
-					return ""
+					return nil
 				}}
 			},
 			wantErr: []string{"bigquery/staging/fact_events.sql", "Unexpected keyword VIEW"},
 			wantSQL: 2, // prod is not attempted
+		},
+		{
+			name: "a job failed on a table-update quota is run again",
+			hooks: func(n *atomic.Int32) bqfake.RESTHooks {
+				return bqfake.RESTHooks{FailJob: func(sql string) *bq.ErrorProto {
+					if strings.Contains(sql, "t_raw") && n.Add(1) <= 2 {
+						return bqfake.JobError("rateLimitExceeded", "Exceeded rate limits: too many table update operations for this table")
+					}
+					return nil
+				}}
+			},
+			wantSQL: 5, // raw three times, staging, prod
+		},
+		{
+			name: "a job failing on concurrent DDL is run again",
+			hooks: func(n *atomic.Int32) bqfake.RESTHooks {
+				return bqfake.RESTHooks{FailJob: func(sql string) *bq.ErrorProto {
+					if strings.Contains(sql, "VIEW `ecom-test.t_prod") && n.Add(1) == 1 {
+						return bqfake.JobError("invalidQuery", "Transaction is aborted due to concurrent update against table ecom-test:t_prod.fact_events")
+					}
+					return nil
+				}}
+			},
+			wantSQL: 4,
+		},
+		{
+			name: "a transient failure that persists gives up after the attempts",
+			hooks: func(*atomic.Int32) bqfake.RESTHooks {
+				return bqfake.RESTHooks{FailJob: func(sql string) *bq.ErrorProto {
+					return bqfake.JobError("backendError", "Backend error. Job aborted.")
+				}}
+			},
+			wantErr: []string{"bigquery/raw/fact_events.sql", "Backend error"},
+			wantSQL: maxJobAttempts,
 		},
 		{
 			name: "one 500 on jobs.insert is retried (the client's job id makes it idempotent)",
@@ -378,11 +414,11 @@ func TestQuery(t *testing.T) {
 		Schema: &bq.TableSchema{Fields: []*bq.TableFieldSchema{{Name: "event_id", Type: "STRING"}, {Name: "n", Type: "INTEGER"}}},
 		Rows:   [][]any{{"e1", 1}, {"e2", nil}},
 	})
-	f.SetHooks(bqfake.RESTHooks{FailJob: func(sql string) string {
+	f.SetHooks(bqfake.RESTHooks{FailJob: func(sql string) *bq.ErrorProto {
 		if strings.Contains(sql, "missing") {
-			return "Not found: Table ecom-test:t_prod.missing"
+			return bqfake.JobError("notFound", "Not found: Table ecom-test:t_prod.missing")
 		}
-		return ""
+		return nil
 	}})
 	rows, err := c.Query(ctx, "SELECT event_id, n FROM `ecom-test.t_prod.fact_events` ORDER BY event_id")
 	if err != nil {

@@ -45,12 +45,19 @@ type RESTHooks struct {
 	// HTTP is called before every request is served; a non-zero status is answered instead,
 	// with a BigQuery error body (5xx: reason backendError, which the client retries).
 	HTTP func(r *http.Request) int
-	// FailJob is called with every query job's SQL; a non-empty message makes the job finish
-	// DONE with that error (errorResult and errors) and no effect, as a failed query does.
-	FailJob func(sql string) string
+	// FailJob is called with every query job's SQL; a non-nil error makes the job finish DONE
+	// with it (errorResult and errors) and no effect, as a failed query does. JobError builds
+	// one.
+	FailJob func(sql string) *bq.ErrorProto
 	// BeforePatch is called before a tables.patch is checked, with the table's
 	// "project.dataset.table"; a hook that calls Touch makes the patch's etag stale.
 	BeforePatch func(table string)
+}
+
+// JobError is a failed job's error: reason as BigQuery names it (invalidQuery, notFound,
+// rateLimitExceeded, backendError, ...) and message.
+func JobError(reason, msg string) *bq.ErrorProto {
+	return &bq.ErrorProto{Reason: reason, Message: msg, Location: "query"}
 }
 
 // Result is a canned answer for the queries whose SQL contains Match.
@@ -447,15 +454,16 @@ func (f *REST) runLocked(project string, j *bq.Job) *restJob {
 	j.Status = &bq.JobStatus{State: "DONE"}
 	j.Statistics = &bq.JobStatistics{Query: &bq.JobStatistics2{StatementType: statementType(sql)}}
 	rj := &restJob{job: j}
-	msg := ""
+	var e *bq.ErrorProto
 	if f.hooks.FailJob != nil {
-		msg = f.hooks.FailJob(sql)
+		e = f.hooks.FailJob(sql)
 	}
-	if msg == "" {
-		msg = f.applyLocked(project, sql)
+	if e == nil {
+		if msg := f.applyLocked(project, sql); msg != "" {
+			e = JobError("invalidQuery", msg)
+		}
 	}
-	if msg != "" {
-		e := &bq.ErrorProto{Reason: "invalidQuery", Message: msg, Location: "query"}
+	if e != nil {
 		j.Status.ErrorResult, j.Status.Errors = e, []*bq.ErrorProto{e}
 	} else {
 		rj.result = f.resultLocked(sql)

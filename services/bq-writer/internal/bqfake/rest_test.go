@@ -239,11 +239,11 @@ func TestRESTFaults(t *testing.T) {
 			}
 			return 0
 		},
-		FailJob: func(sql string) string {
+		FailJob: func(sql string) *bq.ErrorProto {
 			if strings.Contains(sql, "boom") {
-				return "Syntax error: boom"
+				return bqfake.JobError("invalidQuery", "Syntax error: boom")
 			}
-			return ""
+			return nil
 		},
 	})
 	// The client retries a 503 on a GET.
