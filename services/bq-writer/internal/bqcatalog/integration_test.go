@@ -161,6 +161,15 @@ func TestIntegrationCatalogEmulator(t *testing.T) {
 	if _, err := c.Query(ctx, fmt.Sprintf("SELECT * FROM `%s.%s.no_such_table`", emulatorProject, ds.Raw)); err == nil {
 		t.Fatal("a query of a missing table: no error (the emulator's empty-result answer got through)")
 	}
+	// A statement the emulator refuses (two ADD COLUMN in one ALTER) fails Migrate, naming its
+	// file: the failed job is noticed, not taken for an empty result.
+	c.statements = fixed(ddl.Statement{Name: "bigquery/raw/zz_refused.sql", SQL: fmt.Sprintf(
+		"ALTER TABLE `%s.%s.fact_events` ADD COLUMN IF NOT EXISTS itest_a STRING, ADD COLUMN IF NOT EXISTS itest_b STRING", emulatorProject, ds.Raw)})
+	if err := c.Migrate(ctx); err == nil || !strings.Contains(err.Error(), "bigquery/raw/zz_refused.sql") {
+		t.Fatalf("Migrate of a refused statement: %v, want an error naming bigquery/raw/zz_refused.sql", err)
+	} else {
+		t.Logf("refused statement: %v", err)
+	}
 }
 
 // appendEvents appends one row per id to raw.fact_events through a COMMITTED write stream with
