@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/bigquery"
@@ -49,6 +50,8 @@ type Catalog struct {
 	statements func(project string, ds ddl.Datasets) ([]ddl.Statement, error)
 	// retryBase is the first backoff of a retried query job.
 	retryBase time.Duration
+	// evolveMu serialises AddColumns.
+	evolveMu sync.Mutex
 }
 
 var (

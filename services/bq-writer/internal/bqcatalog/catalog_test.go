@@ -2,6 +2,7 @@ package bqcatalog
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -301,14 +302,16 @@ func TestAddColumns(t *testing.T) {
 			wantCols: "event_id,n,note,n2", wantAlters: 2},
 		{name: "ALTER then patch (the emulator)", alterHidden: true, cols: []*storagepb.TableFieldSchema{col("note", storagepb.TableFieldSchema_STRING)},
 			wantCols: "event_id,n,note", wantPatches: 1, wantAlters: 1},
-		{name: "column there already, other case", cols: []*storagepb.TableFieldSchema{col("N", storagepb.TableFieldSchema_INT64)},
-			wantCols: "event_id,n", wantAlters: 1},
+		{name: "column there already, other case: nothing changed", cols: []*storagepb.TableFieldSchema{col("N", storagepb.TableFieldSchema_INT64)},
+			wantCols: "event_id,n"},
+		{name: "one new, one there: one ALTER", cols: []*storagepb.TableFieldSchema{col("n", storagepb.TableFieldSchema_INT64), col("note", storagepb.TableFieldSchema_STRING)},
+			wantCols: "event_id,n,note", wantAlters: 1},
 		{name: "etag conflict retried once", alterHidden: true, conflicts: 1, cols: []*storagepb.TableFieldSchema{col("note", storagepb.TableFieldSchema_STRING)},
 			wantCols: "event_id,n,note", wantPatches: 1, wantAlters: 1},
 		{name: "etag conflict twice fails", alterHidden: true, conflicts: 2, cols: []*storagepb.TableFieldSchema{col("note", storagepb.TableFieldSchema_STRING)},
 			wantErr: "412", wantAlters: 1},
 		{name: "existing column of another type", cols: []*storagepb.TableFieldSchema{col("n", storagepb.TableFieldSchema_STRING)},
-			wantErr: "column n is NULLABLE INT64, want NULLABLE STRING", wantAlters: 1},
+			wantErr: "column n is NULLABLE INT64, want NULLABLE STRING"},
 		{name: "required column refused", cols: []*storagepb.TableFieldSchema{{Name: "x", Type: storagepb.TableFieldSchema_STRING, Mode: storagepb.TableFieldSchema_REQUIRED}},
 			wantErr: "must be NULLABLE or REPEATED"},
 		{name: "bad column name refused", cols: []*storagepb.TableFieldSchema{col("x`; DROP", storagepb.TableFieldSchema_STRING)},
@@ -358,13 +361,14 @@ func TestAddColumns(t *testing.T) {
 					t.Fatalf("job %q", a)
 				}
 			}
-			if tt.wantErr == "" && tt.alterHidden {
-				// A second call finds the columns: no patch, the ALTERs are no-ops.
+			if tt.wantErr == "" {
+				// A second call finds the columns: no ALTER, no patch.
+				jobs := len(f.SQL())
 				if _, err := c.AddColumns(ctx, "fact_events", tt.cols); err != nil {
 					t.Fatal(err)
 				}
-				if got := len(f.Patches()); got != tt.wantPatches {
-					t.Fatalf("second call patched again: %d patches", got)
+				if got := len(f.Patches()); got != tt.wantPatches || len(f.SQL()) != jobs {
+					t.Fatalf("second call changed the table: %d patches, %d new jobs", got, len(f.SQL())-jobs)
 				}
 			}
 		})
@@ -462,3 +466,32 @@ var _ interface {
 	Schema(ctx context.Context, table string) (*storagepb.TableSchema, error)
 	AddColumns(ctx context.Context, table string, cols []*storagepb.TableFieldSchema) (*storagepb.TableSchema, error)
 } = (*Catalog)(nil)
+
+// Partitions that discover the same new field at once cost one ALTER and one patch.
+func TestAddColumnsConcurrent(t *testing.T) {
+	ctx := testCtx(t)
+	c, f := newCatalog(t, true)
+	c.statements = fixed(threeFiles...)
+	if err := c.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.SQL())
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			ts, err := c.AddColumns(ctx, "fact_events", []*storagepb.TableFieldSchema{col("note", storagepb.TableFieldSchema_STRING)})
+			if err == nil && names(ts) != "event_id,n,note" {
+				err = fmt.Errorf("schema %s", names(ts))
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if alters, patches := len(f.SQL())-before, len(f.Patches()); alters != 1 || patches != 1 {
+		t.Fatalf("%d ALTERs and %d patches, want 1 and 1", alters, patches)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"cloud.google.com/go/bigquery"
@@ -16,21 +17,44 @@ import (
 // schema once tables.get shows every one of them. Columns the table has already are left alone,
 // so a second call, or a call racing another writer, is a no-op.
 //
-// Each column is one `ALTER TABLE ... ADD COLUMN IF NOT EXISTS` (BigQuery: that is all it takes;
-// the emulator changes only its storage). If tables.get still lacks a column afterwards (the
-// emulator), the catalog patches the schema with the missing columns appended, under the etag it
-// read; a concurrent change (412) makes it read the table again and retry once.
+// It reads the table first and changes nothing when every column is there (table updates have a
+// small per-table quota, shared by every writer). Each missing column is one `ALTER TABLE ... ADD
+// COLUMN IF NOT EXISTS` (BigQuery: that is all it takes; the emulator changes only its storage).
+// If tables.get still lacks a column afterwards (the emulator), the catalog patches the schema
+// with the missing columns appended, under the etag it read; a concurrent change (412) makes it
+// read the table again and retry once. Calls are serialised within the process, so partitions
+// discovering the same field at once cost one change.
 func (c *Catalog) AddColumns(ctx context.Context, table string, cols []*storagepb.TableFieldSchema) (*storagepb.TableSchema, error) {
 	if !identRE.MatchString(table) {
 		return nil, fmt.Errorf("bqcatalog: invalid table name %q", table)
 	}
-	for _, col := range cols {
+	defs := make([]string, len(cols))
+	for i, col := range cols {
 		def, err := columnType(col)
 		if err != nil {
 			return nil, fmt.Errorf("bqcatalog: add column to %s: %w", table, err)
 		}
+		defs[i] = def
+	}
+	c.evolveMu.Lock()
+	defer c.evolveMu.Unlock()
+	md, err := c.tableMetadata(ctx, table)
+	if err != nil {
+		return nil, err
+	}
+	missing, err := missingColumns(md.Schema, cols)
+	if err != nil {
+		return nil, fmt.Errorf("bqcatalog: add columns to %s: %w", table, err)
+	}
+	if len(missing) == 0 {
+		return toStorage(table, md.Schema)
+	}
+	for i, col := range cols {
+		if !slices.Contains(missing, col) {
+			continue
+		}
 		sql := fmt.Sprintf("ALTER TABLE `%s.%s.%s` ADD COLUMN IF NOT EXISTS `%s` %s",
-			c.cfg.Project, c.cfg.Datasets.Raw, table, col.GetName(), def)
+			c.cfg.Project, c.cfg.Datasets.Raw, table, col.GetName(), defs[i])
 		if err := c.exec(ctx, sql); err != nil {
 			return nil, fmt.Errorf("bqcatalog: add column %s to %s: %w", col.GetName(), table, err)
 		}
