@@ -27,10 +27,10 @@ bqemulator_env() {
 bqemulator_fetch() {
 	[[ -n $BQEMU_VENV ]] && return 0
 	local py=${BQEMULATOR_PYTHON:-python3} venv
-	require_cmds "the BigQuery emulator" "python3 python3-venv" "$py"
-	"$py" -c 'import ensurepip, venv' 2>/dev/null ||
-		die "bqemulator: $py has no venv/ensurepip module (needed to install the BigQuery emulator); install on Debian with: apt-get install -y python3-venv"
 	if [[ ! -f $CACHE_DIR/bqemulator-$BQEMU_VERSION/.complete ]]; then
+		require_cmds "installing the BigQuery emulator" "python3 python3-venv" "$py"
+		"$py" -c 'import ensurepip, venv' 2>/dev/null ||
+			die "bqemulator: $py has no venv/ensurepip module (needed to install the BigQuery emulator); install on Debian with: apt-get install -y python3-venv"
 		say "bqemulator: installing the BigQuery emulator (PyPI bqemulator $BQEMU_VERSION; ~580 MB, about a minute the first time) into $CACHE_DIR"
 	fi
 	if ! venv=$(STACK_CACHE_DIR=$CACHE_DIR "$BQEMU_FETCH" 9>&-); then
