@@ -38,20 +38,28 @@ func DuckDB() ([]Statement, error) {
 	return load("duckdb")
 }
 
-// BigQuery returns the BigQuery DDL for one dataset in apply order, with the ${project} and
-// ${dataset} placeholders filled in. Terraform fills the same placeholders with templatefile().
-func BigQuery(project, dataset string) ([]Statement, error) {
+// Datasets names the three BigQuery datasets of one environment: raw (what bq-writer appends),
+// staging (typed, deduplicated views) and prod (what analysts query).
+type Datasets struct{ Raw, Staging, Prod string }
+
+// BigQuery returns the BigQuery DDL of one environment in apply order, with the ${project},
+// ${raw}, ${staging} and ${prod} placeholders filled in (and ${dataset}, the raw dataset, for
+// the files written before the datasets were split). Terraform fills the same placeholders with
+// templatefile().
+func BigQuery(project string, ds Datasets) ([]Statement, error) {
 	if !projectRE.MatchString(project) {
 		return nil, fmt.Errorf("ddl: invalid BigQuery project id %q", project)
 	}
-	if len(dataset) > 1024 || !datasetRE.MatchString(dataset) {
-		return nil, fmt.Errorf("ddl: invalid BigQuery dataset id %q", dataset)
+	for _, d := range []string{ds.Raw, ds.Staging, ds.Prod} {
+		if len(d) > 1024 || !datasetRE.MatchString(d) {
+			return nil, fmt.Errorf("ddl: invalid BigQuery dataset id %q", d)
+		}
 	}
 	stmts, err := load("bigquery")
 	if err != nil {
 		return nil, err
 	}
-	vars := map[string]string{"project": project, "dataset": dataset}
+	vars := map[string]string{"project": project, "dataset": ds.Raw, "raw": ds.Raw, "staging": ds.Staging, "prod": ds.Prod}
 	for i := range stmts {
 		s, err := render(stmts[i].SQL, vars)
 		if err != nil {

@@ -47,7 +47,7 @@ func TestBigQuery(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stmts, err := BigQuery(tt.project, tt.dataset)
+			stmts, err := BigQuery(tt.project, Datasets{Raw: tt.dataset, Staging: tt.dataset, Prod: tt.dataset})
 			if tt.wantErr {
 				if err == nil {
 					t.Fatal("want error")
@@ -87,7 +87,7 @@ func TestDialectsHaveSameColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bq, err := BigQuery("ecom-test", "raw")
+	bq, err := BigQuery("ecom-test", Datasets{Raw: "raw", Staging: "staging", Prod: "prod"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestDialectsHaveSameColumns(t *testing.T) {
 }
 
 func TestBigQueryOrders(t *testing.T) {
-	stmts, err := BigQuery("ecom-test", "raw")
+	stmts, err := BigQuery("ecom-test", Datasets{Raw: "raw", Staging: "staging", Prod: "prod"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestDimensionsAndViews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bq, err := BigQuery("ecom-test", "raw")
+	bq, err := BigQuery("ecom-test", Datasets{Raw: "raw", Staging: "staging", Prod: "prod"})
 	if err != nil {
 		t.Fatal(err)
 	}

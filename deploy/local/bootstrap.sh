@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs when it is missing: a Java 17+ runtime
 # (Kafka), a Java 21+ runtime (Apicurio Registry), Maven (both come from Maven
-# Central), the PostgreSQL 15 server binaries and gcc (the embedded DuckDB
-# warehouse is a cgo library). Go itself must already be installed.
+# Central), the PostgreSQL 15 server binaries, gcc (the embedded DuckDB
+# warehouse is a cgo library) and Python 3 with venv (the BigQuery emulator's
+# venv, made by stack/bqemulator-fetch.sh). Go itself must already be installed.
 #
 #   bootstrap.sh            the above (make deps; make stack-up, demo, bench)
 #   bootstrap.sh --browser  only headless Chromium and a font, for the demo
@@ -68,6 +69,7 @@ find_java 21 REGISTRY_JAVA_HOME >/dev/null || need_java21=1
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 [[ -x "$PG_BIN/postgres" && -x "$PG_BIN/initdb" ]] || missing+=(postgresql-15)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+"${BQEMULATOR_PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v go >/dev/null 2>&1 || [[ -x /usr/local/go/bin/go ]] || die "Go is not installed; install Go 1.26 from https://go.dev/dl/"
 
 if ((${#missing[@]} == 0)) && [[ -z $need_java21 ]]; then

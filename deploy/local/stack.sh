@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Local stack: Apache Kafka (KRaft, one node), PostgreSQL 15 and Apicurio
-# Registry, as plain background processes (no containers).
+# Local stack: Apache Kafka (KRaft, one node), PostgreSQL 15, Apicurio
+# Registry and the BigQuery emulator, as plain background processes (no
+# containers).
 #
 #   deploy/local/stack.sh up     [component ...]   start (and what they need)
 #   deploy/local/stack.sh down   [component ...]   stop (and what needs them)
@@ -9,12 +10,12 @@
 #   deploy/local/stack.sh reset                    down, then delete the run folder
 #   deploy/local/stack.sh env    [component ...]   export lines for the endpoints
 #
-# Components: kafka, postgres, registry (all when none is named). `up` and
-# `down` are idempotent. State lives in <repo>/.run (STACK_RUN_DIR), downloads
-# in ~/.cache/ecomstream (STACK_CACHE_DIR); ports: KAFKA_PORT,
+# Components: kafka, postgres, registry, bqemulator (all when none is named).
+# `up` and `down` are idempotent. State lives in <repo>/.run (STACK_RUN_DIR),
+# downloads in ~/.cache/ecomstream (STACK_CACHE_DIR); ports: KAFKA_PORT,
 # KAFKA_CONTROLLER_PORT, PG_PORT, SCHEMA_REGISTRY_PORT,
-# SCHEMA_REGISTRY_MANAGEMENT_PORT. One file per component in stack/; see
-# README.md here.
+# SCHEMA_REGISTRY_MANAGEMENT_PORT, BQ_EMULATOR_REST_PORT, BQ_EMULATOR_GRPC_PORT.
+# One file per component in stack/; see README.md here.
 set -euo pipefail
 
 STACK_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/stack" && pwd -P)
@@ -22,7 +23,7 @@ STACK_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/stack" && pwd -P)
 source "$STACK_DIR/lib.sh"
 # Start order. A component file registers itself (component NAME ...) and
 # defines NAME_fetch, _start, _wait, _stop, _status and _env.
-for f in kafka postgres registry; do
+for f in kafka postgres registry bqemulator; do
 	# shellcheck source=/dev/null
 	source "$STACK_DIR/$f.sh"
 done
@@ -152,7 +153,7 @@ cmd_env() {
 }
 
 usage() {
-	sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {

@@ -56,7 +56,10 @@ OPTIONS (
 
 -- Columns added after the first release, for tables created before it (a new table has them
 -- already; IF NOT EXISTS makes these no-ops there).
+-- One column per ALTER: the BigQuery emulator refuses several in one statement.
 ALTER TABLE `${project}.${dataset}.fact_events`
-    ADD COLUMN IF NOT EXISTS client_ip STRING OPTIONS (description = 'Client IP truncated for privacy (IPv4 /24, IPv6 /48) when the HTTP collector keeps it; NULL otherwise.'),
-    ADD COLUMN IF NOT EXISTS collector_source STRING OPTIONS (description = 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.'),
+    ADD COLUMN IF NOT EXISTS client_ip STRING OPTIONS (description = 'Client IP truncated for privacy (IPv4 /24, IPv6 /48) when the HTTP collector keeps it; NULL otherwise.');
+ALTER TABLE `${project}.${dataset}.fact_events`
+    ADD COLUMN IF NOT EXISTS collector_source STRING OPTIONS (description = 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.');
+ALTER TABLE `${project}.${dataset}.fact_events`
     ADD COLUMN IF NOT EXISTS dq_warnings STRING OPTIONS (description = 'Ids of the warn-severity data-quality rules the event failed at the validator, comma-separated (e.g. click.commerce_fields); NULL when it passed them all.');

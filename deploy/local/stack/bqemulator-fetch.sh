@@ -2,8 +2,8 @@
 # bqemulator-fetch.sh installs the BigQuery emulator (PyPI bqemulator, a
 # DuckDB-backed REST + Storage Read/Write gRPC server) into a venv in the
 # per-user cache, once per pinned version, and prints the venv's path on
-# stdout (progress goes to stderr). Not a stack.sh component: run it by hand
-# or from a test that needs the emulator.
+# stdout (progress goes to stderr). The stack.sh component bqemulator
+# (bqemulator.sh) runs it as its fetch; it also runs alone.
 #
 #   deploy/local/stack/bqemulator-fetch.sh        -> ~/.cache/ecomstream/bqemulator-1.4.0
 #   "$(deploy/local/stack/bqemulator-fetch.sh)/bin/bqemulator" start \

@@ -274,7 +274,7 @@ func schemaNames(s bigquery.Schema) string {
 // ddlFiles applies the repository's sql/bigquery files twice (the second
 // run checks idempotency) as query jobs.
 func (p *prober) ddlFiles(ctx context.Context) {
-	stmts, err := ddl.BigQuery(p.project, p.dataset)
+	stmts, err := ddl.BigQuery(p.project, ddl.Datasets{Raw: p.dataset, Staging: p.dataset, Prod: p.dataset})
 	if err != nil {
 		row("DDL: sql/bigquery/*.sql", false, "render: "+err.Error())
 		return
