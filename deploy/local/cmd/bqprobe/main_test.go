@@ -31,10 +31,10 @@ func TestSplitStatements(t *testing.T) {
 }
 
 // The repository's BigQuery files split into the statements they hold:
-// fact_events.sql is a CREATE and an ALTER with several ADD COLUMN clauses
-// (which the emulator refuses), dim_date.sql a CREATE and an INSERT.
+// raw/fact_events.sql is a CREATE and three one-column ALTERs,
+// prod/dim_date.sql a CREATE and an INSERT.
 func TestSplitStatementsOfRepositoryFiles(t *testing.T) {
-	stmts, err := ddl.BigQuery("ecom-local", "probe")
+	stmts, err := ddl.BigQuery("ecom-local", ddl.Datasets{Raw: "probe", Staging: "probe_staging", Prod: "probe_prod"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,8 +44,8 @@ func TestSplitStatementsOfRepositoryFiles(t *testing.T) {
 		if len(parts) != want {
 			t.Errorf("%s: %d statements, want %d (CREATE + ALTER TABLE + INSERT INTO count)", s.Name, len(parts), want)
 		}
-		if s.Name == "bigquery/fact_events.sql" && (len(parts) != 2 || !strings.Contains(parts[1], "ALTER TABLE")) {
-			t.Errorf("fact_events.sql: got %d parts, the second should be the ALTER", len(parts))
+		if s.Name == "bigquery/raw/fact_events.sql" && (len(parts) != 4 || !strings.Contains(parts[1], "ALTER TABLE")) {
+			t.Errorf("raw/fact_events.sql: got %d parts, want the CREATE and three ALTERs", len(parts))
 		}
 	}
 }
