@@ -155,9 +155,9 @@ func fixture() []record {
 	// Events. Copies of one event_id within and beyond the dedup window, differing in one column
 	// at a time, so every key of the order decides one event.
 	f.event(0, "e01", T)
-	f.event(1, "e01", T.Add(30*time.Second))                          // within the window
-	f.event(0, "e01", T.Add(48*time.Hour))                            // days later
-	f.event(1, "e01", T.Add(-time.Second))                            // arrives last, comes first
+	f.event(1, "e01", T.Add(30*time.Second)) // within the window
+	f.event(0, "e01", T.Add(48*time.Hour))   // days later
+	f.event(1, "e01", T.Add(-time.Second))   // arrives last, comes first
 	f.event(0, "e02", T, func(e *events.ClickEvent) { e.ReceivedAt = T.Add(2 * time.Second) })
 	f.event(1, "e02", T, func(e *events.ClickEvent) { e.ReceivedAt = T.Add(time.Second) })
 	f.event(0, "e03", T, func(e *events.ClickEvent) { e.UserID = ptr("u-1") })
