@@ -4,8 +4,9 @@
 -- at-least-once fallback in sql/README.md); the copy appended first (earliest loaded_at)
 -- stands for the record. Template: placeholders as in raw/fact_events.sql.
 --
--- SELECT *: a column added to raw (schema evolution) shows here without a change; prod names
--- its columns.
+-- SELECT *: a column added to raw (schema evolution) shows here without a change to this file
+-- (the view's stored schema lists it from the next DDL apply, which re-creates the view); prod
+-- names its columns, so it shows a new column only when its file does.
 -- line_number is in PARTITION BY because one record carries all the lines of its order version.
 -- "WHERE TRUE": BigQuery has required a WHERE, GROUP BY or HAVING beside QUALIFY.
 CREATE OR REPLACE VIEW `${project}.${staging}.fact_order_items`

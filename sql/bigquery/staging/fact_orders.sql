@@ -4,11 +4,13 @@
 -- at-least-once fallback in sql/README.md); the copy appended first (earliest loaded_at)
 -- stands for the record. Template: placeholders as in raw/fact_events.sql.
 --
--- SELECT *: a column added to raw (schema evolution) shows here without a change; prod names
--- its columns.
+-- SELECT *: a column added to raw (schema evolution) shows here without a change to this file
+-- (the view's stored schema lists it from the next DDL apply, which re-creates the view); prod
+-- names its columns, so it shows a new column only when its file does.
 -- order_timestamp is in PARTITION BY although a replay of a record always carries the same value (the
--- conversion is deterministic): it lets a filter on the table's partitioning column be pushed
--- below the window, so a query of recent days scans recent partitions only.
+-- conversion is deterministic): a filter on the table's partitioning column then accepts or
+-- rejects whole window partitions, so the optimizer may push it below the window and prune
+-- partitions (to be confirmed with a dry run on BigQuery: the emulator ignores partitioning).
 -- "WHERE TRUE": BigQuery has required a WHERE, GROUP BY or HAVING beside QUALIFY.
 CREATE OR REPLACE VIEW `${project}.${staging}.fact_orders`
 OPTIONS (description = 'raw.fact_orders without replays: one row per Kafka record (source coordinates), the earliest appended.')
