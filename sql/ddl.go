@@ -5,9 +5,11 @@
 //
 //	import ddl "github.com/ecomstream/platform/sql"
 //
-// Files are returned in a deterministic apply order: lexical order of their file names. A table
-// that must exist before another (a foreign key, a view) gets a name that sorts first: the
-// point-in-time views (views_pit.sql) sort after the dim_ and fact_ tables they read.
+// Files are returned in a deterministic apply order: by layer (DuckDB: the main-schema tables,
+// then the prod views in duckdb/prod; BigQuery: raw, then staging, then prod), and in lexical
+// order of their file names within a layer. A relation that must exist before another (a view)
+// gets a name that sorts first: the point-in-time views (views_pit.sql) sort after the dim_ and
+// fact_ relations they read.
 package ddl
 
 import (
@@ -21,7 +23,8 @@ import (
 	"strings"
 )
 
-//go:embed duckdb/*.sql bigquery/*.sql postgres/*.sql postgres/dlq/*.sql
+//go:embed duckdb/*.sql duckdb/prod/*.sql bigquery/raw/*.sql bigquery/staging/*.sql bigquery/prod/*.sql
+//go:embed postgres/*.sql postgres/dlq/*.sql
 var files embed.FS
 
 // Statement is one DDL file. SQL may hold several statements separated by semicolons (DuckDB runs
@@ -32,34 +35,45 @@ type Statement struct {
 	SQL  string
 }
 
-// DuckDB returns the DuckDB DDL in apply order. Every statement is idempotent
-// (CREATE ... IF NOT EXISTS, COMMENT ON), so it is safe to apply at every start.
+// DuckDB returns the DuckDB DDL in apply order: duckdb/*.sql (the main-schema tables bq-writer
+// writes), then duckdb/prod/*.sql (the prod schema's views over them). Every statement is
+// idempotent (CREATE ... IF NOT EXISTS, CREATE OR REPLACE VIEW, COMMENT ON), so it is safe to
+// apply at every start.
 func DuckDB() ([]Statement, error) {
-	return load("duckdb")
+	return loadLayers("duckdb", "duckdb/prod")
 }
 
-// Datasets names the three BigQuery datasets of one environment: raw (what bq-writer appends),
-// staging (typed, deduplicated views) and prod (what analysts query).
-type Datasets struct{ Raw, Staging, Prod string }
+// Datasets names the three BigQuery datasets of one environment.
+type Datasets struct {
+	// Raw holds the tables bq-writer appends to (bigquery/raw).
+	Raw string
+	// Staging holds the views that drop replays (bigquery/staging).
+	Staging string
+	// Prod holds what analysts query (bigquery/prod): views and the dim_date table.
+	Prod string
+}
 
-// BigQuery returns the BigQuery DDL of one environment in apply order, with the ${project},
-// ${raw}, ${staging} and ${prod} placeholders filled in (and ${dataset}, the raw dataset, for
-// the files written before the datasets were split). Terraform fills the same placeholders with
-// templatefile().
+// BigQuery returns the BigQuery DDL of the three datasets in apply order (bigquery/raw/*.sql,
+// then staging, then prod), with the ${project}, ${raw}, ${staging} and ${prod} placeholders
+// filled in. Terraform fills the same placeholders with templatefile(). The datasets must be
+// distinct: the layers use the same table names.
 func BigQuery(project string, ds Datasets) ([]Statement, error) {
 	if !projectRE.MatchString(project) {
 		return nil, fmt.Errorf("ddl: invalid BigQuery project id %q", project)
 	}
-	for _, d := range []string{ds.Raw, ds.Staging, ds.Prod} {
-		if len(d) > 1024 || !datasetRE.MatchString(d) {
-			return nil, fmt.Errorf("ddl: invalid BigQuery dataset id %q", d)
+	for _, d := range []struct{ layer, id string }{{"raw", ds.Raw}, {"staging", ds.Staging}, {"prod", ds.Prod}} {
+		if len(d.id) > 1024 || !datasetRE.MatchString(d.id) {
+			return nil, fmt.Errorf("ddl: invalid BigQuery %s dataset id %q", d.layer, d.id)
 		}
 	}
-	stmts, err := load("bigquery")
+	if ds.Raw == ds.Staging || ds.Raw == ds.Prod || ds.Staging == ds.Prod {
+		return nil, fmt.Errorf("ddl: BigQuery datasets raw %q, staging %q and prod %q must be distinct", ds.Raw, ds.Staging, ds.Prod)
+	}
+	stmts, err := loadLayers("bigquery/raw", "bigquery/staging", "bigquery/prod")
 	if err != nil {
 		return nil, err
 	}
-	vars := map[string]string{"project": project, "dataset": ds.Raw, "raw": ds.Raw, "staging": ds.Staging, "prod": ds.Prod}
+	vars := map[string]string{"project": project, "raw": ds.Raw, "staging": ds.Staging, "prod": ds.Prod}
 	for i := range stmts {
 		s, err := render(stmts[i].SQL, vars)
 		if err != nil {
@@ -191,4 +205,17 @@ func load(dialect string) ([]Statement, error) {
 		return nil, fmt.Errorf("ddl: no %s files embedded", dialect)
 	}
 	return stmts, nil
+}
+
+// loadLayers loads each directory in turn: the layers' order, lexical order within one.
+func loadLayers(dirs ...string) ([]Statement, error) {
+	var out []Statement
+	for _, dir := range dirs {
+		stmts, err := load(dir)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, stmts...)
+	}
+	return out, nil
 }

@@ -272,9 +272,17 @@ func schemaNames(s bigquery.Schema) string {
 }
 
 // ddlFiles applies the repository's sql/bigquery files twice (the second
-// run checks idempotency) as query jobs.
+// run checks idempotency) as query jobs. The probe's dataset is the raw
+// layer; staging and prod get datasets of their own beside it.
 func (p *prober) ddlFiles(ctx context.Context) {
-	stmts, err := ddl.BigQuery(p.project, ddl.Datasets{Raw: p.dataset, Staging: p.dataset, Prod: p.dataset})
+	dss := ddl.Datasets{Raw: p.dataset, Staging: p.dataset + "_staging", Prod: p.dataset + "_prod"}
+	for _, id := range []string{dss.Staging, dss.Prod} {
+		if err := p.bq.Dataset(id).Create(ctx, &bigquery.DatasetMetadata{Location: "US"}); err != nil {
+			row("DDL: create dataset "+id, false, errText(err))
+			return
+		}
+	}
+	stmts, err := ddl.BigQuery(p.project, dss)
 	if err != nil {
 		row("DDL: sql/bigquery/*.sql", false, "render: "+err.Error())
 		return
@@ -301,7 +309,7 @@ func (p *prober) ddlFiles(ctx context.Context) {
 		row("DDL: fact_events partitioning/clustering read back", md.TimePartitioning != nil && md.Clustering != nil,
 			fmt.Sprintf("timePartitioning=%s clustering=%s, %d columns", describePartitioning(md.TimePartitioning), describeClustering(md.Clustering), len(md.Schema)))
 	}
-	days := p.countAll(ctx, "dim_date")
+	days := p.countAll(ctx, dss.Prod+".dim_date")
 	row("DDL: dim_date.sql filled the calendar", !strings.HasPrefix(days, "COUNT(*)") && !strings.HasSuffix(days, " 0 rows"), days)
 	err = p.exec(ctx, fmt.Sprintf("ALTER TABLE `%s.%s.fact_events` ADD COLUMN IF NOT EXISTS probe_extra STRING", p.project, p.dataset))
 	if err == nil {
@@ -427,9 +435,14 @@ func (p *prober) count(ctx context.Context, table, kind string) (int64, error) {
 	return n, nil
 }
 
-// countAll says how many rows table holds.
+// countAll says how many rows table holds: a table of the probe's dataset,
+// or "dataset.table".
 func (p *prober) countAll(ctx context.Context, table string) string {
-	it, err := p.bq.Query(fmt.Sprintf("SELECT COUNT(*) AS n FROM `%s.%s.%s`", p.project, p.dataset, table)).Read(ctx)
+	qualified := p.dataset + "." + table
+	if strings.Contains(table, ".") {
+		qualified = table
+	}
+	it, err := p.bq.Query(fmt.Sprintf("SELECT COUNT(*) AS n FROM `%s.%s`", p.project, qualified)).Read(ctx)
 	var r []bigquery.Value
 	if err == nil {
 		err = it.Next(&r)

@@ -148,10 +148,10 @@ func olderFile(t testing.TB, path string, edit func(s ddl.Statement) (sql string
 	return old
 }
 
-// tableColumns lists table's columns in their order.
+// tableColumns lists the columns of the main-schema table in their order.
 func tableColumns(t testing.TB, d *DuckDB, table string) []string {
 	t.Helper()
-	_, rows, err := d.Query(context.Background(), `SELECT column_name FROM information_schema.columns WHERE table_name = '`+
+	_, rows, err := d.Query(context.Background(), `SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = '`+
 		table+`' ORDER BY ordinal_position`, 100)
 	if err != nil {
 		t.Fatal(err)

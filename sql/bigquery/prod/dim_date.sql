@@ -1,6 +1,7 @@
--- dim_date (BigQuery, production). Template: ${project} and ${dataset} are placeholders (see
--- fact_events.sql). Calendar days 2020..2035, as duckdb/dim_date.sql.
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.dim_date` (
+-- prod.dim_date (BigQuery, production): a table in the prod dataset, the only one there (it is
+-- not derived from anything bq-writer appends). Template: placeholders as in raw/fact_events.sql.
+-- Calendar days 2020..2035, as duckdb/dim_date.sql. Not partitioned or clustered: 5,844 rows.
+CREATE TABLE IF NOT EXISTS `${project}.${prod}.dim_date` (
     date_key    INT64     NOT NULL,
     date        DATE      NOT NULL,
     year        INT64     NOT NULL,
@@ -13,8 +14,8 @@ CREATE TABLE IF NOT EXISTS `${project}.${dataset}.dim_date` (
 )
 OPTIONS (description = 'Calendar days 2020..2035; date_key (yyyymmdd) joins the facts'' date_key.');
 
-INSERT INTO `${project}.${dataset}.dim_date`
+INSERT INTO `${project}.${prod}.dim_date`
 SELECT CAST(FORMAT_DATE('%Y%m%d', d) AS INT64), d, EXTRACT(YEAR FROM d), EXTRACT(QUARTER FROM d), EXTRACT(MONTH FROM d),
   EXTRACT(DAY FROM d), MOD(EXTRACT(DAYOFWEEK FROM d) + 5, 7) + 1, EXTRACT(ISOWEEK FROM d), EXTRACT(DAYOFWEEK FROM d) IN (1, 7)
 FROM UNNEST(GENERATE_DATE_ARRAY('2020-01-01', '2035-12-31')) AS d
-WHERE d NOT IN (SELECT date FROM `${project}.${dataset}.dim_date`);
+WHERE d NOT IN (SELECT date FROM `${project}.${prod}.dim_date`);

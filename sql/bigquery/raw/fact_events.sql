@@ -1,16 +1,20 @@
--- fact_events: one row per click event that reached the warehouse (BigQuery, production).
+-- raw.fact_events: every copy of every click event bq-writer appended (BigQuery, production):
+-- source duplicates, replays after a crash and every copy the Storage Write API fallback
+-- re-appends. staging.fact_events removes the replays, prod.fact_events keeps one row per
+-- event_id (sql/README.md).
 --
--- Template: ${project} and ${dataset} are placeholders, in the syntax of Terraform's templatefile()
--- so Terraform and bq-writer (ddl.BigQuery in sql/ddl.go) fill the same file. No other "$" + "{"
--- or "%" + "{" sequence may appear in this file.
+-- Template: ${project}, ${raw}, ${staging} and ${prod} are placeholders (the project and the
+-- three datasets), in the syntax of Terraform's templatefile() so Terraform and bq-writer
+-- (ddl.BigQuery in sql/ddl.go) fill the same file. No other "$" + "{" or "%" + "{" sequence may
+-- appear in this file.
 --
--- Same model as duckdb/fact_events.sql. event_date and date_key are stored (not computed in views)
+-- Same columns as duckdb/fact_events.sql. event_date and date_key are stored (not computed in views)
 -- so both engines hold identical rows; partitioning uses DATE(event_timestamp), which is the same
 -- day as event_date (UTC).
 --
 -- Exactly-once into this table comes from Storage Write API committed streams with explicit row
--- offsets, not from a positions table: see README.md in this folder.
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.fact_events` (
+-- offsets, not from a positions table: see sql/README.md.
+CREATE TABLE IF NOT EXISTS `${project}.${raw}.fact_events` (
     event_id         STRING    NOT NULL OPTIONS (description = 'Producer-assigned unique id; the deduplication key.'),
     event_timestamp  TIMESTAMP NOT NULL OPTIONS (description = 'When the event happened on the client (UTC). Partitioning column.'),
     event_date       DATE      NOT NULL OPTIONS (description = 'UTC date of event_timestamp, equal to the partition date.'),
@@ -51,15 +55,15 @@ OPTIONS (
     -- Off so operators and the prod-layer dedup can scan recent rows by loaded_at or source_offset
     -- without a date predicate; dashboards still filter on event_timestamp to prune partitions.
     require_partition_filter = FALSE,
-    description = 'One row per click event written by bq-writer; source duplicates removed within a bounded window, one row per event_id is the job of the planned prod layer.'
+    description = 'Every copy of every click event bq-writer appended (append-only); prod.fact_events has one row per event_id.'
 );
 
 -- Columns added after the first release, for tables created before it (a new table has them
 -- already; IF NOT EXISTS makes these no-ops there).
--- One column per ALTER: the BigQuery emulator refuses several in one statement.
-ALTER TABLE `${project}.${dataset}.fact_events`
+-- One column per statement: the emulator refuses more in one (sql/README.md).
+ALTER TABLE `${project}.${raw}.fact_events`
     ADD COLUMN IF NOT EXISTS client_ip STRING OPTIONS (description = 'Client IP truncated for privacy (IPv4 /24, IPv6 /48) when the HTTP collector keeps it; NULL otherwise.');
-ALTER TABLE `${project}.${dataset}.fact_events`
+ALTER TABLE `${project}.${raw}.fact_events`
     ADD COLUMN IF NOT EXISTS collector_source STRING OPTIONS (description = 'Source name of the write key of an HTTP collector request (e.g. web); NULL for Kafka input.');
-ALTER TABLE `${project}.${dataset}.fact_events`
+ALTER TABLE `${project}.${raw}.fact_events`
     ADD COLUMN IF NOT EXISTS dq_warnings STRING OPTIONS (description = 'Ids of the warn-severity data-quality rules the event failed at the validator, comma-separated (e.g. click.commerce_fields); NULL when it passed them all.');

@@ -1,9 +1,12 @@
--- fact_orders: one row per order, holding its latest version (BigQuery, production).
+-- raw.fact_orders: one row per order version bq-writer appended (BigQuery, production), every
+-- version and every replay of it. Template: placeholders as in fact_events.sql. Same columns as
+-- duckdb/fact_orders.sql, which keeps only the latest version; here prod.fact_orders picks it
+-- (greatest (order_version, updated_at), ties: lowest source coordinates).
 --
--- Template: ${project} and ${dataset} are placeholders (see fact_events.sql). Same model as
--- duckdb/fact_orders.sql. Latest version wins: a version replaces the row only when its
--- (order_version, updated_at) is greater than the stored one.
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.fact_orders` (
+-- Clustered by order_id, not by what analysts filter on: analysts query prod, and what reads
+-- raw is per order (prod's window over an order's versions, an operator looking at one
+-- order's history, the lines' join on their order record).
+CREATE TABLE IF NOT EXISTS `${project}.${raw}.fact_orders` (
     order_id         STRING    NOT NULL OPTIONS (description = 'Storefront order id; one row per order.'),
     order_version    INT64     NOT NULL OPTIONS (description = 'The API''s per-order version of this row (+1 on every change; 0 = unknown, v1 data).'),
     user_id          STRING    NOT NULL OPTIONS (description = 'The storefront''s customer id.'),
@@ -35,8 +38,8 @@ CREATE TABLE IF NOT EXISTS `${project}.${dataset}.fact_orders` (
     loaded_at        TIMESTAMP NOT NULL OPTIONS (description = 'When bq-writer wrote this version.')
 )
 PARTITION BY DATE(order_timestamp)
-CLUSTER BY user_id, status
+CLUSTER BY order_id
 OPTIONS (
     require_partition_filter = FALSE,
-    description = 'One row per order: its latest version (highest order_version, then updated_at) written by bq-writer.'
+    description = 'Every order version bq-writer appended (append-only); prod.fact_orders has the latest of each order.'
 );

@@ -1,7 +1,8 @@
--- dim_users_changes (BigQuery, production). Template: ${project} and ${dataset} are placeholders
--- (see fact_events.sql). The append-only change log, as duckdb/dim_users_changes.sql (no email in
--- clear, no name).
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.dim_users_changes` (
+-- raw.dim_users_changes: every customer change bq-writer appended (BigQuery, production),
+-- without the email in clear (only its keyed hash and domain) or the name. Template:
+-- placeholders as in fact_events.sql. The columns of duckdb/dim_users_changes.sql plus user_key,
+-- as product_key in dim_products_changes.sql; prod.dim_users is derived from it.
+CREATE TABLE IF NOT EXISTS `${project}.${raw}.dim_users_changes` (
     user_id          STRING    NOT NULL,
     source_lsn       INT64     NOT NULL,
     source_ordinal   INT64     NOT NULL,
@@ -20,8 +21,9 @@ CREATE TABLE IF NOT EXISTS `${project}.${dataset}.dim_users_changes` (
     source_topic     STRING    NOT NULL,
     source_partition INT64     NOT NULL,
     source_offset    INT64     NOT NULL,
-    loaded_at        TIMESTAMP NOT NULL
+    loaded_at        TIMESTAMP NOT NULL,
+    user_key         STRING    NOT NULL OPTIONS (description = 'warehouse.SurrogateKey(user_id, source_lsn, source_ordinal): the key of the version this change starts, if it starts one.')
 )
 PARTITION BY DATE(valid_from)
 CLUSTER BY user_id
-OPTIONS (description = 'Every customer change bq-writer received, once per (user_id, source_lsn, source_ordinal), without email or name; dim_users is derived from it.');
+OPTIONS (description = 'Every customer change bq-writer appended (append-only, replays included), without email or name; prod.dim_users is derived from it.');
