@@ -154,7 +154,7 @@ func TestIntegrationCatalogEmulator(t *testing.T) {
 	if len(count) != 1 || count[0]["n"] != int64(2) || count[0]["notes"] != int64(2) {
 		t.Fatalf("counts %v, want n=2 notes=2", count)
 	}
-	days, err := c.Query(ctx, fmt.Sprintf("SELECT COUNT(*) AS n, COUNT(DISTINCT date_key) AS d FROM `%s.%s.dim_date`", emulatorProject, ds.Raw))
+	days, err := c.Query(ctx, fmt.Sprintf("SELECT COUNT(*) AS n, COUNT(DISTINCT date_key) AS d FROM `%s.%s.dim_date`", emulatorProject, ds.Prod))
 	if err != nil || len(days) != 1 || days[0]["n"] != days[0]["d"] || days[0]["n"].(int64) < 365 {
 		t.Fatalf("dim_date: %v, %v; want the calendar, each day once after two Migrates", days, err)
 	}
