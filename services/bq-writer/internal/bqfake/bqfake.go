@@ -172,6 +172,19 @@ func (s *Server) ClientOptions() []option.ClientOption {
 	return []option.ClientOption{option.WithGRPCConn(s.conn), option.WithoutAuthentication()}
 }
 
+// ProcessOptions are like ClientOptions on a connection of its own, as a separate writer process
+// has: closing the client built on them (managedwriter.Client.Close closes its connection) leaves
+// the fake and every other connection up.
+func (s *Server) ProcessOptions() ([]option.ClientOption, error) {
+	conn, err := grpc.NewClient("passthrough:///bqfake",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("bqfake: dial: %w", err)
+	}
+	return []option.ClientOption{option.WithGRPCConn(conn), option.WithoutAuthentication()}, nil
+}
+
 // Close stops the server and closes the client connection.
 func (s *Server) Close() {
 	_ = s.conn.Close()

@@ -115,6 +115,9 @@ type WriteResult struct {
 	Orders OrderResult
 	// Products and Users count what Write did with Batch.Products and Batch.Users.
 	Products, Users DimResult
+	// Commits is, for a Committer, the metadata the sink must commit with Batch.Positions
+	// (Kafka's committed_metadata), by partition; nil for DuckDB.
+	Commits map[Partition]string
 }
 
 // OrderResult counts what Write did with a batch's order versions.
