@@ -45,6 +45,10 @@ import (
 // RESOURCE_EXHAUSTED only when the message starts with it.
 const QuotaMessage = "Exceeds 'AppendRows throughput' quota, user_id: fake"
 
+// MaxRequestBytes is the largest request the fake accepts, the service's documented limit of
+// 10 MB per AppendRows request (gRPC's default of 4 MiB would reject what BigQuery accepts).
+const MaxRequestBytes = 10_000_000
+
 // Location is the location every stream reports.
 const Location = "US"
 
@@ -148,7 +152,7 @@ type Row map[string]any
 func New() (*Server, error) {
 	s := &Server{
 		lis:     bufconn.Listen(1 << 20),
-		grpc:    grpc.NewServer(),
+		grpc:    grpc.NewServer(grpc.MaxRecvMsgSize(MaxRequestBytes)),
 		tables:  map[string]*table{},
 		streams: map[string]*stream{},
 		now:     time.Now,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ecomstream/platform/pkg/events"
@@ -243,3 +244,5 @@ func checkExactlyOnce(t *testing.T, e *env, n int64) {
 		}
 	}
 }
+
+func attributeKey(k string) attribute.Key { return attribute.Key(k) }

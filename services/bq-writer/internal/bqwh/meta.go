@@ -15,7 +15,7 @@ const MaxMetadataBytes = 4000
 // metadata is one partition's Kafka commit metadata: per raw table the COMMITTED stream the
 // partition's rows go to and the stream's row count after the committed offset's records.
 type metadata struct {
-	V int              `json:"v"`
+	V int               `json:"v"`
 	S map[string]string `json:"s"`
 	R map[string]int64  `json:"r"`
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -287,6 +288,8 @@ func (w *Warehouse) appendOne(ctx context.Context, ts *tableStream, rows [][]byt
 			return nil
 		case code == codes.OutOfRange:
 			return fmt.Errorf("bqwh: offset %d is past the end of %s (a bug, or another writer on the stream): %w", ts.end, ts.name, err)
+		case code == codes.ResourceExhausted && strings.Contains(err.Error(), "larger than max"):
+			return fmt.Errorf("bqwh: append to %s is over the request limit (BIGQUERY_MAX_APPEND_BYTES): %w", ts.name, err)
 		case code == codes.ResourceExhausted:
 		case code == codes.NotFound && se != nil && se.GetEntity() != "":
 			return fmt.Errorf("bqwh: stream %s is gone: %w", ts.name, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -181,7 +182,7 @@ func TestResumeAcrossReopenAndReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res != (WriteResult{Stale: 100}) {
+	if !reflect.DeepEqual(res, WriteResult{Stale: 100}) {
 		t.Fatalf("replay = %+v, want all 100 stale", res)
 	}
 	if n := count(t, d, `SELECT count(*) FROM fact_events`); n != 100 {
@@ -313,7 +314,7 @@ func TestWriteDedupAndStale(t *testing.T) {
 				}
 				got := mustWrite(t, d, batch(tt.give...))
 				got.Bytes = 0
-				if got != tt.want {
+				if !reflect.DeepEqual(got, tt.want) {
 					t.Fatalf("result = %+v, want %+v", got, tt.want)
 				}
 				_, rows, err := d.Query(context.Background(), `SELECT source_offset FROM fact_events WHERE event_id = 'dup' ORDER BY 1`, 10)

@@ -1,0 +1,319 @@
+package bqwh
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/ecomstream/platform/services/bq-writer/internal/bqfake"
+	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
+)
+
+// counter sums an Int64 counter's points whose attribute key has value val.
+func counter(t *testing.T, r *sdkmetric.ManualReader, name, key, val string) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				if v, ok := dp.Attributes.Value(attributeKey(key)); ok && v.AsString() == val {
+					n += dp.Value
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestStreamGone: a stream the commit names and the service no longer has is at-least-once from
+// the commit: the rows past it are appended again (the staging views keep one per source record),
+// and the writer counts it.
+func TestStreamGone(t *testing.T) {
+	e := newEnv(t)
+	w := e.open(t, Config{})
+	write(t, e, w, 0, 10, true)
+	write(t, e, w, 10, 20, false) // past the commit, then the streams vanish
+	for p, c := range e.commits {
+		md, err := decodeMetadata(c.Metadata)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for table, name := range md.S {
+			md.S[table] = name + "-gone"
+		}
+		if c.Metadata, err = md.encode(); err != nil {
+			t.Fatal(err)
+		}
+		e.commits[p] = c
+	}
+	reader := sdkmetric.NewManualReader()
+	w2 := e.open(t, Config{Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")})
+	write(t, e, w2, 10, total, true)
+	if got := counter(t, reader, "ecom.bigquery.streams", "event", "gone"); got != int64(len(Tables)) {
+		t.Errorf("gone streams counted %d, want %d", got, len(Tables))
+	}
+	for _, table := range Tables {
+		per := copies(e.rows(table))
+		lines := int64(1)
+		if table == TableOrderItems {
+			lines = 2
+		}
+		if int64(len(per)) != total*lines {
+			t.Errorf("%s: %d distinct records, want %d", table, len(per), total*lines)
+		}
+		for off := range int64(total) {
+			k := fmt.Sprint(map[string]string{TableEvents: pEvents.Topic, TableOrders: pOrders.Topic, TableOrderItems: pOrders.Topic,
+				TableProducts: pProducts.Topic, TableUsers: pUsers.Topic}[table], "/0@", off)
+			if table == TableOrderItems {
+				k += "#0"
+			}
+			want := 1
+			if off >= 10 && off < 20 {
+				want = 2
+			}
+			if per[k] != want {
+				t.Errorf("%s %s: %d copies, want %d", table, k, per[k], want)
+			}
+		}
+	}
+}
+
+// TestFirstBatchOfAStream pins the one at-least-once window left (see the package doc): rows a
+// writer appended to a stream it opened after its claim, when it dies before the first Kafka
+// commit naming that stream, are appended again by the next owner.
+func TestFirstBatchOfAStream(t *testing.T) {
+	e := newEnv(t)
+	w := e.open(t, Config{})
+	write(t, e, w, 0, 10, true)
+	_ = w.Close()
+	w = e.open(t, Config{})       // finalizes the committed streams; new ones open on the next append
+	write(t, e, w, 10, 20, false) // dies before the first commit naming its streams
+	finish(t, e)
+	per := copies(e.rows(TableEvents))
+	if len(per) != total || per[pEvents.Topic+"/0@15"] != 2 || per[pEvents.Topic+"/0@25"] != 1 {
+		t.Fatalf("fact_events copies: %d records, @15 x%d, @25 x%d; want 30, 2, 1", len(per), per[pEvents.Topic+"/0@15"], per[pEvents.Topic+"/0@25"])
+	}
+}
+
+func TestSchemaEvolution(t *testing.T) {
+	e := newEnv(t)
+	// fact_events predates dq_warnings and has a column the writer does not know; fact_order_items
+	// predates the source coordinates.
+	ev := tableSchemaFor(TableEvents)
+	var kept []*storagepb.TableFieldSchema
+	for _, f := range ev.Fields {
+		if f.Name != "dq_warnings" {
+			kept = append(kept, f)
+		}
+	}
+	ev.Fields = append(kept, &storagepb.TableFieldSchema{Name: "campaign", Type: tString, Mode: storagepb.TableFieldSchema_NULLABLE})
+	e.cat.schemas[TableEvents] = ev
+	items := tableSchemaFor(TableOrderItems)
+	items.Fields = items.Fields[:len(items.Fields)-3]
+	e.cat.schemas[TableOrderItems] = items
+
+	w := e.open(t, Config{})
+	if got := strings.Join(e.cat.added[TableEvents], ","); got != "dq_warnings" {
+		t.Errorf("added to fact_events: %q, want dq_warnings", got)
+	}
+	if got := strings.Join(e.cat.added[TableOrderItems], ","); got != "source_topic,source_partition,source_offset" {
+		t.Errorf("added to fact_order_items: %q", got)
+	}
+	write(t, e, w, 0, 3, true)
+	for _, r := range e.rows(TableEvents) {
+		if r["dq_warnings"] != "click.commerce_fields" {
+			t.Errorf("dq_warnings %v, want the batch's", r["dq_warnings"])
+		}
+		if _, ok := r["campaign"]; ok {
+			t.Errorf("campaign %v, want NULL", r["campaign"])
+		}
+	}
+	for _, r := range e.rows(TableOrderItems) {
+		if r["source_topic"] != pOrders.Topic || r["source_offset"] == nil {
+			t.Errorf("order line without its order's coordinates: %v", r)
+		}
+	}
+	checkExactlyOnce(t, e, 3)
+}
+
+// TestRowValues checks the conversions: DATE and date_key from the UTC day, TIMESTAMP in
+// microseconds, NULLs, surrogate keys.
+func TestRowValues(t *testing.T) {
+	e := newEnv(t)
+	w := e.open(t, Config{})
+	write(t, e, w, 0, 1, true)
+	ev := e.rows(TableEvents)[0]
+	ts := t0
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"event_date", ev["event_date"], int32(ts.Unix() / 86400)},
+		{"date_key", ev["date_key"], int64(20261130)},
+		{"event_timestamp", ev["event_timestamp"], ts.UnixMicro()},
+		{"referrer", ev["referrer"], nil},
+		{"user_id", ev["user_id"], "u-1"},
+		{"product_key", e.rows(TableProducts)[0]["product_key"], warehouse.SurrogateKey("p-0", warehouse.Seq{LSN: 100, Ordinal: 1})},
+		{"user_key", e.rows(TableUsers)[0]["user_key"], warehouse.SurrogateKey("c-0", warehouse.Seq{LSN: 100, Ordinal: 1})},
+		{"line_id", e.rows(TableOrderItems)[1]["line_id"], "l-2"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %v (%T), want %v (%T)", tt.name, tt.got, tt.got, tt.want, tt.want)
+		}
+	}
+}
+
+func TestSplit(t *testing.T) {
+	row := func(n int) []byte { return make([]byte, n) }
+	tests := []struct {
+		name     string
+		sizes    []int
+		maxBytes int
+		maxRows  int
+		want     []int // rows per append
+	}{
+		{"all fit", []int{10, 10, 10}, 100, 0, []int{3}},
+		{"exact limit", []int{50, 50, 50}, 100, 0, []int{2, 1}},
+		{"one over", []int{60, 50}, 100, 0, []int{1, 1}},
+		{"a row above the limit goes alone", []int{10, 200, 10}, 100, 0, []int{1, 1, 1}},
+		{"row cap", []int{1, 1, 1, 1, 1}, 100, 2, []int{2, 2, 1}},
+		{"none", nil, 100, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rows [][]byte
+			for _, s := range tt.sizes {
+				rows = append(rows, row(s))
+			}
+			var got []int
+			for _, c := range split(rows, tt.maxBytes, tt.maxRows) {
+				got = append(got, len(c))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("split %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestMaxAppendBytes: a batch larger than MaxAppendBytes goes in several appends, each under it.
+func TestMaxAppendBytes(t *testing.T) {
+	e := newEnv(t)
+	const maxBytes = 4096
+	w := e.open(t, Config{MaxAppendBytes: maxBytes})
+	var appends, rows int
+	e.fake.SetHooks(bqfake.Hooks{Acked: func(a bqfake.Append) {
+		if strings.Contains(a.Stream, "/"+TableEvents+"/") {
+			appends++
+			rows += a.Rows
+		}
+	}})
+	res := write(t, e, w, 0, 200, true)
+	e.fake.SetHooks(bqfake.Hooks{})
+	// Each event row is a few hundred bytes: 200 of them need several 4 KiB appends.
+	if appends < int(res.Bytes/5/maxBytes) || appends < 2 || rows != 200 {
+		t.Fatalf("%d appends of %d event rows (%d bytes in all tables), want several of 200", appends, rows, res.Bytes)
+	}
+	checkExactlyOnce(t, e, 200)
+	if _, err := Open(context.Background(), Config{Project: project, RawDataset: dataset, Catalog: e.cat, MaxAppendBytes: MaxAppendBytesLimit + 1}); err == nil {
+		t.Fatal("MaxAppendBytes above 9 MiB accepted")
+	}
+}
+
+func TestMetadataSize(t *testing.T) {
+	e := newEnv(t)
+	w := e.open(t, Config{})
+	// Every table fed from one partition: its metadata names five streams.
+	b := batch(0, 5)
+	for i := range b.Orders {
+		b.Orders[i].SourceTopic = pEvents.Topic
+		b.Products[i].SourceTopic = pEvents.Topic
+		b.Users[i].SourceTopic = pEvents.Topic
+	}
+	res, err := w.Write(context.Background(), group, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := res.Commits[pEvents]
+	dec, err := decodeMetadata(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dec.S) != len(Tables) || len(md) >= MaxMetadataBytes {
+		t.Fatalf("metadata of %d bytes names %d streams: %s", len(md), len(dec.S), md)
+	}
+	t.Logf("metadata with %d streams: %d bytes", len(dec.S), len(md))
+	long := metadata{V: 1, S: map[string]string{}, R: map[string]int64{}}
+	for _, table := range Tables {
+		long.S[table], long.R[table] = strings.Repeat("x", 800), 1
+	}
+	if _, err := long.encode(); err == nil {
+		t.Fatal("metadata over the limit encoded")
+	}
+	for _, bad := range []string{"x", `{"v":2,"s":{},"r":{}}`, `{"v":1,"s":{"nope":"s"},"r":{"nope":1}}`, `{"v":1,"s":{"fact_events":"s"},"r":{}}`} {
+		if _, err := decodeMetadata(bad); err == nil {
+			t.Errorf("metadata %s decoded", bad)
+		}
+	}
+}
+
+func BenchmarkWrite100kEvents(b *testing.B) {
+	fake, err := bqfake.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fake.Close()
+	cat := newCatalog(fake)
+	opts, err := fake.ProcessOptions()
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := Open(context.Background(), Config{Project: project, RawDataset: dataset, Catalog: cat, ApplyDDL: true, ClientOptions: opts})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = w.Close() }()
+	if err := w.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	const n = 100_000
+	full := batch(0, n)
+	evb := warehouse.Batch{Events: full.Events, Positions: map[warehouse.Partition]int64{pEvents: n}}
+	b.ResetTimer()
+	var bytes int64
+	start := time.Now()
+	for i := range b.N {
+		bb := evb
+		if i > 0 { // the next n records of the partition
+			bb.Events = make([]warehouse.EventRow, n)
+			copy(bb.Events, evb.Events)
+			for j := range bb.Events {
+				bb.Events[j].SourceOffset += int64(i * n)
+			}
+			bb.Positions = map[warehouse.Partition]int64{pEvents: int64((i + 1) * n)}
+		}
+		res, err := w.Write(context.Background(), group, bb)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bytes += res.Bytes
+	}
+	secs := time.Since(start).Seconds()
+	b.ReportMetric(float64(n*b.N)/secs, "rows/s")
+	b.ReportMetric(float64(bytes)/secs, "bytes/s")
+}
