@@ -229,7 +229,11 @@ func (w *Warehouse) Claim(ctx context.Context, _ string, committed map[warehouse
 			for table, name := range md.S {
 				f, gone, err := w.finalize(ctx, name)
 				if err != nil {
-					return nil, fmt.Errorf("bqwh: claim %s/%d: finalize %s: %w: %w", p.Topic, p.Partition, name, warehouse.ErrTransient, err)
+					err = fmt.Errorf("bqwh: claim %s/%d: finalize %s: %w", p.Topic, p.Partition, name, err)
+					if o := classify(err); o == outcomeRetry || o == outcomeAmbiguous {
+						err = fmt.Errorf("%w: %w", warehouse.ErrTransient, err)
+					}
+					return nil, err
 				}
 				if gone {
 					w.m.stream(ctx, "gone")

@@ -3,13 +3,20 @@ package bqwh
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/ecomstream/platform/services/bq-writer/internal/bqfake"
 	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
@@ -216,8 +223,11 @@ func TestMaxAppendBytes(t *testing.T) {
 	e := newEnv(t)
 	const maxBytes = 4096
 	w := e.open(t, Config{MaxAppendBytes: maxBytes})
+	var mu sync.Mutex
 	var appends, rows int
 	e.fake.SetHooks(bqfake.Hooks{Acked: func(a bqfake.Append) {
+		mu.Lock()
+		defer mu.Unlock()
 		if strings.Contains(a.Stream, "/"+TableEvents+"/") {
 			appends++
 			rows += a.Rows
@@ -225,6 +235,8 @@ func TestMaxAppendBytes(t *testing.T) {
 	}})
 	res := write(t, e, w, 0, 200, true)
 	e.fake.SetHooks(bqfake.Hooks{})
+	mu.Lock()
+	defer mu.Unlock()
 	// Each event row is a few hundred bytes: 200 of them need several 4 KiB appends.
 	if appends < int(res.Bytes/5/maxBytes) || appends < 2 || rows != 200 {
 		t.Fatalf("%d appends of %d event rows (%d bytes in all tables), want several of 200", appends, rows, res.Bytes)
@@ -316,4 +328,110 @@ func BenchmarkWrite100kEvents(b *testing.B) {
 	secs := time.Since(start).Seconds()
 	b.ReportMetric(float64(n*b.N)/secs, "rows/s")
 	b.ReportMetric(float64(bytes)/secs, "bytes/s")
+}
+
+func TestClassify(t *testing.T) {
+	withDetail := func(c codes.Code, sc storagepb.StorageError_StorageErrorCode, entity string) error {
+		st, err := status.New(c, "x").WithDetails(&storagepb.StorageError{Code: sc, Entity: entity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Err()
+	}
+	tests := []struct {
+		name string
+		give error
+		want outcome
+	}{
+		{"BigQuery: finalized", withDetail(codes.InvalidArgument, storagepb.StorageError_STREAM_FINALIZED, "s"), outcomeFenced},
+		{"emulator: finalized", status.Error(codes.FailedPrecondition, "Stream is FINALIZED"), outcomeFenced},
+		{"already exists", status.Error(codes.AlreadyExists, "Offset 0 already committed; next expected 2"), outcomeDone},
+		{"out of range", status.Error(codes.OutOfRange, "Offset 5 beyond next expected 2"), outcomeFatal},
+		{"quota", status.Error(codes.ResourceExhausted, bqfake.QuotaMessage), outcomeRetry},
+		{"request too large", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (8525011 vs. 4194304)"), outcomeFatal},
+		{"stream not found", withDetail(codes.NotFound, storagepb.StorageError_STREAM_NOT_FOUND, "projects/p/datasets/d/tables/t/streams/s"), outcomeGone},
+		{"emulator: NotFound with an empty entity", status.Error(codes.NotFound, "Stream not found: "), outcomeAmbiguous},
+		{"unavailable", status.Error(codes.Unavailable, "connection dropped"), outcomeAmbiguous},
+		{"not a status", io.EOF, outcomeAmbiguous},
+		{"row errors", status.Error(codes.InvalidArgument, "Errors found while processing rows."), outcomeFatal},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.give); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestEncode: the wire encoder gives what the row message decodes to, NULLs absent, set zero
+// values present (proto2 presence), and a DATE before 1970 negative.
+func TestEncode(t *testing.T) {
+	e := newEnv(t)
+	s, err := loadSchema(context.Background(), e.cat, TableProducts)
+	if err == nil {
+		t.Fatal("schema of a table not created yet loaded")
+	}
+	if err := e.cat.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = loadSchema(context.Background(), e.cat, TableProducts); err != nil {
+		t.Fatal(err)
+	}
+	r := batch(0, 1).Products[0]
+	r.IsActive, r.PriceMinor, r.Name, r.Sku = false, -5, "", nil
+	old := time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC)
+	r.ChangedAt = &old
+	vals := productValues(&r, t0)
+	b, err := s.encode(vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := dynamicpb.NewMessage(s.md)
+	if err := proto.Unmarshal(b, m); err != nil {
+		t.Fatal(err)
+	}
+	field := func(n string) protoreflect.FieldDescriptor { return s.md.Fields().ByName(protoreflect.Name(n)) }
+	tests := []struct {
+		col  string
+		has  bool
+		want any
+	}{
+		{"is_active", true, false},
+		{"price_minor", true, int64(-5)},
+		{"name", true, ""},
+		{"sku", false, nil},
+		{"valid_from", true, old.UnixMicro()},
+		{"product_key", true, warehouse.SurrogateKey("p-0", warehouse.Seq{LSN: 100, Ordinal: 1})},
+	}
+	for _, tt := range tests {
+		fd := field(tt.col)
+		if m.Has(fd) != tt.has {
+			t.Errorf("%s: set %v, want %v", tt.col, m.Has(fd), tt.has)
+			continue
+		}
+		if tt.has && m.Get(fd).Interface() != tt.want {
+			t.Errorf("%s = %v, want %v", tt.col, m.Get(fd).Interface(), tt.want)
+		}
+	}
+	// A DATE before the epoch: the events' event_date.
+	es, err := loadSchema(context.Background(), e.cat, TableEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := batch(0, 1).Events[0]
+	ev.EventTimestamp = old
+	if b, err = es.encode(eventValues(&ev, t0)); err != nil {
+		t.Fatal(err)
+	}
+	em := dynamicpb.NewMessage(es.md)
+	if err := proto.Unmarshal(b, em); err != nil {
+		t.Fatal(err)
+	}
+	if got := em.Get(es.md.Fields().ByName("event_date")).Int(); got != -1 {
+		t.Errorf("event_date of 1969-12-31 = %d, want -1", got)
+	}
+	// A REQUIRED column without a value is refused before it is sent.
+	vals[0] = nil
+	if _, err := s.encode(vals); err == nil {
+		t.Error("row without its REQUIRED product_id encoded")
+	}
 }

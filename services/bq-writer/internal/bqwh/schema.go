@@ -8,10 +8,9 @@ import (
 
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
 	"cloud.google.com/go/bigquery/storage/managedwriter/adapt"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 // tableSchema is what the writer needs to build one raw table's rows: the message of the table's
@@ -95,40 +94,51 @@ func loadSchema(ctx context.Context, cat Catalog, table string) (*tableSchema, e
 		if s.fields[i] = byName[strings.ToLower(c.name)]; s.fields[i] == nil {
 			return nil, fmt.Errorf("bqwh: row message of %s has no field %s", table, c.name)
 		}
+		if k := s.fields[i].Kind(); k != kindOf[c.typ] || s.fields[i].IsList() {
+			return nil, fmt.Errorf("bqwh: row message of %s: field %s is %v, want a single %v", table, c.name, k, kindOf[c.typ])
+		}
 	}
 	return s, nil
 }
 
-// encode serializes one row given its values in writerColumns order.
+// kindOf is the proto field kind adapt gives each column type the writer writes.
+var kindOf = map[storagepb.TableFieldSchema_Type]protoreflect.Kind{
+	tString: protoreflect.StringKind, tInt64: protoreflect.Int64Kind, tBool: protoreflect.BoolKind,
+	tTimestamp: protoreflect.Int64Kind, tDate: protoreflect.Int32Kind,
+}
+
+// encode serializes one row given its values in writerColumns order, straight to the wire format
+// of the row message (a dynamicpb round trip costs several times more). loadSchema checked every
+// field's kind against kindOf.
 func (s *tableSchema) encode(vals []any) ([]byte, error) {
-	m := dynamicpb.NewMessage(s.md)
+	b := make([]byte, 0, 256)
 	for i, v := range vals {
-		if v == nil {
-			continue
-		}
 		fd := s.fields[i]
-		var pv protoreflect.Value
+		num := fd.Number()
 		switch x := v.(type) {
+		case nil:
+			if fd.Cardinality() == protoreflect.Required {
+				return nil, fmt.Errorf("bqwh: %s.%s is REQUIRED and the row has no value", s.name, fd.Name())
+			}
 		case string:
-			pv = protoreflect.ValueOfString(x)
+			b = protowire.AppendTag(b, num, protowire.BytesType)
+			b = protowire.AppendString(b, x)
 		case int64:
-			pv = protoreflect.ValueOfInt64(x)
+			b = protowire.AppendTag(b, num, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(x))
 		case bool:
-			pv = protoreflect.ValueOfBool(x)
+			b = protowire.AppendTag(b, num, protowire.VarintType)
+			b = protowire.AppendVarint(b, protowire.EncodeBool(x))
 		case time.Time:
+			b = protowire.AppendTag(b, num, protowire.VarintType)
 			if fd.Kind() == protoreflect.Int32Kind { // DATE: days since the epoch
-				pv = protoreflect.ValueOfInt32(int32(x.Unix() / 86400))
+				b = protowire.AppendVarint(b, uint64(int64(int32(x.Unix()/86400))))
 			} else { // TIMESTAMP: microseconds since the epoch
-				pv = protoreflect.ValueOfInt64(x.UnixMicro())
+				b = protowire.AppendVarint(b, uint64(x.UnixMicro()))
 			}
 		default:
 			return nil, fmt.Errorf("bqwh: %s.%s: unsupported value type %T", s.name, fd.Name(), v)
 		}
-		m.Set(fd, pv)
-	}
-	b, err := proto.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("bqwh: encode %s row: %w", s.name, err)
 	}
 	return b, nil
 }

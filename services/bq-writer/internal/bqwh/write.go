@@ -278,25 +278,20 @@ func (w *Warehouse) appendOne(ctx context.Context, ts *tableStream, rows [][]byt
 			return fmt.Errorf("%w (%w)", cerr, err)
 		}
 		code := status.Code(err)
-		se := storageError(err)
-		switch {
-		case se != nil && se.GetCode() == storagepb.StorageError_STREAM_FINALIZED:
-			return fmt.Errorf("%w: %s: %w", ErrFenced, ts.name, err)
-		case code == codes.AlreadyExists:
-			// Our own resend after a lost acknowledgement: only this writer appends to its
-			// stream, and an append is all or nothing.
+		switch classify(err) {
+		case outcomeDone:
+			// ALREADY_EXISTS: our own resend after a lost acknowledgement. Only this writer
+			// appends to its stream, and an append is all or nothing.
 			return nil
-		case code == codes.OutOfRange:
-			return fmt.Errorf("bqwh: offset %d is past the end of %s (a bug, or another writer on the stream): %w", ts.end, ts.name, err)
-		case code == codes.ResourceExhausted && strings.Contains(err.Error(), "larger than max"):
-			return fmt.Errorf("bqwh: append to %s is over the request limit (BIGQUERY_MAX_APPEND_BYTES): %w", ts.name, err)
-		case code == codes.ResourceExhausted:
-		case code == codes.NotFound && se != nil && se.GetEntity() != "":
+		case outcomeFenced:
+			return fmt.Errorf("%w: %s: %w", ErrFenced, ts.name, err)
+		case outcomeGone:
 			return fmt.Errorf("bqwh: stream %s is gone: %w", ts.name, err)
-		case code == codes.Unavailable, code == codes.Canceled, code == codes.DeadlineExceeded, code == codes.Aborted,
-			code == codes.Internal, code == codes.Unknown, code == codes.NotFound:
-			// Ambiguous: the append may or may not have been applied. Retrying at the same
-			// offset is safe; first make sure the stream still exists.
+		case outcomeRetry:
+		case outcomeAmbiguous:
+			// The append may or may not have been applied. Retrying at the same offset is
+			// safe (the answer tells: done, ALREADY_EXISTS or STREAM_FINALIZED); first make sure
+			// the stream still exists.
 			gctx, cancel := context.WithTimeout(ctx, w.retry.getTimeout)
 			_, gerr := w.client.GetWriteStream(gctx, &storagepb.GetWriteStreamRequest{Name: ts.name, View: storagepb.WriteStreamView_BASIC})
 			cancel()
@@ -304,6 +299,9 @@ func (w *Warehouse) appendOne(ctx context.Context, ts *tableStream, rows [][]byt
 				return fmt.Errorf("bqwh: stream %s is gone: %w", ts.name, err)
 			}
 		default:
+			if code == codes.OutOfRange {
+				return fmt.Errorf("bqwh: offset %d is past the end of %s (a bug, or another writer on the stream): %w", ts.end, ts.name, err)
+			}
 			return fmt.Errorf("bqwh: append to %s: %w", ts.name, err)
 		}
 		if attempt >= w.retry.attempts {
@@ -317,4 +315,43 @@ func (w *Warehouse) appendOne(ctx context.Context, ts *tableStream, rows [][]byt
 		}
 		backoff = min(2*backoff, w.retry.max)
 	}
+}
+
+// outcome is what an append error means for the writer.
+type outcome int
+
+const (
+	outcomeFatal     outcome = iota // retrying cannot help: OUT_OF_RANGE, row errors, bad requests
+	outcomeDone                     // ALREADY_EXISTS: the rows are there
+	outcomeFenced                   // the stream is finalized: a new owner claimed the partition
+	outcomeGone                     // the stream does not exist
+	outcomeRetry                    // the AppendRows quota: retry with backoff
+	outcomeAmbiguous                // may or may not be applied: check the stream, retry at the same offset
+)
+
+// classify maps an append error to its outcome. BigQuery says finalized with a StorageError
+// STREAM_FINALIZED; bqemulator with FAILED_PRECONDITION "Stream is FINALIZED" and no detail, and
+// it answers NotFound with an empty entity on every second append of a connection.
+func classify(err error) outcome {
+	code := status.Code(err)
+	se := storageError(err)
+	switch {
+	case se != nil && se.GetCode() == storagepb.StorageError_STREAM_FINALIZED,
+		code == codes.FailedPrecondition && strings.Contains(strings.ToLower(err.Error()), "finalized"):
+		return outcomeFenced
+	case code == codes.AlreadyExists:
+		return outcomeDone
+	case code == codes.OutOfRange:
+		return outcomeFatal
+	case code == codes.ResourceExhausted && strings.Contains(err.Error(), "larger than max"):
+		return outcomeFatal // over the request limit: BIGQUERY_MAX_APPEND_BYTES is too high
+	case code == codes.ResourceExhausted:
+		return outcomeRetry
+	case code == codes.NotFound && se != nil && se.GetEntity() != "":
+		return outcomeGone
+	case code == codes.Unavailable, code == codes.Canceled, code == codes.DeadlineExceeded, code == codes.Aborted,
+		code == codes.Internal, code == codes.Unknown, code == codes.NotFound:
+		return outcomeAmbiguous
+	}
+	return outcomeFatal
 }
