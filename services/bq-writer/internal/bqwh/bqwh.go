@@ -250,7 +250,16 @@ func (w *Warehouse) Claim(ctx context.Context, _ string, committed map[warehouse
 					w.log.InfoContext(ctx, "rows past the Kafka commit found at claim; the same records will be skipped",
 						"topic", p.Topic, "partition", p.Partition, "table", table, "rows", f-r)
 				}
-				state[table] = &tableStream{name: name, end: f, owed: f - r}
+				ts := &tableStream{name: name, end: f, owed: f - r}
+				if ts.owed == 0 {
+					// Open this owner's stream now, so that the metadata of any commit from
+					// here on names it, even before its first append (see the package doc on
+					// the commit after Claim).
+					if err := w.openStream(ctx, p, table, ts); err != nil {
+						return nil, fmt.Errorf("bqwh: claim %s/%d: %w", p.Topic, p.Partition, err)
+					}
+				}
+				state[table] = ts
 			}
 		}
 		w.parts[p] = state

@@ -29,8 +29,9 @@
 // finalize, BigQuery refuses every append to the stream (STREAM_FINALIZED), whoever sends it: an
 // earlier owner still running (a zombie: paused, partitioned away, not yet told of the
 // rebalance) is fenced; it sees ErrFenced on its next append and stops, and the rows it appended
-// before the finalize are all counted in f. The new owner never appends to a finalized stream; it
-// opens its own stream when it first has a row to append for that table.
+// before the finalize are all counted in f. The new owner never appends to a finalized stream: for
+// a table with nothing past the commit Claim opens the owner's own stream at once (so the metadata
+// of the next commit names it), otherwise after the skip below.
 //
 // # The gap skip
 //
@@ -69,10 +70,13 @@
 //     expired): its f is unknown, so the records after the commit are appended again. Claim logs
 //     it and counts ecom.bigquery.streams{event="gone"}.
 //   - A stream opened after a claim, before the first Kafka commit naming it: a crash (or a
-//     takeover) in that window, one batch per stream lifetime, leaves rows the next owner cannot
-//     see through the metadata, and it appends those records again; a zombie in that window is
-//     not fenced on that stream. Closing it needs the sink to commit the new owner's metadata
-//     before its first append (a commit after Claim, as after ResetPositions).
+//     takeover) in that window, the first batch of each stream, leaves rows the next owner cannot
+//     find through the metadata, and it appends those records again; a zombie in that window is
+//     not fenced on that stream. Claim opens the new streams at once, so a sink that commits the
+//     claimed offsets with the metadata of an empty Write (Batch.Positions only) before it
+//     consumes closes the window for every table the partition fed before
+//     (TestFirstBatchOfAStream); what stays open is a table's first stream on a partition, and the
+//     stream opened by the batch that ends a skip.
 //
 // Both only ever repeat a Kafka record that is already stored, with the same source_topic,
 // source_partition and source_offset. The staging views keep one row per source coordinates (the

@@ -98,20 +98,63 @@ func TestStreamGone(t *testing.T) {
 	}
 }
 
-// TestFirstBatchOfAStream pins the one at-least-once window left (see the package doc): rows a
-// writer appended to a stream it opened after its claim, when it dies before the first Kafka
-// commit naming that stream, are appended again by the next owner.
+// TestFirstBatchOfAStream pins the at-least-once window (see the package doc): rows a writer
+// appended to a stream it opened after its claim, when it dies before the first Kafka commit
+// naming that stream, are appended again by the next owner. Claim opens the new streams at once,
+// so a commit right after Claim (an empty Write's metadata) closes the window.
 func TestFirstBatchOfAStream(t *testing.T) {
-	e := newEnv(t)
-	w := e.open(t, Config{})
-	write(t, e, w, 0, 10, true)
-	_ = w.Close()
-	w = e.open(t, Config{})       // finalizes the committed streams; new ones open on the next append
-	write(t, e, w, 10, 20, false) // dies before the first commit naming its streams
-	finish(t, e)
-	per := copies(e.rows(TableEvents))
-	if len(per) != total || per[pEvents.Topic+"/0@15"] != 2 || per[pEvents.Topic+"/0@25"] != 1 {
-		t.Fatalf("fact_events copies: %d records, @15 x%d, @25 x%d; want 30, 2, 1", len(per), per[pEvents.Topic+"/0@15"], per[pEvents.Topic+"/0@25"])
+	tests := []struct {
+		name             string
+		commitAfterClaim bool
+		wantCopies       int
+		wantStale        int
+	}{
+		{name: "no commit after the claim: the first batch is appended twice", wantCopies: 2},
+		{name: "a commit after the claim: exactly once", commitAfterClaim: true, wantCopies: 1, wantStale: 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			w := e.open(t, Config{})
+			write(t, e, w, 0, 10, true)
+			_ = w.Close()
+			w = e.open(t, Config{}) // finalizes the committed streams and opens new ones
+			if tt.commitAfterClaim {
+				b := warehouse.Batch{Positions: map[warehouse.Partition]int64{}}
+				for p, c := range e.commits {
+					b.Positions[p] = c.Next
+				}
+				res, err := w.Write(context.Background(), group, b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.commit(t, b, res)
+			}
+			write(t, e, w, 10, 20, false) // dies before the first commit of this batch
+			res := finish(t, e)
+			if res.Stale != tt.wantStale || res.Orders.Stale != tt.wantStale {
+				t.Errorf("finishing write skipped %d events, %d orders; want %d", res.Stale, res.Orders.Stale, tt.wantStale)
+			}
+			for _, table := range Tables {
+				per := copies(e.rows(table))
+				if int64(len(per)) != map[bool]int64{true: 2 * total, false: total}[table == TableOrderItems] {
+					t.Errorf("%s: %d distinct records", table, len(per))
+				}
+				for k, n := range per {
+					off := k[strings.Index(k, "@")+1:]
+					if i := strings.Index(off, "#"); i >= 0 {
+						off = off[:i]
+					}
+					want := 1
+					if len(off) == 2 && off[0] == '1' {
+						want = tt.wantCopies
+					}
+					if n != want {
+						t.Errorf("%s %s: %d copies, want %d", table, k, n, want)
+					}
+				}
+			}
+		})
 	}
 }
 

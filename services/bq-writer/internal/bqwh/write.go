@@ -204,16 +204,9 @@ func (w *Warehouse) schema(ctx context.Context, table string) (*tableSchema, err
 func (w *Warehouse) appendAll(ctx context.Context, wk *work) error {
 	ts := wk.ts
 	if ts.ms == nil {
-		ms, err := w.client.NewManagedStream(ctx,
-			managedwriter.WithDestinationTable(w.tablePath(wk.key.table)),
-			managedwriter.WithType(managedwriter.CommittedStream),
-			managedwriter.WithSchemaDescriptor(w.schemas[wk.key.table].dp),
-			managedwriter.EnableWriteRetries(false))
-		if err != nil {
-			return fmt.Errorf("bqwh: open a stream on %s: %w: %w", wk.key.table, warehouse.ErrTransient, err)
+		if err := w.openStream(ctx, wk.key.p, wk.key.table, ts); err != nil {
+			return err
 		}
-		ts.name, ts.ms, ts.end, ts.owed = ms.StreamName(), ms, 0, 0
-		w.m.stream(ctx, "opened")
 	}
 	for _, chunk := range split(wk.rows, w.cfg.MaxAppendBytes, w.maxRows) {
 		start := time.Now()
@@ -227,6 +220,29 @@ func (w *Warehouse) appendAll(ctx context.Context, wk *work) error {
 		}
 		w.m.appended(ctx, wk.key.table, len(chunk), n, time.Since(start).Seconds())
 	}
+	return nil
+}
+
+// openStream opens a new COMMITTED stream on table for partition p and makes it ts's stream.
+func (w *Warehouse) openStream(ctx context.Context, p warehouse.Partition, table string, ts *tableStream) error {
+	s, err := w.schema(ctx, table)
+	if err != nil {
+		return err
+	}
+	ms, err := w.client.NewManagedStream(ctx,
+		managedwriter.WithDestinationTable(w.tablePath(table)),
+		managedwriter.WithType(managedwriter.CommittedStream),
+		managedwriter.WithSchemaDescriptor(s.dp),
+		managedwriter.EnableWriteRetries(false))
+	if err != nil {
+		err = fmt.Errorf("bqwh: open a stream on %s for %s/%d: %w", table, p.Topic, p.Partition, err)
+		if o := classify(err); o == outcomeRetry || o == outcomeAmbiguous {
+			err = fmt.Errorf("%w: %w", warehouse.ErrTransient, err)
+		}
+		return err
+	}
+	ts.name, ts.ms, ts.end, ts.owed = ms.StreamName(), ms, 0, 0
+	w.m.stream(ctx, "opened")
 	return nil
 }
 
