@@ -478,3 +478,52 @@ func TestEncode(t *testing.T) {
 		t.Error("row without its REQUIRED product_id encoded")
 	}
 }
+
+func sumFloat(t *testing.T, r *sdkmetric.ManualReader, name string) float64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == name {
+				for _, dp := range m.Data.(metricdata.Sum[float64]).DataPoints {
+					n += dp.Value
+				}
+			}
+		}
+	}
+	return n
+}
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	w := e.open(t, Config{})
+	write(t, e, w, 0, 10, true)
+	_ = w.Close()
+	reader := sdkmetric.NewManualReader()
+	w = e.open(t, Config{PricePerGiB: 2, Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")})
+	e.fake.SetHooks(bqfake.Hooks{BeforeAppend: faultFirst(1, bqfake.Quota())})
+	res := write(t, e, w, 10, 20, true)
+	e.fake.SetHooks(bqfake.Hooks{})
+	tests := []struct {
+		name      string
+		got, want int64
+	}{
+		{"rows of fact_events", counter(t, reader, "ecom.bigquery.append.rows", "table", TableEvents), 10},
+		{"rows of fact_order_items", counter(t, reader, "ecom.bigquery.append.rows", "table", TableOrderItems), 20},
+		{"streams finalized at the claim", counter(t, reader, "ecom.bigquery.streams", "event", "finalized"), int64(len(Tables))},
+		{"streams opened at the claim", counter(t, reader, "ecom.bigquery.streams", "event", "opened"), int64(len(Tables))},
+		{"quota retries", counter(t, reader, "ecom.bigquery.append.retries", "code", "ResourceExhausted"), 1},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, tt.got, tt.want)
+		}
+	}
+	if got, want := sumFloat(t, reader, "ecom.bigquery.append.cost"), float64(res.Bytes)*2/gib; got < want*0.999 || got > want*1.001 || got == 0 {
+		t.Errorf("cost %g, want %g (bytes %d at 2/GiB)", got, want, res.Bytes)
+	}
+}
