@@ -111,6 +111,13 @@ func TestCrashPoints(t *testing.T) {
 		{name: "crash after the ack, before the Kafka commit", wantStale: 10, run: func(t *testing.T, e *env, w *Warehouse) {
 			write(t, e, w, 10, 20, false)
 		}},
+		{name: "crash in the middle of a skip", wantStale: 5, run: func(t *testing.T, e *env, w *Warehouse) {
+			write(t, e, w, 10, 20, false)
+			next := e.open(t, Config{}) // owes 10 rows per table
+			if res := write(t, e, next, 10, 15, true); res.Stale != 5 || res.Inserted != 0 {
+				t.Fatalf("first half of the skip: %+v, want 5 stale", res)
+			}
+		}},
 		{name: "crash after the Kafka commit", run: func(t *testing.T, e *env, w *Warehouse) {
 			write(t, e, w, 10, 20, true)
 		}},

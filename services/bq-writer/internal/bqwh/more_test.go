@@ -313,6 +313,17 @@ func TestMetadataSize(t *testing.T) {
 		t.Fatalf("metadata of %d bytes names %d streams: %s", len(md), len(dec.S), md)
 	}
 	t.Logf("metadata with %d streams: %d bytes", len(dec.S), len(md))
+	// BigQuery's own names: a 30-character project, a long dataset, ~100-character stream ids.
+	real := metadata{V: 1, S: map[string]string{}, R: map[string]int64{}}
+	for _, table := range Tables {
+		real.S[table] = "projects/" + strings.Repeat("p", 30) + "/datasets/" + strings.Repeat("d", 64) + "_raw/tables/" + table + "/streams/" + strings.Repeat("S", 100)
+		real.R[table] = 1 << 40
+	}
+	if enc, err := real.encode(); err != nil || len(enc) >= MaxMetadataBytes {
+		t.Fatalf("metadata with BigQuery-sized names: %d bytes, %v", len(enc), err)
+	} else {
+		t.Logf("with BigQuery-sized names: %d bytes", len(enc))
+	}
 	long := metadata{V: 1, S: map[string]string{}, R: map[string]int64{}}
 	for _, table := range Tables {
 		long.S[table], long.R[table] = strings.Repeat("x", 800), 1

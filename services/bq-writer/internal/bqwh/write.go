@@ -324,6 +324,11 @@ func (w *Warehouse) appendOne(ctx context.Context, ts *tableStream, rows [][]byt
 			return fmt.Errorf("bqwh: append to %s gave up after %d attempts: %w: %w", ts.name, attempt, warehouse.ErrTransient, err)
 		}
 		w.m.retried(ctx, code.String())
+		if attempt == 1 && classify(err) == outcomeAmbiguous {
+			// The client reconnects on the next append: retry at once (bqemulator fails every
+			// second append of a connection this way).
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
