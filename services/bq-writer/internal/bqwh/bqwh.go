@@ -325,6 +325,9 @@ func (w *Warehouse) Close() error {
 func (w *Warehouse) commitMetadata(p warehouse.Partition) (string, error) {
 	md := metadata{V: metadataVersion, S: map[string]string{}, R: map[string]int64{}}
 	for table, ts := range w.parts[p] {
+		if ts.name == "" {
+			continue // a stream that failed to open: nothing of it to name
+		}
 		r := ts.end - ts.owed
 		if r < 0 {
 			return "", fmt.Errorf("bqwh: %s/%d %s: %d rows owed past the end %d of %s", p.Topic, p.Partition, table, ts.owed, ts.end, ts.name)

@@ -2,6 +2,7 @@ package bqwh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -536,5 +537,46 @@ func TestMetrics(t *testing.T) {
 	}
 	if got, want := sumFloat(t, reader, "ecom.bigquery.append.cost"), float64(res.Bytes)*2/gib; got < want*0.999 || got > want*1.001 || got == 0 {
 		t.Errorf("cost %g, want %g (bytes %d at 2/GiB)", got, want, res.Bytes)
+	}
+}
+
+func TestFirstError(t *testing.T) {
+	transient := fmt.Errorf("quota: %w", warehouse.ErrTransient)
+	tests := []struct {
+		name          string
+		give          []error
+		wantFenced    bool
+		wantTransient bool
+	}{
+		{"none", []error{nil, nil}, false, false},
+		{"transient only", []error{nil, transient}, false, true},
+		{"fenced beside transient", []error{transient, fmt.Errorf("x: %w", ErrFenced)}, true, false},
+	}
+	for _, tt := range tests {
+		err := firstError(tt.give)
+		if errors.Is(err, ErrFenced) != tt.wantFenced || warehouse.IsTransient(err) != tt.wantTransient {
+			t.Errorf("%s: %v: fenced %v transient %v", tt.name, err, errors.Is(err, ErrFenced), warehouse.IsTransient(err))
+		}
+	}
+}
+
+// TestStreamOpenFails: a Write whose new stream cannot be opened fails, and the metadata of the
+// next commit names no stream for that table (a claim could not read an empty name).
+func TestStreamOpenFails(t *testing.T) {
+	e := newEnv(t)
+	w := e.openUnclaimed(t, Config{})
+	w.cfg.RawDataset = "no_such_dataset" // the catalog still answers for the real one
+	b := batch(0, 2)
+	b.Orders, b.Products, b.Users = nil, nil, nil
+	if _, err := w.Write(context.Background(), group, b); err == nil {
+		t.Fatal("write to a table that does not exist succeeded")
+	}
+	res, err := w.Write(context.Background(), group, warehouse.Batch{Positions: map[warehouse.Partition]int64{pEvents: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := decodeMetadata(res.Commits[pEvents])
+	if err != nil || len(md.S) != 0 {
+		t.Fatalf("metadata %q after a failed open: %v", res.Commits[pEvents], err)
 	}
 }

@@ -136,7 +136,7 @@ func (w *Warehouse) Write(ctx context.Context, group string, b warehouse.Batch) 
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := firstError(errs); err != nil {
 		w.restore(works)
 		return res, err
 	}
@@ -173,6 +173,17 @@ func (w *Warehouse) Write(ctx context.Context, group string, b warehouse.Batch) 
 	}
 	w.posMu.Unlock()
 	return res, nil
+}
+
+// firstError returns the appends' errors as one: a permanent one if any (a fenced or broken
+// stream must stop the sink even when another stream only hit a transient error), else all of them.
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil && !warehouse.IsTransient(err) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // restore makes the rows a failed Write appended owed: a retry of the batch skips them (and those
