@@ -45,6 +45,10 @@ import (
 // RESOURCE_EXHAUSTED only when the message starts with it.
 const QuotaMessage = "Exceeds 'AppendRows throughput' quota, user_id: fake"
 
+// MaxRequestBytes is the largest request the fake accepts, the service's documented limit of
+// 10 MB per AppendRows request (gRPC's default of 4 MiB would reject what BigQuery accepts).
+const MaxRequestBytes = 10_000_000
+
 // Location is the location every stream reports.
 const Location = "US"
 
@@ -148,7 +152,7 @@ type Row map[string]any
 func New() (*Server, error) {
 	s := &Server{
 		lis:     bufconn.Listen(1 << 20),
-		grpc:    grpc.NewServer(),
+		grpc:    grpc.NewServer(grpc.MaxRecvMsgSize(MaxRequestBytes)),
 		tables:  map[string]*table{},
 		streams: map[string]*stream{},
 		now:     time.Now,
@@ -170,6 +174,19 @@ func New() (*Server, error) {
 // at the fake, without authentication.
 func (s *Server) ClientOptions() []option.ClientOption {
 	return []option.ClientOption{option.WithGRPCConn(s.conn), option.WithoutAuthentication()}
+}
+
+// ProcessOptions are like ClientOptions on a connection of its own, as a separate writer process
+// has: closing the client built on them (managedwriter.Client.Close closes its connection) leaves
+// the fake and every other connection up.
+func (s *Server) ProcessOptions() ([]option.ClientOption, error) {
+	conn, err := grpc.NewClient("passthrough:///bqfake",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("bqfake: dial: %w", err)
+	}
+	return []option.ClientOption{option.WithGRPCConn(conn), option.WithoutAuthentication()}, nil
 }
 
 // Close stops the server and closes the client connection.

@@ -1,0 +1,54 @@
+package bqwh
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// metadataVersion is the "v" of the Kafka commit metadata.
+const metadataVersion = 1
+
+// MaxMetadataBytes is the size the commit metadata of one partition stays under (Kafka's default
+// offset.metadata.max.bytes is 4096).
+const MaxMetadataBytes = 4000
+
+// metadata is one partition's Kafka commit metadata: per raw table the COMMITTED stream the
+// partition's rows go to and the stream's row count after the committed offset's records.
+type metadata struct {
+	V int               `json:"v"`
+	S map[string]string `json:"s"`
+	R map[string]int64  `json:"r"`
+}
+
+func (m metadata) encode() (string, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("bqwh: encode commit metadata: %w", err)
+	}
+	if len(b) >= MaxMetadataBytes {
+		return "", fmt.Errorf("bqwh: commit metadata is %d bytes, the limit is %d", len(b), MaxMetadataBytes)
+	}
+	return string(b), nil
+}
+
+func decodeMetadata(s string) (metadata, error) {
+	var m metadata
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return m, fmt.Errorf("bqwh: commit metadata %q is not bq-writer's: %w", s, err)
+	}
+	if m.V != metadataVersion {
+		return m, fmt.Errorf("bqwh: commit metadata version %d, want %d", m.V, metadataVersion)
+	}
+	for t, name := range m.S {
+		if _, ok := writerColumns[t]; !ok {
+			return m, fmt.Errorf("bqwh: commit metadata names an unknown table %q", t)
+		}
+		if name == "" {
+			return m, fmt.Errorf("bqwh: commit metadata names no stream for %s", t)
+		}
+		if r, ok := m.R[t]; !ok || r < 0 {
+			return m, fmt.Errorf("bqwh: commit metadata has no row count for %s", t)
+		}
+	}
+	return m, nil
+}

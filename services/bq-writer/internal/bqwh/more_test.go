@@ -1,0 +1,582 @@
+package bqwh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/ecomstream/platform/services/bq-writer/internal/bqfake"
+	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
+)
+
+// counter sums an Int64 counter's points whose attribute key has value val.
+func counter(t *testing.T, r *sdkmetric.ManualReader, name, key, val string) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				if v, ok := dp.Attributes.Value(attributeKey(key)); ok && v.AsString() == val {
+					n += dp.Value
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestStreamGone: a stream the commit names and the service no longer has is at-least-once from
+// the commit: the rows past it are appended again (the staging views keep one per source record),
+// and the writer counts it.
+func TestStreamGone(t *testing.T) {
+	e := newEnv(t)
+	w := e.open(t, Config{})
+	write(t, e, w, 0, 10, true)
+	write(t, e, w, 10, 20, false) // past the commit, then the streams vanish
+	for p, c := range e.commits {
+		md, err := decodeMetadata(c.Metadata)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for table, name := range md.S {
+			md.S[table] = name + "-gone"
+		}
+		if c.Metadata, err = md.encode(); err != nil {
+			t.Fatal(err)
+		}
+		e.commits[p] = c
+	}
+	reader := sdkmetric.NewManualReader()
+	w2 := e.open(t, Config{Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")})
+	write(t, e, w2, 10, total, true)
+	if got := counter(t, reader, "ecom.bigquery.streams", "event", "gone"); got != int64(len(Tables)) {
+		t.Errorf("gone streams counted %d, want %d", got, len(Tables))
+	}
+	for _, table := range Tables {
+		per := copies(e.rows(table))
+		lines := int64(1)
+		if table == TableOrderItems {
+			lines = 2
+		}
+		if int64(len(per)) != total*lines {
+			t.Errorf("%s: %d distinct records, want %d", table, len(per), total*lines)
+		}
+		for off := range int64(total) {
+			k := fmt.Sprint(map[string]string{TableEvents: pEvents.Topic, TableOrders: pOrders.Topic, TableOrderItems: pOrders.Topic,
+				TableProducts: pProducts.Topic, TableUsers: pUsers.Topic}[table], "/0@", off)
+			if table == TableOrderItems {
+				k += "#0"
+			}
+			want := 1
+			if off >= 10 && off < 20 {
+				want = 2
+			}
+			if per[k] != want {
+				t.Errorf("%s %s: %d copies, want %d", table, k, per[k], want)
+			}
+		}
+	}
+}
+
+// TestFirstBatchOfAStream pins the at-least-once window (see the package doc): rows a writer
+// appended to a stream it opened after its claim, when it dies before the first Kafka commit
+// naming that stream, are appended again by the next owner. Claim opens the new streams at once,
+// so a commit right after Claim (an empty Write's metadata) closes the window.
+func TestFirstBatchOfAStream(t *testing.T) {
+	tests := []struct {
+		name             string
+		commitAfterClaim bool
+		wantCopies       int
+		wantStale        int
+	}{
+		{name: "no commit after the claim: the first batch is appended twice", wantCopies: 2},
+		{name: "a commit after the claim: exactly once", commitAfterClaim: true, wantCopies: 1, wantStale: 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			w := e.open(t, Config{})
+			write(t, e, w, 0, 10, true)
+			_ = w.Close()
+			w = e.open(t, Config{}) // finalizes the committed streams and opens new ones
+			if tt.commitAfterClaim {
+				b := warehouse.Batch{Positions: map[warehouse.Partition]int64{}}
+				for p, c := range e.commits {
+					b.Positions[p] = c.Next
+				}
+				res, err := w.Write(context.Background(), group, b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.commit(t, b, res)
+			}
+			write(t, e, w, 10, 20, false) // dies before the first commit of this batch
+			res := finish(t, e)
+			if res.Stale != tt.wantStale || res.Orders.Stale != tt.wantStale {
+				t.Errorf("finishing write skipped %d events, %d orders; want %d", res.Stale, res.Orders.Stale, tt.wantStale)
+			}
+			for _, table := range Tables {
+				per := copies(e.rows(table))
+				if int64(len(per)) != map[bool]int64{true: 2 * total, false: total}[table == TableOrderItems] {
+					t.Errorf("%s: %d distinct records", table, len(per))
+				}
+				for k, n := range per {
+					off := k[strings.Index(k, "@")+1:]
+					if i := strings.Index(off, "#"); i >= 0 {
+						off = off[:i]
+					}
+					want := 1
+					if len(off) == 2 && off[0] == '1' {
+						want = tt.wantCopies
+					}
+					if n != want {
+						t.Errorf("%s %s: %d copies, want %d", table, k, n, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSchemaEvolution(t *testing.T) {
+	e := newEnv(t)
+	// fact_events predates dq_warnings and has a column the writer does not know; fact_order_items
+	// predates the source coordinates.
+	ev := tableSchemaFor(TableEvents)
+	var kept []*storagepb.TableFieldSchema
+	for _, f := range ev.Fields {
+		if f.Name != "dq_warnings" {
+			kept = append(kept, f)
+		}
+	}
+	ev.Fields = append(kept, &storagepb.TableFieldSchema{Name: "campaign", Type: tString, Mode: storagepb.TableFieldSchema_NULLABLE})
+	e.cat.schemas[TableEvents] = ev
+	items := tableSchemaFor(TableOrderItems)
+	items.Fields = items.Fields[:len(items.Fields)-3]
+	e.cat.schemas[TableOrderItems] = items
+
+	w := e.open(t, Config{})
+	if got := strings.Join(e.cat.added[TableEvents], ","); got != "dq_warnings" {
+		t.Errorf("added to fact_events: %q, want dq_warnings", got)
+	}
+	if got := strings.Join(e.cat.added[TableOrderItems], ","); got != "source_topic,source_partition,source_offset" {
+		t.Errorf("added to fact_order_items: %q", got)
+	}
+	write(t, e, w, 0, 3, true)
+	for _, r := range e.rows(TableEvents) {
+		if r["dq_warnings"] != "click.commerce_fields" {
+			t.Errorf("dq_warnings %v, want the batch's", r["dq_warnings"])
+		}
+		if _, ok := r["campaign"]; ok {
+			t.Errorf("campaign %v, want NULL", r["campaign"])
+		}
+	}
+	for _, r := range e.rows(TableOrderItems) {
+		if r["source_topic"] != pOrders.Topic || r["source_offset"] == nil {
+			t.Errorf("order line without its order's coordinates: %v", r)
+		}
+	}
+	checkExactlyOnce(t, e, 3)
+}
+
+// TestRowValues checks the conversions: DATE and date_key from the UTC day, TIMESTAMP in
+// microseconds, NULLs, surrogate keys.
+func TestRowValues(t *testing.T) {
+	e := newEnv(t)
+	w := e.open(t, Config{})
+	write(t, e, w, 0, 1, true)
+	ev := e.rows(TableEvents)[0]
+	ts := t0
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"event_date", ev["event_date"], int32(ts.Unix() / 86400)},
+		{"date_key", ev["date_key"], int64(20261130)},
+		{"event_timestamp", ev["event_timestamp"], ts.UnixMicro()},
+		{"referrer", ev["referrer"], nil},
+		{"user_id", ev["user_id"], "u-1"},
+		{"product_key", e.rows(TableProducts)[0]["product_key"], warehouse.SurrogateKey("p-0", warehouse.Seq{LSN: 100, Ordinal: 1})},
+		{"user_key", e.rows(TableUsers)[0]["user_key"], warehouse.SurrogateKey("c-0", warehouse.Seq{LSN: 100, Ordinal: 1})},
+		{"line_id", e.rows(TableOrderItems)[1]["line_id"], "l-2"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %v (%T), want %v (%T)", tt.name, tt.got, tt.got, tt.want, tt.want)
+		}
+	}
+}
+
+func TestSplit(t *testing.T) {
+	row := func(n int) []byte { return make([]byte, n) }
+	tests := []struct {
+		name     string
+		sizes    []int
+		maxBytes int
+		maxRows  int
+		want     []int // rows per append
+	}{
+		{"all fit", []int{10, 10, 10}, 100, 0, []int{3}},
+		{"exact limit", []int{50, 50, 50}, 100, 0, []int{2, 1}},
+		{"one over", []int{60, 50}, 100, 0, []int{1, 1}},
+		{"a row above the limit goes alone", []int{10, 200, 10}, 100, 0, []int{1, 1, 1}},
+		{"row cap", []int{1, 1, 1, 1, 1}, 100, 2, []int{2, 2, 1}},
+		{"none", nil, 100, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rows [][]byte
+			for _, s := range tt.sizes {
+				rows = append(rows, row(s))
+			}
+			var got []int
+			for _, c := range split(rows, tt.maxBytes, tt.maxRows) {
+				got = append(got, len(c))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("split %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestMaxAppendBytes: a batch larger than MaxAppendBytes goes in several appends, each under it.
+func TestMaxAppendBytes(t *testing.T) {
+	e := newEnv(t)
+	const maxBytes = 4096
+	w := e.open(t, Config{MaxAppendBytes: maxBytes})
+	var mu sync.Mutex
+	var appends, rows int
+	e.fake.SetHooks(bqfake.Hooks{Acked: func(a bqfake.Append) {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Contains(a.Stream, "/"+TableEvents+"/") {
+			appends++
+			rows += a.Rows
+		}
+	}})
+	res := write(t, e, w, 0, 200, true)
+	e.fake.SetHooks(bqfake.Hooks{})
+	mu.Lock()
+	defer mu.Unlock()
+	// Each event row is a few hundred bytes: 200 of them need several 4 KiB appends.
+	if appends < int(res.Bytes/5/maxBytes) || appends < 2 || rows != 200 {
+		t.Fatalf("%d appends of %d event rows (%d bytes in all tables), want several of 200", appends, rows, res.Bytes)
+	}
+	checkExactlyOnce(t, e, 200)
+	if _, err := Open(context.Background(), Config{Project: project, RawDataset: dataset, Catalog: e.cat, MaxAppendBytes: MaxAppendBytesLimit + 1}); err == nil {
+		t.Fatal("MaxAppendBytes above 9 MiB accepted")
+	}
+}
+
+func TestMetadataSize(t *testing.T) {
+	e := newEnv(t)
+	w := e.open(t, Config{})
+	// Every table fed from one partition: its metadata names five streams.
+	b := batch(0, 5)
+	for i := range b.Orders {
+		b.Orders[i].SourceTopic = pEvents.Topic
+		b.Products[i].SourceTopic = pEvents.Topic
+		b.Users[i].SourceTopic = pEvents.Topic
+	}
+	res, err := w.Write(context.Background(), group, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := res.Commits[pEvents]
+	dec, err := decodeMetadata(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dec.S) != len(Tables) || len(md) >= MaxMetadataBytes {
+		t.Fatalf("metadata of %d bytes names %d streams: %s", len(md), len(dec.S), md)
+	}
+	t.Logf("metadata with %d streams: %d bytes", len(dec.S), len(md))
+	// BigQuery's own names: a 30-character project, a long dataset, ~100-character stream ids.
+	real := metadata{V: 1, S: map[string]string{}, R: map[string]int64{}}
+	for _, table := range Tables {
+		real.S[table] = "projects/" + strings.Repeat("p", 30) + "/datasets/" + strings.Repeat("d", 64) + "_raw/tables/" + table + "/streams/" + strings.Repeat("S", 100)
+		real.R[table] = 1 << 40
+	}
+	if enc, err := real.encode(); err != nil || len(enc) >= MaxMetadataBytes {
+		t.Fatalf("metadata with BigQuery-sized names: %d bytes, %v", len(enc), err)
+	} else {
+		t.Logf("with BigQuery-sized names: %d bytes", len(enc))
+	}
+	long := metadata{V: 1, S: map[string]string{}, R: map[string]int64{}}
+	for _, table := range Tables {
+		long.S[table], long.R[table] = strings.Repeat("x", 800), 1
+	}
+	if _, err := long.encode(); err == nil {
+		t.Fatal("metadata over the limit encoded")
+	}
+	for _, bad := range []string{"x", `{"v":2,"s":{},"r":{}}`, `{"v":1,"s":{"nope":"s"},"r":{"nope":1}}`, `{"v":1,"s":{"fact_events":"s"},"r":{}}`} {
+		if _, err := decodeMetadata(bad); err == nil {
+			t.Errorf("metadata %s decoded", bad)
+		}
+	}
+}
+
+func BenchmarkWrite100kEvents(b *testing.B) {
+	fake, err := bqfake.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fake.Close()
+	cat := newCatalog(fake)
+	opts, err := fake.ProcessOptions()
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := Open(context.Background(), Config{Project: project, RawDataset: dataset, Catalog: cat, ApplyDDL: true, ClientOptions: opts})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = w.Close() }()
+	if err := w.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	const n = 100_000
+	full := batch(0, n)
+	evb := warehouse.Batch{Events: full.Events, Positions: map[warehouse.Partition]int64{pEvents: n}}
+	b.ResetTimer()
+	var bytes int64
+	start := time.Now()
+	for i := range b.N {
+		bb := evb
+		if i > 0 { // the next n records of the partition
+			bb.Events = make([]warehouse.EventRow, n)
+			copy(bb.Events, evb.Events)
+			for j := range bb.Events {
+				bb.Events[j].SourceOffset += int64(i * n)
+			}
+			bb.Positions = map[warehouse.Partition]int64{pEvents: int64((i + 1) * n)}
+		}
+		res, err := w.Write(context.Background(), group, bb)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bytes += res.Bytes
+	}
+	secs := time.Since(start).Seconds()
+	b.ReportMetric(float64(n*b.N)/secs, "rows/s")
+	b.ReportMetric(float64(bytes)/secs, "bytes/s")
+}
+
+func TestClassify(t *testing.T) {
+	withDetail := func(c codes.Code, sc storagepb.StorageError_StorageErrorCode, entity string) error {
+		st, err := status.New(c, "x").WithDetails(&storagepb.StorageError{Code: sc, Entity: entity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Err()
+	}
+	tests := []struct {
+		name string
+		give error
+		want outcome
+	}{
+		{"BigQuery: finalized", withDetail(codes.InvalidArgument, storagepb.StorageError_STREAM_FINALIZED, "s"), outcomeFenced},
+		{"emulator: finalized", status.Error(codes.FailedPrecondition, "Stream is FINALIZED"), outcomeFenced},
+		{"already exists", status.Error(codes.AlreadyExists, "Offset 0 already committed; next expected 2"), outcomeDone},
+		{"out of range", status.Error(codes.OutOfRange, "Offset 5 beyond next expected 2"), outcomeFatal},
+		{"quota", status.Error(codes.ResourceExhausted, bqfake.QuotaMessage), outcomeRetry},
+		{"request too large", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (8525011 vs. 4194304)"), outcomeFatal},
+		{"stream not found", withDetail(codes.NotFound, storagepb.StorageError_STREAM_NOT_FOUND, "projects/p/datasets/d/tables/t/streams/s"), outcomeGone},
+		{"emulator: NotFound with an empty entity", status.Error(codes.NotFound, "Stream not found: "), outcomeAmbiguous},
+		{"unavailable", status.Error(codes.Unavailable, "connection dropped"), outcomeAmbiguous},
+		{"not a status", io.EOF, outcomeAmbiguous},
+		{"row errors", status.Error(codes.InvalidArgument, "Errors found while processing rows."), outcomeFatal},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.give); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestEncode: the wire encoder gives what the row message decodes to, NULLs absent, set zero
+// values present (proto2 presence), and a DATE before 1970 negative.
+func TestEncode(t *testing.T) {
+	e := newEnv(t)
+	s, err := loadSchema(context.Background(), e.cat, TableProducts)
+	if err == nil {
+		t.Fatal("schema of a table not created yet loaded")
+	}
+	if err := e.cat.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = loadSchema(context.Background(), e.cat, TableProducts); err != nil {
+		t.Fatal(err)
+	}
+	r := batch(0, 1).Products[0]
+	r.IsActive, r.PriceMinor, r.Name, r.Sku = false, -5, "", nil
+	old := time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC)
+	r.ChangedAt = &old
+	vals := productValues(&r, t0)
+	b, err := s.encode(vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := dynamicpb.NewMessage(s.md)
+	if err := proto.Unmarshal(b, m); err != nil {
+		t.Fatal(err)
+	}
+	field := func(n string) protoreflect.FieldDescriptor { return s.md.Fields().ByName(protoreflect.Name(n)) }
+	tests := []struct {
+		col  string
+		has  bool
+		want any
+	}{
+		{"is_active", true, false},
+		{"price_minor", true, int64(-5)},
+		{"name", true, ""},
+		{"sku", false, nil},
+		{"valid_from", true, old.UnixMicro()},
+		{"product_key", true, warehouse.SurrogateKey("p-0", warehouse.Seq{LSN: 100, Ordinal: 1})},
+	}
+	for _, tt := range tests {
+		fd := field(tt.col)
+		if m.Has(fd) != tt.has {
+			t.Errorf("%s: set %v, want %v", tt.col, m.Has(fd), tt.has)
+			continue
+		}
+		if tt.has && m.Get(fd).Interface() != tt.want {
+			t.Errorf("%s = %v, want %v", tt.col, m.Get(fd).Interface(), tt.want)
+		}
+	}
+	// A DATE before the epoch: the events' event_date.
+	es, err := loadSchema(context.Background(), e.cat, TableEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := batch(0, 1).Events[0]
+	ev.EventTimestamp = old
+	if b, err = es.encode(eventValues(&ev, t0)); err != nil {
+		t.Fatal(err)
+	}
+	em := dynamicpb.NewMessage(es.md)
+	if err := proto.Unmarshal(b, em); err != nil {
+		t.Fatal(err)
+	}
+	if got := em.Get(es.md.Fields().ByName("event_date")).Int(); got != -1 {
+		t.Errorf("event_date of 1969-12-31 = %d, want -1", got)
+	}
+	// A REQUIRED column without a value is refused before it is sent.
+	vals[0] = nil
+	if _, err := s.encode(vals); err == nil {
+		t.Error("row without its REQUIRED product_id encoded")
+	}
+}
+
+func sumFloat(t *testing.T, r *sdkmetric.ManualReader, name string) float64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == name {
+				for _, dp := range m.Data.(metricdata.Sum[float64]).DataPoints {
+					n += dp.Value
+				}
+			}
+		}
+	}
+	return n
+}
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	w := e.open(t, Config{})
+	write(t, e, w, 0, 10, true)
+	_ = w.Close()
+	reader := sdkmetric.NewManualReader()
+	w = e.open(t, Config{PricePerGiB: 2, Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")})
+	e.fake.SetHooks(bqfake.Hooks{BeforeAppend: faultFirst(1, bqfake.Quota())})
+	res := write(t, e, w, 10, 20, true)
+	e.fake.SetHooks(bqfake.Hooks{})
+	tests := []struct {
+		name      string
+		got, want int64
+	}{
+		{"rows of fact_events", counter(t, reader, "ecom.bigquery.append.rows", "table", TableEvents), 10},
+		{"rows of fact_order_items", counter(t, reader, "ecom.bigquery.append.rows", "table", TableOrderItems), 20},
+		{"streams finalized at the claim", counter(t, reader, "ecom.bigquery.streams", "event", "finalized"), int64(len(Tables))},
+		{"streams opened at the claim", counter(t, reader, "ecom.bigquery.streams", "event", "opened"), int64(len(Tables))},
+		{"quota retries", counter(t, reader, "ecom.bigquery.append.retries", "code", "ResourceExhausted"), 1},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, tt.got, tt.want)
+		}
+	}
+	if got, want := sumFloat(t, reader, "ecom.bigquery.append.cost"), float64(res.Bytes)*2/gib; got < want*0.999 || got > want*1.001 || got == 0 {
+		t.Errorf("cost %g, want %g (bytes %d at 2/GiB)", got, want, res.Bytes)
+	}
+}
+
+func TestFirstError(t *testing.T) {
+	transient := fmt.Errorf("quota: %w", warehouse.ErrTransient)
+	tests := []struct {
+		name          string
+		give          []error
+		wantFenced    bool
+		wantTransient bool
+	}{
+		{"none", []error{nil, nil}, false, false},
+		{"transient only", []error{nil, transient}, false, true},
+		{"fenced beside transient", []error{transient, fmt.Errorf("x: %w", ErrFenced)}, true, false},
+	}
+	for _, tt := range tests {
+		err := firstError(tt.give)
+		if errors.Is(err, ErrFenced) != tt.wantFenced || warehouse.IsTransient(err) != tt.wantTransient {
+			t.Errorf("%s: %v: fenced %v transient %v", tt.name, err, errors.Is(err, ErrFenced), warehouse.IsTransient(err))
+		}
+	}
+}
+
+// TestStreamOpenFails: a Write whose new stream cannot be opened fails, and the metadata of the
+// next commit names no stream for that table (a claim could not read an empty name).
+func TestStreamOpenFails(t *testing.T) {
+	e := newEnv(t)
+	w := e.openUnclaimed(t, Config{})
+	w.cfg.RawDataset = "no_such_dataset" // the catalog still answers for the real one
+	b := batch(0, 2)
+	b.Orders, b.Products, b.Users = nil, nil, nil
+	if _, err := w.Write(context.Background(), group, b); err == nil {
+		t.Fatal("write to a table that does not exist succeeded")
+	}
+	res, err := w.Write(context.Background(), group, warehouse.Batch{Positions: map[warehouse.Partition]int64{pEvents: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := decodeMetadata(res.Commits[pEvents])
+	if err != nil || len(md.S) != 0 {
+		t.Fatalf("metadata %q after a failed open: %v", res.Commits[pEvents], err)
+	}
+}

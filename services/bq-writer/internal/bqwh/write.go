@@ -1,0 +1,389 @@
+package bqwh
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
+	"cloud.google.com/go/bigquery/storage/managedwriter"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
+)
+
+// outRow is one row bound for a raw table: its source offset and position within the record
+// (the line number for order items) order it; vals are in writerColumns order.
+type outRow struct {
+	off  int64
+	sub  int
+	vals []any
+}
+
+type streamKey struct {
+	p     warehouse.Partition
+	table string
+}
+
+// work is what one Write does with one (partition, table).
+type work struct {
+	key     streamKey
+	ts      *tableStream
+	before  tableStream // the state before this Write, to restore on failure
+	rows    [][]byte    // serialized rows to append, in offset order
+	size    int64
+	skipped int
+}
+
+// Write appends the batch's rows to the raw tables (see the package documentation) and returns
+// the commit metadata of every partition in b.Positions. On error nothing is committed; a retry
+// of the same batch appends each row once.
+func (w *Warehouse) Write(ctx context.Context, group string, b warehouse.Batch) (warehouse.WriteResult, error) {
+	var res warehouse.WriteResult
+	if err := warehouse.ValidateBatch(group, b); err != nil {
+		return res, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return res, warehouse.ErrClosed
+	}
+	loadedAt := time.Now().UTC()
+	byKey := map[streamKey][]outRow{}
+	add := func(p warehouse.Partition, table string, r outRow) {
+		k := streamKey{p, table}
+		byKey[k] = append(byKey[k], r)
+	}
+	for i := range b.Events {
+		r := &b.Events[i]
+		add(warehouse.Partition{Topic: r.SourceTopic, Partition: r.SourcePartition}, TableEvents, outRow{off: r.SourceOffset, vals: eventValues(r, loadedAt)})
+	}
+	for i := range b.Orders {
+		r := &b.Orders[i]
+		p := warehouse.Partition{Topic: r.SourceTopic, Partition: r.SourcePartition}
+		add(p, TableOrders, outRow{off: r.SourceOffset, vals: orderValues(r, loadedAt)})
+		for n := range r.Items {
+			add(p, TableOrderItems, outRow{off: r.SourceOffset, sub: n, vals: itemValues(r, n, loadedAt)})
+		}
+	}
+	for i := range b.Products {
+		r := &b.Products[i]
+		add(warehouse.Partition{Topic: r.SourceTopic, Partition: r.SourcePartition}, TableProducts, outRow{off: r.SourceOffset, vals: productValues(r, loadedAt)})
+	}
+	for i := range b.Users {
+		r := &b.Users[i]
+		add(warehouse.Partition{Topic: r.SourceTopic, Partition: r.SourcePartition}, TableUsers, outRow{off: r.SourceOffset, vals: userValues(r, loadedAt)})
+	}
+
+	works := make([]*work, 0, len(byKey))
+	for k, rows := range byKey {
+		slices.SortStableFunc(rows, func(a, b outRow) int {
+			return cmp.Or(cmp.Compare(a.off, b.off), cmp.Compare(a.sub, b.sub))
+		})
+		state := w.parts[k.p]
+		if state == nil {
+			state = map[string]*tableStream{}
+			w.parts[k.p] = state
+		}
+		ts := state[k.table]
+		if ts == nil {
+			ts = &tableStream{}
+			state[k.table] = ts
+		}
+		wk := &work{key: k, ts: ts, before: *ts}
+		// The first rows are those already in the warehouse past the commit: skip them.
+		wk.skipped = int(min(ts.owed, int64(len(rows))))
+		ts.owed -= int64(wk.skipped)
+		rows = rows[wk.skipped:]
+		if len(rows) > 0 {
+			s, err := w.schema(ctx, k.table)
+			if err != nil {
+				w.restore(works)
+				ts.owed = wk.before.owed
+				return res, err
+			}
+			wk.rows = make([][]byte, len(rows))
+			for i := range rows {
+				if wk.rows[i], err = s.encode(rows[i].vals); err != nil {
+					w.restore(works)
+					ts.owed = wk.before.owed
+					return res, err
+				}
+				wk.size += int64(len(wk.rows[i]))
+			}
+		}
+		works = append(works, wk)
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(works))
+	for i, wk := range works {
+		if len(wk.rows) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.appendAll(ctx, wk)
+		}()
+	}
+	wg.Wait()
+	if err := firstError(errs); err != nil {
+		w.restore(works)
+		return res, err
+	}
+
+	for _, wk := range works {
+		n := len(wk.rows)
+		switch wk.key.table {
+		case TableEvents:
+			res.Inserted += n
+			res.Stale += wk.skipped
+		case TableOrders:
+			res.Orders.Inserted += n
+			res.Orders.Stale += wk.skipped
+		case TableProducts:
+			res.Products.Logged += n
+			res.Products.Stale += wk.skipped
+		case TableUsers:
+			res.Users.Logged += n
+			res.Users.Stale += wk.skipped
+		}
+		res.Bytes += wk.size
+	}
+	res.Commits = make(map[warehouse.Partition]string, len(b.Positions))
+	for p := range b.Positions {
+		md, err := w.commitMetadata(p)
+		if err != nil {
+			return warehouse.WriteResult{}, err
+		}
+		res.Commits[p] = md
+	}
+	w.posMu.Lock()
+	for p, next := range b.Positions {
+		w.positions[p] = warehouse.Position{Next: next, UpdatedAt: loadedAt}
+	}
+	w.posMu.Unlock()
+	return res, nil
+}
+
+// firstError returns the appends' errors as one: a permanent one if any (a fenced or broken
+// stream must stop the sink even when another stream only hit a transient error), else all of them.
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil && !warehouse.IsTransient(err) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// restore makes the rows a failed Write appended owed: a retry of the batch skips them (and those
+// it skipped itself) instead of appending them again.
+func (w *Warehouse) restore(works []*work) {
+	for _, wk := range works {
+		appended := wk.ts.end
+		if wk.ts.name == wk.before.name {
+			appended -= wk.before.end
+		}
+		wk.ts.owed = wk.before.owed + appended
+	}
+}
+
+func (w *Warehouse) schema(ctx context.Context, table string) (*tableSchema, error) {
+	if s := w.schemas[table]; s != nil {
+		return s, nil
+	}
+	s, err := loadSchema(ctx, w.cfg.Catalog, table)
+	if err != nil {
+		return nil, err
+	}
+	w.schemas[table] = s
+	return s, nil
+}
+
+// appendAll appends wk.rows to its stream (a new one if it has none open) in appends of at most
+// MaxAppendBytes, each at an explicit offset, and waits for every acknowledgement.
+func (w *Warehouse) appendAll(ctx context.Context, wk *work) error {
+	ts := wk.ts
+	if ts.ms == nil {
+		if err := w.openStream(ctx, wk.key.p, wk.key.table, ts); err != nil {
+			return err
+		}
+	}
+	for _, chunk := range split(wk.rows, w.cfg.MaxAppendBytes, w.maxRows) {
+		start := time.Now()
+		if err := w.appendOne(ctx, ts, chunk); err != nil {
+			return fmt.Errorf("bqwh: append %d rows to %s at offset %d (%s/%d): %w", len(chunk), wk.key.table, ts.end, wk.key.p.Topic, wk.key.p.Partition, err)
+		}
+		ts.end += int64(len(chunk))
+		var n int64
+		for _, r := range chunk {
+			n += int64(len(r))
+		}
+		w.m.appended(ctx, wk.key.table, len(chunk), n, time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// openStream opens a new COMMITTED stream on table for partition p and makes it ts's stream.
+func (w *Warehouse) openStream(ctx context.Context, p warehouse.Partition, table string, ts *tableStream) error {
+	s, err := w.schema(ctx, table)
+	if err != nil {
+		return err
+	}
+	ms, err := w.client.NewManagedStream(ctx,
+		managedwriter.WithDestinationTable(w.tablePath(table)),
+		managedwriter.WithType(managedwriter.CommittedStream),
+		managedwriter.WithSchemaDescriptor(s.dp),
+		managedwriter.EnableWriteRetries(false))
+	if err != nil {
+		err = fmt.Errorf("bqwh: open a stream on %s for %s/%d: %w", table, p.Topic, p.Partition, err)
+		if o := classify(err); o == outcomeRetry || o == outcomeAmbiguous {
+			err = fmt.Errorf("%w: %w", warehouse.ErrTransient, err)
+		}
+		return err
+	}
+	ts.name, ts.ms, ts.end, ts.owed = ms.StreamName(), ms, 0, 0
+	w.m.stream(ctx, "opened")
+	return nil
+}
+
+// split cuts rows into appends of at most maxBytes serialized bytes (a single larger row goes
+// alone and the service judges it) and, when maxRows > 0, at most maxRows rows.
+func split(rows [][]byte, maxBytes, maxRows int) [][][]byte {
+	var out [][][]byte
+	start, size := 0, 0
+	for i, r := range rows {
+		if i > start && (size+len(r) > maxBytes || (maxRows > 0 && i-start >= maxRows)) {
+			out = append(out, rows[start:i])
+			start, size = i, 0
+		}
+		size += len(r)
+	}
+	if start < len(rows) {
+		out = append(out, rows[start:])
+	}
+	return out
+}
+
+// storageError returns the StorageError detail of err, or nil.
+func storageError(err error) *storagepb.StorageError {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	for _, d := range st.Proto().GetDetails() {
+		se := &storagepb.StorageError{}
+		if anypb.UnmarshalTo(d, se, proto.UnmarshalOptions{}) == nil {
+			return se
+		}
+	}
+	return nil
+}
+
+// appendOne appends rows at ts.end until it is acknowledged, retrying what retrying can fix.
+func (w *Warehouse) appendOne(ctx context.Context, ts *tableStream, rows [][]byte) error {
+	backoff := w.retry.base
+	for attempt := 1; ; attempt++ {
+		res, err := ts.ms.AppendRows(ctx, rows, managedwriter.WithOffset(ts.end))
+		if err == nil {
+			_, err = res.GetResult(ctx)
+		}
+		if err == nil {
+			return nil
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("%w (%w)", cerr, err)
+		}
+		code := status.Code(err)
+		switch classify(err) {
+		case outcomeDone:
+			// ALREADY_EXISTS: our own resend after a lost acknowledgement. Only this writer
+			// appends to its stream, and an append is all or nothing.
+			return nil
+		case outcomeFenced:
+			return fmt.Errorf("%w: %s: %w", ErrFenced, ts.name, err)
+		case outcomeGone:
+			return fmt.Errorf("bqwh: stream %s is gone: %w", ts.name, err)
+		case outcomeRetry:
+		case outcomeAmbiguous:
+			// The append may or may not have been applied. Retrying at the same offset is
+			// safe (the answer tells: done, ALREADY_EXISTS or STREAM_FINALIZED); first make sure
+			// the stream still exists.
+			gctx, cancel := context.WithTimeout(ctx, w.retry.getTimeout)
+			_, gerr := w.client.GetWriteStream(gctx, &storagepb.GetWriteStreamRequest{Name: ts.name, View: storagepb.WriteStreamView_BASIC})
+			cancel()
+			if status.Code(gerr) == codes.NotFound {
+				return fmt.Errorf("bqwh: stream %s is gone: %w", ts.name, err)
+			}
+		default:
+			if code == codes.OutOfRange {
+				return fmt.Errorf("bqwh: offset %d is past the end of %s (a bug, or another writer on the stream): %w", ts.end, ts.name, err)
+			}
+			return fmt.Errorf("bqwh: append to %s: %w", ts.name, err)
+		}
+		if attempt >= w.retry.attempts {
+			return fmt.Errorf("bqwh: append to %s gave up after %d attempts: %w: %w", ts.name, attempt, warehouse.ErrTransient, err)
+		}
+		w.m.retried(ctx, code.String())
+		if attempt == 1 && classify(err) == outcomeAmbiguous {
+			// The client reconnects on the next append: retry at once (bqemulator fails every
+			// second append of a connection this way).
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, w.retry.max)
+	}
+}
+
+// outcome is what an append error means for the writer.
+type outcome int
+
+const (
+	outcomeFatal     outcome = iota // retrying cannot help: OUT_OF_RANGE, row errors, bad requests
+	outcomeDone                     // ALREADY_EXISTS: the rows are there
+	outcomeFenced                   // the stream is finalized: a new owner claimed the partition
+	outcomeGone                     // the stream does not exist
+	outcomeRetry                    // the AppendRows quota: retry with backoff
+	outcomeAmbiguous                // may or may not be applied: check the stream, retry at the same offset
+)
+
+// classify maps an append error to its outcome. BigQuery says finalized with a StorageError
+// STREAM_FINALIZED; bqemulator with FAILED_PRECONDITION "Stream is FINALIZED" and no detail, and
+// it answers NotFound with an empty entity on every second append of a connection.
+func classify(err error) outcome {
+	code := status.Code(err)
+	se := storageError(err)
+	switch {
+	case se != nil && se.GetCode() == storagepb.StorageError_STREAM_FINALIZED,
+		code == codes.FailedPrecondition && strings.Contains(strings.ToLower(err.Error()), "finalized"):
+		return outcomeFenced
+	case code == codes.AlreadyExists:
+		return outcomeDone
+	case code == codes.OutOfRange:
+		return outcomeFatal
+	case code == codes.ResourceExhausted && strings.Contains(err.Error(), "larger than max"):
+		return outcomeFatal // over the request limit: BIGQUERY_MAX_APPEND_BYTES is too high
+	case code == codes.ResourceExhausted:
+		return outcomeRetry
+	case code == codes.NotFound && se != nil && se.GetEntity() != "":
+		return outcomeGone
+	case code == codes.Unavailable, code == codes.Canceled, code == codes.DeadlineExceeded, code == codes.Aborted,
+		code == codes.Internal, code == codes.Unknown, code == codes.NotFound:
+		return outcomeAmbiguous
+	}
+	return outcomeFatal
+}
