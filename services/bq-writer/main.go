@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,9 +24,12 @@ import (
 	"github.com/ecomstream/platform/pkg/service"
 	"github.com/ecomstream/platform/pkg/stream"
 	protoavro "github.com/ecomstream/platform/proto/avro"
+	"github.com/ecomstream/platform/services/bq-writer/internal/bqcatalog"
+	"github.com/ecomstream/platform/services/bq-writer/internal/bqwh"
 	"github.com/ecomstream/platform/services/bq-writer/internal/queryapi"
 	"github.com/ecomstream/platform/services/bq-writer/internal/sink"
 	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
+	ddl "github.com/ecomstream/platform/sql"
 )
 
 const name = "bq-writer"
@@ -41,7 +45,7 @@ type Config struct {
 	CustomersTopic string        `env:"CUSTOMERS_INPUT_TOPIC" default:"ecom.customers.valid.v1" usage:"topic of valid CustomerChanges, written likewise into dim_users (email only as USER_EMAIL_HASH_KEY's HMAC and domain, no name); empty: customers are not read"`
 	EmailHashKey   string        `env:"USER_EMAIL_HASH_KEY" default:"dev-only-user-email-hash-key-not-secret" secret:"true" usage:"key of dim_users.email_hash = HMAC-SHA256(key, lower(trim(email))), at least 32 bytes (inject from a secret; changing it changes every hash); required with CUSTOMERS_INPUT_TOPIC; the default, a public development key, is refused unless every KAFKA_BROKERS host is a loopback address"`
 	ConsumerGroup  string        `env:"KAFKA_CONSUMER_GROUP" default:"bq-writer" usage:"consumer group (positions are stored per group in the warehouse)"`
-	Warehouse      string        `env:"WAREHOUSE" default:"duckdb" usage:"warehouse backend: duckdb (the BIGQUERY_* variables configure bigquery)"`
+	Warehouse      string        `env:"WAREHOUSE" default:"duckdb" usage:"warehouse backend: duckdb (embedded file) or bigquery (the BIGQUERY_* variables)"`
 	DuckDBPath     string        `env:"DUCKDB_PATH" default:"warehouse.duckdb" usage:"DuckDB database file"`
 	DuckDBMemory   string        `env:"DUCKDB_MEMORY_LIMIT" default:"1GB" usage:"DuckDB memory limit"`
 	DuckDBThreads  int           `env:"DUCKDB_THREADS" default:"2" usage:"DuckDB worker threads"`
@@ -154,6 +158,11 @@ func (b *BigQueryConfig) checkEndpoints() error {
 	return nil
 }
 
+// Datasets are the environment's three datasets, <prefix>_raw, _staging and _prod.
+func (b *BigQueryConfig) Datasets() ddl.Datasets {
+	return ddl.Datasets{Raw: b.DatasetPrefix + "_raw", Staging: b.DatasetPrefix + "_staging", Prod: b.DatasetPrefix + "_prod"}
+}
+
 // restEndpoint is the BigQuery client's endpoint for BIGQUERY_API_ENDPOINT: its REST root with
 // the API's base path, /bigquery/v2/, added unless it is there.
 func restEndpoint(api string) string {
@@ -191,7 +200,7 @@ func (c *Config) Validate() error {
 	errs := []error{
 		config.NotEmpty("INPUT_TOPIC", c.InputTopic),
 		config.NotEmpty("KAFKA_CONSUMER_GROUP", c.ConsumerGroup),
-		config.OneOf("WAREHOUSE", c.Warehouse, warehouseDuckDB),
+		config.OneOf("WAREHOUSE", c.Warehouse, warehouseDuckDB, warehouseBigQuery),
 		config.NotEmpty("DUCKDB_PATH", c.DuckDBPath),
 		config.Between("DUCKDB_THREADS", c.DuckDBThreads, 1, 256),
 		config.Positive("DEDUP_WINDOW", c.DedupWindow),
@@ -265,9 +274,7 @@ func main() {
 }
 
 func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
-	wh, err := warehouse.OpenDuckDB(cfg.DuckDBPath, warehouse.WithDedupWindow(cfg.DedupWindow),
-		warehouse.WithMemoryLimit(cfg.DuckDBMemory), warehouse.WithThreads(cfg.DuckDBThreads), warehouse.WithLogger(rt.Log),
-		warehouse.WithMaxConcurrentQueries(cfg.QueryMaxConc))
+	wh, q, err := openWarehouse(ctx, rt, cfg)
 	if err != nil {
 		return err
 	}
@@ -323,12 +330,52 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	}
 	rt.HTTP.AddCheck("warehouse", wh.Ping)
 	if cfg.QueryToken != "" {
-		rt.HTTP.Router.Method("POST", "/v1/warehouse/query", queryHandler(cfg, wh))
+		rt.HTTP.Router.Method("POST", "/v1/warehouse/query", queryHandler(cfg, q))
 	}
 	return rt.RunConsumer(ctx, service.Consumer{Kafka: cfg.Kafka, Group: cfg.ConsumerGroup, LagInterval: cfg.LagInterval,
 		Admin: s.Admin(), Ping: s.Ping, Run: s.Run,
 		Topics: append(topics, stream.DeadLetterTopic(cfg.Kafka))})
 }
+
+// openWarehouse opens the backend WAREHOUSE names, and the querier of the query endpoint (nil
+// with BigQuery, which analysts query directly).
+func openWarehouse(ctx context.Context, rt *service.Runtime, cfg *Config) (warehouse.Warehouse, queryapi.Querier, error) {
+	if cfg.Warehouse != warehouseBigQuery {
+		wh, err := warehouse.OpenDuckDB(cfg.DuckDBPath, warehouse.WithDedupWindow(cfg.DedupWindow),
+			warehouse.WithMemoryLimit(cfg.DuckDBMemory), warehouse.WithThreads(cfg.DuckDBThreads), warehouse.WithLogger(rt.Log),
+			warehouse.WithMaxConcurrentQueries(cfg.QueryMaxConc))
+		if err != nil {
+			return nil, nil, err
+		}
+		return wh, wh, nil
+	}
+	b := &cfg.BigQuery
+	rest, grpcOpts, err := bigQueryOptions(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	ds := b.Datasets()
+	cat, err := bqcatalog.New(ctx, bqcatalog.Config{Project: b.Project, Datasets: ds, Location: b.Location, Options: rest})
+	if err != nil {
+		return nil, nil, fmt.Errorf("bigquery catalog: %w", err)
+	}
+	wh, err := bqwh.Open(ctx, bqwh.Config{Project: b.Project, RawDataset: ds.Raw, Catalog: cat, ApplyDDL: b.ApplyDDL,
+		ClientOptions: grpcOpts, MaxAppendBytes: b.MaxAppendBytes, PricePerGiB: b.PricePerGiB,
+		Meter: rt.Tel.Meter, Log: rt.Log})
+	if err != nil {
+		_ = cat.Close()
+		return nil, nil, fmt.Errorf("bigquery: %w", err)
+	}
+	return closeBoth{wh, cat}, nil, nil
+}
+
+// closeBoth is the BigQuery warehouse, closing its catalog's client after it.
+type closeBoth struct {
+	*bqwh.Warehouse
+	cat *bqcatalog.Catalog
+}
+
+func (c closeBoth) Close() error { return errors.Join(c.Warehouse.Close(), c.cat.Close()) }
 
 // queryHandler serves POST /v1/warehouse/query: read-only SQL over DuckDB. With BigQuery it
 // answers 501: analysts query BigQuery directly, with their own identity and its access control.
