@@ -595,8 +595,19 @@ func (p *prober) probeCommitted(ctx context.Context, parent string) state {
 			_, err = p.appendFresh(ctx, ws2.GetName(), p.rows(1, "finalized"), 1)
 			row("storage: append to a finalized stream -> rejected", err != nil,
 				fmt.Sprintf("%s; %s", errText(err), p.visible(ctx, "finalized")))
+			// A claim that finalized a stream and died before its Kafka commit leaves the
+			// next claim to finalize it again: does the answer still carry the row count?
+			n, err = p.finalize(ctx, ws2.GetName())
+			row("storage: FinalizeWriteStream again on the finalized stream", err == nil && n == 1,
+				fmt.Sprintf("row_count %d, %s", n, errText(err)))
 		}
 	}
+	// Every stream is gone after an emulator restart: what a claim sees finalizing one.
+	gone := parent + "/streams/0123456789abcdef"
+	_, err = p.mw.GetWriteStream(ctx, &storagepb.GetWriteStreamRequest{Name: gone})
+	_, ferr := p.finalize(ctx, gone)
+	row("storage: FinalizeWriteStream of an unknown stream (as after a restart) -> NOT_FOUND", codeOf(err) == "NotFound",
+		fmt.Sprintf("GetWriteStream: %s; NewManagedStream+Finalize: %s", errText(err), errText(ferr)))
 
 	// The stream kept for the after-restart phase.
 	ws3, err := p.createStream(ctx, parent, storagepb.WriteStream_COMMITTED)
@@ -846,6 +857,8 @@ func (p *prober) runAfterRestart(ctx context.Context, st state) {
 	} else {
 		row("restart: GetWriteStream of the stream made before", true, fmt.Sprintf("type %s", got.GetType()))
 	}
+	n, err := p.finalize(ctx, st.Stream)
+	row("restart: FinalizeWriteStream of the stream made before", err == nil, fmt.Sprintf("row_count %d, %s", n, errText(err)))
 	_, err = p.appendFresh(ctx, st.Stream, p.rows(1, "restart"), 0)
 	row("restart: re-append at offset 0 -> ALREADY_EXISTS", codeOf(err) == "AlreadyExists", fmt.Sprintf("%s; %s", errText(err), p.visible(ctx, "restart")))
 	off, err := p.appendFresh(ctx, st.Stream, p.rows(1, "restart"), st.Rows)

@@ -61,6 +61,20 @@ type Fault struct {
 	// Drop ends the AppendRows connection with UNAVAILABLE instead of
 	// answering, as a broken connection does. Code is ignored.
 	Drop bool
+	// Storage, when set, adds a StorageError detail with this code (the
+	// entity is the stream) to the status.
+	Storage storagepb.StorageError_StorageErrorCode
+}
+
+// status is the fault's status for stream name.
+func (f *Fault) status(name string) *status.Status {
+	if f.Drop {
+		return status.New(codes.Unavailable, "bqfake: connection dropped")
+	}
+	if f.Storage != storagepb.StorageError_STORAGE_ERROR_CODE_UNSPECIFIED {
+		return storageErr(f.Code, f.Storage, name, f.Message)
+	}
+	return status.New(f.Code, f.Message)
 }
 
 // Quota is the RESOURCE_EXHAUSTED fault of the AppendRows throughput quota.
@@ -95,6 +109,25 @@ type Hooks struct {
 	// Acked runs after the acknowledgement of a successful append was sent:
 	// the point where a writer may crash before committing its Kafka offset.
 	Acked func(Append)
+	// Finalize runs before a FinalizeWriteStream of an existing stream is
+	// applied; a fault is its answer (Code and Message; Drop is UNAVAILABLE)
+	// and nothing changes. bqfake, like bqemulator, answers the row count
+	// again when a finalized stream is finalized again; BigQuery does not
+	// document that answer, and FinalizedAgain is the other one it may give.
+	Finalize func(Finalize) *Fault
+}
+
+// Finalize describes one FinalizeWriteStream request to a hook.
+type Finalize struct {
+	Stream    string // full stream name
+	Finalized bool   // the stream is already finalized
+	End       int64  // the stream's row count
+}
+
+// FinalizedAgain is the answer STREAM_FINALIZED without a row count, for a
+// Finalize hook to give to a second finalize of a stream.
+func FinalizedAgain() *Fault {
+	return &Fault{Code: codes.InvalidArgument, Message: "Stream is already finalized.", Storage: storagepb.StorageError_STREAM_FINALIZED}
 }
 
 // OnNth returns a hook that injects f into the n-th append (Append.Seq == n)
@@ -340,6 +373,11 @@ func (s *Server) FinalizeWriteStream(_ context.Context, req *storagepb.FinalizeW
 	if serr != nil {
 		return nil, serr.Err()
 	}
+	if h := s.hooks.Finalize; h != nil {
+		if f := h(Finalize{Stream: st.name, Finalized: st.finalized, End: st.end}); f != nil {
+			return nil, f.status(st.name).Err()
+		}
+	}
 	st.finalized = true
 	return &storagepb.FinalizeWriteStreamResponse{RowCount: st.end}, nil
 }
@@ -455,7 +493,7 @@ func errResp(name string, st *status.Status) *storagepb.AppendRowsResponse {
 }
 
 func faultResp(name string, f *Fault) *storagepb.AppendRowsResponse {
-	return errResp(name, status.New(f.Code, f.Message))
+	return errResp(name, f.status(name))
 }
 
 // append handles one request. A fatal error ends the connection, as the real

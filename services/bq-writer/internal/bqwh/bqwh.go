@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -77,24 +78,40 @@ type Warehouse struct {
 	closed  bool
 	schemas map[string]*tableSchema
 	parts   map[warehouse.Partition]map[string]*tableStream
+	// finals are the final row counts of the streams the last Claim of each partition
+	// finalized, so that claiming it again (a retried Claim, a new assignment before the claim
+	// commit) reads the counts even where finalizing a finalized stream gives none.
+	finals map[warehouse.Partition]map[string]int64
 
 	posMu     sync.Mutex
 	positions map[warehouse.Partition]warehouse.Position
 }
 
 // tableStream is the state of one (partition, raw table): the stream its rows go to and how many
-// rows in it the next records must match before anything is appended.
+// rows the next records must match before anything is appended.
 type tableStream struct {
 	name string
-	// ms is the open writer of name; nil when name is a stream this writer must not append to
-	// (finalized at a claim): the next append opens a new stream.
+	// ms is the open writer of name, opened by Claim; nil only for a stream this writer must
+	// not append to.
 	ms *managedwriter.ManagedStream
 	// end is the stream's row count: the offset of the next append.
 	end int64
-	// owed counts rows already in the warehouse past the partition's committed offset (a
-	// zombie's, our own from a failed attempt): the next rows of this table from this partition,
-	// in offset order, are those rows and are skipped. The committed row count is end - owed.
-	owed int64
+	// owedOld and owedHere count rows already in the warehouse past the partition's committed
+	// offset: the next owedOld+owedHere rows of this table from this partition, in offset
+	// order, are those rows and are skipped. The first owedOld are in older, finalized streams
+	// (found at the claim: a zombie's, or the last writer's after its last commit); the
+	// owedHere after them are the last rows of this stream (appended by a Write that failed, and
+	// skipped by its retry). The commit metadata says r = end - owedHere, k = owedOld.
+	owedOld, owedHere int64
+}
+
+func (ts *tableStream) owed() int64 { return ts.owedOld + ts.owedHere }
+
+// skip consumes n owed rows, the older ones first.
+func (ts *tableStream) skip(n int64) {
+	old := min(n, ts.owedOld)
+	ts.owedOld -= old
+	ts.owedHere -= n - old
 }
 
 var (
@@ -141,6 +158,7 @@ func Open(ctx context.Context, cfg Config) (*Warehouse, error) {
 		cfg: cfg, client: client, m: m, log: cfg.Log, retry: defaultRetry,
 		schemas:   map[string]*tableSchema{},
 		parts:     map[warehouse.Partition]map[string]*tableStream{},
+		finals:    map[warehouse.Partition]map[string]int64{},
 		positions: map[warehouse.Partition]warehouse.Position{},
 	}, nil
 }
@@ -182,18 +200,27 @@ func (w *Warehouse) Positions(context.Context, string) (map[warehouse.Partition]
 	return maps.Clone(w.positions), nil
 }
 
-// ResetPositions forgets the partitions' streams (the sink commits the reset offsets with empty
-// metadata) and records the positions.
+// ResetPositions drops what the partitions' claims found pending (the rows to skip belong to
+// the records after the old commit, not after the reset offset) and records the positions. The
+// streams Claim opened stay: the sink commits the reset offsets with the metadata of an empty
+// Write, which names them, before it consumes.
 func (w *Warehouse) ResetPositions(_ context.Context, _ string, positions map[warehouse.Partition]warehouse.Position) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return warehouse.ErrClosed
 	}
+	for p := range positions {
+		if w.parts[p] == nil {
+			return fmt.Errorf("bqwh: reset %s/%d: the partition is not claimed", p.Topic, p.Partition)
+		}
+	}
 	w.posMu.Lock()
 	defer w.posMu.Unlock()
 	for p, pos := range positions {
-		w.dropLocked(p)
+		for _, ts := range w.parts[p] {
+			ts.owedOld, ts.owedHere = 0, 0
+		}
 		w.positions[p] = warehouse.Position{Next: pos.Next, TopicID: pos.TopicID, ClusterID: pos.ClusterID}
 	}
 	return nil
@@ -210,86 +237,155 @@ func (w *Warehouse) dropLocked(p warehouse.Partition) {
 }
 
 // Claim fences every earlier writer of the partitions by finalizing the streams their commit
-// metadata names, and records how many rows past the commit those streams hold.
-func (w *Warehouse) Claim(ctx context.Context, _ string, committed map[warehouse.Partition]warehouse.Commit) (map[warehouse.Partition]warehouse.Position, error) {
+// metadata names, counts the rows those streams hold past the commit, and opens a new stream on
+// every table the partition feeds (see the package documentation). Nothing of the partitions is
+// appended before the sink commits the metadata of an empty Write naming the new streams.
+func (w *Warehouse) Claim(ctx context.Context, _ string, claims map[warehouse.Partition]warehouse.Assignment) (map[warehouse.Partition]warehouse.Position, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return nil, warehouse.ErrClosed
 	}
-	out := make(map[warehouse.Partition]warehouse.Position, len(committed))
-	for p, c := range committed {
-		w.dropLocked(p)
-		state := map[string]*tableStream{}
-		if c.Metadata != "" {
-			md, err := decodeMetadata(c.Metadata)
-			if err != nil {
-				return nil, fmt.Errorf("bqwh: claim %s/%d: %w", p.Topic, p.Partition, err)
-			}
-			for table, name := range md.S {
-				f, gone, err := w.finalize(ctx, name)
-				if err != nil {
-					err = fmt.Errorf("bqwh: claim %s/%d: finalize %s: %w", p.Topic, p.Partition, name, err)
-					if o := classify(err); o == outcomeRetry || o == outcomeAmbiguous {
-						err = fmt.Errorf("%w: %w", warehouse.ErrTransient, err)
-					}
-					return nil, err
-				}
-				if gone {
-					w.m.stream(ctx, "gone")
-					w.log.WarnContext(ctx, "write stream named by the Kafka commit is gone; rows past the commit may be appended twice (the staging views deduplicate them)",
-						"topic", p.Topic, "partition", p.Partition, "table", table, "stream", name)
-					continue
-				}
-				w.m.stream(ctx, "finalized")
-				r := md.R[table]
-				if f < r {
-					return nil, fmt.Errorf("bqwh: claim %s/%d: stream %s has %d rows, the commit says %d", p.Topic, p.Partition, name, f, r)
-				}
-				if f > r {
-					w.log.InfoContext(ctx, "rows past the Kafka commit found at claim; the same records will be skipped",
-						"topic", p.Topic, "partition", p.Partition, "table", table, "rows", f-r)
-				}
-				ts := &tableStream{name: name, end: f, owed: f - r}
-				if ts.owed == 0 {
-					// Open this owner's stream now, so that the metadata of any commit from
-					// here on names it, even before its first append (see the package doc on
-					// the commit after Claim).
-					if err := w.openStream(ctx, p, table, ts); err != nil {
-						return nil, fmt.Errorf("bqwh: claim %s/%d: %w", p.Topic, p.Partition, err)
-					}
-				}
-				state[table] = ts
-			}
+	out := make(map[warehouse.Partition]warehouse.Position, len(claims))
+	opened := map[warehouse.Partition]map[string]*tableStream{}
+	fail := func(err error) (map[warehouse.Partition]warehouse.Position, error) {
+		for p, state := range opened {
+			w.parts[p] = state
+			w.dropLocked(p)
 		}
-		w.parts[p] = state
-		out[p] = warehouse.Position{Next: c.Next}
+		return nil, err
 	}
+	for p, a := range claims {
+		w.dropLocked(p)
+		state, err := w.claimOne(ctx, p, a)
+		opened[p] = state
+		if err != nil {
+			return fail(fmt.Errorf("bqwh: claim %s/%d: %w", p.Topic, p.Partition, err))
+		}
+		if a.Commit != nil {
+			out[p] = warehouse.Position{Next: a.Commit.Next}
+		}
+	}
+	maps.Copy(w.parts, opened)
 	w.posMu.Lock()
+	for p := range claims {
+		delete(w.positions, p)
+	}
 	maps.Copy(w.positions, out)
 	w.posMu.Unlock()
 	return out, nil
 }
 
-// finalize finalizes a stream by name and returns its final row count; gone reports a stream that
-// does not exist (any more).
-func (w *Warehouse) finalize(ctx context.Context, name string) (rows int64, gone bool, err error) {
+// claimOne claims one partition: it finalizes the streams its commit names and opens the new
+// ones, returning them (also those opened before an error, for the caller to close).
+func (w *Warehouse) claimOne(ctx context.Context, p warehouse.Partition, a warehouse.Assignment) (map[string]*tableStream, error) {
+	tables, ok := EntityTables[a.Entity]
+	if !ok {
+		return nil, fmt.Errorf("entity %q feeds no raw table", a.Entity)
+	}
+	skips := map[string]int64{}
+	for _, t := range tables {
+		skips[t] = 0
+	}
+	if a.Commit != nil && a.Commit.Metadata != "" {
+		md, err := decodeMetadata(a.Commit.Metadata)
+		if err != nil {
+			return nil, err
+		}
+		prev := w.finals[p]
+		finals := map[string]int64{}
+		for _, table := range slices.Sorted(maps.Keys(md.S)) {
+			name, r, k := md.S[table], md.R[table], md.K[table]
+			f, known := prev[name]
+			res := finalFound
+			if !known {
+				var err error
+				if f, res, err = w.finalize(ctx, name); err != nil {
+					err = fmt.Errorf("finalize %s: %w", name, err)
+					if o := classify(err); o == outcomeRetry || o == outcomeAmbiguous {
+						err = fmt.Errorf("%w: %w", warehouse.ErrTransient, err)
+					}
+					return nil, err
+				}
+			}
+			switch res {
+			case finalGone, finalUnknown:
+				// The rows past the commit in that stream cannot be counted: they are appended
+				// again (the staging views keep one row per source record).
+				event, why := "gone", "is gone"
+				if res == finalUnknown {
+					event, why = "unknown", "was finalized before and its row count is not given again"
+				}
+				w.m.stream(ctx, event)
+				w.log.WarnContext(ctx, "write stream named by the Kafka commit "+why+"; rows past the commit may be appended twice (the staging views deduplicate them)",
+					"topic", p.Topic, "partition", p.Partition, "table", table, "stream", name)
+				skips[table] = k
+				continue
+			}
+			if !known {
+				w.m.stream(ctx, "finalized")
+			}
+			finals[name] = f
+			if f < r {
+				return nil, fmt.Errorf("stream %s has %d rows, the commit says %d", name, f, r)
+			}
+			skips[table] = k + f - r
+			if f > r {
+				w.log.InfoContext(ctx, "rows past the Kafka commit found at claim; the same records will be skipped",
+					"topic", p.Topic, "partition", p.Partition, "table", table, "rows", f-r, "skip", k+f-r)
+			}
+		}
+		w.finals[p] = finals
+	} else {
+		delete(w.finals, p)
+	}
+	state := map[string]*tableStream{}
+	for _, table := range slices.Sorted(maps.Keys(skips)) {
+		ts := &tableStream{}
+		if err := w.openStream(ctx, p, table, ts); err != nil {
+			return state, err
+		}
+		ts.owedOld = skips[table]
+		state[table] = ts
+	}
+	return state, nil
+}
+
+// finalResult is what finalizing a stream found.
+type finalResult int
+
+const (
+	finalFound   finalResult = iota // finalized (now or before): rows is its final row count
+	finalGone                       // the stream does not exist (any more)
+	finalUnknown                    // already finalized, and the service gives no row count
+)
+
+// finalize finalizes a stream by name and returns its final row count. Finalizing a finalized
+// stream answers its row count again on bqfake and bqemulator; an answer STREAM_FINALIZED (or
+// FAILED_PRECONDITION "finalized") instead is finalUnknown, not an error, so that a claim
+// repeated after a crash does not loop.
+func (w *Warehouse) finalize(ctx context.Context, name string) (rows int64, res finalResult, err error) {
 	if _, err := w.client.GetWriteStream(ctx, &storagepb.GetWriteStreamRequest{Name: name, View: storagepb.WriteStreamView_BASIC}); err != nil {
 		if status.Code(err) == codes.NotFound {
-			return 0, true, nil
+			return 0, finalGone, nil
 		}
-		return 0, false, err
+		return 0, 0, err
 	}
 	ms, err := w.client.NewManagedStream(ctx, managedwriter.WithStreamName(name))
 	if err != nil {
-		return 0, false, err
+		return 0, 0, err
 	}
 	defer func() { _ = ms.Close() }()
 	rows, err = ms.Finalize(ctx)
-	if status.Code(err) == codes.NotFound {
-		return 0, true, nil
+	switch {
+	case err == nil:
+		return rows, finalFound, nil
+	case status.Code(err) == codes.NotFound:
+		return 0, finalGone, nil
+	case classify(err) == outcomeFenced:
+		return 0, finalUnknown, nil
 	}
-	return rows, false, err
+	return 0, 0, err
 }
 
 // Release closes the partitions' streams and forgets them.
@@ -301,6 +397,7 @@ func (w *Warehouse) Release(_ context.Context, ps []warehouse.Partition) {
 	for _, p := range ps {
 		w.dropLocked(p)
 		delete(w.positions, p)
+		delete(w.finals, p)
 	}
 }
 
@@ -323,16 +420,23 @@ func (w *Warehouse) Close() error {
 
 // commitMetadata is the metadata of partition p for its Kafka commit.
 func (w *Warehouse) commitMetadata(p warehouse.Partition) (string, error) {
+	state := w.parts[p]
+	if state == nil {
+		return "", fmt.Errorf("bqwh: %s/%d is not claimed: no stream to name in its commit", p.Topic, p.Partition)
+	}
 	md := metadata{V: metadataVersion, S: map[string]string{}, R: map[string]int64{}}
-	for table, ts := range w.parts[p] {
-		if ts.name == "" {
-			continue // a stream that failed to open: nothing of it to name
-		}
-		r := ts.end - ts.owed
-		if r < 0 {
-			return "", fmt.Errorf("bqwh: %s/%d %s: %d rows owed past the end %d of %s", p.Topic, p.Partition, table, ts.owed, ts.end, ts.name)
+	for table, ts := range state {
+		r := ts.end - ts.owedHere
+		if r < 0 || ts.owedOld < 0 {
+			return "", fmt.Errorf("bqwh: %s/%d %s: %d+%d rows owed past the end %d of %s", p.Topic, p.Partition, table, ts.owedOld, ts.owedHere, ts.end, ts.name)
 		}
 		md.S[table], md.R[table] = ts.name, r
+		if ts.owedOld > 0 {
+			if md.K == nil {
+				md.K = map[string]int64{}
+			}
+			md.K[table] = ts.owedOld
+		}
 	}
 	return md.encode()
 }

@@ -75,6 +75,8 @@ func TestCrashPoints(t *testing.T) {
 		run func(t *testing.T, e *env, w *Warehouse)
 		// wantStale is the rows per table the finishing writer skipped as already written.
 		wantStale int
+		// fresh: the partitions were never committed before run (no first batch).
+		fresh bool
 	}{
 		{name: "crash before the append", run: func(*testing.T, *env, *Warehouse) {}},
 		{name: "append applied, ack lost, resent in Write", run: func(t *testing.T, e *env, w *Warehouse) {
@@ -123,7 +125,50 @@ func TestCrashPoints(t *testing.T) {
 		}},
 		{name: "crash during the claim's finalize", wantStale: 10, run: func(t *testing.T, e *env, w *Warehouse) {
 			write(t, e, w, 10, 20, false)
-			e.open(t, Config{}) // finalizes, then dies before writing
+			e.claimed(t, Config{}) // finalizes, then dies before the claim's commit
+		}},
+		{name: "crash after the claim commit, before the first append", wantStale: 10, run: func(t *testing.T, e *env, w *Warehouse) {
+			write(t, e, w, 10, 20, false)
+			e.open(t, Config{}) // the commit names its new streams and the skip of 10; it dies
+		}},
+		{name: "brand-new partition: crash after the claim commit, before the first append", fresh: true, run: func(*testing.T, *env, *Warehouse) {}},
+		{name: "brand-new partition: crash right after the first append", fresh: true, wantStale: 10, run: func(t *testing.T, e *env, w *Warehouse) {
+			write(t, e, w, 0, 10, false)
+		}},
+		{name: "brand-new partition: zombie after the first append", fresh: true, wantStale: 10, run: func(t *testing.T, e *env, w *Warehouse) {
+			write(t, e, w, 0, 10, false)
+			owner := e.open(t, Config{})
+			if _, err := w.Write(context.Background(), group, batch(10, 15)); !errors.Is(err, ErrFenced) {
+				t.Fatalf("zombie write: %v, want ErrFenced", err)
+			}
+			if err := owner.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "takeover while a skip is pending that ends mid-batch", wantStale: 10, run: func(t *testing.T, e *env, w *Warehouse) {
+			write(t, e, w, 10, 20, false)
+			next := e.open(t, Config{}) // owes 10 rows per table
+			if res := write(t, e, next, 10, 15, true); res.Stale != 5 || res.Inserted != 0 {
+				t.Fatalf("first half of the skip: %+v, want 5 stale", res)
+			}
+			// The skip ends mid-batch: 15..19 skipped, 20..24 appended to the stream the claim
+			// commit named, then it dies before committing.
+			if res := write(t, e, next, 15, 25, false); res.Stale != 5 || res.Inserted != 5 {
+				t.Fatalf("batch that ends the skip: %+v, want 5 stale and 5 inserted", res)
+			}
+		}},
+		{name: "takeover while a skip is pending: the previous owner is fenced mid-batch", wantStale: 5, run: func(t *testing.T, e *env, w *Warehouse) {
+			write(t, e, w, 10, 20, false)
+			next := e.open(t, Config{})
+			write(t, e, next, 10, 15, true) // 5 of the 10 skipped and committed
+			owner := e.open(t, Config{})    // owes the other 5
+			// next's batch would end the skip at 20 and append 20..24: fenced on every table.
+			if _, err := next.Write(context.Background(), group, batch(15, 25)); !errors.Is(err, ErrFenced) {
+				t.Fatalf("previous owner's write: %v, want ErrFenced", err)
+			}
+			if err := owner.Close(); err != nil {
+				t.Fatal(err)
+			}
 		}},
 		{name: "zombie appends after the takeover", wantStale: 10, run: func(t *testing.T, e *env, w *Warehouse) {
 			zombie := w
@@ -164,7 +209,9 @@ func TestCrashPoints(t *testing.T) {
 			e := newEnv(t)
 			// The writer that crashes has committed a batch: its streams are named in the commits.
 			w := e.open(t, Config{})
-			write(t, e, w, 0, 10, true)
+			if !tt.fresh {
+				write(t, e, w, 0, 10, true)
+			}
 			tt.run(t, e, w)
 			e.fake.SetHooks(bqfake.Hooks{})
 			res := finish(t, e)

@@ -18,33 +18,54 @@
 // # Commit metadata
 //
 // Write returns, per partition of Batch.Positions, the metadata the sink commits with the
-// partition's offset: {"v":1,"s":{"<table>":"<stream>"},"r":{"<table>":<rows>}}, r being the
-// stream's row count once the committed offset's records are in it. The Kafka commit is therefore
-// one atomic record of both sides: "records below offset o are exactly rows [0, r) of stream s".
+// partition's offset: {"v":1,"s":{"<table>":"<stream>"},"r":{"<table>":<rows>},"k":{"<table>":<skip>}},
+// r being the stream's row count once the committed offset's records are in it and k (omitted
+// when 0) the rows of the records after the committed offset that are already stored in older,
+// finalized streams. The Kafka commit is therefore one atomic record of both sides: "records below
+// offset o are exactly rows [0, r) of stream s and what came before it; the next k rows of the
+// table from this partition are stored already, and whatever s holds past r comes after them".
+//
+// # Every append goes to a stream a commit names
+//
+// Claim (called on every assignment, before anything is consumed, with every newly assigned
+// partition and the entity its topic carries) opens a new stream at once on every table the
+// entity feeds (EntityTables: an orders partition gets fact_orders and fact_order_items even
+// before its first order line), and the sink commits the claimed offsets (the log start of a
+// never-committed partition, or a reset offset) with the metadata of a Write of those positions
+// only, synchronously, before it consumes. Write never opens a stream: a row of a partition or
+// table that was not claimed is an error. So from the first append on, a commit names every
+// stream this owner appends to, with r = 0 and k = the skip the claim found: a crash at any point
+// leaves the next owner every row to skip, and every stream to fence, in the metadata.
 //
 // # Takeover by finalize
 //
-// Claim runs on every assignment, before anything is consumed. For each partition with metadata it
-// calls FinalizeWriteStream on every stream named there and reads the final row count f. After
-// finalize, BigQuery refuses every append to the stream (STREAM_FINALIZED), whoever sends it: an
-// earlier owner still running (a zombie: paused, partitioned away, not yet told of the
-// rebalance) is fenced; it sees ErrFenced on its next append and stops, and the rows it appended
-// before the finalize are all counted in f. The new owner never appends to a finalized stream: for
-// a table with nothing past the commit Claim opens the owner's own stream at once (so the metadata
-// of the next commit names it), otherwise after the skip below.
+// For each table the commit names, Claim calls FinalizeWriteStream and reads the final row count
+// f. After finalize, BigQuery refuses every append to the stream (STREAM_FINALIZED), whoever
+// sends it: an earlier owner still running (a zombie: paused, partitioned away, not yet told of
+// the rebalance) is fenced; it sees ErrFenced on its next append and stops, and the rows it
+// appended before the finalize are all counted in f. The new owner never appends to a finalized
+// stream. A claim can be repeated (a retried Claim; a claim that died before its commit, so the
+// next one finds the same, already finalized, streams): finalizing a finalized stream answers the
+// row count again on bqfake and bqemulator; BigQuery does not document the answer, so a
+// STREAM_FINALIZED answer without a count is taken as "count unknown" (see below), never as an
+// error that would make the sink retry for ever, and the same process remembers the counts its
+// last claim of the partition read.
 //
-// # The gap skip
+// # The skip
 //
-// If f > r, rows [r, f) were appended after the commit: by the zombie, or by this group's own
-// last writer that died between the acknowledgement and the Kafka commit, or whose
-// acknowledgement was lost. They belong to the records right after the committed offset, in offset
-// order (see Streams and rows). The new owner consumes from the committed offset and, per table,
-// skips the first f-r rows it would append (WriteResult.Stale, Orders.Stale, Products.Stale,
-// Users.Stale), then appends the rest to its own stream. While a skip is pending the metadata keeps
-// naming the finalized stream with r advanced by the rows matched so far, so a crash mid-skip
-// hands the rest of the skip on to the next owner. A failed Write does the same for its own
-// appends: rows it appended before the error are owed, and the sink's retry of the same batch skips
-// them instead of appending them twice.
+// The new owner skips, per table, skip = k + (f - r) rows: the k the commit carries (stored in
+// streams finalized before s) and rows [r, f) of s, appended after the commit by the zombie, or by
+// the group's last writer that died between the acknowledgement and the Kafka commit, or whose
+// acknowledgement was lost. They belong to the records right after the committed offset, in
+// offset order (see Streams and rows), because an owner appends only once its skip is done. It
+// consumes from the committed offset and skips the first skip rows it would append
+// (WriteResult.Stale, Orders.Stale, Products.Stale, Users.Stale), then appends the rest to its own
+// stream, which the claim commit already named. Every commit while the skip is pending carries
+// the rest of it as k, so a crash or a takeover mid-skip, also in the batch that ends it, hands the
+// rest on: the next owner finalizes this owner's stream and skips k + what it holds. A failed
+// Write does the same for its own appends: rows it appended before the error are owed (the last
+// rows of its stream: r excludes them), and the sink's retry of the same batch skips them instead
+// of appending them twice.
 //
 // # Why offsets and finalize fence a zombie
 //
@@ -52,8 +73,10 @@
 // idempotent (ALREADY_EXISTS: the rows at that offset are there, our resend after a lost
 // acknowledgement) and refuses a gap (OUT_OF_RANGE: a bug). Finalize freezes the log at f
 // atomically: an append is either before it (counted in f, skipped by the new owner) or refused.
-// So every record below the new owner's first commit is in the raw table exactly once, whatever
-// the interleaving of the two writers.
+// Every stream an owner appends to is named by a commit before its first append, so every
+// earlier owner's stream is finalized by the next claim. So every record below the new owner's
+// first commit is in the raw table exactly once, whatever the interleaving of the writers
+// (TestCrashPoints, TestZombieOnATableNotFedBefore, TestIntegrationTakeoverEmulator).
 //
 // # Errors
 //
@@ -66,19 +89,17 @@
 //
 // # What is at-least-once, and why the prod layer absorbs it
 //
-//   - A stream named by a commit that no longer exists at Claim (deleted with its table, or
-//     expired): its f is unknown, so the records after the commit are appended again. Claim logs
-//     it and counts ecom.bigquery.streams{event="gone"}.
-//   - A stream opened after a claim, before the first Kafka commit naming it: a crash (or a
-//     takeover) in that window, the first batch of each stream, leaves rows the next owner cannot
-//     find through the metadata, and it appends those records again; a zombie in that window is
-//     not fenced on that stream. Claim opens the new streams at once, so a sink that commits the
-//     claimed offsets with the metadata of an empty Write (Batch.Positions only) before it
-//     consumes closes the window for every table the partition fed before
-//     (TestFirstBatchOfAStream); what stays open is a table's first stream on a partition, and the
-//     stream opened by the batch that ends a skip.
+//   - A stream named by a commit that no longer exists at Claim (deleted with its table, expired,
+//     or lost by a bqemulator restart): its f is unknown, so the records after the commit (beyond
+//     the k already known) are appended again. Claim logs it and counts
+//     ecom.bigquery.streams{event="gone"}.
+//   - A stream named by a commit that a claim in another process finalized before, on a service
+//     that then answers STREAM_FINALIZED without the row count: the same, counted as
+//     ecom.bigquery.streams{event="unknown"} (never seen on bqfake or bqemulator, which answer the
+//     count; TestFinalizeAgain).
+//   - A caller that appends without committing the claim's metadata first (the sink never does).
 //
-// Both only ever repeat a Kafka record that is already stored, with the same source_topic,
+// All only ever repeat a Kafka record that is already stored, with the same source_topic,
 // source_partition and source_offset. The staging views keep one row per source coordinates (the
 // earliest loaded_at), and the prod layer's rules (first copy per event_id, greatest order
 // version, SCD2 by source sequence) are functions of the deduplicated rows, so analysts see the

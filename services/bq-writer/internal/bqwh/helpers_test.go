@@ -30,6 +30,8 @@ var (
 	pProducts = warehouse.Partition{Topic: "catalog.products", Partition: 0}
 	pUsers    = warehouse.Partition{Topic: "catalog.customers", Partition: 0}
 	allParts  = []warehouse.Partition{pEvents, pOrders, pProducts, pUsers}
+	entities  = map[warehouse.Partition]warehouse.Entity{pEvents: warehouse.EntityEvent, pOrders: warehouse.EntityOrder,
+		pProducts: warehouse.EntityProduct, pUsers: warehouse.EntityUser}
 )
 
 var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
@@ -124,14 +126,58 @@ func newEnv(t *testing.T) *env {
 	return &env{fake: fake, cat: newCatalog(fake), commits: map[warehouse.Partition]warehouse.Commit{}}
 }
 
-// open starts a writer (a process) and claims every partition from the kept commits.
+// open starts a writer (a process), claims every partition from the kept commits and commits
+// the claim, as the sink does before it consumes.
 func (e *env) open(t *testing.T, cfg Config) *Warehouse {
 	t.Helper()
+	w := e.claimed(t, cfg)
+	e.commitClaim(t, w)
+	return w
+}
+
+// claimed starts a writer and claims every partition, without the claim's commit (a crash right
+// after the claim).
+func (e *env) claimed(t *testing.T, cfg Config) *Warehouse {
+	t.Helper()
 	w := e.openUnclaimed(t, cfg)
-	if _, err := w.Claim(context.Background(), group, e.commits); err != nil {
+	e.claim(t, w)
+	return w
+}
+
+// claim claims every test partition with the kept commits.
+func (e *env) claim(t *testing.T, w *Warehouse) {
+	t.Helper()
+	if _, err := w.Claim(context.Background(), group, e.assignments()); err != nil {
 		t.Fatalf("claim: %v", err)
 	}
-	return w
+}
+
+// assignments are the test partitions with their entities and kept commits.
+func (e *env) assignments() map[warehouse.Partition]warehouse.Assignment {
+	out := map[warehouse.Partition]warehouse.Assignment{}
+	for _, p := range allParts {
+		a := warehouse.Assignment{Entity: entities[p]}
+		if c, ok := e.commits[p]; ok {
+			a.Commit = &c
+		}
+		out[p] = a
+	}
+	return out
+}
+
+// commitClaim commits every partition at its committed offset (0 when never committed) with the
+// metadata of an empty Write: the sink's commit after a claim.
+func (e *env) commitClaim(t *testing.T, w *Warehouse) {
+	t.Helper()
+	b := warehouse.Batch{Positions: map[warehouse.Partition]int64{}}
+	for _, p := range allParts {
+		b.Positions[p] = e.commits[p].Next
+	}
+	res, err := w.Write(context.Background(), group, b)
+	if err != nil {
+		t.Fatalf("claim commit: %v", err)
+	}
+	e.commit(t, b, res)
 }
 
 func (e *env) openUnclaimed(t *testing.T, cfg Config) *Warehouse {

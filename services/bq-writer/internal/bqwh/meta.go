@@ -13,11 +13,14 @@ const metadataVersion = 1
 const MaxMetadataBytes = 4000
 
 // metadata is one partition's Kafka commit metadata: per raw table the COMMITTED stream the
-// partition's rows go to and the stream's row count after the committed offset's records.
+// partition's rows go to, the stream's row count after the committed offset's records, and
+// (when not 0) how many rows of the records after the committed offset are already stored in
+// older, finalized streams: the next owner skips those first (see the package documentation).
 type metadata struct {
 	V int               `json:"v"`
 	S map[string]string `json:"s"`
 	R map[string]int64  `json:"r"`
+	K map[string]int64  `json:"k,omitempty"`
 }
 
 func (m metadata) encode() (string, error) {
@@ -48,6 +51,11 @@ func decodeMetadata(s string) (metadata, error) {
 		}
 		if r, ok := m.R[t]; !ok || r < 0 {
 			return m, fmt.Errorf("bqwh: commit metadata has no row count for %s", t)
+		}
+	}
+	for t, k := range m.K {
+		if _, ok := m.S[t]; !ok || k < 0 {
+			return m, fmt.Errorf("bqwh: commit metadata skips %d rows of %s, which it names no stream for", k, t)
 		}
 	}
 	return m, nil

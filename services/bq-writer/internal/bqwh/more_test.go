@@ -99,55 +99,105 @@ func TestStreamGone(t *testing.T) {
 	}
 }
 
-// TestFirstBatchOfAStream pins the at-least-once window (see the package doc): rows a writer
-// appended to a stream it opened after its claim, when it dies before the first Kafka commit
-// naming that stream, are appended again by the next owner. Claim opens the new streams at once,
-// so a commit right after Claim (an empty Write's metadata) closes the window.
-func TestFirstBatchOfAStream(t *testing.T) {
+// TestZombieOnATableNotFedBefore: a partition whose orders had no lines yet has its
+// fact_order_items stream opened and named at the claim, so a zombie that appends its first lines
+// after a takeover is fenced there too, and every line is stored once.
+func TestZombieOnATableNotFedBefore(t *testing.T) {
+	noLines := func(b warehouse.Batch) warehouse.Batch {
+		for i := range b.Orders {
+			b.Orders[i].Items = nil
+		}
+		return b
+	}
+	e := newEnv(t)
+	zombie := e.open(t, Config{})
+	b := noLines(batch(0, 10))
+	res, err := zombie.Write(context.Background(), group, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.commit(t, b, res)
+	md, err := decodeMetadata(e.commits[pOrders].Metadata)
+	if err != nil || md.S[TableOrderItems] == "" || md.R[TableOrderItems] != 0 {
+		t.Fatalf("orders partition's commit %q names no empty fact_order_items stream: %v", e.commits[pOrders].Metadata, err)
+	}
+	owner := e.open(t, Config{})
+	if _, err := zombie.Write(context.Background(), group, batch(10, 20)); !errors.Is(err, ErrFenced) {
+		t.Fatalf("zombie's first lines: %v, want ErrFenced", err)
+	}
+	if n := len(e.rows(TableOrderItems)); n != 0 {
+		t.Fatalf("the fenced zombie stored %d order lines", n)
+	}
+	write(t, e, owner, 10, total, true)
+	lines := copies(e.rows(TableOrderItems))
+	if len(lines) != 2*(total-10) {
+		t.Errorf("%d distinct order lines, want %d", len(lines), 2*(total-10))
+	}
+	for k, n := range lines {
+		if n != 1 {
+			t.Errorf("line %s stored %d times", k, n)
+		}
+	}
+	if got := len(copies(e.rows(TableOrders))); got != total {
+		t.Errorf("%d distinct orders, want %d", got, total)
+	}
+}
+
+// TestFinalizeAgain: a claim that finalized the streams and died before its commit leaves the
+// next claim to finalize them again. bqfake and bqemulator answer the row count again (exactly
+// once); BigQuery may answer STREAM_FINALIZED instead: the claim neither fails nor loops, the rows
+// past the commit are appended again (counted as unknown), and the same process claiming again
+// remembers the counts it read.
+func TestFinalizeAgain(t *testing.T) {
 	tests := []struct {
-		name             string
-		commitAfterClaim bool
-		wantCopies       int
-		wantStale        int
+		name        string
+		refuse      bool // answer a second finalize with STREAM_FINALIZED
+		sameProcess bool // the process that finalized claims again
+		wantStale   int
+		wantCopies  int // of the records 10..19
+		wantUnknown int64
 	}{
-		{name: "no commit after the claim: the first batch is appended twice", wantCopies: 2},
-		{name: "a commit after the claim: exactly once", commitAfterClaim: true, wantCopies: 1, wantStale: 10},
+		{name: "the row count again", wantStale: 10, wantCopies: 1},
+		{name: "STREAM_FINALIZED: at-least-once", refuse: true, wantCopies: 2, wantUnknown: int64(len(Tables))},
+		{name: "STREAM_FINALIZED, the same process claims again", refuse: true, sameProcess: true, wantStale: 10, wantCopies: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			w := e.open(t, Config{})
 			write(t, e, w, 0, 10, true)
-			_ = w.Close()
-			w = e.open(t, Config{}) // finalizes the committed streams and opens new ones
-			if tt.commitAfterClaim {
-				b := warehouse.Batch{Positions: map[warehouse.Partition]int64{}}
-				for p, c := range e.commits {
-					b.Positions[p] = c.Next
-				}
-				res, err := w.Write(context.Background(), group, b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				e.commit(t, b, res)
+			write(t, e, w, 10, 20, false) // dies before the commit
+			if tt.refuse {
+				e.fake.SetHooks(bqfake.Hooks{Finalize: func(f bqfake.Finalize) *bqfake.Fault {
+					if f.Finalized {
+						return bqfake.FinalizedAgain()
+					}
+					return nil
+				}})
 			}
-			write(t, e, w, 10, 20, false) // dies before the first commit of this batch
-			res := finish(t, e)
+			reader := sdkmetric.NewManualReader()
+			metered := Config{Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")}
+			var next *Warehouse
+			if tt.sameProcess {
+				next = e.claimed(t, metered)
+				e.claim(t, next) // a retried claim: every stream is finalized already
+			} else {
+				e.claimed(t, Config{}) // finalizes, dies before the claim commit
+				next = e.claimed(t, metered)
+			}
+			e.commitClaim(t, next)
+			res := write(t, e, next, 10, total, true)
 			if res.Stale != tt.wantStale || res.Orders.Stale != tt.wantStale {
-				t.Errorf("finishing write skipped %d events, %d orders; want %d", res.Stale, res.Orders.Stale, tt.wantStale)
+				t.Errorf("skipped %d events, %d orders; want %d", res.Stale, res.Orders.Stale, tt.wantStale)
+			}
+			if got := counter(t, reader, "ecom.bigquery.streams", "event", "unknown"); got != tt.wantUnknown {
+				t.Errorf("streams of unknown count: %d, want %d", got, tt.wantUnknown)
 			}
 			for _, table := range Tables {
-				per := copies(e.rows(table))
-				if int64(len(per)) != map[bool]int64{true: 2 * total, false: total}[table == TableOrderItems] {
-					t.Errorf("%s: %d distinct records", table, len(per))
-				}
-				for k, n := range per {
+				for k, n := range copies(e.rows(table)) {
 					off := k[strings.Index(k, "@")+1:]
-					if i := strings.Index(off, "#"); i >= 0 {
-						off = off[:i]
-					}
 					want := 1
-					if len(off) == 2 && off[0] == '1' {
+					if len(off) >= 2 && off[0] == '1' && (len(off) == 2 || off[2] == '#') {
 						want = tt.wantCopies
 					}
 					if n != want {
@@ -294,34 +344,28 @@ func TestMaxAppendBytes(t *testing.T) {
 func TestMetadataSize(t *testing.T) {
 	e := newEnv(t)
 	w := e.open(t, Config{})
-	// Every table fed from one partition: its metadata names five streams.
-	b := batch(0, 5)
-	for i := range b.Orders {
-		b.Orders[i].SourceTopic = pEvents.Topic
-		b.Products[i].SourceTopic = pEvents.Topic
-		b.Users[i].SourceTopic = pEvents.Topic
+	res := write(t, e, w, 0, 5, true)
+	for p, want := range map[warehouse.Partition]int{pEvents: 1, pOrders: 2, pProducts: 1, pUsers: 1} {
+		md, err := decodeMetadata(res.Commits[p])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(md.S) != want || len(md.K) != 0 {
+			t.Errorf("%v: metadata %s names %d streams, want %d and no skip", p, res.Commits[p], len(md.S), want)
+		}
 	}
-	res, err := w.Write(context.Background(), group, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := res.Commits[pEvents]
-	dec, err := decodeMetadata(md)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(dec.S) != len(Tables) || len(md) >= MaxMetadataBytes {
-		t.Fatalf("metadata of %d bytes names %d streams: %s", len(md), len(dec.S), md)
-	}
-	t.Logf("metadata with %d streams: %d bytes", len(dec.S), len(md))
-	// BigQuery's own names: a 30-character project, a long dataset, ~100-character stream ids.
-	real := metadata{V: 1, S: map[string]string{}, R: map[string]int64{}}
+	t.Logf("orders partition's metadata: %d bytes", len(res.Commits[pOrders]))
+	// The largest there is: every table, BigQuery's own names (a 30-character project, a long
+	// dataset, ~100-character stream ids) and a skip of every table.
+	real := metadata{V: 1, S: map[string]string{}, R: map[string]int64{}, K: map[string]int64{}}
 	for _, table := range Tables {
 		real.S[table] = "projects/" + strings.Repeat("p", 30) + "/datasets/" + strings.Repeat("d", 64) + "_raw/tables/" + table + "/streams/" + strings.Repeat("S", 100)
-		real.R[table] = 1 << 40
+		real.R[table], real.K[table] = 1<<40, 1<<40
 	}
 	if enc, err := real.encode(); err != nil || len(enc) >= MaxMetadataBytes {
 		t.Fatalf("metadata with BigQuery-sized names: %d bytes, %v", len(enc), err)
+	} else if dec, err := decodeMetadata(enc); err != nil || dec.K[TableOrders] != 1<<40 {
+		t.Fatalf("metadata does not round-trip: %v %v", dec, err)
 	} else {
 		t.Logf("with BigQuery-sized names: %d bytes", len(enc))
 	}
@@ -332,7 +376,8 @@ func TestMetadataSize(t *testing.T) {
 	if _, err := long.encode(); err == nil {
 		t.Fatal("metadata over the limit encoded")
 	}
-	for _, bad := range []string{"x", `{"v":2,"s":{},"r":{}}`, `{"v":1,"s":{"nope":"s"},"r":{"nope":1}}`, `{"v":1,"s":{"fact_events":"s"},"r":{}}`} {
+	for _, bad := range []string{"x", `{"v":2,"s":{},"r":{}}`, `{"v":1,"s":{"nope":"s"},"r":{"nope":1}}`, `{"v":1,"s":{"fact_events":"s"},"r":{}}`,
+		`{"v":1,"s":{"fact_events":"s"},"r":{"fact_events":1},"k":{"fact_orders":2}}`, `{"v":1,"s":{"fact_events":"s"},"r":{"fact_events":1},"k":{"fact_events":-1}}`} {
 		if _, err := decodeMetadata(bad); err == nil {
 			t.Errorf("metadata %s decoded", bad)
 		}
@@ -356,6 +401,9 @@ func BenchmarkWrite100kEvents(b *testing.B) {
 	}
 	defer func() { _ = w.Close() }()
 	if err := w.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := w.Claim(context.Background(), group, map[warehouse.Partition]warehouse.Assignment{pEvents: {Entity: warehouse.EntityEvent}}); err != nil {
 		b.Fatal(err)
 	}
 	const n = 100_000
@@ -560,23 +608,26 @@ func TestFirstError(t *testing.T) {
 	}
 }
 
-// TestStreamOpenFails: a Write whose new stream cannot be opened fails, and the metadata of the
-// next commit names no stream for that table (a claim could not read an empty name).
+// TestStreamOpenFails: a claim whose stream cannot be opened fails and leaves nothing claimed,
+// so no Write appends to a stream no commit names.
 func TestStreamOpenFails(t *testing.T) {
 	e := newEnv(t)
 	w := e.openUnclaimed(t, Config{})
 	w.cfg.RawDataset = "no_such_dataset" // the catalog still answers for the real one
+	if _, err := w.Claim(context.Background(), group, e.assignments()); err == nil {
+		t.Fatal("claim on a table that does not exist succeeded")
+	}
+	w.cfg.RawDataset = dataset
 	b := batch(0, 2)
-	b.Orders, b.Products, b.Users = nil, nil, nil
-	if _, err := w.Write(context.Background(), group, b); err == nil {
-		t.Fatal("write to a table that does not exist succeeded")
+	if _, err := w.Write(context.Background(), group, b); err == nil || warehouse.IsTransient(err) {
+		t.Fatalf("write to unclaimed partitions: %v, want a permanent error", err)
 	}
-	res, err := w.Write(context.Background(), group, warehouse.Batch{Positions: map[warehouse.Partition]int64{pEvents: 0}})
-	if err != nil {
-		t.Fatal(err)
+	for _, table := range Tables {
+		if n := len(e.rows(table)); n != 0 {
+			t.Errorf("%s: %d rows written without a claim", table, n)
+		}
 	}
-	md, err := decodeMetadata(res.Commits[pEvents])
-	if err != nil || len(md.S) != 0 {
-		t.Fatalf("metadata %q after a failed open: %v", res.Commits[pEvents], err)
+	if _, err := w.Claim(context.Background(), group, map[warehouse.Partition]warehouse.Assignment{pEvents: {Entity: "nope"}}); err == nil {
+		t.Error("claim of an entity that feeds no table succeeded")
 	}
 }

@@ -20,6 +20,16 @@ const (
 // Tables lists the raw tables in the order Migrate checks them.
 var Tables = []string{TableEvents, TableOrders, TableOrderItems, TableProducts, TableUsers}
 
+// EntityTables are the raw tables each entity's rows go to: Claim opens a stream on every one
+// of them for a partition carrying the entity, before the first row (an order's lines go to
+// fact_order_items, so that stream is open and committed before the first order with lines).
+var EntityTables = map[warehouse.Entity][]string{
+	warehouse.EntityEvent:   {TableEvents},
+	warehouse.EntityOrder:   {TableOrders, TableOrderItems},
+	warehouse.EntityProduct: {TableProducts},
+	warehouse.EntityUser:    {TableUsers},
+}
+
 // column is one column the writer fills.
 type column struct {
 	name string

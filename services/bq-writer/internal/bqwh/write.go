@@ -88,33 +88,27 @@ func (w *Warehouse) Write(ctx context.Context, group string, b warehouse.Batch) 
 		slices.SortStableFunc(rows, func(a, b outRow) int {
 			return cmp.Or(cmp.Compare(a.off, b.off), cmp.Compare(a.sub, b.sub))
 		})
-		state := w.parts[k.p]
-		if state == nil {
-			state = map[string]*tableStream{}
-			w.parts[k.p] = state
-		}
-		ts := state[k.table]
-		if ts == nil {
-			ts = &tableStream{}
-			state[k.table] = ts
+		ts := w.parts[k.p][k.table]
+		if ts == nil || ts.ms == nil {
+			w.restore(works)
+			return res, fmt.Errorf("bqwh: %s/%d has no claimed stream on %s: Claim the partition with the entity whose rows these are, and commit its metadata, before writing",
+				k.p.Topic, k.p.Partition, k.table)
 		}
 		wk := &work{key: k, ts: ts, before: *ts}
 		// The first rows are those already in the warehouse past the commit: skip them.
-		wk.skipped = int(min(ts.owed, int64(len(rows))))
-		ts.owed -= int64(wk.skipped)
+		wk.skipped = int(min(ts.owed(), int64(len(rows))))
+		ts.skip(int64(wk.skipped))
 		rows = rows[wk.skipped:]
 		if len(rows) > 0 {
 			s, err := w.schema(ctx, k.table)
 			if err != nil {
-				w.restore(works)
-				ts.owed = wk.before.owed
+				w.restore(append(works, wk))
 				return res, err
 			}
 			wk.rows = make([][]byte, len(rows))
 			for i := range rows {
 				if wk.rows[i], err = s.encode(rows[i].vals); err != nil {
-					w.restore(works)
-					ts.owed = wk.before.owed
+					w.restore(append(works, wk))
 					return res, err
 				}
 				wk.size += int64(len(wk.rows[i]))
@@ -187,14 +181,12 @@ func firstError(errs []error) error {
 }
 
 // restore makes the rows a failed Write appended owed: a retry of the batch skips them (and those
-// it skipped itself) instead of appending them again.
+// it skipped itself) instead of appending them again. A Write never changes a stream (Claim
+// opens them), so what it appended are the last rows of the stream.
 func (w *Warehouse) restore(works []*work) {
 	for _, wk := range works {
-		appended := wk.ts.end
-		if wk.ts.name == wk.before.name {
-			appended -= wk.before.end
-		}
-		wk.ts.owed = wk.before.owed + appended
+		wk.ts.owedOld = wk.before.owedOld
+		wk.ts.owedHere = wk.before.owedHere + wk.ts.end - wk.before.end
 	}
 }
 
@@ -210,15 +202,10 @@ func (w *Warehouse) schema(ctx context.Context, table string) (*tableSchema, err
 	return s, nil
 }
 
-// appendAll appends wk.rows to its stream (a new one if it has none open) in appends of at most
-// MaxAppendBytes, each at an explicit offset, and waits for every acknowledgement.
+// appendAll appends wk.rows to its stream in appends of at most MaxAppendBytes, each at an
+// explicit offset, and waits for every acknowledgement.
 func (w *Warehouse) appendAll(ctx context.Context, wk *work) error {
 	ts := wk.ts
-	if ts.ms == nil {
-		if err := w.openStream(ctx, wk.key.p, wk.key.table, ts); err != nil {
-			return err
-		}
-	}
 	for _, chunk := range split(wk.rows, w.cfg.MaxAppendBytes, w.maxRows) {
 		start := time.Now()
 		if err := w.appendOne(ctx, ts, chunk); err != nil {
@@ -252,7 +239,7 @@ func (w *Warehouse) openStream(ctx context.Context, p warehouse.Partition, table
 		}
 		return err
 	}
-	ts.name, ts.ms, ts.end, ts.owed = ms.StreamName(), ms, 0, 0
+	ts.name, ts.ms, ts.end, ts.owedOld, ts.owedHere = ms.StreamName(), ms, 0, 0, 0
 	w.m.stream(ctx, "opened")
 	return nil
 }

@@ -4,16 +4,21 @@ package sink
 // commits, and each commit's committed_metadata names the warehouse's streams and their row
 // counts. So, unlike with DuckDB, the Kafka commit is authoritative:
 //
-//   - on assignment the sink reads the group's commits with their metadata and Claims the new
-//     partitions with them (Claim fences the partitions' earlier writers and says where each one
-//     resumes); the claimed positions are then checked against the log like stored ones;
+//   - on assignment the sink reads the group's commits with their metadata and Claims every newly
+//     assigned partition with its entity and commit (Claim fences the partitions' earlier
+//     writers, opens their streams and says where each committed one resumes); the claimed
+//     positions are then checked against the log like stored ones;
+//   - before it consumes, it commits every newly assigned partition at the offset it starts
+//     from (the claimed one, the log start of a never-committed partition, or a reset offset)
+//     with the metadata of a Write of those positions only, synchronously: every stream is named
+//     by a Kafka commit before its first append, so a crash or a takeover at any point leaves the
+//     next owner every row to skip and every stream to fence. A claim commit that fails where
+//     retrying cannot help fails the assignment;
 //   - after each Write it commits Batch.Positions with WriteResult.Commits as the metadata,
 //     synchronously, and a failed commit is a warning and a count: a fenced commit (the
 //     partition moved to another member) loses nothing, because the next owner Claims from the
 //     previous commit and finalizes what this writer appended after it;
-//   - revoked or lost partitions are Released (their streams closed);
-//   - a reset (POSITION_RECOVERY) commits the reset offsets with empty metadata before any
-//     record of them is consumed: a reset that is not committed did not happen.
+//   - revoked or lost partitions are Released (their streams closed).
 //
 // Several members may share the group (no MemberError): each writes its own partitions'
 // streams, and a zombie among them is fenced by the next owner's Claim and by Kafka's
@@ -50,16 +55,18 @@ func (s *Sink) claim(ctx context.Context, assigned map[string]map[int32]kgo.Offs
 		s.cfg.Log.WarnContext(ctx, "reading the log's offsets failed; retrying", "err", err)
 		return err
 	}
-	committed := map[warehouse.Partition]warehouse.Commit{}
+	claims := map[warehouse.Partition]warehouse.Assignment{}
 	for topic, parts := range assigned {
 		for part := range parts {
 			p := warehouse.Partition{Topic: topic, Partition: part}
+			a := warehouse.Assignment{Entity: s.entities[topic].name}
 			if next, ok := ls.committed[p]; ok {
-				committed[p] = warehouse.Commit{Next: next, Metadata: ls.metadata[p]}
+				a.Commit = &warehouse.Commit{Next: next, Metadata: ls.metadata[p]}
 			}
+			claims[p] = a
 		}
 	}
-	claimed, err := s.committer.Claim(ctx, s.cfg.Group, committed)
+	claimed, err := s.committer.Claim(ctx, s.cfg.Group, claims)
 	if err != nil {
 		if !warehouse.IsTransient(err) {
 			return permanent{fmt.Errorf("claim partitions: %w", err)}
@@ -111,23 +118,35 @@ func (s *Sink) commitBatch(ctx context.Context, metadata map[warehouse.Partition
 	}
 }
 
-// commitResets commits reset positions with empty metadata (no stream pending), synchronously.
-// A failure stops the assignment: the reset is redone on the next one.
-func (s *Sink) commitResets(ctx context.Context, resets map[warehouse.Partition]warehouse.Position) error {
-	offsets := make(map[warehouse.Partition]int64, len(resets))
-	for p, pos := range resets {
-		offsets[p] = pos.Next
-	}
+// commitClaims commits the newly assigned partitions at the offsets they start from, with the
+// metadata of a Write of those positions only (it names the streams Claim opened), and waits for
+// the answer. It is retried while retrying can help; any other failure fails the assignment:
+// consuming without it would append to streams no commit names.
+func (s *Sink) commitClaims(ctx context.Context, l *logState, starts map[warehouse.Partition]int64) error {
+	b := warehouse.Batch{Positions: starts, ClusterID: l.cluster, TopicIDs: l.topicIDs}
 	return retry(ctx, s.cfg.Kafka, func() error {
-		failed, err := s.commitSync(ctx, offsets, nil)
+		res, err := s.wh.Write(ctx, s.cfg.Group, b)
+		if err != nil {
+			if !warehouse.IsTransient(err) {
+				return permanent{fmt.Errorf("commit metadata of the claimed partitions: %w", err)}
+			}
+			s.cfg.Log.WarnContext(ctx, "reading the claimed partitions' commit metadata failed; retrying", "err", err)
+			return err
+		}
+		for p := range starts {
+			if _, ok := res.Commits[p]; !ok {
+				return permanent{fmt.Errorf("the warehouse returned no commit metadata for claimed partition %s/%d", p.Topic, p.Partition)}
+			}
+		}
+		failed, err := s.commitSync(ctx, starts, res.Commits)
 		switch {
 		case len(failed) == 0:
 			return nil
 		case isRetriableCommit(err):
-			s.cfg.Log.WarnContext(ctx, "committing reset positions failed; retrying", "err", err)
+			s.cfg.Log.WarnContext(ctx, "committing the claimed partitions failed; retrying", "err", err)
 			return err
 		default:
-			return permanent{fmt.Errorf("commit reset positions: %w", err)}
+			return permanent{fmt.Errorf("commit the claimed partitions before consuming: %w", err)}
 		}
 	})
 }

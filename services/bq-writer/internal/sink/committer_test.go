@@ -39,18 +39,20 @@ func (st *commitStore) counts() (distinct, copies int) {
 }
 
 // committing is an in-test warehouse.Committer: it keeps no positions of its own (Positions fails),
-// records what Claim, Release and ResetPositions were given, and returns as each partition's
-// commit metadata "<name>:<rows written to the partition so far>".
+// records what Claim (the commits it was given, and the entities), Release and ResetPositions were
+// given, and returns as each partition's commit metadata "<name>:<rows written to the partition so
+// far>". A Write of a partition it has not claimed fails, as bqwh's does.
 type committing struct {
 	name  string
 	store *commitStore
 	// claimAs, when set, replaces the position Claim returns for a partition.
 	claimAs func(p warehouse.Partition, c warehouse.Commit) (warehouse.Position, bool)
 	// onWrite runs at the start of every Write.
-	onWrite func()
+	onWrite func(b warehouse.Batch)
 
 	mu       sync.Mutex
-	claims   []map[warehouse.Partition]warehouse.Commit
+	claims   []map[warehouse.Partition]warehouse.Commit // the committed partitions of each Claim
+	entities map[warehouse.Partition]warehouse.Entity   // every partition claimed, with its entity
 	released []warehouse.Partition
 	resets   []map[warehouse.Partition]warehouse.Position
 	rows     map[warehouse.Partition]int
@@ -63,7 +65,7 @@ var (
 )
 
 func newCommitting(name string, st *commitStore) *committing {
-	return &committing{name: name, store: st, rows: map[warehouse.Partition]int{}}
+	return &committing{name: name, store: st, rows: map[warehouse.Partition]int{}, entities: map[warehouse.Partition]warehouse.Entity{}}
 }
 
 func (c *committing) Migrate(context.Context) error { return nil }
@@ -84,12 +86,19 @@ func (c *committing) ResetPositions(_ context.Context, _ string, positions map[w
 	return nil
 }
 
-func (c *committing) Claim(_ context.Context, _ string, committed map[warehouse.Partition]warehouse.Commit) (map[warehouse.Partition]warehouse.Position, error) {
+func (c *committing) Claim(_ context.Context, _ string, claims map[warehouse.Partition]warehouse.Assignment) (map[warehouse.Partition]warehouse.Position, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.claims = append(c.claims, maps.Clone(committed))
+	committed := map[warehouse.Partition]warehouse.Commit{}
 	out := map[warehouse.Partition]warehouse.Position{}
-	for p, cm := range committed {
+	for p, a := range claims {
+		c.entities[p] = a.Entity
+		c.rows[p] = 0
+		if a.Commit == nil {
+			continue
+		}
+		cm := *a.Commit
+		committed[p] = cm
 		if c.claimAs != nil {
 			if pos, ok := c.claimAs(p, cm); ok {
 				out[p] = pos
@@ -103,6 +112,7 @@ func (c *committing) Claim(_ context.Context, _ string, committed map[warehouse.
 			c.rows[p] = n // resume the stream's row count from the commit
 		}
 	}
+	c.claims = append(c.claims, committed)
 	return out, nil
 }
 
@@ -114,7 +124,7 @@ func (c *committing) Release(_ context.Context, ps []warehouse.Partition) {
 
 func (c *committing) Write(_ context.Context, _ string, b warehouse.Batch) (warehouse.WriteResult, error) {
 	if c.onWrite != nil {
-		c.onWrite()
+		c.onWrite(b)
 	}
 	if err := warehouse.ValidateBatch("g", b); err != nil {
 		return warehouse.WriteResult{}, err
@@ -124,6 +134,11 @@ func (c *committing) Write(_ context.Context, _ string, b warehouse.Batch) (ware
 	c.store.mu.Lock()
 	defer c.store.mu.Unlock()
 	res := warehouse.WriteResult{Commits: map[warehouse.Partition]string{}}
+	for p := range b.Positions {
+		if _, ok := c.entities[p]; !ok {
+			return warehouse.WriteResult{}, fmt.Errorf("write of unclaimed partition %v", p)
+		}
+	}
 	for _, r := range b.Events {
 		c.store.rows[r.EventID]++
 		c.rows[warehouse.Partition{Topic: r.SourceTopic, Partition: r.SourcePartition}]++
@@ -290,8 +305,9 @@ func TestCommitterAllowsSeveralMembers(t *testing.T) {
 	}
 }
 
-// A reset (POSITION_RECOVERY) is committed with empty metadata before the first record of the
-// partition is written: the Kafka commit is the Committer's position.
+// A reset (POSITION_RECOVERY) is committed, with the metadata of the claim (the streams it
+// opened), before the first record of the partition is written: the Kafka commit is the
+// Committer's position.
 func TestCommitterResetCommitsBeforeConsuming(t *testing.T) {
 	e := newEnv(t)
 	const group = "bq"
@@ -307,7 +323,11 @@ func TestCommitterResetCommitsBeforeConsuming(t *testing.T) {
 	w := newCommitting("w", st)
 	var atFirstWrite map[warehouse.Partition]warehouse.Commit
 	var once sync.Once
-	w.onWrite = func() { once.Do(func() { atFirstWrite = e.committedOf(t, group) }) }
+	w.onWrite = func(b warehouse.Batch) {
+		if len(b.Events) > 0 {
+			once.Do(func() { atFirstWrite = e.committedOf(t, group) })
+		}
+	}
 	cfg := e.config(group)
 	cfg.Recovery = RecoveryEarliest
 	r := start(t, cfg, w)
@@ -325,13 +345,13 @@ func TestCommitterResetCommitsBeforeConsuming(t *testing.T) {
 	if len(resets) != 1 || len(resets[0]) != 1 || resets[0][p0].Next != 0 {
 		t.Fatalf("resets = %v, want %v reset to 0", resets, p0)
 	}
-	if got := atFirstWrite[p0]; got != (warehouse.Commit{Next: 0, Metadata: ""}) {
-		t.Fatalf("commit of %v at the first write = %+v, want the reset offset 0 with empty metadata", p0, got)
+	if got := atFirstWrite[p0]; got != (warehouse.Commit{Next: 0, Metadata: "w:0"}) {
+		t.Fatalf("commit of %v at the first write = %+v, want the reset offset 0 with the claim's metadata w:0", p0, got)
 	}
 }
 
-// A refused commit (here ILLEGAL_GENERATION, as a fenced writer gets) stops nothing; it is a
-// warning and counted, and the next batch's commit carries the newer metadata.
+// A refused batch commit (here ILLEGAL_GENERATION, as a fenced writer gets) stops nothing; it is
+// a warning and counted, and the next batch's commit carries the newer metadata.
 func TestCommitterFailedCommitIsCountedNotFatal(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, testTopic, deadletter.Topic))
 	if err != nil {
@@ -339,30 +359,7 @@ func TestCommitterFailedCommitIsCountedNotFatal(t *testing.T) {
 	}
 	t.Cleanup(cluster.Close)
 	e := newEnvOn(t, cluster.ListenAddrs(), testTopic)
-	var mu sync.Mutex
-	refuse := 1
-	cluster.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		mu.Lock()
-		defer mu.Unlock()
-		if refuse == 0 {
-			return nil, nil, false
-		}
-		refuse--
-		r := req.(*kmsg.OffsetCommitRequest)
-		resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
-		for _, rt := range r.Topics {
-			t := kmsg.NewOffsetCommitResponseTopic()
-			t.Topic, t.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				p := kmsg.NewOffsetCommitResponseTopicPartition()
-				p.Partition, p.ErrorCode = rp.Partition, kerr.IllegalGeneration.Code
-				t.Partitions = append(t.Partitions, p)
-			}
-			resp.Topics = append(resp.Topics, t)
-		}
-		return resp, nil, true
-	})
+	refuseCommits(cluster, 1, 1) // the claim commit passes, the first batch's is refused
 	const group = "bq"
 	st := &commitStore{rows: map[string]int{}}
 	w := newCommitting("w", st)
@@ -393,6 +390,96 @@ func TestCommitterFailedCommitIsCountedNotFatal(t *testing.T) {
 	}
 	if md := e.committedOf(t, group)[warehouse.Partition{Topic: testTopic}].Metadata; md != "w:10" {
 		t.Fatalf("committed metadata = %q, want the second batch's w:10", md)
+	}
+}
+
+// refuseCommits makes the cluster answer ILLEGAL_GENERATION to n OffsetCommits after the first
+// pass ones.
+func refuseCommits(cluster *kfake.Cluster, pass, n int) {
+	var mu sync.Mutex
+	cluster.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		if pass > 0 {
+			pass--
+			return nil, nil, false
+		}
+		if n == 0 {
+			return nil, nil, false
+		}
+		n--
+		r := req.(*kmsg.OffsetCommitRequest)
+		resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
+		for _, rt := range r.Topics {
+			t := kmsg.NewOffsetCommitResponseTopic()
+			t.Topic, t.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				p := kmsg.NewOffsetCommitResponseTopicPartition()
+				p.Partition, p.ErrorCode = rp.Partition, kerr.IllegalGeneration.Code
+				t.Partitions = append(t.Partitions, p)
+			}
+			resp.Topics = append(resp.Topics, t)
+		}
+		return resp, nil, true
+	})
+}
+
+// Before the first record is written, every newly assigned partition, also one never committed,
+// has a Kafka commit at its start whose metadata is the claim's (it names the streams the claim
+// opened), and the claim was told each partition's entity.
+func TestCommitterClaimCommitsBeforeConsuming(t *testing.T) {
+	e := newEnv(t)
+	const group = "bq"
+	e.produce("c", 20)
+	st := &commitStore{rows: map[string]int{}}
+	w := newCommitting("w", st)
+	var atFirstWrite map[warehouse.Partition]warehouse.Commit
+	var once sync.Once
+	w.onWrite = func(b warehouse.Batch) {
+		if len(b.Events) > 0 {
+			once.Do(func() { atFirstWrite = e.committedOf(t, group) })
+		}
+	}
+	r := start(t, e.config(group), w)
+	st.waitRows(t, 20)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[warehouse.Partition]warehouse.Commit{
+		{Topic: e.topic, Partition: 0}: {Next: 0, Metadata: "w:0"},
+		{Topic: e.topic, Partition: 1}: {Next: 0, Metadata: "w:0"},
+	}
+	if !maps.Equal(atFirstWrite, want) {
+		t.Fatalf("commits at the first write = %v, want %v", atFirstWrite, want)
+	}
+	w.mu.Lock()
+	entities := maps.Clone(w.entities)
+	w.mu.Unlock()
+	if len(entities) != 2 || entities[warehouse.Partition{Topic: e.topic, Partition: 0}] != warehouse.EntityEvent {
+		t.Fatalf("claimed entities = %v, want both partitions as events", entities)
+	}
+}
+
+// A claim commit the group refuses (ILLEGAL_GENERATION: this member is fenced) fails the
+// assignment: nothing is written to streams no commit names.
+func TestCommitterRefusedClaimCommitStopsBeforeWriting(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, testTopic, deadletter.Topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	e := newEnvOn(t, cluster.ListenAddrs(), testTopic)
+	refuseCommits(cluster, 0, 1)
+	e.produce("z", 5)
+	st := &commitStore{rows: map[string]int{}}
+	r := start(t, e.config("bq"), newCommitting("w", st))
+	err, stopped := r.stopped(10 * time.Second)
+	if !stopped || err == nil || !strings.Contains(err.Error(), "commit the claimed partitions") {
+		t.Fatalf("sink after a refused claim commit: stopped %v, %v; want it stopped by the claim commit", stopped, err)
+	}
+	if d, _ := st.counts(); d != 0 {
+		t.Fatalf("%d rows written after a refused claim commit", d)
 	}
 }
 

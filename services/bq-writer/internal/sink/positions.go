@@ -211,7 +211,8 @@ func topicID(id [16]byte) string {
 // re-anchors them as Config.Recovery allows), and replaces the group's Kafka offsets with the
 // positions: the warehouse, not Kafka, is the source of truth of what was written. A
 // warehouse.Committer's positions are claimed from the group's Kafka commits (their metadata
-// names its streams): Claim fences the partitions' earlier writers first.
+// names its streams): Claim fences the partitions' earlier writers first, and the start of every
+// new partition is committed with the claim's metadata before anything is consumed.
 func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	select {
 	case <-s.ready:
@@ -260,6 +261,7 @@ func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Off
 
 	var problems []*PositionError
 	resets := map[warehouse.Partition]warehouse.Position{}
+	starts := map[warehouse.Partition]int64{}
 	for _, topic := range slices.Sorted(maps.Keys(assigned)) {
 		parts := assigned[topic]
 		for _, part := range slices.Sorted(maps.Keys(parts)) {
@@ -277,6 +279,7 @@ func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Off
 			}
 			// Epoch -1: the warehouse's offset, not a Kafka commit, so no leader-epoch check.
 			parts[part] = kgo.NewOffset().At(next).WithEpoch(-1)
+			starts[p] = next
 		}
 	}
 	if len(problems) > 0 {
@@ -292,13 +295,19 @@ func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Off
 			}
 			return err
 		})
-		if err == nil && s.committer != nil {
-			// The Kafka commit is a Committer's position: the reset holds once it is committed.
-			err = s.commitResets(ctx, resets)
-		}
 		if err != nil {
 			if ctx.Err() == nil {
 				s.fail(fmt.Errorf("reset positions: %w", err))
+			}
+			return nil, err
+		}
+	}
+	if s.committer != nil {
+		// The Kafka commit is a Committer's position, and its metadata names the streams the
+		// claim opened: a reset holds, and a stream may be appended to, once it is committed.
+		if err := s.commitClaims(ctx, l, starts); err != nil {
+			if ctx.Err() == nil {
+				s.fail(fmt.Errorf("on assignment: %w", err))
 			}
 			return nil, err
 		}

@@ -121,6 +121,7 @@ type WriteResult struct {
 	Products, Users DimResult
 	// Commits is, for a Committer, the metadata the sink must commit with Batch.Positions
 	// (Kafka's committed_metadata, via kgo.PreCommitFnContext), by partition; nil for DuckDB.
+	// A batch of positions only, after a Claim, gives the claim commit's metadata (Committer).
 	Commits map[Partition]string
 }
 

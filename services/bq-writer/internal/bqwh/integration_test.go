@@ -1,0 +1,152 @@
+package bqwh
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ecomstream/platform/services/bq-writer/internal/bqcatalog"
+	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
+	ddl "github.com/ecomstream/platform/sql"
+)
+
+const emulatorProject = "ecom-local"
+
+// emulator returns the local BigQuery emulator's REST URL and gRPC address, failing the test
+// with how to start it when it does not answer.
+func emulator(t *testing.T) (rest, grpcAddr string) {
+	t.Helper()
+	rest = strings.TrimRight(envOr("BIGQUERY_EMULATOR_REST", "http://127.0.0.1:19050"), "/")
+	grpcAddr = envOr("BIGQUERY_EMULATOR_GRPC", "127.0.0.1:19060")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rest+"/bigquery/v2/projects/"+emulatorProject+"/datasets", nil)
+	if err != nil {
+		t.Fatalf("BIGQUERY_EMULATOR_REST=%s: %v", rest, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("datasets.list answered %s", resp.Status)
+		}
+	}
+	if err != nil {
+		t.Fatalf("the BigQuery emulator is not answering at %s (%v): start it with `deploy/local/stack.sh up bqemulator` and `eval \"$(deploy/local/stack.sh env)\"`, or point BIGQUERY_EMULATOR_REST / BIGQUERY_EMULATOR_GRPC at a running one", rest, err)
+	}
+	return rest, grpcAddr
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// TestIntegrationTakeoverEmulator runs the claim protocol on bqemulator with bqcatalog: a
+// brand-new partition's first writer commits a batch and dies after appending the next one; a
+// claim dies before its commit (so the next claim finalizes the streams a second time); the next
+// owner fences the old writer on every table and skips exactly the rows it left. Every raw table
+// then holds one row per source record, counted with SQL.
+func TestIntegrationTakeoverEmulator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs the BigQuery emulator")
+	}
+	rest, grpcAddr := emulator(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	prefix := "bqwh_" + hex.EncodeToString(b)
+	ds := ddl.Datasets{Raw: prefix + "_raw", Staging: prefix + "_staging", Prod: prefix + "_prod"}
+	restOpts := []option.ClientOption{option.WithEndpoint(rest + "/bigquery/v2/"), option.WithoutAuthentication()}
+	cat, err := bqcatalog.New(ctx, bqcatalog.Config{Project: emulatorProject, Datasets: ds, Options: restOpts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer ccancel()
+		bq, err := bigquery.NewClient(cctx, emulatorProject, restOpts...)
+		if err != nil {
+			t.Errorf("drop datasets: %v", err)
+			return
+		}
+		defer bq.Close()
+		for _, d := range []string{ds.Prod, ds.Staging, ds.Raw} {
+			if err := bq.Dataset(d).DeleteWithContents(cctx); err != nil {
+				t.Errorf("drop dataset %s: %v", d, err)
+			}
+		}
+	})
+	grpcOpts := []option.ClientOption{option.WithEndpoint(grpcAddr), option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
+	e := &env{commits: map[warehouse.Partition]warehouse.Commit{}}
+	ddlDone := false
+	open := func() *Warehouse {
+		t.Helper()
+		w, err := Open(ctx, Config{Project: emulatorProject, RawDataset: ds.Raw, Catalog: cat, ApplyDDL: !ddlDone, ClientOptions: grpcOpts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Close() })
+		if err := w.Migrate(ctx); err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+		ddlDone = true
+		return w
+	}
+
+	first := open()
+	e.claim(t, first)
+	e.commitClaim(t, first) // a brand-new partition: its streams are committed before any row
+	write(t, e, first, 0, 10, true)
+	write(t, e, first, 10, 20, false) // dies (or stalls) before this commit
+
+	dead := open()
+	e.claim(t, dead) // finalizes every stream, then dies before the claim commit
+	if err := dead.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	owner := open()
+	e.claim(t, owner) // finalizes them again: bqemulator answers the row count again
+	e.commitClaim(t, owner)
+	if _, err := first.Write(ctx, group, batch(20, 25)); !errors.Is(err, ErrFenced) {
+		t.Fatalf("the first writer after the takeover: %v, want ErrFenced", err)
+	}
+	res := write(t, e, owner, 10, total, true)
+	if res.Stale != 10 || res.Orders.Stale != 10 || res.Products.Stale != 10 || res.Users.Stale != 10 || res.Inserted != total-20 {
+		t.Errorf("owner's write: %+v, want 10 skipped and %d inserted per table", res, total-20)
+	}
+
+	for _, table := range Tables {
+		key := "CONCAT(source_topic, '/', CAST(source_partition AS STRING), '@', CAST(source_offset AS STRING))"
+		want := int64(total)
+		if table == TableOrderItems {
+			key = "CONCAT(" + key + ", '#', CAST(line_number AS STRING))"
+			want = 2 * total
+		}
+		rows, err := cat.Query(ctx, fmt.Sprintf("SELECT COUNT(*) AS n, COUNT(DISTINCT %s) AS d FROM `%s.%s.%s`", key, emulatorProject, ds.Raw, table))
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("%s: count query: %d rows, %v", table, len(rows), err)
+		}
+		if rows[0]["n"] != want || rows[0]["d"] != want {
+			t.Errorf("%s: %v rows of %v distinct records, want %d of %d", table, rows[0]["n"], rows[0]["d"], want, want)
+		}
+	}
+}
