@@ -292,8 +292,10 @@ func (w *Warehouse) claimOne(ctx context.Context, p warehouse.Partition, a wareh
 		if err != nil {
 			return nil, err
 		}
-		prev := w.finals[p]
-		finals := map[string]int64{}
+		// Kept as they are read: a claim that fails on a later table and is retried does not
+		// finalize the earlier ones a second time.
+		prev, finals := w.finals[p], map[string]int64{}
+		w.finals[p] = finals
 		for _, table := range slices.Sorted(maps.Keys(md.S)) {
 			name, r, k := md.S[table], md.R[table], md.K[table]
 			f, known := prev[name]
@@ -335,7 +337,6 @@ func (w *Warehouse) claimOne(ctx context.Context, p warehouse.Partition, a wareh
 					"topic", p.Topic, "partition", p.Partition, "table", table, "rows", f-r, "skip", k+f-r)
 			}
 		}
-		w.finals[p] = finals
 	} else {
 		delete(w.finals, p)
 	}

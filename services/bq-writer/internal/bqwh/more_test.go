@@ -153,6 +153,7 @@ func TestFinalizeAgain(t *testing.T) {
 		name        string
 		refuse      bool // answer a second finalize with STREAM_FINALIZED
 		sameProcess bool // the process that finalized claims again
+		failSecond  bool // the first claim fails finalizing fact_orders, after fact_order_items (INTERNAL), and is retried
 		wantStale   int
 		wantCopies  int // of the records 10..19
 		wantUnknown int64
@@ -160,6 +161,7 @@ func TestFinalizeAgain(t *testing.T) {
 		{name: "the row count again", wantStale: 10, wantCopies: 1},
 		{name: "STREAM_FINALIZED: at-least-once", refuse: true, wantCopies: 2, wantUnknown: int64(len(Tables))},
 		{name: "STREAM_FINALIZED, the same process claims again", refuse: true, sameProcess: true, wantStale: 10, wantCopies: 1},
+		{name: "STREAM_FINALIZED, a claim that failed half way is retried", refuse: true, failSecond: true, wantStale: 10, wantCopies: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,9 +170,19 @@ func TestFinalizeAgain(t *testing.T) {
 			write(t, e, w, 0, 10, true)
 			write(t, e, w, 10, 20, false) // dies before the commit
 			if tt.refuse {
+				var mu sync.Mutex
+				failed := false
 				e.fake.SetHooks(bqfake.Hooks{Finalize: func(f bqfake.Finalize) *bqfake.Fault {
+					mu.Lock()
+					defer mu.Unlock()
 					if f.Finalized {
 						return bqfake.FinalizedAgain()
+					}
+					if tt.failSecond && !failed && strings.Contains(f.Stream, "/"+TableOrders+"/") {
+						// The claim finalizes a partition's tables in name order: fact_order_items
+						// is finalized already. INTERNAL: managedwriter retries UNAVAILABLE itself.
+						failed = true
+						return &bqfake.Fault{Code: codes.Internal, Message: "bqfake: internal"}
 					}
 					return nil
 				}})
@@ -178,10 +190,17 @@ func TestFinalizeAgain(t *testing.T) {
 			reader := sdkmetric.NewManualReader()
 			metered := Config{Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")}
 			var next *Warehouse
-			if tt.sameProcess {
+			switch {
+			case tt.sameProcess:
 				next = e.claimed(t, metered)
 				e.claim(t, next) // a retried claim: every stream is finalized already
-			} else {
+			case tt.failSecond:
+				next = e.openUnclaimed(t, metered)
+				if _, err := next.Claim(context.Background(), group, e.assignments()); !warehouse.IsTransient(err) {
+					t.Fatalf("claim with a finalize INTERNAL: %v, want a transient error", err)
+				}
+				e.claim(t, next) // the sink's retry
+			default:
 				e.claimed(t, Config{}) // finalizes, dies before the claim commit
 				next = e.claimed(t, metered)
 			}
