@@ -151,6 +151,13 @@ func (s *Sink) commitClaims(ctx context.Context, l *logState, starts map[warehou
 	})
 }
 
+// isFencedCommit reports a commit refused because this member's generation ended: the group
+// rebalanced (or is rebalancing) and the partitions are handed out again.
+func isFencedCommit(err error) bool {
+	return errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.UnknownMemberID) ||
+		errors.Is(err, kerr.RebalanceInProgress) || errors.Is(err, kerr.StaleMemberEpoch)
+}
+
 // isRetriableCommit reports whether a commit that failed with err may succeed if issued again:
 // a request that did not reach the coordinator, or a retriable Kafka error. A fenced commit
 // (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, REBALANCE_IN_PROGRESS) is not.

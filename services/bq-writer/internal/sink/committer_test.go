@@ -359,7 +359,7 @@ func TestCommitterFailedCommitIsCountedNotFatal(t *testing.T) {
 	}
 	t.Cleanup(cluster.Close)
 	e := newEnvOn(t, cluster.ListenAddrs(), testTopic)
-	refuseCommits(cluster, 1, 1) // the claim commit passes, the first batch's is refused
+	refuseCommits(cluster, 1, 1, kerr.IllegalGeneration.Code) // the claim commit passes, the first batch's is refused
 	const group = "bq"
 	st := &commitStore{rows: map[string]int{}}
 	w := newCommitting("w", st)
@@ -393,9 +393,8 @@ func TestCommitterFailedCommitIsCountedNotFatal(t *testing.T) {
 	}
 }
 
-// refuseCommits makes the cluster answer ILLEGAL_GENERATION to n OffsetCommits after the first
-// pass ones.
-func refuseCommits(cluster *kfake.Cluster, pass, n int) {
+// refuseCommits makes the cluster answer code to n OffsetCommits after the first pass ones.
+func refuseCommits(cluster *kfake.Cluster, pass, n int, code int16) {
 	var mu sync.Mutex
 	cluster.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
@@ -416,7 +415,7 @@ func refuseCommits(cluster *kfake.Cluster, pass, n int) {
 			t.Topic, t.TopicID = rt.Topic, rt.TopicID
 			for _, rp := range rt.Partitions {
 				p := kmsg.NewOffsetCommitResponseTopicPartition()
-				p.Partition, p.ErrorCode = rp.Partition, kerr.IllegalGeneration.Code
+				p.Partition, p.ErrorCode = rp.Partition, code
 				t.Partitions = append(t.Partitions, p)
 			}
 			resp.Topics = append(resp.Topics, t)
@@ -461,25 +460,67 @@ func TestCommitterClaimCommitsBeforeConsuming(t *testing.T) {
 	}
 }
 
-// A claim commit the group refuses (ILLEGAL_GENERATION: this member is fenced) fails the
-// assignment: nothing is written to streams no commit names.
-func TestCommitterRefusedClaimCommitStopsBeforeWriting(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, testTopic, deadletter.Topic))
-	if err != nil {
-		t.Fatal(err)
+// A claim commit refused because the member's generation ended (ILLEGAL_GENERATION) writes
+// nothing and rejoins: the next assignment claims again, commits, and every record is written
+// once. One refused for another reason (here OFFSET_METADATA_TOO_LARGE) stops the sink before it
+// writes anything to streams no commit names.
+func TestCommitterRefusedClaimCommit(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     int16
+		wantStop bool
+	}{
+		{name: "fenced: rejoin", code: kerr.IllegalGeneration.Code},
+		{name: "refused otherwise: stop", code: kerr.OffsetMetadataTooLarge.Code, wantStop: true},
 	}
-	t.Cleanup(cluster.Close)
-	e := newEnvOn(t, cluster.ListenAddrs(), testTopic)
-	refuseCommits(cluster, 0, 1)
-	e.produce("z", 5)
-	st := &commitStore{rows: map[string]int{}}
-	r := start(t, e.config("bq"), newCommitting("w", st))
-	err, stopped := r.stopped(10 * time.Second)
-	if !stopped || err == nil || !strings.Contains(err.Error(), "commit the claimed partitions") {
-		t.Fatalf("sink after a refused claim commit: stopped %v, %v; want it stopped by the claim commit", stopped, err)
-	}
-	if d, _ := st.counts(); d != 0 {
-		t.Fatalf("%d rows written after a refused claim commit", d)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, testTopic, deadletter.Topic))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cluster.Close)
+			e := newEnvOn(t, cluster.ListenAddrs(), testTopic)
+			refuseCommits(cluster, 0, 1, tt.code)
+			e.produce("z", 5)
+			st := &commitStore{rows: map[string]int{}}
+			w := newCommitting("w", st)
+			var atFirstWrite map[warehouse.Partition]warehouse.Commit
+			var once sync.Once
+			w.onWrite = func(b warehouse.Batch) {
+				if len(b.Events) > 0 {
+					once.Do(func() { atFirstWrite = e.committedOf(t, "bq") })
+				}
+			}
+			r := start(t, e.config("bq"), w)
+			if tt.wantStop {
+				err, stopped := r.stopped(10 * time.Second)
+				if !stopped || err == nil || !strings.Contains(err.Error(), "commit the claimed partitions") {
+					t.Fatalf("sink after a refused claim commit: stopped %v, %v; want it stopped by the claim commit", stopped, err)
+				}
+				if d, _ := st.counts(); d != 0 {
+					t.Fatalf("%d rows written after a refused claim commit", d)
+				}
+				return
+			}
+			st.waitRows(t, 5)
+			if err, stopped := r.stopped(0); stopped {
+				t.Fatalf("sink stopped on a fenced claim commit: %v", err)
+			}
+			if err := r.stop(); err != nil {
+				t.Fatal(err)
+			}
+			claims, released, _ := w.snapshot()
+			if len(claims) < 2 || len(released) == 0 {
+				t.Fatalf("%d claims, released %v; want a second claim after releasing the first", len(claims), released)
+			}
+			if d, copies := st.counts(); d != 5 || copies != 5 {
+				t.Fatalf("store holds %d rows in %d copies, want 5 once each", d, copies)
+			}
+			if got := atFirstWrite[warehouse.Partition{Topic: testTopic}]; got != (warehouse.Commit{Next: 0, Metadata: "w:0"}) {
+				t.Fatalf("commit at the first write = %+v, want the second claim's (0, w:0)", got)
+			}
+		})
 	}
 }
 

@@ -306,6 +306,14 @@ func (s *Sink) resume(ctx context.Context, assigned map[string]map[int32]kgo.Off
 		// The Kafka commit is a Committer's position, and its metadata names the streams the
 		// claim opened: a reset holds, and a stream may be appended to, once it is committed.
 		if err := s.commitClaims(ctx, l, starts); err != nil {
+			if isFencedCommit(err) && ctx.Err() == nil {
+				// This member's generation ended while it claimed: nothing was written, and
+				// consuming is refused (the error makes the client rejoin), so the partitions
+				// go out again and their next claim fences the streams opened here.
+				s.cfg.Log.WarnContext(ctx, "the group rebalanced while the assigned partitions were claimed; rejoining", "err", err)
+				s.committer.Release(ctx, slices.Collect(maps.Keys(starts)))
+				return nil, err
+			}
 			if ctx.Err() == nil {
 				s.fail(fmt.Errorf("on assignment: %w", err))
 			}
