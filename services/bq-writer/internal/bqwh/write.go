@@ -56,6 +56,11 @@ func (w *Warehouse) Write(ctx context.Context, group string, b warehouse.Batch) 
 	if w.closed {
 		return res, warehouse.ErrClosed
 	}
+	for p := range b.Positions {
+		if w.parts[p] == nil {
+			return res, fmt.Errorf("bqwh: %s/%d is not claimed: no stream to name in its commit (Claim it, and commit the claim, before writing)", p.Topic, p.Partition)
+		}
+	}
 	loadedAt := time.Now().UTC()
 	byKey := map[streamKey][]outRow{}
 	add := func(p warehouse.Partition, table string, r outRow) {
