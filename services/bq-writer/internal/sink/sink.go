@@ -16,9 +16,10 @@
 //
 // A warehouse that is a warehouse.Committer (BigQuery) keeps its positions in
 // the group's Kafka commits instead: the sink claims the assigned partitions
-// with their commits (offset and committed_metadata), commits every written
-// batch's positions with the metadata Write returned, and releases revoked or
-// lost partitions. Its group may have several members (committer.go).
+// with their commits (offset and committed_metadata), commits their starts with
+// the claim's metadata before it consumes them, commits every written batch's
+// positions with the metadata Write returned, and releases revoked or lost
+// partitions. Its group may have several members (committer.go).
 //
 // Records that cannot be decoded are dead-lettered (produced and acknowledged)
 // before the batch that covers their offsets is committed, so nothing is
