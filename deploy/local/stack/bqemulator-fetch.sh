@@ -17,6 +17,7 @@
 # carries a .complete stamp and is reused; an unfinished one is rebuilt.
 set -euo pipefail
 
+HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 BQEMULATOR_VERSION=1.4.0
 DUCKDB_VERSION=1.5.5
 CACHE_DIR=${STACK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ecomstream}
@@ -29,7 +30,26 @@ die() {
 	exit 1
 }
 
+# patch installs bqemulator_workarounds.py (beside this script) into the venv with a .pth hook:
+# a larger gRPC thread pool (every open append connection holds a thread; 6 by default here) and
+# one lock around the emulator's DuckDB connection (a REST job during an append deadlocks it
+# otherwise); see the file. Applied on every run, so a venv cached before the patch existed gets
+# it too; a no-op when the installed copy is current. A running emulator gets it at its restart.
+patch() {
+	local site src=$HERE/bqemulator_workarounds.py
+	site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') ||
+		die "cannot find the venv's site-packages"
+	rm -f -- "$site/bqemulator_serialize.py" "$site/ecomstream_bqemulator_serialize.pth" # an earlier name
+	if ! cmp -s -- "$src" "$site/bqemulator_workarounds.py"; then
+		cp -- "$src" "$site/bqemulator_workarounds.py.tmp" && mv -- "$site/bqemulator_workarounds.py.tmp" "$site/bqemulator_workarounds.py"
+		say "installed the emulator workarounds (gRPC thread pool, DuckDB connection lock) into $site"
+	fi
+	[[ -f $site/ecomstream_bqemulator_workarounds.pth ]] ||
+		printf 'import bqemulator_workarounds\n' >"$site/ecomstream_bqemulator_workarounds.pth"
+}
+
 if [[ -f $VENV/.complete ]]; then
+	patch
 	say "bqemulator $BQEMULATOR_VERSION already installed in $VENV"
 	printf '%s\n' "$VENV"
 	exit 0
@@ -45,6 +65,7 @@ mkdir -p -- "$CACHE_DIR"
 exec 9>"$VENV.lock"
 flock 9
 if [[ -f $VENV/.complete ]]; then
+	patch
 	say "bqemulator $BQEMULATOR_VERSION installed by another run in $VENV"
 	printf '%s\n' "$VENV"
 	exit 0
@@ -84,6 +105,7 @@ con.install_extension(path)
 con.load_extension("spatial")
 EOF
 
+patch
 "$VENV/bin/bqemulator" --help >/dev/null || die "$VENV/bin/bqemulator --help failed"
 date -u +%FT%TZ >"$VENV/.complete"
 say "installed bqemulator $BQEMULATOR_VERSION ($(du -sm "$VENV" | cut -f1) MB) in $((SECONDS - started))s"
