@@ -175,8 +175,8 @@ func sequence() []step {
 	f.order(1, "o1", 2, T.Add(2*time.Minute), line{"p1", 2}, line{"p2", 2}, line{"p3", 2}) // older, arrives later
 	f.order(1, "o2", 2, T, line{"p1", 1})
 	f.product("p1", 20, 1, warehouse.OpUpsert, "Mug", 120)
-	f.product("p1", 30, 1, warehouse.OpUpsert, "Mug", 120) // no-op
-	f.product("p1", 15, 1, warehouse.OpUpsert, "Mug", 110) // late
+	f.product("p1", 30, 1, warehouse.OpUpsert, "Mug", 120)  // no-op
+	f.product("p1", 15, 1, warehouse.OpUpsert, "Mug", 110)  // late
 	f.product("p4", 100, 1, warehouse.OpUpsert, "Pot", 300) // CDC at the snapshot's LSN: no-op
 	f.user("u1", 20, 1, warehouse.OpUpsert, "FR")
 	f.user("u2", 5, 1, warehouse.OpUpsert, "PL") // CDC at the snapshot's LSN
