@@ -365,7 +365,7 @@ func TestConformanceDuckDB(t *testing.T) {
 	t.Logf("duckdb: fed and read in %s", time.Since(start).Round(time.Millisecond))
 
 	ids := map[string]bool{}
-	orders := map[string]warehouse.OrderRow{}
+	orders := map[string]warehouse.OrderRow{} // the greatest version, of its copies the lowest coordinates
 	for _, s := range sequence() {
 		for _, e := range s.batch.Events {
 			if e.EventID != "" {
@@ -374,10 +374,30 @@ func TestConformanceDuckDB(t *testing.T) {
 		}
 		for _, o := range s.batch.Orders {
 			best, ok := orders[o.OrderID]
-			if !ok || (warehouse.OrderVersion{Version: o.OrderVersion, UpdatedAt: o.UpdatedAt}).Compare(
-				warehouse.OrderVersion{Version: best.OrderVersion, UpdatedAt: best.UpdatedAt}) > 0 {
+			c := warehouse.OrderVersion{Version: o.OrderVersion, UpdatedAt: o.UpdatedAt}.Compare(
+				warehouse.OrderVersion{Version: best.OrderVersion, UpdatedAt: best.UpdatedAt})
+			lower := cmp.Or(cmp.Compare(o.SourceTopic, best.SourceTopic), cmp.Compare(o.SourcePartition, best.SourcePartition),
+				cmp.Compare(o.SourceOffset, best.SourceOffset)) < 0
+			if !ok || c > 0 || (c == 0 && lower) {
 				orders[o.OrderID] = o
 			}
+		}
+	}
+	// The kept copy of each order is the one the contract names, whatever the arrival order (the
+	// sequence delivers o2's version 2 from partition 1 first, then from partition 0).
+	var ordersRel relation
+	for _, r := range rels {
+		if r.name == "fact_orders" {
+			ordersRel = r
+		}
+	}
+	at := func(col string) int { return slices.Index(ordersRel.cols, col) }
+	for _, row := range got["fact_orders"] {
+		o, ok := orders[row[at("order_id")].text]
+		want := []string{strconv.FormatInt(o.OrderVersion, 10), strconv.Itoa(int(o.SourcePartition)), strconv.FormatInt(o.SourceOffset, 10)}
+		have := []string{row[at("order_version")].text, row[at("source_partition")].text, row[at("source_offset")].text}
+		if !ok || !slices.Equal(have, want) {
+			t.Errorf("prod.fact_orders %s: version, partition, offset %v, want %v", row[at("order_id")].text, have, want)
 		}
 	}
 	lines := 0
