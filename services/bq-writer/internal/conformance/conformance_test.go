@@ -203,7 +203,7 @@ func feed(t *testing.T, ctx context.Context, b backend, steps []step) {
 			if err != nil {
 				t.Fatalf("step %q: %v", s.name, err)
 			}
-			t.Logf("step %q: events %d inserted %d duplicates %d stale; orders %+v; products %+v; users %+v",
+			t.Logf("step %q: events: %d inserted, %d duplicates, %d stale; orders %+v; products %+v; users %+v",
 				s.name, res.Inserted, res.Duplicates, res.Stale, res.Orders, res.Products, res.Users)
 			break
 		}
