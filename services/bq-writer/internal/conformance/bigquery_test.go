@@ -57,71 +57,45 @@ func envOr(k, def string) string {
 	return def
 }
 
-// bqBackend is bqwh on the emulator, with bqcatalog as its catalog, in fresh datasets. The Kafka
-// commits the sink would make are kept in commits: Claim gets them, every Write's Commits
-// replace them (but a step whose commit is lost).
-type bqBackend struct {
-	ds      ddl.Datasets
-	restOpt []option.ClientOption
-	grpcOpt []option.ClientOption
-	cat     *bqcatalog.Catalog
-	w       *bqwh.Warehouse
-	commits map[warehouse.Partition]warehouse.Commit
+// bqWriter is bqwh as the sink drives it: the Kafka commits the sink would make are kept in
+// commits; Claim gets them at every open, every Write's Commits replace them (but a step whose
+// commit is lost).
+type bqWriter struct {
+	cfg bqwh.Config
+	// clientOptions, when set, gives the Storage Write options of each open (a process's own
+	// connection); else cfg.ClientOptions.
+	clientOptions func() ([]option.ClientOption, error)
+	w             *bqwh.Warehouse
+	commits       map[warehouse.Partition]warehouse.Commit
 }
 
-func newBigQuery(t *testing.T, ctx context.Context) *bqBackend {
+func newBQWriter(t *testing.T, ctx context.Context, cfg bqwh.Config, clientOptions func() ([]option.ClientOption, error)) *bqWriter {
 	t.Helper()
-	rest, grpcOpts := emulatorOptions(t)
-	suffix := make([]byte, 4)
-	if _, err := rand.Read(suffix); err != nil {
-		t.Fatal(err)
-	}
-	base := "conformance_" + hex.EncodeToString(suffix)
-	b := &bqBackend{ds: ddl.Datasets{Raw: base + "_raw", Staging: base + "_staging", Prod: base + "_prod"},
-		restOpt: rest, grpcOpt: grpcOpts, commits: map[warehouse.Partition]warehouse.Commit{}}
-	cat, err := bqcatalog.New(ctx, bqcatalog.Config{Project: emulatorProject, Datasets: b.ds, Options: rest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.cat = cat
+	b := &bqWriter{cfg: cfg, clientOptions: clientOptions, commits: map[warehouse.Partition]warehouse.Commit{}}
+	b.open(t, ctx)
 	t.Cleanup(func() {
 		if b.w != nil {
 			if err := b.w.Close(); err != nil {
 				t.Errorf("close bqwh: %v", err)
 			}
 		}
-		if err := b.cat.Close(); err != nil {
-			t.Errorf("close catalog: %v", err)
-		}
-		b.drop(t)
 	})
-	b.open(t, ctx)
 	return b
-}
-
-// drop deletes the test's datasets, prod first (its views read staging, which reads raw).
-func (b *bqBackend) drop(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := bigquery.NewClient(ctx, emulatorProject, b.restOpt...)
-	if err != nil {
-		t.Errorf("drop datasets: %v", err)
-		return
-	}
-	defer c.Close()
-	for _, id := range []string{b.ds.Prod, b.ds.Staging, b.ds.Raw} {
-		if err := c.Dataset(id).DeleteWithContents(ctx); err != nil {
-			t.Errorf("drop dataset %s: %v", id, err)
-		}
-	}
 }
 
 // open opens the writer (Migrate applies the DDL, idempotently at a restart) and Claims every
 // partition with the kept commits, as the sink does on its first assignment.
-func (b *bqBackend) open(t *testing.T, ctx context.Context) {
+func (b *bqWriter) open(t *testing.T, ctx context.Context) {
 	t.Helper()
-	w, err := bqwh.Open(ctx, bqwh.Config{Project: emulatorProject, RawDataset: b.ds.Raw, Catalog: b.cat, ApplyDDL: true,
-		ClientOptions: b.grpcOpt})
+	cfg := b.cfg
+	if b.clientOptions != nil {
+		opts, err := b.clientOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ClientOptions = opts
+	}
+	w, err := bqwh.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +118,7 @@ func (b *bqBackend) open(t *testing.T, ctx context.Context) {
 	t.Logf("bigquery: Claim of %d committed partitions %s", len(b.commits), time.Since(start).Round(time.Millisecond))
 }
 
-func (b *bqBackend) write(t *testing.T, ctx context.Context, s step, batch warehouse.Batch) (warehouse.WriteResult, error) {
+func (b *bqWriter) write(t *testing.T, ctx context.Context, s step, batch warehouse.Batch) (warehouse.WriteResult, error) {
 	t.Helper()
 	res, err := b.w.Write(ctx, group, batch)
 	if err != nil || s.commitLost {
@@ -160,13 +134,63 @@ func (b *bqBackend) write(t *testing.T, ctx context.Context, s step, batch wareh
 	return res, nil
 }
 
-func (b *bqBackend) restart(t *testing.T, ctx context.Context) {
+func (b *bqWriter) restart(t *testing.T, ctx context.Context) {
 	t.Helper()
 	if err := b.w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	b.w = nil
 	b.open(t, ctx)
+}
+
+// bqBackend is bqwh on the emulator, with bqcatalog as its catalog, in fresh datasets.
+type bqBackend struct {
+	*bqWriter
+	ds      ddl.Datasets
+	restOpt []option.ClientOption
+	cat     *bqcatalog.Catalog
+}
+
+func newBigQuery(t *testing.T, ctx context.Context) *bqBackend {
+	t.Helper()
+	rest, grpcOpts := emulatorOptions(t)
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		t.Fatal(err)
+	}
+	base := "conformance_" + hex.EncodeToString(suffix)
+	b := &bqBackend{ds: ddl.Datasets{Raw: base + "_raw", Staging: base + "_staging", Prod: base + "_prod"}, restOpt: rest}
+	cat, err := bqcatalog.New(ctx, bqcatalog.Config{Project: emulatorProject, Datasets: b.ds, Options: rest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.cat = cat
+	t.Cleanup(func() { // after the writer's cleanup: cleanups run last first
+		if err := b.cat.Close(); err != nil {
+			t.Errorf("close catalog: %v", err)
+		}
+		b.drop(t)
+	})
+	b.bqWriter = newBQWriter(t, ctx, bqwh.Config{Project: emulatorProject, RawDataset: b.ds.Raw, Catalog: cat, ApplyDDL: true,
+		ClientOptions: grpcOpts}, nil)
+	return b
+}
+
+// drop deletes the test's datasets, prod first (its views read staging, which reads raw).
+func (b *bqBackend) drop(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := bigquery.NewClient(ctx, emulatorProject, b.restOpt...)
+	if err != nil {
+		t.Errorf("drop datasets: %v", err)
+		return
+	}
+	defer c.Close()
+	for _, id := range []string{b.ds.Prod, b.ds.Staging, b.ds.Raw} {
+		if err := c.Dataset(id).DeleteWithContents(ctx); err != nil {
+			t.Errorf("drop dataset %s: %v", id, err)
+		}
+	}
 }
 
 func (b *bqBackend) read(t *testing.T, ctx context.Context, r relation) ([][]any, int64) {

@@ -169,20 +169,27 @@ func compareCells(a, b cell) int {
 	return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.text, b.text))
 }
 
-// backend is one warehouse under test: it writes batches and reads prod relations.
-type backend interface {
+// writer is one warehouse under test, as the sink drives it.
+type writer interface {
 	// write writes one batch (with its Kafka commit, for a Committer).
 	write(t *testing.T, ctx context.Context, s step, b warehouse.Batch) (warehouse.WriteResult, error)
 	// restart closes the writer and opens it again on the same store.
 	restart(t *testing.T, ctx context.Context)
+}
+
+// backend is a writer whose prod relations can be read.
+type backend interface {
+	writer
 	// read returns the rows of a prod relation's compared columns, and its COUNT(*).
 	read(t *testing.T, ctx context.Context, r relation) (rows [][]any, count int64)
 }
 
 // feed writes the sequence through b: each refused row is removed as the sink dead-letters it
-// (its offset stays covered by Positions) and the rest written again.
-func feed(t *testing.T, ctx context.Context, b backend, steps []step) {
+// (its offset stays covered by Positions) and the rest written again. It returns the batches
+// written, by step.
+func feed(t *testing.T, ctx context.Context, b writer, steps []step) []warehouse.Batch {
 	t.Helper()
+	var written []warehouse.Batch
 	for _, s := range steps {
 		if s.restartBefore {
 			b.restart(t, ctx)
@@ -210,7 +217,9 @@ func feed(t *testing.T, ctx context.Context, b backend, steps []step) {
 		if refused != s.rowErrors {
 			t.Fatalf("step %q: %d rows refused, want %d", s.name, refused, s.rowErrors)
 		}
+		written = append(written, batch)
 	}
+	return written
 }
 
 // withoutRow returns a copy of b without the refused row; Positions stay.

@@ -39,6 +39,9 @@ type step struct {
 	// commitLost drops the Kafka commit of this step's Write (the writer died between the
 	// appends and the commit): the next Claim finds the rows past the kept commit.
 	commitLost bool
+	// replay marks a batch written before, sent again: DuckDB drops it (below its positions),
+	// bqwh appends it again (raw keeps every copy; staging keeps one per source coordinates).
+	replay bool
 }
 
 type builder struct {
@@ -237,6 +240,6 @@ func sequence() []step {
 	f.product("p4", 100, 1, warehouse.OpUpsert, "Pot", 300) // read twice (another offset)
 	f.user("u3", 7, 1, warehouse.OpUpsert, "IT")
 	steps = append(steps, step{name: "after the restart", batch: f.take()})
-	steps = append(steps, step{name: "replay of the second", batch: second})
+	steps = append(steps, step{name: "replay of the second", batch: second, replay: true})
 	return steps
 }
