@@ -226,6 +226,27 @@ func (b *bqBackend) read(t *testing.T, ctx context.Context, r relation) ([][]any
 	return rows, count
 }
 
+// checkRaw counts each raw table's rows and its staging view's: want's rows (every copy bqwh
+// appended) and want's records (one per source coordinates).
+func (b *bqBackend) checkRaw(t *testing.T, ctx context.Context, want map[string]map[string]int) {
+	t.Helper()
+	for _, table := range bqwh.Tables {
+		rows := 0
+		for _, n := range want[table] {
+			rows += n
+		}
+		for _, layer := range []struct {
+			ds   string
+			want int
+		}{{b.ds.Raw, rows}, {b.ds.Staging, len(want[table])}} {
+			n, err := b.cat.Query(ctx, "SELECT COUNT(*) AS n FROM `"+emulatorProject+"."+layer.ds+"."+table+"`")
+			if err != nil || len(n) != 1 || n[0]["n"] != int64(layer.want) {
+				t.Errorf("%s.%s: COUNT(*) %v (%v), want %d", layer.ds, table, n, err, layer.want)
+			}
+		}
+	}
+}
+
 func keys(m map[string]bigquery.Value) []string {
 	var out []string
 	for k := range m {
@@ -254,8 +275,9 @@ func TestIntegrationConformance(t *testing.T) {
 
 	start = time.Now()
 	b := newBigQuery(t, ctx)
-	feed(t, ctx, b, steps)
+	written := feed(t, ctx, b, steps)
 	fed := time.Since(start)
+	b.checkRaw(t, ctx, rawWant(steps, written))
 	bq := readAll(t, ctx, b, "bigquery", rels)
 	t.Logf("bigquery: fed in %s, read in %s", fed.Round(time.Millisecond), (time.Since(start) - fed).Round(time.Millisecond))
 

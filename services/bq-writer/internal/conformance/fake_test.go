@@ -11,6 +11,7 @@ import (
 	"github.com/ecomstream/platform/services/bq-writer/internal/bqcatalog"
 	"github.com/ecomstream/platform/services/bq-writer/internal/bqfake"
 	"github.com/ecomstream/platform/services/bq-writer/internal/bqwh"
+	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
 	ddl "github.com/ecomstream/platform/sql"
 )
 
@@ -73,6 +74,33 @@ func TestConformanceBigQueryRawOnFake(t *testing.T) {
 		Catalog: &fakeCatalog{Catalog: cat, fake: fake, project: project, raw: ds.Raw}}, fake.ProcessOptions)
 	written := feed(t, ctx, w, steps)
 
+	want := rawWant(steps, written)
+	for _, table := range bqwh.Tables {
+		got := map[string]int{}
+		rows := fake.Rows(bqfake.TablePath(project, ds.Raw, table))
+		for _, r := range rows {
+			line := -1
+			if table == bqwh.TableOrderItems {
+				line = int(r["line_number"].(int64))
+			}
+			got[coords(r["source_topic"].(string), int32(r["source_partition"].(int64)), r["source_offset"].(int64), line)]++
+		}
+		if len(got) != len(want[table]) {
+			t.Errorf("raw.%s: %d records, want %d", table, len(got), len(want[table]))
+		}
+		for k, n := range want[table] {
+			if got[k] != n {
+				t.Errorf("raw.%s: record %s has %d rows, want %d", table, k, got[k], n)
+			}
+		}
+		t.Logf("raw.%s: %d rows", table, len(rows))
+	}
+}
+
+// rawWant returns, per raw table and record (source coordinates, and line number for order
+// items), how many rows bqwh appends for the written batches: one, two for a replayed batch's.
+// The batch read again after the lost commit adds none: its rows are the ones found at Claim.
+func rawWant(steps []step, written []warehouse.Batch) map[string]map[string]int {
 	want := map[string]map[string]int{} // table -> coordinates -> rows
 	add := func(table, key string, n int) {
 		if want[table] == nil {
@@ -102,26 +130,7 @@ func TestConformanceBigQueryRawOnFake(t *testing.T) {
 			add(bqwh.TableUsers, coords(r.SourceTopic, r.SourcePartition, r.SourceOffset, -1), copies)
 		}
 	}
-	for _, table := range bqwh.Tables {
-		got := map[string]int{}
-		rows := fake.Rows(bqfake.TablePath(project, ds.Raw, table))
-		for _, r := range rows {
-			line := -1
-			if table == bqwh.TableOrderItems {
-				line = int(r["line_number"].(int64))
-			}
-			got[coords(r["source_topic"].(string), int32(r["source_partition"].(int64)), r["source_offset"].(int64), line)]++
-		}
-		if len(got) != len(want[table]) {
-			t.Errorf("raw.%s: %d records, want %d", table, len(got), len(want[table]))
-		}
-		for k, n := range want[table] {
-			if got[k] != n {
-				t.Errorf("raw.%s: record %s has %d rows, want %d", table, k, got[k], n)
-			}
-		}
-		t.Logf("raw.%s: %d rows", table, len(rows))
-	}
+	return want
 }
 
 func coords(topic string, part int32, off int64, line int) string {
