@@ -97,7 +97,7 @@ type line struct {
 }
 
 func (f *builder) order(part int32, id string, version int64, updated time.Time, lines ...line) {
-	o := events.Order{OrderID: id, UserID: "u1", Status: "paid", OrderTimestamp: T.Add(-2 * time.Hour), UpdatedAt: updated,
+	o := events.Order{OrderID: id, UserID: "u1", Status: "paid", OrderTimestamp: D.Add(25 * time.Minute), UpdatedAt: updated,
 		Currency: "EUR", Source: "api", OrderVersion: version, ShippingCountry: ptr("DE"), PaidAt: ptr(updated),
 		ReceivedAt: ptr(updated.Add(time.Second))}
 	for _, l := range lines {
