@@ -262,7 +262,9 @@ func TestIntegrationConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs the BigQuery emulator")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// Below go test's default 10m, so that a hung append fails the test and the cleanup still
+	// drops the datasets.
+	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
 	defer cancel()
 	rels := relations(t)
 	steps := sequence()
