@@ -3,8 +3,10 @@
 -- Same model as bigquery/fact_orders.sql; differences are dialect only (TIMESTAMPTZ, INTEGER, no
 -- partitioning: see fact_events.sql). bq-writer keeps one row per order_id: a version is written
 -- only when it is newer than the stored one (higher order_version, then later updated_at), in
--- the same transaction as stream_positions; an older or equal version is dropped. The lines of
--- the stored version are in fact_order_items and are replaced with the row.
+-- the same transaction as stream_positions; an older version is dropped, and of copies of one
+-- version the one with the lowest (source_topic, source_partition, source_offset) is kept (the
+-- tie rule of bigquery/prod/fact_orders.sql). The lines of the stored version are in
+-- fact_order_items and are replaced with the row.
 --
 -- No PRIMARY KEY: the writer keeps one row per order (lines per (order_id, line_number)) itself,
 -- and a key would add an ART index probed on every insert (see fact_events.sql).

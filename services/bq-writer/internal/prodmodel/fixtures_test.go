@@ -289,7 +289,8 @@ func expectedEvents(recs []record) (rows []string, byID map[string]*warehouse.Ev
 }
 
 // expectedOrders: per order_id the greatest (order_version, updated_at); a tie goes to the lowest
-// source coordinates, or with firstStored to the first arrived (DuckDB keeps the stored row).
+// source coordinates (both backends), or with firstStored to the first arrived (a rule by
+// arrival, which TestFixtureCoversTheCases checks the fixture tells apart).
 // It returns "order_id version updated_at coords" rows and the lines "order_id line product qty
 // version".
 func expectedOrders(recs []record, firstStored bool) (orders, lines []string) {

@@ -48,7 +48,7 @@ func (w ordersWriter) write(ctx context.Context, tx *sql.Tx, b Batch, stored map
 	plan := planOrders(b.Orders, fresh, versions)
 	plan.res.Stale += stale
 
-	// A newer version replaces the order's row and all its lines.
+	// A preferred version replaces the order's row and all its lines.
 	replaced := make([]string, len(plan.replace))
 	for k, i := range plan.replace {
 		replaced[k] = b.Orders[i].OrderID
@@ -70,20 +70,20 @@ func (w ordersWriter) write(ctx context.Context, tx *sql.Tx, b Batch, stored map
 	return nil, nil
 }
 
-// storedVersions reads the stored version of the given orders.
-func storedVersions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]OrderVersion, error) {
-	out := make(map[string]OrderVersion, len(ids))
+// storedVersions reads the stored row of the given orders: version and source coordinates.
+func storedVersions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]storedOrder, error) {
+	out := make(map[string]storedOrder, len(ids))
 	for start := 0; start < len(ids); start += lookupChunk {
 		chunk := ids[start:min(start+lookupChunk, len(ids))]
-		rows, err := tx.QueryContext(ctx, `SELECT order_id, order_version, updated_at FROM fact_orders WHERE order_id IN (`+
+		rows, err := tx.QueryContext(ctx, `SELECT order_id, order_version, updated_at, source_topic, source_partition, source_offset FROM fact_orders WHERE order_id IN (`+
 			placeholders(len(chunk))+`)`, anys(chunk)...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
 			var id string
-			var v OrderVersion
-			if err := rows.Scan(&id, &v.Version, &v.UpdatedAt); err != nil {
+			var v storedOrder
+			if err := rows.Scan(&id, &v.Version, &v.UpdatedAt, &v.Topic, &v.Partition, &v.Offset); err != nil {
 				return nil, errors.Join(err, rows.Close())
 			}
 			out[id] = v

@@ -160,6 +160,33 @@ func TestOrderSameVersionTwiceIsOneRow(t *testing.T) {
 	}
 }
 
+// Copies of one version keep the lowest source coordinates whatever their arrival order, as
+// BigQuery's prod.fact_orders does (the conformance suite compares the two): a copy from a lower
+// partition arriving later replaces the stored row and its lines.
+func TestOrderTieKeepsLowestCoordinates(t *testing.T) {
+	d, _ := openTest(t)
+	hook := order(0, "o-1", 2, 2)
+	hook.SourcePartition, hook.Source = 1, "webhook"
+	if res := mustWrite(t, d, orderBatch(hook)); res.Orders != (OrderResult{Inserted: 1}) {
+		t.Fatalf("first copy: %+v", res.Orders)
+	}
+	poll := order(5, "o-1", 2, 2)
+	if res := mustWrite(t, d, orderBatch(poll)); res.Orders != (OrderResult{Duplicates: 1}) {
+		t.Fatalf("the copy from partition 0: %+v", res.Orders)
+	}
+	later := order(1, "o-1", 2, 2)
+	later.SourcePartition = 1
+	if res := mustWrite(t, d, orderBatch(later)); res.Orders != (OrderResult{Duplicates: 1}) {
+		t.Fatalf("another copy from partition 1: %+v", res.Orders)
+	}
+	if got := storedOrders(t, d); !slices.Equal(got, []string{"o-1:2:2"}) {
+		t.Fatalf("stored %v, want [o-1:2:2]", got)
+	}
+	if n := count(t, d, `SELECT count(*) FROM fact_orders WHERE source_partition = 0 AND source_offset = 5 AND source = 'api'`); n != 1 {
+		t.Fatal("the row kept is not the copy at partition 0, offset 5")
+	}
+}
+
 func TestOrderNewerVersionReplacesLines(t *testing.T) {
 	d, _ := openTest(t)
 	mustWrite(t, d, orderBatch(order(0, "o-1", 1, 3), order(1, "o-2", 1, 1)))
@@ -281,42 +308,60 @@ func TestMigrateAddsOrderTablesToOlderFiles(t *testing.T) {
 	}
 }
 
-// The rule itself, without a backend: rows are (order_id, version) at offsets 0.., stored is what
-// the warehouse holds.
+// The rule itself, without a backend: rows are (order_id, version, partition) at offsets 0.. of
+// their partition, stored is what the warehouse holds (at partition 1, offset 100 unless given).
 func TestPlanOrders(t *testing.T) {
 	type ov struct {
-		id string
-		v  int64
+		id   string
+		v    int64
+		part int32
+	}
+	type kept struct {
+		v    int64
+		part int32
+		off  int64
 	}
 	tests := []struct {
 		name        string
 		rows        []ov
-		stored      map[string]int64
+		stored      map[string]kept
 		wantInsert  []int
 		wantReplace []int
 		want        OrderResult
 	}{
-		{name: "new", rows: []ov{{"a", 1}, {"b", 1}}, wantInsert: []int{0, 1}, want: OrderResult{Inserted: 2}},
-		{name: "newer replaces", rows: []ov{{"a", 2}}, stored: map[string]int64{"a": 1}, wantReplace: []int{0}, want: OrderResult{Replaced: 1}},
-		{name: "older is stale", rows: []ov{{"a", 1}}, stored: map[string]int64{"a": 2}, want: OrderResult{Stale: 1}},
-		{name: "same is duplicate", rows: []ov{{"a", 2}}, stored: map[string]int64{"a": 2}, want: OrderResult{Duplicates: 1}},
-		{name: "greatest in batch wins", rows: []ov{{"a", 3}, {"a", 5}, {"a", 4}}, stored: map[string]int64{"a": 1},
+		{name: "new", rows: []ov{{"a", 1, 0}, {"b", 1, 0}}, wantInsert: []int{0, 1}, want: OrderResult{Inserted: 2}},
+		{name: "newer replaces", rows: []ov{{"a", 2, 0}}, stored: map[string]kept{"a": {1, 1, 100}}, wantReplace: []int{0}, want: OrderResult{Replaced: 1}},
+		{name: "older is stale", rows: []ov{{"a", 1, 0}}, stored: map[string]kept{"a": {2, 1, 100}}, want: OrderResult{Stale: 1}},
+		{name: "same is duplicate", rows: []ov{{"a", 2, 1}}, stored: map[string]kept{"a": {2, 1, 0}}, want: OrderResult{Duplicates: 1}},
+		{name: "same at lower coordinates replaces the kept copy", rows: []ov{{"a", 2, 0}}, stored: map[string]kept{"a": {2, 1, 100}},
+			wantReplace: []int{0}, want: OrderResult{Duplicates: 1}},
+		{name: "same at higher coordinates is duplicate", rows: []ov{{"a", 2, 2}}, stored: map[string]kept{"a": {2, 1, 100}},
+			want: OrderResult{Duplicates: 1}},
+		{name: "greatest in batch wins", rows: []ov{{"a", 3, 0}, {"a", 5, 0}, {"a", 4, 0}}, stored: map[string]kept{"a": {1, 1, 100}},
 			wantReplace: []int{1}, want: OrderResult{Replaced: 1, Stale: 2}},
-		{name: "copies of the winner", rows: []ov{{"a", 2}, {"a", 2}, {"a", 1}}, wantInsert: []int{0}, want: OrderResult{Inserted: 1, Duplicates: 1, Stale: 1}},
-		{name: "batch older than stored", rows: []ov{{"a", 2}, {"a", 3}}, stored: map[string]int64{"a": 3},
+		{name: "copies of the winner", rows: []ov{{"a", 2, 0}, {"a", 2, 0}, {"a", 1, 0}}, wantInsert: []int{0}, want: OrderResult{Inserted: 1, Duplicates: 1, Stale: 1}},
+		{name: "copies in a batch: the lowest partition wins", rows: []ov{{"a", 2, 1}, {"a", 2, 0}}, wantInsert: []int{1},
+			want: OrderResult{Inserted: 1, Duplicates: 1}},
+		{name: "batch older than stored", rows: []ov{{"a", 2, 0}, {"a", 3, 0}}, stored: map[string]kept{"a": {3, 0, 0}},
 			want: OrderResult{Stale: 1, Duplicates: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var rows []OrderRow
 			var fresh []int
+			next := map[int32]int64{}
 			for i, r := range tt.rows {
-				rows = append(rows, order(int64(i), r.id, r.v, 1))
+				o := order(next[r.part], r.id, r.v, 1)
+				o.SourcePartition = r.part
+				next[r.part]++
+				rows = append(rows, o)
 				fresh = append(fresh, i)
 			}
-			stored := map[string]OrderVersion{}
-			for id, v := range tt.stored {
-				stored[id] = versionOf(ptr(order(0, id, v, 0)))
+			stored := map[string]storedOrder{}
+			for id, k := range tt.stored {
+				o := order(k.off, id, k.v, 0)
+				o.SourcePartition = k.part
+				stored[id] = storedOf(&o)
 			}
 			p := planOrders(rows, fresh, stored)
 			if p.res != tt.want || !slices.Equal(p.insert, tt.wantInsert) || !slices.Equal(p.replace, tt.wantReplace) {

@@ -136,7 +136,9 @@ type OrderResult struct {
 	// below the stored position of their partition (a replay).
 	Stale int
 	// Duplicates were the same version (order_version and updated_at) as the one kept: a replay,
-	// or the poll and the webhook both delivering it.
+	// or the poll and the webhook both delivering it. Of the copies of a version the one with the
+	// lowest source coordinates is kept (orders.go), so a copy from lower coordinates than the
+	// stored one replaces its row, and is counted here.
 	Duplicates int
 }
 
