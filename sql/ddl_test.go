@@ -252,7 +252,7 @@ func TestProdFactEventsOrder(t *testing.T) {
 		"country NULLS FIRST, region NULLS FIRST, city NULLS FIRST, product_id NULLS FIRST, search_query NULLS FIRST, " +
 		"quantity NULLS FIRST, price_minor NULLS FIRST, currency NULLS FIRST, order_id NULLS FIRST, source, " +
 		"client_ip NULLS FIRST, collector_source NULLS FIRST, trace_id NULLS FIRST, dq_warnings NULLS FIRST, " +
-		"loaded_at, source_topic, source_partition, source_offset"
+		"source_topic, source_partition, source_offset"
 	for _, text := range []string{byName(duck)["prod/fact_events"], byName(bq)["prod/fact_events"]} {
 		_, after, ok := strings.Cut(text, "ORDER BY")
 		order, _, ok2 := strings.Cut(after, ") = 1")

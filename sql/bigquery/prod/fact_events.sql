@@ -6,7 +6,8 @@
 -- the business columns in that order, NULL first, strings bytewise (BigQuery compares STRING by
 -- code point, which is UTF-8 byte order). The first copy in that order is always one DuckDB keeps
 -- in its fact_events, so both backends show the same row. Copies equal in all of it are the same
--- business row; the earliest appended (then the lowest source coordinates) stands for them.
+-- business row; the one with the lowest source coordinates stands for them (in both backends,
+-- whatever the order they arrived in).
 --
 -- A view over all of staging: a duplicate days apart still collapses, and no job has to run for
 -- a row to appear. The cost is a scan of the event_ids read (not prunable by event_timestamp,
@@ -66,4 +67,4 @@ QUALIFY ROW_NUMBER() OVER (
         region NULLS FIRST, city NULLS FIRST, product_id NULLS FIRST, search_query NULLS FIRST,
         quantity NULLS FIRST, price_minor NULLS FIRST, currency NULLS FIRST, order_id NULLS FIRST,
         source, client_ip NULLS FIRST, collector_source NULLS FIRST, trace_id NULLS FIRST,
-        dq_warnings NULLS FIRST, loaded_at, source_topic, source_partition, source_offset) = 1;
+        dq_warnings NULLS FIRST, source_topic, source_partition, source_offset) = 1;

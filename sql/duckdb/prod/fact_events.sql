@@ -29,6 +29,6 @@ QUALIFY row_number() OVER (
         region NULLS FIRST, city NULLS FIRST, product_id NULLS FIRST, search_query NULLS FIRST,
         quantity NULLS FIRST, price_minor NULLS FIRST, currency NULLS FIRST, order_id NULLS FIRST,
         source, client_ip NULLS FIRST, collector_source NULLS FIRST, trace_id NULLS FIRST,
-        dq_warnings NULLS FIRST, loaded_at, source_topic, source_partition, source_offset) = 1;
+        dq_warnings NULLS FIRST, source_topic, source_partition, source_offset) = 1;
 
 COMMENT ON VIEW prod.fact_events IS 'One row per click event (event_id): the first copy in bq-writer''s dedup order, however old its duplicates.';

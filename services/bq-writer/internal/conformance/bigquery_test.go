@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -67,6 +66,7 @@ type bqWriter struct {
 	clientOptions func() ([]option.ClientOption, error)
 	w             *bqwh.Warehouse
 	commits       map[warehouse.Partition]warehouse.Commit
+	claimed       map[warehouse.Partition]bool // claimed by the open process
 }
 
 func newBQWriter(t *testing.T, ctx context.Context, cfg bqwh.Config, clientOptions func() ([]option.ClientOption, error)) *bqWriter {
@@ -105,21 +105,82 @@ func (b *bqWriter) open(t *testing.T, ctx context.Context) {
 		t.Fatal(err)
 	}
 	t.Logf("bigquery: Migrate %s", time.Since(start).Round(time.Millisecond))
-	start = time.Now()
-	claimed, err := w.Claim(ctx, group, maps.Clone(b.commits))
+	b.claimed = map[warehouse.Partition]bool{}
+}
+
+// entityOf is the entity a fixture topic carries, as the sink's routing says.
+func entityOf(topic string) warehouse.Entity {
+	switch topic {
+	case ordersTopic:
+		return warehouse.EntityOrder
+	case productsTopic:
+		return warehouse.EntityProduct
+	case usersTopic:
+		return warehouse.EntityUser
+	}
+	return warehouse.EntityEvent
+}
+
+// claim claims the partitions of batch this process has not claimed yet, with their kept
+// commits, and commits the claim (an empty Write of the start positions) before anything of
+// them is written, as the sink does on an assignment.
+func (b *bqWriter) claim(t *testing.T, ctx context.Context, batch warehouse.Batch) {
+	t.Helper()
+	as := map[warehouse.Partition]warehouse.Assignment{}
+	for p := range batch.Positions {
+		if b.claimed[p] {
+			continue
+		}
+		a := warehouse.Assignment{Entity: entityOf(p.Topic)}
+		if c, ok := b.commits[p]; ok {
+			a.Commit = &c
+		}
+		as[p] = a
+	}
+	if len(as) == 0 {
+		return
+	}
+	start := time.Now()
+	claimed, err := b.w.Claim(ctx, group, as)
 	if err != nil {
 		t.Fatalf("claim: %v", err)
 	}
-	for p, c := range b.commits {
-		if claimed[p].Next != c.Next {
-			t.Fatalf("claim %s/%d: position %d, the commit says %d", p.Topic, p.Partition, claimed[p].Next, c.Next)
+	starts := map[warehouse.Partition]int64{}
+	for p, a := range as {
+		next := claimed[p].Next
+		if a.Commit != nil && next != a.Commit.Next {
+			t.Fatalf("claim %s/%d: position %d, the commit says %d", p.Topic, p.Partition, next, a.Commit.Next)
+		}
+		starts[p] = next
+	}
+	res, err := b.w.Write(ctx, group, warehouse.Batch{Positions: starts})
+	if err != nil {
+		t.Fatalf("claim commit: %v", err)
+	}
+	for p, next := range starts {
+		md, ok := res.Commits[p]
+		if !ok {
+			t.Fatalf("claim commit: no metadata for %s/%d", p.Topic, p.Partition)
+		}
+		b.commits[p] = warehouse.Commit{Next: next, Metadata: md}
+		b.claimed[p] = true
+	}
+	t.Logf("bigquery: Claim of %d partitions (%d committed) %s", len(as), countCommitted(as), time.Since(start).Round(time.Millisecond))
+}
+
+func countCommitted(as map[warehouse.Partition]warehouse.Assignment) int {
+	n := 0
+	for _, a := range as {
+		if a.Commit != nil {
+			n++
 		}
 	}
-	t.Logf("bigquery: Claim of %d committed partitions %s", len(b.commits), time.Since(start).Round(time.Millisecond))
+	return n
 }
 
 func (b *bqWriter) write(t *testing.T, ctx context.Context, s step, batch warehouse.Batch) (warehouse.WriteResult, error) {
 	t.Helper()
+	b.claim(t, ctx, batch)
 	res, err := b.w.Write(ctx, group, batch)
 	if err != nil || s.commitLost {
 		return res, err

@@ -176,7 +176,7 @@ func fixture() []record {
 	i = f.event(0, "e08", T)
 	f.recs[i].event.DQWarnings = "click.commerce_fields"
 	f.event(1, "e08", T)
-	f.event(1, "e09", T) // two copies equal in every business column: the first appended
+	f.event(1, "e09", T) // two copies equal in every business column: the lowest coordinates win (partition 0), not the first appended
 	f.event(0, "e09", T)
 	r := f.event(0, "e10", T)
 	f.event(0, "e11", T)
@@ -556,7 +556,7 @@ func TestFixtureCoversTheCases(t *testing.T) {
 		{"e06", func(e *warehouse.EventRow) bool { return e.Quantity == nil }},
 		{"e07", func(e *warehouse.EventRow) bool { return e.TraceID == "" }},
 		{"e08", func(e *warehouse.EventRow) bool { return e.DQWarnings == "" }},
-		{"e09", func(e *warehouse.EventRow) bool { return e.SourcePartition == 1 }},
+		{"e09", func(e *warehouse.EventRow) bool { return e.SourcePartition == 0 }},
 		{"e12", func(e *warehouse.EventRow) bool { return e.SourcePartition == 0 }},
 		{"e13", func(e *warehouse.EventRow) bool { return e.EventType == "add_to_cart" }},
 		{"e14", func(e *warehouse.EventRow) bool { return *e.PriceMinor == 99 }},

@@ -94,6 +94,17 @@ func compareCopies(a, b *EventRow) int {
 	return strings.Compare(a.DQWarnings, b.DQWarnings)
 }
 
+// compareCoords orders two rows by their Kafka source coordinates.
+func compareCoords(a, b *EventRow) int {
+	if c := strings.Compare(a.SourceTopic, b.SourceTopic); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.SourcePartition, b.SourcePartition); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.SourceOffset, b.SourceOffset)
+}
+
 func compareOpt[T any](a, b *T, compare func(T, T) int) int {
 	switch {
 	case a == nil && b == nil:
@@ -107,11 +118,17 @@ func compareOpt[T any](a, b *T, compare func(T, T) int) int {
 }
 
 // sortCopies puts copies in dedup order. Copies equal in it are the same business row; among
-// them the stored kept copy comes first (so it stays and nothing moves), then stored duplicates,
-// then batch copies in batch order.
+// them the lowest source coordinates come first (compareCoords), so the copy kept does not depend
+// on arrival order or batching and is the one BigQuery's prod.fact_events shows; a copy that
+// arrives later from lower coordinates replaces the stored one (WriteResult.Replaced). Copies
+// equal in that too (a replay of one record) keep the stored kept copy first (nothing moves),
+// then stored duplicates, then batch copies in batch order.
 func sortCopies(copies []dedupCopy) {
 	slices.SortStableFunc(copies, func(a, b dedupCopy) int {
 		if c := compareCopies(a.row, b.row); c != 0 {
+			return c
+		}
+		if c := compareCoords(a.row, b.row); c != 0 {
 			return c
 		}
 		if c := cmp.Compare(a.origin, b.origin); c != 0 {

@@ -455,3 +455,30 @@ func diffSorted(got, want []string) string {
 	}
 	return b.String()
 }
+
+// Copies equal in every business column keep the lowest source coordinates, whatever order they
+// arrive in (the rule of BigQuery's prod.fact_events): a copy arriving later from a lower
+// partition replaces the stored one. Before, the stored copy stayed, and the two backends showed
+// different source coordinates for the same event (the conformance suite's e09).
+func TestDedupIdenticalCopiesKeepLowestCoordinates(t *testing.T) {
+	d, _ := openTest(t)
+	ts := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	// Equal offsets: row derives user_id from the offset.
+	if res := mustWrite(t, d, batch(row("t", 1, 5, "e1", ts))); res.Inserted != 1 {
+		t.Fatalf("first copy: %+v", res)
+	}
+	res := mustWrite(t, d, batch(row("t", 0, 5, "e1", ts)))
+	if res.Inserted != 1 || res.Replaced != 1 || res.Duplicates != 0 {
+		t.Fatalf("the copy from partition 0: %+v, want inserted 1, replaced 1", res)
+	}
+	if n := count(t, d, `SELECT count(*) FROM fact_events WHERE event_id = 'e1' AND source_partition = 0 AND source_offset = 5`); n != 1 {
+		t.Fatal("fact_events does not keep the copy at partition 0, offset 5")
+	}
+	if n := count(t, d, `SELECT count(*) FROM fact_events_duplicates WHERE event_id = 'e1' AND source_partition = 1`); n != 1 {
+		t.Fatal("the copy from partition 1 is not a duplicate")
+	}
+	// A copy from a higher partition changes nothing.
+	if res := mustWrite(t, d, batch(row("t", 2, 5, "e1", ts))); res.Duplicates != 1 || res.Replaced != 0 {
+		t.Fatalf("a third copy from partition 2: %+v, want one duplicate", res)
+	}
+}

@@ -5,11 +5,13 @@ package warehouse
 
 // FirstCopy returns the index of the copy of an event_id that comes first in the dedup order
 // (compareCopies): the row prod.fact_events keeps, in both backends. Of copies equal in that
-// order (the same business row) the lowest index wins. It returns -1 for no copies.
+// order (the same business row) the lowest source coordinates win, then the lowest index. It
+// returns -1 for no copies.
 func FirstCopy(copies []EventRow) int {
 	first := -1
 	for i := range copies {
-		if first < 0 || compareCopies(&copies[i], &copies[first]) < 0 {
+		if first < 0 || compareCopies(&copies[i], &copies[first]) < 0 ||
+			compareCopies(&copies[i], &copies[first]) == 0 && compareCoords(&copies[i], &copies[first]) < 0 {
 			first = i
 		}
 	}
