@@ -36,9 +36,13 @@ import (
 	"github.com/ecomstream/platform/deploy/local/svcrun"
 )
 
-// validateBigQuery checks the bigquery phase's flags.
-func validateBigQuery(o options) error {
+// validateBigQuery checks the bigquery phase's flags. The phase does not run
+// under -compare: its fake benchmark builds this tree's bqwh whatever the
+// revision (compare that with go test -bench on each revision instead).
+func validateBigQuery(o options, phases map[string]bool) error {
 	switch {
+	case phases["bigquery"] && o.compare != "":
+		return fmt.Errorf("-phases bigquery does not run with -compare (its fake benchmark is this tree's); leave bigquery out of -phases")
 	case o.bqRate <= 0:
 		return fmt.Errorf("-bq-rate %d: want a positive number of events per second", o.bqRate)
 	case o.bqDuration <= 0:

@@ -130,15 +130,18 @@ func TestValidateBigQuery(t *testing.T) {
 	tests := []struct {
 		name    string
 		give    options
+		phases  map[string]bool
 		wantErr string
 	}{
-		{name: "defaults", give: options{bqRate: 1000, bqDuration: 20 * time.Second}},
+		{name: "defaults", give: options{bqRate: 1000, bqDuration: 20 * time.Second}, phases: map[string]bool{"bigquery": true}},
 		{name: "no rate", give: options{bqRate: 0, bqDuration: time.Second}, wantErr: "-bq-rate"},
 		{name: "no duration", give: options{bqRate: 10}, wantErr: "-bq-duration"},
+		{name: "with -compare", give: options{bqRate: 10, bqDuration: time.Second, compare: "main"}, phases: map[string]bool{"bigquery": true}, wantErr: "-compare"},
+		{name: "-compare without the phase", give: options{bqRate: 10, bqDuration: time.Second, compare: "main"}, phases: map[string]bool{"throughput": true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := validateBigQuery(tt.give)
+			err := validateBigQuery(tt.give, tt.phases)
 			if (tt.wantErr == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error = %v, want %q", err, tt.wantErr)
 			}

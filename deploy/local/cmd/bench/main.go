@@ -187,7 +187,7 @@ func run(ctx context.Context) error {
 	if err := validateCatalog(o); err != nil {
 		return err
 	}
-	if err := validateBigQuery(o); err != nil {
+	if err := validateBigQuery(o, phases); err != nil {
 		return err
 	}
 	if o.compare != "" {
