@@ -17,13 +17,14 @@ import (
 	"github.com/ecomstream/platform/deploy/local/svcrun"
 )
 
-// The BigQuery scenario: a short clickstream (about 3 s at the rate below),
-// bq-writer killed after a third and restarted gracefully after two thirds.
+// The BigQuery scenario: a clickstream of about 8 s; bq-writer killed after
+// 1.5 s and, once it is back (a start takes 2-3 s: the emulator applies the
+// DDL) and the stream is at 5 s, stopped and started again.
 const (
-	bqTotal       = 4000 // raw records sent, broken ones and source duplicates included
-	bqRate        = 1500 // records per second
-	bqKillAt      = 1300 // kill -9 bq-writer after this many records
-	bqRestartAt   = 2700 // stop it gracefully and start it again after this many
+	bqTotal       = 8000 // raw records sent, broken ones and source duplicates included
+	bqRate        = 1000 // records per second
+	bqKillAt      = 1500 // kill -9 bq-writer after this many records
+	bqRestartAt   = 5000 // stop it gracefully and start it again after this many
 	bqSettleLimit = 60 * time.Second
 )
 
@@ -162,6 +163,17 @@ func TestE2EBigQuery(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Logf("every stage committed its input after %s", time.Since(began).Round(time.Millisecond))
+	// The last start claimed the partitions from the previous life's commits:
+	// it finalized the streams they name, and found none gone.
+	series, err := slice.Scrape(ctx, bw.HTTPAddr, "ecom_bigquery_streams")
+	if err != nil {
+		t.Fatalf("bq-writer metrics: %v", err)
+	}
+	finalized := slice.Sum(series, "ecom_bigquery_streams_total", map[string]string{"event": "finalized"})
+	gone := slice.Sum(series, "ecom_bigquery_streams_total", map[string]string{"event": "gone"})
+	if finalized == 0 || gone != 0 {
+		t.Errorf("bq-writer's last claim: %v streams finalized, %v gone; want some finalized, none gone", finalized, gone)
+	}
 	// Stop bq-writer, so nothing appends while the test queries.
 	if err := bw.Stop(30 * time.Second); err != nil {
 		t.Errorf("graceful stop of bq-writer: %v", err)

@@ -123,10 +123,25 @@ func (s *Slice) addBigQuery(env map[string][]string) error {
 	return nil
 }
 
+// QueryTimeout bounds one Query: the emulator answers in well under a second
+// for a slice's tables, and a deadlocked one (see deploy/local/README.md,
+// "Never query the emulator while bq-writer appends") never does.
+const QueryTimeout = time.Minute
+
 // Query runs sql on the emulator and returns every row. Tables are named
 // `raw.t`, `staging.t`, `prod.t`: Query qualifies them with the slice's
 // datasets (`project.<prefix>_raw.t`), so tests read like the contract.
 func (b *BigQuery) Query(ctx context.Context, sql string) ([][]bigquery.Value, error) {
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
+	defer cancel()
+	out, err := b.query(ctx, sql)
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("%w (no answer within %s: is the emulator deadlocked by a query during appends? deploy/local/README.md)", err, QueryTimeout)
+	}
+	return out, err
+}
+
+func (b *BigQuery) query(ctx context.Context, sql string) ([][]bigquery.Value, error) {
 	it, err := b.Client.Query(b.Qualify(sql)).Read(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bigquery query %q: %w", sql, err)
@@ -193,8 +208,11 @@ func (b *BigQuery) Strings(ctx context.Context, sql string) ([]string, error) {
 }
 
 // Drop deletes the slice's three datasets with their tables and views (prod
-// first: its views read the others), and closes the client.
+// first: its views read the others), and closes the client; within
+// QueryTimeout.
 func (b *BigQuery) Drop(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
+	defer cancel()
 	var errs []error
 	for _, ds := range []string{b.Prod, b.Staging, b.Raw} {
 		if err := b.Client.Dataset(ds).DeleteWithContents(ctx); err != nil && !isNotFound(err) {
