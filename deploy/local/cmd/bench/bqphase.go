@@ -51,8 +51,9 @@ func validateBigQuery(o options, phases map[string]bool) error {
 	return nil
 }
 
-// appendCounters are bq-writer's Storage Write API counters, summed over tables.
-type appendCounters struct{ rows, bytes float64 }
+// appendCounters are bq-writer's Storage Write API counters, summed over
+// tables: rows, bytes, and the append duration histogram's sum and count.
+type appendCounters struct{ rows, bytes, durSum, durCount float64 }
 
 // appendCountersOf sums ecom_bigquery_append_rows_total and
 // ecom_bigquery_append_bytes_total over every table (the exporter may add a
@@ -65,6 +66,10 @@ func appendCountersOf(s []slice.Series) appendCounters {
 			c.rows += x.Value
 		case strings.HasPrefix(x.Name, "ecom_bigquery_append_bytes") && strings.HasSuffix(x.Name, "_total"):
 			c.bytes += x.Value
+		case x.Name == "ecom_bigquery_append_duration_seconds_sum":
+			c.durSum += x.Value
+		case x.Name == "ecom_bigquery_append_duration_seconds_count":
+			c.durCount += x.Value
 		}
 	}
 	return c
@@ -159,8 +164,10 @@ func lagsOf(rows [][]bigquery.Value, from time.Time) (lagStats, error) {
 
 // bqResult is what the bigquery phase measured.
 type bqResult struct {
-	offered                 float64 // events per second produced
-	rowsPerSec, bytesPerSec float64 // appended to the emulator over the window (bq-writer's /metrics)
+	offered                 float64       // events per second produced
+	rowsPerSec, bytesPerSec float64       // appended to the emulator over the window (bq-writer's /metrics)
+	appends                 float64       // AppendRows acknowledged over the window
+	appendMean              time.Duration // their mean duration, retries included
 	lag                     lagStats
 	fake                    goBench // bqwh's benchmark on its fake
 }
@@ -170,6 +177,7 @@ func (r bqResult) figures() []figure {
 	figs := []figure{
 		{Name: "bigquery emulator appended", Unit: "rows/s", Value: r.rowsPerSec},
 		{Name: "bigquery emulator appended bytes", Unit: "bytes/s", Value: r.bytesPerSec},
+		{Name: "bigquery emulator append mean", Unit: "ms", Value: ms(r.appendMean), Lower: true},
 		{Name: "bigquery emulator lag p50", Unit: "ms", Value: ms(r.lag.p50), Lower: true},
 		{Name: "bigquery emulator lag p99", Unit: "ms", Value: ms(r.lag.p99), Lower: true},
 		{Name: "bigquery emulator lag max", Unit: "ms", Value: ms(r.lag.max), Lower: true},
@@ -281,7 +289,10 @@ func bigqueryPhase(ctx context.Context, prep slice.Env, otlp string, o options, 
 		return nil, err
 	}
 	res := bqResult{offered: float64(sent) / wall.Seconds(),
-		rowsPerSec: (c1.rows - c0.rows) / wall.Seconds(), bytesPerSec: (c1.bytes - c0.bytes) / wall.Seconds()}
+		rowsPerSec: (c1.rows - c0.rows) / wall.Seconds(), bytesPerSec: (c1.bytes - c0.bytes) / wall.Seconds(), appends: c1.durCount - c0.durCount}
+	if res.appends > 0 {
+		res.appendMean = time.Duration(float64(time.Second) * (c1.durSum - c0.durSum) / res.appends)
+	}
 	// Drain: every valid event appended (one writer, no restart: exactly once).
 	deadline := time.Now().Add(2 * time.Minute)
 	for c1.rows-c0.rows < float64(valid) {
@@ -306,8 +317,10 @@ func bigqueryPhase(ctx context.Context, prep slice.Env, otlp string, o options, 
 		return nil, err
 	}
 	fmt.Printf("  %d events (%d valid) in %s = %.0f events/s offered; all appended after %s\n", sent, valid, wall.Round(time.Millisecond), res.offered, drained.Round(time.Millisecond))
-	fmt.Printf("  appended over the window: %.0f rows/s, %.0f bytes/s (%.0f bytes/row); lag produce -> loaded_at p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
-		res.rowsPerSec, res.bytesPerSec, res.bytesPerSec/max(res.rowsPerSec, 1), ms(res.lag.p50), ms(res.lag.p99), ms(res.lag.max))
+	fmt.Printf("  appended over the window: %.0f rows/s, %.0f bytes/s (%.0f bytes/row), %.1f appends/s of %.1f ms mean\n",
+		res.rowsPerSec, res.bytesPerSec, res.bytesPerSec/max(res.rowsPerSec, 1), res.appends/wall.Seconds(), ms(res.appendMean))
+	fmt.Printf("  lag produce -> loaded_at (prod.fact_events): p50 %.0f ms, p99 %.0f ms, max %.0f ms over %d events\n",
+		ms(res.lag.p50), ms(res.lag.p99), ms(res.lag.max), res.lag.n)
 
 	fmt.Println("  bqwh's benchmark on its in-process fake (go test -bench ./internal/bqwh/ in services/bq-writer)…")
 	if res.fake, err = fakeBench(ctx, root); err != nil {

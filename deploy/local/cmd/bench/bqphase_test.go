@@ -63,14 +63,16 @@ func TestAppendCountersOf(t *testing.T) {
 			{Name: "ecom_bigquery_append_rows_total", Labels: map[string]string{"table": "fact_orders"}, Value: 5},
 			{Name: "ecom_bigquery_append_bytes_total", Labels: map[string]string{"table": "fact_events"}, Value: 4000},
 			{Name: "ecom_bigquery_append_bytes_total", Labels: map[string]string{"table": "fact_orders"}, Value: 600},
-		}, want: appendCounters{rows: 105, bytes: 4600}},
+			{Name: "ecom_bigquery_append_duration_seconds_sum", Labels: map[string]string{"table": "fact_events"}, Value: 1.5},
+			{Name: "ecom_bigquery_append_duration_seconds_count", Labels: map[string]string{"table": "fact_events"}, Value: 30},
+			{Name: "ecom_bigquery_append_duration_seconds_bucket", Labels: map[string]string{"le": "+Inf"}, Value: 30},
+		}, want: appendCounters{rows: 105, bytes: 4600, durSum: 1.5, durCount: 30}},
 		{name: "a unit suffix on the bytes counter", give: []slice.Series{
 			{Name: "ecom_bigquery_append_bytes_bytes_total", Value: 7},
 		}, want: appendCounters{bytes: 7}},
 		{name: "other bigquery metrics do not count", give: []slice.Series{
 			{Name: "ecom_bigquery_append_retries_total", Value: 3},
 			{Name: "ecom_bigquery_append_cost_total", Value: 0.1},
-			{Name: "ecom_bigquery_append_duration_seconds_count", Value: 9},
 			{Name: "ecom_bigquery_append_bytes_created", Value: 1.7e9},
 			{Name: "ecom_bigquery_streams_total", Value: 4},
 		}, want: appendCounters{}},
@@ -199,7 +201,7 @@ func TestPrintWarehouses(t *testing.T) {
 			}
 			delete(want, f.Name)
 		}
-		if strings.Contains(f.Name, "lag") != f.Lower {
+		if (strings.Contains(f.Name, "lag") || strings.Contains(f.Name, "append mean")) != f.Lower {
 			t.Errorf("figure %q: lower_is_better %v", f.Name, f.Lower)
 		}
 	}
