@@ -26,7 +26,8 @@ const (
 
 // EmulatorHint says how to get the emulator; it ends every "not reachable" error.
 const EmulatorHint = "start the local stack (it runs the BigQuery emulator, component bqemulator) with: deploy/local/stack.sh up, " +
-	"and export what `deploy/local/stack.sh env` prints (BIGQUERY_EMULATOR_REST, BIGQUERY_EMULATOR_GRPC)"
+	"and export what `deploy/local/stack.sh env` prints (BIGQUERY_EMULATOR_REST, BIGQUERY_EMULATOR_GRPC); " +
+	"if it runs but does not answer, it is deadlocked (a query met an append): deploy/local/stack.sh down bqemulator, then up bqemulator"
 
 // BigQueryOptions run the slice's bq-writer with WAREHOUSE=bigquery against
 // the BigQuery emulator, in datasets of the slice's own.

@@ -194,6 +194,11 @@ func run(ctx context.Context) error {
 		return runCompare(ctx, o, passThrough(flag.CommandLine))
 	}
 
+	if phases["bigquery"] { // before the build: say at once that the emulator is missing
+		if err := slice.CheckEmulator(ctx, slice.EmulatorFromEnv()); err != nil {
+			return err
+		}
+	}
 	prep, err := slice.PrepareWith(ctx, o.binDir)
 	if err != nil {
 		return err
