@@ -162,7 +162,16 @@ func TestE2EBigQuery(t *testing.T) {
 			break
 		}
 		if time.Now().After(waitFor) {
-			t.Fatalf("not caught up after %s: %s (%v); see %s", bqSettleLimit, line, err, filepath.Join(runDir, "bq-writer.log"))
+			var appends []string
+			if series, err := slice.Scrape(ctx, bw.HTTPAddr, "ecom_bigquery_"); err == nil {
+				for _, x := range series {
+					if !strings.HasSuffix(x.Name, "_bucket") {
+						appends = append(appends, fmt.Sprintf("%s%v=%g", x.Name, x.Labels, x.Value))
+					}
+				}
+			}
+			t.Fatalf("not caught up after %s: %s (%v); bq-writer's BigQuery metrics: %v; see %s",
+				bqSettleLimit, line, err, appends, filepath.Join(runDir, "bq-writer.log"))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
