@@ -3,6 +3,7 @@
 #   make demo   start the local stack and the services, generate traffic, show where to look
 #   make test   unit tests, then integration and end-to-end tests against the real local stack
 #   make bench  end-to-end throughput, latency and CPU: clickstream over Kafka and HTTP, orders at a 20x burst, catalog snapshot and CDC
+#               (not in it: bq-writer on the BigQuery emulator and on bqwh's fake, cd deploy/local && go run ./cmd/bench -phases bigquery)
 #   make bench-compare BASE=<ref>  the same, alternating BASE's services and this tree's
 #   make fuzz   fuzz every Fuzz* target for FUZZTIME each (default 1m)
 #
@@ -100,7 +101,7 @@ demo: stack-up ## run the platform locally with generated traffic (Ctrl-C stops)
 	@eval "$$($(STACK) env)"; cd deploy/local && go run ./cmd/demo
 
 .PHONY: bench
-bench: stack-up ## end-to-end throughput, p50/p99 latency and CPU: clickstream (Kafka, HTTP), orders (20x burst), catalog (100k-product snapshot, CDC latency)
+bench: stack-up ## end-to-end throughput, p50/p99 latency and CPU: clickstream (Kafka, HTTP), orders (20x burst), catalog (100k-product snapshot, CDC latency); BigQuery: go run ./cmd/bench -phases bigquery in deploy/local
 	@eval "$$($(STACK) env)"; cd deploy/local && go run ./cmd/bench
 
 .PHONY: generate

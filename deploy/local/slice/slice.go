@@ -55,6 +55,10 @@ type Options struct {
 	// the tests that do not read the store, and the benchmark, do without
 	// its process and its PostgreSQL schema.
 	DLQ *DLQOptions
+	// BigQuery runs bq-writer with WAREHOUSE=bigquery on the BigQuery emulator
+	// (see BigQueryOptions); nil = DuckDB. The query endpoint then answers
+	// 501: query through Slice.BigQuery.
+	BigQuery *BigQueryOptions
 }
 
 // WriteKey is one entry of the collector's write-keys file (COLLECTOR_WRITE_KEYS_FILE).
@@ -110,6 +114,8 @@ type Slice struct {
 	Catalog *Catalog
 	// DLQ is the dead-letter store (with Options.DLQ).
 	DLQ *DLQ
+	// BigQuery is the warehouse on the emulator (with Options.BigQuery).
+	BigQuery *BigQuery
 }
 
 // New prepares the processes without starting them.
@@ -198,6 +204,11 @@ func New(opts Options) (*Slice, error) {
 	}
 	if opts.DLQ != nil {
 		s.addDLQ(env, addrs)
+	}
+	if opts.BigQuery != nil {
+		if err := s.addBigQuery(env); err != nil {
+			return nil, err
+		}
 	}
 	for _, name := range s.Names {
 		s.Procs[name] = &svcrun.Process{

@@ -47,6 +47,8 @@ func TestParsePhases(t *testing.T) {
 	}{
 		{give: "throughput,latency,http", want: "map[http:true latency:true throughput:true]"},
 		{give: "http", want: "map[http:true]"},
+		{give: "bigquery", want: "map[bigquery:true]"},
+		{give: "throughput,bigquery", want: "map[bigquery:true throughput:true]"},
 		{give: " latency , http", want: "map[http:true latency:true]"},
 		{give: "", wantErr: "no phase"},
 		{give: "throughput,htp", wantErr: `unknown phase "htp"`},

@@ -20,8 +20,11 @@
 // slice and a PostgreSQL schema of its own: the snapshot of 100k products
 // (run time, rows/s, until the dimensions hold every row) and the latency of
 // CDC changes from their commit in PostgreSQL to the dimension at p50/p99
-// (catalogphase.go). -phases picks the phases. It prints figures; it asserts
-// nothing.
+// (catalogphase.go). Phase 6 (bigquery, only when -phases names it) runs the
+// clickstream into bq-writer on the BigQuery emulator at -bq-rate and reports
+// rows/s and bytes/s appended and the lag, next to bqwh's benchmark on its
+// fake and DuckDB's throughput (bqphase.go). -phases picks the phases. It
+// prints figures; it asserts nothing.
 //
 // With -compare REF it measures two revisions instead: REF's service binaries
 // and this tree's, alternately, with this bench as the driver (see compare.go).
@@ -95,10 +98,18 @@ type options struct {
 	catalogRate      float64       // the mutator's transactions per second
 	catalogDuration  time.Duration // how long the mutator runs
 	catalogBad       float64       // share of the mutator's changes bad on purpose
+	// The bigquery phase (bqphase.go).
+	bqRate     int           // events per second offered
+	bqDuration time.Duration // how long they are offered
 }
 
 // phaseNames are the phases -phases may name, in the order they run.
-var phaseNames = []string{"throughput", "latency", "http", "orders", "catalog"}
+var phaseNames = []string{"throughput", "latency", "http", "orders", "catalog", "bigquery"}
+
+// defaultPhases run without -phases: all but bigquery, which takes over a
+// minute (its slice, the emulator's DDL, the load, the drain, and building
+// and running bqwh's benchmark) and needs the emulator.
+var defaultPhases = phaseNames[:len(phaseNames)-1]
 
 // parsePhases reads -phases: a comma list of phaseNames.
 func parsePhases(s string) (map[string]bool, error) {
@@ -142,7 +153,7 @@ func run(ctx context.Context) error {
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
 	flag.StringVar(&o.compare, "compare", "", "compare with this git revision: run the bench alternately on its services and this tree's")
 	flag.IntVar(&o.runs, "runs", 3, "with -compare: runs per revision")
-	flag.StringVar(&o.phases, "phases", strings.Join(phaseNames, ","), "phases to run, comma-separated: "+strings.Join(phaseNames, ", "))
+	flag.StringVar(&o.phases, "phases", strings.Join(defaultPhases, ","), "phases to run, comma-separated: "+strings.Join(phaseNames, ", "))
 	flag.StringVar(&o.httpRuns, "http-runs", "1:20000,50:200000", "HTTP phase: batch size:events per run")
 	flag.IntVar(&o.httpClients, "http-clients", 32, "HTTP phase: concurrent keep-alive clients")
 	flag.Float64Var(&o.ordersRate, "orders-rate", storefront.DefaultRatePerMinute, "orders phase: the storefront's base rate, orders per minute")
@@ -157,6 +168,8 @@ func run(ctx context.Context) error {
 	flag.Float64Var(&o.catalogRate, "catalog-cdc-rate", 20, "catalog phase: the mutator's transactions per second during the CDC run")
 	flag.DurationVar(&o.catalogDuration, "catalog-cdc-duration", 30*time.Second, "catalog phase: length of the CDC run")
 	flag.Float64Var(&o.catalogBad, "catalog-cdc-bad", 0, "catalog phase: share of the mutator's changes bad on purpose (dead-lettered, not measured)")
+	flag.IntVar(&o.bqRate, "bq-rate", 1000, "bigquery phase: events per second offered to the slice whose bq-writer appends to the BigQuery emulator")
+	flag.DurationVar(&o.bqDuration, "bq-duration", 20*time.Second, "bigquery phase: how long the rate is offered")
 	flag.Parse()
 	phases, err := parsePhases(o.phases)
 	if err != nil {
@@ -174,10 +187,18 @@ func run(ctx context.Context) error {
 	if err := validateCatalog(o); err != nil {
 		return err
 	}
+	if err := validateBigQuery(o, phases); err != nil {
+		return err
+	}
 	if o.compare != "" {
 		return runCompare(ctx, o, passThrough(flag.CommandLine))
 	}
 
+	if phases["bigquery"] { // before the build: say at once that the emulator is missing
+		if err := slice.CheckEmulator(ctx, slice.EmulatorFromEnv()); err != nil {
+			return err
+		}
+	}
 	prep, err := slice.PrepareWith(ctx, o.binDir)
 	if err != nil {
 		return err
@@ -212,6 +233,13 @@ func run(ctx context.Context) error {
 			return err
 		}
 		figs = append(figs, cf...)
+	}
+	if phases["bigquery"] {
+		bf, err := bigqueryPhase(ctx, prep, otlp, o, figs)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, bf...)
 	}
 	if o.jsonOut != "" {
 		b, _ := json.MarshalIndent(map[string]any{"figures": figs}, "", "  ")
