@@ -9,9 +9,10 @@
    job can deadlock the whole emulator against an append: the REST thread holds the GIL and
    waits for DuckDB's client-context lock, while the gRPC thread holds that lock inside
    ``INSERT ... SELECT FROM <registered Arrow table>`` and waits for the GIL (seen with py-spy and
-   gdb, sql/README.md). Nothing is answered again until a restart. Here every call into the
-   connection (and into what it returns) takes one Python lock first; waiting on a Python lock
-   releases the GIL, so the thread inside DuckDB can always finish.
+   gdb, sql/README.md). Nothing is answered again until a restart. Here each thread gets its own
+   cursor of the connection (its own client context and result), and every call into DuckDB
+   takes one Python lock first; waiting on a Python lock releases the GIL, so the thread inside
+   DuckDB can always finish.
 
 deploy/local/stack/bqemulator-fetch.sh installs this file with a .pth hook; the Go code under
 test is unchanged.
@@ -37,43 +38,69 @@ class _Serialized:
     def __init__(self, target):
         object.__setattr__(self, "_target", target)
 
+    def _resolve(self):
+        return self._target
+
     def __getattr__(self, name):
-        value = getattr(self._target, name)
+        target = self._resolve()
+        value = getattr(target, name)
         if not callable(value):
             return value
 
         def locked(*args, **kwargs):
             with _LOCK:
-                return _wrap(value(*args, **kwargs), self)
+                result = value(*args, **kwargs)
+                if result is target:
+                    return self
+                if isinstance(result, (duckdb.DuckDBPyConnection, duckdb.DuckDBPyRelation)):
+                    return _Serialized(result)
+                return result
 
         return locked
 
     def __setattr__(self, name, value):
-        setattr(self._target, name, value)
+        setattr(self._resolve(), name, value)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         with _LOCK:
-            return self._target.__exit__(*exc)
+            return self._resolve().__exit__(*exc)
 
     def __iter__(self):
         with _LOCK:
-            return iter(list(self._target))
+            return iter(list(self._resolve()))
 
 
-def _wrap(result, proxy):
-    if result is proxy._target:
-        return proxy
-    if isinstance(result, (duckdb.DuckDBPyConnection, duckdb.DuckDBPyRelation)):
-        return _Serialized(result)
-    return result
+class _PerThread(_Serialized):
+    """The emulator's one connection, as one DuckDB cursor per thread: a thread's execute and
+    the fetch of its result are never split by another thread's statement (on one shared handle
+    a query answered while an append ran came back empty), and no two threads share a client
+    context (the deadlock above)."""
+
+    __slots__ = ("_local",)
+
+    def __init__(self, raw):
+        super().__init__(raw)
+        object.__setattr__(self, "_local", threading.local())
+
+    def _resolve(self):
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            with _LOCK:
+                cur = self._target.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def close(self):
+        with _LOCK:
+            return self._target.close()
 
 
 def _connect(*args, **kwargs):
     with _LOCK:
-        return _Serialized(_RAW_CONNECT(*args, **kwargs))
+        return _PerThread(_RAW_CONNECT(*args, **kwargs))
 
 
 _RAW_AIO_SERVER = grpc.aio.server
