@@ -20,6 +20,8 @@ set -euo pipefail
 HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 BQEMULATOR_VERSION=1.4.0
 DUCKDB_VERSION=1.5.5
+# grpcio is pinned because bqemulator_workarounds.py patches grpc.aio.server
+GRPCIO_VERSION=1.85.3
 CACHE_DIR=${STACK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ecomstream}
 VENV=$CACHE_DIR/bqemulator-$BQEMULATOR_VERSION
 PY=${BQEMULATOR_PYTHON:-python3}
@@ -76,10 +78,10 @@ log=$CACHE_DIR/bqemulator-$BQEMULATOR_VERSION-pip.log
 started=$SECONDS
 say "creating venv $VENV with $("$PY" -V 2>&1)"
 "$PY" -m venv "$VENV"
-say "installing bqemulator==$BQEMULATOR_VERSION duckdb==$DUCKDB_VERSION duckdb-extension-spatial==$DUCKDB_VERSION numpy (log: $log)"
+say "installing bqemulator==$BQEMULATOR_VERSION duckdb==$DUCKDB_VERSION duckdb-extension-spatial==$DUCKDB_VERSION grpcio==$GRPCIO_VERSION numpy (log: $log)"
 "$VENV/bin/pip" install --disable-pip-version-check --progress-bar off \
 	"bqemulator==$BQEMULATOR_VERSION" "duckdb==$DUCKDB_VERSION" \
-	"duckdb-extension-spatial==$DUCKDB_VERSION" numpy >"$log" 2>&1 &
+	"duckdb-extension-spatial==$DUCKDB_VERSION" "grpcio==$GRPCIO_VERSION" numpy >"$log" 2>&1 &
 pip_pid=$!
 while kill -0 "$pip_pid" 2>/dev/null; do
 	sleep 5

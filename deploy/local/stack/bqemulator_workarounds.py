@@ -97,6 +97,11 @@ class _PerThread(_Serialized):
         with _LOCK:
             return self._target.close()
 
+    def __exit__(self, *exc):
+        # "with connection:" ends the connection itself, not this thread's cursor.
+        with _LOCK:
+            return self._target.__exit__(*exc)
+
 
 def _connect(*args, **kwargs):
     with _LOCK:
@@ -107,9 +112,12 @@ _RAW_AIO_SERVER = grpc.aio.server
 
 
 def _aio_server(*args, **kwargs):
-    if not args and kwargs.get("migration_thread_pool") is None:
-        kwargs["migration_thread_pool"] = concurrent.futures.ThreadPoolExecutor(
-            max_workers=APPEND_THREADS, thread_name_prefix="bqemu-grpc")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=APPEND_THREADS, thread_name_prefix="bqemu-grpc")
+    if args:  # migration_thread_pool is the first positional parameter
+        if args[0] is None:
+            args = (pool,) + args[1:]
+    elif kwargs.get("migration_thread_pool") is None:
+        kwargs["migration_thread_pool"] = pool
     return _RAW_AIO_SERVER(*args, **kwargs)
 
 
