@@ -1,6 +1,7 @@
 package warehouse
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -228,6 +229,37 @@ func TestValidateBatchBigQueryLimits(t *testing.T) {
 			if !errors.As(err, &re) || re.Entity != want || re.Index != 1 || !strings.Contains(re.Reason, tt.wantText) {
 				t.Fatalf("err = %v, want a RowError for %s row 1 naming %q", err, want, tt.wantText)
 			}
+		})
+	}
+}
+
+// DuckDB could store these values, but refuses them as BigQuery must, so the row is dead-lettered
+// by either backend and the prod layers stay equal; the batch without it then writes.
+func TestDuckDBRefusesWhatBigQueryCannotStore(t *testing.T) {
+	far := time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		give   Batch
+		entity Entity
+	}{
+		{"event in year 12000", func() Batch { b := batch(row("t", 0, 0, "ok", t0), row("t", 0, 1, "far", far)); return b }(), EntityEvent},
+		{"order paid in year 12000", func() Batch {
+			o := order(1, "o-far", 1, 1)
+			o.PaidAt = &far
+			return orderBatch(order(0, "o-ok", 1, 1), o)
+		}(), EntityOrder},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, _ := openTest(t)
+			_, err := d.Write(context.Background(), testGroup, tt.give)
+			var re *RowError
+			if !errors.As(err, &re) || re.Entity != tt.entity || re.Index != 1 || !strings.Contains(re.Reason, "outside the TIMESTAMP range") {
+				t.Fatalf("err = %v, want a %s RowError for row 1", err, tt.entity)
+			}
+			b := tt.give
+			b.Events, b.Orders = b.Events[:min(len(b.Events), 1)], b.Orders[:min(len(b.Orders), 1)]
+			mustWrite(t, d, b)
 		})
 	}
 }
