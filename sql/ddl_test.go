@@ -451,3 +451,46 @@ func TestMigrationVersions(t *testing.T) {
 		})
 	}
 }
+
+// prod.dim_date must be idempotent when two replicas migrate a fresh dataset at once: one
+// statement that creates the table with its rows (IF NOT EXISTS ... AS SELECT), not a create
+// followed by an INSERT that both replicas run against the empty table (every day twice). The
+// query's columns are the column list's, in its order.
+func TestBigQueryDimDateCreatedWithItsRows(t *testing.T) {
+	stmts, err := BigQuery("ecom-test", Datasets{Raw: "ecom_raw", Staging: "ecom_staging", Prod: "ecom_prod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(stmts, func(s Statement) bool { return s.Name == "bigquery/prod/dim_date.sql" })
+	if i < 0 {
+		t.Fatal("no bigquery/prod/dim_date.sql")
+	}
+	var code []string
+	for _, line := range strings.Split(stmts[i].SQL, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			code = append(code, line)
+		}
+	}
+	sql := strings.TrimSpace(strings.Join(code, "\n"))
+	_, query, hasQuery := strings.Cut(sql, "\nAS\nSELECT ")
+	aliases := regexp.MustCompile(`\bAS ([a-z_]+)\b`).FindAllStringSubmatch(query, -1)
+	var got []string
+	for _, a := range aliases {
+		got = append(got, a[1])
+	}
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"one statement", strings.Count(regexp.MustCompile(`'(?:[^']|'')*'`).ReplaceAllString(sql, "''"), ";") == 1 && strings.HasSuffix(sql, ";")},
+		{"creates only if absent", strings.HasPrefix(sql, "CREATE TABLE IF NOT EXISTS `ecom-test.ecom_prod.dim_date` (")},
+		{"with its rows", hasQuery && strings.Contains(query, "FROM UNNEST(GENERATE_DATE_ARRAY('2020-01-01', '2035-12-31')) AS d;")},
+		{"no DML", !regexp.MustCompile(`(?i)\b(INSERT|MERGE|UPDATE|DELETE)\b`).MatchString(sql)},
+		{"the query's columns are the table's, then the day variable", slices.Equal(got, append(columns(t, sql), "d"))},
+	}
+	for _, tt := range tests {
+		if !tt.ok {
+			t.Errorf("dim_date: %s: no\n%s", tt.name, sql)
+		}
+	}
+}

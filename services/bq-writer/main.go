@@ -70,7 +70,7 @@ type BigQueryConfig struct {
 	StorageEndpoint string  `env:"BIGQUERY_STORAGE_ENDPOINT" default:"" usage:"Storage Write API gRPC host:port; empty = Google's"`
 	Emulator        bool    `env:"BIGQUERY_EMULATOR" default:"false" usage:"talk to a local emulator: plaintext gRPC and no credentials; requires both endpoints, on loopback"`
 	MaxAppendBytes  int     `env:"BIGQUERY_MAX_APPEND_BYTES" default:"8388608" usage:"most bytes of rows in one append request (1 MiB..9 MiB; the request limit is 10 MB)"`
-	PricePerGiB     float64 `env:"BIGQUERY_PRICE_PER_GIB" default:"0.025" usage:"Storage Write API price per GiB appended, for the estimated cost metric"`
+	PricePerGiB     float64 `env:"BIGQUERY_PRICE_PER_GIB" default:"0.025" usage:"Storage Write API price per GiB appended, for the estimated cost metric (0 = no estimate)"`
 }
 
 // Warehouse backends (WAREHOUSE).

@@ -1,6 +1,8 @@
 -- dim_date: one row per calendar day 2020-01-01..2035-12-31 (DuckDB). Same model as
--- bigquery/dim_date.sql. date_key is yyyymmdd, as fact_events.date_key and fact_orders.date_key.
--- Filled at every start with the days it lacks (none after the first), so it is idempotent.
+-- bigquery/prod/dim_date.sql. date_key is yyyymmdd, as fact_events.date_key and fact_orders.date_key.
+-- Filled at every start with the days it lacks (none after the first), so it is idempotent; a
+-- DuckDB file has one writer (its lock), so the INSERT cannot race as it could on BigQuery, whose
+-- prod/dim_date.sql therefore creates the table with its rows in one statement.
 CREATE TABLE IF NOT EXISTS dim_date (
     date_key    INTEGER  NOT NULL,
     date        DATE     NOT NULL,

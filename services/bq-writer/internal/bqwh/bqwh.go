@@ -35,7 +35,6 @@ type Catalog interface {
 const (
 	DefaultMaxAppendBytes = 8 << 20
 	MaxAppendBytesLimit   = 9 << 20 // the request limit is 10 MB
-	DefaultPricePerGiB    = 0.025
 )
 
 // Config configures Open.
@@ -49,7 +48,8 @@ type Config struct {
 	ClientOptions []option.ClientOption
 	// MaxAppendBytes caps the serialized rows of one append: default 8 MiB, at most 9 MiB.
 	MaxAppendBytes int
-	// PricePerGiB is the Storage Write API price for the cost metric, default 0.025 (USD).
+	// PricePerGiB is the Storage Write API price for the cost metric (USD); 0 = no cost estimate
+	// (the counter stays 0). No default: main passes BIGQUERY_PRICE_PER_GIB.
 	PricePerGiB float64
 	Meter       metric.Meter
 	Log         *slog.Logger
@@ -139,9 +139,6 @@ func Open(ctx context.Context, cfg Config) (*Warehouse, error) {
 	}
 	if cfg.MaxAppendBytes == 0 {
 		cfg.MaxAppendBytes = DefaultMaxAppendBytes
-	}
-	if cfg.PricePerGiB == 0 {
-		cfg.PricePerGiB = DefaultPricePerGiB
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

@@ -11,6 +11,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -31,7 +32,7 @@ func ValidateBatch(group string, b Batch) error {
 		if err := checkCovered(b, "event", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
 			return err
 		}
-		if reason := invalidRow(r); reason != "" {
+		if reason := cmp.Or(invalidRow(r), eventLimits(r)); reason != "" {
 			return &RowError{Entity: EntityEvent, Index: i, Reason: reason}
 		}
 	}
@@ -40,7 +41,7 @@ func ValidateBatch(group string, b Batch) error {
 		if err := checkCovered(b, "order", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
 			return err
 		}
-		if reason := invalidOrder(r); reason != "" {
+		if reason := cmp.Or(invalidOrder(r), orderLimits(r)); reason != "" {
 			return &RowError{Entity: EntityOrder, Index: i, Reason: reason}
 		}
 	}
@@ -49,7 +50,7 @@ func ValidateBatch(group string, b Batch) error {
 		if err := checkCovered(b, "product", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
 			return err
 		}
-		if reason := invalidProduct(r); reason != "" {
+		if reason := cmp.Or(invalidProduct(r), productLimits(r)); reason != "" {
 			return &RowError{Entity: EntityProduct, Index: i, Reason: reason}
 		}
 	}
@@ -58,7 +59,7 @@ func ValidateBatch(group string, b Batch) error {
 		if err := checkCovered(b, "user", i, Partition{r.SourceTopic, r.SourcePartition}, r.SourceOffset); err != nil {
 			return err
 		}
-		if reason := invalidUser(r); reason != "" {
+		if reason := cmp.Or(invalidUser(r), userLimits(r)); reason != "" {
 			return &RowError{Entity: EntityUser, Index: i, Reason: reason}
 		}
 	}
@@ -114,6 +115,105 @@ func invalidRow(r *EventRow) string {
 		}
 	}
 	return ""
+}
+
+// BigQuery's limits on a stored value. Every backend refuses a row outside them (as a *RowError,
+// dead-lettered as INVALID_VALUE), DuckDB too although it could store it: BigQuery would refuse the
+// append with INVALID_ARGUMENT, a fatal error, and the sink would restart on the same batch
+// forever; refusing it in both keeps the two backends' prod layers equal.
+var (
+	// MinTimestamp is the earliest TIMESTAMP (and, as its date, DATE) BigQuery stores.
+	MinTimestamp = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	// MaxTimestamp is the first instant after the latest TIMESTAMP BigQuery stores
+	// (9999-12-31 23:59:59.999999 UTC); event_date and order_date are the UTC dates of timestamps
+	// in range, so in DATE's range too.
+	MaxTimestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// MaxRowStringBytes caps the string bytes of one record: a Storage Write API row must fit in one
+// append request (10 MB, and bqwh's appends are at most 9 MiB of rows). 8 MiB leaves room for the
+// other columns (a few hundred bytes) and the request's own fields; a Kafka record is far smaller
+// unless the broker's message.max.bytes was raised. An order counts its lines' strings too.
+const MaxRowStringBytes = 8 << 20
+
+// namedTime is a timestamp column for timeOutOfRange; v nil is NULL.
+type namedTime struct {
+	name string
+	v    *time.Time
+}
+
+// timeOutOfRange returns why the first timestamp outside BigQuery's range cannot be stored, or "".
+func timeOutOfRange(ts ...namedTime) string {
+	for _, t := range ts {
+		if t.v != nil && (t.v.Before(MinTimestamp) || !t.v.Before(MaxTimestamp)) {
+			return fmt.Sprintf("%s %s is outside the TIMESTAMP range 0001-01-01..9999-12-31", t.name, t.v.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	return ""
+}
+
+// tooLarge returns why a row of n string bytes cannot be stored, or "".
+func tooLarge(n int) string {
+	if n > MaxRowStringBytes {
+		return fmt.Sprintf("%d string bytes exceed the row limit of %d", n, MaxRowStringBytes)
+	}
+	return ""
+}
+
+// stringBytes returns the bytes of ss and of the non-nil ps.
+func stringBytes(ss []string, ps ...*string) int {
+	n := 0
+	for _, s := range ss {
+		n += len(s)
+	}
+	for _, p := range ps {
+		if p != nil {
+			n += len(*p)
+		}
+	}
+	return n
+}
+
+// eventLimits returns why the event exceeds a BigQuery limit, or "".
+func eventLimits(r *EventRow) string {
+	e := &r.ClickEvent
+	return cmp.Or(
+		timeOutOfRange(namedTime{"event_timestamp", &e.EventTimestamp}, namedTime{"received_at", &e.ReceivedAt}),
+		tooLarge(stringBytes([]string{e.EventID, e.EventType, e.SessionID, e.PageURL, e.Source, r.TraceID, r.DQWarnings, r.SourceTopic},
+			e.UserID, e.AnonymousID, e.Referrer, e.UserAgent, e.DeviceType, e.Os, e.Browser, e.Country, e.Region, e.City,
+			e.ProductID, e.SearchQuery, e.Currency, e.OrderID, e.ClientIP, e.CollectorSource)))
+}
+
+// orderLimits returns why the order version or one of its lines exceeds a BigQuery limit, or "".
+func orderLimits(r *OrderRow) string {
+	o := &r.Order
+	n := stringBytes([]string{o.OrderID, o.UserID, o.Status, o.Currency, o.Source, r.TraceID, r.DQWarnings, r.SourceTopic},
+		o.ShippingCountry, o.WebhookDeliveryID)
+	for i := range o.Items {
+		n += stringBytes([]string{o.Items[i].ProductID}, o.Items[i].LineID)
+	}
+	return cmp.Or(
+		timeOutOfRange(namedTime{"order_timestamp", &o.OrderTimestamp}, namedTime{"updated_at", &o.UpdatedAt},
+			namedTime{"paid_at", o.PaidAt}, namedTime{"shipped_at", o.ShippedAt}, namedTime{"delivered_at", o.DeliveredAt},
+			namedTime{"cancelled_at", o.CancelledAt}, namedTime{"refunded_at", o.RefundedAt}, namedTime{"received_at", o.ReceivedAt}),
+		tooLarge(n))
+}
+
+// productLimits returns why the product change exceeds a BigQuery limit, or "".
+func productLimits(r *ProductRow) string {
+	p := &r.ProductChange
+	return cmp.Or(
+		timeOutOfRange(namedTime{"updated_at", &p.UpdatedAt}, namedTime{"synced_at", &p.SyncedAt},
+			namedTime{"changed_at", p.ChangedAt}, namedTime{"deleted_at", p.DeletedAt}),
+		tooLarge(stringBytes([]string{p.ProductID, p.Op, p.Name, p.Currency, p.Source, r.SourceTopic}, p.Sku, p.Category, p.Brand)))
+}
+
+// userLimits returns why the customer change exceeds a BigQuery limit, or "".
+func userLimits(r *UserRow) string {
+	return cmp.Or(
+		timeOutOfRange(namedTime{"created_at", r.CreatedAt}, namedTime{"updated_at", &r.UpdatedAt}, namedTime{"synced_at", &r.SyncedAt},
+			namedTime{"changed_at", r.ChangedAt}, namedTime{"deleted_at", r.DeletedAt}),
+		tooLarge(stringBytes([]string{r.UserID, r.Op, r.Source, r.SourceTopic}, r.EmailHash, r.EmailDomain, r.Country)))
 }
 
 // CheckPosition refuses a position no Kafka partition can have (an ErrInvalidBatch).
