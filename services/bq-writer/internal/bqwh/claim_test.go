@@ -54,7 +54,9 @@ func TestClaimWithoutPosition(t *testing.T) {
 		{name: "another tool's JSON", metadata: func(string) string { return `{"owner":"tool"}` }, wantLog: []string{"is not bq-writer's"}},
 		{name: "another project", metadata: func(md string) string { return strings.ReplaceAll(md, "projects/"+project+"/", "projects/old/") },
 			wantLog: []string{"projects/old/datasets/" + dataset + "/tables/" + TableEvents + "/streams/", "projects/" + project + "/datasets/" + dataset + "/tables/" + TableEvents}},
-		{name: "another dataset", metadata: func(md string) string { return strings.ReplaceAll(md, "/datasets/"+dataset+"/", "/datasets/stage_raw/") },
+		{name: "another dataset", metadata: func(md string) string {
+			return strings.ReplaceAll(md, "/datasets/"+dataset+"/", "/datasets/stage_raw/")
+		},
 			wantLog: []string{"/datasets/stage_raw/tables/", "datasets/" + dataset + "/tables/" + TableEvents}},
 		{name: "another table's stream", metadata: func(md string) string {
 			return strings.ReplaceAll(md, "/tables/"+TableEvents+"/", "/tables/"+TableUsers+"/")
