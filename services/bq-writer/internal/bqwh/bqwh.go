@@ -78,10 +78,11 @@ type Warehouse struct {
 	closed  bool
 	schemas map[string]*tableSchema
 	parts   map[warehouse.Partition]map[string]*tableStream
-	// finals are the final row counts of the streams the last Claim of each partition
-	// finalized, so that claiming it again (a retried Claim, a new assignment before the claim
-	// commit) reads the counts even where finalizing a finalized stream gives none.
-	finals map[warehouse.Partition]map[string]int64
+	// finals are the final row counts of the streams this process finalized, kept across
+	// Release, so that claiming a partition again (a retried Claim; Claim, a claim commit refused
+	// by a rebalance, Release, Claim) reads the counts instead of finalizing a finalized stream,
+	// whose answer may give none.
+	finals finalCounts
 
 	posMu     sync.Mutex
 	positions map[warehouse.Partition]warehouse.Position
@@ -155,7 +156,6 @@ func Open(ctx context.Context, cfg Config) (*Warehouse, error) {
 		cfg: cfg, client: client, m: m, log: cfg.Log, retry: defaultRetry,
 		schemas:   map[string]*tableSchema{},
 		parts:     map[warehouse.Partition]map[string]*tableStream{},
-		finals:    map[warehouse.Partition]map[string]int64{},
 		positions: map[warehouse.Partition]warehouse.Position{},
 	}, nil
 }
@@ -254,12 +254,12 @@ func (w *Warehouse) Claim(ctx context.Context, _ string, claims map[warehouse.Pa
 	}
 	for p, a := range claims {
 		w.dropLocked(p)
-		state, err := w.claimOne(ctx, p, a)
+		state, positioned, err := w.claimOne(ctx, p, a)
 		opened[p] = state
 		if err != nil {
 			return fail(fmt.Errorf("bqwh: claim %s/%d: %w", p.Topic, p.Partition, err))
 		}
-		if a.Commit != nil {
+		if positioned {
 			out[p] = warehouse.Position{Next: a.Commit.Next}
 		}
 	}
@@ -274,28 +274,29 @@ func (w *Warehouse) Claim(ctx context.Context, _ string, claims map[warehouse.Pa
 }
 
 // claimOne claims one partition: it finalizes the streams its commit names and opens the new
-// ones, returning them (also those opened before an error, for the caller to close).
-func (w *Warehouse) claimOne(ctx context.Context, p warehouse.Partition, a warehouse.Assignment) (map[string]*tableStream, error) {
+// ones, returning them (also those opened before an error, for the caller to close), and whether
+// the commit is a BigQuery position of this writer's tables. A commit without bq-writer's
+// metadata (empty, another writer's) or naming the streams of another project, dataset or table
+// is none: the sink then refuses the partition unless POSITION_RECOVERY allows a start.
+func (w *Warehouse) claimOne(ctx context.Context, p warehouse.Partition, a warehouse.Assignment) (map[string]*tableStream, bool, error) {
 	tables, ok := EntityTables[a.Entity]
 	if !ok {
-		return nil, fmt.Errorf("entity %q feeds no raw table", a.Entity)
+		return nil, false, fmt.Errorf("entity %q feeds no raw table", a.Entity)
 	}
 	skips := map[string]int64{}
 	for _, t := range tables {
 		skips[t] = 0
 	}
-	if a.Commit != nil && a.Commit.Metadata != "" {
-		md, err := decodeMetadata(a.Commit.Metadata)
-		if err != nil {
-			return nil, err
-		}
-		// Kept as they are read: a claim that fails on a later table and is retried does not
-		// finalize the earlier ones a second time.
-		prev, finals := w.finals[p], map[string]int64{}
-		w.finals[p] = finals
+	md, positioned, err := w.claimedMetadata(ctx, p, a.Commit)
+	if err != nil {
+		return nil, false, err
+	}
+	if positioned {
 		for _, table := range slices.Sorted(maps.Keys(md.S)) {
 			name, r, k := md.S[table], md.R[table], md.K[table]
-			f, known := prev[name]
+			// Kept as they are read: a claim that fails on a later table and is retried does
+			// not finalize the earlier ones a second time.
+			f, known := w.finals.get(name)
 			res := finalFound
 			if !known {
 				var err error
@@ -304,7 +305,7 @@ func (w *Warehouse) claimOne(ctx context.Context, p warehouse.Partition, a wareh
 					if o := classify(err); o == outcomeRetry || o == outcomeAmbiguous {
 						err = fmt.Errorf("%w: %w", warehouse.ErrTransient, err)
 					}
-					return nil, err
+					return nil, false, err
 				}
 			}
 			switch res {
@@ -324,9 +325,9 @@ func (w *Warehouse) claimOne(ctx context.Context, p warehouse.Partition, a wareh
 			if !known {
 				w.m.stream(ctx, "finalized")
 			}
-			finals[name] = f
+			w.finals.put(name, f)
 			if f < r {
-				return nil, fmt.Errorf("stream %s has %d rows, the commit says %d", name, f, r)
+				return nil, false, fmt.Errorf("stream %s has %d rows, the commit says %d", name, f, r)
 			}
 			skips[table] = k + f - r
 			if f > r {
@@ -334,19 +335,76 @@ func (w *Warehouse) claimOne(ctx context.Context, p warehouse.Partition, a wareh
 					"topic", p.Topic, "partition", p.Partition, "table", table, "rows", f-r, "skip", k+f-r)
 			}
 		}
-	} else {
-		delete(w.finals, p)
 	}
 	state := map[string]*tableStream{}
 	for _, table := range slices.Sorted(maps.Keys(skips)) {
 		ts := &tableStream{}
 		if err := w.openStream(ctx, p, table, ts); err != nil {
-			return state, err
+			return state, false, err
 		}
 		ts.owedOld = skips[table]
 		state[table] = ts
 	}
-	return state, nil
+	return state, positioned, nil
+}
+
+// claimedMetadata decodes a partition's Kafka commit: positioned is false when there is no
+// commit, or its metadata is not bq-writer's or names a stream outside this writer's tables
+// (logged). Metadata of bq-writer's that does not decode is an error.
+func (w *Warehouse) claimedMetadata(ctx context.Context, p warehouse.Partition, c *warehouse.Commit) (md metadata, positioned bool, err error) {
+	if c == nil {
+		return md, false, nil
+	}
+	if !isOurs(c.Metadata) {
+		what := "is empty"
+		if c.Metadata != "" {
+			what = "is not bq-writer's"
+		}
+		w.log.WarnContext(ctx, "the partition's Kafka commit metadata "+what+" (a reset with the Kafka CLI, a group that ran on DuckDB, another tool): no BigQuery position",
+			"topic", p.Topic, "partition", p.Partition, "committed", c.Next, "metadata_bytes", len(c.Metadata))
+		return md, false, nil
+	}
+	if md, err = decodeMetadata(c.Metadata); err != nil {
+		return md, false, err
+	}
+	for _, table := range slices.Sorted(maps.Keys(md.S)) {
+		if name := md.S[table]; !w.belongs(table, name) {
+			w.log.WarnContext(ctx, "the partition's Kafka commit names a write stream of another project, dataset or table (BIGQUERY_PROJECT or BIGQUERY_DATASET_PREFIX changed, the group kept): no BigQuery position",
+				"topic", p.Topic, "partition", p.Partition, "committed", c.Next, "stream", name, "table", w.tablePath(table))
+			return md, false, nil
+		}
+	}
+	return md, true, nil
+}
+
+// maxFinals bounds the final row counts a Warehouse keeps.
+const maxFinals = 4096
+
+// finalCounts are the final row counts of finalized streams by name, the last maxFinals put. A
+// finalized stream's row count never changes, so a kept count is always right. Guarded by the
+// Warehouse's mu; the zero value is empty.
+type finalCounts struct {
+	rows  map[string]int64
+	order []string // the names in rows, oldest first
+}
+
+func (f *finalCounts) get(name string) (int64, bool) {
+	n, ok := f.rows[name]
+	return n, ok
+}
+
+func (f *finalCounts) put(name string, rows int64) {
+	if f.rows == nil {
+		f.rows = map[string]int64{}
+	}
+	if _, ok := f.rows[name]; !ok {
+		if len(f.order) >= maxFinals {
+			delete(f.rows, f.order[0])
+			f.order = f.order[1:]
+		}
+		f.order = append(f.order, name)
+	}
+	f.rows[name] = rows
 }
 
 // finalResult is what finalizing a stream found.
@@ -386,7 +444,8 @@ func (w *Warehouse) finalize(ctx context.Context, name string) (rows int64, res 
 	return 0, 0, err
 }
 
-// Release closes the partitions' streams and forgets them.
+// Release closes the partitions' streams and forgets them and their positions; the final row
+// counts Claim found are kept (see Warehouse.finals).
 func (w *Warehouse) Release(_ context.Context, ps []warehouse.Partition) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -395,7 +454,6 @@ func (w *Warehouse) Release(_ context.Context, ps []warehouse.Partition) {
 	for _, p := range ps {
 		w.dropLocked(p)
 		delete(w.positions, p)
-		delete(w.finals, p)
 	}
 }
 

@@ -48,8 +48,20 @@
 // next one finds the same, already finalized, streams): finalizing a finalized stream answers the
 // row count again on bqfake and bqemulator; BigQuery does not document the answer, so a
 // STREAM_FINALIZED answer without a count is taken as "count unknown" (see below), never as an
-// error that would make the sink retry for ever, and the same process remembers the counts its
-// last claim of the partition read.
+// error that would make the sink retry for ever, and the same process remembers the counts it
+// read, per stream name (the last 4096 streams), also across Release: Claim, a claim commit
+// refused by a rebalance, Release, Claim finalizes nothing twice (TestClaimReleaseClaim).
+//
+// # A commit that is no position
+//
+// A Kafka commit whose metadata is not bq-writer's (empty: an offset reset with the Kafka CLI;
+// anything but a JSON object with "v": franz-go's default, the member id, when the group ran on
+// DuckDB; another tool's), or that names a stream outside this project, raw dataset and table
+// (BIGQUERY_PROJECT or BIGQUERY_DATASET_PREFIX changed, the group kept), is no BigQuery position:
+// Claim logs it, finalizes nothing of it, opens the partition's streams and returns no position
+// for it, so that the sink stops with a *PositionError unless POSITION_RECOVERY allows a start
+// (as for a DuckDB file without a position). Metadata of bq-writer's that does not decode (another
+// version) is an error (TestClaimWithoutPosition).
 //
 // # The skip
 //
@@ -65,7 +77,10 @@
 // rest on: the next owner finalizes this owner's stream and skips k + what it holds. A failed
 // Write does the same for its own appends: rows it appended before the error are owed (the last
 // rows of its stream: r excludes them), and the sink's retry of the same batch skips them instead
-// of appending them twice.
+// of appending them twice. Before the skip, Write drops the rows below the partition's position
+// (the claimed one, moved by every Write: warehouse.FreshRows, as DuckDB does), a re-delivery of
+// committed records, and counts them as Stale too: the skip applies to the records after the
+// commit only (TestStaleRows).
 //
 // # Why offsets and finalize fence a zombie
 //

@@ -3,6 +3,7 @@ package bqwh
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // metadataVersion is the "v" of the Kafka commit metadata.
@@ -34,6 +35,19 @@ func (m metadata) encode() (string, error) {
 	return string(b), nil
 }
 
+// isOurs reports whether a Kafka commit's metadata is bq-writer's: a JSON object with a "v". Empty
+// metadata (a reset with the Kafka CLI) and anything else (franz-go's default, the member id, when
+// the group ran on DuckDB; another tool's) is not, and names no BigQuery position.
+func isOurs(s string) bool {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal([]byte(s), &obj) != nil {
+		return false
+	}
+	_, ok := obj["v"]
+	return ok
+}
+
+// decodeMetadata decodes bq-writer's commit metadata (isOurs(s) is true).
 func decodeMetadata(s string) (metadata, error) {
 	var m metadata
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
@@ -59,4 +73,11 @@ func decodeMetadata(s string) (metadata, error) {
 		}
 	}
 	return m, nil
+}
+
+// belongs reports whether a stream name is one of table's streams in this project and raw
+// dataset: a commit of another environment (BIGQUERY_PROJECT or BIGQUERY_DATASET_PREFIX changed,
+// the group kept) names streams whose rows are not in this writer's tables.
+func (w *Warehouse) belongs(table, stream string) bool {
+	return strings.HasPrefix(stream, w.tablePath(table)+"/streams/")
 }

@@ -61,6 +61,9 @@ func (w *Warehouse) Write(ctx context.Context, group string, b warehouse.Batch) 
 			return res, fmt.Errorf("bqwh: %s/%d is not claimed: no stream to name in its commit (Claim it, and commit the claim, before writing)", p.Topic, p.Partition)
 		}
 	}
+	if err := w.dropStale(&b, &res); err != nil {
+		return res, err
+	}
 	loadedAt := time.Now().UTC()
 	byKey := map[streamKey][]outRow{}
 	add := func(p warehouse.Partition, table string, r outRow) {

@@ -39,8 +39,8 @@ type step struct {
 	// commitLost drops the Kafka commit of this step's Write (the writer died between the
 	// appends and the commit): the next Claim finds the rows past the kept commit.
 	commitLost bool
-	// replay marks a batch written before, sent again: DuckDB drops it (below its positions),
-	// bqwh appends it again (raw keeps every copy; staging keeps one per source coordinates).
+	// replay marks a batch written before, sent again: both backends drop it (below their
+	// positions) and count it as stale.
 	replay bool
 }
 

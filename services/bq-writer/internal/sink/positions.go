@@ -105,8 +105,12 @@ func (l *logState) startOf(p warehouse.Partition, st warehouse.Position, ok bool
 	case ok:
 		return st.Next, false, ""
 	case hasCommit && committed > 0 && l.committer:
-		problem = fmt.Sprintf("the warehouse claimed no position but the group has committed offset %d in Kafka (a commit it cannot resume from), and everything before offset %d would be missing from it",
-			committed, committed)
+		why := "its metadata is not a BigQuery position of this writer's tables (the group ran on DuckDB, another tool committed, or BIGQUERY_PROJECT or BIGQUERY_DATASET_PREFIX changed; the log names it)"
+		if l.metadata[p] == "" {
+			why = "its metadata is empty (an offset reset with the Kafka CLI)"
+		}
+		problem = fmt.Sprintf("the warehouse claimed no position from the group's Kafka commit at offset %d: %s, and everything before offset %d would be missing from it",
+			committed, why, committed)
 	case hasCommit && committed > 0:
 		problem = fmt.Sprintf("the warehouse holds no position but the group has committed offset %d in Kafka: the DuckDB file is new, empty or replaced, and everything before offset %d would be missing from it",
 			committed, committed)

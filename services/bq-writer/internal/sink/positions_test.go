@@ -150,8 +150,18 @@ func TestStartOfCommitter(t *testing.T) {
 	p := warehouse.Partition{Topic: "t", Partition: 0}
 	l := &logState{topicIDs: map[string]string{}, start: map[warehouse.Partition]int64{p: 0}, end: map[warehouse.Partition]int64{p: 50},
 		committed: map[warehouse.Partition]int64{p: 40}, committer: true}
-	if _, _, problem := l.startOf(p, warehouse.Position{}, false, RecoveryRefuse); !strings.Contains(problem, "claimed no position") || strings.Contains(problem, "DuckDB") {
-		t.Fatalf("problem = %q", problem)
+	for _, tt := range []struct{ metadata, want string }{
+		{"", "its metadata is empty (an offset reset with the Kafka CLI)"},
+		{"kgo-member-1", "its metadata is not a BigQuery position of this writer's tables"},
+	} {
+		l.metadata = map[warehouse.Partition]string{p: tt.metadata}
+		_, _, problem := l.startOf(p, warehouse.Position{}, false, RecoveryRefuse)
+		if !strings.Contains(problem, "claimed no position from the group's Kafka commit at offset 40: "+tt.want) || strings.Contains(problem, "DuckDB file") {
+			t.Errorf("metadata %q: problem = %q", tt.metadata, problem)
+		}
+		if next, reset, _ := l.startOf(p, warehouse.Position{}, false, RecoveryCommitted); next != 40 || !reset {
+			t.Errorf("metadata %q, committed: starts at %d (reset %v), want 40 reset", tt.metadata, next, reset)
+		}
 	}
 	if next, _, _ := l.startOf(p, warehouse.Position{Next: 40}, true, RecoveryRefuse); next != 40 {
 		t.Fatalf("claimed position 40 starts at %d", next)
