@@ -248,7 +248,7 @@ func (w *Warehouse) openStream(ctx context.Context, p warehouse.Partition, table
 		}
 		return err
 	}
-	ts.name, ts.ms, ts.end, ts.owedOld, ts.owedHere = ms.StreamName(), ms, 0, 0, 0
+	ts.name, ts.ms, ts.end, ts.owedOld, ts.owedHere, ts.unsure = ms.StreamName(), ms, 0, 0, 0, unsureAppend{}
 	w.m.stream(ctx, "opened")
 	return nil
 }
