@@ -7,8 +7,9 @@
 // atomic BatchCommitWriteStreams and FlushRows. Rows are decoded with the
 // writer schema the client sends (dynamicpb) and kept per table, so a test
 // reads back exactly what became visible. Hooks inject faults (an error
-// response, a dropped connection) before an append is applied or after it
-// is applied and before it is acknowledged: the crash points of a writer.
+// response, a dropped connection, a connection that never answers) before
+// an append is applied or after it is applied and before it is
+// acknowledged: the crash points of a writer.
 //
 // It is test-support code; nothing outside _test files imports it.
 package bqfake
@@ -61,6 +62,10 @@ type Fault struct {
 	// Drop ends the AppendRows connection with UNAVAILABLE instead of
 	// answering, as a broken connection does. Code is ignored.
 	Drop bool
+	// Hang neither answers nor ends the connection, as a hung connection
+	// does: the request (and every later one on the connection) waits until
+	// the client gives the connection up. Code is ignored.
+	Hang bool
 	// Storage, when set, adds a StorageError detail with this code (the
 	// entity is the stream) to the status.
 	Storage storagepb.StorageError_StorageErrorCode
@@ -68,7 +73,7 @@ type Fault struct {
 
 // status is the fault's status for stream name.
 func (f *Fault) status(name string) *status.Status {
-	if f.Drop {
+	if f.Drop || f.Hang {
 		return status.New(codes.Unavailable, "bqfake: connection dropped")
 	}
 	if f.Storage != storagepb.StorageError_STORAGE_ERROR_CODE_UNSPECIFIED {
@@ -87,6 +92,9 @@ func Unavailable() *Fault {
 
 // Drop is a dropped connection.
 func Drop() *Fault { return &Fault{Drop: true} }
+
+// Hang is a connection that never answers.
+func Hang() *Fault { return &Fault{Hang: true} }
 
 // Append describes one AppendRows request to a hook.
 type Append struct {
@@ -110,10 +118,11 @@ type Hooks struct {
 	// the point where a writer may crash before committing its Kafka offset.
 	Acked func(Append)
 	// Finalize runs before a FinalizeWriteStream of an existing stream is
-	// applied; a fault is its answer (Code and Message; Drop is UNAVAILABLE)
-	// and nothing changes. bqfake, like bqemulator, answers the row count
-	// again when a finalized stream is finalized again; BigQuery does not
-	// document that answer, and FinalizedAgain is the other one it may give.
+	// applied; a fault is its answer (Code and Message; Drop and Hang are
+	// UNAVAILABLE) and nothing changes. bqfake, like bqemulator, answers the
+	// row count again when a finalized stream is finalized again; BigQuery
+	// does not document that answer, and FinalizedAgain is the other one it
+	// may give.
 	Finalize func(Finalize) *Fault
 }
 
@@ -469,12 +478,16 @@ func (s *Server) AppendRows(srv storagepb.BigQueryWrite_AppendRowsServer) error 
 		if err != nil {
 			return err
 		}
-		resp, acked, drop, fatal := s.append(&c, req)
+		resp, acked, cut, fatal := s.append(&c, req)
 		if fatal != nil {
 			return fatal
 		}
-		if drop {
+		switch cut {
+		case cutDrop:
 			return errDrop
+		case cutHang:
+			<-srv.Context().Done()
+			return srv.Context().Err()
 		}
 		if err := srv.Send(resp); err != nil {
 			return err
@@ -496,29 +509,49 @@ func faultResp(name string, f *Fault) *storagepb.AppendRowsResponse {
 	return errResp(name, f.status(name))
 }
 
+// cut is how a fault ends an append instead of answering it.
+type cut int
+
+const (
+	cutNone cut = iota // answer
+	cutDrop            // end the connection with UNAVAILABLE
+	cutHang            // never answer; end when the client gives the connection up
+)
+
+// cutOf is how fault f ends the append.
+func cutOf(f *Fault) cut {
+	switch {
+	case f.Hang:
+		return cutHang
+	case f.Drop:
+		return cutDrop
+	}
+	return cutNone
+}
+
 // append handles one request. A fatal error ends the connection, as the real
 // service does for a first request without stream or schema.
 // acked, when not nil, is to be called once the response was sent.
-func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) (resp *storagepb.AppendRowsResponse, acked func(), drop bool, fatal error) {
+func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) (resp *storagepb.AppendRowsResponse, acked func(), how cut, fatal error) {
 	if name := req.GetWriteStream(); name != "" && name != c.stream {
 		pr := req.GetProtoRows()
 		if pr.GetWriterSchema() == nil {
-			return nil, nil, false, status.Errorf(codes.InvalidArgument, "the first request for stream %s must carry the writer schema", name)
+			return nil, nil, cutNone, status.Errorf(codes.InvalidArgument, "the first request for stream %s must carry the writer schema", name)
 		}
 		c.stream = name
 		c.desc = nil
 	}
 	if c.stream == "" {
-		return nil, nil, false, status.Error(codes.InvalidArgument, "the first request must name the write stream")
+		return nil, nil, cutNone, status.Error(codes.InvalidArgument, "the first request must name the write stream")
 	}
 	pr := req.GetProtoRows()
 	if pr == nil {
-		return nil, nil, false, status.Error(codes.InvalidArgument, "bqfake supports proto_rows only")
+		return nil, nil, cutNone, status.Error(codes.InvalidArgument, "bqfake supports proto_rows only")
 	}
 	if ws := pr.GetWriterSchema(); ws != nil {
 		d, err := messageDescriptor(ws.GetProtoDescriptor())
 		if err != nil {
-			return errResp(c.stream, status.New(codes.InvalidArgument, "Invalid proto schema: "+err.Error())), nil, false, nil
+			return errResp(c.stream, status.New(codes.InvalidArgument, "Invalid proto schema: "+err.Error())), nil, cutNone, nil
 		}
 		c.desc = d
 	}
@@ -531,7 +564,7 @@ func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) (resp *storag
 	st, t, serr := s.lookupStream(c.stream)
 	s.mu.Unlock()
 	if serr != nil {
-		return errResp(c.stream, serr), nil, false, nil
+		return errResp(c.stream, serr), nil, cutNone, nil
 	}
 	a := Append{Seq: seq, Stream: c.stream, Offset: -1, Rows: len(raw)}
 	if o := req.GetOffset(); o != nil {
@@ -542,21 +575,21 @@ func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) (resp *storag
 		a.End = st.end
 		s.mu.Unlock()
 		if f := hooks.BeforeAppend(a); f != nil {
-			if f.Drop {
-				return nil, nil, true, nil
+			if how := cutOf(f); how != cutNone {
+				return nil, nil, how, nil
 			}
-			return faultResp(c.stream, f), nil, false, nil
+			return faultResp(c.stream, f), nil, cutNone, nil
 		}
 	}
 
 	rows, rowErrs, err := decodeRows(c.desc, raw, t.schema)
 	if err != nil {
-		return errResp(c.stream, storageErr(codes.InvalidArgument, storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS, c.stream, err.Error())), nil, false, nil
+		return errResp(c.stream, storageErr(codes.InvalidArgument, storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS, c.stream, err.Error())), nil, cutNone, nil
 	}
 	if len(rowErrs) > 0 {
 		r := errResp(c.stream, status.New(codes.InvalidArgument, "Errors found while processing rows. Please refer to the row_errors field for details."))
 		r.RowErrors = rowErrs
-		return r, nil, false, nil
+		return r, nil, cutNone, nil
 	}
 
 	s.mu.Lock()
@@ -565,16 +598,16 @@ func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) (resp *storag
 	s.mu.Unlock()
 	if ok && hooks.AfterAppend != nil {
 		if f := hooks.AfterAppend(a); f != nil {
-			if f.Drop {
-				return nil, nil, true, nil
+			if how := cutOf(f); how != cutNone {
+				return nil, nil, how, nil
 			}
-			return faultResp(c.stream, f), nil, false, nil
+			return faultResp(c.stream, f), nil, cutNone, nil
 		}
 	}
 	if ok && hooks.Acked != nil {
 		acked = func() { hooks.Acked(a) }
 	}
-	return resp, acked, false, nil
+	return resp, acked, cutNone, nil
 }
 
 // applyLocked checks the offset and stores the rows. It reports whether the

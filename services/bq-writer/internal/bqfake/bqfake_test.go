@@ -2,6 +2,7 @@ package bqfake_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -324,6 +325,56 @@ func TestFaults(t *testing.T) {
 			if got := e.fake.Rows(tablePath); len(got) != tt.wantRows {
 				t.Fatalf("%d rows %v, want %d", len(got), ids(got), tt.wantRows)
 			}
+		})
+	}
+}
+
+// TestHang: a hung connection answers nothing until the client gives it up; a new connection to
+// the same stream then works, and finds the rows a hang after the append applied.
+func TestHang(t *testing.T) {
+	tests := []struct {
+		name     string
+		hooks    func(fail *int) bqfake.Hooks
+		wantRows int        // rows stored by the hung append
+		wantCode codes.Code // the resend's answer on a new connection
+	}{
+		{name: "hang before the append", hooks: before(bqfake.Hang()), wantRows: 0, wantCode: codes.OK},
+		{name: "hang after the append, before the ack", hooks: after(bqfake.Hang()), wantRows: 2, wantCode: codes.AlreadyExists},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			var fails int
+			e.fake.SetHooks(tt.hooks(&fails))
+			ms := e.stream(t, managedwriter.CommittedStream, false)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			res, err := ms.AppendRows(ctx, e.rows(t, 0, 2), managedwriter.WithOffset(0))
+			if err == nil {
+				_, err = res.GetResult(ctx)
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("append on a hung connection: %v, want the caller's deadline", err)
+			}
+			if fails != 1 {
+				t.Fatalf("fault injected %d times, want 1", fails)
+			}
+			if got := e.fake.Rows(tablePath); len(got) != tt.wantRows {
+				t.Fatalf("%d rows stored by the hung append, want %d", len(got), tt.wantRows)
+			}
+			// Give the connection up (closing the writer ends its connection) and resend on a
+			// new one.
+			_ = ms.Close()
+			again, err := e.client.NewManagedStream(context.Background(), managedwriter.WithStreamName(ms.StreamName()),
+				managedwriter.WithSchemaDescriptor(e.dp), managedwriter.EnableWriteRetries(false))
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			t.Cleanup(func() { _ = again.Close() })
+			if _, err := result(t, again, e.rows(t, 0, 2), managedwriter.WithOffset(0)); status.Code(err) != tt.wantCode {
+				t.Fatalf("resend on a new connection: %v, want %v", err, tt.wantCode)
+			}
+			wantIDs(t, e.fake.Rows(tablePath), 0, 2)
 		})
 	}
 }

@@ -57,12 +57,13 @@ type Config struct {
 
 // retryPolicy bounds the in-backend retries of one append.
 type retryPolicy struct {
-	attempts   int
-	base, max  time.Duration
-	getTimeout time.Duration
+	attempts      int
+	base, max     time.Duration
+	getTimeout    time.Duration
+	appendTimeout time.Duration // bounds one append and its ack; 0 is defaultAppendTimeout (write.go)
 }
 
-var defaultRetry = retryPolicy{attempts: 8, base: 100 * time.Millisecond, max: 5 * time.Second, getTimeout: 30 * time.Second}
+var defaultRetry = retryPolicy{attempts: 8, base: 100 * time.Millisecond, max: 5 * time.Second, getTimeout: 30 * time.Second, appendTimeout: defaultAppendTimeout}
 
 // Warehouse appends batches to the raw tables exactly once (see the package documentation). It
 // implements warehouse.Warehouse and warehouse.Committer.
@@ -104,6 +105,7 @@ type tableStream struct {
 	// owedHere after them are the last rows of this stream (appended by a Write that failed, and
 	// skipped by its retry). The commit metadata says r = end - owedHere, k = owedOld.
 	owedOld, owedHere int64
+	unsure            unsureAppend // the append at end that may have landed unacknowledged (see appendOne)
 }
 
 func (ts *tableStream) owed() int64 { return ts.owedOld + ts.owedHere }

@@ -85,8 +85,12 @@
 // # Why offsets and finalize fence a zombie
 //
 // A COMMITTED stream is a log only its creator appends to; the explicit offset makes an append
-// idempotent (ALREADY_EXISTS: the rows at that offset are there, our resend after a lost
-// acknowledgement) and refuses a gap (OUT_OF_RANGE: a bug). Finalize freezes the log at f
+// idempotent (ALREADY_EXISTS: rows at that offset are there) and refuses a gap (OUT_OF_RANGE: a
+// bug). ALREADY_EXISTS says nothing of whose rows they are or how many (bqemulator answers it for
+// an append that straddles the end), so it counts as "stored" only for a resend of exactly the
+// append that may have landed unacknowledged, same offset and same rows, also when the sink's
+// retry of a failed Write resends it; any other ALREADY_EXISTS is fatal (another writer on the
+// stream, or a bug). Finalize freezes the log at f
 // atomically: an append is either before it (counted in f, skipped by the new owner) or refused.
 // Every stream an owner appends to is named by a commit before its first append, so every
 // earlier owner's stream is finalized by the next claim. So every record below the new owner's
@@ -97,8 +101,12 @@
 //
 // RESOURCE_EXHAUSTED (the AppendRows quota) and ambiguous failures (UNAVAILABLE, a dropped
 // connection, NotFound with an empty entity as bqemulator answers every second append of a
-// connection) are retried at the same offset with capped backoff, after GetWriteStream confirmed
-// the stream exists; when the retries give up the error wraps warehouse.ErrTransient. A
+// connection, no answer within the append timeout of 2 minutes) are retried at the same offset
+// with capped exponential backoff and equal jitter (a pause drawn from [d/2, d]), after
+// GetWriteStream confirmed the stream exists; an append that timed out is resent at once on a new
+// writer (a new connection: one sent on the hung one would queue behind it), so a hung connection
+// never holds Write, and with it the rebalance and Close, for ever. When the retries give up the
+// error wraps warehouse.ErrTransient. A
 // finalized stream (ErrFenced), OUT_OF_RANGE, a stream that is gone and row errors are not
 // transient: the sink stops and the next owner claims.
 //

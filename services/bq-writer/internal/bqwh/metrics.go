@@ -30,10 +30,10 @@ func newMetrics(m metric.Meter, price float64) (*metrics, error) {
 	if out.bytes, err = m.Int64Counter("ecom.bigquery.append.bytes", metric.WithUnit("By"), metric.WithDescription("Serialized row bytes appended, by table (what the Storage Write API bills).")); err != nil {
 		return nil, fmt.Errorf("bqwh: metric: %w", err)
 	}
-	if out.retries, err = m.Int64Counter("ecom.bigquery.append.retries", metric.WithDescription("Appends retried, by gRPC code.")); err != nil {
+	if out.retries, err = m.Int64Counter("ecom.bigquery.append.retries", metric.WithDescription("Appends retried, by gRPC code (DeadlineExceeded: no answer within the append timeout, resent on a new connection).")); err != nil {
 		return nil, fmt.Errorf("bqwh: metric: %w", err)
 	}
-	if out.streams, err = m.Int64Counter("ecom.bigquery.streams", metric.WithDescription("Write streams by event: opened, finalized (fenced at a claim), gone (named by a commit and not found: at-least-once from the commit), unknown (named by a commit, finalized before, and its row count not given again: at-least-once from the commit).")); err != nil {
+	if out.streams, err = m.Int64Counter("ecom.bigquery.streams", metric.WithDescription("Write streams by event: opened, finalized (fenced at a claim), reconnected (an append had no answer within the append timeout: a new writer and connection on the same stream), gone (named by a commit and not found: at-least-once from the commit), unknown (named by a commit, finalized before, and its row count not given again: at-least-once from the commit).")); err != nil {
 		return nil, fmt.Errorf("bqwh: metric: %w", err)
 	}
 	if out.latency, err = m.Float64Histogram("ecom.bigquery.append.duration", metric.WithUnit("s"), metric.WithDescription("Time from sending an append to its acknowledgement, retries included, by table.")); err != nil {

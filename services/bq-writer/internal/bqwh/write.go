@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
@@ -37,8 +39,9 @@ type streamKey struct {
 type work struct {
 	key     streamKey
 	ts      *tableStream
-	before  tableStream // the state before this Write, to restore on failure
-	rows    [][]byte    // serialized rows to append, in offset order
+	before  tableStream                   // the state before this Write, to restore on failure
+	rows    [][]byte                      // serialized rows to append, in offset order
+	dp      *descriptorpb.DescriptorProto // the rows' schema, for a writer reopened on the stream
 	size    int64
 	skipped int
 }
@@ -113,6 +116,7 @@ func (w *Warehouse) Write(ctx context.Context, group string, b warehouse.Batch) 
 				w.restore(append(works, wk))
 				return res, err
 			}
+			wk.dp = s.dp
 			wk.rows = make([][]byte, len(rows))
 			for i := range rows {
 				if wk.rows[i], err = s.encode(rows[i].vals); err != nil {
@@ -216,7 +220,7 @@ func (w *Warehouse) appendAll(ctx context.Context, wk *work) error {
 	ts := wk.ts
 	for _, chunk := range split(wk.rows, w.cfg.MaxAppendBytes, w.maxRows) {
 		start := time.Now()
-		if err := w.appendOne(ctx, ts, chunk); err != nil {
+		if err := w.appendOne(ctx, wk, chunk); err != nil {
 			return fmt.Errorf("bqwh: append %d rows to %s at offset %d (%s/%d): %w", len(chunk), wk.key.table, ts.end, wk.key.p.Topic, wk.key.p.Partition, err)
 		}
 		ts.end += int64(len(chunk))
@@ -247,7 +251,7 @@ func (w *Warehouse) openStream(ctx context.Context, p warehouse.Partition, table
 		}
 		return err
 	}
-	ts.name, ts.ms, ts.end, ts.owedOld, ts.owedHere = ms.StreamName(), ms, 0, 0, 0
+	ts.name, ts.ms, ts.end, ts.owedOld, ts.owedHere, ts.unsure = ms.StreamName(), ms, 0, 0, 0, unsureAppend{}
 	w.m.stream(ctx, "opened")
 	return nil
 }
@@ -285,35 +289,77 @@ func storageError(err error) *storagepb.StorageError {
 	return nil
 }
 
+// defaultAppendTimeout bounds one append attempt, from sending it to its acknowledgement. An
+// append of MaxAppendBytesLimit is acknowledged in seconds; a connection silent for this long is
+// hung, and without the bound it would block Write (and with it w.mu: the rebalance and Close)
+// for ever.
+const defaultAppendTimeout = 2 * time.Minute
+
+// errAppendTimeout marks an attempt that had no answer within retryPolicy.appendTimeout.
+var errAppendTimeout = errors.New("no answer within the append timeout")
+
+// unsureAppend is an append that failed ambiguously (UNAVAILABLE, a dropped connection or
+// acknowledgement, no answer in time): rows rows at offset off that may or may not be stored.
+type unsureAppend struct {
+	off  int64
+	rows int
+}
+
+// attemptState is what one attempt of an append leaves the next.
+type attemptState struct {
+	// reconnect: the last attempt had no answer in time; the next one goes to a new writer on
+	// the stream (a new connection: the old one may be hung, and an append sent on it would
+	// queue behind the one that hangs).
+	reconnect bool
+	// stuck: the hung attempt's send itself did not return, so it may hold the old connection's
+	// lock; closing that writer would wait for it (see reopen).
+	stuck bool
+}
+
 // appendOne appends rows at ts.end until it is acknowledged, retrying what retrying can fix.
-func (w *Warehouse) appendOne(ctx context.Context, ts *tableStream, rows [][]byte) error {
-	backoff := w.retry.base
+//
+// ALREADY_EXISTS says that the stream holds rows at the offset, not whose. It means "these rows
+// are stored" only for a resend of exactly the append that may have landed unacknowledged (an
+// ambiguous failure in this call, or in a failed Write before it: ts.unsure), at the same offset
+// with the same number of rows. Any other ALREADY_EXISTS (a first send, or a resend after a
+// refusal that stored nothing) means someone else wrote there: it is fatal.
+func (w *Warehouse) appendOne(ctx context.Context, wk *work, rows [][]byte) error {
+	ts := wk.ts
+	this := unsureAppend{off: ts.end, rows: len(rows)}
+	var st attemptState
 	for attempt := 1; ; attempt++ {
-		res, err := ts.ms.AppendRows(ctx, rows, managedwriter.WithOffset(ts.end))
+		o, code, err := w.try(ctx, wk, rows, &st)
 		if err == nil {
-			_, err = res.GetResult(ctx)
-		}
-		if err == nil {
+			ts.unsure = unsureAppend{}
 			return nil
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return fmt.Errorf("%w (%w)", cerr, err)
 		}
-		code := status.Code(err)
-		switch classify(err) {
+		switch o {
 		case outcomeDone:
-			// ALREADY_EXISTS: our own resend after a lost acknowledgement. Only this writer
-			// appends to its stream, and an append is all or nothing.
-			return nil
+			if ts.unsure == this {
+				// Our own resend: the append that may have landed did, and an append is all or
+				// nothing.
+				ts.unsure = unsureAppend{}
+				return nil
+			}
+			hint := "no earlier attempt of this append may have landed"
+			if ts.unsure.off == ts.end && ts.unsure.rows > 0 {
+				hint = fmt.Sprintf("an earlier append of %d rows at this offset may have landed, this one has %d", ts.unsure.rows, len(rows))
+			}
+			return fmt.Errorf("bqwh: stream %s already holds rows at offset %d that this append did not store (%s): another writer on the stream, or a bug: %w",
+				ts.name, ts.end, hint, err)
 		case outcomeFenced:
 			return fmt.Errorf("%w: %s: %w", ErrFenced, ts.name, err)
 		case outcomeGone:
 			return fmt.Errorf("bqwh: stream %s is gone: %w", ts.name, err)
 		case outcomeRetry:
 		case outcomeAmbiguous:
-			// The append may or may not have been applied. Retrying at the same offset is
+			// The append may or may not have been applied. Resending it at the same offset is
 			// safe (the answer tells: done, ALREADY_EXISTS or STREAM_FINALIZED); first make sure
 			// the stream still exists.
+			ts.unsure = this
 			gctx, cancel := context.WithTimeout(ctx, w.retry.getTimeout)
 			_, gerr := w.client.GetWriteStream(gctx, &storagepb.GetWriteStreamRequest{Name: ts.name, View: storagepb.WriteStreamView_BASIC})
 			cancel()
@@ -327,21 +373,118 @@ func (w *Warehouse) appendOne(ctx context.Context, ts *tableStream, rows [][]byt
 			return fmt.Errorf("bqwh: append to %s: %w", ts.name, err)
 		}
 		if attempt >= w.retry.attempts {
+			if st.reconnect && w.reopen(ctx, wk, !st.stuck) != nil {
+				// Left as it is: the next Write's first append times out and reopens again.
+				w.log.WarnContext(ctx, "reconnecting after an append timeout failed", "stream", ts.name)
+			}
 			return fmt.Errorf("bqwh: append to %s gave up after %d attempts: %w: %w", ts.name, attempt, warehouse.ErrTransient, err)
 		}
 		w.m.retried(ctx, code.String())
-		if attempt == 1 && classify(err) == outcomeAmbiguous {
-			// The client reconnects on the next append: retry at once (bqemulator fails every
-			// second append of a connection this way).
+		if errors.Is(err, errAppendTimeout) || (attempt == 1 && o == outcomeAmbiguous) {
+			// A timeout has waited already. Otherwise the client reconnects on the next
+			// append: retry at once (bqemulator fails every second append of a connection
+			// this way).
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(w.retry.pause(attempt)):
 		}
-		backoff = min(2*backoff, w.retry.max)
 	}
+}
+
+// try makes one attempt of the append at ts.end, on a new writer when the last attempt had no
+// answer in time, and says what its answer means. An attempt with no answer within the append
+// timeout is ambiguous, with code DEADLINE_EXCEEDED.
+func (w *Warehouse) try(ctx context.Context, wk *work, rows [][]byte, st *attemptState) (outcome, codes.Code, error) {
+	ts := wk.ts
+	if st.reconnect {
+		if err := w.reopen(ctx, wk, !st.stuck); err != nil {
+			// Nothing was sent: the next attempt reopens again.
+			return outcomeRetry, status.Code(err), err
+		}
+		*st = attemptState{}
+	}
+	d := cmp.Or(w.retry.appendTimeout, defaultAppendTimeout)
+	actx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	sent := false
+	res, err := ts.ms.AppendRows(actx, rows, managedwriter.WithOffset(ts.end))
+	if err == nil {
+		sent = true
+		_, err = res.GetResult(actx)
+	}
+	switch {
+	case err == nil:
+		return outcomeDone, codes.OK, nil
+	case ctx.Err() == nil && actx.Err() != nil:
+		*st = attemptState{reconnect: true, stuck: !sent}
+		return outcomeAmbiguous, codes.DeadlineExceeded, fmt.Errorf("%w (%s): %w", errAppendTimeout, d, err)
+	}
+	return classify(err), status.Code(err), err
+}
+
+// reopen replaces ts.ms, whose connection had no answer in time, with a new writer, and so a new
+// connection, on the same stream. The new writer outlives this Write as the one Claim opened does
+// (Release and Close close it), so its context does not inherit ctx's end; opening it is bounded
+// by getTimeout and by ctx. The old writer is closed when its send returned; a send that did not
+// return may hold the old connection's lock, and closing the writer would wait for it while
+// holding the client's router lock, stopping every stream's appends: that writer is left to the
+// client's Close.
+func (w *Warehouse) reopen(ctx context.Context, wk *work, closeOld bool) error {
+	ts := wk.ts
+	octx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	timer := time.AfterFunc(w.retry.getTimeout, cancel)
+	stop := context.AfterFunc(ctx, cancel)
+	ms, err := w.client.NewManagedStream(octx,
+		managedwriter.WithStreamName(ts.name),
+		managedwriter.WithSchemaDescriptor(wk.dp),
+		managedwriter.EnableWriteRetries(false))
+	if inTime := timer.Stop(); !stop() || !inTime {
+		// octx was cancelled: a writer opened on it is dead already.
+		if err == nil {
+			_ = ms.Close()
+			err = cmp.Or(ctx.Err(), context.DeadlineExceeded)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("bqwh: reconnect to %s after an append timeout: %w", ts.name, err)
+	}
+	old := ts.ms
+	ts.ms = ms
+	if closeOld {
+		_ = old.Close() // io.EOF on a normal close
+	}
+	w.m.stream(ctx, "reconnected")
+	w.log.WarnContext(ctx, "an append had no answer within the append timeout; resending it at the same offset on a new connection",
+		"stream", ts.name, "offset", ts.end, "timeout", cmp.Or(w.retry.appendTimeout, defaultAppendTimeout).String(), "old_writer_closed", closeOld)
+	return nil
+}
+
+// pause is the wait before retry n (1-based): equal jitter on a capped exponential backoff, a
+// uniform draw from [d/2, d] for d = min(base*2^(n-1), max). The jitter keeps the streams that hit
+// the same quota from retrying in lockstep; the floor of d/2 keeps each one backing off.
+func (p retryPolicy) pause(n int) time.Duration {
+	return jitter(backoff(p.base, p.max, n), rand.N[time.Duration])
+}
+
+// backoff is min(base*2^(n-1), max), without overflow.
+func backoff(base, maxD time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < maxD; i++ {
+		d *= 2
+	}
+	return min(d, maxD)
+}
+
+// jitter draws from [d/2, d] with draw, which returns a value in [0, n) for n > 0.
+func jitter(d time.Duration, draw func(n time.Duration) time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	half := d / 2
+	return half + draw(d-half+1)
 }
 
 // outcome is what an append error means for the writer.
