@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/pkg/stream"
@@ -202,6 +203,37 @@ func (s *State) Apply(key, value []byte) error {
 // markers or aborted records, which a read_committed consumer never returns.
 const idle = time.Second
 
+// idleGrace is how long Load reads before an idle poll may end it: the first fetch of a new
+// client on a loaded machine can take longer than idle, and ending then would load a partial
+// state (and re-send what it missed). A partition whose last transaction committed ends Load at
+// once (its last record); only one ending in an aborted transaction waits for idleness.
+const idleGrace = 3 * time.Second
+
+// topicWait bounds how long Load waits for a topic the brokers do not know yet: one created
+// just before (catalog-sync creates its state topic at start) is UNKNOWN_TOPIC_OR_PARTITION until
+// its metadata has reached the broker answering.
+const topicWait = 30 * time.Second
+
+// endOffsets lists topic's read_committed end offsets, retrying retriable errors (an unknown
+// topic or partition, a leader moving) with capped backoff for up to topicWait.
+func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm.ListedOffsets, error) {
+	deadline := time.Now().Add(topicWait)
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		ends, err := adm.ListCommittedOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil || !kerr.IsRetriable(err) || time.Now().Add(delay).After(deadline) {
+			return ends, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
 // Load reads topic whole with read_committed. opts are the connection
 // options. A record it cannot read stops it: guessing would re-send or,
 // worse, skip changes.
@@ -217,10 +249,7 @@ func Load(ctx context.Context, opts []kgo.Opt, topic string) (*State, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := endOffsets(ctx, kadm.NewClient(cl), topic)
 	if err != nil {
 		return nil, fmt.Errorf("state: end offsets of %s: %w", topic, err)
 	}
@@ -230,6 +259,7 @@ func Load(ctx context.Context, opts []kgo.Opt, topic string) (*State, error) {
 			want[o.Partition] = o.Offset
 		}
 	})
+	start := time.Now()
 	for len(want) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, idle)
 		fs := cl.PollFetches(pctx)
@@ -246,7 +276,9 @@ func Load(ctx context.Context, opts []kgo.Opt, topic string) (*State, error) {
 		var bad error
 		fs.EachRecord(func(r *kgo.Record) {
 			n++
-			if r.Offset+1 >= want[r.Partition] {
+			// The end offset is one past the last record, or past the commit marker after it
+			// when it was written in a transaction (as every state record is).
+			if r.Offset+1 >= want[r.Partition] || r.Attrs.IsTransactional() && r.Offset+2 >= want[r.Partition] {
 				delete(want, r.Partition)
 			}
 			if err := s.Apply(r.Key, r.Value); err != nil && bad == nil {
@@ -256,7 +288,7 @@ func Load(ctx context.Context, opts []kgo.Opt, topic string) (*State, error) {
 		if bad != nil {
 			return nil, bad
 		}
-		if n == 0 {
+		if n == 0 && time.Since(start) > idleGrace {
 			break
 		}
 	}

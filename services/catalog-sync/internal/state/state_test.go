@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
@@ -149,5 +150,37 @@ func TestReplaces(t *testing.T) {
 		if got := Replaces(tt.seq, tt.e, tt.ok); got != tt.want {
 			t.Errorf("%s: Replaces = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestLoadWaitsForANewTopic: a topic created just before Load may be unknown to the broker for a
+// moment (UNKNOWN_TOPIC_OR_PARTITION, seen on a fresh CI machine right after catalog-sync created
+// its state topic): Load waits for it instead of stopping the service.
+func TestLoadWaitsForANewTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	adm, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		if _, err := kadm.NewClient(adm).CreateTopic(ctx, 1, 1, nil, "late-state"); err != nil {
+			t.Errorf("create topic: %v", err)
+		}
+	}()
+	s, err := Load(ctx, opts, "late-state")
+	if err != nil {
+		t.Fatalf("Load of a topic created 0.7 s later: %v", err)
+	}
+	if len(s.Table("products")) != 0 || s.Progress != nil {
+		t.Errorf("state of an empty topic = %+v", s)
 	}
 }
