@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -51,4 +52,29 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, cfg Config, specs ...To
 		}
 	}
 	return nil
+}
+
+// NewTopicWait bounds how long CommittedEnds waits for a topic the brokers do not know yet.
+const NewTopicWait = 30 * time.Second
+
+// CommittedEnds lists topic's read_committed end offsets (kadm ListCommittedOffsets), retrying
+// retriable errors with capped backoff for up to NewTopicWait: a topic created just before (a
+// service's state or cursor topic at its first start) is UNKNOWN_TOPIC_OR_PARTITION until its
+// metadata has reached the broker answering, which a fresh, loaded machine shows.
+func CommittedEnds(ctx context.Context, adm *kadm.Client, topic string) (kadm.ListedOffsets, error) {
+	deadline := time.Now().Add(NewTopicWait)
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		ends, err := adm.ListCommittedOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil || !kerr.IsRetriable(err) || time.Now().Add(delay).After(deadline) {
+			return ends, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
 }

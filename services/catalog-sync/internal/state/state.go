@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/pkg/stream"
@@ -209,31 +208,6 @@ const idle = time.Second
 // once (its last record); only one ending in an aborted transaction waits for idleness.
 const idleGrace = 3 * time.Second
 
-// topicWait bounds how long Load waits for a topic the brokers do not know yet: one created
-// just before (catalog-sync creates its state topic at start) is UNKNOWN_TOPIC_OR_PARTITION until
-// its metadata has reached the broker answering.
-const topicWait = 30 * time.Second
-
-// endOffsets lists topic's read_committed end offsets, retrying retriable errors (an unknown
-// topic or partition, a leader moving) with capped backoff for up to topicWait.
-func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm.ListedOffsets, error) {
-	deadline := time.Now().Add(topicWait)
-	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		ends, err := adm.ListCommittedOffsets(ctx, topic)
-		if err == nil {
-			err = ends.Error()
-		}
-		if err == nil || !kerr.IsRetriable(err) || time.Now().Add(delay).After(deadline) {
-			return ends, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
-	}
-}
-
 // Load reads topic whole with read_committed. opts are the connection
 // options. A record it cannot read stops it: guessing would re-send or,
 // worse, skip changes.
@@ -249,7 +223,7 @@ func Load(ctx context.Context, opts []kgo.Opt, topic string) (*State, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	defer cl.Close()
-	ends, err := endOffsets(ctx, kadm.NewClient(cl), topic)
+	ends, err := stream.CommittedEnds(ctx, kadm.NewClient(cl), topic)
 	if err != nil {
 		return nil, fmt.Errorf("state: end offsets of %s: %w", topic, err)
 	}

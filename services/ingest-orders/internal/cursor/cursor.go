@@ -74,11 +74,8 @@ func Load(ctx context.Context, opts []kgo.Opt, topic, name string) (c Cursor, ok
 		return c, false, fmt.Errorf("cursor: %w", err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	ends, err := stream.CommittedEnds(ctx, kadm.NewClient(cl), topic)
 	if err != nil {
-		return c, false, fmt.Errorf("cursor: end offsets of %s: %w", topic, err)
-	}
-	if err := ends.Error(); err != nil {
 		return c, false, fmt.Errorf("cursor: end offsets of %s: %w", topic, err)
 	}
 	want := map[int32]int64{}
