@@ -61,6 +61,11 @@ func Fence(ctx context.Context, cl *kgo.Client) error {
 // Stopping early only makes the cursor older (more repeats), never newer.
 const idle = time.Second
 
+// idleGrace is how long Load reads before an idle poll may end it: a new
+// client's first fetch on a loaded machine can take longer than idle. A
+// partition whose last transaction committed ends Load at its last record.
+const idleGrace = 3 * time.Second
+
 // Load reads cursor name from topic with read_committed; ok is false when it
 // was never committed. opts are the connection options.
 func Load(ctx context.Context, opts []kgo.Opt, topic, name string) (c Cursor, ok bool, err error) {
@@ -84,6 +89,7 @@ func Load(ctx context.Context, opts []kgo.Opt, topic, name string) (c Cursor, ok
 			want[o.Partition] = o.Offset
 		}
 	})
+	start := time.Now()
 	for len(want) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, idle)
 		fs := cl.PollFetches(pctx)
@@ -99,7 +105,9 @@ func Load(ctx context.Context, opts []kgo.Opt, topic, name string) (c Cursor, ok
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			n++
-			if r.Offset+1 >= want[r.Partition] {
+			// The end is one past the last record, or past the commit marker after it
+			// when it was written in a transaction (as every cursor record is).
+			if r.Offset+1 >= want[r.Partition] || r.Attrs.IsTransactional() && r.Offset+2 >= want[r.Partition] {
 				delete(want, r.Partition)
 			}
 			if string(r.Key) != name {
@@ -114,7 +122,7 @@ func Load(ctx context.Context, opts []kgo.Opt, topic, name string) (c Cursor, ok
 				c, ok = v, true
 			}
 		})
-		if n == 0 {
+		if n == 0 && time.Since(start) > idleGrace {
 			break
 		}
 	}

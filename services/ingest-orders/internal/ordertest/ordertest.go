@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
@@ -174,7 +175,12 @@ func Cluster(t testing.TB, topics ...string) *kfake.Cluster {
 }
 
 // Records reads topic from the start, read_committed unless opts say
-// otherwise, until no record came for idle. opts hold the connection.
+// otherwise, until every partition reached the end it had when Records began
+// (its last record, or the commit marker after it), or, for a partition whose
+// end is never reached (an aborted or open transaction last), until no record
+// came for idle once recordsGrace has passed: a slow first fetch of a new
+// client on a loaded machine is not taken for the end. opts hold the
+// connection.
 func Records(t testing.TB, idle time.Duration, topic string, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200 * time.Millisecond)},
@@ -183,18 +189,44 @@ func Records(t testing.TB, idle time.Duration, topic string, opts ...kgo.Opt) []
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(lctx, topic)
+	lcancel()
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
 	var out []*kgo.Record
-	for {
+	start := time.Now()
+	for len(want) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), idle)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		n := 0
-		fs.EachRecord(func(r *kgo.Record) { n++; out = append(out, r) })
-		if n == 0 {
-			return out
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			out = append(out, r)
+			if r.Offset+1 >= want[r.Partition] || r.Attrs.IsTransactional() && r.Offset+2 >= want[r.Partition] {
+				delete(want, r.Partition)
+			}
+		})
+		if n == 0 && time.Since(start) > recordsGrace {
+			break
 		}
 	}
+	return out
 }
+
+// recordsGrace is how long Records reads before an idle poll may end it.
+const recordsGrace = 3 * time.Second
 
 // Tracer is a tracer that samples everything into the returned recorder.
 func Tracer(t testing.TB) (trace.Tracer, *tracetest.SpanRecorder) {
