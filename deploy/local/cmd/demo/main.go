@@ -56,7 +56,7 @@ func main() {
 func run(ctx context.Context) error {
 	rate := flag.Int("rate", 1000, "clickstream events per second")
 	broken := flag.Float64("broken", 0.01, "fraction of deliberately broken records")
-	keepStack := flag.Bool("keep-stack", false, "leave Kafka, PostgreSQL and the registry running on exit")
+	keepStack := flag.Bool("keep-stack", false, "leave the local stack (Kafka, PostgreSQL, the registry, the BigQuery emulator) running on exit")
 	every := flag.Duration("report", 10*time.Second, "how often to print progress")
 	shopAddr := flag.String("shop", webdemo.DefaultAddr, "listen address of the demo shop (its origin is allowed by the collector)")
 	collectorAddr := flag.String("collector", "127.0.0.1:8090", "listen address of ingest-clickstream's HTTP collector")

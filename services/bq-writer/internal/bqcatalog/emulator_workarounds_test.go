@@ -18,6 +18,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/ecomstream/platform/services/bq-writer/internal/bqemu"
 )
 
 // TestIntegrationEmulatorWorkarounds checks that the stack's emulator carries the workarounds of
@@ -32,7 +34,8 @@ func TestIntegrationEmulatorWorkarounds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs the BigQuery emulator")
 	}
-	rest, grpcAddr := emulator(t)
+	emu := bqemu.Require(t)
+	rest, grpcAddr := emu.REST, emu.GRPC
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	b := make([]byte, 4)

@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,42 +19,11 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/ecomstream/platform/services/bq-writer/internal/bqemu"
 	ddl "github.com/ecomstream/platform/sql"
 )
 
-const emulatorProject = "ecom-local"
-
-// emulator returns the local BigQuery emulator's REST URL and gRPC address, failing the test
-// with how to start it when it does not answer.
-func emulator(t *testing.T) (rest, grpcAddr string) {
-	t.Helper()
-	rest = strings.TrimRight(envOr("BIGQUERY_EMULATOR_REST", "http://127.0.0.1:19050"), "/")
-	grpcAddr = envOr("BIGQUERY_EMULATOR_GRPC", "127.0.0.1:19060")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rest+"/bigquery/v2/projects/"+emulatorProject+"/datasets", nil)
-	if err != nil {
-		t.Fatalf("BIGQUERY_EMULATOR_REST=%s: %v", rest, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("datasets.list answered %s", resp.Status)
-		}
-	}
-	if err != nil {
-		t.Fatalf("the BigQuery emulator is not answering at %s (%v): start it with `deploy/local/stack.sh up bqemulator` and `eval \"$(deploy/local/stack.sh env)\"`, or point BIGQUERY_EMULATOR_REST / BIGQUERY_EMULATOR_GRPC at a running one", rest, err)
-	}
-	return rest, grpcAddr
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
+const emulatorProject = bqemu.Project
 
 // TestIntegrationCatalogEmulator runs the catalog against bqemulator: Migrate twice on fresh
 // datasets, the raw fact_events schema, a column added by AddColumns and carried by an append
@@ -65,7 +32,8 @@ func TestIntegrationCatalogEmulator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs the BigQuery emulator")
 	}
-	rest, grpcAddr := emulator(t)
+	emu := bqemu.Require(t)
+	rest, grpcAddr := emu.REST, emu.GRPC
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

@@ -6,55 +6,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ecomstream/platform/services/bq-writer/internal/bqcatalog"
+	"github.com/ecomstream/platform/services/bq-writer/internal/bqemu"
 	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
 	ddl "github.com/ecomstream/platform/sql"
 )
 
-const emulatorProject = "ecom-local"
-
-// emulator returns the local BigQuery emulator's REST URL and gRPC address, failing the test
-// with how to start it when it does not answer.
-func emulator(t *testing.T) (rest, grpcAddr string) {
-	t.Helper()
-	rest = strings.TrimRight(envOr("BIGQUERY_EMULATOR_REST", "http://127.0.0.1:19050"), "/")
-	grpcAddr = envOr("BIGQUERY_EMULATOR_GRPC", "127.0.0.1:19060")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rest+"/bigquery/v2/projects/"+emulatorProject+"/datasets", nil)
-	if err != nil {
-		t.Fatalf("BIGQUERY_EMULATOR_REST=%s: %v", rest, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("datasets.list answered %s", resp.Status)
-		}
-	}
-	if err != nil {
-		t.Fatalf("the BigQuery emulator is not answering at %s (%v): start it with `deploy/local/stack.sh up bqemulator` and `eval \"$(deploy/local/stack.sh env)\"`, or point BIGQUERY_EMULATOR_REST / BIGQUERY_EMULATOR_GRPC at a running one", rest, err)
-	}
-	return rest, grpcAddr
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
+const emulatorProject = bqemu.Project
 
 // TestIntegrationTakeoverEmulator runs the claim protocol on bqemulator with bqcatalog: a
 // brand-new partition's first writer commits a batch and dies after appending the next one; a
@@ -65,14 +28,14 @@ func TestIntegrationTakeoverEmulator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs the BigQuery emulator")
 	}
-	rest, grpcAddr := emulator(t)
+	emu := bqemu.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	prefix := "bqwh_" + hex.EncodeToString(b)
 	ds := ddl.Datasets{Raw: prefix + "_raw", Staging: prefix + "_staging", Prod: prefix + "_prod"}
-	restOpts := []option.ClientOption{option.WithEndpoint(rest + "/bigquery/v2/"), option.WithoutAuthentication()}
+	restOpts := emu.RESTOptions()
 	cat, err := bqcatalog.New(ctx, bqcatalog.Config{Project: emulatorProject, Datasets: ds, Options: restOpts})
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +56,7 @@ func TestIntegrationTakeoverEmulator(t *testing.T) {
 			}
 		}
 	})
-	grpcOpts := []option.ClientOption{option.WithEndpoint(grpcAddr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
+	grpcOpts := emu.GRPCOptions()
 	e := &env{commits: map[warehouse.Partition]warehouse.Commit{}}
 	ddlDone := false
 	open := func() *Warehouse {

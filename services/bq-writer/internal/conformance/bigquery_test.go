@@ -4,57 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"net/http"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ecomstream/platform/services/bq-writer/internal/bqcatalog"
+	"github.com/ecomstream/platform/services/bq-writer/internal/bqemu"
 	"github.com/ecomstream/platform/services/bq-writer/internal/bqwh"
 	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
 	ddl "github.com/ecomstream/platform/sql"
 )
 
-const emulatorProject = "ecom-local"
-
-// emulatorOptions returns the REST and gRPC client options of the local BigQuery emulator
-// (BIGQUERY_EMULATOR_REST, BIGQUERY_EMULATOR_GRPC), failing the test with how to start it when
-// it does not answer.
-func emulatorOptions(t *testing.T) (rest, grpcOpts []option.ClientOption) {
-	t.Helper()
-	restURL := strings.TrimRight(envOr("BIGQUERY_EMULATOR_REST", "http://127.0.0.1:19050"), "/")
-	grpcAddr := envOr("BIGQUERY_EMULATOR_GRPC", "127.0.0.1:19060")
-	probe := &http.Client{Timeout: 5 * time.Second}
-	resp, err := probe.Get(restURL + "/bigquery/v2/projects/" + emulatorProject + "/datasets")
-	if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("datasets.list answered %s", resp.Status)
-		}
-	}
-	if err != nil {
-		t.Fatalf("the BigQuery emulator is not answering at %s (%v): start it with `deploy/local/stack.sh up bqemulator` and "+
-			"`eval \"$(deploy/local/stack.sh env)\"`, or point BIGQUERY_EMULATOR_REST / BIGQUERY_EMULATOR_GRPC at a running one", restURL, err)
-	}
-	rest = []option.ClientOption{option.WithEndpoint(restURL + "/bigquery/v2/"), option.WithoutAuthentication()}
-	grpcOpts = []option.ClientOption{option.WithEndpoint(grpcAddr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
-	return rest, grpcOpts
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
+const emulatorProject = bqemu.Project
 
 // bqWriter is bqwh as the sink drives it: the Kafka commits the sink would make are kept in
 // commits; Claim gets them at every open, every Write's Commits replace them (but a step whose
@@ -214,7 +177,8 @@ type bqBackend struct {
 
 func newBigQuery(t *testing.T, ctx context.Context) *bqBackend {
 	t.Helper()
-	rest, grpcOpts := emulatorOptions(t)
+	emu := bqemu.Require(t)
+	rest, grpcOpts := emu.RESTOptions(), emu.GRPCOptions()
 	suffix := make([]byte, 4)
 	if _, err := rand.Read(suffix); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,38 +14,19 @@ import (
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
-	"google.golang.org/api/option"
 
+	"github.com/ecomstream/platform/services/bq-writer/internal/bqemu"
 	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
 	ddl "github.com/ecomstream/platform/sql"
 )
 
-const emulatorProject = "ecom-local"
+const emulatorProject = bqemu.Project
 
-// emulatorHint says how to start the emulator the integration test needs.
-const emulatorHint = "start it with deploy/local/stack.sh (component bqemulator), or by hand: " +
-	`venv=$(deploy/local/stack/bqemulator-fetch.sh); "$venv/bin/bqemulator" start --rest-port 19050 --grpc-port 19060 --project ecom-local` +
-	"; BIGQUERY_EMULATOR_REST names another address"
-
-// emulatorClient connects to the emulator's REST API (BIGQUERY_EMULATOR_REST, default
-// http://127.0.0.1:19050) and fails the test with a hint when nothing answers there. The
-// prod-model test needs only SQL, so it uses no gRPC endpoint.
+// emulatorClient connects to the emulator's REST API and fails the test with how to start it when
+// nothing answers there. The prod-model test needs only SQL, so it uses no gRPC endpoint.
 func emulatorClient(t *testing.T, ctx context.Context) *bigquery.Client {
 	t.Helper()
-	rest := strings.TrimRight(os.Getenv("BIGQUERY_EMULATOR_REST"), "/")
-	if rest == "" {
-		rest = "http://127.0.0.1:19050"
-	}
-	probe := &http.Client{Timeout: 5 * time.Second}
-	resp, err := probe.Get(rest + "/bigquery/v2/projects/" + emulatorProject + "/datasets")
-	if err != nil {
-		t.Fatalf("BigQuery emulator not reachable at %s: %v; %s", rest, err, emulatorHint)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("BigQuery emulator at %s answered %s to datasets.list; %s", rest, resp.Status, emulatorHint)
-	}
-	c, err := bigquery.NewClient(ctx, emulatorProject, option.WithEndpoint(rest+"/bigquery/v2/"), option.WithoutAuthentication())
+	c, err := bigquery.NewClient(ctx, emulatorProject, bqemu.Require(t).RESTOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
