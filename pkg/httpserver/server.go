@@ -99,7 +99,8 @@ func (c *Config) CheckToken(name, token string) error {
 type Option interface{ apply(*options) }
 
 type options struct {
-	redact func(string) string
+	redact  func(string) string
+	observe func([]CheckResult)
 }
 
 type optionFunc func(*options)
@@ -113,6 +114,19 @@ func WithRedact(redact func(string) string) Option {
 	return optionFunc(func(o *options) { o.redact = redact })
 }
 
+// WithReadinessObserver passes every readiness round's outcome (each /readyz
+// and each Evaluate) to observe, e.g. to export it as metrics. observe runs
+// on the request's goroutine and must not block.
+func WithReadinessObserver(observe func([]CheckResult)) Option {
+	return optionFunc(func(o *options) { o.observe = observe })
+}
+
+// CheckResult is one readiness check's outcome; Err nil = ok.
+type CheckResult struct {
+	Name string
+	Err  error
+}
+
 // Check is a readiness probe of one dependency.
 type Check func(ctx context.Context) error
 
@@ -123,6 +137,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	redact  func(string) string
+	observe func([]CheckResult)
 	mu      sync.Mutex
 	checks  map[string]Check
 	names   []string
@@ -137,7 +152,7 @@ func New(cfg Config, log *slog.Logger, metrics http.Handler, opts ...Option) *Se
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	s := &Server{cfg: cfg, log: log, redact: o.redact, checks: map[string]Check{}, failing: map[string]bool{},
+	s := &Server{cfg: cfg, log: log, redact: o.redact, observe: o.observe, checks: map[string]Check{}, failing: map[string]bool{},
 		started: make(chan string, 1)}
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
@@ -182,49 +197,66 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		detail = true
 	}
 
-	s.mu.Lock()
-	names := append([]string(nil), s.names...)
-	checks := make([]Check, len(names))
-	for i, n := range names {
-		checks[i] = s.checks[n]
-	}
-	s.mu.Unlock()
-
+	results := s.Evaluate(r.Context())
 	type result struct {
 		Status string `json:"status"`
 		Error  string `json:"error,omitempty"`
 	}
-	results := make(map[string]result, len(names))
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadyTimeout)
-			defer cancel()
-			errs[i] = checks[i](ctx)
-		}()
-	}
-	wg.Wait()
+	out := make(map[string]result, len(results))
 	status := http.StatusOK
 	overall := "ready"
-	for i, n := range names {
+	for _, c := range results {
 		res := result{Status: "ok"}
-		if errs[i] != nil {
+		if c.Err != nil {
 			res.Status = "failing"
 			status, overall = http.StatusServiceUnavailable, "not ready"
 			if detail {
-				res.Error = s.redact(errs[i].Error())
+				res.Error = s.redact(c.Err.Error())
 			}
 		}
-		results[n] = res
+		out[c.Name] = res
 	}
-	s.logChanges(r.Context(), names, errs)
 	if detail {
 		w.Header().Set("Cache-Control", "no-store")
 	}
-	writeJSON(w, status, map[string]any{"status": overall, "checks": results})
+	writeJSON(w, status, map[string]any{"status": overall, "checks": out})
+}
+
+// Evaluate runs every registered check once, concurrently, each under
+// HTTP_READY_CHECK_TIMEOUT, logs the checks whose outcome changed, passes the
+// results to the readiness observer and returns them in registration order.
+// A round whose ctx ended is returned but neither logged nor observed.
+// /readyz is one Evaluate; a service's background readiness loop is another.
+func (s *Server) Evaluate(ctx context.Context) []CheckResult {
+	s.mu.Lock()
+	results := make([]CheckResult, len(s.names))
+	checks := make([]Check, len(s.names))
+	for i, n := range s.names {
+		results[i].Name, checks[i] = n, s.checks[n]
+	}
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+			defer cancel()
+			results[i].Err = checks[i](cctx)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		// The caller went away (a probe that hung up, shutdown): the
+		// failures are the cancellation's, not the dependencies'.
+		return results
+	}
+	s.logChanges(ctx, results)
+	if s.observe != nil {
+		s.observe(results)
+	}
+	return results
 }
 
 // operator reports whether auth is "Bearer <HTTP_OPERATOR_TOKEN>". With no
@@ -240,21 +272,21 @@ func BearerMatches(auth, token string) bool {
 }
 
 // logChanges logs each check that started failing (with its error) or
-// recovered since the previous /readyz, so probes every few seconds do not
+// recovered since the previous round, so probes every few seconds do not
 // repeat the same line.
-func (s *Server) logChanges(ctx context.Context, names []string, errs []error) {
+func (s *Server) logChanges(ctx context.Context, results []CheckResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, n := range names {
-		failing := errs[i] != nil
-		if failing == s.failing[n] {
+	for _, c := range results {
+		failing := c.Err != nil
+		if failing == s.failing[c.Name] {
 			continue
 		}
-		s.failing[n] = failing
+		s.failing[c.Name] = failing
 		if failing {
-			s.log.WarnContext(ctx, "readiness check failing", "check", n, "err", s.redact(errs[i].Error()))
+			s.log.WarnContext(ctx, "readiness check failing", "check", c.Name, "err", s.redact(c.Err.Error()))
 		} else {
-			s.log.InfoContext(ctx, "readiness check recovered", "check", n)
+			s.log.InfoContext(ctx, "readiness check recovered", "check", c.Name)
 		}
 	}
 }

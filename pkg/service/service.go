@@ -42,6 +42,7 @@ type Runtime struct {
 	Registry *avroserde.Registry
 	Metrics  *stream.Metrics
 
+	readiness   *readiness
 	shutdownTel func(context.Context) error
 }
 
@@ -73,21 +74,30 @@ func start(ctx context.Context, name, version string, base Base, red *config.Red
 	if err != nil {
 		return nil, errors.Join(err, shutdown(ctx))
 	}
-	srv := httpserver.New(base.HTTP, log, tel.MetricsHandler(), httpserver.WithRedact(red.String))
+	rd, err := newReadiness(tel.Meter, ReadinessInterval, time.Now)
+	if err != nil {
+		return nil, errors.Join(err, shutdown(ctx))
+	}
+	srv := httpserver.New(base.HTTP, log, tel.MetricsHandler(), httpserver.WithRedact(red.String),
+		httpserver.WithReadinessObserver(rd.observe))
 	srv.AddCheck("schema_registry", reg.Ping)
 	// URLs are redacted here as well as by the handler, so this line stays
 	// safe for a Runtime built without the service's full config.
 	log.InfoContext(ctx, "starting", "otlp_endpoint", config.RedactURL(base.Telemetry.OTLPEndpoint),
 		"kafka_brokers", base.Kafka.Brokers, "schema_registry", config.RedactURL(base.Registry.URL),
 		"http_addr", base.HTTP.Addr, "http_tls", base.HTTP.TLS())
-	return &Runtime{Name: name, Log: log, Tel: tel, HTTP: srv, Registry: reg, Metrics: m, shutdownTel: shutdown}, nil
+	return &Runtime{Name: name, Log: log, Tel: tel, HTTP: srv, Registry: reg, Metrics: m,
+		readiness: rd, shutdownTel: shutdown}, nil
 }
 
-// Run runs the HTTP server and parts concurrently until ctx is done or one of
-// them fails; the first failure cancels the others and is returned.
+// Run runs the HTTP server, the background readiness round (every
+// ReadinessInterval without a /readyz, exported as ecom.ready and
+// ecom.ready.check) and parts concurrently until ctx is done or one of them
+// fails; the first failure cancels the others and is returned.
 func (rt *Runtime) Run(ctx context.Context, parts ...func(context.Context) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rt.HTTP.Run(gctx) })
+	g.Go(func() error { return rt.readiness.run(gctx, rt.HTTP.Evaluate) })
 	for _, p := range parts {
 		g.Go(func() error { return p(gctx) })
 	}
