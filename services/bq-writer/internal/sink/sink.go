@@ -126,6 +126,7 @@ type Sink struct {
 	// commitFailures counts a Committer's partition commits that failed (committer.go).
 	commitFailures metric.Int64Counter
 	attrs          map[string]metric.AddOption
+	newest         *newestRows // ecom.warehouse.newest_row.timestamp (newest.go)
 }
 
 // New builds the sink; it does not connect until Run.
@@ -150,6 +151,9 @@ func New(cfg Config, wh warehouse.Warehouse) (*Sink, error) {
 		return nil, err
 	}
 	if s.commitFailures, err = cfg.Meter.Int64Counter("ecom.warehouse.commit.failures", metric.WithDescription("Partition commits to Kafka that failed with a warehouse whose positions are the group's Kafka commits (BigQuery): fenced by a rebalance or refused; the partition's next owner resumes from the previous commit.")); err != nil {
+		return nil, err
+	}
+	if s.newest, err = newNewestRows(cfg.Meter); err != nil {
 		return nil, err
 	}
 	for _, r := range []string{"inserted", "duplicate", "stale", "replaced"} {
@@ -376,6 +380,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	s.stop = stop
 	s.mu.Unlock()
 	s.reset()
+	if err := s.newest.seed(ctx, s.wh); err != nil && ctx.Err() == nil {
+		s.cfg.Log.WarnContext(ctx, "reading the newest rows failed; ecom.warehouse.newest_row.timestamp starts at the first commit", "err", err)
+	}
 	lastCheck := time.Now()
 	limit := s.cfg.Kafka.MaxPollRecords
 	if limit <= 0 {
@@ -544,6 +551,7 @@ func (s *Sink) write(ctx context.Context) error {
 		return fmt.Errorf("warehouse write: %w", err)
 	}
 	now := time.Now()
+	s.newest.committed(&s.batch)
 	s.rows.Add(ctx, int64(res.Inserted), s.attrs["inserted"])
 	s.rows.Add(ctx, int64(res.Duplicates), s.attrs["duplicate"])
 	s.rows.Add(ctx, int64(res.Stale), s.attrs["stale"])
