@@ -1,6 +1,7 @@
 // Package monitor reports the store's contents as gauges: dead letters by
-// state and by stage/code/rule/state, and the age of the oldest unresolved
-// one (the alert signal). The counts come from one query set every refresh
+// state, by stage and state, and by stage/code/rule/state, the age of the
+// oldest unresolved one, and the time of the oldest one waiting for an
+// operator (new or failed_again; the alert signal). The counts come from one query set every refresh
 // interval, not from every scrape: a scrape never waits for the database.
 package monitor
 
@@ -48,7 +49,17 @@ func New(stats StatsFunc, interval time.Duration, meter metric.Meter, log *slog.
 		return nil, err
 	}
 	oldest, err := meter.Float64ObservableGauge("ecom.dlq.oldest_unresolved_age", metric.WithUnit("s"),
-		metric.WithDescription("Age of the oldest unresolved (new, replayed, failed_again) dead letter, from its failed_at; 0 when there is none. The alert signal."))
+		metric.WithDescription("Age of the oldest unresolved (new, replayed, failed_again) dead letter, from its failed_at; 0 when there is none."))
+	if err != nil {
+		return nil, err
+	}
+	byStage, err := meter.Int64ObservableGauge("ecom.dlq.dead_letters_by_stage",
+		metric.WithDescription("Dead letters in the store, by stage and state; every state is reported for each stage that has a dead letter."))
+	if err != nil {
+		return nil, err
+	}
+	waiting, err := meter.Float64ObservableGauge("ecom.dlq.oldest_unresolved.timestamp", metric.WithUnit("s"),
+		metric.WithDescription("Unix time (failed_at) of the oldest dead letter waiting for an operator, in state new or failed_again; 0 when there is none. time() minus it is the alert signal."))
 	if err != nil {
 		return nil, err
 	}
@@ -66,9 +77,15 @@ func New(stats StatsFunc, interval time.Duration, meter metric.Meter, log *slog.
 			o.ObserveInt64(byReason, rc.Count, metric.WithAttributes(attribute.String("stage", rc.Stage), attribute.String("code", rc.Code),
 				attribute.String("rule_id", rc.RuleID), attribute.String("state", rc.State)))
 		}
+		for stage, states := range st.ByStage {
+			for state, n := range states {
+				o.ObserveInt64(byStage, n, metric.WithAttributes(attribute.String("stage", stage), attribute.String("state", state)))
+			}
+		}
 		o.ObserveFloat64(oldest, OldestAge(st.OldestUnresolved, m.now()))
+		o.ObserveFloat64(waiting, Timestamp(st.OldestWaiting))
 		return nil
-	}, byState, byReason, oldest)
+	}, byState, byReason, byStage, oldest, waiting)
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +99,14 @@ func OldestAge(oldest, now time.Time) float64 {
 		return 0
 	}
 	return max(now.Sub(oldest).Seconds(), 0)
+}
+
+// Timestamp is t in unix seconds, 0 for the zero time (no dead letter).
+func Timestamp(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }
 
 // Refresh reads the stats once. A failure keeps the last stats (the gauges

@@ -18,6 +18,21 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+func TestTimestamp(t *testing.T) {
+	tests := []struct {
+		give time.Time
+		want float64
+	}{
+		{time.Time{}, 0}, // none waiting: 0, as the contract says
+		{time.Unix(1_764_590_400, 500_000_000), 1_764_590_400.5},
+	}
+	for _, tt := range tests {
+		if got := Timestamp(tt.give); got != tt.want {
+			t.Errorf("Timestamp(%v) = %v, want %v", tt.give, got, tt.want)
+		}
+	}
+}
+
 func TestOldestAge(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -68,7 +83,9 @@ func TestGauges(t *testing.T) {
 	stats := store.Stats{
 		ByState:          map[string]int64{"new": 3, "resolved": 1},
 		ByReason:         []store.ReasonCount{{Stage: "validator", Code: "RULE_FAILED", RuleID: "price_positive", State: "new", Count: 3}},
+		ByStage:          map[string]map[string]int64{"validator": {"new": 3, "failed_again": 0}, "bq-writer": {"resolved": 1}},
 		OldestUnresolved: now.Add(-time.Hour),
+		OldestWaiting:    now.Add(-30 * time.Minute),
 	}
 	var fail error
 	rd := sdkmetric.NewManualReader()
@@ -87,7 +104,11 @@ func TestGauges(t *testing.T) {
 		"ecom.dlq.dead_letters state=new":      3,
 		"ecom.dlq.dead_letters state=resolved": 1,
 		"ecom.dlq.dead_letters_by_reason code=RULE_FAILED,rule_id=price_positive,stage=validator,state=new": 3,
-		"ecom.dlq.oldest_unresolved_age ": 3600,
+		"ecom.dlq.oldest_unresolved_age ":                                   3600,
+		"ecom.dlq.dead_letters_by_stage stage=validator,state=new":          3,
+		"ecom.dlq.dead_letters_by_stage stage=validator,state=failed_again": 0,
+		"ecom.dlq.dead_letters_by_stage stage=bq-writer,state=resolved":     1,
+		"ecom.dlq.oldest_unresolved.timestamp ":                             float64(now.Add(-30 * time.Minute).Unix()),
 	}
 	check := func(when string) {
 		got := points(t, rd)

@@ -34,10 +34,27 @@ type Stats struct {
 	ByState map[string]int64
 	// ByReason counts them per stage, code, rule id and state.
 	ByReason []ReasonCount
+	// ByStage counts them per stage and state: every state is present for
+	// each stage that has a dead letter.
+	ByStage map[string]map[string]int64
 	// OldestUnresolved is the failed_at of the oldest dead letter that is
 	// new, replayed or failed_again; zero when there is none.
 	OldestUnresolved time.Time
+	// OldestWaiting is the failed_at of the oldest dead letter waiting for
+	// an operator, in state new or failed_again (a replayed one waits for
+	// its replay's outcome, not for a person); zero when there is none.
+	OldestWaiting time.Time
 }
+
+// statsByStage counts the dead letters per stage and state.
+const statsByStage = "SELECT stage, state, count(*) FROM dead_letters GROUP BY 1, 2"
+
+// statsOldestWaiting is one index probe per state on dead_letters_state
+// (state, failed_at DESC): a min over "state IN (...)" could not use the
+// index's order and would read every waiting row.
+const statsOldestWaiting = `SELECT least(
+  (SELECT min(failed_at) FROM dead_letters WHERE state = 'new'),
+  (SELECT min(failed_at) FROM dead_letters WHERE state = 'failed_again'))`
 
 const statsByReason = `SELECT d.stage, r.code, coalesce(r.rule_id, ''), d.state, count(DISTINCT d.dead_letter_id)
 FROM dead_letters d, jsonb_to_recordset(d.reasons) AS r(code text, rule_id text)
@@ -45,7 +62,7 @@ GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`
 
 // Stats counts the stored dead letters (in one snapshot of the table).
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
-	st := Stats{ByState: map[string]int64{}}
+	st := Stats{ByState: map[string]int64{}, ByStage: map[string]map[string]int64{}}
 	for _, state := range States {
 		st.ByState[state] = 0
 	}
@@ -70,12 +87,35 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		}); err != nil {
 			return err
 		}
-		var oldest *time.Time
+		rows, err = tx.Query(ctx, statsByStage)
+		if err != nil {
+			return err
+		}
+		var stage string
+		if _, err := pgx.ForEachRow(rows, []any{&stage, &state, &n}, func() error {
+			if st.ByStage[stage] == nil {
+				st.ByStage[stage] = map[string]int64{}
+				for _, s := range States {
+					st.ByStage[stage][s] = 0
+				}
+			}
+			st.ByStage[stage][state] = n
+			return nil
+		}); err != nil {
+			return err
+		}
+		var oldest, waiting *time.Time
 		if err := tx.QueryRow(ctx, "SELECT min(failed_at) FROM dead_letters WHERE state IN ('new', 'replayed', 'failed_again')").Scan(&oldest); err != nil {
 			return err
 		}
 		if oldest != nil {
 			st.OldestUnresolved = oldest.UTC()
+		}
+		if err := tx.QueryRow(ctx, statsOldestWaiting).Scan(&waiting); err != nil {
+			return err
+		}
+		if waiting != nil {
+			st.OldestWaiting = waiting.UTC()
 		}
 		return nil
 	})
