@@ -3,9 +3,9 @@ package poller
 import (
 	"context"
 	"errors"
-	"math"
 	"strconv"
-	"sync/atomic"
+	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -15,16 +15,49 @@ import (
 
 type metrics struct {
 	pages, orders, apiErrors metric.Int64Counter
-	lagSeconds               *atomicFloat
+	lag                      *cursorLag
 }
 
-type atomicFloat struct{ bits atomic.Uint64 }
+// cursorLag is the gauge ecom.orders.cursor_lag (Prometheus ecom_orders_cursor_lag_seconds):
+// now minus the cursor's updated_at high-water mark, 0 before the first poll. "Now" is the
+// shop's clock, since the cursor is: the X-Storefront-Shop-Time of the latest page plus the wall
+// time since that page (the simulator's shop clock runs faster than ours; against a real shop
+// the two agree), or the wall clock when the API sends no shop time. It is computed at every
+// scrape, so it grows while the poller is stuck (API down, Kafka refusing the transaction)
+// instead of keeping the figure of the last good page.
+type cursorLag struct {
+	now func() time.Time
 
-func (f *atomicFloat) Store(v float64) { f.bits.Store(math.Float64bits(v)) }
-func (f *atomicFloat) Load() float64   { return math.Float64frombits(f.bits.Load()) }
+	mu     sync.Mutex
+	polled bool
+	since  time.Time // the committed cursor
+	shop   time.Time // the latest page's shop time; zero when the API sent none
+	seen   time.Time // wall time of that page
+}
 
-func newMetrics(meter metric.Meter) (metrics, error) {
-	m := metrics{lagSeconds: &atomicFloat{}}
+// page records a polled page: the cursor after it, the page's shop time, and when.
+func (l *cursorLag) page(since, shop, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.polled, l.since, l.shop, l.seen = true, since, shop, at
+}
+
+// seconds is the lag at wall time now.
+func (l *cursorLag) seconds(now time.Time) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.polled || l.since.IsZero() {
+		return 0
+	}
+	shopNow := now
+	if !l.shop.IsZero() {
+		shopNow = l.shop.Add(now.Sub(l.seen))
+	}
+	return max(shopNow.Sub(l.since).Seconds(), 0)
+}
+
+func newMetrics(meter metric.Meter, now func() time.Time) (metrics, error) {
+	m := metrics{lag: &cursorLag{now: now}}
 	var err error
 	if m.pages, err = meter.Int64Counter("ecom.orders.pages_polled", metric.WithDescription("order pages read from the storefront API")); err != nil {
 		return m, err
@@ -36,9 +69,9 @@ func newMetrics(meter metric.Meter) (metrics, error) {
 		return m, err
 	}
 	_, err = meter.Float64ObservableGauge("ecom.orders.cursor_lag", metric.WithUnit("s"),
-		metric.WithDescription("shop time (X-Storefront-Shop-Time) minus the committed cursor"),
+		metric.WithDescription("now on the shop's clock (the latest page's X-Storefront-Shop-Time plus the wall time since) minus the committed cursor (the updated_at high-water mark); 0 before the first poll"),
 		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
-			o.Observe(m.lagSeconds.Load())
+			o.Observe(m.lag.seconds(m.lag.now()))
 			return nil
 		}))
 	return m, err

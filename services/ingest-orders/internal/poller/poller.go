@@ -89,11 +89,12 @@ const SpanPage = "orders.poll.page"
 
 // New returns a poller starting at d.Start.
 func New(cfg Config, d Deps) (*Poller, error) {
-	m, err := newMetrics(d.Meter)
+	p := &Poller{cfg: cfg, d: d, cur: d.Start, recent: map[string]recentVersion{}, now: time.Now, sleep: storefront.Sleep}
+	m, err := newMetrics(d.Meter, func() time.Time { return p.now() })
 	if err != nil {
 		return nil, err
 	}
-	p := &Poller{cfg: cfg, d: d, cur: d.Start, recent: map[string]recentVersion{}, m: m, now: time.Now, sleep: storefront.Sleep}
+	p.m = m
 	p.reader = &storefront.Reader{API: d.API, Limit: cfg.PageSize, BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, OnError: m.apiError,
 		Tracer: d.Tracer, Span: SpanPage, SpanAttrs: []attribute.KeyValue{
 			attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "send"),
@@ -160,9 +161,7 @@ func (p *Poller) Round(ctx context.Context) error {
 		if err := p.commit(ctx, page); err != nil {
 			return false, err
 		}
-		if !page.ShopTime.IsZero() && !p.cur.Since.IsZero() {
-			p.m.lagSeconds.Store(page.ShopTime.Sub(p.cur.Since).Seconds())
-		}
+		p.m.lag.page(p.cur.Since, page.ShopTime, p.now())
 		return true, nil
 	})
 }
