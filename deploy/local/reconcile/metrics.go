@@ -1,0 +1,47 @@
+package reconcile
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics registers the reports' figures on reg (the latest window per source):
+//
+//	ecom_reconciliation_difference{source}                      the source's difference (the alert: != 0 on a settled window)
+//	ecom_reconciliation_records{source,term}                    each term of its equation (consumed, written, ...)
+//	ecom_reconciliation_hop_difference{source,stage}            each stage's difference (where the loss is)
+//	ecom_reconciliation_settled{source}                         1 when nothing of the window was in flight
+//	ecom_reconciliation_window_end_timestamp_seconds{source}    the window's end (unix seconds): how current the figures are
+func Metrics(reg prometheus.Registerer, reports ...*Report) error {
+	diff := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ecom_reconciliation_difference",
+		Help: "Records consumed minus every outcome (written, deduplicated, dead-lettered, superseded, stale, in flight) of the source's latest reconciled window; non-zero on a settled window is a loss (positive) or a duplication (negative)."}, []string{"source"})
+	terms := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ecom_reconciliation_records",
+		Help: "Each term of the source's reconciliation equation in its latest window, by term (consumed, written, deduplicated, dead_lettered, superseded, stale, in_flight)."}, []string{"source", "term"})
+	hops := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ecom_reconciliation_hop_difference",
+		Help: "One stage's difference (its consumed records minus their outcomes) in the source's latest window."}, []string{"source", "stage"})
+	settled := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ecom_reconciliation_settled",
+		Help: "1 when no stage had records of the window still to consume (the difference is final), else 0."}, []string{"source"})
+	end := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ecom_reconciliation_window_end_timestamp_seconds",
+		Help: "End of the source's latest reconciled window, unix seconds."}, []string{"source"})
+	for _, c := range []prometheus.Collector{diff, terms, hops, settled, end} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	for _, r := range reports {
+		diff.WithLabelValues(r.Source).Set(float64(r.Difference()))
+		terms.WithLabelValues(r.Source, TermConsumed).Set(float64(r.Terms[TermConsumed]))
+		for _, t := range Terms {
+			terms.WithLabelValues(r.Source, t).Set(float64(r.Terms[t]))
+		}
+		for _, h := range r.Hops {
+			hops.WithLabelValues(r.Source, h.Stage).Set(float64(h.Difference()))
+		}
+		s := 0.0
+		if r.Settled() {
+			s = 1
+		}
+		settled.WithLabelValues(r.Source).Set(s)
+		end.WithLabelValues(r.Source).Set(float64(r.Window.To.UnixNano()) / 1e9)
+	}
+	return nil
+}
