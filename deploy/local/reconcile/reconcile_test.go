@@ -50,6 +50,7 @@ type scenario struct {
 type env struct {
 	t      *testing.T
 	c      Clickstream
+	reg    string // the fake registry's URL
 	prod   *kgo.Client
 	txn    *kgo.Client
 	adm    *kadm.Client
@@ -62,7 +63,8 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, at: time.Now().UTC().Truncate(time.Millisecond)}
 	e.window = Window{From: e.at.Add(-time.Minute), To: e.at.Add(time.Minute)}
 	e.c.ClickstreamNames("t.")
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, e.c.Raw, e.c.Events, e.c.Valid, e.c.DeadLetters))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, e.c.Raw, e.c.Events, e.c.Valid, e.c.DeadLetters,
+		"t.ecom.orders.v1", "t.ecom.orders.valid.v1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +82,7 @@ func newEnv(t *testing.T) *env {
 	e.c.Log = &Log{Opts: opts, Adm: e.adm, Lateness: time.Minute, Idle: 300 * time.Millisecond}
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
+	e.reg = reg.URL()
 	r, err := avroserde.New(avroserde.Config{URL: reg.URL(), AutoRegister: true, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ func (q *QueryAPI) Sources(ctx context.Context, table, topic string, w Window) (
 	if err != nil {
 		return nil, err
 	}
-	if len(n) != 1 || string(n[0][0]) != strconv.Itoa(len(rows)) {
+	if len(n) != 1 || n[0][0] != strconv.Itoa(len(rows)) {
 		return nil, fmt.Errorf("reconcile: %s: the query endpoint returned %d of %v rows (WAREHOUSE_QUERY_MAX_ROWS): reconcile a shorter window", table, len(rows), n)
 	}
 	out := make([]Coord, 0, len(rows))
@@ -93,7 +93,9 @@ func (q *QueryAPI) Positions(ctx context.Context, group, topic string) (map[int3
 	return out, nil
 }
 
-func (q *QueryAPI) query(ctx context.Context, sql string) ([][]json.Number, error) {
+// query runs sql and returns its rows with every value as text (numbers as JSON writes them,
+// NULL as "").
+func (q *QueryAPI) query(ctx context.Context, sql string) ([][]string, error) {
 	body, _ := json.Marshal(map[string]any{"sql": sql, "max_rows": 1 << 30})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.URL+"/v1/warehouse/query", bytes.NewReader(body))
 	if err != nil {
@@ -115,8 +117,8 @@ func (q *QueryAPI) query(ctx context.Context, sql string) ([][]json.Number, erro
 		return nil, fmt.Errorf("reconcile: warehouse query: %w", err)
 	}
 	var out struct {
-		Rows  [][]json.Number `json:"rows"`
-		Error string          `json:"error"`
+		Rows  [][]any `json:"rows"`
+		Error string  `json:"error"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -126,18 +128,31 @@ func (q *QueryAPI) query(ctx context.Context, sql string) ([][]json.Number, erro
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("reconcile: warehouse query: %s: %s", resp.Status, out.Error)
 	}
-	return out.Rows, nil
+	rows := make([][]string, len(out.Rows))
+	for i, r := range out.Rows {
+		rows[i] = make([]string, len(r))
+		for j, v := range r {
+			switch v := v.(type) {
+			case nil:
+			case string:
+				rows[i][j] = v
+			default:
+				rows[i][j] = fmt.Sprint(v)
+			}
+		}
+	}
+	return rows, nil
 }
 
-func ints(r []json.Number) (int64, int64, error) {
+func ints(r []string) (int64, int64, error) {
 	if len(r) != 2 {
 		return 0, 0, fmt.Errorf("%d columns, want 2", len(r))
 	}
-	a, err := strconv.ParseInt(string(r[0]), 10, 64)
+	a, err := strconv.ParseInt(r[0], 10, 64)
 	if err != nil {
 		return 0, 0, err
 	}
-	b, err := strconv.ParseInt(string(r[1]), 10, 64)
+	b, err := strconv.ParseInt(r[1], 10, 64)
 	return a, b, err
 }
 
