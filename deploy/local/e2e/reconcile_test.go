@@ -37,7 +37,6 @@ func TestE2EReconcileClickstream(t *testing.T) {
 		total  = 3000
 		rate   = 1500
 		killAt = 1000
-		token  = "e2e-reconcile-token-0123456789"
 	)
 	eps := stacktest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -144,7 +143,7 @@ func TestE2EReconcileClickstream(t *testing.T) {
 	}
 	w := reconcile.Window{From: start, To: time.Now().Add(time.Second)}
 
-	rep := settle(ctx, t, rc, w)
+	rep := settleReport(ctx, t, rc.Reconcile, w)
 	if !rep.Balanced() {
 		t.Fatalf("the run does not balance:\n%s", reportText(rep))
 	}
@@ -181,7 +180,7 @@ func TestE2EReconcileClickstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.To = time.Now().Add(time.Second)
-	rep = settle(ctx, t, rc, w)
+	rep = settleReport(ctx, t, rc.Reconcile, w)
 	out := reportText(rep)
 	if rep.Balanced() || rep.Difference() != 1 {
 		t.Fatalf("a lost record: difference %d, want 1:\n%s", rep.Difference(), out)
@@ -199,37 +198,6 @@ func TestE2EReconcileClickstream(t *testing.T) {
 		t.Errorf("the lost record %s is not listed:\n%s", lostID, out)
 	}
 	t.Logf("the injected loss:\n%s", out)
-}
-
-// settle reconciles w until nothing of it is in flight and it balances (or 3 minutes passed),
-// and returns the last report.
-func settle(ctx context.Context, t *testing.T, rc *reconcile.Clickstream, w reconcile.Window) *reconcile.Report {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		rep, err := rc.Reconcile(ctx, w)
-		if err != nil {
-			// A stage restarting after its kill (bq-writer's query endpoint is down meanwhile).
-			if time.Now().After(deadline) {
-				t.Fatal(err)
-			}
-			t.Logf("%v; again", err)
-			time.Sleep(time.Second)
-			continue
-		}
-		if (rep.Settled() && rep.Balanced()) || time.Now().After(deadline) {
-			return rep
-		}
-		if rep.Settled() {
-			// Settled but off: give bq-writer's position and rows a moment to be read
-			// together, then take this as the answer.
-			time.Sleep(2 * time.Second)
-			if rep, err = rc.Reconcile(ctx, w); err == nil && rep.Settled() {
-				return rep
-			}
-		}
-		time.Sleep(time.Second)
-	}
 }
 
 func reportText(r *reconcile.Report) string {
