@@ -137,7 +137,7 @@ func (c *Clickstream) Reconcile(ctx context.Context, w Window) (*Report, error) 
 	}
 
 	ingest := kafkaHop(StageIngest, c.Raw, raw, ingestAt, kafkaEvs, byStage[StageIngest])
-	collector := &Hop{Stage: StageCollector, Consumed: int64(len(httpEvs) + len(byStage[StageCollector])),
+	collector := &Hop{Stage: StageCollector, Input: "HTTP requests", Consumed: int64(len(httpEvs) + len(byStage[StageCollector])),
 		Out: map[string]int64{TermWritten: int64(len(httpEvs)), TermDeadLettered: int64(len(byStage[StageCollector]))}}
 	validator := kafkaHop(StageValidator, c.Events, evs, validatorAt, valid, byStage[StageValidator])
 	writer := writerHop(c.Valid, valid, writerAt, written, dups, byStage[StageWriter])

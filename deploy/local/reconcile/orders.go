@@ -135,7 +135,7 @@ func (o *Orders) Reconcile(ctx context.Context, w Window) (*Report, error) {
 	for _, d := range dead {
 		byStage[d.stage] = append(byStage[d.stage], d)
 	}
-	ingest := &Hop{Stage: StageOrders, Consumed: int64(len(in) + len(byStage[StageOrders])),
+	ingest := &Hop{Stage: StageOrders, Input: "the storefront's API and webhooks", Consumed: int64(len(in) + len(byStage[StageOrders])),
 		Out: map[string]int64{TermWritten: int64(len(in)), TermDeadLettered: int64(len(byStage[StageOrders]))}}
 	validator := kafkaHop(StageValidator, o.Topic, asClicks(in), validatorAt, asClicks(valid), byStage[StageValidator])
 	writer := ordersHop(o.Valid, valid, writerAt, stored, byStage[StageWriter])

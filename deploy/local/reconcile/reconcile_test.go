@@ -64,7 +64,7 @@ func newEnv(t *testing.T) *env {
 	e.window = Window{From: e.at.Add(-time.Minute), To: e.at.Add(time.Minute)}
 	e.c.ClickstreamNames("t.")
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, e.c.Raw, e.c.Events, e.c.Valid, e.c.DeadLetters,
-		"t.ecom.orders.v1", "t.ecom.orders.valid.v1"))
+		"t.ecom.orders.v1", "t.ecom.orders.valid.v1", "t.ecom.products.v1", "t.ecom.products.valid.v1", "t.ecom.customers.v1", "t.ecom.customers.valid.v1"))
 	if err != nil {
 		t.Fatal(err)
 	}

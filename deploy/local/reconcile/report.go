@@ -40,7 +40,10 @@ var Terms = []string{TermWritten, TermDeduplicated, TermDeadLettered, TermSupers
 // the warehouse's tables, or in the dead-letter topic.
 type Hop struct {
 	Stage string
-	Input string // the topic it consumed ("" for the HTTP collector, whose input is requests)
+	// Input is the topic it consumed, or what it reads when that is not a topic (HTTP
+	// requests, PostgreSQL), which the report cannot count: such a hop's outcomes are its
+	// consumed records.
+	Input string
 	// Consumed counts the input records the stage's group had consumed (committed) when the
 	// reconciliation started; InFlight the window's records it had not yet.
 	Consumed, InFlight int64
@@ -123,11 +126,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "%s %s: %s\n", r.Source, r.Window, status)
 	fmt.Fprintf(w, "  %s\n", equation(r.Terms[TermConsumed], r.Terms, r.Difference()))
 	for _, h := range r.Hops {
-		in := h.Input
-		if in == "" {
-			in = "requests"
-		}
-		fmt.Fprintf(w, "  %-30s %-34s %s (in flight %d)\n", h.Stage, "from "+in+":", equation(h.Consumed, h.Out, h.Difference()), h.InFlight)
+		fmt.Fprintf(w, "  %-30s %-34s %s (in flight %d)\n", h.Stage, "from "+h.Input+":", equation(h.Consumed, h.Out, h.Difference()), h.InFlight)
 		for i, d := range h.Differences {
 			if i == maxListed {
 				fmt.Fprintf(w, "      ... and %d more\n", len(h.Differences)-maxListed)

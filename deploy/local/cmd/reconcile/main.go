@@ -1,4 +1,4 @@
-// Command reconcile prints the reconciliation of a source (clickstream or orders) in a time window: the records its
+// Command reconcile prints the reconciliation of a source (clickstream, orders or catalog) in a time window: the records its
 // path consumed (read_committed) and where each went (the warehouse, deduplicated, dead-lettered,
 // superseded, stale, still in flight), for the source end to end and for each stage, with every
 // record that does not balance (package reconcile; its DESIGN.md has the argument).
@@ -60,7 +60,7 @@ func env(name, def string) string {
 
 func run(ctx context.Context, args []string) (int, error) {
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
-	source := fs.String("source", reconcile.SourceClickstream, "source to reconcile: clickstream or orders")
+	source := fs.String("source", reconcile.SourceClickstream, "source to reconcile: clickstream, orders or catalog")
 	from := fs.String("from", "", "window start, RFC 3339 (e.g. 2026-12-01T20:00:00Z), or a duration before now (e.g. 1h)")
 	to := fs.String("to", "", "window end (exclusive), RFC 3339 or a duration before now; empty = now")
 	prefix := fs.String("prefix", "", "topic and consumer group prefix of a slice (e.g. e2e-1234.); empty = the platform's names")
@@ -72,8 +72,10 @@ func run(ctx context.Context, args []string) (int, error) {
 	if err := fs.Parse(args); err != nil {
 		return exitError, err
 	}
-	if *source != reconcile.SourceClickstream && *source != reconcile.SourceOrders {
-		return exitError, fmt.Errorf("-source %q: clickstream and orders are reconciled so far (catalog is not yet)", *source)
+	switch *source {
+	case reconcile.SourceClickstream, reconcile.SourceOrders, reconcile.SourceCatalog:
+	default:
+		return exitError, fmt.Errorf("-source %q: want clickstream, orders or catalog", *source)
 	}
 	now := time.Now()
 	w, err := window(*from, *to, now)
@@ -102,14 +104,24 @@ func run(ctx context.Context, args []string) (int, error) {
 		return exitError, err
 	}
 	var rep *reconcile.Report
-	if *source == reconcile.SourceOrders {
+	switch *source {
+	case reconcile.SourceCatalog:
+		c := &reconcile.Catalog{Log: log, Warehouse: api, DeadLetter: dlq}
+		c.CatalogNames(*prefix)
+		for i, ent := range []string{protoavro.ProductChange, protoavro.CustomerChange} {
+			if c.Entities[i].Codec, err = reg.Codec(ctx, avroserde.SubjectFor(c.Entities[i].Topic), ent); err != nil {
+				return exitError, err
+			}
+		}
+		rep, err = c.Reconcile(ctx, w)
+	case reconcile.SourceOrders:
 		o := &reconcile.Orders{Log: log, Warehouse: api, DeadLetter: dlq}
 		o.OrdersNames(*prefix)
 		if o.Order, err = reg.Codec(ctx, avroserde.SubjectFor(o.Topic), protoavro.Order); err != nil {
 			return exitError, err
 		}
 		rep, err = o.Reconcile(ctx, w)
-	} else {
+	default:
 		c := &reconcile.Clickstream{Log: log, Warehouse: api, DeadLetter: dlq}
 		c.ClickstreamNames(*prefix)
 		if c.Click, err = reg.Codec(ctx, avroserde.SubjectFor(c.Events), protoavro.ClickEvent); err != nil {
