@@ -221,12 +221,12 @@ func kafkaHop(stage, input string, in []clickRec, at map[int32]int64, out []clic
 	for _, id := range sortedKeys(want) {
 		if n, w := got[id], len(want[id]); n < w {
 			sort.Slice(want[id], func(i, j int) bool { return less(want[id][i], want[id][j]) })
-			h.Differences = append(h.Differences, fmt.Sprintf("event %q: %d consumed (%v) but %d out and no dead letter", id, w, want[id], n))
+			h.Differences = append(h.Differences, fmt.Sprintf("%q: %d consumed (%v) but %d out and no dead letter", id, w, want[id], n))
 		}
 	}
 	for _, id := range sortedKeys(got) {
 		if n, w := got[id], len(want[id]); n > w {
-			h.Differences = append(h.Differences, fmt.Sprintf("event %q: %d out but %d consumed", id, n, w))
+			h.Differences = append(h.Differences, fmt.Sprintf("%q: %d out but %d consumed", id, n, w))
 		}
 	}
 	return h

@@ -234,7 +234,7 @@ func TestClickstream(t *testing.T) {
 		{name: "a record stored twice", s: scenario{writeTwice: true}, settled: true, diff: -1,
 			hopDiffs: map[string]int64{StageWriter: -1}, listed: []string{"stored 2 times"}},
 		{name: "the validator dropped a record", s: scenario{dropAtValidator: "e3"}, settled: true, diff: 1,
-			hopDiffs: map[string]int64{StageValidator: 1}, listed: []string{`event "e3": 1 consumed`}},
+			hopDiffs: map[string]int64{StageValidator: 1}, listed: []string{`"e3": 1 consumed`}},
 		{name: "a dead letter of nothing consumed", s: scenario{strayDeadLetter: true}, settled: true, diff: -1,
 			hopDiffs: map[string]int64{StageWriter: -1}, listed: []string{"not a consumed record of the window"}},
 		{name: "records in flight", s: scenario{validatorBehind: 4}, settled: false},
