@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/pkg/stream"
@@ -110,6 +111,9 @@ func (l *Log) Read(ctx context.Context, topic string, w Window, fn func(*kgo.Rec
 // partition); a partition without a commit is absent (nothing of it consumed).
 func (l *Log) Consumed(ctx context.Context, group, topic string) (map[int32]int64, error) {
 	offs, err := l.Adm.FetchOffsetsForTopics(ctx, group, topic)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[int32]int64{}, nil // a group that never committed: nothing consumed yet
+	}
 	if err != nil {
 		return nil, fmt.Errorf("committed offsets of %s on %s: %w", group, topic, err)
 	}

@@ -4,14 +4,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics registers the reports' figures on reg (the latest window per source):
+// Metrics are the reconciliation's gauges, for the latest window per source:
 //
 //	ecom_reconciliation_difference{source}                      the source's difference (the alert: != 0 on a settled window)
 //	ecom_reconciliation_records{source,term}                    each term of its equation (consumed, written, ...)
 //	ecom_reconciliation_hop_difference{source,stage}            each stage's difference (where the loss is)
 //	ecom_reconciliation_settled{source}                         1 when nothing of the window was in flight
 //	ecom_reconciliation_window_end_timestamp_seconds{source}    the window's end (unix seconds): how current the figures are
-func Metrics(reg prometheus.Registerer, reports ...*Report) error {
+type Metrics struct {
+	diff, terms, hops, settled, end *prometheus.GaugeVec
+}
+
+// NewMetrics registers the gauges on reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	diff := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ecom_reconciliation_difference",
 		Help: "Records consumed minus every outcome (written, deduplicated, dead-lettered, superseded, stale, in flight) of the source's latest reconciled window; non-zero on a settled window is a loss (positive) or a duplication (negative)."}, []string{"source"})
 	terms := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ecom_reconciliation_records",
@@ -24,10 +29,19 @@ func Metrics(reg prometheus.Registerer, reports ...*Report) error {
 		Help: "End of the source's latest reconciled window, unix seconds."}, []string{"source"})
 	for _, c := range []prometheus.Collector{diff, terms, hops, settled, end} {
 		if err := reg.Register(c); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	return &Metrics{diff: diff, terms: terms, hops: hops, settled: settled, end: end}, nil
+}
+
+// Set replaces each reported source's figures with r's.
+func (m *Metrics) Set(reports ...*Report) {
 	for _, r := range reports {
+		for _, v := range []*prometheus.GaugeVec{m.diff, m.terms, m.hops, m.settled, m.end} {
+			v.DeletePartialMatch(prometheus.Labels{"source": r.Source})
+		}
+		diff, terms, hops, settled, end := m.diff, m.terms, m.hops, m.settled, m.end
 		diff.WithLabelValues(r.Source).Set(float64(r.Difference()))
 		terms.WithLabelValues(r.Source, TermConsumed).Set(float64(r.Terms[TermConsumed]))
 		for _, t := range Terms {
@@ -43,5 +57,4 @@ func Metrics(reg prometheus.Registerer, reports ...*Report) error {
 		settled.WithLabelValues(r.Source).Set(s)
 		end.WithLabelValues(r.Source).Set(float64(r.Window.To.UnixNano()) / 1e9)
 	}
-	return nil
 }

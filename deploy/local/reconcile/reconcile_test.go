@@ -292,9 +292,14 @@ func TestMetrics(t *testing.T) {
 		Terms: map[string]int64{TermConsumed: 10, TermWritten: 7, TermDeadLettered: 2},
 		Hops:  []*Hop{{Stage: StageWriter, Consumed: 8, Out: map[string]int64{TermWritten: 7}}}}
 	reg := prometheus.NewRegistry()
-	if err := Metrics(reg, r); err != nil {
+	m, err := NewMetrics(reg)
+	if err != nil {
 		t.Fatal(err)
 	}
+	stale := &Report{Source: SourceClickstream, Window: r.Window, Terms: map[string]int64{TermConsumed: 3},
+		Hops: []*Hop{{Stage: "gone", Consumed: 3, Out: map[string]int64{}}}}
+	m.Set(stale)
+	m.Set(r) // replaces the earlier round's figures, the hop that is gone included
 	want := `
 # HELP ecom_reconciliation_difference Records consumed minus every outcome (written, deduplicated, dead-lettered, superseded, stale, in flight) of the source's latest reconciled window; non-zero on a settled window is a loss (positive) or a duplication (negative).
 # TYPE ecom_reconciliation_difference gauge

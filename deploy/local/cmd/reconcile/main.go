@@ -10,7 +10,9 @@
 // 0 balanced, 2 a difference in a settled window, 3 not settled (records still in flight; run
 // it again later), 1 it could not reconcile. -metrics-file writes the figures in the Prometheus
 // text format (ecom_reconciliation_difference{source} and the terms) for a textfile collector or
-// a push.
+// a push; -listen keeps it running, reconciling every -every with -from/-to relative to the
+// clock (e.g. -from 20m -to 5m: the window ending 5 minutes ago, settled), and serves them on
+// /metrics for Prometheus to scrape.
 package main
 
 import (
@@ -18,6 +20,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,6 +29,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -69,6 +74,8 @@ func run(ctx context.Context, args []string) (int, error) {
 	wh := fs.String("warehouse", env("WAREHOUSE_URL", "http://127.0.0.1:8084"), "bq-writer's HTTP base URL, whose /v1/warehouse/query serves the DuckDB warehouse (WAREHOUSE_URL)")
 	lateness := fs.Duration("lateness", 10*time.Minute, "how far before -from the topics are read (producer timestamps are not monotonic)")
 	metricsFile := fs.String("metrics-file", "", "write the figures here in the Prometheus text format")
+	listen := fs.String("listen", "", "keep running: reconcile every -every (relative -from/-to move with the clock) and serve the figures on http://<listen>/metrics")
+	every := fs.Duration("every", time.Minute, "with -listen, how often to reconcile")
 	if err := fs.Parse(args); err != nil {
 		return exitError, err
 	}
@@ -77,10 +84,11 @@ func run(ctx context.Context, args []string) (int, error) {
 	default:
 		return exitError, fmt.Errorf("-source %q: want clickstream, orders or catalog", *source)
 	}
-	now := time.Now()
-	w, err := window(*from, *to, now)
-	if err != nil {
+	if _, err := window(*from, *to, time.Now()); err != nil {
 		return exitError, err
+	}
+	if *listen != "" && *every <= 0 {
+		return exitError, fmt.Errorf("-every %v: must be positive", *every)
 	}
 	token := os.Getenv("WAREHOUSE_QUERY_TOKEN")
 	if token == "" {
@@ -103,41 +111,52 @@ func run(ctx context.Context, args []string) (int, error) {
 	if err != nil {
 		return exitError, err
 	}
-	var rep *reconcile.Report
-	switch *source {
-	case reconcile.SourceCatalog:
-		c := &reconcile.Catalog{Log: log, Warehouse: api, DeadLetter: dlq}
-		c.CatalogNames(*prefix)
-		for i, ent := range []string{protoavro.ProductChange, protoavro.CustomerChange} {
-			if c.Entities[i].Codec, err = reg.Codec(ctx, avroserde.SubjectFor(c.Entities[i].Topic), ent); err != nil {
-				return exitError, err
+	once := func(ctx context.Context) (*reconcile.Report, error) {
+		w, err := window(*from, *to, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		switch *source {
+		case reconcile.SourceCatalog:
+			c := &reconcile.Catalog{Log: log, Warehouse: api, DeadLetter: dlq}
+			c.CatalogNames(*prefix)
+			for i, ent := range []string{protoavro.ProductChange, protoavro.CustomerChange} {
+				if c.Entities[i].Codec, err = reg.Codec(ctx, avroserde.SubjectFor(c.Entities[i].Topic), ent); err != nil {
+					return nil, err
+				}
 			}
+			return c.Reconcile(ctx, w)
+		case reconcile.SourceOrders:
+			o := &reconcile.Orders{Log: log, Warehouse: api, DeadLetter: dlq}
+			o.OrdersNames(*prefix)
+			if o.Order, err = reg.Codec(ctx, avroserde.SubjectFor(o.Topic), protoavro.Order); err != nil {
+				return nil, err
+			}
+			return o.Reconcile(ctx, w)
+		default:
+			c := &reconcile.Clickstream{Log: log, Warehouse: api, DeadLetter: dlq}
+			c.ClickstreamNames(*prefix)
+			if c.Click, err = reg.Codec(ctx, avroserde.SubjectFor(c.Events), protoavro.ClickEvent); err != nil {
+				return nil, err
+			}
+			return c.Reconcile(ctx, w)
 		}
-		rep, err = c.Reconcile(ctx, w)
-	case reconcile.SourceOrders:
-		o := &reconcile.Orders{Log: log, Warehouse: api, DeadLetter: dlq}
-		o.OrdersNames(*prefix)
-		if o.Order, err = reg.Codec(ctx, avroserde.SubjectFor(o.Topic), protoavro.Order); err != nil {
-			return exitError, err
-		}
-		rep, err = o.Reconcile(ctx, w)
-	default:
-		c := &reconcile.Clickstream{Log: log, Warehouse: api, DeadLetter: dlq}
-		c.ClickstreamNames(*prefix)
-		if c.Click, err = reg.Codec(ctx, avroserde.SubjectFor(c.Events), protoavro.ClickEvent); err != nil {
-			return exitError, err
-		}
-		rep, err = c.Reconcile(ctx, w)
 	}
+	if *listen != "" {
+		return serve(ctx, *listen, *every, once)
+	}
+	rep, err := once(ctx)
 	if err != nil {
 		return exitError, err
 	}
 	rep.Print(os.Stdout)
 	if *metricsFile != "" {
 		pr := prometheus.NewRegistry()
-		if err := reconcile.Metrics(pr, rep); err != nil {
+		m, err := reconcile.NewMetrics(pr)
+		if err != nil {
 			return exitError, err
 		}
+		m.Set(rep)
 		if err := prometheus.WriteToTextfile(*metricsFile, pr); err != nil {
 			return exitError, err
 		}
@@ -149,6 +168,45 @@ func run(ctx context.Context, args []string) (int, error) {
 		return exitDifference, nil
 	}
 	return 0, nil
+}
+
+// serve reconciles every interval until ctx ends, printing each report and serving the latest
+// figures on addr's /metrics. A failed round is printed and the previous figures stay.
+func serve(ctx context.Context, addr string, every time.Duration, once func(context.Context) (*reconcile.Report, error)) (int, error) {
+	reg := prometheus.NewRegistry()
+	m, err := reconcile.NewMetrics(reg)
+	if err != nil {
+		return exitError, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return exitError, fmt.Errorf("-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	fmt.Printf("serving the figures on http://%s/metrics, reconciling every %s\n", ln.Addr(), every)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		rep, err := once(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return 0, nil
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "reconcile: %v\n", err)
+		default:
+			rep.Print(os.Stdout)
+			m.Set(rep)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, nil
+		case <-t.C:
+		}
+	}
 }
 
 // window parses -from and -to: RFC 3339 times or durations before now.
