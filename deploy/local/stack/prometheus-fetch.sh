@@ -21,7 +21,7 @@
 # (default 2.42: the upstream version the package must have).
 set -euo pipefail
 
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 say() { printf 'prometheus-fetch: %s\n' "$*" >&2; }
 
@@ -85,6 +85,7 @@ fill() {
 	# apt-get download writes into the working directory; as root it drops
 	# to the _apt user, who must be able to write there.
 	chmod 0777 "$dl"
+	# shellcheck disable=SC2016 # $1 and $2 are the inner bash's arguments
 	if ! with_progress prometheus "$dl" "$dl/apt.log" bash -c 'cd "$1" && exec apt-get download -q "prometheus=$2"' _ "$dl" "$version"; then
 		tail -n 20 "$dl/apt.log" >&2
 		rm -rf -- "$dl"
