@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ecomstream/platform/deploy/local/jaegerq"
 	"github.com/ecomstream/platform/deploy/local/slice"
 )
 
@@ -105,14 +106,59 @@ func TestStatusLineCountsThisRun(t *testing.T) {
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	before := counts{rows: 5000, shop: 40} // earlier runs' rows in the same file
 	now := counts{rows: 5900, shop: 52}
-	got := statusLine(at, 1000, 10, 10, before, now, 7, true)
-	for _, want := range []string{"landed in the warehouse 900 (table total 5900)", "from the shop 12 |", "spans 7"} {
+	got := statusLine(at, 1000, 10, 10, before, now)
+	for _, want := range []string{"landed in the warehouse 900 (table total 5900)", "from the shop 12", "dead-lettered 10 (1.00%)"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("statusLine() = %q, want it to say %q", got, want)
 		}
 	}
-	if got := statusLine(at, 10, 1, 0, before, counts{rows: 5010, shop: 40}, 0, false); strings.Contains(got, "from the shop") || strings.Contains(got, "spans") {
-		t.Errorf("statusLine() with no shop row this run and no sink = %q", got)
+	if got := statusLine(at, 10, 1, 0, before, counts{rows: 5010, shop: 40}); strings.Contains(got, "from the shop") {
+		t.Errorf("statusLine() with no shop row this run = %q", got)
+	}
+}
+
+// TestTraceLine: the latest event's trace as a Jaeger UI link, with the
+// services Jaeger has spans from in pipeline order, or why there are none.
+func TestTraceLine(t *testing.T) {
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	tests := []struct {
+		name string
+		tr   jaegerq.Trace
+		err  error
+		want string
+	}{
+		{"all three", jaegerq.Trace{ID: tid, Spans: []jaegerq.Span{{Service: "bq-writer"}, {Service: "ingest-clickstream"}, {Service: "validator"}, {Service: "validator"}}}, nil,
+			"      latest event e1: trace http://127.0.0.1:16686/trace/" + tid + " has spans from ingest-clickstream -> validator -> bq-writer"},
+		{"not yet in Jaeger", jaegerq.Trace{}, jaegerq.ErrNotFound,
+			"      latest event e1: trace http://127.0.0.1:16686/trace/" + tid + " (jaegerq: trace not found)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := traceLine("e1", "http://127.0.0.1:16686", tid, tt.tr, tt.err); got != tt.want {
+				t.Errorf("traceLine() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFirstTraceID(t *testing.T) {
+	tests := []struct {
+		name string
+		rows [][]any
+		want string
+		ok   bool
+	}{
+		{"one row", [][]any{{"e1", "abc"}}, "abc", true},
+		{"no row", nil, "", false},
+		{"null trace id", [][]any{{"e1", nil}}, "", false},
+		{"two rows", [][]any{{"e1", "a"}, {"e2", "b"}}, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, ok := firstTraceID(tt.rows); got != tt.want || ok != tt.ok {
+				t.Errorf("firstTraceID() = %q, %v; want %q, %v", got, ok, tt.want, tt.ok)
+			}
+		})
 	}
 }
 
@@ -165,7 +211,8 @@ func TestWhereToLook(t *testing.T) {
 		CatalogSync: "127.0.0.1:8089", MutatorLog: "/r/.run/demo/catalog-mutator.jsonl",
 		Catalog: &slice.Catalog{Schema: "storefront", Slot: "ecom_catalog_sync", Publication: "storefront_catalog",
 			StateTopic: "ecom.catalog-sync.state.v1", OperatorToken: "op_tok"},
-		DLQ: &slice.DLQ{URL: "http://127.0.0.1:8091", Schema: "dlq", OperatorToken: "dlqop_tok", ViewerToken: "dlqview_tok"},
+		DLQ:    &slice.DLQ{URL: "http://127.0.0.1:8091", Schema: "dlq", OperatorToken: "dlqop_tok", ViewerToken: "dlqview_tok"},
+		Jaeger: "http://127.0.0.1:16686", Prometheus: "http://127.0.0.1:19090", TargetsFile: "/r/.run/prometheus/targets/demo.json",
 	}
 	var b strings.Builder
 	if err := whereText.Execute(&b, w); err != nil {
@@ -192,6 +239,10 @@ func TestWhereToLook(t *testing.T) {
 		"open http://127.0.0.1:8091/console/   login: dlqop_tok   (the operator token)",
 		"curl -s -H 'Authorization: Bearer dlqop_tok' 'http://127.0.0.1:8091/v1/dead-letters?stage=validator&limit=5'",
 		"curl -s http://127.0.0.1:8091/readyz   (dlq-handler)",
+		"Traces      Jaeger http://127.0.0.1:16686   (every event is one trace",
+		"curl -s 'http://127.0.0.1:16686/api/traces?service=validator&limit=5'",
+		"Prometheus  http://127.0.0.1:19090   (scrapes every service every 5 s; this demo's targets: /r/.run/prometheus/targets/demo.json)",
+		"curl -s 'http://127.0.0.1:19090/api/v1/query?query=up'",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("where to look lacks %q:\n%s", want, got)
