@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,7 +50,9 @@ const (
 //     that of a dead-lettered one from every stage up to the one that
 //     rejected it;
 //   - dlq-handler stored each of those dead letters exactly once, and its
-//     API's filters find them (checkDeadLetterStore).
+//     API's filters find them (checkDeadLetterStore);
+//   - the stack's Prometheus scrapes the slice's services (found through its
+//     targets file, gone after Stop).
 func TestE2EClickstreamSlice(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")
@@ -71,12 +74,15 @@ func TestE2EClickstreamSlice(t *testing.T) {
 	if otlp == "" {
 		otlp = "http://127.0.0.1:14318" // stack.sh's default JAEGER_OTLP_HTTP_PORT
 	}
+	// The stack's Prometheus scrapes the slice through its targets file.
+	promURL, targets := stackPrometheus(root)
+	requirePrometheus(ctx, t, promURL)
 
 	runDir := filepath.Join(root, ".run", "e2e", t.Name()+"-"+time.Now().Format("20060102-150405"))
 	prefix := "e2e-" + stacktest.UniqueName(t, "") + "."
 	sl, err := slice.New(slice.Options{
 		BinDir: binDir, RunDir: runDir, Brokers: eps.KafkaBrokers, Registry: eps.SchemaRegistryURL,
-		OTLP: otlp, Prefix: prefix, QueryToken: token, DLQ: &slice.DLQOptions{},
+		OTLP: otlp, PrometheusTargetsDir: targets, Prefix: prefix, QueryToken: token, DLQ: &slice.DLQOptions{},
 		// Small polls so a kill lands between, and inside, many transactions.
 		Env: map[string][]string{
 			"validator": {"KAFKA_MAX_POLL_RECORDS=200"},
@@ -294,9 +300,19 @@ func TestE2EClickstreamSlice(t *testing.T) {
 	}
 	checkDeadLetterStore(ctx, t, sl, onTopic)
 
+	// Prometheus scrapes every service of the slice, the two restarted ones too.
+	if err := waitScraped(ctx, promURL, sl.ID, []string{"ingest-clickstream", "validator", "bq-writer", "dlq-handler"}, time.Second, 30*time.Second); err != nil {
+		t.Error(err)
+	} else {
+		t.Logf("Prometheus %s scrapes slice %s's four services (targets file %s)", promURL, sl.ID, sl.TargetsFile())
+	}
+
 	// Stop gracefully so every service flushes its spans, then check traces.
 	if err := sl.Stop(); err != nil {
 		t.Errorf("graceful stop: %v", err)
+	}
+	if _, err := os.Stat(sl.TargetsFile()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after Stop: stat %s: %v, want the slice's targets file gone", sl.TargetsFile(), err)
 	}
 	checkTraces(ctx, t, jaeger, probes, deadProbe, traceOf, wantRows, wantDead, deadTrace)
 	t.Logf("fact_events %d rows; %d dead letters", len(rows), len(got))

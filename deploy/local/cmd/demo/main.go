@@ -424,8 +424,8 @@ The platform is running. Where to look:
               curl -s http://{{.Validator}}/readyz   (validator)
               curl -s http://{{.Writer}}/readyz   (bq-writer)
               curl -s {{.DLQ.URL}}/readyz   (dlq-handler)
-  Traces      Jaeger {{.Jaeger}}   (every event is one trace; the status lines below name the latest one's)
-              curl -s {{.Jaeger}}/api/services
+  Traces      Jaeger {{.Jaeger}}   (every event is one trace; the status lines below link the latest one's)
+              curl -s {{.Jaeger}}/api/traces/<trace id>   (a Jaeger built from source shows a placeholder UI page; its API is whole)
               curl -s '{{.Jaeger}}/api/traces?service=validator&limit=5'
   Prometheus  {{.Prometheus}}   (scrapes every service every 5 s; this demo's targets: {{.TargetsFile}})
               curl -s '{{.Prometheus}}/api/v1/query?query=up'

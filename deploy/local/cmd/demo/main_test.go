@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -271,6 +275,57 @@ func TestDLQLine(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := dlqLine(tt.st, tt.err); got != tt.want {
 				t.Errorf("dlqLine() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestObservability: where the demo's traces and metrics go, from the
+// environment stack.sh env prints, with the stack's defaults; a Jaeger that
+// does not answer stops the demo, saying how to start it.
+func TestObservability(t *testing.T) {
+	jaeger := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"data":[],"errors":null}`))
+	}))
+	defer jaeger.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	downURL := down.URL
+	down.Close()
+	root := t.TempDir()
+	tests := []struct {
+		name                   string
+		env                    map[string]string
+		wantOTLP, wantProm     string
+		wantTargets, wantError string
+	}{
+		{name: "defaults", env: map[string]string{"JAEGER_URL": jaeger.URL},
+			wantOTLP: "http://127.0.0.1:14318", wantProm: "http://127.0.0.1:19090", wantTargets: filepath.Join(root, ".run", "prometheus", "targets")},
+		{name: "stack.sh env", env: map[string]string{"JAEGER_URL": jaeger.URL, "JAEGER_OTLP_ENDPOINT": "http://127.0.0.1:34318",
+			"PROMETHEUS_URL": "http://127.0.0.1:39090/", "PROMETHEUS_TARGETS_DIR": "/tmp/s/prometheus/targets"},
+			wantOTLP: "http://127.0.0.1:34318", wantProm: "http://127.0.0.1:39090", wantTargets: "/tmp/s/prometheus/targets"},
+		{name: "OTEL_EXPORTER_OTLP_ENDPOINT wins", env: map[string]string{"JAEGER_URL": jaeger.URL, "JAEGER_OTLP_ENDPOINT": "http://127.0.0.1:34318",
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"},
+			wantOTLP: "http://127.0.0.1:4318", wantProm: "http://127.0.0.1:19090", wantTargets: filepath.Join(root, ".run", "prometheus", "targets")},
+		{name: "Jaeger down", env: map[string]string{"JAEGER_URL": downURL}, wantError: "deploy/local/stack.sh up jaeger"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{"JAEGER_URL", "JAEGER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", "PROMETHEUS_URL", "PROMETHEUS_TARGETS_DIR"} {
+				t.Setenv(k, tt.env[k])
+			}
+			o, err := observability(context.Background(), root)
+			if tt.wantError != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantError) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.otlp != tt.wantOTLP || o.prometheus != tt.wantProm || o.targets != tt.wantTargets || o.jaeger.URL() != jaeger.URL {
+				t.Errorf("observability() = otlp %q, prometheus %q, targets %q, jaeger %q; want %q, %q, %q, %q",
+					o.otlp, o.prometheus, o.targets, o.jaeger.URL(), tt.wantOTLP, tt.wantProm, tt.wantTargets, jaeger.URL)
 			}
 		})
 	}
