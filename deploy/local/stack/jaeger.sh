@@ -30,10 +30,8 @@ jaeger_env() {
 jaeger_fetch() {
 	[[ -n $JAEGER_HOME ]] && return 0
 	local dir
-	if [[ ! -f $CACHE_DIR/jaeger-$JAEGER_VERSION/.complete ]]; then
-		require_go
-		say "jaeger: building Jaeger v$JAEGER_VERSION from source: about 4 minutes, once (into $CACHE_DIR/jaeger-$JAEGER_VERSION)"
-	fi
+	# The build script says "building Jaeger ... about 4 minutes, once".
+	[[ -f $CACHE_DIR/jaeger-$JAEGER_VERSION/.complete ]] || require_go
 	if ! dir=$(STACK_CACHE_DIR=$CACHE_DIR "$JAEGER_BUILD" 9>&-); then
 		die "jaeger: $JAEGER_BUILD failed; output above"
 	fi

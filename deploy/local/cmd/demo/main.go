@@ -95,15 +95,20 @@ func run(ctx context.Context) error {
 	origins := shopOrigins(shopLn.Addr())
 	collectorURL := "http://" + browserAddr(collectorLn.Addr())
 
+	// Jaeger is checked before the services are built, so its absence fails at once.
+	repo, err := svcrun.RepoRoot()
+	if err != nil {
+		return err
+	}
+	obs, err := observability(ctx, repo)
+	if err != nil {
+		return err
+	}
 	env, err := slice.Prepare(ctx)
 	if err != nil {
 		return err
 	}
 	root, binDir, eps := env.Root, env.BinDir, env.Stack
-	obs, err := observability(ctx, root)
-	if err != nil {
-		return err
-	}
 	fmt.Printf("traces:  Jaeger %s (OTLP in at %s)\nmetrics: Prometheus %s (this demo's targets: %s)\n",
 		obs.jaeger.URL(), obs.otlp, obs.prometheus, filepath.Join(obs.targets, "demo.json"))
 	token := randomToken()
