@@ -91,7 +91,7 @@ fuzz: ## run every Fuzz* target of every module for FUZZTIME each (make fuzz FUZ
 	done; exit $$status
 
 .PHONY: stack-up
-stack-up: deps ## start Kafka, PostgreSQL, Apicurio Registry and the BigQuery emulator (idempotent)
+stack-up: deps ## start Kafka, PostgreSQL, Apicurio Registry, the BigQuery emulator, Jaeger and Prometheus (idempotent)
 	@$(STACK) up
 
 .PHONY: stack-down
