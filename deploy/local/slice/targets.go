@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/ecomstream/platform/deploy/local/svcrun"
 )
@@ -82,9 +84,15 @@ func targetGroups(id string, started map[string]string) []targetGroup {
 }
 
 // writeTargets replaces <dir>/<id>.json atomically (write and rename:
-// Prometheus re-reads the folder every 2 s and must never see half a file).
+// Prometheus re-reads the folder every 2 s and must never see half a file),
+// beside <id>.owner holding this process's pid, after sweeping the files of
+// slices whose process is gone.
 func writeTargets(dir, id string, started map[string]string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("prometheus targets: %w", err)
+	}
+	sweepTargets(dir, id)
+	if err := os.WriteFile(filepath.Join(dir, id+ownerSuffix), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return fmt.Errorf("prometheus targets: %w", err)
 	}
 	b, err := json.MarshalIndent(targetGroups(id, started), "", "  ")
@@ -103,12 +111,49 @@ func writeTargets(dir, id string, started map[string]string) error {
 	return nil
 }
 
-// removeTargets deletes <dir>/<id>.json (gone already is fine).
+// removeTargets deletes <dir>/<id>.json and its owner file (gone already is
+// fine).
 func removeTargets(dir, id string) error {
-	if err := os.Remove(filepath.Join(dir, id+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("prometheus targets: %w", err)
+	for _, suffix := range []string{".json", ownerSuffix} {
+		if err := os.Remove(filepath.Join(dir, id+suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("prometheus targets: %w", err)
+		}
 	}
 	return nil
+}
+
+// ownerSuffix names the file beside <id>.json holding the pid of the process
+// that wrote it (not .json: file_sd's glob skips it).
+const ownerSuffix = ".owner"
+
+// sweepTargets deletes the targets of slices whose owning process is gone
+// (a test killed before its Stop): left behind, their services would show
+// as down in Prometheus, on the health page and in the ServiceDown alert
+// for good. A file without an owner file is left alone; so is own.
+func sweepTargets(dir, own string) {
+	owners, _ := filepath.Glob(filepath.Join(dir, "*"+ownerSuffix))
+	for _, path := range owners {
+		id := strings.TrimSuffix(filepath.Base(path), ownerSuffix)
+		if id == own {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		_ = removeTargets(dir, id)
+	}
+}
+
+// processAlive reports whether a process with pid exists (signal 0; EPERM
+// means it exists under another user).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // TargetsFile is the slice's file_sd file, "" without a targets folder.

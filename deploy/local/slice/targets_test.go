@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -140,6 +142,50 @@ func TestTargetsFile(t *testing.T) {
 				t.Errorf("a second Stop: %v", err)
 			}
 		})
+	}
+}
+
+// TestSweepTargets: writing a slice's targets deletes those of slices whose
+// process is gone (their services would show as down for good), and keeps
+// those of live processes and files without an owner.
+func TestSweepTargets(t *testing.T) {
+	dir := t.TempDir()
+	// A process that has exited: its pid is free (until reused, which a
+	// test run does not reach).
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	gone := cmd.Process.Pid
+	files := map[string]string{
+		"dead.json": "[]", "dead.owner": strconv.Itoa(gone),
+		"live.json": "[]", "live.owner": strconv.Itoa(os.Getppid()),
+		"manual.json": "[]",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writeTargets(dir, "mine", map[string]string{"validator": "127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	want := []string{"live.json", "live.owner", "manual.json", "mine.json", "mine.owner"}
+	if !slices.Equal(left, want) {
+		t.Errorf("files after the sweep: %v, want %v", left, want)
+	}
+	if err := removeTargets(dir, "mine"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"mine.json", "mine.owner"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after removeTargets: %s: %v, want it gone", name, err)
+		}
 	}
 }
 
