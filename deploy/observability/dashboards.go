@@ -39,6 +39,7 @@ func Dashboards() ([]Dashboard, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dashboard: %w", err)
 		}
+		numberPanels(&d)
 		j, err := json.MarshalIndent(d, "", "  ")
 		if err != nil {
 			return nil, fmt.Errorf("dashboard %s: %w", *d.Uid, err)
@@ -46,6 +47,21 @@ func Dashboards() ([]Dashboard, error) {
 		out = append(out, Dashboard{File: *d.Uid + ".json", JSON: append(j, '\n')})
 	}
 	return out, nil
+}
+
+// numberPanels gives every panel and row a unique id, in layout order (the SDK leaves panels
+// without one and rows at 0; links to a panel, viewPanel=<id>, need stable ids).
+func numberPanels(d *dashboard.Dashboard) {
+	var id uint32
+	for _, p := range d.Panels {
+		id++
+		switch {
+		case p.Panel != nil:
+			p.Panel.Id = cog.ToPtr(id)
+		case p.RowPanel != nil:
+			p.RowPanel.Id = id
+		}
+	}
 }
 
 // ds is the data source of every panel: the dashboard's variable.
@@ -131,9 +147,10 @@ func overview() *dashboard.DashboardBuilder {
 		WithPanel(graph("Cost per day (USD)", "currencyUSD", "Estimated cost per day at the current rate: appends by item (rate x 86400) and storage.",
 			q{`sum by (item) (` + rate(`ecom_warehouse_cost_usd_total`) + `) * 86400`, "{{item}}"},
 			q{`sum(ecom_warehouse_storage_cost_usd_per_day)`, "storage"})).
-		WithPanel(graph("Bytes and rows written per table", "Bps", "Approximate bytes inserted per second, and rows inserted per second (right axis in the legend).",
-			q{`sum by (table) (` + rate(`ecom_warehouse_bytes_total`) + `)`, "bytes {{table}}"},
-			q{`sum by (table) (` + rate(`ecom_warehouse_rows_total{result=~"inserted|logged"}`) + `)`, "rows {{table}}"})).
+		WithPanel(graph("Bytes written per table", "Bps", "Approximate bytes inserted per second (what the Storage Write API bills).",
+			q{`sum by (table) (` + rate(`ecom_warehouse_bytes_total`) + `)`, "{{table}}"})).
+		WithPanel(graph("Rows written per table", "reqps", "Rows inserted (facts) and changes logged (dimensions) per second.",
+			q{`sum by (table) (` + rate(`ecom_warehouse_rows_total{result=~"inserted|logged"}`) + `)`, "{{table}}"})).
 		WithPanel(graph("Warehouse API calls per second", "reqps", "Storage Write API and REST calls (BigQuery), write transactions (DuckDB).",
 			q{`sum by (api) (` + rate(`ecom_warehouse_api_calls_total`) + `)`, "{{api}}"})).
 		WithPanel(graph("Stored bytes by table", "bytes", "Bytes stored at the last refresh.",
@@ -175,8 +192,10 @@ func serviceDashboard(svc string) *dashboard.DashboardBuilder {
 	return d.WithRow(dashboard.NewRowBuilder("Runtime")).
 		WithPanel(graph("Resident memory", "bytes", "Process resident set size.",
 			q{`process_resident_memory_bytes{` + job + `}`, "{{instance}}"})).
-		WithPanel(graph("CPU", "percentunit", "CPU seconds per second.",
-			q{rate(`process_cpu_seconds_total{` + job + `}`), "{{instance}}"}, q{`go_goroutines{` + job + `}`, "goroutines {{instance}}"}))
+		WithPanel(graph("CPU", "percentunit", "CPU seconds per second (1 = one core).",
+			q{rate(`process_cpu_seconds_total{` + job + `}`), "{{instance}}"})).
+		WithPanel(graph("Goroutines", "short", "Live goroutines.",
+			q{`go_goroutines{` + job + `}`, "{{instance}}"}))
 }
 
 // stages are the services built on pkg/stream's consuming stage.
@@ -225,9 +244,10 @@ func servicePanels(svc, job string) []cog.Builder[dashboard.Panel] {
 				q{`max(` + sel("ecom_catalog_cdc_slot_active") + `)`, "active"},
 				q{`max(` + sel("ecom_catalog_cdc_slot_wal_over_threshold") + `)`, "over threshold"},
 				q{`max(` + sel("ecom_catalog_cdc_unconfirmed") + `)`, "unconfirmed"}),
-			graph("Snapshot runs", "short", "Runs finished by outcome (per hour); rows read per second.",
-				q{`sum by (outcome) (increase(` + sel("ecom_catalog_snapshot_runs_total") + `[1h]))`, "{{outcome}}"},
-				q{`sum by (table) (` + rate(sel("ecom_catalog_snapshot_rows_read_total")) + `)`, "rows {{table}}"}),
+			graph("Snapshot runs per hour", "short", "Runs finished in the last hour, by outcome.",
+				q{`sum by (outcome) (increase(` + sel("ecom_catalog_snapshot_runs_total") + `[1h]))`, "{{outcome}}"}),
+			graph("Snapshot rows read per second", "reqps", "Source rows read by snapshots, by table.",
+				q{`sum by (table) (` + rate(sel("ecom_catalog_snapshot_rows_read_total")) + `)`, "{{table}}"}),
 			graph("Since the last successful snapshot", "s", "Now minus the end of the last successful run.",
 				q{`time() - max(` + sel("ecom_catalog_last_success_seconds") + `) and max(` + sel("ecom_catalog_last_success_seconds") + `) > 0`, "age"}),
 		}
@@ -258,10 +278,12 @@ func servicePanels(svc, job string) []cog.Builder[dashboard.Panel] {
 				q{`sum by (outcome) (` + sel("ecom_dlq_replays") + `)`, "replays {{outcome}}"},
 				q{`sum by (state) (` + sel("ecom_dlq_replay_jobs") + `)`, "jobs {{state}}"},
 				q{`sum by (event) (` + rate(sel("ecom_dlq_replay_events_total")) + `)`, "events {{event}}"}),
-			graph("Store write errors and retention", "short", "Failed store writes per second; rows deleted and purged per hour.",
-				q{`sum(` + rate(sel("ecom_dlq_store_write_errors_total")) + `)`, "write errors/s"},
-				q{`sum(increase(` + sel("ecom_dlq_retention_deleted_total") + `[1h]))`, "deleted/h"},
-				q{`sum(increase(` + sel("ecom_dlq_retention_pii_purged_total") + `[1h]))`, "purged/h"}),
+			graph("Store write errors per second", "reqps", "Failed writes to the store (each retried, or fatal).",
+				q{`sum(` + rate(sel("ecom_dlq_store_write_errors_total")) + `)`, "write errors"}),
+			graph("Retention per hour", "short", "Rows the retention deleted and rows whose personal data it purged, in the last hour; runs by outcome.",
+				q{`sum(increase(` + sel("ecom_dlq_retention_deleted_total") + `[1h]))`, "deleted"},
+				q{`sum(increase(` + sel("ecom_dlq_retention_pii_purged_total") + `[1h]))`, "purged"},
+				q{`sum by (outcome) (increase(` + sel("ecom_dlq_retention_runs_total") + `[1h]))`, "runs {{outcome}}"}),
 		}
 	case "bq-writer":
 		return []cog.Builder[dashboard.Panel]{

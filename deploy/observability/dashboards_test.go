@@ -3,6 +3,7 @@ package observability
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -77,9 +78,50 @@ func checkDashboard(b []byte) []string {
 	if !hasVar {
 		problems = append(problems, "no datasource variable named datasource")
 	}
-	var doc any
-	_ = json.Unmarshal(b, &doc)
-	walkDatasources(doc, "", func(where, uid string) {
+	// The SDK's strict unmarshal reports a bad panel, but keeps no panel in d (its union
+	// type returns the typed-nil success error before storing the panel): d.Validate cannot see
+	// them. So each panel is unmarshalled and validated on its own, and the ids and data
+	// sources are read from the JSON.
+	var doc struct {
+		Panels []json.RawMessage `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return append(problems, err.Error())
+	}
+	ids := map[float64]bool{}
+	for i, raw := range doc.Panels {
+		var head struct {
+			Type string   `json:"type"`
+			ID   *float64 `json:"id"`
+		}
+		_ = json.Unmarshal(raw, &head)
+		var err error
+		if head.Type == "row" {
+			var r dashboard.RowPanel
+			if err = realErr(r.UnmarshalJSONStrict(raw)); err == nil {
+				err = realErr(r.Validate())
+			}
+		} else {
+			var p dashboard.Panel
+			if err = realErr(p.UnmarshalJSONStrict(raw)); err == nil {
+				err = realErr(p.Validate())
+			}
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("panels[%d]: %v", i, err))
+		}
+		if head.ID == nil || *head.ID == 0 || ids[*head.ID] {
+			problems = append(problems, fmt.Sprintf("panels[%d]: id missing or not unique", i))
+		} else {
+			ids[*head.ID] = true
+		}
+	}
+	if len(doc.Panels) == 0 {
+		problems = append(problems, "no panels")
+	}
+	var all any
+	_ = json.Unmarshal(b, &all)
+	walkDatasources(all, "", func(where, uid string) {
 		if uid != "${datasource}" {
 			problems = append(problems, where+": datasource uid "+uid+", want ${datasource}")
 		}
@@ -154,6 +196,9 @@ func TestCheckDashboardCatches(t *testing.T) {
 		{name: "wrong type", give: mutate(func(m map[string]any) { m["schemaVersion"] = "forty" }), want: "strict unmarshal"},
 		{name: "fixed datasource", give: []byte(strings.Replace(string(good), `"uid": "${datasource}"`, `"uid": "P1809F7CD0C75ACF3"`, 1)), want: "want ${datasource}"},
 		{name: "no datasource variable", give: mutate(func(m map[string]any) { m["templating"] = map[string]any{"list": []any{}} }), want: "no datasource variable"},
+		{name: "unknown field in a query", give: []byte(strings.Replace(string(good), `"expr":`, `"exprz":`, 1)), want: "unexpected field 'exprz'"},
+		{name: "unknown panel option", give: []byte(strings.Replace(string(good), `"reduceOptions":`, `"reduceOptionz":`, 1)), want: "unexpected field 'reduceOptionz'"},
+		{name: "duplicate panel id", give: mutate(func(m map[string]any) { m["panels"].([]any)[2].(map[string]any)["id"] = 1 }), want: "not unique"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
