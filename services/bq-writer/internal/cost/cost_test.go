@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -470,44 +469,70 @@ func TestCountWrites(t *testing.T) {
 	}
 }
 
-// flakySizer fails its first call, then reports one table.
-type flakySizer struct{ calls atomic.Int64 }
+// sizerFunc adapts a function to Sizer.
+type sizerFunc func(context.Context) (map[string]int64, error)
 
-func (f *flakySizer) TableBytes(context.Context) (map[string]int64, error) {
-	if f.calls.Add(1) == 2 {
-		return nil, errors.New("backend unavailable")
+func (f sizerFunc) TableBytes(ctx context.Context) (map[string]int64, error) { return f(ctx) }
+
+// TestRefresh: a read replaces the sizes; a failed one keeps the last.
+func TestRefresh(t *testing.T) {
+	tests := []struct {
+		name  string
+		sizes map[string]int64
+		err   error
+		want  map[string]int64
+	}{
+		{name: "read", sizes: map[string]int64{"fact_events": 7}, want: map[string]int64{"fact_events": 7}},
+		{name: "a table dropped", sizes: map[string]int64{}, want: map[string]int64{}},
+		{name: "failed", err: errors.New("backend unavailable"), want: map[string]int64{"old": 1}},
 	}
-	return map[string]int64{"t": f.calls.Load()}, nil
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, _ := newMeter(t, defaults(t))
+			m.SetStored(map[string]int64{"old": 1})
+			m.refresh(context.Background(), sizerFunc(func(context.Context) (map[string]int64, error) { return tt.sizes, tt.err }),
+				time.Second, slog.New(slog.DiscardHandler))
+			if got := m.Stored(); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("stored = %v, want %v", got, tt.want)
+			}
+		})
+	}
 }
 
-// TestRunStorage: the sizes are read at once and on every tick; a failed read keeps the last.
+// TestRunStorage: the sizes are read at once and on every tick, each read bounded by the
+// interval, until the context ends.
 func TestRunStorage(t *testing.T) {
 	m, _ := newMeter(t, defaults(t))
-	s := &flakySizer{}
+	var calls atomic.Int64
+	reads := make(chan struct{}, 16)
+	s := sizerFunc(func(ctx context.Context) (map[string]int64, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("a read without a deadline")
+		}
+		n := calls.Add(1)
+		reads <- struct{}{}
+		return map[string]int64{"t": n}, nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		m.RunStorage(ctx, s, 20*time.Millisecond, slog.New(slog.DiscardHandler))
 	}()
-	var seen []int64
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && s.calls.Load() < 3 {
-		if v, ok := m.Stored()["t"]; ok && (len(seen) == 0 || seen[len(seen)-1] != v) {
-			seen = append(seen, v)
+	for range 3 {
+		select {
+		case <-reads:
+		case <-time.After(5 * time.Second):
+			t.Fatal("RunStorage stopped reading")
 		}
-		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(10 * time.Millisecond)
 	cancel()
-	<-done
-	if v := m.Stored()["t"]; v < 3 {
-		t.Fatalf("stored after 3 reads = %d, want the third read's 3", v)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunStorage did not return after its context ended")
 	}
-	sort.Slice(seen, func(i, j int) bool { return seen[i] < seen[j] })
-	for _, v := range seen {
-		if v == 2 {
-			t.Fatalf("the failed read changed the sizes: %v", seen)
-		}
+	if got := m.Stored()["t"]; got < 3 {
+		t.Fatalf("stored = %d, want the third read's or a later one", got)
 	}
 }
