@@ -41,6 +41,7 @@ var Exported = map[string][]string{
 		"ecom_dlq_oldest_unresolved_age_seconds", "ecom_dlq_retention_runs_total", "ecom_dlq_retention_deleted_total",
 		"ecom_dlq_retention_pii_purged_total", "ecom_dlq_replay_events_total", "ecom_dlq_replays", "ecom_dlq_replay_jobs",
 		"ecom_dlq_oldest_unresolved_timestamp_seconds", // issue 11 contract
+		"ecom_dlq_dead_letters_by_stage",               // issue 11: waiting by stage and state (the rules' dead letters by stage)
 	},
 	"bq-writer": {
 		"ecom_warehouse_rows_total", "ecom_warehouse_bytes_total", "ecom_warehouse_write_duration_seconds",

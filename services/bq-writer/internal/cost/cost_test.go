@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -436,28 +437,21 @@ func TestDuckDBSizerRealFile(t *testing.T) {
 	t.Logf("%d tables, %d bytes", len(got), sum)
 }
 
-// fakeWarehouse is a DuckDB stand-in for CountWrites.
-type fakeWarehouse struct {
-	warehouse.Warehouse
-	err error
-}
-
-func (f fakeWarehouse) Write(context.Context, string, warehouse.Batch) (warehouse.WriteResult, error) {
-	return warehouse.WriteResult{Bytes: 1 << 20}, f.err
-}
-
-func TestCountWrites(t *testing.T) {
+func TestCountWrite(t *testing.T) {
 	cfg := defaults(t)
 	m, scrape := newMeter(t, cfg)
 	ctx := context.Background()
-	ok := m.CountWrites(fakeWarehouse{})
-	bad := m.CountWrites(fakeWarehouse{err: warehouse.ErrTransient})
+	write := func(err error) func(context.Context, string, warehouse.Batch) (warehouse.WriteResult, error) {
+		return func(context.Context, string, warehouse.Batch) (warehouse.WriteResult, error) {
+			return warehouse.WriteResult{Bytes: 1 << 20}, err
+		}
+	}
 	for range 3 {
-		if _, err := ok.Write(ctx, "g", warehouse.Batch{}); err != nil {
+		if _, err := m.countWrite(ctx, write(nil), "g", warehouse.Batch{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := bad.Write(ctx, "g", warehouse.Batch{}); !errors.Is(err, warehouse.ErrTransient) {
+	if _, err := m.countWrite(ctx, write(warehouse.ErrTransient), "g", warehouse.Batch{}); !errors.Is(err, warehouse.ErrTransient) {
 		t.Fatalf("err = %v, want the warehouse's", err)
 	}
 	got := scrape()
@@ -466,6 +460,42 @@ func TestCountWrites(t *testing.T) {
 	}
 	if g, want := got[`ecom_warehouse_cost_usd_total{item="storage_write",table="all"}`], 3*float64(1<<20)/GiB*cfg.StorageWritePerGiB; !near(g, want) {
 		t.Errorf("storage_write cost = %v, want %v (3 written MiB, the failed one not)", g, want)
+	}
+}
+
+// TestCountedDuckDB: the wrapper writes through to DuckDB and hides none of its methods, so an
+// optional interface the sink asserts on the warehouse (warehouse.Committer today, more later)
+// sees the same methods as on *warehouse.DuckDB.
+func TestCountedDuckDB(t *testing.T) {
+	wh, err := warehouse.OpenDuckDB(":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wh.Close() })
+	ctx := context.Background()
+	if err := wh.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, scrape := newMeter(t, defaults(t))
+	c := m.CountWrites(wh)
+	p := warehouse.Partition{Topic: "t", Partition: 0}
+	if _, err := c.Write(ctx, "g", warehouse.Batch{Positions: map[warehouse.Partition]int64{p: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	pos, err := c.Positions(ctx, "g")
+	if err != nil || pos[p].Next != 5 {
+		t.Fatalf("positions = %v, %v; want the write's 5", pos, err)
+	}
+	if g := scrape()[`ecom_warehouse_api_calls_total{api="duckdb_write"}`]; g != 1 {
+		t.Errorf("duckdb_write = %v, want 1", g)
+	}
+	inner, outer := reflect.TypeOf(wh), reflect.TypeOf(c)
+	for i := range inner.NumMethod() {
+		name := inner.Method(i).Name
+		om, ok := outer.MethodByName(name)
+		if !ok || om.Type.NumIn() != inner.Method(i).Type.NumIn() {
+			t.Errorf("CountedDuckDB lacks or changes (*DuckDB).%s", name)
+		}
 	}
 }
 

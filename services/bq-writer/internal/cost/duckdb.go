@@ -6,28 +6,40 @@ import (
 	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
 )
 
-// CountWrites wraps the DuckDB warehouse: every Write is one DuckDB write transaction
-// (api=duckdb_write), and the bytes it inserted are priced as if appended to BigQuery
-// (item storage_write, table "all": a write's result gives one byte count for all its tables).
-// Only the DuckDB warehouse may be wrapped: the wrapper hides every method but Warehouse's
-// (a Committer's Commit, for one), and the BigQuery one is counted on the wire instead.
-func (m *Meter) CountWrites(wh warehouse.Warehouse) warehouse.Warehouse {
-	return countedWrites{Warehouse: wh, m: m}
-}
+// TableAll is the table label of DuckDB's storage_write cost: a write's result gives one byte
+// count for all its tables.
+const TableAll = "all"
 
-type countedWrites struct {
-	warehouse.Warehouse
+// CountedDuckDB is the DuckDB warehouse whose every Write, one DuckDB write transaction, is
+// counted (api=duckdb_write) and whose inserted bytes are priced as if appended to BigQuery
+// (item storage_write, table "all"). It embeds *warehouse.DuckDB, so every other method, and
+// every optional interface the sink asserts on the warehouse, stays visible. (The BigQuery
+// warehouse is counted on the wire instead: GRPCDialOptions, Transport.)
+type CountedDuckDB struct {
+	*warehouse.DuckDB
 	m *Meter
 }
 
-// TableAll is the table label of DuckDB's storage_write cost.
-const TableAll = "all"
+var _ warehouse.Warehouse = (*CountedDuckDB)(nil)
 
-func (c countedWrites) Write(ctx context.Context, group string, b warehouse.Batch) (warehouse.WriteResult, error) {
-	c.m.Call(ctx, APIDuckDBWrite)
-	res, err := c.Warehouse.Write(ctx, group, b)
+// CountWrites wraps the DuckDB warehouse.
+func (m *Meter) CountWrites(d *warehouse.DuckDB) *CountedDuckDB {
+	return &CountedDuckDB{DuckDB: d, m: m}
+}
+
+// Write implements warehouse.Warehouse.
+func (c *CountedDuckDB) Write(ctx context.Context, group string, b warehouse.Batch) (warehouse.WriteResult, error) {
+	return c.m.countWrite(ctx, c.DuckDB.Write, group, b)
+}
+
+// countWrite counts one write transaction (failed ones too: they were calls) and prices the
+// bytes of a successful one.
+func (m *Meter) countWrite(ctx context.Context, write func(context.Context, string, warehouse.Batch) (warehouse.WriteResult, error),
+	group string, b warehouse.Batch) (warehouse.WriteResult, error) {
+	m.Call(ctx, APIDuckDBWrite)
+	res, err := write(ctx, group, b)
 	if err == nil {
-		c.m.Appended(ctx, TableAll, res.Bytes)
+		m.Appended(ctx, TableAll, res.Bytes)
 	}
 	return res, err
 }
