@@ -3,6 +3,7 @@ package observability
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
-	"go.yaml.in/yaml/v3"
 )
 
 // RulesGlob is where the Prometheus rule files live, relative to the repository root.
@@ -134,43 +134,27 @@ func mapsKeys(m map[string]any) func(func(string) bool) {
 	}
 }
 
-// ruleFile is a Prometheus rule file.
-type ruleFile struct {
-	Groups []struct {
-		Name  string `yaml:"name"`
-		Rules []struct {
-			Record string `yaml:"record"`
-			Alert  string `yaml:"alert"`
-			Expr   string `yaml:"expr"`
-		} `yaml:"rules"`
-	} `yaml:"groups"`
-}
-
-// RuleQueries returns the expressions of the rule files matching glob and the names the
-// recording rules define.
+// RuleQueries returns the expressions of the rule files matching glob (read
+// with LoadRules: strictly, in file order) and the names the recording rules
+// define.
 func RuleQueries(glob string) (queries []Query, recorded map[string]bool, err error) {
-	files, err := filepath.Glob(glob)
+	files, err := LoadRules(filepath.Dir(glob))
 	if err != nil {
 		return nil, nil, err
 	}
 	recorded = map[string]bool{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, nil, err
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if ok, _ := filepath.Match(filepath.Base(glob), name); !ok {
+			continue
 		}
-		var rf ruleFile
-		if err := yaml.Unmarshal(b, &rf); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f, err)
-		}
-		for _, g := range rf.Groups {
+		for _, g := range files[name].Groups {
 			for _, r := range g.Rules {
-				name := r.Alert
+				what := r.Alert
 				if r.Record != "" {
-					name = r.Record
+					what = r.Record
 					recorded[r.Record] = true
 				}
-				queries = append(queries, Query{Where: filepath.Base(f) + " / " + g.Name + " / " + name, Expr: r.Expr})
+				queries = append(queries, Query{Where: name + " / " + g.Name + " / " + what, Expr: r.Expr})
 			}
 		}
 	}
