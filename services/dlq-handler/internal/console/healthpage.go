@@ -105,7 +105,7 @@ func groupDigits(f float64) string {
 	}
 	for i, r := range s {
 		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteRune(' ')
+			b.WriteRune('\u00a0') // no break inside a number
 		}
 		b.WriteRune(r)
 	}

@@ -26,7 +26,7 @@ func fullHealthReport() health.Report {
 		},
 		Throughput:   []health.Throughput{{Source: "orders", PerMinute: f(120)}, {Source: "catalog"}},
 		Latency:      health.Latency{P50: f(0.25), P99: f(2.5)},
-		DQ:           []health.DQScore{{Entity: "order", Score: 0.995, Evaluated: 2000, Window: "1h0m0s"}},
+		DQ:           []health.DQScore{{Entity: "order", Score: 0.995, Evaluated: 2000, Window: "1h"}},
 		DeadLetters:  health.DeadLetters{Waiting: 3, ByStage: []health.StageCount{{Stage: "validator", Count: 3}}, Oldest: &oldest, Link: health.ConsoleDeadLetters},
 		CostTodayUSD: f(0.0123),
 		Links:        health.Links{Traces: "http://127.0.0.1:16686/search", DeadLetters: health.ConsoleDeadLetters, Runbooks: "https://x/runbooks"},
@@ -48,7 +48,7 @@ func TestHealthPage(t *testing.T) {
 		{"full", fullHealthReport(), []string{
 			`id="overall" data-status="red"`, `id="overall-status">Failing<`, `validator: down: no scrape target`,
 			`<tr data-service="validator" data-status="red">`, `<tr data-service="bq-writer" data-status="amber">`,
-			`lag 12 340 &gt; 10 000`, `12 340`, `<meta http-equiv="refresh" content="10">`,
+			`lag 12 340 &gt; 10 000`, "<td data-label=\"Max lag\" class=\"num\">12\u00a0340</td>", `<meta http-equiv="refresh" content="10">`,
 			`href="https://github.com/ecomstream/platform/blob/main/docs/runbooks/validator.md"`,
 			`id="traces-link"`, `href="/console/dead-letters?state=new,failed_again"`, `id="waiting">3<`,
 			`id="latency-p50">250 ms<`, `id="latency-p99">2.50 s<`, `99.50%`, `$0.0123`, `Panels without data`, `aria-current="page">Health<`}},

@@ -250,7 +250,7 @@ func (c *Checker) panels(ctx context.Context, at time.Time, r *Report) {
 			continue
 		}
 		e := s.Labels["entity"]
-		r.DQ = append(r.DQ, DQScore{Entity: e, Score: passed[e] / s.Value, Evaluated: s.Value, Window: c.cfg.DQWindow.String()})
+		r.DQ = append(r.DQ, DQScore{Entity: e, Score: passed[e] / s.Value, Evaluated: s.Value, Window: window(c.cfg.DQWindow)})
 	}
 	slices.SortFunc(r.DQ, func(a, b DQScore) int { return strings.Compare(a.Entity, b.Entity) })
 	slices.Sort(r.Errors)

@@ -179,6 +179,9 @@ func TestStatusRules(t *testing.T) {
 			if tt.wantOverall != (Overall{}) && r.Overall != tt.wantOverall {
 				t.Errorf("overall %+v, want %+v", r.Overall, tt.wantOverall)
 			}
+			if v := got["validator"]; strings.HasPrefix(v.Reason, "down: scrape") && (v.Lag != nil || v.ErrorRate != nil) {
+				t.Errorf("a service down shows figures from before: lag %v, rate %v", v.Lag, v.ErrorRate)
+			}
 			if got["validator"].Runbook != "https://github.com/ecomstream/platform/blob/main/docs/runbooks/validator.md" {
 				t.Errorf("runbook %s", got["validator"].Runbook)
 			}
@@ -283,7 +286,7 @@ func TestPanels(t *testing.T) {
 	if f(r.Latency.P50) != "0.2" || f(r.Latency.P99) != "1.5" {
 		t.Errorf("latency %s %s", f(r.Latency.P50), f(r.Latency.P99))
 	}
-	if got := fmt.Sprint(r.DQ); got != "[{click 1 500 1h0m0s} {order 0.99 1000 1h0m0s}]" {
+	if got := fmt.Sprint(r.DQ); got != "[{click 1 500 1h} {order 0.99 1000 1h}]" {
 		t.Errorf("dq %s", got)
 	}
 	if r.CostTodayUSD != nil || len(r.Errors) != 1 || !strings.HasPrefix(r.Errors[0], "cost today: prometheus: query_failed") {

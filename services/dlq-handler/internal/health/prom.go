@@ -96,7 +96,7 @@ func NewClient(base string, timeout time.Duration, httpClient *http.Client) (*Cl
 func (c *Client) Query(ctx context.Context, q string, at time.Time) ([]Sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	form := url.Values{"query": {q}, "timeout": {strconv.FormatFloat(c.timeout.Seconds(), 'f', 3, 64) + "s"}}
+	form := url.Values{"query": {q}, "timeout": {strconv.FormatInt(max(c.timeout.Milliseconds(), 1), 10) + "ms"}}
 	if !at.IsZero() {
 		form.Set("time", strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64))
 	}

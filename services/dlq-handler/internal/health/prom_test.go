@@ -81,7 +81,7 @@ func TestClient(t *testing.T) {
 			if strings.Join(got, " ") != tt.want {
 				t.Errorf("samples %q, want %q", got, tt.want)
 			}
-			if gotQuery != `up{job="x"}` || gotTimeout != "0.300s" {
+			if gotQuery != `up{job="x"}` || gotTimeout != "300ms" {
 				t.Errorf("sent query %q timeout %q", gotQuery, gotTimeout)
 			}
 		})

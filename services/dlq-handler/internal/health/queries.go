@@ -41,7 +41,10 @@ func buildQueries(cfg Config) queries {
 		Ready:       "min by (job) (" + sel("ecom_ready", job) + ")",
 		ReadyChecks: "min by (job, check) (" + sel("ecom_ready_check", job) + ") == 0",
 		Lag:         "max by (job) (" + sel("ecom_consumer_lag", job) + ")",
-		ErrorRate: "sum by (job) (rate(" + sel("ecom_records_processed_total", job, `outcome="dead_lettered"`) + "[5m]))" +
+		// A service that never dead-lettered has no dead_lettered series:
+		// "or 0 * all" makes its share 0, not missing.
+		ErrorRate: "(sum by (job) (rate(" + sel("ecom_records_processed_total", job, `outcome="dead_lettered"`) + "[5m]))" +
+			" or 0 * sum by (job) (rate(" + sel("ecom_records_processed_total", job) + "[5m])))" +
 			" / sum by (job) (rate(" + sel("ecom_records_processed_total", job) + "[5m]))",
 		Throughput: []sourceQuery{
 			{"clickstream (Kafka)", perMin("ecom_records_processed_total", `stage="ingest-clickstream"`)},
@@ -55,6 +58,18 @@ func buildQueries(cfg Config) queries {
 		DQAll:  "sum by (entity) (" + strings.Replace(dq, "%s", sel("ecom_dq_rule_evaluations_total"), 1) + ")",
 		// The contract's "cost today".
 		Cost: "sum(increase(" + sel("ecom_warehouse_cost_usd_total") + "[24h])) + sum(" + sel("ecom_warehouse_storage_cost_usd_per_day") + ")",
+	}
+}
+
+// window writes d for a person: 1h, 30m, 90s.
+func window(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	default:
+		return promDuration(d)
 	}
 }
 

@@ -174,6 +174,9 @@ func rate(cfg Config, f figures) []ServiceHealth {
 			s.Status, s.Reason = Red, "down: no scrape target"
 		case s.TargetsUp < s.Targets:
 			s.Status, s.Reason = Red, fmt.Sprintf("down: scrape of %s failing", strings.Join(f.downInstances[job], ", "))
+			// Its rates still average samples from before it went down:
+			// not figures of now.
+			s.Lag, s.ErrorRate = nil, nil
 		case reported && ready != 1:
 			s.Status, s.Reason = Red, "not ready"
 			if len(s.Failing) > 0 {
