@@ -57,7 +57,7 @@ func TestRoutesHealth(t *testing.T) {
 		{http.MethodGet, "/v1/health", viewer, http.StatusOK, ""},
 		{http.MethodPost, "/v1/health", viewer, http.StatusMethodNotAllowed, ""},
 		{http.MethodGet, "/health", "", http.StatusSeeOther, "/console/health"},
-		{http.MethodGet, "/console/health", "", http.StatusSeeOther, "/console/login"},
+		{http.MethodGet, "/console/health", "", http.StatusSeeOther, "/console/login?next=health"},
 		{http.MethodGet, "/v1/dead-letters", "", http.StatusUnauthorized, ""}, // the API still has its routes
 	}
 	for _, tt := range tests {

@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -65,8 +66,8 @@ func TestHealthPage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, false, func(c *Config) { c.Health = fakeHealth{tt.report} })
 			b := e.browser()
-			if resp, _ := b.do(http.MethodGet, HealthPath, nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/console/login" {
-				t.Fatalf("signed out: %d %s, want the login", resp.StatusCode, resp.Header.Get("Location"))
+			if resp, _ := b.do(http.MethodGet, HealthPath, nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/console/login?next=health" {
+				t.Fatalf("signed out: %d %s, want the login leading back", resp.StatusCode, resp.Header.Get("Location"))
 			}
 			b.login(viewerToken)
 			st, body := b.get(HealthPath)
@@ -84,7 +85,22 @@ func TestHealthPage(t *testing.T) {
 		})
 	}
 
-	e := newEnv(t, false)
+	// Signing in from the health page leads back to it; no other next is
+	// followed.
+	e := newEnv(t, false, func(c *Config) { c.Health = fakeHealth{fullHealthReport()} })
+	for _, tt := range []struct{ next, want string }{{"health", HealthPath}, {"", "/console/"}, {"//evil.example/", "/console/"}, {"/console/health", "/console/"}} {
+		b := e.browser()
+		_, form := b.get("/console/login?next=" + url.QueryEscape(tt.next))
+		if want := `name="next" value="health"`; strings.Contains(form, want) != (tt.next == "health") {
+			t.Errorf("next %q: the form's next field: %v", tt.next, strings.Contains(form, want))
+		}
+		resp, _ := b.do(http.MethodPost, "/console/login", url.Values{"csrf": {b.csrf}, "token": {viewerToken}, "next": {tt.next}})
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != tt.want {
+			t.Errorf("next %q: %d %s, want %s", tt.next, resp.StatusCode, resp.Header.Get("Location"), tt.want)
+		}
+	}
+
+	e = newEnv(t, false)
 	b := e.browser()
 	b.login(viewerToken)
 	if st, _ := b.get(HealthPath); st != http.StatusNotFound {
