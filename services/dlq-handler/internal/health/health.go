@@ -48,6 +48,7 @@ type Checker struct {
 	mu       sync.Mutex // one report at a time; others wait for it
 	last     Report
 	lastTime time.Time
+	lastErr  string // the status queries' last error, logged when it changes
 }
 
 // Option changes a Checker.
@@ -132,10 +133,17 @@ func (c *Checker) rate(ctx context.Context, now time.Time, r *Report) {
 		if !IsUnreachable(err) {
 			reason = "monitoring query failed"
 		}
-		c.log.WarnContext(ctx, "health: the status queries failed", "err", err)
+		if msg := err.Error(); msg != c.lastErr {
+			c.log.WarnContext(ctx, "health: the status queries failed; the page rates every service unknown", "err", err)
+			c.lastErr = msg
+		}
 		r.Services = unknown(c.cfg, reason)
 		r.Overall = overall(r.Services)
 		return
+	}
+	if c.lastErr != "" {
+		c.log.InfoContext(ctx, "health: Prometheus answers again")
+		c.lastErr = ""
 	}
 	r.Monitoring = MonitoringOK
 	r.Services = rate(c.cfg, f)

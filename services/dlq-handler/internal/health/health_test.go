@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -418,5 +419,38 @@ func TestConfigValidate(t *testing.T) {
 	var c Config
 	if err := config.LoadFrom(config.MapLookup(nil), &c); err != nil || c.PrometheusURL != "" || len(c.Jobs) != len(Services) {
 		t.Errorf("defaults: %v %+v", err, c)
+	}
+}
+
+// TestOutageLoggedOnce: a Prometheus outage is logged when it starts and
+// when it ends, not on every report.
+func TestOutageLoggedOnce(t *testing.T) {
+	var down atomic.Bool
+	cfg := testConfig("http://x")
+	fp := &fakeProm{answers: healthy(buildQueries(cfg))}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "bad gateway", http.StatusBadGateway)
+			return
+		}
+		fp.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	cfg.PrometheusURL = srv.URL
+	var buf strings.Builder
+	c, err := New(cfg, nil, WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Report(context.Background())
+	down.Store(true)
+	for range 3 {
+		c.Report(context.Background())
+	}
+	down.Store(false)
+	c.Report(context.Background())
+	c.Report(context.Background())
+	if w, i := strings.Count(buf.String(), "status queries failed"), strings.Count(buf.String(), "Prometheus answers again"); w != 1 || i != 1 {
+		t.Errorf("%d outage and %d recovery lines, want 1 and 1:\n%s", w, i, buf.String())
 	}
 }
