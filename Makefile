@@ -1,7 +1,7 @@
 # ecomstream: real-time e-commerce analytics platform.
 #
 #   make demo   start the local stack and the services, generate traffic, show where to look
-#   make test   unit tests, then integration and end-to-end tests against the real local stack
+#   make test   unit tests, the alert rules' promtool tests, then integration and end-to-end tests against the real local stack
 #   make bench  end-to-end throughput, latency and CPU: clickstream over Kafka and HTTP, orders at a 20x burst, catalog snapshot and CDC
 #               (not in it: bq-writer on the BigQuery emulator and on bqwh's fake, cd deploy/local && go run ./cmd/bench -phases bigquery)
 #   make bench-compare BASE=<ref>  the same, alternating BASE's services and this tree's
@@ -43,9 +43,9 @@ build: ## build every service into bin/
 # deps-browser is a phase of its own: a failure to install Chromium fails
 # make test but does not stop the integration tests (the browser tests then
 # fail naming make deps-browser), and the stack, demo and bench never need it.
-test: ## unit tests, then integration + e2e tests against the local stack; prints each phase's time
+test: ## unit tests and the alert rules' tests, then integration + e2e tests against the local stack; prints each phase's time
 	@eval "$$($(STACK) env)"; status=0; summary=; \
-	for phase in test-unit stack-up deps-browser test-integration; do \
+	for phase in test-unit test-rules stack-up deps-browser test-integration; do \
 		start=$$(date +%s); rc=0; \
 		$(MAKE) --no-print-directory $$phase || rc=$$?; \
 		took=$$(( $$(date +%s) - start )); summary+=" $${phase#test-} $${took}s"; \
@@ -58,6 +58,12 @@ test: ## unit tests, then integration + e2e tests against the local stack; print
 .PHONY: test-unit
 test-unit: ## unit tests of every module (no servers needed)
 	@status=0; for m in $(MODULES); do echo "== unit $$m"; (cd $$m && go test -short -count=1 ./...) || status=1; done; exit $$status
+
+.PHONY: test-rules
+test-rules: ## promtool check rules and test rules on deploy/prometheus (promtool from deploy/local/stack/prometheus-fetch.sh)
+	@bin=$$(deploy/local/stack/prometheus-fetch.sh | tail -n 1); \
+	"$$bin/promtool" check rules deploy/prometheus/rules/*.yml; \
+	cd deploy/prometheus/tests && "$$bin/promtool" test rules *.yml
 
 .PHONY: test-integration
 test-integration: ## integration and end-to-end tests (needs: make stack-up)
@@ -85,7 +91,7 @@ fuzz: ## run every Fuzz* target of every module for FUZZTIME each (make fuzz FUZ
 	done; exit $$status
 
 .PHONY: stack-up
-stack-up: deps ## start Kafka, PostgreSQL, Apicurio Registry and the BigQuery emulator (idempotent)
+stack-up: deps ## start Kafka, PostgreSQL, Apicurio Registry, the BigQuery emulator, Jaeger and Prometheus (idempotent)
 	@$(STACK) up
 
 .PHONY: stack-down

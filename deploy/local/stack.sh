@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local stack: Apache Kafka (KRaft, one node), PostgreSQL 15, Apicurio
-# Registry and the BigQuery emulator, as plain background processes (no
-# containers).
+# Registry, the BigQuery emulator, Jaeger v2 and Prometheus, as plain
+# background processes (no containers).
 #
 #   deploy/local/stack.sh up     [component ...]   start (and what they need)
 #   deploy/local/stack.sh down   [component ...]   stop (and what needs them)
@@ -10,11 +10,14 @@
 #   deploy/local/stack.sh reset                    down, then delete the run folder
 #   deploy/local/stack.sh env    [component ...]   export lines for the endpoints
 #
-# Components: kafka, postgres, registry, bqemulator (all when none is named).
+# Components: kafka, postgres, registry, bqemulator, jaeger, prometheus (all
+# when none is named; the first `up` of jaeger builds it, about 4 minutes).
 # `up` and `down` are idempotent. State lives in <repo>/.run (STACK_RUN_DIR),
 # downloads in ~/.cache/ecomstream (STACK_CACHE_DIR); ports: KAFKA_PORT,
 # KAFKA_CONTROLLER_PORT, PG_PORT, SCHEMA_REGISTRY_PORT,
-# SCHEMA_REGISTRY_MANAGEMENT_PORT, BQ_EMULATOR_REST_PORT, BQ_EMULATOR_GRPC_PORT.
+# SCHEMA_REGISTRY_MANAGEMENT_PORT, BQ_EMULATOR_REST_PORT, BQ_EMULATOR_GRPC_PORT,
+# JAEGER_OTLP_HTTP_PORT, JAEGER_OTLP_GRPC_PORT, JAEGER_QUERY_PORT,
+# JAEGER_QUERY_GRPC_PORT, JAEGER_HEALTH_PORT, PROMETHEUS_PORT.
 # One file per component in stack/; see README.md here.
 set -euo pipefail
 
@@ -23,7 +26,7 @@ STACK_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/stack" && pwd -P)
 source "$STACK_DIR/lib.sh"
 # Start order. A component file registers itself (component NAME ...) and
 # defines NAME_fetch, _start, _wait, _stop, _status and _env.
-for f in kafka postgres registry bqemulator; do
+for f in kafka postgres registry bqemulator jaeger prometheus; do
 	# shellcheck source=/dev/null
 	source "$STACK_DIR/$f.sh"
 done
@@ -153,7 +156,7 @@ cmd_env() {
 }
 
 usage() {
-	sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {

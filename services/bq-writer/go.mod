@@ -3,6 +3,7 @@ module github.com/ecomstream/platform/services/bq-writer
 go 1.26.0
 
 require (
+	cloud.google.com/go v0.123.0
 	cloud.google.com/go/bigquery v1.86.2
 	github.com/duckdb/duckdb-go/v2 v2.10506.0
 	github.com/ecomstream/platform/pkg v0.0.0
@@ -26,7 +27,6 @@ require (
 )
 
 require (
-	cloud.google.com/go v0.123.0 // indirect
 	cloud.google.com/go/auth v0.24.1-0.20261001053825-dbc26066f70a // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.3.0 // indirect
 	cloud.google.com/go/compute/metadata v0.10.0 // indirect

@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/option"
+	htransport "google.golang.org/api/transport/http"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -26,6 +28,7 @@ import (
 	protoavro "github.com/ecomstream/platform/proto/avro"
 	"github.com/ecomstream/platform/services/bq-writer/internal/bqcatalog"
 	"github.com/ecomstream/platform/services/bq-writer/internal/bqwh"
+	"github.com/ecomstream/platform/services/bq-writer/internal/cost"
 	"github.com/ecomstream/platform/services/bq-writer/internal/queryapi"
 	"github.com/ecomstream/platform/services/bq-writer/internal/sink"
 	"github.com/ecomstream/platform/services/bq-writer/internal/warehouse"
@@ -57,20 +60,20 @@ type Config struct {
 	LagInterval    time.Duration `env:"LAG_REFRESH_INTERVAL" default:"15s" usage:"how often consumer lag is refreshed"`
 	Recovery       string        `env:"POSITION_RECOVERY" default:"refuse" usage:"what to do with a partition whose warehouse position does not fit the Kafka log: refuse (stop), earliest (start from the log start) or committed (start from the group's committed Kafka offset)"`
 	BigQuery       BigQueryConfig
+	Cost           cost.Config
 }
 
 // BigQueryConfig is the BigQuery backend's configuration (WAREHOUSE=bigquery). Credentials are
 // Application Default Credentials (workload identity in GKE): there is no key file variable.
 type BigQueryConfig struct {
-	Project         string  `env:"BIGQUERY_PROJECT" default:"" usage:"Google Cloud project id of the datasets and of the jobs; required with WAREHOUSE=bigquery"`
-	DatasetPrefix   string  `env:"BIGQUERY_DATASET_PREFIX" default:"ecom" usage:"datasets <prefix>_raw, <prefix>_staging and <prefix>_prod"`
-	Location        string  `env:"BIGQUERY_LOCATION" default:"US" usage:"location of the datasets bq-writer creates (US, EU, a region)"`
-	ApplyDDL        bool    `env:"BIGQUERY_APPLY_DDL" default:"true" usage:"create the datasets and apply sql/bigquery at start (idempotent); false where Terraform applies them"`
-	APIEndpoint     string  `env:"BIGQUERY_API_ENDPOINT" default:"" usage:"BigQuery REST root URL (bq-writer adds /bigquery/v2/); empty = Google's"`
-	StorageEndpoint string  `env:"BIGQUERY_STORAGE_ENDPOINT" default:"" usage:"Storage Write API gRPC host:port; empty = Google's"`
-	Emulator        bool    `env:"BIGQUERY_EMULATOR" default:"false" usage:"talk to a local emulator: plaintext gRPC and no credentials; requires both endpoints, on loopback"`
-	MaxAppendBytes  int     `env:"BIGQUERY_MAX_APPEND_BYTES" default:"8388608" usage:"most bytes of rows in one append request (1 MiB..9 MiB; the request limit is 10 MB)"`
-	PricePerGiB     float64 `env:"BIGQUERY_PRICE_PER_GIB" default:"0.025" usage:"Storage Write API price per GiB appended, for the estimated cost metric (0 = no estimate)"`
+	Project         string `env:"BIGQUERY_PROJECT" default:"" usage:"Google Cloud project id of the datasets and of the jobs; required with WAREHOUSE=bigquery"`
+	DatasetPrefix   string `env:"BIGQUERY_DATASET_PREFIX" default:"ecom" usage:"datasets <prefix>_raw, <prefix>_staging and <prefix>_prod"`
+	Location        string `env:"BIGQUERY_LOCATION" default:"US" usage:"location of the datasets bq-writer creates (US, EU, a region)"`
+	ApplyDDL        bool   `env:"BIGQUERY_APPLY_DDL" default:"true" usage:"create the datasets and apply sql/bigquery at start (idempotent); false where Terraform applies them"`
+	APIEndpoint     string `env:"BIGQUERY_API_ENDPOINT" default:"" usage:"BigQuery REST root URL (bq-writer adds /bigquery/v2/); empty = Google's"`
+	StorageEndpoint string `env:"BIGQUERY_STORAGE_ENDPOINT" default:"" usage:"Storage Write API gRPC host:port; empty = Google's"`
+	Emulator        bool   `env:"BIGQUERY_EMULATOR" default:"false" usage:"talk to a local emulator: plaintext gRPC and no credentials; requires both endpoints, on loopback"`
+	MaxAppendBytes  int    `env:"BIGQUERY_MAX_APPEND_BYTES" default:"8388608" usage:"most bytes of rows in one append request (1 MiB..9 MiB; the request limit is 10 MB)"`
 }
 
 // Warehouse backends (WAREHOUSE).
@@ -114,8 +117,7 @@ func (b *BigQueryConfig) validate() error {
 		errs = append(errs, config.Errorf("BIGQUERY_LOCATION", "%q is not a BigQuery location (e.g. US, EU, europe-west3)", b.Location))
 	}
 	errs = append(errs, b.checkEndpoints(),
-		config.Between("BIGQUERY_MAX_APPEND_BYTES", b.MaxAppendBytes, minAppendBytes, maxAppendBytes),
-		config.Between("BIGQUERY_PRICE_PER_GIB", b.PricePerGiB, 0, 1000))
+		config.Between("BIGQUERY_MAX_APPEND_BYTES", b.MaxAppendBytes, minAppendBytes, maxAppendBytes))
 	return config.First(errs...)
 }
 
@@ -274,7 +276,11 @@ func main() {
 }
 
 func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
-	wh, q, err := openWarehouse(ctx, rt, cfg)
+	meter, err := cost.New(rt.Tel.Meter, cfg.Cost)
+	if err != nil {
+		return err
+	}
+	wh, q, sizer, err := openWarehouse(ctx, rt, cfg, meter)
 	if err != nil {
 		return err
 	}
@@ -286,6 +292,14 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	if err := wh.Migrate(ctx); err != nil {
 		return err
 	}
+	// The storage cost's sizes are read beside the consumer and stop before the warehouse closes.
+	sizeCtx, stopSizes := context.WithCancel(ctx)
+	sized := make(chan struct{})
+	go func() {
+		defer close(sized)
+		meter.RunStorage(sizeCtx, sizer, cfg.Cost.StorageInterval, rt.Log)
+	}()
+	defer func() { stopSizes(); <-sized }()
 	codec, err := rt.Registry.Codec(ctx, avroserde.SubjectFor(cfg.InputTopic), protoavro.ClickEvent)
 	if err != nil {
 		return err
@@ -337,45 +351,69 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 		Topics: append(topics, stream.DeadLetterTopic(cfg.Kafka))})
 }
 
-// openWarehouse opens the backend WAREHOUSE names, and the querier of the query endpoint (nil
-// with BigQuery, which analysts query directly).
-func openWarehouse(ctx context.Context, rt *service.Runtime, cfg *Config) (warehouse.Warehouse, queryapi.Querier, error) {
+// openWarehouse opens the backend WAREHOUSE names, the querier of the query endpoint (nil
+// with BigQuery, which analysts query directly) and the sizer of the storage cost. Its API
+// calls and appended bytes are counted by meter: DuckDB's writes by a wrapper, BigQuery's calls
+// on the wire (a gRPC interceptor and an HTTP transport).
+func openWarehouse(ctx context.Context, rt *service.Runtime, cfg *Config, meter *cost.Meter) (warehouse.Warehouse, queryapi.Querier, cost.Sizer, error) {
 	if cfg.Warehouse != warehouseBigQuery {
 		wh, err := warehouse.OpenDuckDB(cfg.DuckDBPath, warehouse.WithDedupWindow(cfg.DedupWindow),
 			warehouse.WithMemoryLimit(cfg.DuckDBMemory), warehouse.WithThreads(cfg.DuckDBThreads), warehouse.WithLogger(rt.Log),
 			warehouse.WithMaxConcurrentQueries(cfg.QueryMaxConc))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return wh, wh, nil
+		return meter.CountWrites(wh), wh, cost.DuckDBSizer{Q: wh, Path: cfg.DuckDBPath}, nil
 	}
 	b := &cfg.BigQuery
 	rest, grpcOpts, err := bigQueryOptions(b)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	// The REST client's transport is built here so that it can count the calls: an explicit
+	// HTTP client bypasses the client library's credentials, so htransport adds them (or none,
+	// with the emulator) over the counting transport.
+	tr, err := htransport.NewTransport(ctx, meter.Transport(http.DefaultTransport.(*http.Transport).Clone()),
+		append([]option.ClientOption{option.WithScopes(bigquery.Scope)}, rest...)...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("bigquery transport: %w", err)
+	}
+	rest = append(rest, option.WithHTTPClient(&http.Client{Transport: tr}))
+	for _, o := range meter.GRPCDialOptions() {
+		grpcOpts = append(grpcOpts, option.WithGRPCDialOption(o))
 	}
 	ds := b.Datasets()
 	cat, err := bqcatalog.New(ctx, bqcatalog.Config{Project: b.Project, Datasets: ds, Location: b.Location, Options: rest})
 	if err != nil {
-		return nil, nil, fmt.Errorf("bigquery catalog: %w", err)
+		return nil, nil, nil, fmt.Errorf("bigquery catalog: %w", err)
+	}
+	sizes, err := bigquery.NewClient(ctx, b.Project, rest...)
+	if err != nil {
+		_ = cat.Close()
+		return nil, nil, nil, fmt.Errorf("bigquery client: %w", err)
 	}
 	wh, err := bqwh.Open(ctx, bqwh.Config{Project: b.Project, RawDataset: ds.Raw, Catalog: cat, ApplyDDL: b.ApplyDDL,
-		ClientOptions: grpcOpts, MaxAppendBytes: b.MaxAppendBytes, PricePerGiB: b.PricePerGiB,
+		ClientOptions: grpcOpts, MaxAppendBytes: b.MaxAppendBytes, PricePerGiB: cfg.Cost.StorageWritePerGiB,
 		Meter: rt.Tel.Meter, Log: rt.Log})
 	if err != nil {
 		_ = cat.Close()
-		return nil, nil, fmt.Errorf("bigquery: %w", err)
+		_ = sizes.Close()
+		return nil, nil, nil, fmt.Errorf("bigquery: %w", err)
 	}
-	return closeBoth{wh, cat}, nil, nil
+	return closeAll{wh, cat, sizes}, nil, cost.BigQuerySizer{Client: sizes, Dataset: ds.Raw, Tables: bqwh.Tables}, nil
 }
 
-// closeBoth is the BigQuery warehouse, closing its catalog's client after it.
-type closeBoth struct {
+// closeAll is the BigQuery warehouse, closing its catalog's client and the storage sizes'
+// client after it.
+type closeAll struct {
 	*bqwh.Warehouse
-	cat *bqcatalog.Catalog
+	cat   *bqcatalog.Catalog
+	sizes *bigquery.Client
 }
 
-func (c closeBoth) Close() error { return errors.Join(c.Warehouse.Close(), c.cat.Close()) }
+func (c closeAll) Close() error {
+	return errors.Join(c.Warehouse.Close(), c.cat.Close(), c.sizes.Close())
+}
 
 // queryHandler serves POST /v1/warehouse/query: read-only SQL over DuckDB. With BigQuery it
 // answers 501: analysts query BigQuery directly, with their own identity and its access control.

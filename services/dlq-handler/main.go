@@ -25,6 +25,7 @@ import (
 	"github.com/ecomstream/platform/services/dlq-handler/internal/api"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/auth"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/console"
+	"github.com/ecomstream/platform/services/dlq-handler/internal/health"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/ingest"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/monitor"
 	"github.com/ecomstream/platform/services/dlq-handler/internal/replay"
@@ -57,6 +58,7 @@ type Config struct {
 	Retention     retention.Config
 	Auth          auth.Config
 	Replay        replay.Config
+	Health        health.Config
 }
 
 // entityRE is what a DLQ_PII_ENTITIES item may be (an entity name).
@@ -152,7 +154,12 @@ func run(ctx context.Context, rt *service.Runtime, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	routes(rt.HTTP, deps{pool: apiPool, store: st, registry: rt.Registry, retention: ret, log: rt.Log, tokens: tokens, traceURL: cfg.TraceURL, replay: rep})
+	checker, err := health.New(cfg.Health, health.PGWaiting(apiPool), health.WithLogger(rt.Log))
+	if err != nil {
+		return err
+	}
+	routes(rt.HTTP, deps{pool: apiPool, store: st, registry: rt.Registry, retention: ret, log: rt.Log, tokens: tokens, traceURL: cfg.TraceURL, replay: rep,
+		health: checker})
 	// The dead-letter topic as the stages create it (long retention), under
 	// this service's name for it.
 	dlq := stream.DeadLetterTopic(cfg.Kafka)
@@ -200,6 +207,7 @@ type deps struct {
 	tokens    *auth.Tokens
 	traceURL  string
 	replay    *replay.Service
+	health    *health.Checker // nil: no health page (tests of the other routes)
 }
 
 // routes mounts dlq-handler's own HTTP surface on srv, beside the
@@ -207,13 +215,23 @@ type deps struct {
 // also checks schema_registry, added by service.Start, and kafka, added by
 // RunConsumer).
 // The API (internal/api) serves /v1/*, the console (internal/console)
-// /console/, and / redirects to the console.
+// /console/, and / redirects to the console. The health report
+// (internal/health) is GET /v1/health (JSON, viewer token) and the
+// console's /console/health page, where GET /health leads (the session
+// cookie is scoped to /console/).
 func routes(srv *httpserver.Server, d deps) {
 	srv.AddCheck("postgres", d.store.Ping)
 	detail := api.Config{Pool: d.pool, Auth: d.tokens, Registry: d.registry.Generic(), Log: d.log,
 		TraceURLTemplate: d.traceURL,
 		Retention:        func(ctx context.Context) (any, error) { return d.retention.Purge(ctx, retention.TriggerAPI) }}
 	ccfg := console.Config{Store: console.PGStore{Pool: d.pool}, Tokens: d.tokens, Detail: detail, Log: d.log}
+	if d.health != nil {
+		ccfg.Health = d.health
+		srv.Router.With(d.tokens.Bearer, auth.Require(auth.Viewer)).Get("/v1/health", d.health.Handler().ServeHTTP)
+		srv.Router.Get("/health", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, console.HealthPath, http.StatusSeeOther)
+		})
+	}
 	if d.replay != nil { // nil: the API answers 503 and the console shows replay as unavailable
 		detail.Replay, ccfg.Replay = d.replay, d.replay
 	}

@@ -41,6 +41,9 @@ func TestInvalidConfig(t *testing.T) {
 		{name: "zero replay rate", env: map[string]string{"DLQ_REPLAY_RATE": "0"}, wantVar: "DLQ_REPLAY_RATE"},
 		{name: "replay topic without target", env: map[string]string{"DLQ_REPLAY_TOPICS": "http:/v1/events"}, wantVar: "DLQ_REPLAY_TOPICS"},
 		{name: "stage group twice", env: map[string]string{"DLQ_STAGE_GROUPS": "validator=a,validator=b"}, wantVar: "DLQ_STAGE_GROUPS"},
+		{name: "prometheus URL without a scheme", env: map[string]string{"PROMETHEUS_URL": "127.0.0.1:19090"}, wantVar: "PROMETHEUS_URL"},
+		{name: "lag threshold zero", env: map[string]string{"HEALTH_LAG_AMBER": "0"}, wantVar: "HEALTH_LAG_AMBER"},
+		{name: "error rate above one", env: map[string]string{"HEALTH_ERROR_RATE_AMBER": "2"}, wantVar: "HEALTH_ERROR_RATE_AMBER"},
 	}
 	for _, tt := range tests {
 		var cfg Config
@@ -67,6 +70,8 @@ func TestValidConfig(t *testing.T) {
 		{"DLQ_PII_ENTITIES": ""},
 		{"DLQ_API_MAX_CONNS": "1", "DLQ_API_STATEMENT_TIMEOUT": "2m"},
 		{"DLQ_PII_ENTITIES": "customer_change"},
+		{"PROMETHEUS_URL": "http://127.0.0.1:19090", "JAEGER_URL": "http://127.0.0.1:16686", "HEALTH_PROMETHEUS_MATCHERS": "slice=e2e-1a2b",
+			"HEALTH_SERVICES": "validator,bq-writer", "HEALTH_LAG_AMBER": "500", "HEALTH_ERROR_RATE_AMBER": "0.05"},
 		{"DLQ_REPLAY_RATE": "1000000", "DLQ_REPLAY_TOPICS": "http:/v1/events=it-x.clickstream", "DLQ_STAGE_GROUPS": "validator=it-x-validator"},
 	} {
 		var cfg Config

@@ -5,10 +5,12 @@ package e2e
 
 import (
 	"context"
-	"maps"
+	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,7 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/deploy/local/clickgen"
-	"github.com/ecomstream/platform/deploy/local/otlpsink"
+	"github.com/ecomstream/platform/deploy/local/jaegerq"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
@@ -31,6 +33,7 @@ const (
 	rate       = 1500 // records per second
 	killAt     = 2000 // kill -9 bq-writer and validator after this many records
 	probeCount = 20   // valid events sent after the restart, for the trace check
+	deadProbes = 6    // and validator-rejected ones, for the dead-lettered trace check
 	token      = "e2e-query-token-0123456789"
 )
 
@@ -41,9 +44,15 @@ const (
 //   - every bad event is in the dead-letter topic once, from the right stage,
 //     with the right reason code and rule id, and its original bytes;
 //   - one trace id links the three services for an event, and the same id is
-//     stored in fact_events and in the dead letter;
+//     stored in fact_events and in the dead letter: read back from the
+//     stack's Jaeger (its query API), the trace of an event sent after the
+//     restart has spans from ingest-clickstream, validator and bq-writer, and
+//     that of a dead-lettered one from every stage up to the one that
+//     rejected it;
 //   - dlq-handler stored each of those dead letters exactly once, and its
-//     API's filters find them (checkDeadLetterStore).
+//     API's filters find them (checkDeadLetterStore);
+//   - the stack's Prometheus scrapes the slice's services (found through its
+//     targets file, gone after Stop).
 func TestE2EClickstreamSlice(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")
@@ -52,21 +61,28 @@ func TestE2EClickstreamSlice(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
+	// Traces go to the stack's Jaeger and are read back through its query API.
+	jaeger := jaegerq.New(jaegerq.URLFromEnv())
+	if err := jaeger.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
 	root, binDir, _, err := svcrun.BuildTree(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	traces, err := otlpsink.Start()
-	if err != nil {
-		t.Fatal(err)
+	otlp := os.Getenv(slice.EnvJaegerOTLP)
+	if otlp == "" {
+		otlp = "http://127.0.0.1:14318" // stack.sh's default JAEGER_OTLP_HTTP_PORT
 	}
-	defer traces.Close()
+	// The stack's Prometheus scrapes the slice through its targets file.
+	promURL, targets := stackPrometheus(root)
+	requirePrometheus(ctx, t, promURL)
 
 	runDir := filepath.Join(root, ".run", "e2e", t.Name()+"-"+time.Now().Format("20060102-150405"))
 	prefix := "e2e-" + stacktest.UniqueName(t, "") + "."
 	sl, err := slice.New(slice.Options{
 		BinDir: binDir, RunDir: runDir, Brokers: eps.KafkaBrokers, Registry: eps.SchemaRegistryURL,
-		OTLP: traces.URL, Prefix: prefix, QueryToken: token, DLQ: &slice.DLQOptions{},
+		OTLP: otlp, PrometheusTargetsDir: targets, Prefix: prefix, QueryToken: token, DLQ: &slice.DLQOptions{},
 		// Small polls so a kill lands between, and inside, many transactions.
 		Env: map[string][]string{
 			"validator": {"KAFKA_MAX_POLL_RECORDS=200"},
@@ -148,11 +164,23 @@ func TestE2EClickstreamSlice(t *testing.T) {
 	for len(probes) < probeCount {
 		probes = append(probes, probeGen.Next())
 	}
+	var validatorKinds []string
+	for _, k := range clickgen.BrokenKinds() {
+		if exp, _ := clickgen.ExpectationFor(k); exp.Stage == clickgen.StageValidator {
+			validatorKinds = append(validatorKinds, k)
+		}
+	}
+	deadGen := clickgen.New(clickgen.WithSeed(uint64(time.Now().UnixNano())), clickgen.WithBrokenFraction(1), clickgen.WithBrokenKinds(validatorKinds...))
+	var deadProbe []clickgen.Record
+	for len(deadProbe) < deadProbes {
+		deadProbe = append(deadProbe, deadGen.Next())
+	}
 	send(probes...)
+	send(deadProbe...)
 	if err := prod.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sent = append(sent, probes...)
+	sent = append(append(sent, probes...), deadProbe...)
 
 	// What must come out.
 	wantRows := map[string]bool{}
@@ -272,44 +300,118 @@ func TestE2EClickstreamSlice(t *testing.T) {
 	}
 	checkDeadLetterStore(ctx, t, sl, onTopic)
 
+	// Prometheus scrapes every service of the slice, the two restarted ones too.
+	if err := waitScraped(ctx, promURL, sl.ID, []string{"ingest-clickstream", "validator", "bq-writer", "dlq-handler"}, time.Second, 30*time.Second); err != nil {
+		t.Error(err)
+	} else {
+		t.Logf("Prometheus %s scrapes slice %s's four services (targets file %s)", promURL, sl.ID, sl.TargetsFile())
+	}
+
 	// Stop gracefully so every service flushes its spans, then check traces.
 	if err := sl.Stop(); err != nil {
 		t.Errorf("graceful stop: %v", err)
 	}
-	all := []string{"ingest-clickstream", "validator", "bq-writer"}
+	if _, err := os.Stat(sl.TargetsFile()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after Stop: stat %s: %v, want the slice's targets file gone", sl.TargetsFile(), err)
+	}
+	checkTraces(ctx, t, jaeger, probes, deadProbe, traceOf, wantRows, wantDead, deadTrace)
+	t.Logf("fact_events %d rows; %d dead letters", len(rows), len(got))
+}
+
+// pipeline are the clickstream slice's services in order: an event's trace
+// has a span from each stage it reached.
+var pipeline = []string{"ingest-clickstream", "validator", "bq-writer"}
+
+// upTo is the pipeline up to and including stage.
+func upTo(stage string) []string {
+	return pipeline[:slices.Index(pipeline, stage)+1]
+}
+
+// checkTraces reads traces back from Jaeger once every service has stopped
+// (and flushed its spans). The probes, sent after the restart, must be
+// traced completely: each valid one through the three services, each
+// dead-lettered one through ingest-clickstream and the validator that
+// rejected it (bounded waits: Jaeger stores spans a moment after they
+// arrive). Of the rest, spans a killed process had not exported yet are gone
+// (about its last half second of traffic; the data is not): most stored
+// events must still be traced through all three services, and most dead
+// letters through every stage up to the one that rejected them.
+func checkTraces(ctx context.Context, t *testing.T, jaeger *jaegerq.Client, probes, deadProbes []clickgen.Record,
+	traceOf map[string]string, wantRows map[string]bool, wantDead map[string]clickgen.Expectation, deadTrace map[string]string) {
+	t.Helper()
 	for _, p := range probes {
-		svcs := traces.Services(traceOf[p.EventID])
-		for _, s := range all {
-			if !svcs[s] {
-				t.Errorf("probe event %s: trace %s has no span from %s (has %v)", p.EventID, traceOf[p.EventID], s, slices.Collect(maps.Keys(svcs)))
-			}
+		if _, err := jaeger.WaitServices(ctx, traceOf[p.EventID], pipeline, 30*time.Second); err != nil {
+			t.Errorf("probe event %s: %v", p.EventID, err)
 		}
 	}
+	for _, p := range deadProbes {
+		tid, ok := deadTrace[p.EventID]
+		if !ok {
+			t.Errorf("dead-lettered probe %s (%s): no dead letter with a trace id", p.EventID, p.Expect.Kind)
+			continue
+		}
+		if _, err := jaeger.WaitServices(ctx, tid, upTo(p.Expect.Stage), 30*time.Second); err != nil {
+			t.Errorf("dead-lettered probe %s (%s): %v", p.EventID, p.Expect.Kind, err)
+		}
+	}
+
+	// Every other trace once, four requests at a time (in-memory lookups).
+	ids := map[string]bool{}
+	for id := range wantRows {
+		ids[traceOf[id]] = true
+	}
+	for _, tid := range deadTrace {
+		ids[tid] = true
+	}
+	services := map[string]map[string]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	work := make(chan string)
+	for range 4 {
+		wg.Go(func() {
+			for tid := range work {
+				tr, err := jaeger.Trace(ctx, tid)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				mu.Lock()
+				services[tid] = tr.Services()
+				mu.Unlock()
+			}
+		})
+	}
+	started := time.Now()
+	for tid := range ids {
+		if tid != "" {
+			work <- tid
+		}
+	}
+	close(work)
+	wg.Wait()
 	complete := 0
 	for id := range wantRows {
-		svcs := traces.Services(traceOf[id])
-		if svcs["ingest-clickstream"] && svcs["validator"] && svcs["bq-writer"] {
+		if svcs := services[traceOf[id]]; svcs["ingest-clickstream"] && svcs["validator"] && svcs["bq-writer"] {
 			complete++
 		}
 	}
-	// Spans a killed process had not exported yet are gone (about its last
-	// half second of traffic); the data is not. The probes above, sent after
-	// the restart, must be traced completely.
-	if frac := float64(complete) / float64(len(wantRows)); frac < 0.6 {
-		t.Errorf("only %.0f%% of stored events have a trace spanning all three services", 100*frac)
+	if frac := float64(complete) / float64(max(len(wantRows), 1)); frac < 0.6 {
+		t.Errorf("only %.0f%% of stored events have a trace spanning all three services in Jaeger", 100*frac)
 	}
 	// A dead letter's trace id is the trace of the stage that rejected it.
 	deadTraced := 0
 	for key, tid := range deadTrace {
-		if traces.Services(tid)[wantDead[key].Stage] {
+		svcs := services[tid]
+		if !slices.ContainsFunc(upTo(wantDead[key].Stage), func(s string) bool { return !svcs[s] }) {
 			deadTraced++
 		}
 	}
 	if frac := float64(deadTraced) / float64(max(len(deadTrace), 1)); frac < 0.8 {
-		t.Errorf("only %d of %d dead letters carry the trace id of the stage that rejected them", deadTraced, len(deadTrace))
+		t.Errorf("only %d of %d dead letters carry the trace id of a trace through every stage up to the one that rejected them", deadTraced, len(deadTrace))
 	}
-	t.Logf("fact_events %d rows; %d dead letters; %d of %d events traced through all three services; %d spans received",
-		len(rows), len(got), complete, len(wantRows), traces.Count())
+	t.Logf("Jaeger: %d of %d events traced through all three services, %d of %d dead letters through their stages; %d traces read in %s (%d not found)",
+		complete, len(wantRows), deadTraced, len(deadTrace), len(ids), time.Since(started).Round(time.Millisecond), failed.Load())
 }
 
 // consumeDeadLetters reads the dead-letter topic, from the given offsets (nil:

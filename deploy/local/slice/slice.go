@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ecomstream/platform/deploy/local/stacktest"
@@ -31,10 +32,18 @@ type Options struct {
 	RunDir     string   // logs and the warehouse file go here
 	Brokers    []string // Kafka bootstrap brokers
 	Registry   string   // schema registry URL
-	OTLP       string   // OTLP/HTTP endpoint for traces; "" = none
+	OTLP       string   // OTLP/HTTP endpoint for traces; "" = the stack's Jaeger (JAEGER_OTLP_ENDPOINT; none if unset), OTLPNone = none
 	Prefix     string   // topic and group prefix, e.g. "e2e-1234."; "" = the production names
 	QueryToken string   // bearer token of bq-writer's warehouse query endpoint
 	LogLevel   string
+	// PrometheusTargetsDir is the stack's Prometheus file_sd folder: the
+	// slice writes <dir>/<ID>.json (one target per service, labels
+	// job=<service> and slice=<ID>) as its services start and deletes it
+	// at Stop. "" = PROMETHEUS_TARGETS_DIR; none when that is unset too.
+	PrometheusTargetsDir string
+	// ID names the slice in Prometheus (label slice, file <ID>.json); "" =
+	// Prefix without its trailing dot, else RunDir's base name.
+	ID string
 	// Addrs fixes HTTP listen addresses per service; others get a free port.
 	Addrs map[string]string
 	// Env adds variables per service, e.g. {"bq-writer": {"DEDUP_WINDOW=1h"}}.
@@ -92,7 +101,8 @@ type Topics struct {
 
 // Slice is a running slice.
 type Slice struct {
-	Opts   Options
+	Opts   Options // as given, with OTLP and PrometheusTargetsDir resolved
+	ID     string  // the slice's name in Prometheus (Options.ID)
 	Topics Topics
 	Procs  map[string]*svcrun.Process
 	// Names are the processes of Procs in pipeline order (upstream first):
@@ -116,6 +126,9 @@ type Slice struct {
 	DLQ *DLQ
 	// BigQuery is the warehouse on the emulator (with Options.BigQuery).
 	BigQuery *BigQuery
+
+	targetsMu sync.Mutex
+	targets   map[string]string // started services' HTTP addresses, for the targets file
 }
 
 // New prepares the processes without starting them.
@@ -126,8 +139,16 @@ func New(opts Options) (*Slice, error) {
 	if len(opts.WriteKeys) == 0 {
 		opts.WriteKeys = []WriteKey{{Source: "web", Key: "wk_web_" + randomHex(16)}}
 	}
+	opts.OTLP = resolveOTLP(opts.OTLP)
+	if opts.PrometheusTargetsDir == "" {
+		opts.PrometheusTargetsDir = strings.TrimSpace(os.Getenv(EnvPrometheusTargets))
+	}
+	id := opts.ID
+	if id == "" {
+		id = sliceID(opts.Prefix, opts.RunDir)
+	}
 	s := &Slice{
-		Opts: opts,
+		Opts: opts, ID: id, targets: map[string]string{},
 		Topics: Topics{Raw: opts.Prefix + "clickstream", Events: opts.Prefix + "ecom.events.v1", Valid: opts.Prefix + "ecom.events.valid.v1",
 			Orders: opts.Prefix + "ecom.orders.v1", OrdersValid: opts.Prefix + "ecom.orders.valid.v1",
 			Products: opts.Prefix + "ecom.products.v1", ProductsValid: opts.Prefix + "ecom.products.valid.v1",
@@ -287,13 +308,20 @@ func (s *Slice) StartOrder() []string {
 	return order
 }
 
-// StartOne starts one service and waits until it is ready.
+// StartOne starts one service and waits until it is ready; then it is in
+// the slice's Prometheus targets file (with a targets folder), at its
+// current address.
 func (s *Slice) StartOne(ctx context.Context, name string) error {
 	p := s.Procs[name]
 	if err := p.Start(); err != nil {
 		return err
 	}
-	return p.WaitReady(ctx, 60*time.Second)
+	if err := p.WaitReady(ctx, 60*time.Second); err != nil {
+		return err
+	}
+	s.targetsMu.Lock()
+	defer s.targetsMu.Unlock()
+	return s.registerTarget(name)
 }
 
 // Restart stops one service gracefully and starts it again with env added
@@ -314,9 +342,19 @@ func (s *Slice) Restart(ctx context.Context, name string, env ...string) error {
 
 // Stop stops every service gracefully, upstream first (Names' order): the
 // storefront before ingest-orders, so no webhook is posted to a receiver
-// that is gone, and each service before the ones reading its output.
+// that is gone, and each service before the ones reading its output. It
+// deletes the slice's Prometheus targets file first: a slice that is gone
+// is not a service that is down.
 func (s *Slice) Stop() error {
 	var errs []string
+	if dir := s.Opts.PrometheusTargetsDir; dir != "" {
+		s.targetsMu.Lock()
+		if err := removeTargets(dir, s.ID); err != nil {
+			errs = append(errs, err.Error())
+		}
+		clear(s.targets)
+		s.targetsMu.Unlock()
+	}
 	for _, name := range s.Names {
 		if name == "dlq-handler" {
 			// Every stage has stopped: relay what they wrote, then stop.

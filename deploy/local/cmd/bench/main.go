@@ -203,7 +203,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	otlp := ""
+	otlp := slice.OTLPNone // not the stack's Jaeger either: the figures are without the export's cost
 	if o.traceExport {
 		sink, err := otlpsink.Start()
 		if err != nil {

@@ -5,7 +5,9 @@
 // normal rate (every clickstream purchase placed as the order behind it),
 // serves a small shop whose tracking snippet sends the visitor's own clicks
 // to the HTTP collector, and prints where to look and what happened,
-// purchases joined to their orders included. Ctrl-C stops everything.
+// purchases joined to their orders included. Traces go to the stack's
+// Jaeger (the status names the latest event's), metrics are scraped by the
+// stack's Prometheus. Ctrl-C stops everything.
 package main
 
 import (
@@ -35,7 +37,7 @@ import (
 
 	"github.com/ecomstream/platform/deploy/local/catalogdb"
 	"github.com/ecomstream/platform/deploy/local/clickgen"
-	"github.com/ecomstream/platform/deploy/local/otlpsink"
+	"github.com/ecomstream/platform/deploy/local/jaegerq"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/storefront"
@@ -56,7 +58,7 @@ func main() {
 func run(ctx context.Context) error {
 	rate := flag.Int("rate", 1000, "clickstream events per second")
 	broken := flag.Float64("broken", 0.01, "fraction of deliberately broken records")
-	keepStack := flag.Bool("keep-stack", false, "leave the local stack (Kafka, PostgreSQL, the registry, the BigQuery emulator) running on exit")
+	keepStack := flag.Bool("keep-stack", false, "leave the local stack (Kafka, PostgreSQL, the registry, the BigQuery emulator, Jaeger, Prometheus) running on exit")
 	every := flag.Duration("report", 10*time.Second, "how often to print progress")
 	shopAddr := flag.String("shop", webdemo.DefaultAddr, "listen address of the demo shop (its origin is allowed by the collector)")
 	collectorAddr := flag.String("collector", "127.0.0.1:8090", "listen address of ingest-clickstream's HTTP collector")
@@ -93,27 +95,27 @@ func run(ctx context.Context) error {
 	origins := shopOrigins(shopLn.Addr())
 	collectorURL := "http://" + browserAddr(collectorLn.Addr())
 
+	// Jaeger is checked before the services are built, so its absence fails at once.
+	repo, err := svcrun.RepoRoot()
+	if err != nil {
+		return err
+	}
+	obs, err := observability(ctx, repo)
+	if err != nil {
+		return err
+	}
 	env, err := slice.Prepare(ctx)
 	if err != nil {
 		return err
 	}
 	root, binDir, eps := env.Root, env.BinDir, env.Stack
-	// Traces go to OTEL_EXPORTER_OTLP_ENDPOINT (e.g. a Jaeger) when set;
-	// otherwise to an in-process receiver so the demo can show them.
-	otlp := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
-	var sink *otlpsink.Sink
-	if otlp == "" {
-		if sink, err = otlpsink.Start(); err != nil {
-			return err
-		}
-		defer sink.Close()
-		otlp = sink.URL
-	}
+	fmt.Printf("traces:  Jaeger %s (OTLP in at %s)\nmetrics: Prometheus %s (this demo's targets: %s)\n",
+		obs.jaeger.URL(), obs.otlp, obs.prometheus, filepath.Join(obs.targets, "demo.json"))
 	token := randomToken()
 	runDir := filepath.Join(root, ".run", "demo")
 	sl, err := slice.New(slice.Options{
 		BinDir: binDir, RunDir: runDir, Brokers: eps.KafkaBrokers, Registry: eps.SchemaRegistryURL,
-		OTLP: otlp, QueryToken: token,
+		OTLP: obs.otlp, PrometheusTargetsDir: obs.targets, QueryToken: token,
 		Addrs:         addrs,
 		CollectorAddr: collectorLn.Addr().String(), CollectorOrigins: origins,
 		// Speed 1, the simulator's default rate, faults and broken share, webhooks
@@ -193,7 +195,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer cat.stop()
-	printWhereToLook(sl, eps, token, runDir, origins[0], collectorURL+"/v1/events", cat.log.path)
+	printWhereToLook(sl, eps, obs, token, runDir, origins[0], collectorURL+"/v1/events", cat.log.path)
 	// The warehouse file outlives a demo run; count this run's rows apart.
 	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
 	var before counts
@@ -244,12 +246,12 @@ func run(ctx context.Context) error {
 			cat.stop()
 			fmt.Printf("\nsent %d events in %s; letting the pipeline drain…\n", sent, time.Since(start).Round(time.Second))
 			time.Sleep(3 * time.Second)
-			printStatus(sl, sink, placer, cat, sent, before, start, writerLog)
+			printStatus(sl, obs.jaeger, placer, cat, sent, before, start, writerLog)
 			printJoin(context.Background(), sl, start)
 			cat.printPIT(context.Background(), start, true)
 			return nil
 		case <-report.C:
-			printStatus(sl, sink, placer, cat, sent, before, start, writerLog)
+			printStatus(sl, obs.jaeger, placer, cat, sent, before, start, writerLog)
 			if !joined && time.Since(start) >= 30*time.Second {
 				printJoin(ctx, sl, start)
 				joined = true
@@ -277,6 +279,45 @@ func run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// obsEndpoints are where the demo's traces and metrics go: the stack's
+// Jaeger and Prometheus (stack.sh env; make demo starts both).
+type obsEndpoints struct {
+	jaeger     *jaegerq.Client
+	otlp       string // OTLP/HTTP endpoint the services export to
+	prometheus string // Prometheus URL
+	targets    string // Prometheus's file_sd folder, where the slice writes demo.json
+}
+
+// Defaults of deploy/local/stack.sh (its env says otherwise for a second instance).
+const (
+	defaultJaegerOTLP = "http://127.0.0.1:14318"
+	defaultPrometheus = "http://127.0.0.1:19090"
+)
+
+// observability finds the stack's Jaeger and Prometheus from the
+// environment `stack.sh env` prints, defaulting to the stack's own ports
+// and run folder. Traces go to OTEL_EXPORTER_OTLP_ENDPOINT instead when it is
+// set; the status lines still read them from JAEGER_URL. Jaeger must answer
+// (the demo shows its traces); Prometheus scrapes the targets file whenever
+// it runs.
+func observability(ctx context.Context, root string) (obsEndpoints, error) {
+	get := func(key, def string) string {
+		if v := strings.TrimSpace(os.Getenv(key)); v != "" {
+			return v
+		}
+		return def
+	}
+	o := obsEndpoints{
+		jaeger:     jaegerq.New(jaegerq.URLFromEnv()),
+		otlp:       get("OTEL_EXPORTER_OTLP_ENDPOINT", get(slice.EnvJaegerOTLP, defaultJaegerOTLP)),
+		prometheus: strings.TrimRight(get("PROMETHEUS_URL", defaultPrometheus), "/"),
+		targets:    get(slice.EnvPrometheusTargets, filepath.Join(root, ".run", "prometheus", "targets")),
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return o, o.jaeger.Check(cctx)
 }
 
 // takePorts listens on the shop's address and on the collector's, so a busy
@@ -357,6 +398,7 @@ type where struct {
 	CatalogSync, MutatorLog                 string
 	Catalog                                 *slice.Catalog
 	DLQ                                     *slice.DLQ
+	Jaeger, Prometheus, TargetsFile         string
 }
 
 var whereText = template.Must(template.New("where").Parse(`
@@ -387,6 +429,12 @@ The platform is running. Where to look:
               curl -s http://{{.Validator}}/readyz   (validator)
               curl -s http://{{.Writer}}/readyz   (bq-writer)
               curl -s {{.DLQ.URL}}/readyz   (dlq-handler)
+  Traces      Jaeger {{.Jaeger}}   (every event is one trace; the status lines below link the latest one's)
+              curl -s {{.Jaeger}}/api/traces/<trace id>   (a Jaeger built from source shows a placeholder UI page; its API is whole)
+              curl -s '{{.Jaeger}}/api/traces?service=validator&limit=5'
+  Prometheus  {{.Prometheus}}   (scrapes every service every 5 s; this demo's targets: {{.TargetsFile}})
+              curl -s '{{.Prometheus}}/api/v1/query?query=up'
+              curl -s {{.Prometheus}}/api/v1/alerts
   Metrics     curl -s http://{{.Ingest}}/metrics | grep ^ecom_
               curl -s http://{{.IngestOrders}}/metrics | grep ^ecom_orders   (cursor lag, produced by source)
               curl -s http://{{.CatalogSync}}/metrics | grep ^ecom_catalog   (runs, CDC commit latency, the slot's retained WAL)
@@ -411,7 +459,7 @@ Progress is printed every few seconds. Ctrl-C stops everything.
 
 `))
 
-func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, shop, collector, mutatorLog string) {
+func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, obs obsEndpoints, token, runDir, shop, collector, mutatorLog string) {
 	addr := func(n string) string { return sl.Procs[n].HTTPAddr }
 	_ = whereText.Execute(os.Stdout, where{
 		Ingest: addr("ingest-clickstream"), Validator: addr("validator"), Writer: addr("bq-writer"), IngestOrders: addr("ingest-orders"),
@@ -420,6 +468,7 @@ func printWhereToLook(sl *slice.Slice, eps stacktest.Endpoints, token, runDir, s
 		Shop: shop, Collector: collector, WriteKey: sl.WriteKey, WriteKeys: sl.WriteKeysFile,
 		Storefront: sl.Storefront, Topics: sl.Topics,
 		CatalogSync: addr("catalog-sync"), MutatorLog: mutatorLog, Catalog: sl.Catalog, DLQ: sl.DLQ,
+		Jaeger: obs.jaeger.URL(), Prometheus: obs.prometheus, TargetsFile: sl.TargetsFile(),
 	})
 }
 
@@ -435,19 +484,33 @@ type counts struct {
 // statusLine is the progress line: what this run sent and landed (the
 // warehouse file outlives runs, so now's counts less those at the start),
 // and the table's total.
-func statusLine(at time.Time, sent int, elapsed, dead float64, before, now counts, spans int, withSpans bool) string {
+func statusLine(at time.Time, sent int, elapsed, dead float64, before, now counts) string {
 	s := fmt.Sprintf("[%s] sent %d (%.0f/s) | landed in the warehouse %d (table total %d) | dead-lettered %.0f (%.2f%%)",
 		at.Format("15:04:05"), sent, float64(sent)/max(elapsed, 1), now.rows-before.rows, now.rows, dead, 100*dead/float64(max(sent, 1)))
 	if shop := now.shop - before.shop; shop > 0 {
 		s += fmt.Sprintf(" | from the shop %d", shop)
 	}
-	if withSpans {
-		s += fmt.Sprintf(" | spans %d", spans)
-	}
 	return s
 }
 
-func printStatus(sl *slice.Slice, sink *otlpsink.Sink, placer *storefront.Placer, cat *catalogDemo, sent int, before counts, start time.Time, writerLog *logCursor) {
+// traceLine names the latest event's trace: its page in Jaeger's UI and the
+// services Jaeger has spans from (in pipeline order), or why it has none.
+func traceLine(eventID any, jaegerURL, traceID string, tr jaegerq.Trace, err error) string {
+	s := fmt.Sprintf("      latest event %v: trace %s", eventID, jaegerq.TraceURL(jaegerURL, traceID))
+	if err != nil {
+		return s + " (" + err.Error() + ")"
+	}
+	got := tr.Services()
+	var svcs []string
+	for _, name := range svcrun.Services {
+		if got[name] {
+			svcs = append(svcs, name)
+		}
+	}
+	return s + " has spans from " + strings.Join(svcs, " -> ")
+}
+
+func printStatus(sl *slice.Slice, jaeger *jaegerq.Client, placer *storefront.Placer, cat *catalogDemo, sent int, before counts, start time.Time, writerLog *logCursor) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if rs := writerLog.recoveries(); len(rs) > 0 {
@@ -466,24 +529,14 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, placer *storefront.Placer
 	now.shop, _ = sl.QueryInt(ctx, shopCount)
 	m := scrapeAll(ctx, sl)
 	dead := splitDeadLetters(m, sl.Topics)
-	spans := 0
-	if sink != nil {
-		spans = sink.Count()
-	}
-	fmt.Println(statusLine(time.Now(), sent, time.Since(start).Seconds(), dead.clicks, before, now, spans, sink != nil))
+	fmt.Println(statusLine(time.Now(), sent, time.Since(start).Seconds(), dead.clicks, before, now))
 	printReasons(dead.clickReasons)
-	if sink != nil && now.rows > 0 {
+	if now.rows > 0 {
+		// Two seconds old: bq-writer's span is exported and stored by then.
 		_, rs, err := sl.Query(ctx, "SELECT event_id, trace_id FROM fact_events WHERE loaded_at < now() - INTERVAL 2 SECOND ORDER BY loaded_at DESC LIMIT 1")
-		if err == nil && len(rs) == 1 {
-			tid, _ := rs[0][1].(string)
-			got := sink.Services(tid)
-			var svcs []string
-			for _, s := range svcrun.Services {
-				if got[s] {
-					svcs = append(svcs, s)
-				}
-			}
-			fmt.Printf("      latest event %v: trace %s has spans from %s\n", rs[0][0], tid, strings.Join(svcs, " -> "))
+		if tid, _ := firstTraceID(rs); err == nil && tid != "" {
+			tr, err := jaeger.Trace(ctx, tid)
+			fmt.Println(traceLine(rs[0][0], jaeger.URL(), tid, tr, err))
 		}
 	}
 	ps := placer.Stats()
@@ -503,6 +556,15 @@ func printStatus(sl *slice.Slice, sink *otlpsink.Sink, placer *storefront.Placer
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer dcancel()
 	fmt.Println(dlqLine(sl.DLQ.Stats(dctx, url.Values{"window": {"1h"}, "buckets": {"1"}})))
+}
+
+// firstTraceID is the trace id of the first row of (event_id, trace_id) rows.
+func firstTraceID(rows [][]any) (string, bool) {
+	if len(rows) != 1 || len(rows[0]) != 2 {
+		return "", false
+	}
+	tid, ok := rows[0][1].(string)
+	return tid, ok
 }
 
 // dlqLine is the dead-letter store's status: what it holds by state (all

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ecomstream/platform/deploy/local/jaegerq"
 	"github.com/ecomstream/platform/deploy/local/slice"
 )
 
@@ -105,14 +110,59 @@ func TestStatusLineCountsThisRun(t *testing.T) {
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	before := counts{rows: 5000, shop: 40} // earlier runs' rows in the same file
 	now := counts{rows: 5900, shop: 52}
-	got := statusLine(at, 1000, 10, 10, before, now, 7, true)
-	for _, want := range []string{"landed in the warehouse 900 (table total 5900)", "from the shop 12 |", "spans 7"} {
+	got := statusLine(at, 1000, 10, 10, before, now)
+	for _, want := range []string{"landed in the warehouse 900 (table total 5900)", "from the shop 12", "dead-lettered 10 (1.00%)"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("statusLine() = %q, want it to say %q", got, want)
 		}
 	}
-	if got := statusLine(at, 10, 1, 0, before, counts{rows: 5010, shop: 40}, 0, false); strings.Contains(got, "from the shop") || strings.Contains(got, "spans") {
-		t.Errorf("statusLine() with no shop row this run and no sink = %q", got)
+	if got := statusLine(at, 10, 1, 0, before, counts{rows: 5010, shop: 40}); strings.Contains(got, "from the shop") {
+		t.Errorf("statusLine() with no shop row this run = %q", got)
+	}
+}
+
+// TestTraceLine: the latest event's trace as a Jaeger UI link, with the
+// services Jaeger has spans from in pipeline order, or why there are none.
+func TestTraceLine(t *testing.T) {
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	tests := []struct {
+		name string
+		tr   jaegerq.Trace
+		err  error
+		want string
+	}{
+		{"all three", jaegerq.Trace{ID: tid, Spans: []jaegerq.Span{{Service: "bq-writer"}, {Service: "ingest-clickstream"}, {Service: "validator"}, {Service: "validator"}}}, nil,
+			"      latest event e1: trace http://127.0.0.1:16686/trace/" + tid + " has spans from ingest-clickstream -> validator -> bq-writer"},
+		{"not yet in Jaeger", jaegerq.Trace{}, jaegerq.ErrNotFound,
+			"      latest event e1: trace http://127.0.0.1:16686/trace/" + tid + " (jaegerq: trace not found)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := traceLine("e1", "http://127.0.0.1:16686", tid, tt.tr, tt.err); got != tt.want {
+				t.Errorf("traceLine() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFirstTraceID(t *testing.T) {
+	tests := []struct {
+		name string
+		rows [][]any
+		want string
+		ok   bool
+	}{
+		{"one row", [][]any{{"e1", "abc"}}, "abc", true},
+		{"no row", nil, "", false},
+		{"null trace id", [][]any{{"e1", nil}}, "", false},
+		{"two rows", [][]any{{"e1", "a"}, {"e2", "b"}}, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, ok := firstTraceID(tt.rows); got != tt.want || ok != tt.ok {
+				t.Errorf("firstTraceID() = %q, %v; want %q, %v", got, ok, tt.want, tt.ok)
+			}
+		})
 	}
 }
 
@@ -165,7 +215,8 @@ func TestWhereToLook(t *testing.T) {
 		CatalogSync: "127.0.0.1:8089", MutatorLog: "/r/.run/demo/catalog-mutator.jsonl",
 		Catalog: &slice.Catalog{Schema: "storefront", Slot: "ecom_catalog_sync", Publication: "storefront_catalog",
 			StateTopic: "ecom.catalog-sync.state.v1", OperatorToken: "op_tok"},
-		DLQ: &slice.DLQ{URL: "http://127.0.0.1:8091", Schema: "dlq", OperatorToken: "dlqop_tok", ViewerToken: "dlqview_tok"},
+		DLQ:    &slice.DLQ{URL: "http://127.0.0.1:8091", Schema: "dlq", OperatorToken: "dlqop_tok", ViewerToken: "dlqview_tok"},
+		Jaeger: "http://127.0.0.1:16686", Prometheus: "http://127.0.0.1:19090", TargetsFile: "/r/.run/prometheus/targets/demo.json",
 	}
 	var b strings.Builder
 	if err := whereText.Execute(&b, w); err != nil {
@@ -192,6 +243,10 @@ func TestWhereToLook(t *testing.T) {
 		"open http://127.0.0.1:8091/console/   login: dlqop_tok   (the operator token)",
 		"curl -s -H 'Authorization: Bearer dlqop_tok' 'http://127.0.0.1:8091/v1/dead-letters?stage=validator&limit=5'",
 		"curl -s http://127.0.0.1:8091/readyz   (dlq-handler)",
+		"Traces      Jaeger http://127.0.0.1:16686   (every event is one trace",
+		"curl -s 'http://127.0.0.1:16686/api/traces?service=validator&limit=5'",
+		"Prometheus  http://127.0.0.1:19090   (scrapes every service every 5 s; this demo's targets: /r/.run/prometheus/targets/demo.json)",
+		"curl -s 'http://127.0.0.1:19090/api/v1/query?query=up'",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("where to look lacks %q:\n%s", want, got)
@@ -220,6 +275,57 @@ func TestDLQLine(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := dlqLine(tt.st, tt.err); got != tt.want {
 				t.Errorf("dlqLine() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestObservability: where the demo's traces and metrics go, from the
+// environment stack.sh env prints, with the stack's defaults; a Jaeger that
+// does not answer stops the demo, saying how to start it.
+func TestObservability(t *testing.T) {
+	jaeger := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"data":[],"errors":null}`))
+	}))
+	defer jaeger.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	downURL := down.URL
+	down.Close()
+	root := t.TempDir()
+	tests := []struct {
+		name                   string
+		env                    map[string]string
+		wantOTLP, wantProm     string
+		wantTargets, wantError string
+	}{
+		{name: "defaults", env: map[string]string{"JAEGER_URL": jaeger.URL},
+			wantOTLP: "http://127.0.0.1:14318", wantProm: "http://127.0.0.1:19090", wantTargets: filepath.Join(root, ".run", "prometheus", "targets")},
+		{name: "stack.sh env", env: map[string]string{"JAEGER_URL": jaeger.URL, "JAEGER_OTLP_ENDPOINT": "http://127.0.0.1:34318",
+			"PROMETHEUS_URL": "http://127.0.0.1:39090/", "PROMETHEUS_TARGETS_DIR": "/tmp/s/prometheus/targets"},
+			wantOTLP: "http://127.0.0.1:34318", wantProm: "http://127.0.0.1:39090", wantTargets: "/tmp/s/prometheus/targets"},
+		{name: "OTEL_EXPORTER_OTLP_ENDPOINT wins", env: map[string]string{"JAEGER_URL": jaeger.URL, "JAEGER_OTLP_ENDPOINT": "http://127.0.0.1:34318",
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"},
+			wantOTLP: "http://127.0.0.1:4318", wantProm: "http://127.0.0.1:19090", wantTargets: filepath.Join(root, ".run", "prometheus", "targets")},
+		{name: "Jaeger down", env: map[string]string{"JAEGER_URL": downURL}, wantError: "deploy/local/stack.sh up jaeger"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{"JAEGER_URL", "JAEGER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", "PROMETHEUS_URL", "PROMETHEUS_TARGETS_DIR"} {
+				t.Setenv(k, tt.env[k])
+			}
+			o, err := observability(context.Background(), root)
+			if tt.wantError != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantError) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.otlp != tt.wantOTLP || o.prometheus != tt.wantProm || o.targets != tt.wantTargets || o.jaeger.URL() != jaeger.URL {
+				t.Errorf("observability() = otlp %q, prometheus %q, targets %q, jaeger %q; want %q, %q, %q, %q",
+					o.otlp, o.prometheus, o.targets, o.jaeger.URL(), tt.wantOTLP, tt.wantProm, tt.wantTargets, jaeger.URL)
 			}
 		})
 	}

@@ -49,7 +49,7 @@ type Config struct {
 	// MaxAppendBytes caps the serialized rows of one append: default 8 MiB, at most 9 MiB.
 	MaxAppendBytes int
 	// PricePerGiB is the Storage Write API price for the cost metric (USD); 0 = no cost estimate
-	// (the counter stays 0). No default: main passes BIGQUERY_PRICE_PER_GIB.
+	// (the counter stays 0). No default: main passes BIGQUERY_PRICE_STORAGE_WRITE_USD_PER_GIB.
 	PricePerGiB float64
 	Meter       metric.Meter
 	Log         *slog.Logger

@@ -39,7 +39,7 @@ func newMetrics(m metric.Meter, price float64) (*metrics, error) {
 	if out.latency, err = m.Float64Histogram("ecom.bigquery.append.duration", metric.WithUnit("s"), metric.WithDescription("Time from sending an append to its acknowledgement, retries included, by table.")); err != nil {
 		return nil, fmt.Errorf("bqwh: metric: %w", err)
 	}
-	if out.cost, err = m.Float64Counter("ecom.bigquery.append.cost", metric.WithUnit("{USD}"), metric.WithDescription("Estimated Storage Write API cost (bytes x BIGQUERY_PRICE_PER_GIB / GiB); rate() gives cost per second.")); err != nil {
+	if out.cost, err = m.Float64Counter("ecom.bigquery.append.cost", metric.WithUnit("{USD}"), metric.WithDescription("Estimated Storage Write API cost (bytes x BIGQUERY_PRICE_STORAGE_WRITE_USD_PER_GIB / GiB); rate() gives cost per second.")); err != nil {
 		return nil, fmt.Errorf("bqwh: metric: %w", err)
 	}
 	return out, nil

@@ -6,7 +6,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
-// PricePerGiB is taken as given: 0 (BIGQUERY_PRICE_PER_GIB=0) means no cost estimate, not
+// PricePerGiB is taken as given: 0 (BIGQUERY_PRICE_STORAGE_WRITE_USD_PER_GIB=0) means no cost estimate, not
 // a default price, and a negative price does not open.
 func TestPricePerGiB(t *testing.T) {
 	tests := []struct {

@@ -394,3 +394,98 @@ func TestIntegrationSnapshotWaitsForRunningTransaction(t *testing.T) {
 		waitFor(t, "the cancelled snapshot's slot is still there", func() bool { return len(l.snapSlots(src)) == 0 })
 	})
 }
+
+// TestIntegrationSnapshotHoldsTheHorizon: from before the slot's creation
+// until the snapshot is imported, a transaction of the source's own holds
+// the row-removal horizon at or below the snapshot's xmin (PG.holdHorizon:
+// PostgreSQL's slot release leaves a moment in which nothing else does, and
+// a row version the snapshot sees can be pruned then), and it ends once the
+// snapshot is imported.
+func TestIntegrationSnapshotHoldsTheHorizon(t *testing.T) {
+	l := newLive(t)
+	ctx := context.Background()
+	l.exec(`INSERT INTO $S.products (product_id, sku, name, price_minor, currency) VALUES ('p-1', 'SKU', 'Mug', 100, 'EUR')`)
+	src := l.source()
+	// A transaction with an update keeps the slot's creation waiting, so the
+	// sessions can be looked at in the middle of it.
+	holder, err := l.owner.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, fmt.Sprintf(`UPDATE %s.products SET price_minor = 200 WHERE product_id = 'p-1'`, l.schema)); err != nil {
+		t.Fatal(err)
+	}
+	var holderXid int64
+	if err := holder.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&holderXid); err != nil {
+		t.Fatal(err)
+	}
+	type begun struct {
+		tx  Tx
+		err error
+	}
+	done := make(chan begun, 1)
+	go func() {
+		tx, err := src.Begin(ctx)
+		done <- begun{tx, err}
+	}()
+	waitFor(t, "no slot created", func() bool { return len(l.snapSlots(src)) == 1 })
+	// The source's sessions (its pool's role) that hold a snapshot without
+	// a transaction id: the guard, and nothing else while the slot waits.
+	const guards = `SELECT pid, backend_xmin::text::bigint FROM pg_stat_activity
+		WHERE backend_type = 'client backend' AND usename = current_user AND pid <> pg_backend_pid()
+		AND state = 'idle in transaction' AND backend_xid IS NULL AND backend_xmin IS NOT NULL`
+	query := func() map[int32]int64 {
+		// As the source's role: PostgreSQL shows a session's state only
+		// to its own role (and superusers).
+		rows, err := l.cdc.Query(ctx, guards)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[int32]int64{}
+		for rows.Next() {
+			var pid int32
+			var xmin int64
+			if err := rows.Scan(&pid, &xmin); err != nil {
+				t.Fatal(err)
+			}
+			out[pid] = xmin
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	during := query()
+	if len(during) != 1 {
+		t.Fatalf("while the slot is created, the source's sessions holding a snapshot are %v, want one (the horizon's guard)", during)
+	}
+	var guardPid int32
+	var guardXmin int64
+	for guardPid, guardXmin = range during {
+	}
+	// xids of this test's run stay far below 2^32: the 32-bit backend_xmin
+	// compares with the low bits of the 64-bit ids.
+	if guardXmin > holderXid%(1<<32) {
+		t.Fatalf("the guard's xmin %d is past the running update's xid %d", guardXmin, holderXid)
+	}
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := <-done
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	defer b.tx.Close(ctx)
+	var snapXmin int64
+	if err := b.tx.(*pgTx).tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&snapXmin); err != nil {
+		t.Fatal(err)
+	}
+	if guardXmin > snapXmin%(1<<32) {
+		t.Errorf("the guard's xmin %d is past the imported snapshot's xmin %d: it did not cover the snapshot", guardXmin, snapXmin)
+	}
+	if after := query(); after[guardPid] != 0 {
+		t.Errorf("the guard (pid %d) still holds a snapshot after the import: %v", guardPid, after)
+	}
+	t.Logf("guard pid %d held xmin %d during the slot's creation; the snapshot's xmin is %d", guardPid, guardXmin, snapXmin)
+}

@@ -198,6 +198,12 @@ func (s *PG) connect(ctx context.Context) (*pgconn.PgConn, error) {
 // replication connection stays idle until the transaction has imported the
 // snapshot, then closes (and the slot with it).
 func (s *PG) Begin(ctx context.Context) (Tx, error) {
+	guard, err := s.holdHorizon(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Rollback after Rollback is a no-op: this covers the error paths.
+	defer func() { _ = guard.Rollback(context.WithoutCancel(ctx)) }()
 	e, err := s.export(ctx)
 	if err != nil {
 		return nil, err
@@ -212,6 +218,9 @@ func (s *PG) Begin(ctx context.Context) (Tx, error) {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("import snapshot %s of slot %s: %w", e.name, e.slot, err)
 	}
+	// The imported snapshot's xmin is this session's now, and holds the
+	// horizon itself.
+	_ = guard.Rollback(context.WithoutCancel(ctx))
 	if err := settle(ctx, tx); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("snapshot %s of slot %s: %w", e.name, e.slot, err)
@@ -226,6 +235,37 @@ func (s *PG) Begin(ctx context.Context) (Tx, error) {
 			"waited", e.waited.Round(time.Millisecond).String())
 	}
 	return t, nil
+}
+
+// holdHorizon opens a read-only REPEATABLE READ transaction and takes its
+// snapshot, whose xmin then holds back the horizon below which rows may be
+// pruned or vacuumed away, until Begin has imported the slot's snapshot.
+//
+// Without it, a row version the exported snapshot still sees can be pruned
+// before the import: at the end of CREATE_REPLICATION_SLOT, PostgreSQL
+// (ReplicationSlotRelease, 15 and later releases alike) first drops the
+// slot's temporary data xmin and only then clears the WAL sender's
+// PROC_IN_LOGICAL_DECODING flag, and the horizon computation skips a
+// backend with that flag, so for that moment nothing holds the horizon at
+// the exported snapshot's xmin. A concurrent update's HOT pruning can then
+// remove the version the snapshot would read while its successor is still
+// invisible to it: a product missing from the snapshot (seen once in CI
+// under four writers updating at full speed: TestIntegrationSnapshotLSNBoundary).
+// This snapshot's xmin is the oldest transaction running now, and the slot's
+// snapshot, built from a later running-transactions record, cannot have an
+// older xmin, so the guard covers it. It has no transaction id, so the
+// slot's creation does not wait for it.
+func (s *PG) holdHorizon(ctx context.Context) (pgx.Tx, error) {
+	tx, err := s.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("hold the row-removal horizon for the snapshot: %w", err)
+	}
+	// The first statement takes the transaction's snapshot.
+	if _, err := tx.Exec(ctx, `SELECT 1`); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("hold the row-removal horizon for the snapshot: %w", err)
+	}
+	return tx, nil
 }
 
 // unsettledSQL counts the transactions the current snapshot treats as

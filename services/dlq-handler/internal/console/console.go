@@ -70,6 +70,9 @@ type Config struct {
 	Store  Store
 	Tokens Authenticator
 	Replay Replayer // nil: replay is shown as unavailable
+	// Health builds the pipeline health page (HealthPath); nil: the page
+	// answers 404.
+	Health HealthReporter
 	// Detail decodes originals and makes trace links (Registry,
 	// TraceURLTemplate, MaxHexBytes of api.Config; the rest is unused).
 	Detail      api.Config
@@ -168,6 +171,7 @@ func New(cfg Config) http.Handler {
 		r.Get(Prefix+"/dead-letters/{id}", s.detail)
 		r.Get(Prefix+"/replay-jobs", s.jobs)
 		r.Get(Prefix+"/replay-jobs/{id}", s.job)
+		r.Get(HealthPath, s.healthPage)
 		r.Group(func(r chi.Router) {
 			r.Use(s.requireOperator)
 			r.Post(Prefix+"/confirm", s.confirm)

@@ -629,6 +629,7 @@ func TestTemplatesRender(t *testing.T) {
 			Status  int
 			Message string
 		}{500, "x"}}},
+		{"health", []any{healthData{}, healthData{R: fullHealthReport(), Refresh: HealthRefreshSeconds}}},
 	}
 	for _, tt := range tests {
 		for i, d := range tt.data {

@@ -23,7 +23,7 @@ import (
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"login", "overview", "list", "detail", "confirm", "result", "jobs", "job", "error"}
+var pageNames = []string{"login", "overview", "list", "detail", "confirm", "result", "jobs", "job", "error", "health"}
 
 var funcs = template.FuncMap{
 	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
@@ -72,7 +72,7 @@ func parsePages() (map[string]*template.Template, error) {
 	}
 	pages := map[string]*template.Template{}
 	for _, n := range pageNames {
-		t, err := template.New("layout").Funcs(funcs).Parse(string(layout))
+		t, err := template.New("layout").Funcs(funcs).Funcs(healthFuncs).Parse(string(layout))
 		if err != nil {
 			return nil, fmt.Errorf("layout: %w", err)
 		}
@@ -90,6 +90,7 @@ type page struct {
 	Nav             string // the active menu entry
 	User            *user  // nil: not signed in
 	ReplayAvailable bool
+	Refresh         int // seconds; 0 = the page does not reload itself
 	Data            any
 }
 

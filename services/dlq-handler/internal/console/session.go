@@ -186,7 +186,11 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 				s.errorPage(w, r, http.StatusUnauthorized, "Your session ended; sign in again.")
 				return
 			}
-			http.Redirect(w, r, Prefix+"/login", http.StatusSeeOther)
+			login := Prefix + "/login"
+			if r.URL.Path == HealthPath {
+				login += "?next=" + nextHealth
+			}
+			http.Redirect(w, r, login, http.StatusSeeOther)
 			return
 		}
 		ctx := context.WithValue(auth.WithIdentity(r.Context(), sess.id), sessionKey{}, sess)
@@ -237,31 +241,47 @@ func sameOrigin(r *http.Request) bool {
 type loginData struct {
 	CSRF  string
 	Error string
+	Next  string // where the sign-in leads: "" = the overview, nextHealth = the health page
+}
+
+// nextHealth is the login's next for the health page: a name, not a URL,
+// so the sign-in can lead nowhere else (no open redirect).
+const nextHealth = "health"
+
+// afterLogin is where a sign-in with next leads.
+func afterLogin(next string) string {
+	if next == nextHealth {
+		return HealthPath
+	}
+	return Prefix + "/"
 }
 
 // loginForm shows the login page with a fresh login CSRF token in a cookie
 // (double submit: there is no session yet).
 func (s *server) loginForm(w http.ResponseWriter, r *http.Request) {
-	s.renderLogin(w, r, http.StatusOK, "")
+	s.renderLogin(w, r, http.StatusOK, "", r.URL.Query().Get("next"))
 }
 
-func (s *server) renderLogin(w http.ResponseWriter, r *http.Request, status int, msg string) {
+func (s *server) renderLogin(w http.ResponseWriter, r *http.Request, status int, msg, next string) {
 	tok := randomToken()
 	http.SetCookie(w, cookie(r, loginCookie, tok, 3600))
-	s.render(w, r, status, "login", page{Title: "Sign in", Data: loginData{CSRF: tok, Error: msg}})
+	if next != nextHealth {
+		next = ""
+	}
+	s.render(w, r, status, "login", page{Title: "Sign in", Data: loginData{CSRF: tok, Error: msg, Next: next}})
 }
 
 func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	c, err := r.Cookie(loginCookie)
 	if err != nil || !validPost(r, c.Value) {
-		s.renderLogin(w, r, http.StatusForbidden, "The form was refused (a missing or stale security token). Try again.")
+		s.renderLogin(w, r, http.StatusForbidden, "The form was refused (a missing or stale security token). Try again.", "")
 		return
 	}
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	id, ok := s.cfg.Tokens.Lookup(token)
 	if !ok {
 		s.log.InfoContext(r.Context(), "console login refused")
-		s.renderLogin(w, r, http.StatusUnauthorized, "That token is not known.")
+		s.renderLogin(w, r, http.StatusUnauthorized, "That token is not known.", r.PostFormValue("next"))
 		return
 	}
 	if old, err := r.Cookie(sessionCookie); err == nil {
@@ -271,7 +291,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, cookie(r, loginCookie, "", -1))
 	http.SetCookie(w, cookie(r, sessionCookie, sess.sid, int(s.cfg.SessionTTL/time.Second)))
 	s.log.InfoContext(r.Context(), "console login", "name", id.Name, "role", string(id.Role))
-	http.Redirect(w, r, Prefix+"/", http.StatusSeeOther)
+	http.Redirect(w, r, afterLogin(r.PostFormValue("next")), http.StatusSeeOther)
 }
 
 func (s *server) logout(w http.ResponseWriter, r *http.Request) {
