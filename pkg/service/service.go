@@ -74,6 +74,7 @@ func start(ctx context.Context, name, version string, base Base, red *config.Red
 	if err != nil {
 		return nil, errors.Join(err, shutdown(ctx))
 	}
+	m.DeclareStage(ctx, name)
 	rd, err := newReadiness(tel.Meter, ReadinessInterval, time.Now)
 	if err != nil {
 		return nil, errors.Join(err, shutdown(ctx))

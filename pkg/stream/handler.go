@@ -454,8 +454,16 @@ func (m *Metrics) DeadLettered(ctx context.Context, stage string, rej *deadlette
 	}
 }
 
+// DeclareStage exports the stage's error counters at 0 before their first
+// error, so an alert or dashboard that rates them (WarehouseWritesRetrying)
+// sees a series from the start, not only after the first retry.
+func (m *Metrics) DeclareStage(ctx context.Context, stage string) {
+	m.transient.Add(ctx, 0, m.set("stage", stage))
+}
+
 // Measure records per-record outcome metrics (place it outside DeadLetter).
 func Measure(stage string, m *Metrics) Middleware {
+	m.DeclareStage(context.Background(), stage)
 	return func(next Handler) Handler {
 		return func(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
 			start := time.Now()

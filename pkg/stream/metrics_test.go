@@ -62,3 +62,36 @@ func TestDeadLetteredEntity(t *testing.T) {
 		})
 	}
 }
+
+// TestDeclareStage: a stage's transient-error counter is exported at 0
+// before any error (Measure declares it), so WarehouseWritesRetrying and the
+// dashboards find a series from the start.
+func TestDeclareStage(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	m, err := NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = Measure("bq-writer", m)
+	m.DeclareStage(context.Background(), "dlq-handler")
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, md := range sm.Metrics {
+			if md.Name != "ecom.transient_errors" {
+				continue
+			}
+			for _, p := range md.Data.(metricdata.Sum[int64]).DataPoints {
+				stage, _ := p.Attributes.Value("stage")
+				got[stage.AsString()] = p.Value
+			}
+		}
+	}
+	want := map[string]int64{"bq-writer": 0, "dlq-handler": 0}
+	if len(got) != len(want) || got["bq-writer"] != 0 || got["dlq-handler"] != 0 {
+		t.Fatalf("ecom.transient_errors points %v, want %v", got, want)
+	}
+}

@@ -130,6 +130,8 @@ func New(cfg Config, st Store) (*Consumer, error) {
 		metric.WithDescription("Failed store writes (a batch of dead letters and its positions), each retried or fatal.")); err != nil {
 		return nil, err
 	}
+	// Exported at 0 from the start: DeadLetterStoreWriteErrors rates it.
+	c.writeErrors.Add(context.Background(), 0)
 	base, err := cfg.Kafka.ClientOpts(cfg.Service)
 	if err != nil {
 		return nil, err
