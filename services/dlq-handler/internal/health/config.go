@@ -22,7 +22,7 @@ const RunbookBase = "https://github.com/ecomstream/platform/blob/main/docs/runbo
 // Config is the health page's configuration (part of dlq-handler's).
 type Config struct {
 	PrometheusURL string        `env:"PROMETHEUS_URL" default:"" usage:"Prometheus the health page (/health, /v1/health) queries, e.g. http://127.0.0.1:19090; empty = the page says monitoring is not configured"`
-	Timeout       time.Duration `env:"PROMETHEUS_TIMEOUT" default:"5s" usage:"timeout of each of the health page's Prometheus queries (they run in parallel); a Prometheus that does not answer in time shows as unreachable"`
+	Timeout       time.Duration `env:"PROMETHEUS_TIMEOUT" default:"5s" usage:"timeout of each of the health page's Prometheus queries (they run in parallel) and of its dead-letters-waiting query; a Prometheus that does not answer in time shows as unreachable"`
 	Matchers      []string      `env:"HEALTH_PROMETHEUS_MATCHERS" default:"" usage:"label=value pairs added to every query's selectors, e.g. slice=e2e-1234 when one Prometheus scrapes several deployments; empty = none"`
 	Jobs          []string      `env:"HEALTH_SERVICES" default:"ingest-clickstream,ingest-orders,catalog-sync,validator,bq-writer,dlq-handler" usage:"the services (Prometheus jobs) the health page rates; a listed service without a scrape target is red"`
 	LagAmber      float64       `env:"HEALTH_LAG_AMBER" default:"10000" usage:"a service whose largest consumer lag (records, any group and partition) reaches this is amber"`

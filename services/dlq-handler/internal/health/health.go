@@ -45,7 +45,8 @@ type Checker struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu       sync.Mutex // one report at a time; others wait for it
+	turn     chan struct{} // one report at a time; others wait for it, or give up
+	mu       sync.Mutex    // guards last and lastTime
 	last     Report
 	lastTime time.Time
 	lastErr  string // the status queries' last error, logged when it changes
@@ -75,7 +76,8 @@ func New(cfg Config, waiting WaitingFunc, opts ...Option) (*Checker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Checker{cfg: cfg, q: buildQueries(cfg), waiting: waiting, log: slog.New(slog.DiscardHandler), now: time.Now}
+	c := &Checker{cfg: cfg, q: buildQueries(cfg), waiting: waiting, log: slog.New(slog.DiscardHandler), now: time.Now,
+		turn: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o.apply(c)
 	}
@@ -89,16 +91,29 @@ func New(cfg Config, waiting WaitingFunc, opts ...Option) (*Checker, error) {
 	return c, nil
 }
 
-// Report returns the current report, reused for HEALTH_CACHE.
+// Report returns the current report, reused for HEALTH_CACHE. One report is
+// built at a time; a caller that gives up waiting for it (its ctx ends) gets
+// the last one, so a hung dependency never queues the page's requests.
 func (c *Checker) Report(ctx context.Context) Report {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.lastTime.IsZero() && c.now().Sub(c.lastTime) < c.cfg.CacheFor {
+	select {
+	case c.turn <- struct{}{}:
+	case <-ctx.Done():
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		return c.last
+	}
+	defer func() { <-c.turn }()
+	c.mu.Lock()
+	last, lastTime := c.last, c.lastTime
+	c.mu.Unlock()
+	if !lastTime.IsZero() && c.now().Sub(lastTime) < c.cfg.CacheFor {
+		return last
 	}
 	r := c.build(ctx)
 	if ctx.Err() == nil { // a report cut short by its caller is not kept
+		c.mu.Lock()
 		c.last, c.lastTime = r, c.now()
+		c.mu.Unlock()
 	}
 	return r
 }
@@ -127,6 +142,13 @@ func (c *Checker) rate(ctx context.Context, now time.Time, r *Report) {
 		return
 	}
 	f, err := c.statusFigures(ctx, now)
+	if err != nil && ctx.Err() != nil {
+		// The caller hung up: not Prometheus's failure, nothing to log.
+		r.Monitoring, r.MonitoringError = MonitoringUnreachable, ctx.Err().Error()
+		r.Services = unknown(c.cfg, "the request ended before monitoring answered")
+		r.Overall = overall(r.Services)
+		return
+	}
 	if err != nil {
 		r.Monitoring, r.MonitoringError = MonitoringUnreachable, err.Error()
 		reason := "monitoring unreachable"
@@ -270,6 +292,9 @@ func (c *Checker) deadLetters(ctx context.Context) DeadLetters {
 		d.Error = "the store is not connected"
 		return d
 	}
+	// The store's own deadline: a hung database must not hold the page.
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
 	got, err := c.waiting(ctx)
 	if err != nil {
 		c.log.WarnContext(ctx, "health: reading the dead letters waiting failed", "err", err)

@@ -454,3 +454,68 @@ func TestOutageLoggedOnce(t *testing.T) {
 		t.Errorf("%d outage and %d recovery lines, want 1 and 1:\n%s", w, i, buf.String())
 	}
 }
+
+// TestHungStore: a store that does not answer holds neither the page nor
+// the requests queued behind it: its query ends at PROMETHEUS_TIMEOUT with
+// the panel saying so, and a caller that gives up waiting for the report in
+// progress gets the last one at once.
+func TestHungStore(t *testing.T) {
+	cfg := testConfig("http://x")
+	fp := &fakeProm{answers: healthy(buildQueries(cfg))}
+	srv := httptest.NewServer(fp)
+	defer srv.Close()
+	cfg.PrometheusURL, cfg.Timeout = srv.URL, 200*time.Millisecond
+	release := make(chan struct{})
+	var calls atomic.Int64
+	hung := func(ctx context.Context) (DeadLetters, error) {
+		if calls.Add(1) > 1 {
+			select { // the second report's store call hangs until released
+			case <-release:
+			case <-ctx.Done():
+				return DeadLetters{}, ctx.Err()
+			}
+			return DeadLetters{Waiting: 7}, nil
+		}
+		<-ctx.Done() // the first never answers: only the deadline ends it
+		return DeadLetters{}, ctx.Err()
+	}
+	c, err := New(cfg, hung)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within := func(what string, f func() Report) Report {
+		t.Helper()
+		ch := make(chan Report, 1)
+		go func() { ch <- f() }()
+		select {
+		case r := <-ch:
+			return r
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s: no answer within 3 s", what)
+			return Report{}
+		}
+	}
+	r := within("a report with a hung store (want about PROMETHEUS_TIMEOUT, 200ms)", func() Report { return c.Report(context.Background()) })
+	if r.DeadLetters.Error == "" || r.Overall.Status != Green {
+		t.Fatalf("report with a hung store: dead letters %+v, overall %+v; want the panel's error and the services still rated", r.DeadLetters, r.Overall)
+	}
+	// A second report blocks in the store (until released); a caller with a
+	// short deadline meanwhile gets the first report at once.
+	cfg.Timeout = 10 * time.Second
+	c.cfg.Timeout = cfg.Timeout
+	done := make(chan Report, 1)
+	go func() { done <- c.Report(context.Background()) }()
+	for calls.Load() < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	got := within("a caller waiting behind a hung report (want its own deadline, 100ms)", func() Report { return c.Report(ctx) })
+	if !got.GeneratedAt.Equal(r.GeneratedAt) {
+		t.Errorf("the waiting caller got a report of %s, want the last one (%s)", got.GeneratedAt, r.GeneratedAt)
+	}
+	close(release)
+	if second := <-done; second.DeadLetters.Waiting != 7 {
+		t.Errorf("the second report, once the store answered: %+v", second.DeadLetters)
+	}
+}
