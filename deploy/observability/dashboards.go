@@ -113,7 +113,7 @@ func overview() *dashboard.DashboardBuilder {
 		WithPanel(single("Warehouse freshness", "s", "Age of the newest row committed to the warehouse (any table).",
 			q{expr: `time() - max(ecom_warehouse_newest_row_timestamp_seconds)`})).
 		WithPanel(single("Cost today (USD)", "currencyUSD", "Estimated warehouse cost of the last 24 h: Storage Write API bytes appended plus a day of storage.",
-			q{expr: `sum(increase(ecom_warehouse_cost_usd_total[24h])) + sum(ecom_warehouse_storage_cost_usd_per_day)`})).
+			q{expr: `(sum(increase(ecom_warehouse_cost_usd_total[24h])) or vector(0)) + (sum(ecom_warehouse_storage_cost_usd_per_day) or vector(0))`})).
 		WithRow(dashboard.NewRowBuilder("Throughput and latency")).
 		WithPanel(graph("Events per minute by source", "short", "Records entering the platform per minute: click events (collector and raw topic), order versions (API and webhooks), catalog changes (snapshots and CDC).",
 			q{`sum(` + rate(`ecom_records_processed_total{stage="ingest-clickstream",outcome="ok"}`) + `) * 60`, "clickstream"},
@@ -128,7 +128,7 @@ func overview() *dashboard.DashboardBuilder {
 			q{`max by (group, topic, partition) (ecom_consumer_lag)`, "{{group}} {{topic}}/{{partition}}"})).
 		WithRow(dashboard.NewRowBuilder("Data quality")).
 		WithPanel(graph("DQ pass rate by rule", "percentunit", "Share of evaluations that passed, per validator rule.",
-			q{`sum by (rule_id) (` + rate(`ecom_dq_rule_evaluations_total{result="pass"}`) + `) / sum by (rule_id) (` + rate(`ecom_dq_rule_evaluations_total`) + `)`, "{{rule_id}}"}).Min(0).Max(1)).
+			q{`(sum by (rule_id) (` + rate(`ecom_dq_rule_evaluations_total{result="pass"}`) + `) or 0 * sum by (rule_id) (` + rate(`ecom_dq_rule_evaluations_total`) + `)) / sum by (rule_id) (` + rate(`ecom_dq_rule_evaluations_total`) + `)`, "{{rule_id}}"}).Min(0).Max(1)).
 		WithPanel(graph("DQ failures by rule", "reqps", "Evaluations that did not pass, per rule and result.",
 			q{`sum by (rule_id, result) (` + rate(`ecom_dq_rule_evaluations_total{result!="pass"}`) + `)`, "{{rule_id}} {{result}}"})).
 		WithRow(dashboard.NewRowBuilder("Errors and dead letters")).
@@ -254,7 +254,7 @@ func servicePanels(svc, job string) []cog.Builder[dashboard.Panel] {
 	case "validator":
 		return []cog.Builder[dashboard.Panel]{
 			graph("DQ pass rate by rule", "percentunit", "Share of evaluations that passed.",
-				q{`sum by (rule_id) (` + rate(sel("ecom_dq_rule_evaluations_total", `result="pass"`)) + `) / sum by (rule_id) (` + rate(sel("ecom_dq_rule_evaluations_total")) + `)`, "{{rule_id}}"}).Min(0).Max(1),
+				q{`(sum by (rule_id) (` + rate(sel("ecom_dq_rule_evaluations_total", `result="pass"`)) + `) or 0 * sum by (rule_id) (` + rate(sel("ecom_dq_rule_evaluations_total")) + `)) / sum by (rule_id) (` + rate(sel("ecom_dq_rule_evaluations_total")) + `)`, "{{rule_id}}"}).Min(0).Max(1),
 			graph("Evaluations per second by result", "reqps", "Rule evaluations by result.",
 				q{`sum by (result) (` + rate(sel("ecom_dq_rule_evaluations_total")) + `)`, "{{result}}"}),
 			graph("Rule sets loaded", "short", "One series per entity's loaded rule-set file and version.",

@@ -256,10 +256,12 @@ func TestOverviewCovers(t *testing.T) {
 		"events per source":     "ecom_orders_produced_total",
 		"end-to-end latency":    "histogram_quantile(0.99, sum by (le) (rate(ecom_event_latency_seconds_bucket",
 		"lag per group":         "max by (group, topic, partition) (ecom_consumer_lag)",
-		"DQ pass rate per rule": `sum by (rule_id) (rate(ecom_dq_rule_evaluations_total{result="pass"}`,
+		// A rule failing every record has no pass series: "or 0 * all" keeps
+		// it on the panel at 0 instead of dropping the worst rule.
+		"DQ pass rate per rule": `(sum by (rule_id) (rate(ecom_dq_rule_evaluations_total{result="pass"}[$__rate_interval])) or 0 * sum by (rule_id) (rate(ecom_dq_rule_evaluations_total[$__rate_interval])))`,
 		"dead-letter rate":      "rate(ecom_dead_letters_total",
 		"error rate":            "rate(ecom_transient_errors_total",
-		"cost per day":          "sum(increase(ecom_warehouse_cost_usd_total[24h])) + sum(ecom_warehouse_storage_cost_usd_per_day)",
+		"cost per day":          "(sum(increase(ecom_warehouse_cost_usd_total[24h])) or vector(0)) + (sum(ecom_warehouse_storage_cost_usd_per_day) or vector(0))",
 	} {
 		if !strings.Contains(joined, needle) {
 			t.Errorf("overview lacks %s (%s)", what, needle)

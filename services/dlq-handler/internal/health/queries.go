@@ -57,7 +57,9 @@ func buildQueries(cfg Config) queries {
 		DQPass: "sum by (entity) (" + strings.Replace(dq, "%s", sel("ecom_dq_rule_evaluations_total", `result="pass"`), 1) + ")",
 		DQAll:  "sum by (entity) (" + strings.Replace(dq, "%s", sel("ecom_dq_rule_evaluations_total"), 1) + ")",
 		// The contract's "cost today".
-		Cost: "sum(increase(" + sel("ecom_warehouse_cost_usd_total") + "[24h])) + sum(" + sel("ecom_warehouse_storage_cost_usd_per_day") + ")",
+		// Either side alone (no storage figure yet, or no appends) still
+		// gives a figure.
+		Cost: "(sum(increase(" + sel("ecom_warehouse_cost_usd_total") + "[24h])) or vector(0)) + (sum(" + sel("ecom_warehouse_storage_cost_usd_per_day") + ") or vector(0))",
 	}
 }
 
