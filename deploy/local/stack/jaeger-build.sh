@@ -60,7 +60,12 @@ fi
 done_if_built "built by another run"
 
 tmp=$(mktemp -d "$DIR.tmp.XXXXXX")
-trap 'rm -rf -- "$tmp"' EXIT
+pid=
+# Stopped (Ctrl-C, SIGTERM, a timeout), the build stops too: left running
+# without the lock, the next `up` would start a second one beside it.
+trap '[[ -z $pid ]] || kill -- "$pid" 2>/dev/null; rm -rf -- "$tmp"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 chmod 0755 "$tmp" # mktemp's 0700 would make the build private to its builder
 mkdir -p "$tmp/src" "$tmp/bin"
 cp -- "$HERE/jaeger/build.mod" "$tmp/src/go.mod"
@@ -85,6 +90,7 @@ while kill -0 "$pid" 2>/dev/null; do
 done
 rc=0
 wait "$pid" || rc=$?
+pid=
 cp -- "$log" "$DIR.build.log"
 if ((rc != 0)); then
 	tail -n 30 "$log" >&2

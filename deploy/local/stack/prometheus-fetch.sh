@@ -80,11 +80,11 @@ fi
 dir=$CACHE_DIR/prometheus-$version
 fill() {
 	local tmp=$1 dl
+	# mktemp's 0700 folder: nobody else can swap the .deb between its
+	# download (apt checks it against the signed index) and dpkg-deb. As
+	# root, apt then downloads without dropping to _apt (it says so).
 	dl=$(mktemp -d "${TMPDIR:-/tmp}/prometheus-deb.XXXXXX")
 	say "downloading Debian's prometheus $version (about 19 MB) into $dl"
-	# apt-get download writes into the working directory; as root it drops
-	# to the _apt user, who must be able to write there.
-	chmod 0777 "$dl"
 	# shellcheck disable=SC2016 # $1 and $2 are the inner bash's arguments
 	if ! with_progress prometheus "$dl" "$dl/apt.log" bash -c 'cd "$1" && exec apt-get download -q "prometheus=$2"' _ "$dl" "$version"; then
 		tail -n 20 "$dl/apt.log" >&2
@@ -104,6 +104,16 @@ fill() {
 		return 1
 	}
 }
-install_dir "$dir" fill || die "could not install prometheus $version into $dir"
+if ! install_dir "$dir" fill; then
+	# Stale package lists name a .deb the mirror no longer serves (after a
+	# Debian point release): refresh them once and retry, when allowed.
+	[[ $(id -u) -eq 0 ]] || die "could not install prometheus $version into $dir (stale package lists? run 'sudo apt-get update', then this script again)"
+	say "the download failed; running apt-get update once and retrying"
+	apt-get update -qq >&2 || die "apt-get update failed (are the Debian mirrors reachable?)"
+	version=$(candidate)
+	[[ -n $version ]] || die "apt knows no package prometheus after apt-get update"
+	dir=$CACHE_DIR/prometheus-$version
+	install_dir "$dir" fill || die "could not install prometheus $version into $dir"
+fi
 say "installed prometheus $version in $dir"
 printf '%s\n' "$dir/usr/bin"
