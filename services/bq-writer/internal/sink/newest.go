@@ -21,11 +21,16 @@ import (
 // It is kept above the Warehouse seam, from the batches the sink committed, so every backend
 // reports it the same way; at start a backend that can read it cheaply
 // (warehouse.NewestReader: DuckDB) seeds it, so a restart does not blank it until the next commit.
+// A fact table it cannot seed (BigQuery: reading it would be a billed scan; an empty table) reads
+// the process's start time until its first commit replaces it, older or not: without a series the
+// freshness alert could not fire after a restart into a stalled pipeline; with the start time it
+// fires once nothing arrived for its threshold.
 // The platform's clock, not the event's, is used: a client's event_timestamp or the shop's
 // updated_at can run ahead (the simulator's shop clock does) and would hide a stall.
 type newestRows struct {
-	mu     sync.Mutex
-	newest map[string]time.Time // by table
+	mu          sync.Mutex
+	newest      map[string]time.Time // by table
+	provisional map[string]bool      // the start time stands in; the first commit replaces it
 }
 
 // Tables of the gauge.
@@ -37,7 +42,7 @@ const (
 )
 
 func newNewestRows(meter metric.Meter) (*newestRows, error) {
-	n := &newestRows{newest: map[string]time.Time{}}
+	n := &newestRows{newest: map[string]time.Time{}, provisional: map[string]bool{}}
 	_, err := meter.Float64ObservableGauge("ecom.warehouse.newest_row.timestamp", metric.WithUnit("s"),
 		metric.WithDescription("Unix time at which the platform received the newest row committed to the table (received_at; dim_*: synced_at). time() minus it is the end-to-end freshness."),
 		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
@@ -51,23 +56,28 @@ func newNewestRows(meter metric.Meter) (*newestRows, error) {
 	return n, err
 }
 
-// seed takes the stored newest rows from wh when it can tell them; a failure leaves the gauge to
-// the first commit, and is returned for the log.
-func (n *newestRows) seed(ctx context.Context, wh warehouse.Warehouse) error {
-	r, ok := wh.(warehouse.NewestReader)
-	if !ok {
-		return nil
-	}
-	stored, err := r.Newest(ctx)
-	if err != nil {
-		return err
+// seed takes the stored newest rows from wh when it can tell them (a failure is returned for
+// the log), and gives the fact tables still without one the start time, provisionally.
+func (n *newestRows) seed(ctx context.Context, wh warehouse.Warehouse, start time.Time) error {
+	var err error
+	if r, ok := wh.(warehouse.NewestReader); ok {
+		var stored map[string]time.Time
+		if stored, err = r.Newest(ctx); err == nil {
+			n.mu.Lock()
+			for table, t := range stored {
+				n.advance(table, t)
+			}
+			n.mu.Unlock()
+		}
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for table, t := range stored {
-		n.advance(table, t)
+	for _, table := range []string{tableEvents, tableOrders} {
+		if _, ok := n.newest[table]; !ok {
+			n.newest[table], n.provisional[table] = start, true
+		}
 	}
-	return nil
+	return err
 }
 
 // committed advances the gauge with the rows of a batch that Write committed. Every row counts,
@@ -94,7 +104,11 @@ func (n *newestRows) committed(b *warehouse.Batch) {
 
 // advance is called with n.mu held.
 func (n *newestRows) advance(table string, t time.Time) {
-	if !t.IsZero() && t.After(n.newest[table]) {
+	if t.IsZero() {
+		return
+	}
+	if n.provisional[table] || t.After(n.newest[table]) {
 		n.newest[table] = t
+		delete(n.provisional, table)
 	}
 }

@@ -74,11 +74,15 @@ func TestNewestRows(t *testing.T) {
 		batches []warehouse.Batch
 		want    map[string]float64
 	}{
-		{"nothing yet, no reader", newMem(), nil, map[string]float64{}},
+		// The start (50) stands in for the facts nothing seeded, until their first commit.
+		{"nothing yet, no reader: the facts read the start", newMem(), nil, map[string]float64{"fact_events": unix(50), "fact_orders": unix(50)}},
 		{"seeded", seeding{newMem(), map[string]time.Time{"fact_events": at(10), "dim_users": at(5)}, nil}, nil,
-			map[string]float64{"fact_events": unix(10), "dim_users": unix(5)}},
+			map[string]float64{"fact_events": unix(10), "dim_users": unix(5), "fact_orders": unix(50)}},
 		{"seed failure leaves it to the commits", seeding{newMem(), nil, errors.New("io")},
-			[]warehouse.Batch{{Events: []warehouse.EventRow{ev(3)}}}, map[string]float64{"fact_events": unix(3)}},
+			[]warehouse.Batch{{Events: []warehouse.EventRow{ev(3)}}}, map[string]float64{"fact_events": unix(3), "fact_orders": unix(50)}},
+		{"the first commit replaces the start, older or not", newMem(),
+			[]warehouse.Batch{{Events: []warehouse.EventRow{ev(2)}}, {Events: []warehouse.EventRow{ev(1)}}},
+			map[string]float64{"fact_events": unix(2), "fact_orders": unix(50)}},
 		{"per table, newest of the batch", newMem(), []warehouse.Batch{{
 			Events:   []warehouse.EventRow{ev(7), ev(9), ev(8)},
 			Orders:   []warehouse.OrderRow{ord(4), ord(-1)},
@@ -87,8 +91,8 @@ func TestNewestRows(t *testing.T) {
 		}}, map[string]float64{"fact_events": unix(9), "fact_orders": unix(4), "dim_products": unix(2), "dim_users": unix(6)}},
 		{"a replay does not move it back", seeding{newMem(), map[string]time.Time{"fact_events": at(10)}, nil},
 			[]warehouse.Batch{{Events: []warehouse.EventRow{ev(2)}}, {Events: []warehouse.EventRow{ev(12)}}, {Events: []warehouse.EventRow{ev(11)}}},
-			map[string]float64{"fact_events": unix(12)}},
-		{"v1 orders without received_at", newMem(), []warehouse.Batch{{Orders: []warehouse.OrderRow{ord(-1)}}}, map[string]float64{}},
+			map[string]float64{"fact_events": unix(12), "fact_orders": unix(50)}},
+		{"v1 orders without received_at", newMem(), []warehouse.Batch{{Orders: []warehouse.OrderRow{ord(-1)}}}, map[string]float64{"fact_events": unix(50), "fact_orders": unix(50)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,7 +101,7 @@ func TestNewestRows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_ = n.seed(context.Background(), tt.wh)
+			_ = n.seed(context.Background(), tt.wh, at(50))
 			for i := range tt.batches {
 				n.committed(&tt.batches[i])
 			}

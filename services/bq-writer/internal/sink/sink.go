@@ -383,8 +383,8 @@ func (s *Sink) Run(ctx context.Context) error {
 	s.stop = stop
 	s.mu.Unlock()
 	s.reset()
-	if err := s.newest.seed(ctx, s.wh); err != nil && ctx.Err() == nil {
-		s.cfg.Log.WarnContext(ctx, "reading the newest rows failed; ecom.warehouse.newest_row.timestamp starts at the first commit", "err", err)
+	if err := s.newest.seed(ctx, s.wh, time.Now()); err != nil && ctx.Err() == nil {
+		s.cfg.Log.WarnContext(ctx, "reading the newest rows failed; ecom.warehouse.newest_row.timestamp reads the start time for the facts until their first commit", "err", err)
 	}
 	lastCheck := time.Now()
 	limit := s.cfg.Kafka.MaxPollRecords
