@@ -91,3 +91,22 @@ func TestPollerCursorLag(t *testing.T) {
 		t.Errorf("5 minutes without a round: %v, want %v", v, want+300)
 	}
 }
+
+// TestPollerCursorLagAfterRestart: a poller started from a committed cursor
+// reports the lag from it before any round succeeds (wall clock: no page has
+// brought the shop's yet), so a restart into a failing API still alerts.
+func TestPollerCursorLagAfterRestart(t *testing.T) {
+	wall := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
+	e := newEnv(t, nil, jsonEncoder{}, cursor.Cursor{})
+	rd := sdkmetric.NewManualReader()
+	p, err := New(e.p.cfg, Deps{API: e.p.d.API, Txn: e.txn, Orders: jsonEncoder{}, Topic: topic, Tracer: e.p.d.Tracer,
+		Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd)).Meter("t"), Log: slog.New(slog.DiscardHandler),
+		Start: cursor.Cursor{Since: wall.Add(-10 * time.Minute)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.now = func() time.Time { return wall }
+	if v, ok := lagGauge(t, rd); !ok || v != 600 {
+		t.Errorf("after a restart, before any round: %v (reported %v), want 600 (now - the committed cursor)", v, ok)
+	}
+}

@@ -95,6 +95,13 @@ func New(cfg Config, d Deps) (*Poller, error) {
 		return nil, err
 	}
 	p.m = m
+	// From the committed cursor at once (on the wall clock until a page
+	// brings the shop's): after a restart into a failing API or a Kafka that
+	// refuses the transaction, the lag grows and OrdersCursorLagHigh fires,
+	// instead of reading 0 until a page commits.
+	if !d.Start.Since.IsZero() {
+		m.lag.page(d.Start.Since, time.Time{}, time.Now())
+	}
 	p.reader = &storefront.Reader{API: d.API, Limit: cfg.PageSize, BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax, OnError: m.apiError,
 		Tracer: d.Tracer, Span: SpanPage, SpanAttrs: []attribute.KeyValue{
 			attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "send"),
