@@ -253,9 +253,9 @@ func TestOverviewCovers(t *testing.T) {
 	}
 	joined := strings.Join(all, "\n")
 	for what, needle := range map[string]string{
-		"events per source":     "ecom_orders_produced_total",
-		"end-to-end latency":    "histogram_quantile(0.99, sum by (le) (rate(ecom_event_latency_seconds_bucket",
-		"lag per group":         "max by (group, topic, partition) (ecom_consumer_lag)",
+		"events per source":  "ecom_orders_produced_total",
+		"end-to-end latency": "histogram_quantile(0.99, sum by (le) (rate(ecom_event_latency_seconds_bucket",
+		"lag per group":      "max by (group, topic, partition) (ecom_consumer_lag)",
 		// A rule failing every record has no pass series: "or 0 * all" keeps
 		// it on the panel at 0 instead of dropping the worst rule.
 		"DQ pass rate per rule": `(sum by (rule_id) (rate(ecom_dq_rule_evaluations_total{result="pass"}[$__rate_interval])) or 0 * sum by (rule_id) (rate(ecom_dq_rule_evaluations_total[$__rate_interval])))`,
