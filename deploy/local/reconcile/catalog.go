@@ -148,9 +148,9 @@ func (c *Catalog) entity(ctx context.Context, e CatalogEntity, w Window) ([]*Hop
 	g.Go(func() error {
 		all := Window{From: w.From, To: w.To.Add(farFuture)}
 		return c.Log.Read(gctx, c.DeadLetters, all, func(r *kgo.Record) error {
-			var dl events.DeadLetter
-			if _, err := c.DeadLetter.Decode(gctx, r.Value, &dl); err != nil {
-				return fmt.Errorf("reconcile: dead letter %s: %w", coord(r), err)
+			dl, ok, err := decodeDeadLetter(gctx, c.DeadLetter, r)
+			if !ok {
+				return err
 			}
 			if w.Contains(dl.SourceTimestamp) && (dl.SourceTopic == e.Topic || dl.SourceTopic == e.Valid) {
 				dead = append(dead, deadRec{stage: dl.Stage, id: dl.DeadLetterID,

@@ -103,9 +103,9 @@ func (c *Clickstream) Reconcile(ctx context.Context, w Window) (*Report, error) 
 		// are at or after its start; they belong to it by the original's timestamp.
 		all := Window{From: w.From, To: w.To.Add(farFuture)}
 		return c.Log.Read(gctx, c.DeadLetters, all, func(r *kgo.Record) error {
-			var dl events.DeadLetter
-			if _, err := c.DeadLetter.Decode(gctx, r.Value, &dl); err != nil {
-				return fmt.Errorf("reconcile: dead letter %s: %w", coord(r), err)
+			dl, ok, err := decodeDeadLetter(gctx, c.DeadLetter, r)
+			if !ok {
+				return err
 			}
 			if !w.Contains(dl.SourceTimestamp) {
 				return nil
@@ -179,6 +179,21 @@ func (c *Clickstream) Reconcile(ctx context.Context, w Window) (*Report, error) 
 
 // farFuture bounds how long after a window its dead letters are looked for.
 const farFuture = 1 << 62
+
+// decodeDeadLetter decodes a record of the dead-letter topic. A record that is not in the
+// registry's wire format at all (magic byte 0, a schema id) is no stage's dead letter (dlq-handler
+// counts it in ecom_dlq_undecodable_total) and is passed over, ok false and no error, so a
+// foreign record on the shared topic does not stop every reconciliation reading past it; any
+// other failure (the registry down, a schema that does not fit) is an error.
+func decodeDeadLetter(ctx context.Context, codec *avroserde.Codec, r *kgo.Record) (dl events.DeadLetter, ok bool, err error) {
+	if len(r.Value) < 5 || r.Value[0] != 0 {
+		return dl, false, nil
+	}
+	if _, err := codec.Decode(ctx, r.Value, &dl); err != nil {
+		return dl, false, fmt.Errorf("reconcile: dead letter %s: %w", coord(r), err)
+	}
+	return dl, true, nil
+}
 
 // isReplay reports whether dlq-handler produced r, replaying a dead letter.
 func isReplay(r *kgo.Record) bool {

@@ -107,9 +107,9 @@ func (o *Orders) Reconcile(ctx context.Context, w Window) (*Report, error) {
 	g.Go(func() error {
 		all := Window{From: w.From, To: w.To.Add(farFuture)}
 		return o.Log.Read(gctx, o.DeadLetters, all, func(r *kgo.Record) error {
-			var dl events.DeadLetter
-			if _, err := o.DeadLetter.Decode(gctx, r.Value, &dl); err != nil {
-				return fmt.Errorf("reconcile: dead letter %s: %w", coord(r), err)
+			dl, ok, err := decodeDeadLetter(gctx, o.DeadLetter, r)
+			if !ok {
+				return err
 			}
 			if !w.Contains(dl.SourceTimestamp) {
 				return nil

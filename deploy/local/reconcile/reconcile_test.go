@@ -46,6 +46,7 @@ type scenario struct {
 	validatorBehind int    // the validator's commit this many records short of the end
 	strayDeadLetter bool   // a dead letter of a record bq-writer never consumed
 	replayBad       bool   // dlq-handler replays "bad"'s validator dead letter, which passes then
+	junkDeadLetter  bool   // a record on the dead-letter topic that is not in the registry's format
 }
 
 // env is a fake Kafka and registry with the path's topics.
@@ -223,6 +224,9 @@ func (e *env) run(s scenario) *fakeWarehouse {
 	if s.writeTwice {
 		wh.dups = append(wh.dups, wh.written[0])
 	}
+	if s.junkDeadLetter {
+		e.transact(false, &kgo.Record{Topic: e.c.DeadLetters, Value: []byte("not a dead letter")})
+	}
 	if s.strayDeadLetter {
 		e.transact(false, e.dead(StageWriter, Coord{Topic: e.c.Valid, Partition: 0, Offset: 999}))
 	}
@@ -249,6 +253,7 @@ func TestClickstream(t *testing.T) {
 		{name: "a dead letter of nothing consumed", s: scenario{strayDeadLetter: true}, settled: true, diff: -1,
 			hopDiffs: map[string]int64{StageWriter: -1}, listed: []string{"not a consumed record of the window"}},
 		{name: "records in flight", s: scenario{validatorBehind: 4}, settled: false},
+		{name: "a foreign record on the dead-letter topic is passed over", s: scenario{junkDeadLetter: true}, settled: true},
 		{name: "a replayed dead letter enters the path again", s: scenario{replayBad: true}, settled: true, replayed: 1},
 	}
 	for _, tt := range tests {
