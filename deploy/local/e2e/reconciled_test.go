@@ -13,8 +13,6 @@ import (
 	"github.com/ecomstream/platform/deploy/local/reconcile"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/pkg/avroserde"
-	"github.com/ecomstream/platform/pkg/deadletter"
-	protoavro "github.com/ecomstream/platform/proto/avro"
 )
 
 // reconcileLimit bounds how long assertReconciled waits for a window to settle: every stage
@@ -99,35 +97,5 @@ func reconciler(ctx context.Context, sl *slice.Slice, source string) (func(conte
 	}
 	log := &reconcile.Log{Opts: opts, Adm: kadm.NewClient(cl), Lateness: time.Minute}
 	wh := &reconcile.QueryAPI{URL: "http://" + sl.Procs["bq-writer"].HTTPAddr, Token: sl.Opts.QueryToken}
-	dlq, err := reg.Codec(ctx, avroserde.SubjectFor(deadletter.Topic), protoavro.DeadLetter)
-	if err != nil {
-		return nil, err
-	}
-	prefix := sl.Opts.Prefix
-	switch source {
-	case reconcile.SourceClickstream:
-		c := &reconcile.Clickstream{Log: log, Warehouse: wh, DeadLetter: dlq}
-		c.ClickstreamNames(prefix)
-		if c.Click, err = reg.Codec(ctx, avroserde.SubjectFor(c.Events), protoavro.ClickEvent); err != nil {
-			return nil, err
-		}
-		return c.Reconcile, nil
-	case reconcile.SourceOrders:
-		o := &reconcile.Orders{Log: log, Warehouse: wh, DeadLetter: dlq}
-		o.OrdersNames(prefix)
-		if o.Order, err = reg.Codec(ctx, avroserde.SubjectFor(o.Topic), protoavro.Order); err != nil {
-			return nil, err
-		}
-		return o.Reconcile, nil
-	case reconcile.SourceCatalog:
-		c := &reconcile.Catalog{Log: log, Warehouse: wh, DeadLetter: dlq}
-		c.CatalogNames(prefix)
-		for i, schema := range []string{protoavro.ProductChange, protoavro.CustomerChange} {
-			if c.Entities[i].Codec, err = reg.Codec(ctx, avroserde.SubjectFor(c.Entities[i].Topic), schema); err != nil {
-				return nil, err
-			}
-		}
-		return c.Reconcile, nil
-	}
-	return nil, fmt.Errorf("no source %q", source)
+	return reconcile.ForSource(ctx, source, sl.Opts.Prefix, log, wh, reg)
 }
