@@ -56,7 +56,9 @@ const (
 //   - every bad change is dead-lettered by the validator with its rules, and
 //     no good one is;
 //   - fact_events_pit resolves a product view's product_key and user_key to
-//     the version valid at the event's time, before and after the changes.
+//     the version valid at the event's time, before and after the changes;
+//   - the catalog and the clickstream balance in the reconciliation
+//     (assertReconciled), the delayed and re-sent changes included.
 func TestE2ECatalog(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")

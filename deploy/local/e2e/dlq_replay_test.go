@@ -31,7 +31,8 @@ const (
 // by config and the validator restarted; the operator replays by filter
 // through dlq-handler's API (a dry run first); each replayed event lands in
 // fact_events exactly once and its dead letter becomes resolved; replaying
-// the same filter again replays nothing.
+// the same filter again replays nothing; and the whole story balances in the
+// reconciliation, the replays as records entering the path at the validator.
 func TestE2EReplayStory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")

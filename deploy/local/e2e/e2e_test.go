@@ -53,7 +53,8 @@ const (
 //   - dlq-handler stored each of those dead letters exactly once, and its
 //     API's filters find them (checkDeadLetterStore);
 //   - the stack's Prometheus scrapes the slice's services (found through its
-//     targets file, gone after Stop).
+//     targets file, gone after Stop);
+//   - the run balances in the reconciliation (assertReconciled), across the kill.
 func TestE2EClickstreamSlice(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")

@@ -65,7 +65,8 @@ const (
 //     only the validator can reject are dead-lettered by the validator;
 //   - refused requests produced nothing;
 //   - across the kill, every event of a request answered 2xx is stored once,
-//     and an event of a request that failed at most once.
+//     and an event of a request that failed at most once;
+//   - the run balances in the reconciliation (assertReconciled).
 func TestE2EHTTPCollector(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")

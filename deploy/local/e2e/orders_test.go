@@ -47,7 +47,8 @@ const (
 //     stored, and no good version is dead-lettered;
 //   - poll and webhook both delivered, and the warehouse kept each version once;
 //   - late updates (stamped in the past) are stored like any other;
-//   - every fault kind was served, and ingest-orders counted the failing ones.
+//   - every fault kind was served, and ingest-orders counted the failing ones;
+//   - the run balances in the reconciliation (assertReconciled), across both kills.
 func TestE2EOrders(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")
