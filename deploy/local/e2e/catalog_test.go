@@ -19,6 +19,7 @@ import (
 
 	"github.com/ecomstream/platform/deploy/local/catalogdb"
 	"github.com/ecomstream/platform/deploy/local/clickgen"
+	"github.com/ecomstream/platform/deploy/local/reconcile"
 	"github.com/ecomstream/platform/deploy/local/seed"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
@@ -55,7 +56,9 @@ const (
 //   - every bad change is dead-lettered by the validator with its rules, and
 //     no good one is;
 //   - fact_events_pit resolves a product view's product_key and user_key to
-//     the version valid at the event's time, before and after the changes.
+//     the version valid at the event's time, before and after the changes;
+//   - the catalog and the clickstream balance in the reconciliation
+//     (assertReconciled), the delayed and re-sent changes included.
 func TestE2ECatalog(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")
@@ -270,6 +273,13 @@ func TestE2ECatalog(t *testing.T) {
 	}
 
 	checkCatalogDeadLetters(ctx, t, eps.KafkaBrokers, eps.SchemaRegistryURL, dlqFrom, sl, wantDead)
+
+	// Every change balances in the reconciliation, the delayed and re-sent ones included
+	// (catalog-sync writes to the relay's topics: its hop is what reached the validator's),
+	// and so do the two product views.
+	w := reconcile.Window{From: began, To: time.Now()}
+	assertReconciled(ctx, t, sl, reconcile.SourceCatalog, w)
+	assertReconciled(ctx, t, sl, reconcile.SourceClickstream, w)
 	progress("done")
 }
 

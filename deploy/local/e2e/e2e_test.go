@@ -19,6 +19,7 @@ import (
 
 	"github.com/ecomstream/platform/deploy/local/clickgen"
 	"github.com/ecomstream/platform/deploy/local/jaegerq"
+	"github.com/ecomstream/platform/deploy/local/reconcile"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
@@ -52,7 +53,8 @@ const (
 //   - dlq-handler stored each of those dead letters exactly once, and its
 //     API's filters find them (checkDeadLetterStore);
 //   - the stack's Prometheus scrapes the slice's services (found through its
-//     targets file, gone after Stop).
+//     targets file, gone after Stop);
+//   - the run balances in the reconciliation (assertReconciled), across the kill.
 func TestE2EClickstreamSlice(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")
@@ -60,6 +62,7 @@ func TestE2EClickstreamSlice(t *testing.T) {
 	eps := stacktest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	began := time.Now() // the reconciliation's window starts here
 
 	// Traces go to the stack's Jaeger and are read back through its query API.
 	jaeger := jaegerq.New(jaegerq.URLFromEnv())
@@ -306,6 +309,9 @@ func TestE2EClickstreamSlice(t *testing.T) {
 	} else {
 		t.Logf("Prometheus %s scrapes slice %s's four services (targets file %s)", promURL, sl.ID, sl.TargetsFile())
 	}
+
+	// Every record balances in the reconciliation, across the kill -9.
+	assertReconciled(ctx, t, sl, reconcile.SourceClickstream, reconcile.Window{From: began, To: time.Now()})
 
 	// Stop gracefully so every service flushes its spans, then check traces.
 	if err := sl.Stop(); err != nil {

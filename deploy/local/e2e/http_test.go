@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/deploy/local/clickgen"
+	"github.com/ecomstream/platform/deploy/local/reconcile"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
@@ -64,7 +65,8 @@ const (
 //     only the validator can reject are dead-lettered by the validator;
 //   - refused requests produced nothing;
 //   - across the kill, every event of a request answered 2xx is stored once,
-//     and an event of a request that failed at most once.
+//     and an event of a request that failed at most once;
+//   - the run balances in the reconciliation (assertReconciled).
 func TestE2EHTTPCollector(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")
@@ -314,9 +316,13 @@ func TestE2EHTTPCollector(t *testing.T) {
 	}
 	got := consumeDeadLetters(ctx, t, eps.KafkaBrokers, dlqFrom, dlqCodec, clickCodec, prefix, wantDead)
 	checkHTTPDeadLetters(t, sl, led, got)
-	t.Logf("%d requests: %d events stored once, %d dead letters; kill -9 phase: %d of %d events of failed requests stored; took: build %s, start %s, requests %s, kill phase %s, checks %s",
+	// Every event the collector produced or dead-lettered balances in the reconciliation,
+	// across the kill -9 (its input, requests, is not durable: its hop is its outcomes).
+	reconciled := time.Now()
+	assertReconciled(ctx, t, sl, reconcile.SourceClickstream, reconcile.Window{From: began, To: reconciled})
+	t.Logf("%d requests: %d events stored once, %d dead letters; kill -9 phase: %d of %d events of failed requests stored; took: build %s, start %s, requests %s, kill phase %s, checks %s, reconciliation %s",
 		c.requests, len(led.once), wantDead, maybeStored, len(led.maybe), built.Sub(began).Round(time.Second), started.Sub(built).Round(time.Second),
-		mixDone.Sub(started).Round(time.Second), killDone.Sub(mixDone).Round(time.Second), time.Since(killDone).Round(time.Second))
+		mixDone.Sub(started).Round(time.Second), killDone.Sub(mixDone).Round(time.Second), reconciled.Sub(killDone).Round(time.Second), time.Since(reconciled).Round(time.Second))
 }
 
 // checkHTTPDeadLetters compares the dead letters of the run with the ledger.

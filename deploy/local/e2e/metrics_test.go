@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/deploy/local/catalogdb"
 	"github.com/ecomstream/platform/deploy/local/clickgen"
+	"github.com/ecomstream/platform/deploy/local/reconcile"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
@@ -179,6 +181,23 @@ func TestIntegrationMetricsExist(t *testing.T) {
 			}
 		}
 	}
+	// The reconciliation's figures (the reconcile command's -listen serves these gauges),
+	// from a real report of the slice's clickstream, which must balance.
+	rep := assertReconciled(ctx, t, sl, reconcile.SourceClickstream, reconcile.Window{From: began, To: time.Now()})
+	recReg := prometheus.NewRegistry()
+	rm, err := reconcile.NewMetrics(recReg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm.Set(rep)
+	families, err := recReg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		exposed[f.GetName()] = append(exposed[f.GetName()], "reconcile")
+	}
+
 	var missing []string
 	for _, r := range refs {
 		if len(exposed[r.Metric]) == 0 {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ecomstream/platform/deploy/local/reconcile"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/storefront"
@@ -46,7 +47,8 @@ const (
 //     stored, and no good version is dead-lettered;
 //   - poll and webhook both delivered, and the warehouse kept each version once;
 //   - late updates (stamped in the past) are stored like any other;
-//   - every fault kind was served, and ingest-orders counted the failing ones.
+//   - every fault kind was served, and ingest-orders counted the failing ones;
+//   - the run balances in the reconciliation (assertReconciled), across both kills.
 func TestE2EOrders(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: runs without -short, against the local stack")
@@ -388,6 +390,10 @@ func TestE2EOrders(t *testing.T) {
 	if wst := stats().Webhooks; wst == nil || wst.Abandoned != 0 || wst.Dropped != 0 || wst.Delivered == 0 {
 		t.Errorf("webhook deliveries: %+v, want some delivered and none abandoned or dropped", wst)
 	}
+
+	// Every version balances in the reconciliation across both kills: written, superseded
+	// by a later one, deduplicated (poll and webhook) or dead-lettered.
+	assertReconciled(ctx, t, sl, reconcile.SourceOrders, reconcile.Window{From: began, To: time.Now()})
 
 	t.Logf("%d orders (%d versions, %d late; broken %v, %d broken versions, %d dead-lettered versions); fact_orders %d rows by source %v, by status %v; "+
 		"fact_order_items %d rows; %d stored versions are late updates; produced api %.0f webhook %.0f; bq-writer duplicates since restart %.0f; "+

@@ -93,6 +93,7 @@ type changeRec struct {
 	at     Coord
 	key    ChangeKey
 	delete bool
+	replay bool // dlq-handler replayed it
 }
 
 // Reconcile builds the window's report: per entity a catalog-sync, a validator and a bq-writer
@@ -105,8 +106,8 @@ func (c *Catalog) Reconcile(ctx context.Context, w Window) (*Report, error) {
 			return nil, err
 		}
 		r.Hops = append(r.Hops, hops...)
-		sync, validator, writer := hops[0], hops[1], hops[2]
-		r.Terms[TermConsumed] += sync.Consumed
+		sync, replays, validator, writer := hops[0], hops[1], hops[2], hops[3]
+		r.Terms[TermConsumed] += sync.Consumed + replays.Consumed
 		for _, t := range []string{TermWritten, TermDeduplicated, TermSuperseded} {
 			r.Terms[t] += writer.Out[t]
 		}
@@ -139,7 +140,7 @@ func (c *Catalog) entity(ctx context.Context, e CatalogEntity, w Window) ([]*Hop
 				if err != nil {
 					return fmt.Errorf("reconcile: %s: %w", coord(r), err)
 				}
-				*t.into = append(*t.into, changeRec{at: coord(r), key: k, delete: del})
+				*t.into = append(*t.into, changeRec{at: coord(r), key: k, delete: del, replay: isReplay(r)})
 				return nil
 			})
 		})
@@ -147,9 +148,9 @@ func (c *Catalog) entity(ctx context.Context, e CatalogEntity, w Window) ([]*Hop
 	g.Go(func() error {
 		all := Window{From: w.From, To: w.To.Add(farFuture)}
 		return c.Log.Read(gctx, c.DeadLetters, all, func(r *kgo.Record) error {
-			var dl events.DeadLetter
-			if _, err := c.DeadLetter.Decode(gctx, r.Value, &dl); err != nil {
-				return fmt.Errorf("reconcile: dead letter %s: %w", coord(r), err)
+			dl, ok, err := decodeDeadLetter(gctx, c.DeadLetter, r)
+			if !ok {
+				return err
 			}
 			if w.Contains(dl.SourceTimestamp) && (dl.SourceTopic == e.Topic || dl.SourceTopic == e.Valid) {
 				dead = append(dead, deadRec{stage: dl.Stage, id: dl.DeadLetterID,
@@ -174,19 +175,25 @@ func (c *Catalog) entity(ctx context.Context, e CatalogEntity, w Window) ([]*Hop
 		byStage[d.stage] = append(byStage[d.stage], d)
 	}
 	name := func(stage string) string { return stage + " (" + e.Name + ")" }
-	// catalog-sync's input is PostgreSQL (a snapshot, the replication slot), not a topic: its
-	// hop is its outcomes, as the HTTP collector's.
-	sync := &Hop{Stage: name(StageCatalog), Input: "PostgreSQL", Consumed: int64(len(in)), Out: map[string]int64{TermWritten: int64(len(in))}}
 	asClick := func(rs []changeRec) []clickRec {
 		out := make([]clickRec, len(rs))
 		for i, r := range rs {
-			out[i] = clickRec{at: r.at, eventID: r.key.String()}
+			out[i] = clickRec{at: r.at, eventID: r.key.String(), replay: r.replay}
 		}
 		return out
 	}
-	validator := kafkaHop(name(StageValidator), e.Topic, asClick(in), validatorAt, asClick(valid), byStage[StageValidator])
+	ins := asClick(in)
+	inOut, inReplays := splitReplays(ins)
+	validOut, validReplays := splitReplays(asClick(valid))
+	// catalog-sync's input is PostgreSQL (a snapshot, the replication slot), not a topic: its
+	// hop is its outcomes, as the HTTP collector's; dlq-handler's replays into either topic
+	// are not its outcomes (nor the validator's) but records entering the path there.
+	sync := &Hop{Stage: name(StageCatalog), Input: "PostgreSQL", Consumed: int64(len(inOut)), Out: map[string]int64{TermWritten: int64(len(inOut))}}
+	replays := replayHop(len(inReplays) + len(validReplays))
+	replays.Stage = name(StageReplay)
+	validator := kafkaHop(name(StageValidator), e.Topic, ins, validatorAt, validOut, byStage[StageValidator])
 	writer := changesHop(name(StageWriter), e.Valid, valid, writerAt, stored, byStage[StageWriter])
-	return []*Hop{sync, validator, writer}, nil
+	return []*Hop{sync, replays, validator, writer}, nil
 }
 
 // changesHop is bq-writer's equation for a dimension, change by change against the change log.

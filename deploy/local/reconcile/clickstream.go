@@ -20,6 +20,10 @@ const (
 	StageCollector = "ingest-clickstream (collector)"
 	StageValidator = "validator"
 	StageWriter    = "bq-writer"
+	// StageReplay is dlq-handler replaying dead letters into a stage's input topic: a
+	// replayed record enters the path again there, so its hop is its outcomes (the
+	// replayed records), like the collector's.
+	StageReplay = "dlq-handler (replays)"
 )
 
 // SourceClickstream is the clickstream source's name in reports and metrics.
@@ -43,6 +47,7 @@ type clickRec struct {
 	at      Coord
 	eventID string // "" when the record has none (a raw record that is not JSON)
 	source  string // events topic: kafka or http
+	replay  bool   // dlq-handler replayed it (stream.ReplayOfHeader): not an output of the stage before
 }
 
 // deadRec is a dead letter of the path.
@@ -88,7 +93,7 @@ func (c *Clickstream) Reconcile(ctx context.Context, w Window) (*Report, error) 
 				if _, err := c.Click.Decode(gctx, r.Value, &ev); err != nil {
 					return fmt.Errorf("reconcile: %s: %w", coord(r), err)
 				}
-				*t.into = append(*t.into, clickRec{at: coord(r), eventID: ev.EventID, source: ev.Source})
+				*t.into = append(*t.into, clickRec{at: coord(r), eventID: ev.EventID, source: ev.Source, replay: isReplay(r)})
 				return nil
 			})
 		})
@@ -98,9 +103,9 @@ func (c *Clickstream) Reconcile(ctx context.Context, w Window) (*Report, error) 
 		// are at or after its start; they belong to it by the original's timestamp.
 		all := Window{From: w.From, To: w.To.Add(farFuture)}
 		return c.Log.Read(gctx, c.DeadLetters, all, func(r *kgo.Record) error {
-			var dl events.DeadLetter
-			if _, err := c.DeadLetter.Decode(gctx, r.Value, &dl); err != nil {
-				return fmt.Errorf("reconcile: dead letter %s: %w", coord(r), err)
+			dl, ok, err := decodeDeadLetter(gctx, c.DeadLetter, r)
+			if !ok {
+				return err
 			}
 			if !w.Contains(dl.SourceTimestamp) {
 				return nil
@@ -127,7 +132,10 @@ func (c *Clickstream) Reconcile(ctx context.Context, w Window) (*Report, error) 
 		}
 		byStage[stage] = append(byStage[stage], d)
 	}
+	// A replayed raw record is ingest-clickstream's input like any other (the raw topic is
+	// where the path starts); replays into the events and valid topics enter the path there.
 	var kafkaEvs, httpEvs []clickRec
+	evs, evReplays := splitReplays(evs)
 	for _, e := range evs {
 		if e.source == "http" {
 			httpEvs = append(httpEvs, e)
@@ -135,11 +143,13 @@ func (c *Clickstream) Reconcile(ctx context.Context, w Window) (*Report, error) 
 			kafkaEvs = append(kafkaEvs, e)
 		}
 	}
+	validOut, validReplays := splitReplays(valid)
 
 	ingest := kafkaHop(StageIngest, c.Raw, raw, ingestAt, kafkaEvs, byStage[StageIngest])
 	collector := &Hop{Stage: StageCollector, Input: "HTTP requests", Consumed: int64(len(httpEvs) + len(byStage[StageCollector])),
 		Out: map[string]int64{TermWritten: int64(len(httpEvs)), TermDeadLettered: int64(len(byStage[StageCollector]))}}
-	validator := kafkaHop(StageValidator, c.Events, evs, validatorAt, valid, byStage[StageValidator])
+	replays := replayHop(len(evReplays) + len(validReplays))
+	validator := kafkaHop(StageValidator, c.Events, append(evs, evReplays...), validatorAt, validOut, byStage[StageValidator])
 	writer := writerHop(c.Valid, valid, writerAt, written, dups, byStage[StageWriter])
 	for stage, ds := range byStage {
 		switch stage {
@@ -150,9 +160,9 @@ func (c *Clickstream) Reconcile(ctx context.Context, w Window) (*Report, error) 
 			}
 		}
 	}
-	hops := []*Hop{ingest, collector, validator, writer}
+	hops := []*Hop{ingest, collector, replays, validator, writer}
 	r := &Report{Source: SourceClickstream, Window: w, Hops: hops, Terms: map[string]int64{
-		TermConsumed:     ingest.Consumed + collector.Consumed,
+		TermConsumed:     ingest.Consumed + collector.Consumed + replays.Consumed,
 		TermWritten:      writer.Out[TermWritten],
 		TermDeduplicated: writer.Out[TermDeduplicated],
 		// Clicks have no versions (superseded) and bq-writer's replays below its positions
@@ -169,6 +179,51 @@ func (c *Clickstream) Reconcile(ctx context.Context, w Window) (*Report, error) 
 
 // farFuture bounds how long after a window its dead letters are looked for.
 const farFuture = 1 << 62
+
+// decodeDeadLetter decodes a record of the dead-letter topic. A record that is not in the
+// registry's wire format at all (magic byte 0, a schema id) is no stage's dead letter (dlq-handler
+// counts it in ecom_dlq_undecodable_total) and is passed over, ok false and no error, so a
+// foreign record on the shared topic does not stop every reconciliation reading past it; any
+// other failure (the registry down, a schema that does not fit) is an error.
+func decodeDeadLetter(ctx context.Context, codec *avroserde.Codec, r *kgo.Record) (dl events.DeadLetter, ok bool, err error) {
+	if len(r.Value) < 5 || r.Value[0] != 0 {
+		return dl, false, nil
+	}
+	if _, err := codec.Decode(ctx, r.Value, &dl); err != nil {
+		return dl, false, fmt.Errorf("reconcile: dead letter %s: %w", coord(r), err)
+	}
+	return dl, true, nil
+}
+
+// isReplay reports whether dlq-handler produced r, replaying a dead letter.
+func isReplay(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == deadletter.ReplayOfHeader {
+			return true
+		}
+	}
+	return false
+}
+
+// splitReplays splits recs into the stage's outputs and dlq-handler's replays.
+func splitReplays(recs []clickRec) (outputs, replays []clickRec) {
+	for _, r := range recs {
+		if r.replay {
+			replays = append(replays, r)
+		} else {
+			outputs = append(outputs, r)
+		}
+	}
+	return outputs, replays
+}
+
+// replayHop is dlq-handler's replays into the path's topics after the first: records that
+// enter the path again where the stage that dead-lettered them reads (their dead letters
+// stay counted as dead-lettered, where they happened). Its input, the dead-letter store, is
+// not counted: its consumed records are its outcomes.
+func replayHop(n int) *Hop {
+	return &Hop{Stage: StageReplay, Input: "the dead-letter store", Consumed: int64(n), Out: map[string]int64{TermWritten: int64(n)}}
+}
 
 func coord(r *kgo.Record) Coord {
 	return Coord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}

@@ -71,6 +71,7 @@ type orderRec struct {
 	id        string
 	version   int64
 	updatedUS int64
+	replay    bool // dlq-handler replayed it
 }
 
 // key names the version: id, version and updated_at.
@@ -98,7 +99,7 @@ func (o *Orders) Reconcile(ctx context.Context, w Window) (*Report, error) {
 				if _, err := o.Order.Decode(gctx, r.Value, &ev); err != nil {
 					return fmt.Errorf("reconcile: %s: %w", coord(r), err)
 				}
-				*t.into = append(*t.into, orderRec{at: coord(r), id: ev.OrderID, version: ev.OrderVersion, updatedUS: ev.UpdatedAt.UnixMicro()})
+				*t.into = append(*t.into, orderRec{at: coord(r), id: ev.OrderID, version: ev.OrderVersion, updatedUS: ev.UpdatedAt.UnixMicro(), replay: isReplay(r)})
 				return nil
 			})
 		})
@@ -106,9 +107,9 @@ func (o *Orders) Reconcile(ctx context.Context, w Window) (*Report, error) {
 	g.Go(func() error {
 		all := Window{From: w.From, To: w.To.Add(farFuture)}
 		return o.Log.Read(gctx, o.DeadLetters, all, func(r *kgo.Record) error {
-			var dl events.DeadLetter
-			if _, err := o.DeadLetter.Decode(gctx, r.Value, &dl); err != nil {
-				return fmt.Errorf("reconcile: dead letter %s: %w", coord(r), err)
+			dl, ok, err := decodeDeadLetter(gctx, o.DeadLetter, r)
+			if !ok {
+				return err
 			}
 			if !w.Contains(dl.SourceTimestamp) {
 				return nil
@@ -135,13 +136,19 @@ func (o *Orders) Reconcile(ctx context.Context, w Window) (*Report, error) {
 	for _, d := range dead {
 		byStage[d.stage] = append(byStage[d.stage], d)
 	}
-	ingest := &Hop{Stage: StageOrders, Input: "the storefront's API and webhooks", Consumed: int64(len(in) + len(byStage[StageOrders])),
-		Out: map[string]int64{TermWritten: int64(len(in)), TermDeadLettered: int64(len(byStage[StageOrders]))}}
-	validator := kafkaHop(StageValidator, o.Topic, asClicks(in), validatorAt, asClicks(valid), byStage[StageValidator])
+	// Replays into either topic enter the path there: not ingest-orders' outputs, nor the
+	// validator's.
+	ins, valids := asClicks(in), asClicks(valid)
+	inOut, inReplays := splitReplays(ins)
+	validOut, validReplays := splitReplays(valids)
+	ingest := &Hop{Stage: StageOrders, Input: "the storefront's API and webhooks", Consumed: int64(len(inOut) + len(byStage[StageOrders])),
+		Out: map[string]int64{TermWritten: int64(len(inOut)), TermDeadLettered: int64(len(byStage[StageOrders]))}}
+	replays := replayHop(len(inReplays) + len(validReplays))
+	validator := kafkaHop(StageValidator, o.Topic, ins, validatorAt, validOut, byStage[StageValidator])
 	writer := ordersHop(o.Valid, valid, writerAt, stored, byStage[StageWriter])
-	hops := []*Hop{ingest, validator, writer}
+	hops := []*Hop{ingest, replays, validator, writer}
 	r := &Report{Source: SourceOrders, Window: w, Hops: hops, Terms: map[string]int64{
-		TermConsumed:     ingest.Consumed,
+		TermConsumed:     ingest.Consumed + replays.Consumed,
 		TermWritten:      writer.Out[TermWritten],
 		TermDeduplicated: writer.Out[TermDeduplicated],
 		TermSuperseded:   writer.Out[TermSuperseded],
@@ -158,7 +165,7 @@ func (o *Orders) Reconcile(ctx context.Context, w Window) (*Report, error) {
 func asClicks(rs []orderRec) []clickRec {
 	out := make([]clickRec, len(rs))
 	for i, r := range rs {
-		out[i] = clickRec{at: r.at, eventID: r.key()}
+		out[i] = clickRec{at: r.at, eventID: r.key(), replay: r.replay}
 	}
 	return out
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/ecomstream/platform/pkg/avroserde"
+	"github.com/ecomstream/platform/pkg/deadletter"
 	"github.com/ecomstream/platform/pkg/events"
 	protoavro "github.com/ecomstream/platform/proto/avro"
 )
@@ -44,6 +45,8 @@ type scenario struct {
 	writeTwice      bool   // one record both in fact_events and fact_events_duplicates
 	validatorBehind int    // the validator's commit this many records short of the end
 	strayDeadLetter bool   // a dead letter of a record bq-writer never consumed
+	replayBad       bool   // dlq-handler replays "bad"'s validator dead letter, which passes then
+	junkDeadLetter  bool   // a record on the dead-letter topic that is not in the registry's format
 }
 
 // env is a fake Kafka and registry with the path's topics.
@@ -177,6 +180,11 @@ func (e *env) run(s scenario) *fakeWarehouse {
 	// The collector: an event, and a rejection without a position.
 	e.transact(false, e.click("h0", "http"), e.dead(StageIngest, Coord{Topic: e.c.Raw, Partition: -1, Offset: -1}))
 
+	if s.replayBad {
+		r := e.click("bad", "kafka")
+		r.Headers = []kgo.RecordHeader{{Key: deadletter.ReplayOfHeader, Value: []byte("validator-dl")}}
+		e.transact(false, r)
+	}
 	// validator: passes the good ones (not s.dropAtValidator), rejects "bad".
 	var valid []*kgo.Record
 	for _, id := range ids[:len(ids)-1] {
@@ -185,6 +193,9 @@ func (e *env) run(s scenario) *fakeWarehouse {
 		}
 	}
 	valid = append(valid, e.click("h0", "http"))
+	if s.replayBad {
+		valid = append(valid, e.click("bad", "kafka"))
+	}
 	for i := range valid {
 		valid[i].Topic = e.c.Valid
 	}
@@ -213,6 +224,9 @@ func (e *env) run(s scenario) *fakeWarehouse {
 	if s.writeTwice {
 		wh.dups = append(wh.dups, wh.written[0])
 	}
+	if s.junkDeadLetter {
+		e.transact(false, &kgo.Record{Topic: e.c.DeadLetters, Value: []byte("not a dead letter")})
+	}
 	if s.strayDeadLetter {
 		e.transact(false, e.dead(StageWriter, Coord{Topic: e.c.Valid, Partition: 0, Offset: 999}))
 	}
@@ -227,6 +241,7 @@ func TestClickstream(t *testing.T) {
 		diff     int64
 		hopDiffs map[string]int64
 		listed   []string // substrings of the listed differences, by hop
+		replayed int64    // dead letters dlq-handler replayed
 	}{
 		{name: "healthy run balances", settled: true},
 		{name: "a warehouse row lost", s: scenario{loseRow: true}, settled: true, diff: 1,
@@ -238,6 +253,8 @@ func TestClickstream(t *testing.T) {
 		{name: "a dead letter of nothing consumed", s: scenario{strayDeadLetter: true}, settled: true, diff: -1,
 			hopDiffs: map[string]int64{StageWriter: -1}, listed: []string{"not a consumed record of the window"}},
 		{name: "records in flight", s: scenario{validatorBehind: 4}, settled: false},
+		{name: "a foreign record on the dead-letter topic is passed over", s: scenario{junkDeadLetter: true}, settled: true},
+		{name: "a replayed dead letter enters the path again", s: scenario{replayBad: true}, settled: true, replayed: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -259,9 +276,9 @@ func TestClickstream(t *testing.T) {
 			if r.Difference() != tt.diff || r.Balanced() != (tt.diff == 0 && len(tt.listed) == 0) {
 				t.Errorf("difference %d (balanced %v), want %d", r.Difference(), r.Balanced(), tt.diff)
 			}
-			// consumed: 12 raw records + the collector's event and rejection.
-			if got := r.Terms[TermConsumed]; got != 14 {
-				t.Errorf("consumed %d, want 14", got)
+			// consumed: 12 raw records + the collector's event and rejection + the replays.
+			if got := r.Terms[TermConsumed]; got != 14+tt.replayed {
+				t.Errorf("consumed %d, want %d", got, 14+tt.replayed)
 			}
 			var sum int64
 			for _, h := range r.Hops {
@@ -278,8 +295,13 @@ func TestClickstream(t *testing.T) {
 					t.Errorf("no difference listed with %q", want)
 				}
 			}
-			if tt.diff == 0 && (r.Terms[TermWritten] != 10 || r.Terms[TermDeduplicated] != 1 || r.Terms[TermDeadLettered] != 3) {
-				t.Errorf("terms %v, want written 10, deduplicated 1, dead_lettered 3", r.Terms)
+			if tt.diff == 0 && (r.Terms[TermWritten] != 10+tt.replayed || r.Terms[TermDeduplicated] != 1 || r.Terms[TermDeadLettered] != 3) {
+				t.Errorf("terms %v, want written %d, deduplicated 1, dead_lettered 3", r.Terms, 10+tt.replayed)
+			}
+			for _, h := range r.Hops {
+				if h.Stage == StageReplay && h.Consumed != tt.replayed {
+					t.Errorf("%s: %d consumed, want %d", h.Stage, h.Consumed, tt.replayed)
+				}
 			}
 		})
 	}

@@ -195,6 +195,12 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer cat.stop()
+	// The reconciliation every minute, scraped by the stack's Prometheus (job reconcile).
+	rec, err := startReconciler(ctx, sl, obs.targets, time.Now())
+	if err != nil {
+		return err
+	}
+	defer rec.stop()
 	printWhereToLook(sl, eps, obs, token, runDir, origins[0], collectorURL+"/v1/events", cat.log.path)
 	// The warehouse file outlives a demo run; count this run's rows apart.
 	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
@@ -252,6 +258,7 @@ func run(ctx context.Context) error {
 			return nil
 		case <-report.C:
 			printStatus(sl, obs.jaeger, placer, cat, sent, before, start, writerLog)
+			fmt.Println(rec.line())
 			if !joined && time.Since(start) >= 30*time.Second {
 				printJoin(ctx, sl, start)
 				joined = true
