@@ -56,7 +56,7 @@ var Exported = map[string][]string{
 	// The reconciliation (deploy/local/reconcile; the command's -listen, scraped as job
 	// reconcile): not a service, so the e2e test exposes it from a real report of its slice.
 	"reconcile": {
-		"ecom_reconciliation_difference", "ecom_reconciliation_records", "ecom_reconciliation_hop_difference",
+		"ecom_reconciliation_difference", "ecom_reconciliation_records", "ecom_reconciliation_hop_difference", "ecom_reconciliation_unmatched",
 		"ecom_reconciliation_settled", "ecom_reconciliation_window_end_timestamp_seconds",
 	},
 }

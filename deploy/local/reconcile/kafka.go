@@ -22,8 +22,12 @@ type Log struct {
 	// Lateness is how far before a window's start a topic is read from: records carry their
 	// producer's timestamp, which is not monotonic in the log.
 	Lateness time.Duration
-	// Idle ends a read when no record arrived for this long (a partition whose last offsets
-	// are commit markers never shows a record at its end offset).
+	// Idle ends a read when no record arrived for this long, for the partitions still short of
+	// their end offset: their last offsets are aborted records or markers, which a read_committed
+	// fetch never shows (default 5 s; before the first record of the read, 3 x Idle, since a new
+	// client's first fetch on a loaded broker can take seconds). A partition whose last record
+	// arrives is done without waiting: at end-1, or at end-2 for a transactional record (its
+	// commit marker is the last offset).
 	Idle time.Duration
 }
 
@@ -67,10 +71,15 @@ func (l *Log) Read(ctx context.Context, topic string, w Window, fn func(*kgo.Rec
 	defer cl.Close()
 	idle := l.Idle
 	if idle <= 0 {
-		idle = 2 * time.Second
+		idle = 5 * time.Second
 	}
+	seen := false
 	for len(left) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, idle)
+		wait := idle
+		if !seen {
+			wait = 3 * idle
+		}
+		pctx, cancel := context.WithTimeout(ctx, wait)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
@@ -89,6 +98,7 @@ func (l *Log) Read(ctx context.Context, topic string, w Window, fn func(*kgo.Rec
 		if len(recs) == 0 {
 			return nil // idle: what is left below the ends are markers and aborted records
 		}
+		seen = true
 		for _, r := range recs {
 			end, ok := left[r.Partition]
 			if !ok || r.Offset >= end {
@@ -99,7 +109,7 @@ func (l *Log) Read(ctx context.Context, topic string, w Window, fn func(*kgo.Rec
 					return err
 				}
 			}
-			if r.Offset+1 >= end {
+			if r.Offset+1 >= end || (r.Attrs.IsTransactional() && r.Offset+2 >= end) {
 				delete(left, r.Partition)
 			}
 		}
