@@ -343,6 +343,21 @@ ecom_reconciliation_window_end_timestamp_seconds{source="clickstream"} 1.76462e+
 	if got := testutil.ToFloat64(mustVec(t, reg, "ecom_reconciliation_records", "consumed")); got != 10 {
 		t.Errorf("ecom_reconciliation_records{term=consumed} = %v, want 10", got)
 	}
+	// A loss beside a duplicate: difference 0, two records unmatched.
+	m.Set(&Report{Source: SourceClickstream, Window: r.Window, Terms: map[string]int64{TermConsumed: 2, TermWritten: 2},
+		Hops: []*Hop{{Stage: StageWriter, Consumed: 2, Out: map[string]int64{TermWritten: 2},
+			Differences: []string{"t/0@4: consumed, but in no table and no dead letter", "t/0@5: stored 2 times"}}}})
+	want = `
+# HELP ecom_reconciliation_difference Records consumed minus every outcome (written, deduplicated, dead-lettered, superseded, stale, in flight) of the source's latest reconciled window; non-zero on a settled window is a loss (positive) or a duplication (negative).
+# TYPE ecom_reconciliation_difference gauge
+ecom_reconciliation_difference{source="clickstream"} 0
+# HELP ecom_reconciliation_unmatched Records of the source's latest window listed as not balancing at some stage (consumed with no outcome, stored twice, an outcome of nothing consumed): a loss and a duplicate cancel in the difference, not here.
+# TYPE ecom_reconciliation_unmatched gauge
+ecom_reconciliation_unmatched{source="clickstream"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ecom_reconciliation_difference", "ecom_reconciliation_unmatched"); err != nil {
+		t.Error(err)
+	}
 }
 
 // mustVec finds the gauge of name with the term label term in reg.
