@@ -105,15 +105,26 @@ func TestIntegrationMetricsExist(t *testing.T) {
 	for range 20 {
 		batch = append(batch, gen.Next().Value)
 	}
-	for _, body := range [][]byte{append(append([]byte("["), bytes.Join(batch, []byte(","))...), ']'), []byte("not json")} {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, sl.CollectorURL(), bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Write-Key", sl.WriteKey)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+	for i, body := range [][]byte{append(append([]byte("["), bytes.Join(batch, []byte(","))...), ']'), []byte("not json")} {
+		// The batch must be accepted (a collector just started may answer 503 until its
+		// producer connects: retried); the broken body is refused, whatever the code.
+		for attempt := 0; ; attempt++ {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, sl.CollectorURL(), bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Write-Key", sl.WriteKey)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if i > 0 || resp.StatusCode == http.StatusOK {
+				break
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || attempt >= 20 {
+				t.Fatalf("the collector answered the batch %d, want 200", resp.StatusCode)
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
-		_ = resp.Body.Close()
 	}
 
 	// Catalog: a snapshot, then CDC changes (some invalid: dead letters).

@@ -46,6 +46,9 @@ func newMetrics(meter metric.Meter, inflight func() int64) (*metrics, error) {
 	}
 	for _, r := range []string{"accepted", "rejected"} {
 		m.result[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", r)))
+		// Exported at 0 from the start: the dashboards and the health page rate it, and a
+		// collector nobody has sent to yet is not "no data".
+		m.events.Add(context.Background(), 0, m.result[r])
 	}
 	return m, nil
 }
