@@ -68,6 +68,9 @@ func newMetrics(meter metric.Meter, now func() time.Time) (metrics, error) {
 	if m.apiErrors, err = meter.Int64Counter("ecom.orders.api_errors", metric.WithDescription("failed storefront API requests, by status (HTTP code, body or transport)")); err != nil {
 		return m, err
 	}
+	// A series at 0 (no status label) from the start: OrdersAPIErrors and the dashboards rate
+	// it, and a shop whose API has not failed yet is not "no data".
+	m.apiErrors.Add(context.Background(), 0)
 	_, err = meter.Float64ObservableGauge("ecom.orders.cursor_lag", metric.WithUnit("s"),
 		metric.WithDescription("now on the shop's clock (the latest page's X-Storefront-Shop-Time plus the wall time since) minus the committed cursor (the updated_at high-water mark); 0 before the first poll"),
 		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {

@@ -110,3 +110,27 @@ func TestPollerCursorLagAfterRestart(t *testing.T) {
 		t.Errorf("after a restart, before any round: %v (reported %v), want 600 (now - the committed cursor)", v, ok)
 	}
 }
+
+// TestAPIErrorsFromTheStart: ecom.orders.api_errors is exported (at 0) before
+// the first failure, so the error-rate alert and dashboards see a series.
+func TestAPIErrorsFromTheStart(t *testing.T) {
+	rd := sdkmetric.NewManualReader()
+	if _, err := newMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd)).Meter("t"), time.Now); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := rd.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == "ecom.orders.api_errors" {
+				if pts := m.Data.(metricdata.Sum[int64]).DataPoints; len(pts) == 1 && pts[0].Value == 0 {
+					return
+				}
+				t.Fatalf("ecom.orders.api_errors before any failure: %+v, want one point at 0", m.Data)
+			}
+		}
+	}
+	t.Fatal("ecom.orders.api_errors is not exported before the first failure")
+}
