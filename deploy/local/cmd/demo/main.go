@@ -430,7 +430,9 @@ The platform is running. Where to look:
               the API:     curl -s -H 'Authorization: Bearer {{.DLQ.OperatorToken}}' '{{.DLQ.URL}}/v1/dead-letters?stage=validator&limit=5'
                            curl -s -H 'Authorization: Bearer {{.DLQ.OperatorToken}}' '{{.DLQ.URL}}/v1/stats?window=1h'
               (PostgreSQL schema {{.DLQ.Schema}}; every dead letter of ecom.dlq.v1, the stack's earlier ones too; viewer token {{.DLQ.ViewerToken}})
-  Health      curl -s http://{{.Ingest}}/readyz   (ingest-clickstream)
+  Health      the pipeline health page: open {{.DLQ.URL}}/console/health   (same login; green, amber or red per service with the reason)
+              curl -s -H 'Authorization: Bearer {{.DLQ.ViewerToken}}' {{.DLQ.URL}}/v1/health
+              curl -s http://{{.Ingest}}/readyz   (ingest-clickstream)
               curl -s http://{{.IngestOrders}}/readyz   (ingest-orders)
               curl -s http://{{.CatalogSync}}/readyz   (catalog-sync)
               curl -s http://{{.Validator}}/readyz   (validator)
