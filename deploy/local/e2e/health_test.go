@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ecomstream/platform/deploy/local/clickgen"
+	"github.com/ecomstream/platform/deploy/local/reconcile"
 	"github.com/ecomstream/platform/deploy/local/slice"
 	"github.com/ecomstream/platform/deploy/local/stacktest"
 	"github.com/ecomstream/platform/deploy/local/svcrun"
@@ -94,7 +96,9 @@ func (r healthReport) String() string {
 // and its dead-letter store, rated from a real Prometheus, is green when
 // every service is up and ready, and turns the validator red within
 // redWithin of a kill -9, in the JSON and in headless Chromium (the page's
-// own reload). Screenshots of both states go to the run folder.
+// own reload). Screenshots of both states go to the run folder. Then the
+// validator is started again and, once every stage caught up, the run's
+// clicks balance in the reconciliation (assertReconciled) across the kill.
 //
 // With PROMETHEUS_URL set (the stack's Prometheus, `stack.sh env`) the
 // stack's Prometheus finds the slice's services through the file_sd
@@ -159,8 +163,10 @@ func TestE2EHealthPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	streamCtx, stopStream := context.WithCancel(ctx)
+	began := time.Now()
+	streamCtx, cancelStream := context.WithCancel(ctx)
 	streamDone := make(chan struct{})
+	stopStream := sync.OnceFunc(func() { cancelStream(); <-streamDone })
 	var produceErrs atomic.Int64
 	go func() {
 		defer close(streamDone)
@@ -185,7 +191,6 @@ func TestE2EHealthPage(t *testing.T) {
 	}()
 	defer func() {
 		stopStream()
-		<-streamDone
 		if n := produceErrs.Load(); n > 0 {
 			t.Errorf("%d clicks not produced", n)
 		}
@@ -253,6 +258,30 @@ func TestE2EHealthPage(t *testing.T) {
 	}
 	br.shot("2-validator-red")
 	t.Logf("screenshots: %s, %s", filepath.Join(runDir, "1-green.png"), filepath.Join(runDir, "2-validator-red.png"))
+
+	// The validator back, every click of the run balances in the reconciliation, across the
+	// kill -9: the stream stops (so the window ends), the validator catches up on what queued
+	// while it was down, and bq-writer on what it passed on.
+	stopStream()
+	ended := time.Now()
+	if err := sl.StartOne(ctx, "validator"); err != nil {
+		t.Fatalf("restart the validator: %v", err)
+	}
+	for deadline := time.Now().Add(reconcileLimit); ; time.Sleep(250 * time.Millisecond) {
+		ok, line, err := groupsCaughtUp(ctx, sl.Opts.Brokers,
+			groupTopic{prefix + "ingest-clickstream", sl.Topics.Raw},
+			groupTopic{prefix + "validator", sl.Topics.Events},
+			groupTopic{prefix + "bq-writer", sl.Topics.Valid})
+		if err == nil && ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not caught up %s after the validator's restart: %s (%v)", reconcileLimit, line, err)
+		}
+	}
+	t.Logf("validator restarted and every stage caught up %s after the stream stopped", time.Since(ended).Round(100*time.Millisecond))
+	assertReconciled(ctx, t, sl, reconcile.SourceClickstream, reconcile.Window{From: began, To: ended})
+	t.Logf("restart and reconciliation took %s", time.Since(ended).Round(100*time.Millisecond))
 }
 
 // startPrometheus runs a Prometheus on a free port scraping the slice's
